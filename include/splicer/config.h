@@ -1,0 +1,115 @@
+#pragma once
+// The typed configuration. A libconfig file in sslh's schema (a superset of it) is loaded into
+// Config by config::load_file / config::load_string; see README.md, "Configuration".
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace splicer::config {
+
+enum class SpliceMode { automatic, sockmap, splice, copy };
+
+// What a rule's probe recognises. Names are sslh's protocol names.
+enum class ProbeKind { tls, xmpp, ssh, http, openvpn, regex, anyprot };
+
+std::string_view to_string(SpliceMode mode);
+std::string_view to_string(ProbeKind kind);
+std::optional<SpliceMode> splice_mode_from_string(std::string_view name);
+std::optional<ProbeKind> probe_kind_from_string(std::string_view name);
+
+// A host (IPv4 literal, IPv6 literal without brackets, or a name) and a port.
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+};
+// "127.0.0.1:5223", "[::1]:443".
+std::string to_string(const Endpoint& endpoint);
+
+struct Listener {
+    Endpoint address;
+    int line = 0;  // where it was configured (in the embedded default text for the default)
+};
+
+// One entry of `protocols`: a probe, its extra conditions and the backend it leads to.
+struct Rule {
+    std::string name;  // as written, e.g. "tls"; on-timeout refers to it
+    ProbeKind probe = ProbeKind::anyprot;
+    Endpoint backend;
+    // Lowercase, without a trailing dot; "*.example.com" matches any name below example.com.
+    std::vector<std::string> sni_hostnames;
+    std::vector<std::string> alpn_protocols;
+    std::vector<std::string> regex_patterns;  // PCRE2 syntax, as in sslh
+    int line = 0;
+};
+
+struct HttpRoute {
+    // Lowercase, without port or trailing dot: exact names, "*.suffix" or "*".
+    std::vector<std::string> hosts;
+    std::string path_prefix = "/";
+    Endpoint backend;
+    std::optional<std::string> set_host;
+    bool redirect_https = false;
+    std::optional<std::uint64_t> max_body_size;  // overrides HttpConfig::max_body_size
+    int line = 0;
+};
+
+struct HttpConfig {
+    std::vector<Listener> listeners;
+    std::vector<HttpRoute> routes;
+    std::uint64_t max_body_size = 20ULL * 1024 * 1024;
+    std::chrono::seconds header_timeout{10};
+    std::chrono::seconds idle_timeout{60};
+    std::chrono::seconds backend_timeout{60};
+};
+
+struct Config {
+    std::vector<Listener> listeners;
+    std::vector<Rule> rules;
+    // sslh `timeout`: how long a connection may stay unidentified before on-timeout applies.
+    std::chrono::milliseconds probe_timeout{2000};
+    // sslh `on-timeout`: index into `rules` of the first rule of that name; none -> close.
+    std::optional<std::size_t> on_timeout_rule;
+    SpliceMode splice_mode = SpliceMode::automatic;
+    std::chrono::seconds connect_timeout{5};
+    std::optional<std::string> user;  // sslh `user`: whom to run as after start-up
+    std::optional<HttpConfig> http;
+};
+
+struct Diagnostic {
+    enum class Severity { error, notice };
+    Severity severity = Severity::error;
+    int line = 0;         // 0 when the problem has no line (e.g. a missing setting)
+    std::string setting;  // path such as "protocols.[1].port"
+    std::string message;
+};
+
+// "FILE:LINE: error: SETTING: MESSAGE" (or "notice").
+std::string format(const Diagnostic& diagnostic, std::string_view source_name);
+
+struct LoadResult {
+    std::optional<Config> config;  // set when there is no error
+    std::vector<Diagnostic> diagnostics;
+    [[nodiscard]] bool ok() const { return config.has_value(); }
+};
+
+// Parses libconfig text; `source_name` only labels diagnostics.
+LoadResult load_string(std::string_view text, std::string_view source_name = "<config>");
+LoadResult load_file(const std::string& path);
+
+// The configuration used when no file is given: Snikket behind splicer (DESIGN.md).
+std::string_view embedded_default_text();
+
+// Human-readable listing of listeners and rules in order, as `splicer check` prints it.
+std::string describe(const Config& config);
+
+// sslh configurations end lists with a trailing comma, which Debian 12's libconfig 1.5
+// rejects. Returns `text` with a comma directly before `)` or `]` (ignoring whitespace and
+// comments between them) removed, outside strings and comments, keeping every newline so
+// libconfig's line numbers stay right.
+std::string drop_trailing_commas(std::string_view text);
+
+}  // namespace splicer::config

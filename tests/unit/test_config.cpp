@@ -1,0 +1,825 @@
+// Config loading: sslh files load unchanged, splicer's own settings, and every error names
+// the setting and the line.
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "splicer/config.h"
+
+using splicer::config::Config;
+using splicer::config::Diagnostic;
+using splicer::config::drop_trailing_commas;
+using splicer::config::Endpoint;
+using splicer::config::LoadResult;
+using splicer::config::ProbeKind;
+using splicer::config::SpliceMode;
+
+namespace {
+
+// The sslh configuration from Snikket's reverse proxy page, byte for byte: note the trailing
+// commas that libconfig 1.5 refuses on its own.
+constexpr std::string_view kSnikketSslh = R"(listen:
+(
+    { host: "0.0.0.0"; port: "443"; },
+);
+
+protocols:
+(
+     { name: "tls";     host: "127.0.0.1"; port: "5223"; alpn_protocols: [ "xmpp-client" ]; },
+     { name: "tls";     host: "127.0.0.1"; port: "5443"; sni_hostnames:  [ "chat.example.com", "groups.chat.example.com", "share.chat.example.com" ] },
+     { name: "xmpp";    host: "127.0.0.1"; port: "5222"; },
+);
+)";
+
+// Two valid lines; tests append their own settings from line 3 on.
+constexpr std::string_view kBase =
+    "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+    "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n";
+
+std::string fixture(std::string_view name) {
+    return std::string(SPLICER_FIXTURES_DIR) + "/config/" + std::string(name);
+}
+
+std::string all_diagnostics(const LoadResult& result, std::string_view source = "<config>") {
+    std::string out;
+    for (const Diagnostic& diagnostic : result.diagnostics) {
+        out += splicer::config::format(diagnostic, source) + "\n";
+    }
+    return out;
+}
+
+std::vector<Diagnostic> errors_of(const LoadResult& result) {
+    std::vector<Diagnostic> errors;
+    for (const Diagnostic& diagnostic : result.diagnostics) {
+        if (diagnostic.severity == Diagnostic::Severity::error) {
+            errors.push_back(diagnostic);
+        }
+    }
+    return errors;
+}
+
+const Diagnostic* find_diagnostic(const LoadResult& result, std::string_view setting) {
+    for (const Diagnostic& diagnostic : result.diagnostics) {
+        if (diagnostic.setting == setting) {
+            return &diagnostic;
+        }
+    }
+    return nullptr;
+}
+
+// Loads text that must load with no diagnostic at all.
+Config load_clean(std::string_view text) {
+    const LoadResult result = splicer::config::load_string(text);
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    REQUIRE(result.diagnostics.empty());
+    return *result.config;
+}
+
+void check_snikket_rules(const Config& config) {
+    REQUIRE(config.listeners.size() == 1);
+    CHECK(config.listeners[0].address.host == "0.0.0.0");
+    CHECK(config.listeners[0].address.port == 443);
+    CHECK(config.listeners[0].line == 3);
+
+    REQUIRE(config.rules.size() == 3);
+    const auto& alpn = config.rules[0];
+    CHECK(alpn.name == "tls");
+    CHECK(alpn.probe == ProbeKind::tls);
+    CHECK(alpn.backend.host == "127.0.0.1");
+    CHECK(alpn.backend.port == 5223);
+    CHECK(alpn.alpn_protocols == std::vector<std::string>{"xmpp-client"});
+    CHECK(alpn.sni_hostnames.empty());
+    CHECK(alpn.line == 8);
+
+    const auto& sni = config.rules[1];
+    CHECK(sni.name == "tls");
+    CHECK(sni.probe == ProbeKind::tls);
+    CHECK(sni.backend.port == 5443);
+    CHECK(sni.alpn_protocols.empty());
+    CHECK(sni.sni_hostnames == std::vector<std::string>{"chat.example.com",
+                                                        "groups.chat.example.com",
+                                                        "share.chat.example.com"});
+    CHECK(sni.line == 9);
+
+    const auto& xmpp = config.rules[2];
+    CHECK(xmpp.name == "xmpp");
+    CHECK(xmpp.probe == ProbeKind::xmpp);
+    CHECK(splicer::config::to_string(xmpp.backend) == "127.0.0.1:5222");
+    CHECK(xmpp.line == 10);
+
+    CHECK(config.probe_timeout == std::chrono::milliseconds{2000});
+    CHECK_FALSE(config.on_timeout_rule.has_value());
+    CHECK(config.splice_mode == SpliceMode::automatic);
+    CHECK_FALSE(config.http.has_value());
+}
+
+}  // namespace
+
+TEST_CASE("the Snikket sslh snippet loads unchanged", "[config]") {
+    check_snikket_rules(load_clean(kSnikketSslh));
+}
+
+TEST_CASE("the Snikket sslh fixture file loads", "[config]") {
+    const LoadResult result = splicer::config::load_file(fixture("snikket-sslh.conf"));
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    CHECK(result.diagnostics.empty());
+    check_snikket_rules(*result.config);
+
+    // The fixture is the same text as the snippet above, byte for byte.
+    std::ifstream file(fixture("snikket-sslh.conf"), std::ios::binary);
+    const std::string contents{std::istreambuf_iterator<char>(file),
+                               std::istreambuf_iterator<char>()};
+    CHECK(contents == kSnikketSslh);
+}
+
+TEST_CASE("line numbers survive trailing comma dropping", "[config]") {
+    // Same shape as the Snikket file; the bad port sits on line 9, after trailing commas on
+    // lines 3 and 8 and a comment holding a comma before a bracket.
+    const std::string text =
+        "listen:\n"
+        "(\n"
+        "    { host: \"0.0.0.0\"; port: \"443\"; },\n"
+        ");\n"
+        "# trailing, ) commas in comments stay\n"
+        "protocols:\n"
+        "(\n"
+        "     { name: \"tls\"; host: \"127.0.0.1\"; port: \"5223\"; },\n"
+        "     { name: \"tls\"; host: \"127.0.0.1\"; port: \"99999\"; },\n"
+        ");\n";
+    const LoadResult result = splicer::config::load_string(text, "sslh.cfg");
+    CHECK_FALSE(result.ok());
+    REQUIRE(result.diagnostics.size() == 1);
+    CHECK(splicer::config::format(result.diagnostics[0], "sslh.cfg") ==
+          "sslh.cfg:9: error: protocols.[1].port: bad port \"99999\": expected a number 1..65535");
+}
+
+TEST_CASE("a syntax error reports libconfig's line", "[config]") {
+    const LoadResult result = splicer::config::load_string(
+        "listen:\n(\n    { host: \"0.0.0.0\"; port \"443\"; },\n);\n", "x.conf");
+    REQUIRE_FALSE(result.ok());
+    REQUIRE(result.diagnostics.size() == 1);
+    CHECK(result.diagnostics[0].line == 3);
+    CHECK(result.diagnostics[0].setting.empty());
+    CHECK(splicer::config::format(result.diagnostics[0], "x.conf") ==
+          "x.conf:3: error: syntax: syntax error");
+}
+
+TEST_CASE("a comment may end the file without a newline", "[config]") {
+    const Config config = load_clean(std::string(kBase) + "# the end");
+    CHECK(config.rules.size() == 1);
+}
+
+TEST_CASE("drop_trailing_commas", "[config]") {
+    const auto [input, expected] = GENERATE(table<std::string, std::string>({
+        {"( a, )", "( a )"},
+        {"[ 1, 2, ]", "[ 1, 2 ]"},
+        {"(a,)", "(a)"},
+        {"(\n  { x = 1; },\n);\n", "(\n  { x = 1; }\n);\n"},
+        {"( a,\n\n\n )", "( a\n\n\n )"},
+        {"( a, # note, )\n)", "( a # note, )\n)"},
+        {"( a, // note\n)", "( a // note\n)"},
+        {"( a, /* note, ] */ )", "( a /* note, ] */ )"},
+        {"( a, /* 1\n2 */ )", "( a /* 1\n2 */ )"},
+        // Strings and comments are left alone, escaped quotes included.
+        {"s = \"a, )\";", "s = \"a, )\";"},
+        {"s = \"a\\\", )\";", "s = \"a\\\", )\";"},
+        {"s = \"\\\\\"; t = ( 1, );", "s = \"\\\\\"; t = ( 1 );"},
+        {"# ( a, )", "# ( a, )"},
+        {"// [ a, ]", "// [ a, ]"},
+        {"/* ( a, ) */", "/* ( a, ) */"},
+        // Only commas before ) or ] that end an element.
+        {"g = { a = 1, };", "g = { a = 1, };"},
+        {"( a, b )", "( a, b )"},
+        {"( , )", "( , )"},
+        {"( a,, )", "( a,, )"},
+        {"( a, /* unterminated", "( a, /* unterminated"},
+        {"s = \"unterminated, )", "s = \"unterminated, )"},
+        {"", ""},
+    }));
+    CAPTURE(input);
+    CHECK(drop_trailing_commas(input) == expected);
+}
+
+TEST_CASE("the embedded default loads cleanly with Snikket's rules", "[config]") {
+    const Config config = load_clean(splicer::config::embedded_default_text());
+    REQUIRE(config.listeners.size() == 1);
+    CHECK(splicer::config::to_string(config.listeners[0].address) == "0.0.0.0:443");
+
+    REQUIRE(config.rules.size() == 3);
+    CHECK(config.rules[0].probe == ProbeKind::tls);
+    CHECK(config.rules[0].alpn_protocols == std::vector<std::string>{"xmpp-client"});
+    CHECK(splicer::config::to_string(config.rules[0].backend) == "127.0.0.1:5223");
+    CHECK(config.rules[1].probe == ProbeKind::tls);
+    CHECK(config.rules[1].alpn_protocols.empty());
+    CHECK(config.rules[1].sni_hostnames.empty());
+    CHECK(splicer::config::to_string(config.rules[1].backend) == "127.0.0.1:5443");
+    CHECK(config.rules[2].probe == ProbeKind::xmpp);
+    CHECK(splicer::config::to_string(config.rules[2].backend) == "127.0.0.1:5222");
+    CHECK(config.splice_mode == SpliceMode::automatic);
+
+    REQUIRE(config.http.has_value());
+    REQUIRE(config.http->listeners.size() == 1);
+    CHECK(splicer::config::to_string(config.http->listeners[0].address) == "0.0.0.0:80");
+    REQUIRE(config.http->routes.size() == 1);
+    CHECK(config.http->routes[0].hosts == std::vector<std::string>{"*"});
+    CHECK(config.http->routes[0].path_prefix == "/");
+    CHECK(splicer::config::to_string(config.http->routes[0].backend) == "127.0.0.1:5080");
+    CHECK(config.http->max_body_size == 20ULL * 1024 * 1024);
+}
+
+TEST_CASE("ports as strings and numbers", "[config]") {
+    const auto [port_text, expected] = GENERATE(table<std::string, int>({
+        {"\"443\"", 443},
+        {"443", 443},
+        {"\"1\"", 1},
+        {"65535", 65535},
+        {"\"0443\"", 443},
+        {"0x1BB", 443},
+    }));
+    CAPTURE(port_text);
+    const Config config = load_clean(
+        "listen: ( { host: \"0.0.0.0\"; port: " + port_text +
+        "; } );\nprotocols: ( { name: \"xmpp\"; host: \"localhost\"; port: " + port_text +
+        "; } );\n");
+    CHECK(config.listeners[0].address.port == expected);
+    CHECK(config.rules[0].backend.port == expected);
+}
+
+TEST_CASE("IPv6 hosts", "[config]") {
+    const Config config = load_clean(
+        "listen: ( { host: \"::\"; port: \"443\"; }, { host: \"[::1]\"; port: 8443; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"::1\"; port: \"5443\"; },\n"
+        "             { name: \"xmpp\"; host: \"[fe80::1%eth0]\"; port: \"5222\"; },\n"
+        "             { name: \"http\"; host: \"backend.example.com.\"; port: \"80\"; } );\n");
+    CHECK(config.listeners[0].address.host == "::");
+    CHECK(splicer::config::to_string(config.listeners[0].address) == "[::]:443");
+    CHECK(config.listeners[1].address.host == "::1");
+    CHECK(splicer::config::to_string(config.rules[0].backend) == "[::1]:5443");
+    CHECK(config.rules[1].backend.host == "fe80::1%eth0");
+    CHECK(splicer::config::to_string(config.rules[2].backend) == "backend.example.com.:80");
+}
+
+TEST_CASE("sni_hostnames are normalised and may be wildcards", "[config]") {
+    const Config config = load_clean(std::string(kBase.substr(0, kBase.find('\n') + 1)) +
+                                     "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; "
+                                     "port: 5443; sni_hostnames: [ \"Chat.Example.COM.\", "
+                                     "\"*.Example.org\", \"x_y.local\" ]; } );\n");
+    CHECK(config.rules[0].sni_hostnames ==
+          std::vector<std::string>{"chat.example.com", "*.example.org", "x_y.local"});
+}
+
+TEST_CASE("regex and anyprot rules", "[config]") {
+    const Config config = load_clean(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: (\n"
+        "  { name: \"regex\"; host: \"127.0.0.1\"; port: \"6000\";\n"
+        "    regex_patterns: [ \"^SSH-2\\\\.0\", \"^GET /tunnel\" ]; },\n"
+        "  { name: \"anyprot\"; host: \"127.0.0.1\"; port: \"7000\"; }\n"
+        ");\n");
+    REQUIRE(config.rules.size() == 2);
+    CHECK(config.rules[0].probe == ProbeKind::regex);
+    CHECK(config.rules[0].regex_patterns == std::vector<std::string>{"^SSH-2\\.0", "^GET /tunnel"});
+    CHECK(config.rules[0].line == 3);
+    CHECK(config.rules[1].probe == ProbeKind::anyprot);
+    CHECK(config.rules[1].name == "anyprot");
+    CHECK(config.rules[1].backend.port == 7000);
+}
+
+TEST_CASE("timeout and on-timeout", "[config]") {
+    const auto [timeout_text, expected_ms] = GENERATE(table<std::string, long long>({
+        {"2", 2000},
+        {"2.5", 2500},
+        {"0.25", 250},
+        {"5L", 5000},
+    }));
+    CAPTURE(timeout_text);
+    const Config config = load_clean(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"xmpp\"; host: \"127.0.0.1\"; port: \"5222\"; },\n"
+        "             { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\";\n"
+        "               sni_hostnames: [ \"a.example\" ]; },\n"
+        "             { name: \"tls\"; host: \"127.0.0.1\"; port: \"5444\"; } );\n"
+        "timeout: " +
+        timeout_text + ";\non-timeout: \"tls\";\n");
+    CHECK(config.probe_timeout == std::chrono::milliseconds{expected_ms});
+    // The first rule of that name, as sslh picks it.
+    REQUIRE(config.on_timeout_rule.has_value());
+    CHECK(*config.on_timeout_rule == 1);
+}
+
+TEST_CASE("splicer's own top-level settings", "[config]") {
+    const Config config = load_clean(std::string(kBase) +
+                                     "splice_mode: \"splice\";\nconnect_timeout: 7;\n"
+                                     "user: \"splicer\";\n");
+    CHECK(config.splice_mode == SpliceMode::splice);
+    CHECK(config.connect_timeout == std::chrono::seconds{7});
+    CHECK(config.user == std::optional<std::string>("splicer"));
+}
+
+TEST_CASE("enum names round-trip", "[config]") {
+    for (const SpliceMode mode :
+         {SpliceMode::automatic, SpliceMode::sockmap, SpliceMode::splice, SpliceMode::copy}) {
+        CHECK(splicer::config::splice_mode_from_string(splicer::config::to_string(mode)) == mode);
+    }
+    CHECK(splicer::config::to_string(SpliceMode::automatic) == "auto");
+    for (const ProbeKind kind : {ProbeKind::tls, ProbeKind::xmpp, ProbeKind::ssh, ProbeKind::http,
+                                 ProbeKind::openvpn, ProbeKind::regex, ProbeKind::anyprot}) {
+        CHECK(splicer::config::probe_kind_from_string(splicer::config::to_string(kind)) == kind);
+    }
+    CHECK_FALSE(splicer::config::probe_kind_from_string("ssl").has_value());
+    CHECK_FALSE(splicer::config::splice_mode_from_string("automatic").has_value());
+}
+
+TEST_CASE("format of diagnostics", "[config]") {
+    using Severity = Diagnostic::Severity;
+    CHECK(splicer::config::format({Severity::error, 12, "protocols.[1].port", "bad port"},
+                                  "/etc/splicer/splicer.conf") ==
+          "/etc/splicer/splicer.conf:12: error: protocols.[1].port: bad port");
+    CHECK(splicer::config::format({Severity::notice, 3, "verbose", "ignored"}, "a.conf") ==
+          "a.conf:3: notice: verbose: ignored");
+    CHECK(splicer::config::format({Severity::error, 0, "listen", "missing"}, "a.conf") ==
+          "a.conf: error: listen: missing");
+}
+
+TEST_CASE("config errors name the setting and the line", "[config]") {
+    const auto [text, setting, line,
+                fragment] = GENERATE(table<std::string, std::string, int, std::string>({
+        // Top level.
+        {std::string(kBase) + "bogus: 1;\n", "bogus", 3, "unknown setting"},
+        {std::string(kBase) + "timeout: 0;\n", "timeout", 3, "bad timeout"},
+        {std::string(kBase) + "timeout: -1.5;\n", "timeout", 3, "bad timeout"},
+        {std::string(kBase) + "timeout: \"2\";\n", "timeout", 3, "wrong type"},
+        {std::string(kBase) + "connect_timeout: 2.5;\n", "connect_timeout", 3,
+         "wrong type: expected a whole number of seconds, found a floating-point number"},
+        {std::string(kBase) + "connect_timeout: 0;\n", "connect_timeout", 3, "bad duration"},
+        {std::string(kBase) + "splice_mode: \"fast\";\n", "splice_mode", 3,
+         "unknown splice mode \"fast\""},
+        {std::string(kBase) + "user: \"\";\n", "user", 3, "empty user name"},
+        {std::string(kBase) + "user: 0;\n", "user", 3, "wrong type"},
+        {std::string(kBase) + "on-timeout: \"ssh\";\n", "on-timeout", 3,
+         "names \"ssh\", but no rule in protocols has that name (names: \"tls\")"},
+        {std::string(kBase) + "on-timeout: 1;\n", "on-timeout", 3, "wrong type"},
+        // listen.
+        {"protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: 1; } );\n", "listen", 0,
+         "missing required setting"},
+        {"listen: ();\nprotocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n", "listen", 1,
+         "empty list"},
+        {"listen: [];\nprotocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n", "listen", 1,
+         "empty list"},
+        {"listen: { host: \"0.0.0.0\"; port: 443; };\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen", 1, "wrong type: expected a list of groups"},
+        {"listen: (\n { host: \"0.0.0.0\"; port: true; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].port", 2, "wrong type: expected a port"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 0; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].port", 1, "bad port 0"},
+        {"listen: ( { host: \"0.0.0.0\"; port: \"https\"; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].port", 1, "bad port \"https\""},
+        {"listen: ( { host: \"0.0.0.0\"; port: 65536; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].port", 1, "bad port 65536"},
+        {"listen: ( { host: \"\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].host", 1, "empty host"},
+        {"listen: ( { host: \"::zz\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].host", 1, "not an IPv6 address"},
+        {"listen: ( { host: \"10.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].host", 1, "neither an IPv4 address nor a name"},
+        {"listen: ( { host: \"a b\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].host", 1, "not allowed"},
+        {"listen: (\n\n { port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].host", 3, "missing required setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; is_udp: true; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].is_udp", 1, "UDP is not supported"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; hots: \"x\"; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[0].hots", 1, "unknown setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; },\n"
+         "          { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; } );\n",
+         "listen.[1]", 2, "already listening on 0.0.0.0:443 (line 1)"},
+        // protocols.
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n", "protocols", 0,
+         "missing required setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\nprotocols: ();\n", "protocols", 2,
+         "empty list"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\nprotocols: ( \"tls\" );\n",
+         "protocols.[0]", 2, "wrong type: expected a group"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"smtp\"; host: \"h\"; port: 25; } );\n",
+         "protocols.[0].name", 2,
+         "unknown protocol name \"smtp\" (known: tls, xmpp, ssh, http, openvpn, regex, "
+         "anyprot)"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { host: \"h\"; port: 25; } );\n",
+         "protocols.[0].name", 2, "missing required setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; port: 25; } );\n",
+         "protocols.[0].host", 2, "missing required setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; } );\n",
+         "protocols.[0].port", 2, "missing required setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; hostt: \"x\"; } );\n",
+         "protocols.[0].hostt", 2, "unknown setting"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; is_udp: true; } );\n",
+         "protocols.[0].is_udp", 2, "UDP is not supported"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1;\n"
+         "               sni_hostnames: \"chat.example.com\"; } );\n",
+         "protocols.[0].sni_hostnames", 3, "wrong type: expected an array of strings"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1;\n"
+         "               sni_hostnames: [ \"a.example\", \"\" ]; } );\n",
+         "protocols.[0].sni_hostnames.[1]", 3, "empty name"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1;\n"
+         "               sni_hostnames: [ \"chat.*.example\" ]; } );\n",
+         "protocols.[0].sni_hostnames.[0]", 3, "bad wildcard"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1;\n"
+         "               sni_hostnames: [ \"*\" ]; } );\n",
+         "protocols.[0].sni_hostnames.[0]", 3, "leave sni_hostnames out"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"xmpp\"; host: \"h\"; port: 1;\n"
+         "               sni_hostnames: [ \"chat.example.com\" ]; } );\n",
+         "protocols.[0].sni_hostnames", 3, "only allowed on tls rules (this rule is xmpp)"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"ssh\"; host: \"h\"; port: 1; alpn_protocols: [ \"h2\" ]; } );\n",
+         "protocols.[0].alpn_protocols", 2, "only allowed on tls rules"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; alpn_protocols: [ \"\" ]; } );\n",
+         "protocols.[0].alpn_protocols.[0]", 2, "bad ALPN protocol"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"regex\"; host: \"h\"; port: 1; } );\n",
+         "protocols.[0].regex_patterns", 2, "a regex rule needs regex_patterns"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"regex\"; host: \"h\"; port: 1; regex_patterns: []; } );\n",
+         "protocols.[0].regex_patterns", 2, "at least one pattern"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"regex\"; host: \"h\"; port: 1;\n"
+         "               regex_patterns: [ \"^ok\", \"(unclosed\" ]; } );\n",
+         "protocols.[0].regex_patterns.[1]", 3, "bad regex \"(unclosed\""},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; regex_patterns: [ \"x\" ]; } );\n",
+         "protocols.[0].regex_patterns", 2, "only allowed on regex rules"},
+        {"listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+         "protocols: ( { name: \"ssh\"; host: \"h\"; port: 1; probe: [ \"x\" ]; } );\n",
+         "protocols.[0].probe", 2, "wrong type"},
+        // http.
+        {std::string(kBase) + "http: ( );\n", "http", 3, "wrong type: expected a group"},
+        {std::string(kBase) + "http: {\n  routes: ( );\n};\n", "http.listen", 3,
+         "missing required setting"},
+        {std::string(kBase) + "http: {\n  listen: ( );\n};\n", "http.listen", 4, "empty list"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; "
+                              "is_udp: false; } );\n};\n",
+         "http.listen.[0].is_udp", 4, "unknown setting"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 443; } );\n};\n",
+         "http.listen.[0]", 4, "already listening on 0.0.0.0:443 (line 1)"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  max_body_size: \"20X\";\n};\n",
+         "http.max_body_size", 5, "bad size \"20X\""},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  max_body_size: 0;\n};\n",
+         "http.max_body_size", 5, "at least 1 byte"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  header_timeout: 0;\n};\n",
+         "http.header_timeout", 5, "bad duration 0"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  idle_timeout: \"60\";\n};\n",
+         "http.idle_timeout", 5, "wrong type"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  keepalive: true;\n};\n",
+         "http.keepalive", 5, "unknown setting"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { backend: \"127.0.0.1:80\"; } );\n};\n",
+         "http.routes.[0].hosts", 6, "missing required setting"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; } );\n};\n",
+         "http.routes.[0].backend", 6, "missing required setting"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ ]; backend: \"h:1\"; } );\n};\n",
+         "http.routes.[0].hosts", 6, "at least one host"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"a.example:80\" ]; "
+                              "backend: \"h:1\"; } );\n};\n",
+         "http.routes.[0].hosts.[0]", 6, "without its port"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"::1:8080\"; } "
+                              ");\n};\n",
+         "http.routes.[0].backend", 6, "in brackets"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"localhost\"; } "
+                              ");\n};\n",
+         "http.routes.[0].backend", 6, "expected HOST:PORT"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:0\"; } "
+                              ");\n};\n",
+         "http.routes.[0].backend", 6, "bad port"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:1\";\n"
+                              "      path_prefix: \"api\"; } );\n};\n",
+         "http.routes.[0].path_prefix", 7, "starting with \"/\""},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:1\";\n"
+                              "      set_host: \"a\\r\\nX-Evil: 1\"; } );\n};\n",
+         "http.routes.[0].set_host", 7, "bad Host value"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:1\";\n"
+                              "      redirect_https: \"yes\"; } );\n};\n",
+         "http.routes.[0].redirect_https", 7, "wrong type: expected a boolean"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:1\";\n"
+                              "      max_body_size: \"1T\"; } );\n};\n",
+         "http.routes.[0].max_body_size", 7, "bad size"},
+        {std::string(kBase) + "http: {\n  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n"
+                              "  routes: (\n    { hosts: [ \"*\" ]; backend: \"h:1\";\n"
+                              "      host: \"x\"; } );\n};\n",
+         "http.routes.[0].host", 7, "unknown setting"},
+    }));
+    CAPTURE(text);
+    const LoadResult result = splicer::config::load_string(text);
+    CHECK_FALSE(result.ok());
+    INFO(all_diagnostics(result));
+    const std::vector<Diagnostic> errors = errors_of(result);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].setting == setting);
+    CHECK(errors[0].line == line);
+    CHECK_THAT(errors[0].message, Catch::Contains(fragment));
+}
+
+TEST_CASE("all errors are reported in one pass", "[config]") {
+    const LoadResult result = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: 0; } );\n"
+        "protocols: (\n"
+        "  { name: \"smtp\"; host: \"h\"; port: 25; },\n"
+        "  { name: \"tls\"; host: \"h\"; port: true; }\n"
+        ");\n"
+        "colour: \"blue\";\n"
+        "http: { listen: ( ); };\n");
+    CHECK_FALSE(result.ok());
+    INFO(all_diagnostics(result));
+    const std::vector<Diagnostic> errors = errors_of(result);
+    REQUIRE(errors.size() == 5);
+    CHECK(errors[0].setting == "listen.[0].port");
+    CHECK(errors[1].setting == "protocols.[0].name");
+    CHECK(errors[2].setting == "protocols.[1].port");
+    CHECK(errors[3].setting == "colour");
+    CHECK(errors[4].setting == "http.listen");
+}
+
+TEST_CASE("sslh-only settings load with notices", "[config]") {
+    const LoadResult result = splicer::config::load_string(
+        "verbose: 2;\n"
+        "verbose-connections: 1;\n"
+        "foreground: true;\n"
+        "inetd: false;\n"
+        "numeric: true;\n"
+        "transparent: false;\n"
+        "pidfile: \"/run/sslh.pid\";\n"
+        "chroot: \"/var/empty\";\n"
+        "syslog_facility: \"auth\";\n"
+        "logfile: \"/var/log/sslh.log\";\n"
+        "udp_max_connections: 10;\n"
+        "prefix: \"sslh\";\n"
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; keepalive: true; is_udp: false; } );\n"
+        "protocols: (\n"
+        "  { name: \"ssh\"; service: \"ssh\"; host: \"localhost\"; port: \"22\"; fork: true;\n"
+        "    tfo_ok: true; transparent: true; log_level: 1; keepalive: true;\n"
+        "    resolve_on_forward: true; minlength: 10; udp_timeout: 30; probe: \"builtin\"; }\n"
+        ");\n"
+        "on-timeout: \"ssh\";\n");
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    CHECK(errors_of(result).empty());
+    for (const std::string_view setting : {"verbose",
+                                           "verbose-connections",
+                                           "foreground",
+                                           "inetd",
+                                           "numeric",
+                                           "transparent",
+                                           "pidfile",
+                                           "chroot",
+                                           "syslog_facility",
+                                           "logfile",
+                                           "udp_max_connections",
+                                           "prefix",
+                                           "listen.[0].keepalive",
+                                           "protocols.[0].service",
+                                           "protocols.[0].fork",
+                                           "protocols.[0].tfo_ok",
+                                           "protocols.[0].transparent",
+                                           "protocols.[0].log_level",
+                                           "protocols.[0].keepalive",
+                                           "protocols.[0].resolve_on_forward",
+                                           "protocols.[0].minlength",
+                                           "protocols.[0].udp_timeout",
+                                           "protocols.[0].probe"}) {
+        CAPTURE(setting);
+        const Diagnostic* diagnostic = find_diagnostic(result, setting);
+        REQUIRE(diagnostic != nullptr);
+        CHECK(diagnostic->severity == Diagnostic::Severity::notice);
+        CHECK(diagnostic->line > 0);
+        CHECK_THAT(diagnostic->message, Catch::StartsWith("sslh setting ignored"));
+    }
+    CHECK(find_diagnostic(result, "listen.[0].is_udp") == nullptr);
+    CHECK(find_diagnostic(result, "foreground")->line == 3);
+    CHECK(find_diagnostic(result, "protocols.[0].fork")->line == 15);
+    REQUIRE(result.config->on_timeout_rule.has_value());
+    CHECK(*result.config->on_timeout_rule == 0);
+}
+
+TEST_CASE("an ssh rule without on-timeout gets a notice about sslh's default", "[config]") {
+    const LoadResult result = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"h\"; port: 1; },\n"
+        "             { name: \"ssh\"; host: \"h\"; port: 22; } );\n");
+    REQUIRE(result.ok());
+    CHECK_FALSE(result.config->on_timeout_rule.has_value());
+    REQUIRE(result.diagnostics.size() == 1);
+    CHECK(result.diagnostics[0].severity == Diagnostic::Severity::notice);
+    CHECK(result.diagnostics[0].setting == "on-timeout");
+    CHECK_THAT(result.diagnostics[0].message, Catch::Contains("on-timeout: \"ssh\";"));
+}
+
+TEST_CASE("rules that can never be chosen get a notice", "[config]") {
+    const LoadResult result = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: 443; } );\n"
+        "protocols: (\n"
+        "  { name: \"tls\"; host: \"h\"; port: 1; },\n"
+        "  { name: \"tls\"; host: \"h\"; port: 2; sni_hostnames: [ \"a.example\" ]; },\n"
+        "  { name: \"xmpp\"; host: \"h\"; port: 3; },\n"
+        "  { name: \"xmpp\"; host: \"h\"; port: 4; }\n"
+        ");\n");
+    REQUIRE(result.ok());
+    INFO(all_diagnostics(result));
+    REQUIRE(result.diagnostics.size() == 2);
+    CHECK(result.diagnostics[0].setting == "protocols.[1]");
+    CHECK(result.diagnostics[0].line == 4);
+    CHECK_THAT(result.diagnostics[0].message, Catch::Contains("rule 0 (line 3)"));
+    CHECK(result.diagnostics[1].setting == "protocols.[3]");
+    // The Snikket order (ALPN rule first, then SNI) has no such notice.
+    CHECK(splicer::config::load_string(kSnikketSslh).diagnostics.empty());
+}
+
+TEST_CASE("the full splicer fixture with an http section", "[config]") {
+    const LoadResult result = splicer::config::load_file(fixture("splicer-full.conf"));
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    CHECK(result.diagnostics.empty());
+    const Config& config = *result.config;
+    CHECK(config.user == std::optional<std::string>("nobody"));
+    CHECK(config.splice_mode == SpliceMode::sockmap);
+    CHECK(config.connect_timeout == std::chrono::seconds{3});
+    CHECK(config.probe_timeout == std::chrono::milliseconds{1500});
+    CHECK(config.on_timeout_rule == std::optional<std::size_t>(4));
+    REQUIRE(config.listeners.size() == 2);
+    CHECK(splicer::config::to_string(config.listeners[1].address) == "[::]:443");
+    CHECK(config.listeners[1].line == 13);
+    REQUIRE(config.rules.size() == 5);
+    CHECK(config.rules[1].line == 19);
+    CHECK(config.rules[2].sni_hostnames ==
+          std::vector<std::string>{"www.example.com", "*.example.org"});
+    CHECK(splicer::config::to_string(config.rules[2].backend) == "[::1]:8443");
+    CHECK(config.rules[4].probe == ProbeKind::ssh);
+    CHECK(config.rules[4].backend.port == 22);
+
+    REQUIRE(config.http.has_value());
+    const auto& http = *config.http;
+    REQUIRE(http.listeners.size() == 2);
+    CHECK(splicer::config::to_string(http.listeners[1].address) == "[::]:80");
+    CHECK(http.max_body_size == 20ULL * 1024 * 1024);
+    CHECK(http.header_timeout == std::chrono::seconds{15});
+    CHECK(http.idle_timeout == std::chrono::seconds{60});
+    REQUIRE(http.routes.size() == 4);
+    CHECK(http.routes[0].hosts.size() == 3);
+    CHECK(http.routes[0].line == 33);
+    CHECK(http.routes[1].path_prefix == "/upload/");
+    CHECK(splicer::config::to_string(http.routes[1].backend) == "[::1]:8080");
+    CHECK(http.routes[1].max_body_size == std::optional<std::uint64_t>(1ULL << 30));
+    CHECK(http.routes[2].set_host == std::optional<std::string>("intranet.local"));
+    CHECK(http.routes[2].redirect_https);
+    CHECK_FALSE(http.routes[3].redirect_https);
+    CHECK(http.routes[3].hosts == std::vector<std::string>{"*"});
+    CHECK(http.routes[3].line == 39);
+}
+
+TEST_CASE("http section details", "[config]") {
+    const Config config =
+        load_clean(std::string(kBase) +
+                   "http: {\n"
+                   "  listen: ( { host: \"[::1]\"; port: 8080; } );\n"
+                   "  max_body_size: 1048576;\n"
+                   "  header_timeout: 5; idle_timeout: 30; backend_timeout: 20;\n"
+                   "  routes: (\n"
+                   "    { hosts: [ \"WWW.Example.com.\", \"*.example.net\", \"192.0.2.1\" ];\n"
+                   "      backend: \"backend.local:8080\"; max_body_size: \"512k\"; }\n"
+                   "  );\n"
+                   "};\n");
+    REQUIRE(config.http.has_value());
+    CHECK(config.http->listeners[0].address.host == "::1");
+    CHECK(config.http->max_body_size == 1048576);
+    CHECK(config.http->header_timeout == std::chrono::seconds{5});
+    CHECK(config.http->idle_timeout == std::chrono::seconds{30});
+    CHECK(config.http->backend_timeout == std::chrono::seconds{20});
+    REQUIRE(config.http->routes.size() == 1);
+    CHECK(config.http->routes[0].hosts ==
+          std::vector<std::string>{"www.example.com", "*.example.net", "192.0.2.1"});
+    CHECK(config.http->routes[0].backend.host == "backend.local");
+    CHECK(config.http->routes[0].max_body_size == std::optional<std::uint64_t>(512 * 1024));
+    CHECK(config.http->routes[0].line == 8);
+
+    // Routes may be empty (every request then gets 404).
+    const Config no_routes = load_clean(
+        std::string(kBase) + "http: { listen: ( { host: \"0.0.0.0\"; port: 80; } ); };\n");
+    REQUIRE(no_routes.http.has_value());
+    CHECK(no_routes.http->routes.empty());
+}
+
+TEST_CASE("load_file on a missing path", "[config]") {
+    const std::string path = "/nonexistent/splicer/splicer.conf";
+    const LoadResult result = splicer::config::load_file(path);
+    CHECK_FALSE(result.ok());
+    REQUIRE(result.diagnostics.size() == 1);
+    CHECK(splicer::config::format(result.diagnostics[0], path) ==
+          path + ": error: cannot read: No such file or directory");
+}
+
+TEST_CASE("load_file on a directory", "[config]") {
+    const LoadResult result = splicer::config::load_file(SPLICER_FIXTURES_DIR);
+    CHECK_FALSE(result.ok());
+    REQUIRE(result.diagnostics.size() == 1);
+    CHECK_THAT(result.diagnostics[0].message, Catch::StartsWith("cannot read: "));
+}
+
+TEST_CASE("NUL bytes and truncated files never escape as exceptions", "[config]") {
+    const LoadResult nul =
+        splicer::config::load_string(std::string(kBase) + std::string("\0x: 1;\n", 7));
+    CHECK_FALSE(nul.ok());
+    REQUIRE(nul.diagnostics.size() == 1);
+    CHECK(nul.diagnostics[0].line == 3);
+
+    // Every prefix of a real file: each either loads or reports at least one error.
+    const std::string text(splicer::config::embedded_default_text());
+    for (std::size_t length = 0; length <= text.size(); length += 7) {
+        const LoadResult result = splicer::config::load_string(text.substr(0, length));
+        CHECK((result.ok() || !errors_of(result).empty()));
+    }
+}
+
+TEST_CASE("describe lists the effective configuration in order", "[config]") {
+    const Config config = load_clean(kSnikketSslh);
+    const std::string text = splicer::config::describe(config);
+    CAPTURE(text);
+    const std::vector<std::string> expected_in_order = {
+        "splice mode: auto\n",
+        "probe timeout: 2000 ms\n",
+        "on-timeout: close\n",
+        "connect timeout: 5 s\n",
+        "listen 0.0.0.0:443 (line 3)\n",
+        "rule 0: tls alpn=[xmpp-client] -> 127.0.0.1:5223 (line 8)\n",
+        "rule 1: tls sni=[chat.example.com, groups.chat.example.com, share.chat.example.com] -> "
+        "127.0.0.1:5443 (line 9)\n",
+        "rule 2: xmpp -> 127.0.0.1:5222 (line 10)\n",
+    };
+    std::size_t position = 0;
+    for (const std::string& line : expected_in_order) {
+        CAPTURE(line);
+        const std::size_t found = text.find(line, position);
+        REQUIRE(found != std::string::npos);
+        position = found + line.size();
+    }
+    CHECK(text.find("http") == std::string::npos);
+
+    const LoadResult full = splicer::config::load_file(fixture("splicer-full.conf"));
+    REQUIRE(full.ok());
+    const std::string full_text = splicer::config::describe(*full.config);
+    CAPTURE(full_text);
+    CHECK_THAT(full_text, Catch::Contains("on-timeout: rule 4 (ssh)\n"));
+    CHECK_THAT(full_text, Catch::Contains("user: nobody\n"));
+    CHECK_THAT(full_text, Catch::Contains("listen [::]:443 (line 13)\n"));
+    CHECK_THAT(full_text, Catch::Contains("http listen [::]:80 (line 28)\n"));
+    CHECK_THAT(full_text, Catch::Contains("http max body size: 20M\n"));
+    CHECK_THAT(full_text, Catch::Contains("http route 1: hosts=[www.example.com] path=/upload/ -> "
+                                          "[::1]:8080 max_body_size=1G (line 35)\n"));
+    CHECK_THAT(full_text, Catch::Contains("http route 2: hosts=[www.example.com] -> "
+                                          "127.0.0.1:8080 set_host=intranet.local "
+                                          "redirect_https (line 37)\n"));
+    CHECK(full_text.find("http route 2") < full_text.find("http route 3"));
+}

@@ -1,0 +1,29 @@
+// splicer's entry point: the only place that turns errors into exit codes.
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/check_command.h"
+#include "cli/options.h"
+
+int main(int argc, char** argv) {
+    using splicer::cli::Command;
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    auto options = splicer::cli::parse_options(args);
+    if (!options) {
+        std::cerr << "splicer: " << options.error().message << "\n\n" << splicer::cli::usage_text();
+        return 2;
+    }
+    switch (options->command) {
+        case Command::version: std::cout << "splicer " << SPLICER_VERSION << '\n'; return 0;
+        case Command::help: std::cout << splicer::cli::usage_text(); return 0;
+        case Command::check:
+            return splicer::cli::check_command(*options->config_path, std::cout, std::cerr);
+        case Command::run:
+        case Command::stats:
+            std::cerr << "splicer: this command arrives with the daemon (issue 3)\n";
+            return 2;
+    }
+    return 2;
+}

@@ -1,0 +1,98 @@
+// describe(): the effective configuration as `splicer check` prints it, one item a line, rules
+// and routes numbered in the order they are tried (0-based, as in diagnostics' setting paths).
+
+#include <string>
+#include <vector>
+
+#include "config/values.h"
+#include "splicer/config.h"
+
+namespace splicer::config {
+namespace {
+
+std::string list(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        out += (i == 0 ? "" : ", ") + items[i];
+    }
+    return out + "]";
+}
+
+// " (line N)", or nothing for an item that was not read from a file.
+std::string line_suffix(int line) {
+    return line > 0 ? " (line " + std::to_string(line) + ")" : std::string();
+}
+
+std::string describe_rule(std::size_t index, const Rule& rule) {
+    std::string out = "rule " + std::to_string(index) + ": " +
+                      (rule.name.empty() ? std::string(to_string(rule.probe)) : rule.name);
+    if (!rule.sni_hostnames.empty()) {
+        out += " sni=" + list(rule.sni_hostnames);
+    }
+    if (!rule.alpn_protocols.empty()) {
+        out += " alpn=" + list(rule.alpn_protocols);
+    }
+    if (!rule.regex_patterns.empty()) {
+        out += " regex=" + list(rule.regex_patterns);
+    }
+    return out + " -> " + to_string(rule.backend) + line_suffix(rule.line);
+}
+
+std::string describe_route(std::size_t index, const HttpRoute& route) {
+    std::string out = "http route " + std::to_string(index) + ": hosts=" + list(route.hosts);
+    if (route.path_prefix != "/") {
+        out += " path=" + route.path_prefix;
+    }
+    out += " -> " + to_string(route.backend);
+    if (route.set_host) {
+        out += " set_host=" + *route.set_host;
+    }
+    if (route.redirect_https) {
+        out += " redirect_https";
+    }
+    if (route.max_body_size) {
+        out += " max_body_size=" + detail::format_size(*route.max_body_size);
+    }
+    return out + line_suffix(route.line);
+}
+
+}  // namespace
+
+std::string describe(const Config& config) {
+    std::string out;
+    out += "splice mode: " + std::string(to_string(config.splice_mode)) + "\n";
+    out += "probe timeout: " + std::to_string(config.probe_timeout.count()) + " ms\n";
+    if (config.on_timeout_rule && *config.on_timeout_rule < config.rules.size()) {
+        const std::size_t index = *config.on_timeout_rule;
+        out +=
+            "on-timeout: rule " + std::to_string(index) + " (" + config.rules[index].name + ")\n";
+    } else {
+        out += "on-timeout: close\n";
+    }
+    out += "connect timeout: " + std::to_string(config.connect_timeout.count()) + " s\n";
+    if (config.user) {
+        out += "user: " + *config.user + "\n";
+    }
+    for (const Listener& listener : config.listeners) {
+        out += "listen " + to_string(listener.address) + line_suffix(listener.line) + "\n";
+    }
+    for (std::size_t i = 0; i < config.rules.size(); ++i) {
+        out += describe_rule(i, config.rules[i]) + "\n";
+    }
+    if (config.http) {
+        const HttpConfig& http = *config.http;
+        for (const Listener& listener : http.listeners) {
+            out += "http listen " + to_string(listener.address) + line_suffix(listener.line) + "\n";
+        }
+        out += "http max body size: " + detail::format_size(http.max_body_size) + "\n";
+        out += "http timeouts: header " + std::to_string(http.header_timeout.count()) +
+               " s, idle " + std::to_string(http.idle_timeout.count()) + " s, backend " +
+               std::to_string(http.backend_timeout.count()) + " s\n";
+        for (std::size_t i = 0; i < http.routes.size(); ++i) {
+            out += describe_route(i, http.routes[i]) + "\n";
+        }
+    }
+    return out;
+}
+
+}  // namespace splicer::config

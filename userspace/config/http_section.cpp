@@ -1,0 +1,182 @@
+// The `http` group: splicer's own port-80 reverse proxy settings (DESIGN.md, "Port 80").
+// Validated here in full, so a config that passes `splicer check` is one the proxy can use.
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "config/reader.h"
+#include "config/values.h"
+#include "splicer/config.h"
+
+namespace splicer::config::detail {
+namespace {
+
+using libconfig::Setting;
+
+// Printable ASCII without space: what may go into a header value splicer writes itself, so a
+// set_host with a CR or LF cannot smuggle a header into the upstream request.
+bool is_header_token(std::string_view text) {
+    if (text.empty()) {
+        return false;
+    }
+    for (const char c : text) {
+        if (c <= ' ' || c >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void read_route_hosts(const Setting& setting, HttpRoute& route, Diagnostics& diagnostics) {
+    std::optional<std::vector<std::string>> hosts = read_string_list(setting, diagnostics);
+    if (!hosts) {
+        return;
+    }
+    if (hosts->empty()) {
+        diagnostics.error(setting, "empty: a route needs at least one host (\"*\" for any)");
+        return;
+    }
+    for (std::size_t i = 0; i < hosts->size(); ++i) {
+        Result<std::string> host = parse_http_host_pattern((*hosts)[i]);
+        if (!host) {
+            diagnostics.error(setting[static_cast<int>(i)], host.error().message);
+            continue;
+        }
+        route.hosts.push_back(std::move(host.value()));
+    }
+}
+
+std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnostics) {
+    const std::size_t errors_before = diagnostics.error_count();
+    HttpRoute route;
+    route.line = line_of(group);
+    for (int i = 0; i < group.getLength(); ++i) {
+        const Setting& member = group[i];
+        const std::string_view key = member.getName();
+        if (key == "hosts") {
+            read_route_hosts(member, route, diagnostics);
+        } else if (key == "path_prefix") {
+            if (auto prefix = read_string(member, diagnostics)) {
+                if (!prefix->starts_with("/") || !is_header_token(*prefix)) {
+                    diagnostics.error(member, "bad path prefix \"" + *prefix +
+                                                  "\": expected a path starting with \"/\"");
+                } else {
+                    route.path_prefix = std::move(*prefix);
+                }
+            }
+        } else if (key == "backend") {
+            if (auto text = read_string(member, diagnostics)) {
+                Result<Endpoint> backend = parse_backend(*text);
+                if (backend) {
+                    route.backend = std::move(backend.value());
+                } else {
+                    diagnostics.error(member, backend.error().message);
+                }
+            }
+        } else if (key == "set_host") {
+            if (auto host = read_string(member, diagnostics)) {
+                if (!is_header_token(*host)) {
+                    diagnostics.error(member, "bad Host value \"" + *host +
+                                                  "\": expected a name, optionally with :port");
+                } else {
+                    route.set_host = std::move(*host);
+                }
+            }
+        } else if (key == "redirect_https") {
+            if (auto redirect = read_bool(member, diagnostics)) {
+                route.redirect_https = *redirect;
+            }
+        } else if (key == "max_body_size") {
+            route.max_body_size = read_size(member, diagnostics);
+        } else {
+            check_known(
+                member,
+                {"hosts", "path_prefix", "backend", "set_host", "redirect_https", "max_body_size"},
+                diagnostics);
+        }
+    }
+    require_member(group, "hosts", diagnostics);
+    require_member(group, "backend", diagnostics);
+    if (diagnostics.error_count() != errors_before) {
+        return std::nullopt;
+    }
+    return route;
+}
+
+void read_http_listen(const Setting& setting, HttpConfig& http, Diagnostics& diagnostics) {
+    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    if (!groups) {
+        return;
+    }
+    if (setting.getLength() == 0) {
+        diagnostics.error(setting, "empty list: at least one listener is needed");
+        return;
+    }
+    for (const Setting* group : *groups) {
+        if (auto listener = read_listener(*group, false, diagnostics)) {
+            http.listeners.push_back(std::move(*listener));
+        }
+    }
+}
+
+void read_routes(const Setting& setting, HttpConfig& http, Diagnostics& diagnostics) {
+    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    if (!groups) {
+        return;
+    }
+    for (const Setting* group : *groups) {
+        if (auto route = read_route(*group, diagnostics)) {
+            http.routes.push_back(std::move(*route));
+        }
+    }
+}
+
+}  // namespace
+
+std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& diagnostics) {
+    const std::size_t errors_before = diagnostics.error_count();
+    HttpConfig config;
+    for (int i = 0; i < http.getLength(); ++i) {
+        const Setting& member = http[i];
+        const std::string_view key = member.getName();
+        if (key == "listen") {
+            read_http_listen(member, config, diagnostics);
+        } else if (key == "routes") {
+            read_routes(member, config, diagnostics);
+        } else if (key == "max_body_size") {
+            if (auto size = read_size(member, diagnostics)) {
+                config.max_body_size = *size;
+            }
+        } else if (key == "header_timeout") {
+            if (auto seconds = read_seconds(member, diagnostics)) {
+                config.header_timeout = *seconds;
+            }
+        } else if (key == "idle_timeout") {
+            if (auto seconds = read_seconds(member, diagnostics)) {
+                config.idle_timeout = *seconds;
+            }
+        } else if (key == "backend_timeout") {
+            if (auto seconds = read_seconds(member, diagnostics)) {
+                config.backend_timeout = *seconds;
+            }
+        } else {
+            check_known(member,
+                        {"listen", "routes", "max_body_size", "header_timeout", "idle_timeout",
+                         "backend_timeout"},
+                        diagnostics);
+        }
+    }
+    if (find_member(http, "listen") == nullptr) {
+        diagnostics.error_at(member_path(http, "listen"), line_of(http),
+                             "missing required setting: the http section needs a listener");
+    }
+    // Listener and route indices stay those of the file only when nothing was dropped, and
+    // the section is used only then anyway: the whole load fails on any error.
+    if (diagnostics.error_count() != errors_before) {
+        return std::nullopt;
+    }
+    return config;
+}
+
+}  // namespace splicer::config::detail
