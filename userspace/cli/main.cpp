@@ -6,6 +6,8 @@
 
 #include "cli/check_command.h"
 #include "cli/options.h"
+#include "daemon/daemon.h"
+#include "splicer/log.h"
 
 int main(int argc, char** argv) {
     using splicer::cli::Command;
@@ -20,9 +22,17 @@ int main(int argc, char** argv) {
         case Command::help: std::cout << splicer::cli::usage_text(); return 0;
         case Command::check:
             return splicer::cli::check_command(*options->config_path, std::cout, std::cerr);
-        case Command::run:
+        case Command::run: {
+            auto ran = splicer::daemon::run(
+                {options->config_path, options->splice_mode, options->pin_dir});
+            if (!ran) {
+                splicer::log::error("fatal", {{"error", ran.error().message}});
+                return 1;
+            }
+            return 0;
+        }
         case Command::stats:
-            std::cerr << "splicer: this command arrives with the daemon (issue 3)\n";
+            std::cerr << "splicer: stats arrives with the sockmap plane\n";
             return 2;
     }
     return 2;

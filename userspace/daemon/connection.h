@@ -1,0 +1,95 @@
+#pragma once
+// One client connection through its life: accepted -> probing -> connecting -> spliced ->
+// closing. The record owns both sockets until its teardown runs; the data plane keeps its
+// per-direction state in `directions`.
+
+#include <linux/time_types.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "net/address.h"
+#include "splicer/unique_fd.h"
+
+namespace splicer::daemon {
+
+enum class State { probing, connecting, spliced, closing };
+
+// Bytes flowing one way: direction 0 client -> backend, direction 1 backend -> client.
+inline constexpr std::size_t kClientToBackend = 0;
+inline constexpr std::size_t kBackendToClient = 1;
+
+struct Direction {
+    std::uint64_t bytes = 0;  // delivered to the sink (for logs)
+    bool source_eof = false;  // the source sent its FIN and every byte before it was read
+    bool sink_shut = false;   // shutdown(sink, SHUT_WR) done: this direction is finished
+
+    // copy plane (and the sockmap plane's copy of passed bytes): one buffer in flight
+    std::unique_ptr<std::byte[]> buffer;
+    std::size_t filled = 0;
+    std::size_t sent = 0;
+
+    // splice plane: the pipe between source and sink, and how much it holds
+    UniqueFd pipe_read;
+    UniqueFd pipe_write;
+    std::size_t in_pipe = 0;
+
+    // sockmap plane
+    std::uint64_t source_baseline = 0;  // flow accounting at insertion (see flow_accounting.h)
+    std::uint64_t sink_baseline = 0;
+    std::chrono::steady_clock::time_point last_progress{};
+    std::uint64_t last_absorbed = 0;
+    bool copying = false;       // passed bytes are being copied by userspace
+    bool poll_armed = false;
+};
+
+struct Connection {
+    std::uint32_t slot = 0;
+    std::uint16_t generation = 0;
+    bool in_use = false;
+    State state = State::probing;
+    std::uint64_t id = 0;  // for logs; never reused
+    std::chrono::steady_clock::time_point accepted_at{};
+
+    UniqueFd client;
+    UniqueFd backend;
+    net::SocketAddress client_address;
+    std::size_t listener = 0;
+
+    // probing: bytes peeked so far (still queued on the client socket)
+    std::vector<std::byte> peeked;
+    __kernel_timespec probe_timeout{};  // read by the kernel when the timeout is submitted
+    bool probe_timeout_armed = false;
+    bool probe_poll_armed = false;
+    int receive_low_water = 1;
+
+    // routing result, for the connect and the logs
+    std::optional<std::size_t> rule;
+    std::string protocol;
+    std::string sni;
+    std::string alpn;
+    net::SocketAddress backend_address;
+    __kernel_timespec connect_timeout{};
+
+    std::array<Direction, 2> directions;
+    bool plane_timer_armed = false;
+    __kernel_timespec plane_timer{};
+
+    int outstanding = 0;  // io_uring operations in flight that name this connection
+    std::string end;      // why it ended ("done", "client_reset", ...), for the close log
+
+    [[nodiscard]] int source_fd(std::size_t direction) const {
+        return direction == kClientToBackend ? client.get() : backend.get();
+    }
+    [[nodiscard]] int sink_fd(std::size_t direction) const {
+        return direction == kClientToBackend ? backend.get() : client.get();
+    }
+};
+
+}  // namespace splicer::daemon

@@ -1,0 +1,111 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "daemon/config_source.h"
+#include "daemon/event_loop.h"
+#include "net/sockets.h"
+#include "plane/plane_factory.h"
+#include "splicer/log.h"
+#include "splicer/router.h"
+
+namespace splicer::daemon {
+namespace {
+
+// Connection records the loop can hold at once.
+constexpr std::uint32_t kMaxConnections = 16384;
+constexpr int kListenBacklog = 4096;
+
+Result<UniqueFd> block_stop_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
+        return Error{std::string("sigprocmask: ") + std::strerror(errno)};
+    }
+    // A peer that closes while we write must give EPIPE, not kill the daemon.
+    ::signal(SIGPIPE, SIG_IGN);
+    UniqueFd fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd) {
+        return Error{std::string("signalfd: ") + std::strerror(errno)};
+    }
+    return fd;
+}
+
+Result<std::vector<net::SocketAddress>> resolve_backends(const config::Config& config) {
+    std::vector<net::SocketAddress> backends;
+    for (const config::Rule& rule : config.rules) {
+        auto address = net::resolve(rule.backend);
+        if (!address) {
+            return address.error().with_context("rule " + rule.name + " (line " +
+                                                std::to_string(rule.line) + ")");
+        }
+        backends.push_back(*address);
+    }
+    return backends;
+}
+
+}  // namespace
+
+Result<void> run(const RunOptions& options) {
+    auto config = load_run_config(options.config_path);
+    if (!config) {
+        return config.error();
+    }
+    if (options.splice_mode) {
+        config->splice_mode = *options.splice_mode;
+    }
+    auto router = route::Router::create(*config);
+    if (!router) {
+        return router.error();
+    }
+    auto backends = resolve_backends(*config);
+    if (!backends) {
+        return backends.error();
+    }
+    auto plane = plane::make_plane(config->splice_mode, options.pin_dir);
+    if (!plane) {
+        return plane.error().with_context("data plane");
+    }
+    auto signal_fd = block_stop_signals();
+    if (!signal_fd) {
+        return signal_fd.error();
+    }
+
+    EventLoop loop(*config, std::move(router).value(), std::move(backends).value(),
+                   *plane->plane, kMaxConnections);
+    if (auto ready = loop.init(); !ready) {
+        return ready.error();
+    }
+    for (const config::Listener& listener : config->listeners) {
+        auto address = net::resolve(listener.address);
+        if (!address) {
+            return address.error().with_context("listener");
+        }
+        auto fd = net::listen_on(*address, kListenBacklog);
+        if (!fd) {
+            return fd.error().with_context("listener " + config::to_string(listener.address));
+        }
+        // Port 0 in a config gets a kernel-chosen port: log the real one.
+        const net::SocketAddress bound = net::local_address(fd->get());
+        log::info("listening", {{"addr", net::to_string(bound)}});
+        loop.add_listener({std::move(fd).value(), bound});
+    }
+    if (auto watched = loop.watch_signals(std::move(signal_fd).value()); !watched) {
+        return watched.error();
+    }
+    log::info("ready", {{"plane", std::string(plane->plane->name())},
+                        {"rules", std::to_string(config->rules.size())}});
+    auto ran = loop.run();
+    log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},
+                          {"closed", std::to_string(loop.counters().closed)}});
+    return ran;
+}
+
+}  // namespace splicer::daemon

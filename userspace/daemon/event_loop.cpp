@@ -1,0 +1,221 @@
+#include "daemon/event_loop.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "net/sockets.h"
+#include "splicer/log.h"
+
+namespace splicer::daemon {
+
+using uring::Op;
+using uring::Tag;
+
+namespace {
+
+// Tags for operations that belong to no connection (accept, signals).
+constexpr std::uint32_t kNoSlot = 0xffffffffU;
+
+std::string errno_text(int error) { return std::strerror(error < 0 ? -error : error); }
+
+}  // namespace
+
+EventLoop::EventLoop(const config::Config& config, route::Router router,
+                     std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
+                     std::uint32_t max_connections)
+    : config_(config),
+      router_(std::move(router)),
+      backends_(std::move(backends)),
+      plane_(plane),
+      slab_(max_connections) {}
+
+EventLoop::~EventLoop() = default;
+
+Result<void> EventLoop::init() { return uring::Ring::init(ring_, 4096); }
+
+void EventLoop::add_listener(ListeningSocket listener) {
+    listeners_.push_back(std::move(listener));
+}
+
+Result<void> EventLoop::watch_signals(UniqueFd signal_fd) {
+    signal_fd_ = std::move(signal_fd);
+    return {};
+}
+
+Result<void> EventLoop::run() {
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        arm_accept(i);
+    }
+    if (signal_fd_) {
+        arm_signal_read();
+    }
+    // After a stop signal, connections close; the loop ends once every operation completed.
+    while (!stopping_ || slab_.in_use() > 0) {
+        const int rc = ring_.submit_and_wait(1000);
+        if (rc < 0 && rc != -EBUSY) {
+            return Error{"io_uring_submit_and_wait: " + errno_text(rc)};
+        }
+        ring_.drain([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+    }
+    return {};
+}
+
+io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg) {
+    io_uring_sqe* sqe = ring_.sqe();
+    sqe->user_data = Tag{op, arg, connection.generation, connection.slot}.encode();
+    ++connection.outstanding;
+    return sqe;
+}
+
+void EventLoop::dispatch(const io_uring_cqe& cqe) {
+    const Tag tag = Tag::decode(cqe.user_data);
+    if (tag.slot == kNoSlot) {
+        if (tag.op == Op::accept) {
+            on_accept(tag.arg, cqe.res, cqe.flags);
+        } else if (tag.op == Op::signal) {
+            on_signal(cqe.res);
+        }
+        return;
+    }
+    Connection* connection = slab_.find(tag.slot, tag.generation);
+    if (connection == nullptr) {
+        // Every operation is counted and the slot is only freed once all completed.
+        log::error("stale_completion", {{"slot", std::to_string(tag.slot)}});
+        return;
+    }
+    --connection->outstanding;
+    switch (tag.op) {
+        case Op::probe_poll: on_probe_poll(*connection, cqe.res); break;
+        case Op::probe_timeout: on_probe_timeout(*connection, cqe.res); break;
+        case Op::connect: on_connect(*connection, cqe.res); break;
+        case Op::connect_timeout:
+        case Op::cancel: break;
+        case Op::plane_recv:
+        case Op::plane_send:
+        case Op::plane_splice_in:
+        case Op::plane_splice_out:
+        case Op::plane_poll:
+        case Op::plane_timer:
+            plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
+            break;
+        case Op::accept:
+        case Op::signal: break;
+    }
+    finish_if_idle(*connection);
+}
+
+void EventLoop::arm_accept(std::size_t listener) {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_multishot_accept(sqe, listeners_[listener].fd.get(), nullptr, nullptr,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sqe->user_data = Tag{Op::accept, static_cast<std::uint8_t>(listener), 0, kNoSlot}.encode();
+}
+
+void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags) {
+    if (stopping_) {
+        if (result >= 0) {
+            ::close(result);  // raced with the stop: never served
+        }
+        return;
+    }
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+        arm_accept(listener);  // multishot ended (an error, or the kernel gave up): re-arm
+    }
+    if (result < 0) {
+        log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
+                                       {"error", errno_text(result)}});
+        return;
+    }
+    UniqueFd client(result);
+    const auto slot = slab_.acquire();
+    if (!slot) {
+        log::warning("connection_refused", {{"reason", "max_connections"}});
+        return;  // closing `client` refuses it
+    }
+    ++counters_.accepted;
+    Connection& connection = slab_.at(*slot);
+    connection.id = next_id_++;
+    connection.accepted_at = std::chrono::steady_clock::now();
+    connection.client = std::move(client);
+    connection.client_address = net::peer_address(connection.client.get());
+    connection.listener = listener;
+    start_probing(connection);
+}
+
+void EventLoop::arm_signal_read() {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_read(sqe, signal_fd_.get(), &signal_info_, sizeof(signal_info_), 0);
+    sqe->user_data = Tag{Op::signal, 0, 0, kNoSlot}.encode();
+}
+
+void EventLoop::on_signal(int result) {
+    if (result != static_cast<int>(sizeof(signal_info_))) {
+        arm_signal_read();
+        return;
+    }
+    log::info("signal", {{"signal", strsignal(static_cast<int>(signal_info_.ssi_signo))}});
+    begin_shutdown();
+}
+
+void EventLoop::begin_shutdown() {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    // Closing the listeners ends their multishot accepts; no new connection arrives.
+    for (ListeningSocket& listener : listeners_) {
+        ::shutdown(listener.fd.get(), SHUT_RDWR);
+    }
+    slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
+        close_connection(connection, "shutdown");
+        finish_if_idle(connection);
+    });
+}
+
+void EventLoop::close_connection(Connection& connection, std::string_view reason) {
+    if (connection.state == State::closing) {
+        return;
+    }
+    connection.state = State::closing;
+    connection.end = std::string(reason);
+    // Wake every operation still waiting on these sockets: shutdown makes polls report
+    // HUP, recv return 0 and send fail, so each completes and the slot can be freed.
+    for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
+        if (fd->valid()) {
+            ::shutdown(fd->get(), SHUT_RDWR);
+        }
+    }
+    if (connection.probe_timeout_armed) {
+        io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
+        io_uring_prep_timeout_remove(
+            sqe, Tag{Op::probe_timeout, 0, connection.generation, connection.slot}.encode(), 0);
+    }
+    if (connection.plane_timer_armed) {
+        io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
+        io_uring_prep_timeout_remove(
+            sqe, Tag{Op::plane_timer, 0, connection.generation, connection.slot}.encode(), 0);
+    }
+}
+
+void EventLoop::finish_if_idle(Connection& connection) {
+    if (connection.state != State::closing || connection.outstanding > 0) {
+        return;
+    }
+    plane_.on_teardown(connection);
+    const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - connection.accepted_at);
+    log::info("closed",
+              {{"conn", std::to_string(connection.id)},
+               {"bytes_in", std::to_string(connection.directions[kClientToBackend].bytes)},
+               {"bytes_out", std::to_string(connection.directions[kBackendToClient].bytes)},
+               {"duration_ms", std::to_string(duration.count())},
+               {"end", connection.end}});
+    ++counters_.closed;
+    slab_.release(connection.slot);  // closes both sockets
+}
+
+}  // namespace splicer::daemon

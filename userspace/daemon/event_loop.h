@@ -1,0 +1,98 @@
+#pragma once
+// The io_uring event loop: accepts on every listener, probes each connection's first bytes
+// (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
+// pair to the data plane. One thread, no blocking call after start-up.
+
+#include <sys/signalfd.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/slab.h"
+#include "net/address.h"
+#include "plane/data_plane.h"
+#include "splicer/config.h"
+#include "splicer/router.h"
+#include "splicer/unique_fd.h"
+#include "uring/ring.h"
+
+namespace splicer::daemon {
+
+struct ListeningSocket {
+    UniqueFd fd;
+    net::SocketAddress address;
+};
+
+struct LoopCounters {
+    std::uint64_t accepted = 0;
+    std::uint64_t routed = 0;
+    std::uint64_t no_route = 0;
+    std::uint64_t probe_timeouts = 0;
+    std::uint64_t backend_failures = 0;
+    std::uint64_t closed = 0;
+};
+
+class EventLoop final : public plane::PlaneContext {
+public:
+    EventLoop(const config::Config& config, route::Router router,
+              std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
+              std::uint32_t max_connections);
+    EventLoop(const EventLoop&) = delete;
+    EventLoop& operator=(const EventLoop&) = delete;
+    ~EventLoop();
+
+    Result<void> init();
+    void add_listener(ListeningSocket listener);
+    // SIGTERM and SIGINT end run(); they must already be blocked in the calling thread.
+    Result<void> watch_signals(UniqueFd signal_fd);
+
+    // Serves until a stop signal, then closes every connection and returns.
+    Result<void> run();
+
+    [[nodiscard]] const LoopCounters& counters() const { return counters_; }
+
+    // plane::PlaneContext
+    io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
+    void close_connection(Connection& connection, std::string_view reason) override;
+
+private:
+    void dispatch(const io_uring_cqe& cqe);
+    void arm_accept(std::size_t listener);
+    void on_accept(std::size_t listener, int result, std::uint32_t flags);
+    void arm_signal_read();
+    void on_signal(int result);
+
+    // probing (probing.cpp)
+    void start_probing(Connection& connection);
+    void arm_probe_poll(Connection& connection);
+    void on_probe_poll(Connection& connection, int result);
+    void on_probe_timeout(Connection& connection, int result);
+    void apply_decision(Connection& connection, const route::Decision& decision,
+                        std::string_view why);
+
+    // connecting (connecting.cpp)
+    void start_connect(Connection& connection);
+    void on_connect(Connection& connection, int result);
+
+    void finish_if_idle(Connection& connection);
+    void log_routed(const Connection& connection) const;
+    void begin_shutdown();
+
+    const config::Config& config_;
+    route::Router router_;
+    std::vector<net::SocketAddress> backends_;  // per rule
+    plane::DataPlane& plane_;
+    uring::Ring ring_;
+    Slab slab_;
+    std::vector<ListeningSocket> listeners_;
+    UniqueFd signal_fd_;
+    signalfd_siginfo signal_info_{};
+    bool stopping_ = false;
+    std::uint64_t next_id_ = 1;
+    LoopCounters counters_;
+};
+
+}  // namespace splicer::daemon

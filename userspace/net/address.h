@@ -1,0 +1,29 @@
+#pragma once
+// Socket addresses: resolving configured endpoints (once, at start-up) and printing peers.
+
+#include <sys/socket.h>
+
+#include <string>
+
+#include "splicer/config.h"
+#include "splicer/result.h"
+
+namespace splicer::net {
+
+struct SocketAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+
+    [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+    sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+    [[nodiscard]] int family() const { return storage.ss_family; }
+};
+
+// A literal resolves without I/O; a name is looked up (getaddrinfo) and its first address
+// kept. Called at start-up only, never on the hot path.
+Result<SocketAddress> resolve(const config::Endpoint& endpoint);
+
+// "127.0.0.1:443", "[::1]:443".
+std::string to_string(const SocketAddress& address);
+
+}  // namespace splicer::net

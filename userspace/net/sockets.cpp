@@ -1,0 +1,85 @@
+#include "net/sockets.h"
+
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace splicer::net {
+namespace {
+
+Error errno_error(const std::string& what) { return Error{what + ": " + std::strerror(errno)}; }
+
+}  // namespace
+
+Result<UniqueFd> listen_on(const SocketAddress& address, int backlog) {
+    UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        return errno_error("socket");
+    }
+    const int on = 1;
+    // A restarted daemon rebinds at once, despite connections of the old one in TIME_WAIT.
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (address.family() == AF_INET6) {
+        ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    }
+    if (::bind(fd.get(), address.get(), address.length) != 0) {
+        return errno_error("bind " + to_string(address));
+    }
+    if (::listen(fd.get(), backlog) != 0) {
+        return errno_error("listen " + to_string(address));
+    }
+    return fd;
+}
+
+Result<UniqueFd> stream_socket_for(const SocketAddress& address) {
+    UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        return errno_error("socket");
+    }
+    return fd;
+}
+
+SocketAddress local_address(int fd) {
+    SocketAddress address;
+    address.length = sizeof(address.storage);
+    if (::getsockname(fd, address.get(), &address.length) != 0) {
+        address = {};
+    }
+    return address;
+}
+
+SocketAddress peer_address(int fd) {
+    SocketAddress address;
+    address.length = sizeof(address.storage);
+    if (::getpeername(fd, address.get(), &address.length) != 0) {
+        address = {};
+    }
+    return address;
+}
+
+std::size_t bytes_readable(int fd) {
+    int queued = 0;
+    if (::ioctl(fd, SIOCINQ, &queued) != 0 || queued < 0) {
+        return 0;
+    }
+    return static_cast<std::size_t>(queued);
+}
+
+void set_receive_low_water(int fd, int bytes) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
+}
+
+int pending_error(int fd) {
+    int error = 0;
+    socklen_t length = sizeof(error);
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+        return errno;
+    }
+    return error;
+}
+
+}  // namespace splicer::net

@@ -1,0 +1,33 @@
+#pragma once
+// Socket set-up and the few socket queries the daemon makes outside io_uring (all
+// non-blocking).
+
+#include <cstddef>
+#include <cstdint>
+
+#include "net/address.h"
+#include "splicer/result.h"
+#include "splicer/unique_fd.h"
+
+namespace splicer::net {
+
+// A non-blocking listening TCP socket. IPv6 listeners are IPv6-only, so "::" and "0.0.0.0"
+// on one port can both be configured.
+Result<UniqueFd> listen_on(const SocketAddress& address, int backlog);
+
+// A non-blocking TCP socket of the address's family, not yet connected.
+Result<UniqueFd> stream_socket_for(const SocketAddress& address);
+
+SocketAddress local_address(int fd);
+SocketAddress peer_address(int fd);
+
+// Bytes waiting to be read (SIOCINQ); 0 on error.
+std::size_t bytes_readable(int fd);
+
+// poll(POLLIN) on the socket reports readable only once this many bytes are queued.
+void set_receive_low_water(int fd, int bytes);
+
+// SO_ERROR: the pending socket error (cleared by reading it), 0 if none.
+int pending_error(int fd);
+
+}  // namespace splicer::net

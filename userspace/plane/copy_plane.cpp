@@ -1,0 +1,86 @@
+#include "plane/copy_plane.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <string>
+
+namespace splicer::plane {
+namespace {
+
+using daemon::Connection;
+using uring::Op;
+
+constexpr std::size_t kBufferBytes = 64 * 1024;
+
+std::string error_reason(const char* what, int result) {
+    return std::string(what) + "_error:" + std::to_string(-result);
+}
+
+class CopyPlane final : public DataPlane {
+public:
+    [[nodiscard]] std::string_view name() const override { return "copy"; }
+
+    void start(Connection& connection, PlaneContext& context) override {
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            connection.directions[direction].buffer = std::make_unique<std::byte[]>(kBufferBytes);
+            receive(connection, direction, context);
+        }
+    }
+
+    void on_completion(Connection& connection, const uring::Tag& tag, int result,
+                       std::uint32_t /*flags*/, PlaneContext& context) override {
+        if (connection.state == daemon::State::closing) {
+            return;
+        }
+        const std::uint8_t direction = tag.arg;
+        daemon::Direction& flow = connection.directions[direction];
+        if (tag.op == Op::plane_recv) {
+            if (result == 0) {
+                finish_direction(connection, direction, context);
+                return;
+            }
+            if (result < 0) {
+                context.close_connection(connection, error_reason("recv", result));
+                return;
+            }
+            flow.filled = static_cast<std::size_t>(result);
+            flow.sent = 0;
+            send_rest(connection, direction, context);
+            return;
+        }
+        if (tag.op == Op::plane_send) {
+            if (result <= 0) {
+                context.close_connection(connection, error_reason("send", result));
+                return;
+            }
+            flow.sent += static_cast<std::size_t>(result);
+            flow.bytes += static_cast<std::uint64_t>(result);
+            if (flow.sent < flow.filled) {
+                send_rest(connection, direction, context);
+            } else {
+                receive(connection, direction, context);
+            }
+        }
+    }
+
+private:
+    static void receive(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
+        io_uring_prep_recv(sqe, connection.source_fd(direction),
+                           connection.directions[direction].buffer.get(), kBufferBytes, 0);
+    }
+
+    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
+        io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
+                           flow.filled - flow.sent, MSG_NOSIGNAL);
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<DataPlane> make_copy_plane() { return std::make_unique<CopyPlane>(); }
+
+}  // namespace splicer::plane

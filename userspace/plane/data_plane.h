@@ -1,0 +1,51 @@
+#pragma once
+// A data plane moves a connection's bytes once it is routed and connected: `sockmap` (the
+// kernel redirects them through the BPF sockhash), `splice` (io_uring splice through a pipe
+// per direction) or `copy` (io_uring recv/send through a userspace buffer). The event loop
+// owns the connection and the ring; a plane acts only through PlaneContext.
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "daemon/connection.h"
+#include "uring/tag.h"
+
+namespace splicer::plane {
+
+class PlaneContext {
+public:
+    // An SQE whose completion comes back to the plane for `connection`, tagged (op, arg).
+    virtual io_uring_sqe* sqe_for(daemon::Connection& connection, uring::Op op,
+                                  std::uint8_t arg) = 0;
+    // Ends the connection (both sockets), logging `reason` as how it ended.
+    virtual void close_connection(daemon::Connection& connection, std::string_view reason) = 0;
+
+protected:
+    ~PlaneContext() = default;
+};
+
+class DataPlane {
+public:
+    virtual ~DataPlane() = default;
+    [[nodiscard]] virtual std::string_view name() const = 0;
+
+    // Both sockets are connected; the client's first bytes were only peeked and are still
+    // queued on it, as is anything the backend already sent.
+    virtual void start(daemon::Connection& connection, PlaneContext& context) = 0;
+
+    // A completion of an operation this plane submitted for `connection`.
+    virtual void on_completion(daemon::Connection& connection, const uring::Tag& tag,
+                               int result, std::uint32_t flags, PlaneContext& context) = 0;
+
+    // The connection is closing; called once, before its sockets are closed.
+    virtual void on_teardown(daemon::Connection& /*connection*/) {}
+};
+
+// After direction `direction` saw EOF from its source and delivered everything before it:
+// shuts the sink for writing, and closes the connection when both directions are finished.
+void finish_direction(daemon::Connection& connection, std::size_t direction,
+                      PlaneContext& context);
+
+}  // namespace splicer::plane

@@ -1,0 +1,21 @@
+#include <sys/socket.h>
+
+#include "plane/data_plane.h"
+
+namespace splicer::plane {
+
+void finish_direction(daemon::Connection& connection, std::size_t direction,
+                      PlaneContext& context) {
+    daemon::Direction& flow = connection.directions[direction];
+    flow.source_eof = true;
+    if (!flow.sink_shut) {
+        flow.sink_shut = true;
+        // Half-close: the sink learns that no more bytes come, and may still answer.
+        ::shutdown(connection.sink_fd(direction), SHUT_WR);
+    }
+    if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+        context.close_connection(connection, "done");
+    }
+}
+
+}  // namespace splicer::plane
