@@ -1,12 +1,64 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * The sk_skb stream verdict program: every skb arriving on a socket in the sockhash is
- * redirected to that socket's peer, found through the peer map. Needs only UAPI headers.
+ * redirected to that socket's peer, found through the peer map, unless that would pile bytes
+ * up where nothing charges them (flow control, DESIGN.md kernel fact 2): then it is passed to
+ * the socket's own receive queue, which closes its TCP window, and userspace copies it.
+ *
+ * Per skb: no link -> pass. A bare FIN -> pass (EOF read by userspace). Bytes seen before (an
+ * overlapping retransmit) -> trimmed. Passed bytes not yet copied -> pass (order). The peer
+ * holding more than flow_limit_bytes of redirected bytes it has not taken, or having no room
+ * in its send buffer -> pass (passing mode starts). Otherwise redirect to the peer's egress.
+ *
+ * Needs only UAPI headers; the few kernel fields it reads (tcp_sock write_seq, copied_seq,
+ * sk_sndbuf, sk_wmem_queued, the skb's TCP sequence number) are relocated by CO-RE against the
+ * running kernel's BTF. Needs Linux 6.3+ (bpf_cast_to_kern_ctx).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 #include "splicer/bpf_abi.h"
+
+/*
+ * Only the fields the verdict reads. preserve_access_index makes clang emit CO-RE relocations
+ * so libbpf rewrites the offsets to the running kernel's structs at load time.
+ */
+struct sock {
+	int sk_sndbuf;	    /* send buffer size, bytes */
+	int sk_wmem_queued; /* bytes (truesize) in the write and retransmit queues */
+} __attribute__((preserve_access_index));
+
+struct inet_sock {
+	struct sock sk;
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	struct inet_sock icsk_inet;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	struct inet_connection_sock inet_conn;
+	__u32 write_seq;  /* sequence number after the last byte queued for sending */
+	__u32 copied_seq; /* sequence number of the first byte not yet consumed */
+} __attribute__((preserve_access_index));
+
+/* The kernel's view of the skb: cb[] starts with struct tcp_skb_cb, whose first field is seq. */
+struct sk_buff {
+	char cb[48];
+} __attribute__((preserve_access_index));
+
+/* Kernel 6.3+: the __sk_buff context as the kernel's struct sk_buff, read-only here. */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+/* sk_skb_adjust_room() removes at most this many bytes from the head per call. */
+#define SPLICER_TRIM_STEP 0xfffU
+/* Enough steps for the largest overlap: less than one skb (512 KiB with BIG TCP). */
+#define SPLICER_TRIM_STEPS 160
+
+/* Set by the loader before load (SpliceProgram::load); at most SPLICER_MAX_FLOW_LIMIT_BYTES. */
+const volatile __u64 flow_limit_bytes = SPLICER_DEFAULT_FLOW_LIMIT_BYTES;
+/* 0 only for tests and measurements: redirect everything, as if there were no flow control. */
+const volatile __u32 flow_control = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -19,8 +71,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SPLICER_MAX_SOCKETS);
 	__type(key, splicer_cookie);
-	__type(value, struct splicer_peer);
+	__type(value, struct splicer_link);
 } peers SEC(".maps");
+
+/* Written only by userspace (in place, BPF_F_LOCK): passed bytes it copied into the peer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__type(key, splicer_cookie);
+	__type(value, struct splicer_copied);
+} copied SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -29,31 +89,232 @@ struct {
 	__type(value, struct splicer_counters);
 } counters SEC(".maps");
 
+/*
+ * Redirected bytes the peer's send path has not taken yet. The peer's write_seq grows by every
+ * byte written into it: the redirected ones the psock backlog has sent and the ones userspace
+ * copied. Differences are taken modulo 2^32 (write_seq wraps) and read as signed: a negative
+ * value means userspace wrote more than it has reported in `copied` so far, i.e. nothing waits.
+ */
+static __always_inline __s32 peer_pending(struct splicer_link *link, __u64 copied_bytes,
+					  __u32 write_seq)
+{
+	return (__s32)((__u32)(link->redirected + copied_bytes) + link->peer_write_seq_base -
+		       write_seq);
+}
+
+/* TCP_SKB_CB(skb)->seq: the sequence number of the skb's first payload byte. */
+static __always_inline __u32 skb_tcp_seq(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+
+	return *(__u32 *)&kskb->cb[0];
+}
+
+/*
+ * Where the first byte not yet consumed on this socket starts: its copied_seq, exact before
+ * the verdict has run for it once (it lags behind afterwards, while passed bytes are unread).
+ */
+static __always_inline int socket_copied_seq(struct __sk_buff *skb, __u32 *seq)
+{
+	struct bpf_sock *self = skb->sk;
+	struct tcp_sock *tcp;
+
+	if (!self)
+		return -1;
+	tcp = bpf_skc_to_tcp_sock(self);
+	if (!tcp)
+		return -1;
+	*seq = tcp->copied_seq;
+	return 0;
+}
+
+/*
+ * Trims the bytes at the head of the skb that the verdict has already seen. TCP queues a
+ * retransmitted segment that partly overlaps received data whole (readers skip the overlap by
+ * sequence number), but tcp_read_skb() hands whole skbs to the verdict: without this, the
+ * overlap reaches the peer twice. Seen on 6.18 on loopback when the pass path closes the TCP
+ * window and the sender retransmits collapsed segments. Returns the skb's new length, or -1
+ * when the overlap cannot be trimmed.
+ */
+static __always_inline int trim_overlap(struct __sk_buff *skb, struct splicer_link *link,
+					struct splicer_flow_counters *flow, __u32 len)
+{
+	__u32 seq = skb_tcp_seq(skb);
+	__u32 remaining;
+	__s32 overlap;
+	int i;
+
+	if (!(link->flags & SPLICER_LINK_NEXT_SEQ_SET)) {
+		/* Bytes a recv() took before insertion count as seen too. */
+		if (socket_copied_seq(skb, &link->next_seq) != 0)
+			link->next_seq = seq;
+		link->flags |= SPLICER_LINK_NEXT_SEQ_SET;
+	}
+	overlap = (__s32)(link->next_seq - seq);
+	if (overlap <= 0) {
+		link->next_seq = seq + len;
+		return len;
+	}
+	__sync_fetch_and_add(&flow->overlap_skbs, 1);
+	/* TCP drops segments it has entirely; one here means the bookkeeping went wrong. */
+	if ((__u32)overlap >= len) {
+		__sync_fetch_and_add(&flow->overlap_failed, 1);
+		return -1;
+	}
+	remaining = (__u32)overlap;
+	for (i = 0; i < SPLICER_TRIM_STEPS && remaining > 0; i++) {
+		__u32 step = remaining > SPLICER_TRIM_STEP ? SPLICER_TRIM_STEP : remaining;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)step, 0, 0) != 0)
+			break;
+		remaining -= step;
+	}
+	if (remaining > 0) {
+		__sync_fetch_and_add(&flow->overlap_failed, 1);
+		return -1;
+	}
+	__sync_fetch_and_add(&flow->overlap_bytes, (__u32)overlap);
+	link->next_seq = seq + len;
+	return skb->len;
+}
+
 SEC("sk_skb/stream_verdict")
 int splice_verdict(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
-	struct splicer_counters *count = bpf_map_lookup_elem(&counters, &zero);
+	__u32 len = skb->len;
 	splicer_cookie cookie = bpf_get_socket_cookie(skb);
-	struct splicer_peer *peer = bpf_map_lookup_elem(&peers, &cookie);
+	struct splicer_counters *count = bpf_map_lookup_elem(&counters, &zero);
+	struct splicer_link *link = bpf_map_lookup_elem(&peers, &cookie);
+	struct splicer_flow_counters *flow;
+	struct bpf_sock *peer;
+	struct tcp_sock *peer_tcp;
+	struct splicer_copied *copied_entry;
+	__u64 copied_bytes;
+	__u32 write_seq;
+	__s32 pending;
+	__s64 need;
+	int peer_room;
+	int trimmed;
 
 	/* A percpu array slot always exists; the check only satisfies the verifier. */
 	if (!count)
 		return SK_PASS;
 	/* Not (or no longer) paired: leave the bytes to userspace on this socket. */
-	if (!peer) {
-		count->no_peer++;
+	if (!link) {
+		__sync_fetch_and_add(&count->no_peer, 1);
 		return SK_PASS;
 	}
-	if (bpf_sk_redirect_hash(skb, &sockets, &peer->peer_cookie, 0) != SK_PASS) {
-		/* The peer left the sockhash (closed): nobody can take these bytes. */
-		count->redirect_failed++;
+	/* pair() writes only valid directions; the bound is for the verifier. */
+	if (link->direction >= SPLICER_DIR_COUNT)
+		return SK_PASS;
+	flow = &count->flow[link->direction];
+	/*
+	 * A FIN without payload. Redirected, the peer's psock backlog would "send" zero bytes,
+	 * take that for a hard error, report EPIPE on the peer and stop its transmit (seen on
+	 * 6.18). Passed, it queues behind this socket's passed bytes and reads as EOF in order;
+	 * userspace propagates the EOF itself, by the FIN rule.
+	 */
+	if (len == 0) {
+		__sync_fetch_and_add(&flow->bare_fins, 1);
+		return SK_PASS;
+	}
+	trimmed = trim_overlap(skb, link, flow, len);
+	/*
+	 * An overlap that would not trim: dropping loses nothing that was not already delivered
+	 * only when the skb is a full duplicate, which TCP never queues; counted, never expected.
+	 */
+	if (trimmed <= 0)
 		return SK_DROP;
+	len = (__u32)trimmed;
+
+	/* No entry (pair() always makes one) reads as nothing copied. */
+	copied_bytes = 0;
+	copied_entry = bpf_map_lookup_elem(&copied, &cookie);
+	if (copied_entry) {
+		bpf_spin_lock(&copied_entry->lock);
+		copied_bytes = copied_entry->bytes;
+		bpf_spin_unlock(&copied_entry->lock);
 	}
-	if (peer->direction < SPLICER_DIR_COUNT) {
-		count->redirected_skbs[peer->direction]++;
-		count->redirected_bytes[peer->direction] += skb->len;
+	/*
+	 * Passing mode: bytes passed earlier still wait for userspace to copy them into the peer.
+	 * Redirecting now would overtake them, so this skb queues up behind them.
+	 */
+	if (link->passed > copied_bytes)
+		goto pass;
+
+	/* Measurements only: every skb straight to the peer, however much already waits there. */
+	if (!flow_control)
+		goto redirect;
+
+	/* Takes a reference on the peer socket, released below on every path. */
+	peer = bpf_map_lookup_elem(&sockets, &link->peer_cookie);
+	/* The peer left the sockhash (it was closed): keep the bytes here for userspace. */
+	if (!peer) {
+		__sync_fetch_and_add(&flow->peer_missing, 1);
+		goto pass;
 	}
+	peer_tcp = bpf_skc_to_tcp_sock(peer);
+	/* Not a full TCP socket (cannot happen for an established peer): treat as missing. */
+	if (!peer_tcp) {
+		bpf_sk_release(peer);
+		__sync_fetch_and_add(&flow->peer_missing, 1);
+		goto pass;
+	}
+	write_seq = peer_tcp->write_seq;
+	peer_room = peer_tcp->inet_conn.icsk_inet.sk.sk_sndbuf -
+		    peer_tcp->inet_conn.icsk_inet.sk.sk_wmem_queued;
+	bpf_sk_release(peer);
+
+	/*
+	 * First look at the peer: everything it holds so far came before this link (or was
+	 * copied by userspace, which `copied` already counts).
+	 */
+	if (!(link->flags & SPLICER_LINK_BASELINE_SET)) {
+		link->peer_write_seq_base = write_seq - (__u32)copied_bytes;
+		link->flags |= SPLICER_LINK_BASELINE_SET;
+	}
+	pending = peer_pending(link, copied_bytes, write_seq);
+	if (pending < 0)
+		pending = 0;
+	/*
+	 * Flow control: the peer's psock queue is unbounded and charged to nobody, so stop adding
+	 * to it. Passing charges this socket's receive buffer and closes its TCP window instead.
+	 */
+	if ((__u64)pending > flow_limit_bytes) {
+		__sync_fetch_and_add(&flow->limit_trips, 1);
+		goto pass;
+	}
+	/*
+	 * And never redirect more than the peer's send buffer can take right now. A redirected
+	 * skb the peer cannot take waits on the peer's psock queue, and while that queue is not
+	 * empty the kernel defers every skb the peer's own verdict passes onto the same queue,
+	 * uncharged: with both directions congested the passes then pile up without bound
+	 * (measured: 2.4 GB in 4 s). Queued bytes cost their truesize: an eighth plus a page of
+	 * margin covers skb overhead.
+	 */
+	need = (__s64)pending + len;
+	if (need + need / 8 + 4096 > (__s64)peer_room) {
+		__sync_fetch_and_add(&flow->room_trips, 1);
+		goto pass;
+	}
+redirect:
+	/* Flags 0: to the peer's egress, i.e. sent on the peer's connection. */
+	if (bpf_sk_redirect_hash(skb, &sockets, &link->peer_cookie, 0) != SK_PASS) {
+		/* The peer vanished since the lookup, or cannot take redirects: keep the bytes. */
+		__sync_fetch_and_add(&flow->redirect_failed, 1);
+		goto pass;
+	}
+	__sync_fetch_and_add(&link->redirected, len);
+	__sync_fetch_and_add(&flow->redirected_skbs, 1);
+	__sync_fetch_and_add(&flow->redirected_bytes, len);
+	return SK_PASS;
+
+pass:
+	/* Counted before the skb is queued, so userspace never sees bytes it cannot account. */
+	__sync_fetch_and_add(&link->passed, len);
+	__sync_fetch_and_add(&flow->passed_skbs, 1);
+	__sync_fetch_and_add(&flow->passed_bytes, len);
 	return SK_PASS;
 }
 

@@ -4,6 +4,8 @@
 #include <bpf/bpf.h>
 
 #include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
 
 #include "splicer/splice_program.h"
 #include "support/privileged.h"
@@ -59,12 +61,91 @@ TEST_CASE("paired sockets have their bytes redirected by the verdict, both ways"
     REQUIRE(counters.has_value());
     CHECK(counters->redirected_bytes[SPLICER_DIR_CLIENT_TO_BACKEND] == upstream.size());
     CHECK(counters->redirected_bytes[SPLICER_DIR_BACKEND_TO_CLIENT] == downstream.size());
-    CHECK(counters->redirect_failed == 0);
+    // Nothing near the flow limit: no byte took the pass/copy path.
+    CHECK(counters->passed_bytes[SPLICER_DIR_CLIENT_TO_BACKEND] == 0);
+    CHECK(counters->passed_bytes[SPLICER_DIR_BACKEND_TO_CLIENT] == 0);
+    CHECK(counters->redirect_failed[SPLICER_DIR_CLIENT_TO_BACKEND] == 0);
+    CHECK(counters->redirect_failed[SPLICER_DIR_BACKEND_TO_CLIENT] == 0);
+    CHECK(counters->peer_missing[SPLICER_DIR_CLIENT_TO_BACKEND] == 0);
+    CHECK(counters->peer_missing[SPLICER_DIR_BACKEND_TO_CLIENT] == 0);
+
+    // Each socket's link tells its partner, its direction and its own byte counts.
+    auto front_cookie = splicer::bpf::socket_cookie(front.get());
+    auto back_cookie = splicer::bpf::socket_cookie(back.get());
+    REQUIRE(front_cookie.has_value());
+    REQUIRE(back_cookie.has_value());
+    auto front_link = program->link_state(*front_cookie);
+    auto back_link = program->link_state(*back_cookie);
+    REQUIRE(front_link.has_value());
+    REQUIRE(back_link.has_value());
+    CHECK(front_link->peer_cookie == *back_cookie);
+    CHECK(back_link->peer_cookie == *front_cookie);
+    CHECK(front_link->direction == SPLICER_DIR_CLIENT_TO_BACKEND);
+    CHECK(back_link->direction == SPLICER_DIR_BACKEND_TO_CLIENT);
+    CHECK(front_link->redirected == upstream.size());
+    CHECK(back_link->redirected == downstream.size());
+    CHECK(front_link->passed == 0);
+    CHECK(front_link->copied == 0);
+    CHECK(front_link->peer_baseline_set);
+    CHECK_FALSE(front_link->passing());
 
     // Unpaired, the entries are gone: the maps hold nothing for these sockets.
     program->unpair(front.get(), back.get());
-    auto cookie = splicer::bpf::socket_cookie(front.get());
+    for (const splicer_cookie cookie : {*front_cookie, *back_cookie}) {
+        splicer_link link{};
+        splicer_copied copied{};
+        CHECK(bpf_map_lookup_elem(program->peers_map_fd(), &cookie, &link) != 0);
+        CHECK(bpf_map_lookup_elem(program->copied_map_fd(), &cookie, &copied) != 0);
+        CHECK_FALSE(program->link_state(cookie).has_value());
+        CHECK_FALSE(program->set_copied(cookie, 1).has_value());
+    }
+}
+
+TEST_CASE("pair creates zeroed copied entries that set_copied updates", "[bpf]") {
+    test::require_root();
+    auto program = SpliceProgram::load();
+    REQUIRE(program.has_value());
+    auto [client, front] = test::tcp_pair();
+    auto [back, server] = test::tcp_pair();
+    REQUIRE(program->pair(front.get(), back.get()).has_value());
+    auto cookie = splicer::bpf::socket_cookie(back.get());
     REQUIRE(cookie.has_value());
-    splicer_peer peer{};
-    CHECK(bpf_map_lookup_elem(program->peers_map_fd(), &*cookie, &peer) != 0);
+
+    auto fresh = program->link_state(*cookie);
+    REQUIRE(fresh.has_value());
+    CHECK(fresh->copied == 0);
+    CHECK(fresh->redirected == 0);
+    CHECK_FALSE(fresh->peer_baseline_set);
+
+    REQUIRE(program->set_copied(*cookie, 12345).has_value());
+    auto updated = program->link_state(*cookie);
+    REQUIRE(updated.has_value());
+    CHECK(updated->copied == 12345);
+
+    // A socket pair() never saw has no entry, and set_copied does not invent one.
+    auto stranger = splicer::bpf::socket_cookie(client.get());
+    REQUIRE(stranger.has_value());
+    CHECK_FALSE(program->set_copied(*stranger, 1).has_value());
+    program->unpair(front.get(), back.get());
+}
+
+TEST_CASE("the flow limit is set before load and checked", "[bpf]") {
+    test::require_root();
+    auto standard = SpliceProgram::load();
+    REQUIRE(standard.has_value());
+    CHECK(standard->flow_limit_bytes() == SPLICER_DEFAULT_FLOW_LIMIT_BYTES);
+    CHECK(standard->flow_control());
+    auto unlimited = SpliceProgram::load({.flow_control = false});
+    REQUIRE(unlimited.has_value());
+    CHECK_FALSE(unlimited->flow_control());
+
+    auto custom = SpliceProgram::load({.flow_limit_bytes = 4u << 20});
+    REQUIRE(custom.has_value());
+    CHECK(custom->flow_limit_bytes() == 4u << 20);
+
+    auto zero = SpliceProgram::load({.flow_limit_bytes = 0});
+    REQUIRE_FALSE(zero.has_value());
+    CHECK(zero.error().message.find("flow limit") != std::string::npos);
+    auto huge = SpliceProgram::load({.flow_limit_bytes = SPLICER_MAX_FLOW_LIMIT_BYTES + 1});
+    CHECK_FALSE(huge.has_value());
 }

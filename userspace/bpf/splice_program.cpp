@@ -18,7 +18,9 @@
 namespace splicer::bpf {
 namespace {
 
-std::string errno_text(int error) { return std::strerror(error < 0 ? -error : error); }
+std::string errno_text(int error) {
+    return std::strerror(error < 0 ? -error : error);
+}
 
 int print_libbpf_message(libbpf_print_level level, const char* format, va_list args) {
     if (level == LIBBPF_DEBUG) {
@@ -65,13 +67,21 @@ SpliceProgram::SpliceProgram(SpliceProgram&&) noexcept = default;
 SpliceProgram& SpliceProgram::operator=(SpliceProgram&&) noexcept = default;
 SpliceProgram::~SpliceProgram() = default;
 
-Result<SpliceProgram> SpliceProgram::load() {
+Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
     route_libbpf_messages_to_log();
+    if (options.flow_limit_bytes == 0 || options.flow_limit_bytes > SPLICER_MAX_FLOW_LIMIT_BYTES) {
+        return Error{"loading splice.bpf.o: flow limit " +
+                     std::to_string(options.flow_limit_bytes) + " bytes out of range 1.." +
+                     std::to_string(SPLICER_MAX_FLOW_LIMIT_BYTES)};
+    }
     auto state = std::make_unique<State>();
     state->skeleton.reset(splice_bpf__open());
     if (!state->skeleton) {
         return Error{"loading splice.bpf.o: opening skeleton: " + errno_text(errno)};
     }
+    // Read-only data is frozen at load: the verdict sees this as a constant.
+    state->skeleton->rodata->flow_limit_bytes = options.flow_limit_bytes;
+    state->skeleton->rodata->flow_control = options.flow_control ? 1 : 0;
     if (const int rc = splice_bpf__load(state->skeleton.get()); rc != 0) {
         return Error{"loading splice.bpf.o: loading into the kernel: " + errno_text(rc)};
     }
@@ -85,13 +95,26 @@ Result<SpliceProgram> SpliceProgram::load() {
     return SpliceProgram(std::move(state));
 }
 
-int SpliceProgram::sockets_map_fd() const { return bpf_map__fd(state_->skeleton->maps.sockets); }
-int SpliceProgram::peers_map_fd() const { return bpf_map__fd(state_->skeleton->maps.peers); }
+int SpliceProgram::sockets_map_fd() const {
+    return bpf_map__fd(state_->skeleton->maps.sockets);
+}
+int SpliceProgram::peers_map_fd() const {
+    return bpf_map__fd(state_->skeleton->maps.peers);
+}
+int SpliceProgram::copied_map_fd() const {
+    return bpf_map__fd(state_->skeleton->maps.copied);
+}
 int SpliceProgram::counters_map_fd() const {
     return bpf_map__fd(state_->skeleton->maps.counters);
 }
 int SpliceProgram::verdict_program_fd() const {
     return bpf_program__fd(state_->skeleton->progs.splice_verdict);
+}
+std::uint64_t SpliceProgram::flow_limit_bytes() const {
+    return state_->skeleton->rodata->flow_limit_bytes;
+}
+bool SpliceProgram::flow_control() const {
+    return state_->skeleton->rodata->flow_control != 0;
 }
 
 Result<splicer_cookie> socket_cookie(int fd) {
@@ -109,40 +132,97 @@ Result<void> SpliceProgram::pair(int client_fd, int backend_fd) {
     if (!client_cookie || !backend_cookie) {
         return (client_cookie ? backend_cookie.error() : client_cookie.error());
     }
-    // Peers first, so the verdict finds a partner for the very first skb after insertion.
-    const splicer_peer client_peer{*backend_cookie, SPLICER_DIR_CLIENT_TO_BACKEND, 0};
-    const splicer_peer backend_peer{*client_cookie, SPLICER_DIR_BACKEND_TO_CLIENT, 0};
-    if (bpf_map_update_elem(peers_map_fd(), &*client_cookie, &client_peer, BPF_NOEXIST) != 0 ||
-        bpf_map_update_elem(peers_map_fd(), &*backend_cookie, &backend_peer, BPF_NOEXIST) != 0) {
+    // Links and copied counts first, so the verdict finds a partner and a zero copy count for
+    // the very first skb after insertion.
+    const splicer_link client_link{.peer_cookie = *backend_cookie,
+                                   .direction = SPLICER_DIR_CLIENT_TO_BACKEND};
+    const splicer_link backend_link{.peer_cookie = *client_cookie,
+                                    .direction = SPLICER_DIR_BACKEND_TO_CLIENT};
+    const splicer_copied zero{};
+    if (bpf_map_update_elem(peers_map_fd(), &*client_cookie, &client_link, BPF_NOEXIST) != 0 ||
+        bpf_map_update_elem(peers_map_fd(), &*backend_cookie, &backend_link, BPF_NOEXIST) != 0) {
         const int error = errno;
-        unpair(client_fd, backend_fd);
+        unpair_cookies(*client_cookie, *backend_cookie);
         return Error{"peer map update: " + errno_text(error)};
+    }
+    if (bpf_map_update_elem(copied_map_fd(), &*client_cookie, &zero, BPF_NOEXIST) != 0 ||
+        bpf_map_update_elem(copied_map_fd(), &*backend_cookie, &zero, BPF_NOEXIST) != 0) {
+        const int error = errno;
+        unpair_cookies(*client_cookie, *backend_cookie);
+        return Error{"copied map update: " + errno_text(error)};
     }
     // The sockhash value is the socket fd; the kernel stores the socket, keyed by cookie.
     auto client_value = static_cast<std::uint64_t>(client_fd);
     auto backend_value = static_cast<std::uint64_t>(backend_fd);
     if (bpf_map_update_elem(sockets_map_fd(), &*client_cookie, &client_value, BPF_NOEXIST) != 0 ||
-        bpf_map_update_elem(sockets_map_fd(), &*backend_cookie, &backend_value, BPF_NOEXIST) !=
-            0) {
+        bpf_map_update_elem(sockets_map_fd(), &*backend_cookie, &backend_value, BPF_NOEXIST) != 0) {
         const int error = errno;
-        unpair(client_fd, backend_fd);
+        unpair_cookies(*client_cookie, *backend_cookie);
         return Error{"sockhash insert: " + errno_text(error)};
     }
     return {};
 }
 
 void SpliceProgram::unpair(int client_fd, int backend_fd) {
-    for (const int fd : {client_fd, backend_fd}) {
-        auto cookie = socket_cookie(fd);
-        if (!cookie) {
+    auto client_cookie = socket_cookie(client_fd);
+    auto backend_cookie = socket_cookie(backend_fd);
+    unpair_cookies(client_cookie ? *client_cookie : 0, backend_cookie ? *backend_cookie : 0);
+}
+
+void SpliceProgram::unpair_cookies(splicer_cookie client, splicer_cookie backend) {
+    for (const splicer_cookie cookie : {client, backend}) {
+        // Cookie 0 is never a socket's; it stands for "unknown" here.
+        if (cookie == 0) {
             continue;
         }
-        bpf_map_delete_elem(sockets_map_fd(), &*cookie);
-        bpf_map_delete_elem(peers_map_fd(), &*cookie);
+        // Sockhash first: once out of it, no new verdict starts for the socket.
+        bpf_map_delete_elem(sockets_map_fd(), &cookie);
+        bpf_map_delete_elem(peers_map_fd(), &cookie);
+        bpf_map_delete_elem(copied_map_fd(), &cookie);
     }
 }
 
+Result<LinkState> SpliceProgram::link_state(splicer_cookie cookie) const {
+    splicer_copied copied_entry{};
+    if (bpf_map_lookup_elem_flags(copied_map_fd(), &cookie, &copied_entry, BPF_F_LOCK) != 0) {
+        return Error{"copied map lookup: " + errno_text(errno)};
+    }
+    const std::uint64_t copied = copied_entry.bytes;
+    splicer_link link{};
+    if (bpf_map_lookup_elem(peers_map_fd(), &cookie, &link) != 0) {
+        return Error{"peer map lookup: " + errno_text(errno)};
+    }
+    // The lookup copies the value field by field while the verdict may be updating it, so
+    // `redirected` can be older than `passed`. Once passing has begun the verdict redirects
+    // nothing until userspace copies, so a second read returns the final `redirected`: the
+    // verdict adds to it before it adds to `passed` (atomic adds, ordered).
+    if (link.passed > copied && bpf_map_lookup_elem(peers_map_fd(), &cookie, &link) != 0) {
+        return Error{"peer map lookup: " + errno_text(errno)};
+    }
+    return LinkState{.peer_cookie = link.peer_cookie,
+                     .direction = link.direction,
+                     .redirected = link.redirected,
+                     .passed = link.passed,
+                     .copied = copied,
+                     .peer_baseline_set = (link.flags & SPLICER_LINK_BASELINE_SET) != 0,
+                     .peer_write_seq_base = link.peer_write_seq_base};
+}
+
+Result<void> SpliceProgram::set_copied(splicer_cookie cookie, std::uint64_t value) {
+    // BPF_F_LOCK: in place, under the value's lock (see struct splicer_copied). BPF_EXIST:
+    // only sockets pair() created an entry for; never resurrects an unpaired one.
+    const splicer_copied entry{.bytes = value};
+    if (bpf_map_update_elem(copied_map_fd(), &cookie, &entry, BPF_EXIST | BPF_F_LOCK) != 0) {
+        return Error{"copied map update: " + errno_text(errno)};
+    }
+    return {};
+}
+
 Result<Counters> SpliceProgram::read_counters() const {
+    return bpf::read_counters(counters_map_fd());
+}
+
+Result<Counters> read_counters(int counters_map_fd) {
     const int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0) {
         return Error{"counting possible CPUs: " + errno_text(cpus)};
@@ -150,17 +230,27 @@ Result<Counters> SpliceProgram::read_counters() const {
     // A per-CPU lookup fills one value per possible CPU, each padded to 8 bytes.
     std::vector<splicer_counters> per_cpu(static_cast<std::size_t>(cpus));
     const std::uint32_t key = 0;
-    if (bpf_map_lookup_elem(counters_map_fd(), &key, per_cpu.data()) != 0) {
+    if (bpf_map_lookup_elem(counters_map_fd, &key, per_cpu.data()) != 0) {
         return Error{"reading counters: " + errno_text(errno)};
     }
     Counters sum;
     for (const splicer_counters& cpu : per_cpu) {
         for (std::size_t dir = 0; dir < SPLICER_DIR_COUNT; ++dir) {
-            sum.redirected_skbs[dir] += cpu.redirected_skbs[dir];
-            sum.redirected_bytes[dir] += cpu.redirected_bytes[dir];
+            const splicer_flow_counters& flow = cpu.flow[dir];
+            sum.redirected_skbs[dir] += flow.redirected_skbs;
+            sum.redirected_bytes[dir] += flow.redirected_bytes;
+            sum.passed_skbs[dir] += flow.passed_skbs;
+            sum.passed_bytes[dir] += flow.passed_bytes;
+            sum.limit_trips[dir] += flow.limit_trips;
+            sum.room_trips[dir] += flow.room_trips;
+            sum.peer_missing[dir] += flow.peer_missing;
+            sum.redirect_failed[dir] += flow.redirect_failed;
+            sum.bare_fins[dir] += flow.bare_fins;
+            sum.overlap_skbs[dir] += flow.overlap_skbs;
+            sum.overlap_bytes[dir] += flow.overlap_bytes;
+            sum.overlap_failed[dir] += flow.overlap_failed;
         }
         sum.no_peer += cpu.no_peer;
-        sum.redirect_failed += cpu.redirect_failed;
     }
     return sum;
 }

@@ -6,6 +6,7 @@
 
 #include "cli/check_command.h"
 #include "cli/options.h"
+#include "cli/stats_command.h"
 #include "daemon/daemon.h"
 #include "splicer/log.h"
 
@@ -32,8 +33,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         case Command::stats:
-            std::cerr << "splicer: stats arrives with the sockmap plane\n";
-            return 2;
+            return splicer::cli::stats_command(options->pin_dir, std::cout, std::cerr);
     }
     return 2;
 }

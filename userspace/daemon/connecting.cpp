@@ -25,6 +25,7 @@ void EventLoop::start_connect(Connection& connection) {
         return;
     }
     connection.backend = std::move(socket).value();
+    ++counters_.routed;
     log_routed(connection);
     connection.connect_timeout.tv_sec = config_.connect_timeout.count();
     connection.connect_timeout.tv_nsec = 0;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "net/address.h"
+#include "splicer/flow_accounting.h"
 #include "splicer/unique_fd.h"
 
 namespace splicer::daemon {
@@ -40,13 +41,14 @@ struct Direction {
     UniqueFd pipe_write;
     std::size_t in_pipe = 0;
 
-    // sockmap plane
-    std::uint64_t source_baseline = 0;  // flow accounting at insertion (see flow_accounting.h)
-    std::uint64_t sink_baseline = 0;
-    std::chrono::steady_clock::time_point last_progress{};
-    std::uint64_t last_absorbed = 0;
-    bool copying = false;       // passed bytes are being copied by userspace
+    // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
+    std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
+    std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
+    bool copying = false;     // a copy round is under way (buffer filled or being sent)
     bool poll_armed = false;
+    bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
+    std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
+    std::chrono::steady_clock::time_point last_progress{};
 };
 
 struct Connection {
@@ -78,6 +80,11 @@ struct Connection {
     __kernel_timespec connect_timeout{};
 
     std::array<Direction, 2> directions;
+    // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions
+    // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
+    std::array<std::uint64_t, 2> cookies{};
+    std::array<plane::SocketBaseline, 2> baselines{};
+    bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};
 

@@ -6,7 +6,10 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
+#include "bpf/daemon_counters_map.h"
+#include "bpf/pins.h"
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
 #include "net/sockets.h"
@@ -69,7 +72,23 @@ Result<void> run(const RunOptions& options) {
     if (!backends) {
         return backends.error();
     }
-    auto plane = plane::make_plane(config->splice_mode, options.pin_dir);
+    // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`.
+    std::optional<bpf::PinDir> pins;
+    if (auto mounted = bpf::ensure_bpffs_mounted(options.pin_dir); !mounted) {
+        log::notice("no_pins", {{"reason", mounted.error().message}});
+    } else if (auto opened = bpf::PinDir::open(options.pin_dir); !opened) {
+        log::notice("no_pins", {{"reason", opened.error().message}});
+    } else {
+        pins.emplace(std::move(opened).value());
+    }
+    std::optional<bpf::DaemonCountersMap> counters_map;
+    if (pins) {
+        auto created = bpf::DaemonCountersMap::create();
+        if (created && pins->pin(created->fd(), "daemon")) {
+            counters_map.emplace(std::move(created).value());
+        }
+    }
+    auto plane = plane::make_plane(config->splice_mode, pins ? &*pins : nullptr);
     if (!plane) {
         return plane.error().with_context("data plane");
     }
@@ -99,6 +118,13 @@ Result<void> run(const RunOptions& options) {
     }
     if (auto watched = loop.watch_signals(std::move(signal_fd).value()); !watched) {
         return watched.error();
+    }
+    if (counters_map) {
+        loop.publish_counters_with([&counters_map](const DaemonCounters& counters) {
+            if (auto published = counters_map->publish(counters); !published) {
+                log::warning("stats", {{"error", published.error().message}});
+            }
+        });
     }
     log::info("ready", {{"plane", std::string(plane->plane->name())},
                         {"rules", std::to_string(config->rules.size())}});

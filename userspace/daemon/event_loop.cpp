@@ -53,6 +53,7 @@ Result<void> EventLoop::run() {
     if (signal_fd_) {
         arm_signal_read();
     }
+    auto published = std::chrono::steady_clock::now();
     // After a stop signal, connections close; the loop ends once every operation completed.
     while (!stopping_ || slab_.in_use() > 0) {
         const int rc = ring_.submit_and_wait(1000);
@@ -60,8 +61,23 @@ Result<void> EventLoop::run() {
             return Error{"io_uring_submit_and_wait: " + errno_text(rc)};
         }
         ring_.drain([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+        const auto now = std::chrono::steady_clock::now();
+        if (publish_ && now - published >= std::chrono::seconds(1)) {
+            publish_(counters());
+            published = now;
+        }
+    }
+    if (publish_) {
+        publish_(counters());
     }
     return {};
+}
+
+DaemonCounters EventLoop::counters() const {
+    DaemonCounters current = counters_;
+    current.active = slab_.in_use();
+    current.sockmap_fallbacks = plane_.fallbacks();
+    return current;
 }
 
 io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg) {
@@ -133,6 +149,7 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     UniqueFd client(result);
     const auto slot = slab_.acquire();
     if (!slot) {
+        ++counters_.refused;
         log::warning("connection_refused", {{"reason", "max_connections"}});
         return;  // closing `client` refuses it
     }

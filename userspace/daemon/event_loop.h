@@ -6,6 +6,7 @@
 #include <sys/signalfd.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 #include "net/address.h"
 #include "plane/data_plane.h"
 #include "splicer/config.h"
+#include "splicer/daemon_counters.h"
 #include "splicer/router.h"
 #include "splicer/unique_fd.h"
 #include "uring/ring.h"
@@ -24,15 +26,6 @@ namespace splicer::daemon {
 struct ListeningSocket {
     UniqueFd fd;
     net::SocketAddress address;
-};
-
-struct LoopCounters {
-    std::uint64_t accepted = 0;
-    std::uint64_t routed = 0;
-    std::uint64_t no_route = 0;
-    std::uint64_t probe_timeouts = 0;
-    std::uint64_t backend_failures = 0;
-    std::uint64_t closed = 0;
 };
 
 class EventLoop final : public plane::PlaneContext {
@@ -52,7 +45,11 @@ public:
     // Serves until a stop signal, then closes every connection and returns.
     Result<void> run();
 
-    [[nodiscard]] const LoopCounters& counters() const { return counters_; }
+    [[nodiscard]] DaemonCounters counters() const;
+    // Called with the counters at most once a second while serving, and once at the end.
+    void publish_counters_with(std::function<void(const DaemonCounters&)> publish) {
+        publish_ = std::move(publish);
+    }
 
     // plane::PlaneContext
     io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
@@ -92,7 +89,8 @@ private:
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;
     std::uint64_t next_id_ = 1;
-    LoopCounters counters_;
+    DaemonCounters counters_;
+    std::function<void(const DaemonCounters&)> publish_;
 };
 
 }  // namespace splicer::daemon

@@ -41,6 +41,9 @@ public:
 
     // The connection is closing; called once, before its sockets are closed.
     virtual void on_teardown(daemon::Connection& /*connection*/) {}
+
+    // Connections this plane handed to a fallback plane (the sockhash refused them).
+    [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }
 };
 
 // After direction `direction` saw EOF from its source and delivered everything before it:

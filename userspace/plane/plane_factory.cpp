@@ -1,20 +1,42 @@
 #include "plane/plane_factory.h"
 
 #include "plane/copy_plane.h"
+#include "plane/sockmap_plane.h"
 #include "plane/splice_plane.h"
 #include "splicer/log.h"
 
 namespace splicer::plane {
+namespace {
 
-Result<PlaneHandle> make_plane(config::SpliceMode mode, const std::string& /*pin_dir*/) {
+Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins) {
+    if (pins == nullptr) {
+        return Error{"no bpffs pin dir"};
+    }
+    return make_sockmap_plane(*pins);
+}
+
+}  // namespace
+
+Result<PlaneHandle> make_plane(config::SpliceMode mode, bpf::PinDir* pins) {
     switch (mode) {
         case config::SpliceMode::copy: return PlaneHandle{make_copy_plane()};
         case config::SpliceMode::splice: return PlaneHandle{make_splice_plane()};
-        case config::SpliceMode::sockmap:
-            return Error{"the sockmap plane is not available in this build yet"};
-        case config::SpliceMode::automatic:
-            log::notice("plane_fallback", {{"plane", "splice"}, {"reason", "sockmap pending"}});
+        case config::SpliceMode::sockmap: {
+            auto sockmap = try_sockmap(pins);
+            if (!sockmap) {
+                return sockmap.error().with_context("sockmap");
+            }
+            return PlaneHandle{std::move(sockmap).value()};
+        }
+        case config::SpliceMode::automatic: {
+            auto sockmap = try_sockmap(pins);
+            if (sockmap) {
+                return PlaneHandle{std::move(sockmap).value()};
+            }
+            log::notice("plane_fallback",
+                        {{"plane", "splice"}, {"reason", sockmap.error().message}});
             return PlaneHandle{make_splice_plane()};
+        }
     }
     return Error{"unknown splice mode"};
 }

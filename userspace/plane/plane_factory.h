@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "bpf/pins.h"
 #include "plane/data_plane.h"
 #include "splicer/config.h"
 #include "splicer/result.h"
@@ -15,6 +16,8 @@ struct PlaneHandle {
     std::unique_ptr<DataPlane> plane;
 };
 
-Result<PlaneHandle> make_plane(config::SpliceMode mode, const std::string& pin_dir);
+// `pins` is where the sockmap plane pins its maps; without it (no bpffs) sockmap is
+// unavailable.
+Result<PlaneHandle> make_plane(config::SpliceMode mode, bpf::PinDir* pins);
 
 }  // namespace splicer::plane

@@ -1,0 +1,23 @@
+#pragma once
+// The event loop's own counters, published in a one-slot BPF array map pinned as
+// PIN_DIR/daemon, so `splicer stats` (another process) can read them while the daemon runs.
+// Only userspace writes it; the layout is fixed-width for that reason alone.
+
+#include <linux/types.h>
+
+namespace splicer {
+
+struct DaemonCounters {
+    __u64 accepted = 0;
+    __u64 active = 0;  // connections held right now
+    __u64 routed = 0;
+    __u64 no_route = 0;
+    __u64 probe_timeouts = 0;
+    __u64 backend_failures = 0;
+    __u64 closed = 0;
+    __u64 refused = 0;            // over the connection limit
+    __u64 sockmap_fallbacks = 0;  // pairs the sockhash refused, served by the copy plane
+};
+static_assert(sizeof(DaemonCounters) == 72, "DaemonCounters layout");
+
+}  // namespace splicer

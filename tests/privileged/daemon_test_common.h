@@ -1,0 +1,147 @@
+#pragma once
+// Shared by the daemon integration tests: the Snikket sslh snippet on test ports, starting a
+// daemon for one data plane and stopping it with the checks every test ends with.
+
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/backends.h"
+#include "support/daemon.h"
+#include "support/privileged.h"
+#include "support/proc_stats.h"
+#include "support/raw_client.h"
+#include "support/streams.h"
+
+namespace splicer::test {
+
+using namespace std::chrono_literals;
+
+// The three names of the Snikket snippet's HTTPS rule.
+inline const std::vector<std::string> kSnikketNames = {
+    "chat.example.com", "groups.chat.example.com", "share.chat.example.com"};
+
+struct SnikketPorts {
+    std::uint16_t listen = 0;
+    std::uint16_t xmpp_tls = 0;  // P1: ALPN xmpp-client  (5223 in the snippet)
+    std::uint16_t https = 0;     // P2: the three SNI names (5443)
+    std::uint16_t xmpp = 0;      // P3: plain XMPP         (5222)
+};
+
+struct SnikketConfigOptions {
+    int probe_timeout_seconds = 1;
+    bool on_timeout_xmpp = true;  // on-timeout: "xmpp" (the plain XMPP rule)
+    int connect_timeout_seconds = 2;
+};
+
+// The sslh snippet from the Snikket reverse-proxy page, as published (trailing commas, the
+// missing ';' after sni_hostnames), with test ports, a second listener on ::1, and the
+// timeouts the tests need.
+inline std::string snikket_config(const SnikketPorts& ports,
+                                  const SnikketConfigOptions& options = {}) {
+    std::ostringstream text;
+    text << "listen:\n(\n"
+         << "    { host: \"127.0.0.1\"; port: \"" << ports.listen << "\"; },\n"
+         << "    { host: \"::1\"; port: \"" << ports.listen << "\"; },\n"
+         << ");\n\nprotocols:\n(\n"
+         << "     ## Snikket rules\n"
+         << "     { name: \"tls\";     host: \"127.0.0.1\"; port: \"" << ports.xmpp_tls
+         << "\"; alpn_protocols: [ \"xmpp-client\" ]; },\n"
+         << "     { name: \"tls\";     host: \"127.0.0.1\"; port: \"" << ports.https
+         << "\"; sni_hostnames:  [ \"chat.example.com\", \"groups.chat.example.com\", "
+            "\"share.chat.example.com\" ] },\n"
+         << "     { name: \"xmpp\";    host: \"127.0.0.1\"; port: \"" << ports.xmpp << "\"; },\n"
+         << ");\n\n"
+         << "timeout: " << options.probe_timeout_seconds << ";\n";
+    if (options.on_timeout_xmpp) {
+        text << "on-timeout: \"xmpp\";\n";
+    }
+    text << "connect_timeout: " << options.connect_timeout_seconds << ";\n";
+    return text.str();
+}
+
+// Starts splicer for `plane` and waits for event=ready (REQUIREs it, with the log on failure).
+inline std::unique_ptr<DaemonProcess> start_daemon(const std::string& plane,
+                                                   const std::string& config) {
+    DaemonOptions options;
+    options.binary = SPLICER_BINARY;
+    options.config_text = config;
+    options.splice_mode = plane;
+    auto daemon = std::make_unique<DaemonProcess>(options);
+    const bool ready = daemon->wait_ready(15s);
+    INFO("daemon did not log event=ready; its log:\n" << daemon->log_tail());
+    REQUIRE(ready);
+    // The ready line names the plane in use: the one asked for, not a fallback.
+    const auto ready_line = daemon->wait_for_log("ready", {}, 1s);
+    REQUIRE(ready_line.has_value());
+    if (ready_line->has("plane")) {
+        CHECK(ready_line->get("plane") == plane);
+    }
+    return daemon;
+}
+
+// SIGTERM (or SIGINT): exit 0 within 10 s, and the pin dir gone.
+inline void stop_daemon(DaemonProcess& daemon, int signal_number = SIGTERM) {
+    const std::optional<int> status = daemon.stop(10s, signal_number);
+    INFO("daemon log:\n" << daemon.log_tail());
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+    INFO("pin dir " << daemon.pin_dir());
+    CHECK_FALSE(std::filesystem::exists(daemon.pin_dir()));
+}
+
+// Waits for the daemon's routed line for the connection from local port `client_port`.
+inline std::optional<LogLine> routed_line(const DaemonProcess& daemon, std::uint16_t client_port,
+                                          std::chrono::milliseconds timeout = 5s) {
+    return daemon.wait_for_log(
+        "routed", [&](const LogLine& line) { return log_line_is_client(line, client_port); },
+        timeout);
+}
+
+// Waits until /proc/PID/fd is back to `baseline` (the daemon released everything).
+inline int wait_for_fd_count(const DaemonProcess& daemon, int baseline,
+                             std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = Clock::now() + timeout;
+    int count = daemon.open_fd_count();
+    while (count > baseline && Clock::now() < deadline) {
+        std::this_thread::sleep_for(50ms);
+        count = daemon.open_fd_count();
+    }
+    return count;
+}
+
+// One quick round trip through the HTTPS rule: the daemon still accepts, routes and moves
+// bytes. `backend` must be an exchange/record backend on the https port.
+inline void check_still_serving(const SnikketPorts& ports, TcpBackend& https_backend) {
+    const std::size_t before = https_backend.finished().size();
+    const std::string hello = make_client_hello({.server_name = "chat.example.com"});
+    UniqueFd client = connect_to(ports.listen);
+    TransferOptions options;
+    options.send = Outgoing{hello, 64 * 1024, 4242};
+    options.expect = https_backend.script().reply.generated;
+    options.timeout = 10s;
+    const TransferResult result = transfer_both_ways(client.get(), options);
+    INFO("still serving: sent " << result.sent << " received " << result.received
+                                << (result.timed_out ? " timed out" : "") << " " << result.error);
+    CHECK(result.complete(options));
+    REQUIRE(https_backend.wait_for_finished(before + 1, 10s));
+    const auto records = https_backend.finished();
+    CHECK(records.back().received == options.send.total());
+    CHECK(records.back().received_sha256 == result.sent_sha256);
+}
+
+}  // namespace splicer::test
+
+// Every daemon test runs once per data plane.
+#define SPLICER_FOR_EACH_PLANE(plane)                                                   \
+    const std::string plane = GENERATE(as<std::string>{}, "sockmap", "splice", "copy"); \
+    CAPTURE(plane)

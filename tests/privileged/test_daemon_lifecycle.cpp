@@ -1,0 +1,95 @@
+// The daemon's life around its BPF objects: pins a killed daemon left behind are replaced at
+// the next start, and a pair the sockhash refuses is still served (and counted).
+
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <filesystem>
+
+#include "daemon_test_common.h"
+#include "support/command.h"
+
+using namespace splicer::test;
+using splicer::UniqueFd;
+
+TEST_CASE("pins left by a killed daemon are replaced at the next start", "[daemon]") {
+    require_root();
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    SnikketPorts ports;
+    ports.listen = free_port();
+    ports.https = https.port();
+    ports.xmpp_tls = free_port();
+    ports.xmpp = free_port();
+    const std::string config = snikket_config(ports);
+    const std::string pins = unique_pin_dir();
+
+    DaemonOptions options;
+    options.binary = SPLICER_BINARY;
+    options.config_text = config;
+    options.splice_mode = "sockmap";
+    options.pin_dir = pins;
+    {
+        DaemonProcess killed(options);
+        REQUIRE(killed.wait_ready(15s));
+        REQUIRE(std::filesystem::exists(pins + "/sockets"));
+        killed.stop(5s, SIGKILL);
+        // SIGKILL runs no clean-up: the pins stay behind.
+        CHECK(std::filesystem::exists(pins + "/sockets"));
+        CHECK(std::filesystem::exists(pins + "/counters"));
+
+        DaemonProcess next(options);
+        const bool ready = next.wait_ready(15s);
+        INFO(next.log_tail());
+        REQUIRE(ready);
+        CHECK(next.logs("stale_pin_removed").size() >= 1);
+        check_still_serving(ports, https);
+        std::this_thread::sleep_for(1500ms);  // counters are published once a second
+        const auto stats = run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + pins);
+        CHECK(stats.exit_code == 0);
+        CHECK_THAT(stats.output, Catch::Contains("routed 1"));
+        stop_daemon(next);
+    }
+    CHECK_FALSE(std::filesystem::exists(pins));
+}
+
+TEST_CASE("a client that half-closes right after its hello is served by the fallback plane",
+          "[daemon]") {
+    require_root();
+    // The backend reads to the client's EOF, then answers: the half-close must travel.
+    TcpBackend https(BackendScript::read_to_eof_then_reply("thanks", 256 * 1024));
+    SnikketPorts ports;
+    ports.listen = free_port();
+    ports.https = https.port();
+    ports.xmpp_tls = free_port();
+    ports.xmpp = free_port();
+    auto daemon = start_daemon("sockmap", snikket_config(ports));
+
+    // Hello, data and FIN all leave before the daemon has even routed the connection: the
+    // client socket is no longer established when it would enter the sockhash.
+    const std::string hello = make_client_hello({.server_name = "share.chat.example.com"});
+    const std::string payload(100'000, 'p');
+    constexpr int kClients = 5;
+    for (int i = 0; i < kClients; ++i) {
+        UniqueFd client = connect_to(ports.listen);
+        write_all(client.get(), hello + payload);
+        REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
+        TransferOptions options;
+        options.expect = kUntilEof;
+        options.timeout = 10s;
+        const TransferResult result = transfer_both_ways(client.get(), options);
+        CHECK(result.eof);
+        CHECK(result.received == std::string("thanks").size() + 256 * 1024);
+        REQUIRE(https.wait_for_finished(static_cast<std::size_t>(i) + 1, 10s));
+        CHECK(https.finished().back().received == hello.size() + payload.size());
+    }
+    // Each such pair is logged and counted as a fallback.
+    const auto fallbacks = daemon->logs("sockmap_fallback").size();
+    CHECK(fallbacks >= 1);
+    std::this_thread::sleep_for(1500ms);  // counters are published once a second
+    const auto stats =
+        run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon->pin_dir());
+    CAPTURE(stats.output);
+    CHECK(stats.exit_code == 0);
+    CHECK_THAT(stats.output, Catch::Contains("sockmap_fallbacks " + std::to_string(fallbacks)));
+    stop_daemon(*daemon);
+}

@@ -1,0 +1,300 @@
+#include "support/daemon.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <set>
+#include <stdexcept>
+
+#include "support/proc_stats.h"
+
+namespace splicer::test {
+
+// --- ports and pin dirs ---------------------------------------------------------------------
+
+namespace {
+
+// Binds `port` (0: any) on the loopback of one family; returns the bound port, 0 on failure.
+std::uint16_t bind_loopback(bool ipv6, std::uint16_t port, UniqueFd& holder) {
+    holder = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!holder) {
+        return 0;
+    }
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (ipv6) {
+        const int only = 1;
+        ::setsockopt(holder.get(), IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof(only));
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr = in6addr_loopback;
+        in6->sin6_port = htons(port);
+        length = sizeof(sockaddr_in6);
+    } else {
+        auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4->sin_port = htons(port);
+        length = sizeof(sockaddr_in);
+    }
+    if (::bind(holder.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        ::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+        return 0;
+    }
+    return ntohs(ipv6 ? reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
+                      : reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+}
+
+}  // namespace
+
+std::uint16_t free_port() {
+    static std::mutex mutex;
+    static std::set<std::uint16_t> handed_out;
+    const std::lock_guard lock(mutex);
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        UniqueFd v4;
+        UniqueFd v6;
+        const std::uint16_t port = bind_loopback(false, 0, v4);
+        if (port == 0 || handed_out.count(port) != 0) {
+            continue;
+        }
+        if (bind_loopback(true, port, v6) != port) {
+            continue;  // taken on ::1 (or no IPv6): try another
+        }
+        handed_out.insert(port);
+        return port;
+    }
+    throw std::runtime_error("free_port: no port free on both 127.0.0.1 and ::1");
+}
+
+std::string unique_pin_dir() {
+    static std::atomic<unsigned> counter{0};
+    return "/sys/fs/bpf/splicer-test-" + std::to_string(::getpid()) + "-" +
+           std::to_string(counter.fetch_add(1));
+}
+
+PinDir::~PinDir() {
+    remove();
+}
+
+bool PinDir::exists() const {
+    std::error_code error;
+    return std::filesystem::exists(path_, error);
+}
+
+bool PinDir::remove() const {
+    std::error_code error;
+    std::filesystem::remove_all(path_, error);
+    return !exists();
+}
+
+// --- DaemonProcess --------------------------------------------------------------------------
+
+DaemonProcess::DaemonProcess(DaemonOptions options)
+    : options_(std::move(options)),
+      temp_dir_("splicer-daemon"),
+      pin_dir_(options_.pin_dir.empty() ? unique_pin_dir() : options_.pin_dir) {
+    if (options_.binary.empty()) {
+        throw std::invalid_argument("DaemonProcess: no binary");
+    }
+    const char* echo = std::getenv("SPLICER_TEST_ECHO");
+    if (echo != nullptr && std::strcmp(echo, "1") == 0) {
+        options_.echo = true;
+    }
+    config_path_ = temp_dir_.write_file("splicer.conf", options_.config_text);
+    argv_ = {options_.binary, "run", "--config", config_path_.string()};
+    if (!options_.splice_mode.empty()) {
+        argv_.insert(argv_.end(), {"--splice-mode", options_.splice_mode});
+    }
+    argv_.insert(argv_.end(), {"--pin-dir", pin_dir_.path()});
+    argv_.insert(argv_.end(), options_.extra_args.begin(), options_.extra_args.end());
+
+    int pipe_fds[2] = {-1, -1};
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        throw std::runtime_error(std::string("pipe2: ") + std::strerror(errno));
+    }
+    UniqueFd read_end(pipe_fds[0]);
+    UniqueFd write_end(pipe_fds[1]);
+    SpawnOptions spawn;
+    spawn.argv = argv_;
+    spawn.stdout_fd = write_end.get();  // stdout too: anything it prints lands in the log
+    spawn.stderr_fd = write_end.get();
+    child_ = ChildProcess(spawn);
+    write_end.reset();  // only the child holds the write end: EOF when it exits
+    reader_ =
+        std::thread([this, fd = std::move(read_end)]() mutable { read_stderr(std::move(fd)); });
+}
+
+DaemonProcess::~DaemonProcess() {
+    const bool was_running = child_.running();
+    if (was_running) {
+        child_.signal(SIGKILL);
+        child_.wait_for_exit(std::chrono::milliseconds(5000));
+    }
+    {
+        const std::lock_guard lock(mutex_);
+        stop_reader_ = true;
+    }
+    if (reader_.joinable()) {
+        reader_.join();
+    }
+    const std::optional<int> status = child_.exit_status();
+    if (!stopped_cleanly_ && !options_.echo) {
+        // The test did not see a clean stop: show what the daemon said.
+        std::cerr << "---- splicer daemon (pid " << child_.pid() << ", "
+                  << (was_running ? std::string("killed by the harness")
+                                  : "exit status " + std::to_string(status.value_or(-1)))
+                  << "), last lines ----\n"
+                  << log_tail(40) << "\n---- end of daemon log ----\n";
+    }
+    // ~PinDir removes a pin dir left behind; ~TempDir the config.
+}
+
+void DaemonProcess::read_stderr(UniqueFd pipe) {
+    std::string pending;
+    char buffer[16384];
+    const auto flush_line = [this](std::string_view text) {
+        if (options_.echo) {
+            std::cerr << "[splicer] " << text << '\n';
+        }
+        LogLine line = parse_log_line(text);
+        const std::lock_guard lock(mutex_);
+        lines_.push_back(std::move(line));
+        changed_.notify_all();
+    };
+    while (true) {
+        {
+            const std::lock_guard lock(mutex_);
+            if (stop_reader_) {
+                break;
+            }
+        }
+        pollfd waiting{pipe.get(), POLLIN, 0};
+        const int ready = ::poll(&waiting, 1, 100);
+        if (ready < 0 && errno != EINTR) {
+            break;
+        }
+        if (ready <= 0) {
+            continue;
+        }
+        const ssize_t n = ::read(pipe.get(), buffer, sizeof(buffer));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        pending.append(buffer, static_cast<std::size_t>(n));
+        std::size_t start = 0;
+        std::size_t newline = 0;
+        while ((newline = pending.find('\n', start)) != std::string::npos) {
+            flush_line(std::string_view(pending).substr(start, newline - start));
+            start = newline + 1;
+        }
+        pending.erase(0, start);
+    }
+    if (!pending.empty()) {
+        flush_line(pending);
+    }
+    const std::lock_guard lock(mutex_);
+    stderr_closed_ = true;
+    changed_.notify_all();
+}
+
+std::optional<LogLine> DaemonProcess::wait_for_log(std::string_view event,
+                                                   const LogPredicate& predicate,
+                                                   std::chrono::milliseconds timeout,
+                                                   std::size_t from) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::unique_lock lock(mutex_);
+    std::size_t checked = from;
+    while (true) {
+        for (; checked < lines_.size(); ++checked) {
+            const LogLine& line = lines_[checked];
+            if ((event.empty() || line.event() == event) && (!predicate || predicate(line))) {
+                return line;
+            }
+        }
+        if (stderr_closed_) {
+            return std::nullopt;
+        }
+        if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
+            checked == lines_.size()) {
+            return std::nullopt;
+        }
+    }
+}
+
+bool DaemonProcess::wait_ready(std::chrono::milliseconds timeout) const {
+    return wait_for_log("ready", {}, timeout).has_value();
+}
+
+std::vector<LogLine> DaemonProcess::logs() const {
+    const std::lock_guard lock(mutex_);
+    return lines_;
+}
+
+std::vector<LogLine> DaemonProcess::logs(std::string_view event,
+                                         const LogPredicate& predicate) const {
+    std::vector<LogLine> matching;
+    const std::lock_guard lock(mutex_);
+    for (const LogLine& line : lines_) {
+        if (line.event() == event && (!predicate || predicate(line))) {
+            matching.push_back(line);
+        }
+    }
+    return matching;
+}
+
+std::size_t DaemonProcess::log_count() const {
+    const std::lock_guard lock(mutex_);
+    return lines_.size();
+}
+
+std::string DaemonProcess::log_tail(std::size_t last) const {
+    const std::lock_guard lock(mutex_);
+    std::string text;
+    const std::size_t first = lines_.size() > last ? lines_.size() - last : 0;
+    for (std::size_t i = first; i < lines_.size(); ++i) {
+        text += lines_[i].raw;
+        text += '\n';
+    }
+    return text;
+}
+
+int DaemonProcess::open_fd_count() const {
+    return test::open_fd_count(child_.pid());
+}
+
+bool DaemonProcess::running() {
+    return child_.running();
+}
+
+std::optional<int> DaemonProcess::stop(std::chrono::milliseconds timeout, int signal_number) {
+    child_.signal(signal_number);
+    std::optional<int> status = child_.wait_for_exit(timeout);
+    if (status) {
+        // Let the reader take the last lines (the closed events written at shutdown).
+        std::unique_lock lock(mutex_);
+        changed_.wait_for(lock, std::chrono::seconds(2), [this] { return stderr_closed_; });
+        stopped_cleanly_ = *status == 0;
+    }
+    return status;
+}
+
+std::optional<int> DaemonProcess::exit_status() {
+    child_.running();  // reaps if it exited
+    return child_.exit_status();
+}
+
+}  // namespace splicer::test

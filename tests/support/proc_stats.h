@@ -1,0 +1,49 @@
+#pragma once
+// What /proc says about the machine and a process: memory available, open fds, and the
+// pinned BPF maps under a pin dir with their entry counts (to prove nothing is left over).
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace splicer::test {
+
+// MemAvailable from /proc/meminfo, in bytes (nullopt if unreadable).
+std::optional<std::uint64_t> mem_available();
+
+// The third (maximum) field of net.ipv4.tcp_wmem / tcp_rmem: how far autotuning may grow one
+// socket's send / receive buffer. 0 when unreadable.
+struct TcpBufferLimits {
+    std::uint64_t send_max = 0;
+    std::uint64_t receive_max = 0;
+};
+TcpBufferLimits tcp_buffer_limits();
+
+// Entries of /proc/PID/fd (-1 when unreadable), and what they point to (for failure messages).
+int open_fd_count(pid_t pid);
+std::vector<std::string> open_fd_targets(pid_t pid);
+
+struct PinnedObject {
+    std::string path;
+    std::string kind;            // "map", "prog", "link" or "other"
+    std::uint32_t map_type = 0;  // BPF_MAP_TYPE_* for maps
+    std::uint32_t max_entries = 0;
+    // Keys present, counted with BPF_MAP_GET_NEXT_KEY (maps with keys only: hash, sockhash,
+    // sockmap, lru; nullopt for arrays, whose entries always exist).
+    std::optional<std::uint64_t> entries;
+};
+
+// Every pinned object below `dir` (recursively). Empty when the dir does not exist.
+std::vector<PinnedObject> pinned_objects(const std::string& dir);
+
+// True for map types whose entries come and go (hash, lru hash, sockhash, sockmap).
+bool map_type_has_keys(std::uint32_t map_type);
+
+// RLIMIT_NOFILE soft limit raised to at least `wanted` (up to the hard limit); returns the
+// soft limit now in force.
+std::uint64_t raise_fd_limit(std::uint64_t wanted);
+
+}  // namespace splicer::test

@@ -1,0 +1,363 @@
+#include "plane/sockmap_plane.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "bpf/pins.h"
+#include "net/sockets.h"
+#include "plane/copy_plane.h"
+#include "splicer/flow_accounting.h"
+#include "splicer/log.h"
+#include "splicer/splice_program.h"
+
+namespace splicer::plane {
+namespace {
+
+using daemon::Connection;
+using uring::Op;
+
+// Send buffer per spliced socket (SO_SNDBUFFORCE). The psock backlog retries a full send
+// buffer one jiffy later (DESIGN.md, kernel fact 3), so throughput follows this size / 4 ms.
+constexpr int kSendBufferBytes = 4 * 1024 * 1024;
+// Redirected bytes that may wait for the peer before the verdict passes instead (flow
+// control). With 4 MiB send buffers, 4 MiB measured ~16 MiB in flight per slow connection
+// and fewer bytes through the copy path than 1 MiB (tests/privileged/test_flow_control.cpp).
+constexpr std::uint64_t kFlowLimitBytes = 4 * 1024 * 1024;
+// Userspace copy of bytes the verdict passed up (flow control): one buffer per direction.
+constexpr std::size_t kCopyBufferBytes = 256 * 1024;
+// While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
+constexpr long kRecheckNanoseconds = 2'000'000;
+// An EOF that cannot be propagated because the sink takes nothing for this long ends the pair.
+constexpr std::chrono::seconds kNoProgressLimit{60};
+
+std::string reset_reason(std::size_t socket) {
+    return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
+}
+
+class SockmapPlane final : public DataPlane {
+public:
+    explicit SockmapPlane(bpf::SpliceProgram program)
+        : program_(std::move(program)), fallback_(make_copy_plane()) {}
+
+    [[nodiscard]] std::string_view name() const override { return "sockmap"; }
+    [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
+
+    void start(Connection& connection, PlaneContext& context) override {
+        const int sockets[2] = {connection.client.get(), connection.backend.get()};
+        for (std::size_t i = 0; i < 2; ++i) {
+            // Root may exceed net.core.wmem_max; without CAP_NET_ADMIN the plain option caps it.
+            if (::setsockopt(sockets[i], SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes,
+                             sizeof(kSendBufferBytes)) != 0) {
+                ::setsockopt(sockets[i], SOL_SOCKET, SO_SNDBUF, &kSendBufferBytes,
+                             sizeof(kSendBufferBytes));
+            }
+            auto baseline = take_baseline(sockets[i]);
+            auto cookie = bpf::socket_cookie(sockets[i]);
+            if (!baseline || !cookie) {
+                fall_back(connection, context, baseline ? cookie.error() : baseline.error());
+                return;
+            }
+            connection.baselines[i] = *baseline;
+            connection.cookies[i] = *cookie;
+        }
+        if (auto paired = program_.pair(sockets[0], sockets[1]); !paired) {
+            // E.g. a client that half-closed right after its ClientHello: the kernel refuses
+            // sockets that are not fully established.
+            fall_back(connection, context, paired.error());
+            return;
+        }
+        // Bytes queued before insertion (the peeked ClientHello, anything pipelined behind
+        // it, a server's banner) run through the verdict only once woken (kernel fact 1).
+        for (const int fd : sockets) {
+            if (auto kicked = kick(fd); !kicked) {
+                log::warning("kick_failed", {{"conn", std::to_string(connection.id)},
+                                             {"error", kicked.error().message}});
+            }
+        }
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+        }
+    }
+
+    void on_completion(Connection& connection, const uring::Tag& tag, int result,
+                       std::uint32_t flags, PlaneContext& context) override {
+        if (connection.plane_fallback) {
+            fallback_->on_completion(connection, tag, result, flags, context);
+            return;
+        }
+        if (tag.op == Op::plane_timer) {
+            connection.plane_timer_armed = false;
+        }
+        if (tag.op == Op::plane_poll) {
+            connection.directions[tag.arg].poll_armed = false;
+        }
+        if (connection.state == daemon::State::closing) {
+            return;
+        }
+        switch (tag.op) {
+            case Op::plane_poll: on_source_event(connection, tag.arg, result, context); break;
+            case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
+            case Op::plane_timer: recheck(connection, context); break;
+            default: break;
+        }
+    }
+
+    void on_teardown(Connection& connection) override {
+        if (connection.plane_fallback) {
+            return;
+        }
+        for (std::size_t direction = 0; direction < 2; ++direction) {
+            auto link = program_.link_state(connection.cookies[direction]);
+            if (link) {
+                connection.directions[direction].bytes = link->redirected + link->copied;
+            }
+        }
+        // Sockets first: once closed they leave the sockhash and no verdict can still be
+        // running on a link when its entries go.
+        connection.client.reset();
+        connection.backend.reset();
+        program_.unpair_cookies(connection.cookies[0], connection.cookies[1]);
+    }
+
+private:
+    void fall_back(Connection& connection, PlaneContext& context, const Error& why) {
+        ++fallbacks_;
+        log::notice("sockmap_fallback", {{"conn", std::to_string(connection.id)},
+                                         {"plane", "copy"},
+                                         {"error", why.message}});
+        connection.plane_fallback = true;
+        fallback_->start(connection, context);
+    }
+
+    static void arm_poll(Connection& connection, std::uint8_t direction, unsigned events,
+                         PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (flow.poll_armed) {
+            return;
+        }
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_poll, direction);
+        io_uring_prep_poll_add(sqe, connection.source_fd(direction), events);
+        flow.poll_armed = true;
+    }
+
+    static void arm_timer(Connection& connection, PlaneContext& context) {
+        if (connection.plane_timer_armed) {
+            return;
+        }
+        connection.plane_timer = {0, kRecheckNanoseconds};
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_timer, 0);
+        io_uring_prep_timeout(sqe, &connection.plane_timer, 0, 0);
+        connection.plane_timer_armed = true;
+    }
+
+    // The source of `direction` is readable, at EOF, or in error. Redirected bytes never
+    // make it readable: what is queued there was passed up by flow control.
+    void on_source_event(Connection& connection, std::uint8_t direction, int result,
+                         PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        const int source = connection.source_fd(direction);
+        if (result < 0) {
+            context.close_connection(connection, "poll_error");
+            return;
+        }
+        if (flow.source_eof) {
+            return;
+        }
+        if (flow.copying) {
+            return;  // the copy round reads whatever is queued
+        }
+        std::byte probe{};
+        const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0) {
+            flow.copying = true;
+            copy_round(connection, direction, context);
+        } else if (n == 0) {
+            source_ended(connection, direction, context);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+            // A wake-up with nothing to read: on 6.18 a stale copied_seq can keep POLLIN set
+            // on a sockmap socket, so re-arming at once could spin. Look again shortly.
+            connection.directions[direction].poll_deferred = true;
+            arm_timer(connection, context);
+        } else {
+            context.close_connection(connection, reset_reason(direction));
+        }
+    }
+
+    // Copies passed bytes: read them, wait until every byte redirected before them has been
+    // absorbed by the sink, then write them (order kept), then tell the verdict.
+    void copy_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (flow.filled == 0) {
+            if (!flow.buffer) {
+                flow.buffer = std::make_unique<std::byte[]>(kCopyBufferBytes);
+            }
+            const ssize_t n = ::recv(connection.source_fd(direction), flow.buffer.get(),
+                                     kCopyBufferBytes, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && flow.source_eof &&
+                           (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+                flow.copying = false;
+                if (!flow.source_eof) {
+                    source_ended(connection, direction, context);
+                } else {
+                    arm_timer(connection, context);  // the EOF check goes on
+                }
+                return;
+            }
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                    flow.copying = false;
+                    arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                } else {
+                    context.close_connection(connection, reset_reason(direction));
+                }
+                return;
+            }
+            flow.filled = static_cast<std::size_t>(n);
+            flow.sent = 0;
+            // Read after the recv: every skb redirected before the ones just read is counted.
+            auto link = program_.link_state(connection.cookies[direction]);
+            if (!link) {
+                context.close_connection(connection, "link_lost");
+                return;
+            }
+            flow.redirected_before_copy = link->redirected;
+        }
+        const int sink = connection.sink_fd(direction);
+        auto absorbed = redirects_absorbed(sink, connection.baselines[1 - direction],
+                                           flow.redirected_before_copy, flow.copied);
+        if (!absorbed) {
+            context.close_connection(connection, reset_reason(1 - direction));
+            return;
+        }
+        if (!*absorbed) {
+            arm_timer(connection, context);
+            return;
+        }
+        send_rest(connection, direction, context);
+    }
+
+    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
+        io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
+                           flow.filled - flow.sent, MSG_NOSIGNAL);
+    }
+
+    void on_copy_sent(Connection& connection, std::uint8_t direction, int result,
+                      PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (result <= 0) {
+            context.close_connection(connection, reset_reason(1 - direction));
+            return;
+        }
+        flow.sent += static_cast<std::size_t>(result);
+        if (flow.sent < flow.filled) {
+            send_rest(connection, direction, context);
+            return;
+        }
+        flow.copied += flow.filled;
+        flow.filled = 0;
+        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied); !told) {
+            context.close_connection(connection, "link_lost");
+            return;
+        }
+        copy_round(connection, direction, context);
+    }
+
+    void source_ended(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        flow.source_eof = true;
+        flow.last_progress = std::chrono::steady_clock::now();
+        // No more polls on the ended source: io_uring always reports RDHUP, which now stays
+        // set. A later reset still ends the pair, through the other direction's send or poll.
+        try_propagate_eof(connection, direction, context);
+    }
+
+    // Kernel fact 4: the FIN must not overtake redirected bytes still queued for the sink.
+    void try_propagate_eof(Connection& connection, std::uint8_t direction,
+                           PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        const int sink = connection.sink_fd(direction);
+        auto may = eof_may_propagate(connection.source_fd(direction),
+                                     connection.baselines[direction], sink,
+                                     connection.baselines[1 - direction]);
+        if (!may) {
+            context.close_connection(connection, reset_reason(1 - direction));
+            return;
+        }
+        if (*may) {
+            finish_direction(connection, direction, context);
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        auto absorbed = bytes_absorbed(sink, connection.baselines[1 - direction]);
+        if (absorbed && *absorbed != flow.last_absorbed) {
+            flow.last_absorbed = *absorbed;
+            flow.last_progress = now;
+        } else if (now - flow.last_progress > kNoProgressLimit) {
+            context.close_connection(connection, "stalled");
+            return;
+        }
+        // A pass the kernel deferred can land behind the FIN: copy it, or the counts never
+        // meet.
+        if (!flow.copying) {
+            auto link = program_.link_state(connection.cookies[direction]);
+            if (link && link->passed > flow.copied) {
+                flow.copying = true;
+                copy_round(connection, direction, context);
+                return;
+            }
+        }
+        arm_timer(connection, context);
+    }
+
+    void recheck(Connection& connection, PlaneContext& context) {
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            if (connection.state == daemon::State::closing) {
+                return;
+            }
+            daemon::Direction& flow = connection.directions[direction];
+            if (flow.poll_deferred) {
+                flow.poll_deferred = false;
+                if (!flow.source_eof && !flow.copying) {
+                    arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                }
+            }
+            if (flow.copying && flow.filled > 0 && flow.sent == 0) {
+                copy_round(connection, direction, context);
+            } else if (flow.source_eof && !flow.sink_shut) {
+                try_propagate_eof(connection, direction, context);
+            }
+        }
+    }
+
+    bpf::SpliceProgram program_;
+    std::unique_ptr<DataPlane> fallback_;
+    std::uint64_t fallbacks_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins) {
+    auto program = bpf::SpliceProgram::load({.flow_limit_bytes = kFlowLimitBytes});
+    if (!program) {
+        return program.error();
+    }
+    const std::pair<int, const char*> maps[] = {{program->counters_map_fd(), "counters"},
+                                                {program->sockets_map_fd(), "sockets"},
+                                                {program->peers_map_fd(), "peers"},
+                                                {program->copied_map_fd(), "copied"}};
+    for (const auto& [fd, name] : maps) {
+        if (auto pinned = pins.pin(fd, name); !pinned) {
+            return pinned.error();
+        }
+    }
+    return std::unique_ptr<DataPlane>(std::make_unique<SockmapPlane>(std::move(program).value()));
+}
+
+}  // namespace splicer::plane
