@@ -108,6 +108,32 @@ private:
     std::thread thread_;
 };
 
+// What the slow-reader test checks, whichever side (client or backend) was the slow reader.
+struct SlowReaderOutcome {
+    std::uint64_t sent = 0;
+    std::uint64_t received = 0;
+    std::uint64_t received_while_slow = 0;
+    std::string sent_sha;
+    std::string received_sha;
+    bool eof = false;
+    std::uint64_t max_in_flight = 0;
+    std::uint64_t mem_drop = 0;
+};
+
+// Sender: a SourceResult or BackendConnection; reader: a BackendConnection or SinkResult.
+template <typename Sender, typename Reader>
+SlowReaderOutcome slow_reader_outcome(const Sender& sender, const Reader& reader,
+                                      const Sampler& sampler) {
+    return {.sent = sender.sent,
+            .received = reader.received,
+            .received_while_slow = reader.received_while_slow,
+            .sent_sha = sender.sent_sha256,
+            .received_sha = reader.received_sha256,
+            .eof = reader.eof,
+            .max_in_flight = sampler.max_in_flight(),
+            .mem_drop = sampler.mem_drop()};
+}
+
 std::uint64_t difference(std::uint64_t sent, std::uint64_t read) {
     return sent > read ? sent - read : 0;
 }
@@ -392,14 +418,7 @@ TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byt
 
     std::atomic<std::uint64_t> client_sent{0};
     std::atomic<std::uint64_t> client_received{0};
-    std::uint64_t sent = 0;
-    std::uint64_t received = 0;
-    std::uint64_t received_while_slow = 0;
-    std::string sent_sha;
-    std::string received_sha;
-    bool eof = false;
-    std::uint64_t max_in_flight = 0;
-    std::uint64_t mem_drop = 0;
+    SlowReaderOutcome outcome;
 
     if (backend_slow) {
         const std::string hello = hello_for("chat.example.com");
@@ -413,15 +432,7 @@ TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byt
         const bool finished = backend->wait_for_finished(1, 120s);
         sampler.stop();
         REQUIRE(finished);
-        const auto record = backend->finished().front();
-        sent = result.sent;
-        sent_sha = result.sent_sha256;
-        received = record.received;
-        received_while_slow = record.received_while_slow;
-        received_sha = record.received_sha256;
-        eof = record.eof;
-        max_in_flight = sampler.max_in_flight();
-        mem_drop = sampler.mem_drop();
+        outcome = slow_reader_outcome(result, backend->finished().front(), sampler);
     } else {
         UniqueFd client = test::connect_and_send(ports.listen, header, "");
         Sampler sampler([&] { return difference(backend->live_sent(), client_received.load()); });
@@ -433,16 +444,10 @@ TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byt
         const auto result = test::sink_slowly(client.get(), sink);
         sampler.stop();
         REQUIRE(backend->wait_for_finished(1, 10s));
-        const auto record = backend->finished().front();
-        sent = record.sent;
-        sent_sha = record.sent_sha256;
-        received = result.received;
-        received_while_slow = result.received_while_slow;
-        received_sha = result.received_sha256;
-        eof = result.eof;
-        max_in_flight = sampler.max_in_flight();
-        mem_drop = sampler.mem_drop();
+        outcome = slow_reader_outcome(backend->finished().front(), result, sampler);
     }
+    const auto& [sent, received, received_while_slow, sent_sha, received_sha, eof, max_in_flight,
+                 mem_drop] = outcome;
 
     WARN("plane " << plane << ", " << who << " reads at 64 KiB/s for 10 s: max in flight "
                   << (max_in_flight >> 10) << " KiB (limit " << (max_in_flight_bytes() >> 20)

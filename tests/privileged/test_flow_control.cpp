@@ -27,12 +27,13 @@
 
 #include "splicer/flow_accounting.h"
 #include "splicer/splice_program.h"
-#include "support/byte_stream.h"
 #include "support/client_hello.h"
 #include "support/forwarder.h"
 #include "support/netns.h"
 #include "support/privileged.h"
+#include "support/proc_stats.h"
 #include "support/sockets.h"
+#include "support/streams.h"
 
 using splicer::UniqueFd;
 using splicer::bpf::SpliceProgram;
@@ -98,6 +99,15 @@ int queued_bytes(int fd) {
     int bytes = -1;
     ::ioctl(fd, SIOCINQ, &bytes);
     return bytes;
+}
+
+// Waits (2 s at most) until `bytes` bytes sit in fd's receive queue, and requires it.
+void wait_until_queued(int fd, std::size_t bytes) {
+    const auto deadline = Clock::now() + 2s;
+    while (queued_bytes(fd) != static_cast<int>(bytes) && Clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);
+    }
+    REQUIRE(queued_bytes(fd) == static_cast<int>(bytes));
 }
 
 void force_sndbuf(int fd, int bytes) {
@@ -179,11 +189,7 @@ TEST_CASE("flow baselines count what a socket did before insertion", "[bpf]") {
     test::write_all(c.back.get(), std::string(100, 'p'));
     test::write_all(c.client.get(), std::string(300, 'c'));
     REQUIRE(test::read_exactly(c.server.get(), 100).size() == 100);
-    const auto deadline = Clock::now() + 2s;
-    while (queued_bytes(c.front.get()) != 300 && Clock::now() < deadline) {
-        std::this_thread::sleep_for(1ms);
-    }
-    REQUIRE(queued_bytes(c.front.get()) == 300);
+    wait_until_queued(c.front.get(), 300);
 
     auto back = plane::take_baseline(c.back.get());
     auto front = plane::take_baseline(c.front.get());
@@ -218,12 +224,7 @@ TEST_CASE("bytes queued before insertion stay stuck until the kick, then flow in
     }
     const std::string everything = hello + pipelined;
     test::write_all(c.client.get(), everything);
-    const auto deadline = Clock::now() + 2s;
-    while (queued_bytes(c.front.get()) != static_cast<int>(everything.size()) &&
-           Clock::now() < deadline) {
-        std::this_thread::sleep_for(1ms);
-    }
-    REQUIRE(queued_bytes(c.front.get()) == static_cast<int>(everything.size()));
+    wait_until_queued(c.front.get(), everything.size());
     std::string peeked(hello.size(), '\0');
     REQUIRE(::recv(c.front.get(), peeked.data(), peeked.size(), MSG_PEEK) ==
             static_cast<ssize_t>(hello.size()));
@@ -251,13 +252,7 @@ TEST_CASE("bytes queued before insertion stay stuck until the kick, then flow in
     const std::string got = test::read_exactly(c.server.get(), everything.size(), 2000);
     const double latency_ms = seconds_since(kicked_at) * 1000;
     CHECK(got.size() == everything.size());
-    {
-        test::Sha256 want_hash;
-        want_hash.update(everything.data(), everything.size());
-        test::Sha256 got_hash;
-        got_hash.update(got.data(), got.size());
-        CHECK(got_hash.hex_digest() == want_hash.hex_digest());
-    }
+    CHECK(test::sha256_hex(got) == test::sha256_hex(everything));
     // Nothing more than the client sent, and the accounting agrees.
     pollfd extra{c.server.get(), POLLIN, 0};
     CHECK(::poll(&extra, 1, 50) == 0);
@@ -295,12 +290,7 @@ TEST_CASE("bytes consumed before insertion are not delivered again", "[bpf]") {
         data[i] = static_cast<char>((i * 7 + i / 251) & 0xff);
     }
     test::write_all(c.client.get(), data);
-    const auto deadline = Clock::now() + 2s;
-    while (queued_bytes(c.front.get()) != static_cast<int>(data.size()) &&
-           Clock::now() < deadline) {
-        std::this_thread::sleep_for(1ms);
-    }
-    REQUIRE(queued_bytes(c.front.get()) == static_cast<int>(data.size()));
+    wait_until_queued(c.front.get(), data.size());
     std::string consumed(1000, '\0');
     REQUIRE(::recv(c.front.get(), consumed.data(), consumed.size(), 0) == 1000);
     REQUIRE(consumed == data.substr(0, 1000));
@@ -368,7 +358,7 @@ SlowReaderResult slow_reader_run(std::uint64_t flow_limit, int direction,
     // MemAvailable is machine-wide: medians keep a neighbour's short burst out of the result.
     std::vector<std::uint64_t> mem_before;
     for (int i = 0; i < 5; ++i) {
-        mem_before.push_back(test::mem_available_bytes());
+        mem_before.push_back(test::mem_available().value());
         std::this_thread::sleep_for(10ms);
     }
     std::vector<std::uint64_t> mem_during;
@@ -391,11 +381,11 @@ SlowReaderResult slow_reader_run(std::uint64_t flow_limit, int direction,
             stop_sending.store(true);
         }
         if (++samples % 10 == 0) {
-            mem_during.push_back(test::mem_available_bytes());
+            mem_during.push_back(test::mem_available().value());
         }
     }
     result.sent = sender.get();
-    mem_during.push_back(test::mem_available_bytes());
+    mem_during.push_back(test::mem_available().value());
     rate.store(0);  // drain at full speed
     result.received = reader.get();
     result.forwarded = forwarder.report(direction);
@@ -544,7 +534,7 @@ TEST_CASE("a fast 256 MiB transfer is byte-exact; throughput against a direct co
     CHECK(run.transfer.received.eof);
     CHECK(run.transfer.received.bytes == kBytes);
     CHECK(run.transfer.received.sha256 == run.transfer.sent.sha256);
-    CHECK(run.transfer.received.sha256 == test::stream_sha256(7, kBytes));
+    CHECK(run.transfer.received.sha256 == test::sha256_of_generated("", 7, kBytes));
     CHECK(counters.redirected_bytes[kUp] + counters.passed_bytes[kUp] == kBytes);
     CHECK(run.forwarded.copied_bytes == counters.passed_bytes[kUp]);
 

@@ -1,19 +1,16 @@
 #include "support/backends.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 #include "support/command.h"
 #include "support/daemon.h"
+#include "support/openssl_client.h"
 
 namespace splicer::test {
 
@@ -85,23 +82,6 @@ BackendScript BackendScript::fast_source(std::uint64_t read_first,
 
 namespace {
 
-std::string peer_of(int fd) {
-    sockaddr_storage address{};
-    socklen_t length = sizeof(address);
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        return "?";
-    }
-    char text[INET6_ADDRSTRLEN] = {};
-    if (address.ss_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address);
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
-        return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6->sin6_port));
-    }
-    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address);
-    ::inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text));
-    return std::string(text) + ":" + std::to_string(ntohs(in4->sin_port));
-}
-
 void take_receive_side(BackendConnection& record, const TransferResult& result) {
     record.received = result.received;
     record.received_sha256 = result.received_sha256;
@@ -132,7 +112,7 @@ TcpBackend::~TcpBackend() {
 }
 
 std::string TcpBackend::address() const {
-    return (ipv6_ ? std::string("[::1]:") : std::string("127.0.0.1:")) + std::to_string(port_);
+    return loopback_text(port_, ipv6_);
 }
 
 void TcpBackend::accept_loop() {
@@ -146,7 +126,7 @@ void TcpBackend::accept_loop() {
         if (!fd) {
             continue;  // EAGAIN, ECONNABORTED, EMFILE: try again (bounded by stop())
         }
-        std::string peer = peer_of(fd.get());
+        std::string peer = peer_address(fd.get());
         const std::lock_guard lock(mutex_);
         const std::size_t index = accepted_++;
         open_fds_[index] = fd.get();
@@ -316,26 +296,14 @@ void TcpBackend::stop() {
 
 // --- BlackholeListener ----------------------------------------------------------------------
 
-BlackholeListener::BlackholeListener() {
-    listener_.fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!listener_.fd) {
-        throw std::runtime_error("BlackholeListener: socket");
-    }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
+BlackholeListener::BlackholeListener()
     // Backlog 0: the accept queue is full after one or two connections, and Linux then
     // drops further SYNs (no RST), so connecting peers wait for their own timeout.
-    if (::bind(listener_.fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        ::listen(listener_.fd.get(), 0) != 0 ||
-        ::getsockname(listener_.fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        throw std::runtime_error(std::string("BlackholeListener: ") + std::strerror(errno));
-    }
-    listener_.port = ntohs(address.sin_port);
+    : listener_(listen_loopback(false, 0)) {
+    const SocketAddress address = loopback_address(listener_.port);
     for (int i = 0; i < 8; ++i) {
         UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        ::connect(filler.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
+        ::connect(filler.get(), address.get(), address.length);
         pollfd waiting{filler.get(), POLLOUT, 0};
         const bool completed = ::poll(&waiting, 1, 300) > 0;
         fillers_.push_back(std::move(filler));
@@ -370,22 +338,15 @@ OpensslServer::OpensslServer(OpensslServerOptions options)
     // s_server prints "ACCEPT" once it listens; a port taken meanwhile makes it exit: retry.
     for (int attempt = 0; attempt < 5; ++attempt) {
         port_ = free_port();
-        std::vector<std::string> argv = {
-            "openssl", "s_server",
-            "-accept", (options_.ipv6 ? "[::1]:" : "127.0.0.1:") + std::to_string(port_),
-            "-cert",   certificate.cert_path,
-            "-key",    certificate.key_path,
-            "-www"};
+        std::vector<std::string> argv = {"openssl", "s_server",
+                                         "-accept", loopback_text(port_, options_.ipv6),
+                                         "-cert",   certificate.cert_path,
+                                         "-key",    certificate.key_path,
+                                         "-www"};
         if (options_.ipv6) {
             argv.push_back("-6");
         }
-        if (!options_.alpn.empty()) {
-            std::string list;
-            for (const std::string& protocol : options_.alpn) {
-                list += (list.empty() ? "" : ",") + protocol;
-            }
-            argv.insert(argv.end(), {"-alpn", list});
-        }
+        add_alpn_option(argv, options_.alpn);
         const UniqueFd log(
             ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         SpawnOptions spawn;
@@ -410,15 +371,11 @@ OpensslServer::~OpensslServer() {
 }
 
 std::string OpensslServer::address() const {
-    return (options_.ipv6 ? std::string("[::1]:") : std::string("127.0.0.1:")) +
-           std::to_string(port_);
+    return loopback_text(port_, options_.ipv6);
 }
 
 std::string OpensslServer::output() const {
-    std::ifstream in(log_path_, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    return read_file(log_path_);
 }
 
 void OpensslServer::stop() {

@@ -1,8 +1,6 @@
 #include "support/daemon.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -17,58 +15,24 @@
 #include <stdexcept>
 
 #include "support/proc_stats.h"
+#include "support/sockets.h"
 
 namespace splicer::test {
 
 // --- ports and pin dirs ---------------------------------------------------------------------
-
-namespace {
-
-// Binds `port` (0: any) on the loopback of one family; returns the bound port, 0 on failure.
-std::uint16_t bind_loopback(bool ipv6, std::uint16_t port, UniqueFd& holder) {
-    holder = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!holder) {
-        return 0;
-    }
-    sockaddr_storage address{};
-    socklen_t length = 0;
-    if (ipv6) {
-        const int only = 1;
-        ::setsockopt(holder.get(), IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof(only));
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_addr = in6addr_loopback;
-        in6->sin6_port = htons(port);
-        length = sizeof(sockaddr_in6);
-    } else {
-        auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
-        in4->sin_family = AF_INET;
-        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        in4->sin_port = htons(port);
-        length = sizeof(sockaddr_in);
-    }
-    if (::bind(holder.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        ::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        return 0;
-    }
-    return ntohs(ipv6 ? reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
-                      : reinterpret_cast<sockaddr_in*>(&address)->sin_port);
-}
-
-}  // namespace
 
 std::uint16_t free_port() {
     static std::mutex mutex;
     static std::set<std::uint16_t> handed_out;
     const std::lock_guard lock(mutex);
     for (int attempt = 0; attempt < 200; ++attempt) {
-        UniqueFd v4;
-        UniqueFd v6;
-        const std::uint16_t port = bind_loopback(false, 0, v4);
+        // v4 holds the port while ::1 is tried.
+        const Listener v4 = bind_loopback(0, false);
+        const std::uint16_t port = v4.port;
         if (port == 0 || handed_out.count(port) != 0) {
             continue;
         }
-        if (bind_loopback(true, port, v6) != port) {
+        if (bind_loopback(port, true).port != port) {
             continue;  // taken on ::1 (or no IPv6): try another
         }
         handed_out.insert(port);

@@ -2,11 +2,9 @@
 
 #include <fcntl.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "splicer/unique_fd.h"
 #include "support/process.h"
+#include "support/sockets.h"
 
 namespace splicer::test {
 namespace {
@@ -46,13 +44,23 @@ std::string common_name(const std::string& output) {
 
 }  // namespace
 
+void add_alpn_option(std::vector<std::string>& argv, const std::vector<std::string>& protocols) {
+    if (protocols.empty()) {
+        return;
+    }
+    std::string list;
+    for (const std::string& protocol : protocols) {
+        list += (list.empty() ? "" : ",") + protocol;
+    }
+    argv.insert(argv.end(), {"-alpn", list});
+}
+
 SClientResult run_s_client(const SClientOptions& options) {
     TempDir dir("splicer-s_client");
     const auto input_path = dir.write_file("input", options.input);
     const auto output_path = dir.path() / "output";
-    const std::string host = options.ipv6 ? "[::1]" : "127.0.0.1";
     std::vector<std::string> argv = {"openssl", "s_client", "-connect",
-                                     host + ":" + std::to_string(options.port),
+                                     loopback_text(options.port, options.ipv6),
                                      // Wait for the server to close rather than quitting at the
                                      // end of stdin, so its whole answer is printed.
                                      "-ign_eof"};
@@ -61,13 +69,7 @@ SClientResult run_s_client(const SClientOptions& options) {
     } else {
         argv.insert(argv.end(), {"-servername", options.servername});
     }
-    if (!options.alpn.empty()) {
-        std::string list;
-        for (const std::string& protocol : options.alpn) {
-            list += (list.empty() ? "" : ",") + protocol;
-        }
-        argv.insert(argv.end(), {"-alpn", list});
-    }
+    add_alpn_option(argv, options.alpn);
     const UniqueFd input(::open(input_path.c_str(), O_RDONLY | O_CLOEXEC));
     const UniqueFd output(
         ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -85,10 +87,7 @@ SClientResult run_s_client(const SClientOptions& options) {
         result.timed_out = true;
         result.exit_code = process.terminate(std::chrono::milliseconds(1000));
     }
-    std::ifstream in(output_path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    result.output = text.str();
+    result.output = read_file(output_path);
     result.subject_cn = common_name(result.output);
     result.alpn = value_after(result.output, "ALPN protocol: ");
     result.handshake_done = result.output.find("SSL handshake has read") != std::string::npos &&

@@ -31,4 +31,7 @@ struct SClientResult {
 
 SClientResult run_s_client(const SClientOptions& options);
 
+// Appends `-alpn h2,http/1.1` to an s_client / s_server command line (nothing when empty).
+void add_alpn_option(std::vector<std::string>& argv, const std::vector<std::string>& protocols);
+
 }  // namespace splicer::test

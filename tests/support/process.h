@@ -28,6 +28,9 @@ private:
     std::filesystem::path path_;
 };
 
+// The whole file as bytes ("" when it cannot be read).
+std::string read_file(const std::filesystem::path& path);
+
 struct SpawnOptions {
     std::vector<std::string> argv;  // argv[0] is the program (a path, or a name found on PATH)
     int stdin_fd = -1;              // -1: /dev/null

@@ -1,7 +1,8 @@
 #pragma once
 // Raw clients for routing and pipelining: a libssl ClientHello (or an XMPP stream header)
 // followed by arbitrary bytes, written in ONE send() so they reach the listener together,
-// plus helpers to name a socket's local address the way the daemon logs it.
+// plus helpers to match the daemon's log lines to a client (connect_to, local_address and
+// local_port live in sockets.h).
 
 #include <chrono>
 #include <cstdint>
@@ -10,15 +11,12 @@
 #include "splicer/unique_fd.h"
 #include "support/client_hello.h"
 #include "support/log_lines.h"
+#include "support/sockets.h"
 
 namespace splicer::test {
 
 // A plain XMPP client's opening: XML declaration and <stream:stream> start tag.
 std::string xmpp_stream_header(const std::string& to = "chat.example.com");
-
-// Connects (blocking, with a timeout) to 127.0.0.1:port or [::1]:port; throws on failure.
-UniqueFd connect_to(std::uint16_t port, bool ipv6 = false,
-                    std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
 // Connects and writes `first` followed by `then` with a single send() (looping only if the
 // kernel takes part of it). The whole buffer is handed to the kernel in one call.
@@ -30,10 +28,6 @@ UniqueFd connect_and_send(std::uint16_t port, const std::string& first, const st
 UniqueFd send_client_hello(std::uint16_t port, const HelloOptions& hello,
                            const std::string& pipelined = "", bool ipv6 = false,
                            std::string* sent_hello = nullptr);
-
-// "127.0.0.1:51234" / "[::1]:51234" for the socket's local end.
-std::string local_address(int fd);
-std::uint16_t local_port(int fd);
 
 // True when the line's `client` field names this local port (matched on the ":PORT" suffix,
 // so "[::1]:P", "::1:P" and "127.0.0.1:P" all match).

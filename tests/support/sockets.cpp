@@ -1,10 +1,10 @@
 #include "support/sockets.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,43 +17,85 @@ namespace {
     throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
-sockaddr_storage loopback(std::uint16_t port, bool ipv6, socklen_t& length) {
-    sockaddr_storage address{};
-    if (ipv6) {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_addr = in6addr_loopback;
-        in6->sin6_port = htons(port);
-        length = sizeof(sockaddr_in6);
-    } else {
-        auto* in4 = reinterpret_cast<sockaddr_in*>(&address);
-        in4->sin_family = AF_INET;
-        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        in4->sin_port = htons(port);
-        length = sizeof(sockaddr_in);
+std::string address_text(const sockaddr_storage& address) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+        return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6->sin6_port));
     }
-    return address;
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address);
+    ::inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text));
+    return std::string(text) + ":" + std::to_string(ntohs(in4->sin_port));
+}
+
+// getsockname() / getpeername() into a SocketAddress; false on failure.
+bool socket_name(int fd, bool peer, SocketAddress& address) {
+    address.length = sizeof(address.storage);
+    return (peer ? ::getpeername(fd, address.get(), &address.length)
+                 : ::getsockname(fd, address.get(), &address.length)) == 0;
 }
 
 }  // namespace
 
-Listener listen_loopback(bool ipv6) {
-    Listener listener;
-    listener.fd = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+std::uint16_t SocketAddress::port() const {
+    return ntohs(storage.ss_family == AF_INET6
+                     ? reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port
+                     : reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+}
+
+SocketAddress loopback_address(std::uint16_t port, bool ipv6) {
+    SocketAddress address;
+    if (ipv6) {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr = in6addr_loopback;
+        in6->sin6_port = htons(port);
+        address.length = sizeof(sockaddr_in6);
+    } else {
+        auto* in4 = reinterpret_cast<sockaddr_in*>(&address.storage);
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4->sin_port = htons(port);
+        address.length = sizeof(sockaddr_in);
+    }
+    return address;
+}
+
+std::string loopback_text(std::uint16_t port, bool ipv6) {
+    return (ipv6 ? std::string("[::1]:") : std::string("127.0.0.1:")) + std::to_string(port);
+}
+
+Listener bind_loopback(std::uint16_t port, bool ipv6) {
+    Listener bound;
+    bound.fd = UniqueFd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!bound.fd) {
+        return bound;
+    }
+    if (ipv6) {
+        const int only = 1;
+        ::setsockopt(bound.fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &only, sizeof(only));
+    }
+    SocketAddress address = loopback_address(port, ipv6);
+    if (::bind(bound.fd.get(), address.get(), address.length) != 0 ||
+        !socket_name(bound.fd.get(), false, address)) {
+        const int saved = errno;
+        bound.fd.reset();
+        errno = saved;
+        return bound;
+    }
+    bound.port = address.port();
+    return bound;
+}
+
+Listener listen_loopback(bool ipv6, int backlog) {
+    Listener listener = bind_loopback(0, ipv6);
     if (!listener.fd) {
-        fail("socket");
+        fail("socket/bind");
     }
-    socklen_t length = 0;
-    sockaddr_storage address = loopback(0, ipv6, length);
-    if (::bind(listener.fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0 ||
-        ::listen(listener.fd.get(), 1024) != 0) {
-        fail("bind/listen");
+    if (::listen(listener.fd.get(), backlog) != 0) {
+        fail("listen");
     }
-    if (::getsockname(listener.fd.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-        fail("getsockname");
-    }
-    listener.port = ntohs(ipv6 ? reinterpret_cast<sockaddr_in6*>(&address)->sin6_port
-                               : reinterpret_cast<sockaddr_in*>(&address)->sin_port);
     return listener;
 }
 
@@ -62,11 +104,34 @@ UniqueFd connect_loopback(std::uint16_t port, bool ipv6) {
     if (!fd) {
         fail("socket");
     }
-    socklen_t length = 0;
-    sockaddr_storage address = loopback(port, ipv6, length);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    const SocketAddress address = loopback_address(port, ipv6);
+    if (::connect(fd.get(), address.get(), address.length) != 0) {
         fail("connect");
     }
+    return fd;
+}
+
+UniqueFd connect_to(std::uint16_t port, bool ipv6, std::chrono::milliseconds timeout) {
+    UniqueFd fd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) {
+        fail("socket");
+    }
+    const SocketAddress address = loopback_address(port, ipv6);
+    if (::connect(fd.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
+        fail("connect to port " + std::to_string(port));
+    }
+    pollfd waiting{fd.get(), POLLOUT, 0};
+    if (::poll(&waiting, 1, static_cast<int>(timeout.count())) <= 0) {
+        throw std::runtime_error("connect to port " + std::to_string(port) + ": timed out");
+    }
+    int error = 0;
+    socklen_t error_length = sizeof(error);
+    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &error, &error_length);
+    if (error != 0) {
+        throw std::runtime_error("connect to port " + std::to_string(port) + ": " +
+                                 std::strerror(error));
+    }
+    set_nonblocking(fd.get(), false);
     return fd;
 }
 
@@ -85,6 +150,38 @@ std::pair<UniqueFd, UniqueFd> tcp_pair() {
     return {std::move(client), std::move(server)};
 }
 
+std::string local_address(int fd) {
+    SocketAddress address;
+    return socket_name(fd, false, address) ? address_text(address.storage) : "?";
+}
+
+std::string peer_address(int fd) {
+    SocketAddress address;
+    return socket_name(fd, true, address) ? address_text(address.storage) : "?";
+}
+
+std::uint16_t local_port(int fd) {
+    SocketAddress address;
+    return socket_name(fd, false, address) ? address.port() : 0;
+}
+
+void set_nonblocking(int fd, bool nonblocking) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0) {
+        throw std::runtime_error(std::string("fcntl F_GETFL: ") + std::strerror(errno));
+    }
+    const int wanted = nonblocking ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+    if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) != 0) {
+        throw std::runtime_error(std::string("fcntl F_SETFL: ") + std::strerror(errno));
+    }
+}
+
+void close_with_reset(UniqueFd fd) {
+    const linger abort_on_close{1, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
+    fd.reset();
+}
+
 void write_all(int fd, const void* data, std::size_t size) {
     const auto* bytes = static_cast<const char*>(data);
     while (size > 0) {
@@ -100,7 +197,9 @@ void write_all(int fd, const void* data, std::size_t size) {
     }
 }
 
-void write_all(int fd, const std::string& data) { write_all(fd, data.data(), data.size()); }
+void write_all(int fd, const std::string& data) {
+    write_all(fd, data.data(), data.size());
+}
 
 std::string read_exactly(int fd, std::size_t size, int timeout_ms) {
     std::string data;

@@ -1,9 +1,9 @@
 #include "support/streams.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -121,25 +121,6 @@ std::string sha256_of_generated(std::string_view prefix, std::uint64_t seed, std
         count -= n;
     }
     return hash.hex();
-}
-
-// --- socket helpers -------------------------------------------------------------------------
-
-void set_nonblocking(int fd, bool nonblocking) {
-    const int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0) {
-        throw std::runtime_error(std::string("fcntl F_GETFL: ") + std::strerror(errno));
-    }
-    const int wanted = nonblocking ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-    if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) != 0) {
-        throw std::runtime_error(std::string("fcntl F_SETFL: ") + std::strerror(errno));
-    }
-}
-
-void close_with_reset(UniqueFd fd) {
-    const linger abort_on_close{1, 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close));
-    fd.reset();
 }
 
 namespace {
@@ -543,6 +524,154 @@ SinkResult sink_slowly(int fd, const SinkOptions& options) {
     }
     result.received_sha256 = hash.hex();
     return result;
+}
+
+namespace {
+
+double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// send_stream's chunk; an unhashed send repeats the first one, which read_stream can check.
+constexpr std::size_t kSendChunk = 256 * 1024;
+
+}  // namespace
+
+SendReport send_stream(int fd, const SendOptions& options) {
+    SendReport report;
+    Sha256Hasher hash;
+    ByteGenerator generator(options.seed);
+    std::vector<char> chunk(kSendChunk);
+    std::size_t chunk_size = 0;  // valid bytes in chunk
+    std::size_t chunk_sent = 0;
+    const auto start = Clock::now();
+    const auto deadline = start + options.max_time;
+    while (report.bytes < options.max_bytes && Clock::now() < deadline &&
+           (options.stop == nullptr || !options.stop->load())) {
+        if (chunk_sent == chunk_size) {
+            const bool first = chunk_size == 0;
+            chunk_size = static_cast<std::size_t>(
+                std::min<std::uint64_t>(kSendChunk, options.max_bytes - report.bytes));
+            if (options.hash || first) {
+                generator.fill(chunk.data(), chunk_size);
+            }
+            chunk_sent = 0;
+        }
+        const ssize_t n = ::send(fd, chunk.data() + chunk_sent, chunk_size - chunk_sent,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            if (options.hash) {
+                hash.update(chunk.data() + chunk_sent, static_cast<std::size_t>(n));
+            }
+            chunk_sent += static_cast<std::size_t>(n);
+            report.bytes += static_cast<std::uint64_t>(n);
+            if (options.progress != nullptr) {
+                options.progress->store(report.bytes);
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            pollfd waiting{fd, POLLOUT, 0};
+            ::poll(&waiting, 1, 20);
+            continue;
+        }
+        report.error = std::string("send: ") + std::strerror(errno);
+        break;
+    }
+    report.seconds = seconds_since(start);
+    report.sha256 = options.hash ? hash.hex() : std::string();
+    if (options.close_after) {
+        ::close(fd);
+    } else if (options.shutdown_after) {
+        ::shutdown(fd, SHUT_WR);
+    }
+    return report;
+}
+
+ReadReport read_stream(int fd, const ReadOptions& options) {
+    ReadReport report;
+    Sha256Hasher hash;
+    std::vector<char> buffer(options.chunk);
+    std::vector<char> expected;
+    if (options.expect_repeating_seed != 0) {
+        expected.resize(kSendChunk);
+        ByteGenerator(options.expect_repeating_seed).fill(expected.data(), expected.size());
+    }
+    const auto start = Clock::now();
+    const auto deadline = start + options.max_time;
+    // Rate limiting: a budget that grows with time since the rate last changed.
+    std::uint64_t current_rate = options.rate != nullptr ? options.rate->load() : 0;
+    auto rate_start = start;
+    std::uint64_t read_at_rate_start = 0;
+    while (report.bytes < options.max_bytes && Clock::now() < deadline) {
+        std::size_t want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size(), options.max_bytes - report.bytes));
+        if (options.rate != nullptr) {
+            const std::uint64_t rate = options.rate->load();
+            if (rate != current_rate) {
+                current_rate = rate;
+                rate_start = Clock::now();
+                read_at_rate_start = report.bytes;
+            }
+            if (rate != 0) {
+                const auto budget = static_cast<std::uint64_t>(seconds_since(rate_start) *
+                                                               static_cast<double>(rate));
+                const std::uint64_t used = report.bytes - read_at_rate_start;
+                if (budget <= used) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                    continue;
+                }
+                want = static_cast<std::size_t>(std::min<std::uint64_t>(want, budget - used));
+            }
+        }
+        pollfd waiting{fd, POLLIN, 0};
+        const int ready = ::poll(&waiting, 1, 20);
+        if (ready <= 0) {
+            continue;
+        }
+        const ssize_t n = ::recv(fd, buffer.data(), want, MSG_DONTWAIT);
+        if (n > 0) {
+            if (options.hash) {
+                hash.update(buffer.data(), static_cast<std::size_t>(n));
+            }
+            if (!expected.empty() &&
+                report.first_mismatch == std::numeric_limits<std::uint64_t>::max()) {
+                for (std::size_t done = 0; done < static_cast<std::size_t>(n);) {
+                    const std::size_t at =
+                        static_cast<std::size_t>((report.bytes + done) % kSendChunk);
+                    const std::size_t run =
+                        std::min(static_cast<std::size_t>(n) - done, kSendChunk - at);
+                    if (std::memcmp(buffer.data() + done, expected.data() + at, run) != 0) {
+                        std::size_t k = 0;
+                        while (buffer[done + k] == expected[at + k]) {
+                            ++k;
+                        }
+                        report.first_mismatch = report.bytes + done + k;
+                        break;
+                    }
+                    done += run;
+                }
+            }
+            report.bytes += static_cast<std::uint64_t>(n);
+            report.seconds = seconds_since(start);
+            if (options.progress != nullptr) {
+                options.progress->store(report.bytes);
+            }
+            continue;
+        }
+        if (n == 0) {
+            report.eof = true;
+            report.seconds = seconds_since(start);
+            break;
+        }
+        if (errno == EAGAIN || errno == EINTR) {
+            continue;
+        }
+        report.error = std::string("recv: ") + std::strerror(errno);
+        break;
+    }
+    report.sha256 = options.hash ? hash.hex() : std::string();
+    return report;
 }
 
 }  // namespace splicer::test

@@ -2,7 +2,7 @@
 // Byte streams for integration tests: a seeded, deterministic pseudo-random generator, a
 // streaming SHA-256, and poll-based movers that push and pull bytes on non-blocking sockets
 // with a deadline, counting and hashing everything, so "byte-exact" becomes comparing two
-// hashes and two counts.
+// hashes and two counts; and bounded senders / rate-limited readers for flow-control tests.
 
 #include <atomic>
 #include <chrono>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "splicer/unique_fd.h"
+#include "support/sockets.h"  // set_nonblocking, close_with_reset
 
 namespace splicer::test {
 
@@ -154,8 +155,59 @@ struct SinkResult {
 };
 SinkResult sink_slowly(int fd, const SinkOptions& options);
 
-void set_nonblocking(int fd, bool nonblocking = true);
-// SO_LINGER {1, 0} then close: the peer gets a RST instead of a FIN.
-void close_with_reset(UniqueFd fd);
+// --- Bounded movers with progress counters (flow-control tests) -----------------------------
+// A sender and a reader bounded in bytes and time, with progress counters another thread can
+// sample, a stop flag for the sender, and a reader whose rate can be changed while it runs.
+// The bytes are ByteGenerator(seed)'s, so sha256_of_generated("", seed, n) is the hash of n.
+
+struct SendOptions {
+    std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max();
+    std::chrono::milliseconds max_time{10'000};
+    std::uint64_t seed = 1;
+    bool shutdown_after = false;                     // shutdown(SHUT_WR) once done
+    bool close_after = false;                        // close the fd once done (takes precedence)
+    std::atomic<std::uint64_t>* progress = nullptr;  // bytes sent so far
+    const std::atomic<bool>* stop = nullptr;         // stop early when set
+    // false: for throughput only; one chunk of the stream is sent again and again, unhashed,
+    // so the sender's CPU goes to the kernel and not to making and hashing bytes.
+    bool hash = true;
+};
+
+struct SendReport {
+    std::uint64_t bytes = 0;
+    std::string sha256;
+    double seconds = 0;
+    std::string error;  // empty unless a send failed
+};
+
+// Sends as fast as the socket takes bytes (non-blocking, poll for POLLOUT) until max_bytes or
+// max_time. With close_after the fd is closed here (the caller must not close it again).
+SendReport send_stream(int fd, const SendOptions& options);
+
+struct ReadOptions {
+    std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max();
+    std::chrono::milliseconds max_time{10'000};
+    // Bytes per second, 0 for as fast as possible; may change while reading.
+    const std::atomic<std::uint64_t>* rate = nullptr;
+    std::size_t chunk = 256 * 1024;
+    std::atomic<std::uint64_t>* progress = nullptr;
+    bool hash = true;  // false: count bytes only (throughput runs)
+    // With hash false: the sender's seed, to compare every byte (memcmp, cheap) against the
+    // one chunk an unhashed send_stream() repeats. 0: no check.
+    std::uint64_t expect_repeating_seed = 0;
+};
+
+struct ReadReport {
+    std::uint64_t bytes = 0;
+    std::string sha256;
+    bool eof = false;
+    double seconds = 0;  // from start to the last byte (or EOF)
+    std::string error;
+    // expect_repeating_seed: offset of the first byte that differs, or max() if none.
+    std::uint64_t first_mismatch = std::numeric_limits<std::uint64_t>::max();
+};
+
+// Reads until EOF, max_bytes or max_time.
+ReadReport read_stream(int fd, const ReadOptions& options);
 
 }  // namespace splicer::test

@@ -45,6 +45,7 @@ struct Direction {
     std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
     std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
     bool copying = false;     // a copy round is under way (buffer filled or being sent)
+    bool sending = false;     // a send of `buffer` is in flight
     bool poll_armed = false;
     bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink

@@ -243,6 +243,7 @@ private:
 
     static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
+        flow.sending = true;
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);
@@ -251,6 +252,7 @@ private:
     void on_copy_sent(Connection& connection, std::uint8_t direction, int result,
                       PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
+        flow.sending = false;
         if (result <= 0) {
             context.close_connection(connection, reset_reason(1 - direction));
             return;
@@ -328,7 +330,9 @@ private:
                     arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
                 }
             }
-            if (flow.copying && flow.filled > 0 && flow.sent == 0) {
+            // Only a buffer still waiting for the sink to absorb earlier redirects: one whose
+            // send is in flight must not be sent again (the timer serves both directions).
+            if (flow.copying && flow.filled > 0 && !flow.sending) {
                 copy_round(connection, direction, context);
             } else if (flow.source_eof && !flow.sink_shut) {
                 try_propagate_eof(connection, direction, context);
