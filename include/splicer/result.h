@@ -4,6 +4,8 @@
 // same member names (has_value, value, error) in C++20 and can be swapped for it later.
 
 #include <cassert>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <variant>
@@ -19,6 +21,14 @@ struct Error {
         return Error{context + ": " + message};
     }
 };
+
+// strerror() of an errno value given either way round (syscalls: errno; io_uring: -errno).
+inline std::string errno_text(int error) { return std::strerror(error < 0 ? -error : error); }
+
+// "what: No such file or directory", for a failed call that set errno (or returned -errno).
+inline Error errno_error(const std::string& what, int error = errno) {
+    return Error{what + ": " + errno_text(error)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -12,14 +12,24 @@
 using namespace splicer::test;
 using splicer::UniqueFd;
 
+namespace {
+
+// Only the HTTPS rule has a backend; the other rules point at ports nobody listens on.
+SnikketPorts ports_with_https_backend(std::uint16_t https) {
+    SnikketPorts ports;
+    ports.listen = free_port();
+    ports.https = https;
+    ports.xmpp_tls = free_port();
+    ports.xmpp = free_port();
+    return ports;
+}
+
+}  // namespace
+
 TEST_CASE("pins left by a killed daemon are replaced at the next start", "[daemon]") {
     require_root();
     TcpBackend https(BackendScript::exchange(64 * 1024));
-    SnikketPorts ports;
-    ports.listen = free_port();
-    ports.https = https.port();
-    ports.xmpp_tls = free_port();
-    ports.xmpp = free_port();
+    const SnikketPorts ports = ports_with_https_backend(https.port());
     const std::string config = snikket_config(ports);
     const std::string pins = unique_pin_dir();
 
@@ -57,11 +67,7 @@ TEST_CASE("a client that half-closes right after its hello is served by the fall
     require_root();
     // The backend reads to the client's EOF, then answers: the half-close must travel.
     TcpBackend https(BackendScript::read_to_eof_then_reply("thanks", 256 * 1024));
-    SnikketPorts ports;
-    ports.listen = free_port();
-    ports.https = https.port();
-    ports.xmpp_tls = free_port();
-    ports.xmpp = free_port();
+    const SnikketPorts ports = ports_with_https_backend(https.port());
     auto daemon = start_daemon("sockmap", snikket_config(ports));
 
     // Hello, data and FIN all leave before the daemon has even routed the connection: the

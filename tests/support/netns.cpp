@@ -108,13 +108,13 @@ std::unique_ptr<NetnsTopology> NetnsTopology::create(std::string& why) {
         "set -e; ip netns add " + c + "; ip netns add " + s + "; ip netns add " + v + ";" +
         " ip link add a0 netns " + c + " type veth peer name a1 netns " + s + ";" +
         " ip link add b0 netns " + v + " type veth peer name b1 netns " + s + ";" + " ip -n " + c +
-        " addr add 10.77.1.1/24 dev a0;" + " ip -n " + s + " addr add 10.77.1.2/24 dev a1;" +
-        " ip -n " + s + " addr add 10.77.2.2/24 dev b1;" + " ip -n " + v +
-        " addr add 10.77.2.1/24 dev b0;" + " for n in " + c + " " + s + " " + v +
+        " addr add 198.18.0.1/24 dev a0;" + " ip -n " + s + " addr add 198.18.0.2/24 dev a1;" +
+        " ip -n " + s + " addr add 198.18.1.2/24 dev b1;" + " ip -n " + v +
+        " addr add 198.18.1.1/24 dev b0;" + " for n in " + c + " " + s + " " + v +
         "; do ip -n $n link set lo up; done;" + " ip -n " + c + " link set a0 up; ip -n " + s +
         " link set a1 up;" + " ip -n " + s + " link set b1 up; ip -n " + v + " link set b0 up;" +
-        " ip -n " + c + " route add default via 10.77.1.2;" + " ip -n " + v +
-        " route add default via 10.77.2.2;" + " ip netns exec " + s +
+        " ip -n " + c + " route add default via 198.18.0.2;" + " ip -n " + v +
+        " route add default via 198.18.1.2;" + " ip netns exec " + s +
         " sysctl -qw net.ipv4.ip_forward=1";
     const CommandResult made = run_command(script);
     if (made.exit_code != 0) {
@@ -135,18 +135,18 @@ NetnsTopology::~NetnsTopology() {
 
 NetnsTopology::Pair NetnsTopology::connect_through() {
     Pair pair;
-    Listening front_listener = listen_in(splicer_ns_.get(), "10.77.1.2");
-    pair.client = connect_from(client_ns_.get(), "10.77.1.2", front_listener.port);
+    Listening front_listener = listen_in(splicer_ns_.get(), "198.18.0.2");
+    pair.client = connect_from(client_ns_.get(), "198.18.0.2", front_listener.port);
     pair.front = accept_from(front_listener);
-    Listening server_listener = listen_in(server_ns_.get(), "10.77.2.1");
-    pair.back = connect_from(splicer_ns_.get(), "10.77.2.1", server_listener.port);
+    Listening server_listener = listen_in(server_ns_.get(), "198.18.1.1");
+    pair.back = connect_from(splicer_ns_.get(), "198.18.1.1", server_listener.port);
     pair.server = accept_from(server_listener);
     return pair;
 }
 
 std::pair<UniqueFd, UniqueFd> NetnsTopology::connect_direct() {
-    Listening server_listener = listen_in(server_ns_.get(), "10.77.2.1");
-    UniqueFd client = connect_from(client_ns_.get(), "10.77.2.1", server_listener.port);
+    Listening server_listener = listen_in(server_ns_.get(), "198.18.1.1");
+    UniqueFd client = connect_from(client_ns_.get(), "198.18.1.1", server_listener.port);
     UniqueFd server = accept_from(server_listener);
     return {std::move(client), std::move(server)};
 }

@@ -2,7 +2,7 @@
 // Three network namespaces joined by two veth pairs, for data-plane tests that want a real
 // link instead of loopback (1500-byte MTU, a device queue, transmit completions):
 //
-//   client ns  10.77.1.1 --veth-- 10.77.1.2  splicer ns  10.77.2.2 --veth-- 10.77.2.1  server ns
+//   client ns  198.18.0.1 --veth-- 198.18.0.2  splicer ns  198.18.1.2 --veth-- 198.18.1.1  server ns
 //
 // Namespaces are made with `ip netns add` under names unique to this process and deleted by
 // the destructor. Sockets are created in a namespace by switching only the calling thread

@@ -7,17 +7,11 @@
 #include <string>
 
 namespace splicer::bpf {
-namespace {
-
-std::string errno_text() { return std::strerror(errno); }
-
-}  // namespace
-
 Result<DaemonCountersMap> DaemonCountersMap::create() {
     UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "splicer_daemon", sizeof(__u32),
                                sizeof(DaemonCounters), 1, nullptr));
     if (!fd) {
-        return Error{"creating the daemon counters map: " + errno_text()};
+        return Error{"creating the daemon counters map: " + errno_text(errno)};
     }
     return DaemonCountersMap(std::move(fd));
 }
@@ -25,7 +19,7 @@ Result<DaemonCountersMap> DaemonCountersMap::create() {
 Result<DaemonCountersMap> DaemonCountersMap::open_pinned(const std::string& path) {
     UniqueFd fd(bpf_obj_get(path.c_str()));
     if (!fd) {
-        return Error{"opening " + path + ": " + errno_text()};
+        return Error{"opening " + path + ": " + errno_text(errno)};
     }
     return DaemonCountersMap(std::move(fd));
 }
@@ -33,7 +27,7 @@ Result<DaemonCountersMap> DaemonCountersMap::open_pinned(const std::string& path
 Result<void> DaemonCountersMap::publish(const DaemonCounters& counters) {
     const __u32 key = 0;
     if (bpf_map_update_elem(fd_.get(), &key, &counters, BPF_ANY) != 0) {
-        return Error{"publishing daemon counters: " + errno_text()};
+        return Error{"publishing daemon counters: " + errno_text(errno)};
     }
     return {};
 }
@@ -42,7 +36,7 @@ Result<DaemonCounters> DaemonCountersMap::read() const {
     const __u32 key = 0;
     DaemonCounters counters;
     if (bpf_map_lookup_elem(fd_.get(), &key, &counters) != 0) {
-        return Error{"reading daemon counters: " + errno_text()};
+        return Error{"reading daemon counters: " + errno_text(errno)};
     }
     return counters;
 }

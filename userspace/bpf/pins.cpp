@@ -16,8 +16,6 @@
 namespace splicer::bpf {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
-
 bool is_bpffs(const std::string& path) {
     struct statfs info {};
     return ::statfs(path.c_str(), &info) == 0 && info.f_type == BPF_FS_MAGIC;
@@ -34,7 +32,7 @@ Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
         return Error{parent + " is not a bpffs mount"};
     }
     if (::mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0) {
-        return Error{"mounting bpffs on /sys/fs/bpf: " + errno_text()};
+        return Error{"mounting bpffs on /sys/fs/bpf: " + errno_text(errno)};
     }
     log::notice("bpffs_mounted", {{"path", "/sys/fs/bpf"}});
     return {};
@@ -42,7 +40,7 @@ Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
 
 Result<PinDir> PinDir::open(const std::string& dir) {
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Error{"creating pin dir " + dir + ": " + errno_text()};
+        return Error{"creating pin dir " + dir + ": " + errno_text(errno)};
     }
     // Pins left by a daemon that was killed: nothing else may own this dir while we start.
     std::error_code error;
@@ -56,7 +54,7 @@ Result<PinDir> PinDir::open(const std::string& dir) {
 Result<void> PinDir::pin(int fd, const std::string& name) {
     const std::string path = dir_ + "/" + name;
     if (bpf_obj_pin(fd, path.c_str()) != 0) {
-        return Error{"pinning " + path + ": " + errno_text()};
+        return Error{"pinning " + path + ": " + errno_text(errno)};
     }
     pinned_.push_back(path);
     return {};

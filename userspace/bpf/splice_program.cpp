@@ -18,10 +18,6 @@
 namespace splicer::bpf {
 namespace {
 
-std::string errno_text(int error) {
-    return std::strerror(error < 0 ? -error : error);
-}
-
 int print_libbpf_message(libbpf_print_level level, const char* format, va_list args) {
     if (level == LIBBPF_DEBUG) {
         return 0;

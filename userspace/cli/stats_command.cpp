@@ -48,7 +48,11 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
         return 0;
     }
     UniqueFd kernel(bpf_obj_get(kernel_path.c_str()));
-    auto sums = kernel ? bpf::read_counters(kernel.get()) : Result<bpf::Counters>(Error{"open"});
+    if (!kernel) {
+        err << "splicer stats: " << errno_error("opening " + kernel_path).message << '\n';
+        return 1;
+    }
+    auto sums = bpf::read_counters(kernel.get());
     if (!sums) {
         err << "splicer stats: reading " << kernel_path << ": " << sums.error().message << '\n';
         return 1;

@@ -1,14 +1,12 @@
 #include "config/values.h"
 
-// PCRE2 needs its code unit width before the header: 8-bit, as the regex probe uses.
-#define PCRE2_CODE_UNIT_WIDTH 8
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pcre2.h>
 
 #include <array>
 #include <limits>
+
+#include "probe/regex_probe.h"
 
 namespace splicer::config::detail {
 namespace {
@@ -150,18 +148,12 @@ Result<std::uint16_t> parse_port(std::string_view text) {
 }
 
 Result<void> check_regex(std::string_view pattern) {
-    int error_code = 0;
-    PCRE2_SIZE error_offset = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                     0, &error_code, &error_offset, nullptr);
-    if (code != nullptr) {
-        pcre2_code_free(code);
-        return {};
+    // The same compile as the regex probe's, so a pattern accepted here also loads there.
+    auto compiled = probe::RegexProbe::compile({std::string(pattern)});
+    if (!compiled) {
+        return Error{"bad " + compiled.error().message};
     }
-    std::array<PCRE2_UCHAR, 256> message{};
-    pcre2_get_error_message(error_code, message.data(), message.size());
-    return Error{"bad regex " + quoted(pattern) + " at offset " + std::to_string(error_offset) +
-                 ": " + reinterpret_cast<const char*>(message.data())};
+    return {};
 }
 
 bool is_ipv6_literal(std::string_view host) {

@@ -30,13 +30,13 @@ Result<UniqueFd> block_stop_signals() {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
-        return Error{std::string("sigprocmask: ") + std::strerror(errno)};
+        return errno_error("sigprocmask");
     }
     // A peer that closes while we write must give EPIPE, not kill the daemon.
     ::signal(SIGPIPE, SIG_IGN);
     UniqueFd fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!fd) {
-        return Error{std::string("signalfd: ") + std::strerror(errno)};
+        return errno_error("signalfd");
     }
     return fd;
 }
@@ -98,7 +98,7 @@ Result<void> run(const RunOptions& options) {
     }
 
     EventLoop loop(*config, std::move(router).value(), std::move(backends).value(),
-                   *plane->plane, kMaxConnections);
+                   **plane, kMaxConnections);
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
@@ -116,9 +116,7 @@ Result<void> run(const RunOptions& options) {
         log::info("listening", {{"addr", net::to_string(bound)}});
         loop.add_listener({std::move(fd).value(), bound});
     }
-    if (auto watched = loop.watch_signals(std::move(signal_fd).value()); !watched) {
-        return watched.error();
-    }
+    loop.watch_signals(std::move(signal_fd).value());
     if (counters_map) {
         loop.publish_counters_with([&counters_map](const DaemonCounters& counters) {
             if (auto published = counters_map->publish(counters); !published) {
@@ -126,7 +124,7 @@ Result<void> run(const RunOptions& options) {
             }
         });
     }
-    log::info("ready", {{"plane", std::string(plane->plane->name())},
+    log::info("ready", {{"plane", std::string((*plane)->name())},
                         {"rules", std::to_string(config->rules.size())}});
     auto ran = loop.run();
     log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},

@@ -20,8 +20,6 @@ namespace {
 // Tags for operations that belong to no connection (accept, signals).
 constexpr std::uint32_t kNoSlot = 0xffffffffU;
 
-std::string errno_text(int error) { return std::strerror(error < 0 ? -error : error); }
-
 }  // namespace
 
 EventLoop::EventLoop(const config::Config& config, route::Router router,
@@ -41,10 +39,7 @@ void EventLoop::add_listener(ListeningSocket listener) {
     listeners_.push_back(std::move(listener));
 }
 
-Result<void> EventLoop::watch_signals(UniqueFd signal_fd) {
-    signal_fd_ = std::move(signal_fd);
-    return {};
-}
+void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
 
 Result<void> EventLoop::run() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
@@ -207,14 +202,20 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
         }
     }
     if (connection.probe_timeout_armed) {
-        io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
-        io_uring_prep_timeout_remove(
-            sqe, Tag{Op::probe_timeout, 0, connection.generation, connection.slot}.encode(), 0);
+        remove_pending(connection, Op::probe_timeout);
     }
     if (connection.plane_timer_armed) {
-        io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
-        io_uring_prep_timeout_remove(
-            sqe, Tag{Op::plane_timer, 0, connection.generation, connection.slot}.encode(), 0);
+        remove_pending(connection, Op::plane_timer);
+    }
+}
+
+void EventLoop::remove_pending(Connection& connection, Op op) {
+    const std::uint64_t target = Tag{op, 0, connection.generation, connection.slot}.encode();
+    io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
+    if (op == Op::probe_poll || op == Op::plane_poll) {
+        io_uring_prep_poll_remove(sqe, target);
+    } else {
+        io_uring_prep_timeout_remove(sqe, target, 0);
     }
 }
 

@@ -40,7 +40,7 @@ public:
     Result<void> init();
     void add_listener(ListeningSocket listener);
     // SIGTERM and SIGINT end run(); they must already be blocked in the calling thread.
-    Result<void> watch_signals(UniqueFd signal_fd);
+    void watch_signals(UniqueFd signal_fd);
 
     // Serves until a stop signal, then closes every connection and returns.
     Result<void> run();
@@ -74,6 +74,8 @@ private:
     void start_connect(Connection& connection);
     void on_connect(Connection& connection, int result);
 
+    // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
+    void remove_pending(Connection& connection, uring::Op op);
     void finish_if_idle(Connection& connection);
     void log_routed(const Connection& connection) const;
     void begin_shutdown();

@@ -14,7 +14,6 @@
 namespace splicer::daemon {
 
 using uring::Op;
-using uring::Tag;
 
 namespace {
 
@@ -122,15 +121,11 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
                                std::string_view why) {
     // The probe's own operations end here, so the slot never waits on them.
     if (connection.probe_timeout_armed) {
-        io_uring_prep_timeout_remove(
-            sqe_for(connection, Op::cancel, 0),
-            Tag{Op::probe_timeout, 0, connection.generation, connection.slot}.encode(), 0);
+        remove_pending(connection, Op::probe_timeout);
         connection.probe_timeout_armed = false;
     }
     if (connection.probe_poll_armed) {
-        io_uring_prep_poll_remove(
-            sqe_for(connection, Op::cancel, 0),
-            Tag{Op::probe_poll, 0, connection.generation, connection.slot}.encode());
+        remove_pending(connection, Op::probe_poll);
         connection.probe_poll_armed = false;
     }
     if (connection.receive_low_water != 1) {

@@ -9,12 +9,6 @@
 #include <string>
 
 namespace splicer::net {
-namespace {
-
-Error errno_error(const std::string& what) { return Error{what + ": " + std::strerror(errno)}; }
-
-}  // namespace
-
 Result<UniqueFd> listen_on(const SocketAddress& address, int backlog) {
     UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
@@ -71,15 +65,6 @@ std::size_t bytes_readable(int fd) {
 
 void set_receive_low_water(int fd, int bytes) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
-}
-
-int pending_error(int fd) {
-    int error = 0;
-    socklen_t length = sizeof(error);
-    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
-        return errno;
-    }
-    return error;
 }
 
 }  // namespace splicer::net

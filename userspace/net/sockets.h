@@ -27,7 +27,4 @@ std::size_t bytes_readable(int fd);
 // poll(POLLIN) on the socket reports readable only once this many bytes are queued.
 void set_receive_low_water(int fd, int bytes);
 
-// SO_ERROR: the pending socket error (cleared by reading it), 0 if none.
-int pending_error(int fd);
-
 }  // namespace splicer::net

@@ -17,25 +17,25 @@ Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins) {
 
 }  // namespace
 
-Result<PlaneHandle> make_plane(config::SpliceMode mode, bpf::PinDir* pins) {
+Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins) {
     switch (mode) {
-        case config::SpliceMode::copy: return PlaneHandle{make_copy_plane()};
-        case config::SpliceMode::splice: return PlaneHandle{make_splice_plane()};
+        case config::SpliceMode::copy: return make_copy_plane();
+        case config::SpliceMode::splice: return make_splice_plane();
         case config::SpliceMode::sockmap: {
             auto sockmap = try_sockmap(pins);
             if (!sockmap) {
                 return sockmap.error().with_context("sockmap");
             }
-            return PlaneHandle{std::move(sockmap).value()};
+            return sockmap;
         }
         case config::SpliceMode::automatic: {
             auto sockmap = try_sockmap(pins);
             if (sockmap) {
-                return PlaneHandle{std::move(sockmap).value()};
+                return sockmap;
             }
             log::notice("plane_fallback",
                         {{"plane", "splice"}, {"reason", sockmap.error().message}});
-            return PlaneHandle{make_splice_plane()};
+            return make_splice_plane();
         }
     }
     return Error{"unknown splice mode"};

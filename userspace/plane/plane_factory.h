@@ -12,12 +12,8 @@
 
 namespace splicer::plane {
 
-struct PlaneHandle {
-    std::unique_ptr<DataPlane> plane;
-};
-
 // `pins` is where the sockmap plane pins its maps; without it (no bpffs) sockmap is
 // unavailable.
-Result<PlaneHandle> make_plane(config::SpliceMode mode, bpf::PinDir* pins);
+Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins);
 
 }  // namespace splicer::plane

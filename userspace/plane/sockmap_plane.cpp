@@ -5,11 +5,9 @@
 
 #include <cerrno>
 #include <chrono>
-#include <optional>
 #include <string>
 
 #include "bpf/pins.h"
-#include "net/sockets.h"
 #include "plane/copy_plane.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/log.h"
