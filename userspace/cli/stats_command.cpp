@@ -6,8 +6,6 @@
 #include "bpf/daemon_counters_map.h"
 #include "splicer/splice_program.h"
 #include "splicer/unique_fd.h"
-#include "splicer/splice_program.h"
-#include "splicer/unique_fd.h"
 
 namespace splicer::cli {
 namespace {
