@@ -9,6 +9,7 @@
 #include <string>
 
 #include "http_test_common.h"
+#include "splicer/config.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
@@ -252,5 +253,44 @@ TEST_CASE("http: keep-alive serves 100 requests on one connection; pipelining in
     const HttpResponse eof = http_exchange(site.listen, get_request("chat.example.com", "/eof"));
     CHECK(eof.body == "until the end");
     CHECK(eof.head.header("connection") == "close");
+    stop_daemon(*daemon);
+}
+
+namespace {
+
+// The embedded default config with its ports moved to test ports (and nothing else changed).
+std::string default_config_on(const HttpSite& site) {
+    std::string text(splicer::config::embedded_default_text());
+    const auto replace = [&text](const std::string& from, const std::string& to) {
+        const std::size_t at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        text.replace(at, from.size(), to);
+    };
+    replace("{ host: \"0.0.0.0\"; port: \"443\"; }",
+            "{ host: \"127.0.0.1\"; port: \"" + std::to_string(site.tls_listen) + "\"; }");
+    replace("{ host: \"0.0.0.0\"; port: \"80\"; }",
+            "{ host: \"127.0.0.1\"; port: \"" + std::to_string(site.listen) + "\"; }");
+    replace("\"127.0.0.1:5080\"", "\"" + site.snikket.address() + "\"");
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("http: the embedded default config proxies every host and ACME to its backend",
+          "[http]") {
+    require_root();
+    HttpSite site;
+    auto daemon = start_daemon("copy", default_config_on(site));
+    const CommandResult get = curl(site, "-H 'Host: anything.example.net'", "/x");
+    CHECK(get.output == "snikket GET /x");
+    const CommandResult acme =
+        curl(site, "-H 'Host: chat.example.com'", "/.well-known/acme-challenge/T");
+    CHECK(acme.output == "snikket GET /.well-known/acme-challenge/T");
+    REQUIRE(site.snikket.wait_for_requests(2, 5s));
+    CHECK(site.snikket.requests().at(1).head.header("x-forwarded-for") == "127.0.0.1");
+    // 20M: a 21 MB Content-Length is refused.
+    const HttpResponse big = http_exchange(
+        site.listen, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 21000000\r\n\r\n");
+    CHECK(big.status == 413);
     stop_daemon(*daemon);
 }
