@@ -136,7 +136,7 @@ TEST_CASE("http: redirect_https answers 301 but ACME challenges are proxied", "[
     stop_daemon(*daemon);
 }
 
-TEST_CASE("http: set_host, wildcard and default routes; unknown host 404", "[http]") {
+TEST_CASE("http: set_host, wildcard and default routes, unknown host 404", "[http]") {
     HttpSite site;
     SECTION("without a default route") {
         auto daemon = start_http_daemon(site);
@@ -212,7 +212,7 @@ TEST_CASE("http: a slow head gets 408 and other connections are untouched", "[ht
     stop_daemon(*daemon);
 }
 
-TEST_CASE("http: keep-alive serves 100 requests on one connection; pipelining in order",
+TEST_CASE("http: keep-alive serves 100 requests on one connection, pipelining in order",
           "[http]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);

@@ -53,6 +53,8 @@ TEST_CASE("http routes: most specific host, then longest path prefix, then first
         {"[::1]:80", "/", 0},
         {"api.example.com", "/v1/users", 5},
         {"api.example.com", "/v2", -1},
+        {"ignored.example.org", "http://api.example.com:80/v1/x?y", 5},
+        {"ignored.example.org", "HTTP://chat.example.com?x", 2},
     }));
     CAPTURE(host, target);
     const auto matched = splicer::http::match_route(routes, host, target);
@@ -64,6 +66,13 @@ TEST_CASE("http routes: host without port", "[http]") {
     CHECK(splicer::http::host_without_port("[::1]:80") == "[::1]");
     CHECK(splicer::http::host_without_port("example.com.") == "example.com");
     CHECK(splicer::http::host_without_port("a:b") == "a:b");
+    CHECK(splicer::http::target_path("/a/b?c") == "/a/b");
+    CHECK(splicer::http::target_path("http://h:1/a?c") == "/a");
+    CHECK(splicer::http::target_path("http://h") == "/");
+    CHECK(splicer::http::origin_form("http://h?x=1") == "/?x=1");
+    CHECK(splicer::http::origin_form("/p?x=1") == "/p?x=1");
+    CHECK(splicer::http::target_authority("http://h:1/a") == "h:1");
+    CHECK(splicer::http::target_authority("/http://h") == "");
 }
 
 TEST_CASE("http upstream head: Host, X-Forwarded-*, hop-by-hop removed", "[http]") {
@@ -129,7 +138,7 @@ TEST_CASE("http response head: hop-by-hop removed, close and upgrade stated", "[
           "Sec-WebSocket-Accept: abc\r\nConnection: upgrade\r\n\r\n");
 }
 
-TEST_CASE("http canned answers: status, length, close; redirect keeps path and query",
+TEST_CASE("http canned answers: status, length, close, redirect keeps path and query",
           "[http]") {
     for (const int status : {400, 404, 408, 413, 414, 431, 502, 503, 504}) {
         const std::string answer = splicer::http::error_response(status);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -42,9 +43,12 @@ struct HttpBuffer {
     [[nodiscard]] std::span<const char> pending() const {
         return {data.get() + start, end - start};
     }
+    // Moves what is pending to the front, so a recv always has room behind it.
     void compact() {
-        if (start == end) {
-            start = end = 0;
+        if (start > 0) {
+            std::memmove(data.get(), data.get() + start, end - start);
+            end -= start;
+            start = 0;
         }
     }
 };

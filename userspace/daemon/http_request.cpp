@@ -73,9 +73,13 @@ void EventLoop::http_route(Connection& connection) {
     const http::MessageHead& head = exchange.request.head();
     const config::HttpConfig& http = *config_.http;
     const http::Header* host = head.find("host");
-    exchange.host = host != nullptr ? host->value : "";
+    // An absolute-form target's authority overrides Host (RFC 9112 s. 3.2.2).
+    const std::string_view authority = http::target_authority(head.target);
+    exchange.host = !authority.empty() ? std::string(authority)
+                    : host != nullptr  ? host->value
+                                       : "";
     exchange.method = head.method;
-    exchange.path = std::string(http::target_path(head.target));
+    exchange.path = http::target_path(head.target);
     exchange.close_client = !head.keep_alive || stopping_;
     exchange.route = http::match_route(http.routes, exchange.host, head.target);
     if (!exchange.route) {
@@ -92,7 +96,7 @@ void EventLoop::http_route(Connection& connection) {
     exchange.request.set_max_body(max_body);
     if (route.redirect_https && !http::is_acme_challenge(exchange.path)) {
         exchange.status = 301;
-        http_answer(connection, 301, {}, http::redirect_to_https(exchange.host, head.target));
+        http_answer(connection, 301, {}, http::redirect_to_https(exchange.host, http::origin_form(head.target)));
         return;
     }
     const http::Header* expect = head.find("expect");

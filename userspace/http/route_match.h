@@ -18,8 +18,16 @@ namespace splicer::http {
 // The Host header's name: port and trailing dot removed, lowercase; "[::1]:80" -> "[::1]".
 std::string host_without_port(std::string_view host);
 
-// The path of an origin-form request-target (before '?').
-std::string_view target_path(std::string_view target);
+// The authority of an absolute-form request-target ("http://host:port/path" -> "host:port"),
+// "" for origin-form. RFC 9112 s. 3.2.2: when present it overrides the Host header.
+std::string_view target_authority(std::string_view target);
+
+// A request-target in origin-form: "http://h/a?b" -> "/a?b", "http://h" -> "/"; an
+// origin-form target unchanged.
+std::string origin_form(std::string_view target);
+
+// The path of a request-target (before '?'), for origin-form and absolute-form alike.
+std::string target_path(std::string_view target);
 
 std::optional<std::size_t> match_route(const std::vector<config::HttpRoute>& routes,
                                        std::string_view host, std::string_view target);
