@@ -190,6 +190,11 @@ TEST_CASE("http: bad requests and failing backends get their status, the daemon 
     INFO(daemon->log_tail(10));
     CHECK(response.status == status);
     CHECK(response.head.header("connection") == "close");
+    const auto line = daemon->wait_for_log(
+        "http", [&](const LogLine& logged) { return logged.get("status") == std::to_string(status); });
+    REQUIRE(line.has_value());
+    CHECK(line->number("bytes").value_or(0) > 0);  // logged once the answer went out
+    CHECK(line->get("error").size() > 0);
     check_http_still_serving(site);
     CHECK(daemon->running());
     stop_daemon(*daemon);

@@ -75,9 +75,11 @@ struct HttpExchange {
     bool expect_continue = false;
     bool close_client = false;   // no further request on this connection
     bool response_head_sent = false;
+    bool backend_contacted = false;  // a connect to the route's backend was tried
     std::uint64_t bytes_to_client = 0;
     std::uint64_t lingered = 0;
     int status = 0;
+    std::string error;  // why splicer answered itself, for the access log
     std::string host;
     std::string method;
     std::string path;

@@ -75,6 +75,9 @@ void EventLoop::on_http_completion(Connection& connection, const uring::Tag& tag
 void EventLoop::on_http_sent(Connection& connection, int result) {
     HttpExchange& exchange = *connection.http;
     if (result <= 0) {
+        if (exchange.phase == HttpPhase::answering) {
+            http_log(connection, exchange.error);
+        }
         if (exchange.sending_to == kBackendSide && exchange.phase == HttpPhase::request) {
             http_answer(connection, 502, "backend send failed");
         } else {

@@ -40,8 +40,10 @@ void EventLoop::http_next_request(Connection& connection) {
     exchange.request_done = false;
     exchange.expect_continue = false;
     exchange.response_head_sent = false;
+    exchange.backend_contacted = false;
     exchange.bytes_to_client = 0;
     exchange.status = 0;
+    exchange.error.clear();
     // A pipelined request already buffered starts its header clock now; otherwise the
     // connection is idle until the next byte arrives.
     exchange.request_seen = !exchange.from_client.pending().empty();
@@ -115,6 +117,7 @@ void EventLoop::http_route(Connection& connection) {
 void EventLoop::http_connect(Connection& connection) {
     HttpExchange& exchange = *connection.http;
     exchange.phase = HttpPhase::connecting;
+    exchange.backend_contacted = true;
     connection.backend_address = http_backends_[*exchange.route];
     auto socket = net::stream_socket_for(connection.backend_address);
     if (!socket) {
@@ -179,7 +182,7 @@ void EventLoop::http_answer(Connection& connection, int status, std::string_view
                             std::string answer) {
     HttpExchange& exchange = *connection.http;
     exchange.status = status;
-    http_log(connection, error);
+    exchange.error = std::string(error);  // logged once the answer is sent (or failed)
     exchange.phase = HttpPhase::answering;
     connection.backend.reset();
     exchange.composed = answer.empty() ? http::error_response(status) : std::move(answer);
@@ -192,6 +195,7 @@ void EventLoop::http_linger(Connection& connection) {
     // the answer before the client reads it: shut our side, read and drop what the client
     // still sends for a short while (nginx's lingering close), then close.
     HttpExchange& exchange = *connection.http;
+    http_log(connection, exchange.error);
     ::shutdown(connection.client.get(), SHUT_WR);
     exchange.phase = HttpPhase::lingering;
     exchange.head_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);

@@ -119,7 +119,7 @@ void EventLoop::http_log(const Connection& connection, std::string_view error) c
                        {"status", std::to_string(exchange.status)},
                        {"bytes", std::to_string(exchange.bytes_to_client)},
                        {"route", routed ? std::to_string(*exchange.route) : "-"},
-                       {"backend", routed && connection.backend.valid()
+                       {"backend", exchange.backend_contacted
                                        ? net::to_string(connection.backend_address)
                                        : "-"},
                        {"duration_ms", std::to_string(duration.count())},
