@@ -3,7 +3,7 @@
 // its linked timeout) is in flight at a time, so the phases run strictly one after another:
 // read the request head, connect, send the head and stream the body up, stream the response
 // down, then read the next request (keep-alive) or close. Memory per connection is the two
-// fixed buffers plus one head, whatever the body sizes.
+// fixed buffers (none while idle between requests) plus one head, whatever the body sizes.
 
 #include <linux/time_types.h>
 
@@ -35,17 +35,36 @@ enum class HttpPhase {
 };
 
 // A fixed buffer of bytes read from one side; [start, end) not yet framed and forwarded.
+// Allocated for a recv and released between requests, so an idle keep-alive connection
+// holds no buffer.
 struct HttpBuffer {
-    std::unique_ptr<char[]> data = std::make_unique<char[]>(kHttpBufferBytes);
+    std::unique_ptr<char[]> data;
     std::size_t start = 0;
     std::size_t end = 0;
 
+    char* room() {
+        if (!data) {
+            data = std::make_unique<char[]>(kHttpBufferBytes);
+        }
+        compact();
+        return data.get() + end;
+    }
+    void release_if_empty() {
+        if (start == end) {
+            data.reset();
+            start = end = 0;
+        }
+    }
+
     [[nodiscard]] std::span<const char> pending() const {
+        if (!data) {
+            return {};
+        }
         return {data.get() + start, end - start};
     }
     // Moves what is pending to the front, so a recv always has room behind it.
     void compact() {
-        if (start > 0) {
+        if (start > 0 && data) {
             std::memmove(data.get(), data.get() + start, end - start);
             end -= start;
             start = 0;

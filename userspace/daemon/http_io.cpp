@@ -34,10 +34,9 @@ void EventLoop::http_read(Connection& connection, std::uint8_t side,
                           std::chrono::steady_clock::duration timeout) {
     HttpExchange& exchange = *connection.http;
     HttpBuffer& buffer = side == kClientSide ? exchange.from_client : exchange.from_backend;
-    buffer.compact();
+    char* room = buffer.room();
     io_uring_sqe* recv = sqe_for(connection, Op::http_recv, side);
-    io_uring_prep_recv(recv, fd_of(connection, side), buffer.data.get() + buffer.end,
-                       kHttpBufferBytes - buffer.end, 0);
+    io_uring_prep_recv(recv, fd_of(connection, side), room, kHttpBufferBytes - buffer.end, 0);
     recv->flags |= IOSQE_IO_LINK;
     exchange.timeout = to_timespec(timeout);
     io_uring_prep_link_timeout(sqe_for(connection, Op::http_timeout, side), &exchange.timeout, 0);

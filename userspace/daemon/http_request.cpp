@@ -35,6 +35,8 @@ void EventLoop::http_next_request(Connection& connection) {
     exchange.request.next_message();
     exchange.response.reset();
     exchange.from_backend.start = exchange.from_backend.end = 0;
+    exchange.from_backend.release_if_empty();
+    exchange.from_client.release_if_empty();
     exchange.phase = HttpPhase::read_head;
     exchange.route.reset();
     exchange.request_done = false;
