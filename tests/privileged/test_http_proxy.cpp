@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "http_test_common.h"
 #include "splicer/config.h"
@@ -114,6 +115,32 @@ TEST_CASE("http: chunked request over the limit gets 413 mid-stream", "[http]") 
     const RecordedRequest last = site.snikket.requests().back();
     CHECK(last.target == "/chunked");
     CHECK(last.body == "hello");
+    check_http_still_serving(site);
+    stop_daemon(*daemon);
+}
+
+TEST_CASE("http: a backend that answers before the body is read is relayed", "[http]") {
+    HttpSite site;
+    auto daemon = start_http_daemon(site);
+    UniqueFd client = connect_loopback(site.listen);
+    const std::string body(8 << 20, 'u');
+    write_all(client.get(), "POST /early HTTP/1.1\r\nHost: chat.example.com\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n");
+    std::thread sender([&] {
+        try {
+            write_all(client.get(), body);
+        } catch (const std::exception&) {
+            // splicer closes once the answer is relayed: the rest is refused
+        }
+    });
+    BufferedReader reader(client.get(), 10s);
+    const HttpResponse response = read_response(reader);
+    ::shutdown(client.get(), SHUT_RDWR);
+    sender.join();
+    INFO(daemon->log_tail(5));
+    CHECK(response.status == 401);
+    CHECK(response.body == "no way");
+    CHECK(response.head.header("connection") == "close");
     check_http_still_serving(site);
     stop_daemon(*daemon);
 }

@@ -101,6 +101,15 @@ void HttpBackend::serve(int fd) {
                 }
             };
             const std::string length = request.head.header("content-length");
+            if (request.target == "/early") {
+                // Answers before reading the body, then closes with it unread (a reset).
+                write_all(fd, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\nno way");
+                record(std::move(request));
+                ::shutdown(fd, SHUT_WR);
+                std::lock_guard lock(mutex_);
+                open_.erase(fd);
+                return;
+            }
             if (request.head.header("transfer-encoding") == "chunked") {
                 reader.read_chunked(sink);
             } else if (!length.empty()) {

@@ -9,6 +9,7 @@
 //   /delay/MS         waits MS milliseconds, then the default answer
 //   /eof              a body delimited by closing the connection
 //   /ws               101 Switching Protocols, then echoes every byte until EOF
+//   /early            401 right after the head, then close with the body unread
 //   anything else     200 with body "NAME METHOD TARGET" and Content-Length
 
 #include <atomic>

@@ -77,8 +77,19 @@ void EventLoop::on_http_sent(Connection& connection, int result) {
         if (exchange.phase == HttpPhase::answering) {
             http_log(connection, exchange.error);
         }
-        if (exchange.sending_to == kBackendSide && exchange.phase == HttpPhase::request) {
-            http_answer(connection, 502, "backend send failed");
+        if (exchange.sending_to == kBackendSide && exchange.phase == HttpPhase::request &&
+            result != -ECANCELED) {
+            // The backend stopped taking the request: it may have answered already (a 401 or
+            // 413 before the body). Relay that answer if it is there (502 if not), then close:
+            // the rest of the client's body can no longer be framed.
+            exchange.close_client = true;
+            exchange.request_done = true;
+            exchange.from_client.start = exchange.from_client.end = 0;
+            exchange.consumed_on_send = 0;
+            exchange.phase = HttpPhase::response;
+            http_pump_response(connection);
+        } else if (exchange.sending_to == kBackendSide && exchange.phase == HttpPhase::request) {
+            http_answer(connection, 504, "backend send timeout");
         } else {
             close_connection(connection, result == -ECANCELED ? "send_timeout" : "send_error");
         }
