@@ -8,27 +8,29 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 
 #include "splicer/unique_fd.h"
 
 namespace splicer::test {
 
-std::optional<std::uint64_t> mem_available() {
-    std::ifstream meminfo("/proc/meminfo");
+namespace {
+
+// A "Key:   123 kB" line of a /proc file, in bytes.
+std::optional<std::uint64_t> kilobyte_field(const std::string& path, std::string_view wanted) {
+    std::ifstream in(path);
     std::string key;
-    std::uint64_t value = 0;
-    std::string unit;
-    while (meminfo >> key >> value) {
-        std::getline(meminfo, unit);
-        if (key == "MemAvailable:") {
-            return value * 1024;  // reported in kB
+    std::string rest;
+    while (in >> key) {
+        std::uint64_t value = 0;
+        if (key == wanted && in >> value) {
+            return value * 1024;
         }
+        std::getline(in, rest);
     }
     return std::nullopt;
 }
-
-namespace {
 
 std::uint64_t third_field(const char* path) {
     std::ifstream in(path);
@@ -42,6 +44,14 @@ std::uint64_t third_field(const char* path) {
 }
 
 }  // namespace
+
+std::optional<std::uint64_t> mem_available() {
+    return kilobyte_field("/proc/meminfo", "MemAvailable:");
+}
+
+std::optional<std::uint64_t> resident_bytes(pid_t pid) {
+    return kilobyte_field("/proc/" + std::to_string(pid) + "/status", "VmRSS:");
+}
 
 TcpBufferLimits tcp_buffer_limits() {
     return {third_field("/proc/sys/net/ipv4/tcp_wmem"), third_field("/proc/sys/net/ipv4/tcp_rmem")};

@@ -22,6 +22,9 @@ struct TcpBufferLimits {
 };
 TcpBufferLimits tcp_buffer_limits();
 
+// VmRSS from /proc/PID/status, in bytes (nullopt if unreadable).
+std::optional<std::uint64_t> resident_bytes(pid_t pid);
+
 // Entries of /proc/PID/fd (-1 when unreadable), and what they point to (for failure messages).
 int open_fd_count(pid_t pid);
 std::vector<std::string> open_fd_targets(pid_t pid);

@@ -1,7 +1,8 @@
 #pragma once
 // One client connection through its life: accepted -> probing -> connecting -> spliced ->
-// closing. The record owns both sockets until its teardown runs; the data plane keeps its
-// per-direction state in `directions`.
+// closing, or on port 80 accepted -> proxying (-> spliced after a 101) -> closing. The record
+// owns both sockets until its teardown runs; the data plane keeps its per-direction state in
+// `directions`.
 
 #include <linux/time_types.h>
 
@@ -20,7 +21,13 @@
 
 namespace splicer::daemon {
 
-enum class State { probing, connecting, spliced, closing };
+enum class State { probing, connecting, spliced, proxying, closing };
+
+// Port 80: the HTTP exchange of a proxying connection (daemon/http_exchange.h).
+struct HttpExchange;
+struct HttpExchangeDeleter {
+    void operator()(HttpExchange* exchange) const;
+};
 
 // Bytes flowing one way: direction 0 client -> backend, direction 1 backend -> client.
 inline constexpr std::size_t kClientToBackend = 0;
@@ -88,6 +95,9 @@ struct Connection {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};
+
+    // port 80 only: the request/response state while proxying
+    std::unique_ptr<HttpExchange, HttpExchangeDeleter> http;
 
     int outstanding = 0;  // io_uring operations in flight that name this connection
     std::string end;      // why it ended ("done", "client_reset", ...), for the close log

@@ -54,6 +54,41 @@ Result<std::vector<net::SocketAddress>> resolve_backends(const config::Config& c
     return backends;
 }
 
+Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Config& config) {
+    std::vector<net::SocketAddress> backends;
+    if (!config.http) {
+        return backends;
+    }
+    for (const config::HttpRoute& route : config.http->routes) {
+        auto address = net::resolve(route.backend);
+        if (!address) {
+            return address.error().with_context("http route (line " +
+                                                std::to_string(route.line) + ")");
+        }
+        backends.push_back(*address);
+    }
+    return backends;
+}
+
+Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners,
+                        bool http) {
+    for (const config::Listener& listener : listeners) {
+        auto address = net::resolve(listener.address);
+        if (!address) {
+            return address.error().with_context("listener");
+        }
+        auto fd = net::listen_on(*address, kListenBacklog);
+        if (!fd) {
+            return fd.error().with_context("listener " + config::to_string(listener.address));
+        }
+        // Port 0 in a config gets a kernel-chosen port: log the real one.
+        const net::SocketAddress bound = net::local_address(fd->get());
+        log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
+        loop.add_listener({std::move(fd).value(), bound, http});
+    }
+    return {};
+}
+
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
@@ -102,19 +137,18 @@ Result<void> run(const RunOptions& options) {
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
-    for (const config::Listener& listener : config->listeners) {
-        auto address = net::resolve(listener.address);
-        if (!address) {
-            return address.error().with_context("listener");
+    if (auto listening = listen_all(loop, config->listeners, false); !listening) {
+        return listening.error();
+    }
+    if (config->http) {
+        auto http_backends = resolve_http_backends(*config);
+        if (!http_backends) {
+            return http_backends.error();
         }
-        auto fd = net::listen_on(*address, kListenBacklog);
-        if (!fd) {
-            return fd.error().with_context("listener " + config::to_string(listener.address));
+        loop.set_http_backends(std::move(http_backends).value());
+        if (auto listening = listen_all(loop, config->http->listeners, true); !listening) {
+            return listening.error();
         }
-        // Port 0 in a config gets a kernel-chosen port: log the real one.
-        const net::SocketAddress bound = net::local_address(fd->get());
-        log::info("listening", {{"addr", net::to_string(bound)}});
-        loop.add_listener({std::move(fd).value(), bound});
     }
     loop.watch_signals(std::move(signal_fd).value());
     if (counters_map) {

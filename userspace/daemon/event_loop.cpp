@@ -113,6 +113,10 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
         case Op::plane_timer:
             plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
             break;
+        case Op::http_recv:
+        case Op::http_send:
+        case Op::http_connect:
+        case Op::http_timeout: on_http_completion(*connection, tag, cqe.res); break;
         case Op::accept:
         case Op::signal: break;
     }
@@ -155,7 +159,11 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     connection.client = std::move(client);
     connection.client_address = net::peer_address(connection.client.get());
     connection.listener = listener;
-    start_probing(connection);
+    if (listeners_[listener].http) {
+        start_http(connection);
+    } else {
+        start_probing(connection);
+    }
 }
 
 void EventLoop::arm_signal_read() {

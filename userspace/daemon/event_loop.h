@@ -1,13 +1,15 @@
 #pragma once
 // The io_uring event loop: accepts on every listener, probes each connection's first bytes
 // (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
-// pair to the data plane. One thread, no blocking call after start-up.
+// pair to the data plane. On http listeners it proxies HTTP/1.1 instead (http_*.cpp). One
+// thread, no blocking call after start-up.
 
 #include <sys/signalfd.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +28,7 @@ namespace splicer::daemon {
 struct ListeningSocket {
     UniqueFd fd;
     net::SocketAddress address;
+    bool http = false;  // port 80 style: HTTP/1.1 reverse proxy instead of probing
 };
 
 class EventLoop final : public plane::PlaneContext {
@@ -39,6 +42,10 @@ public:
 
     Result<void> init();
     void add_listener(ListeningSocket listener);
+    // The backend of each config.http route, in route order.
+    void set_http_backends(std::vector<net::SocketAddress> backends) {
+        http_backends_ = std::move(backends);
+    }
     // SIGTERM and SIGINT end run(); they must already be blocked in the calling thread.
     void watch_signals(UniqueFd signal_fd);
 
@@ -74,6 +81,31 @@ private:
     void start_connect(Connection& connection);
     void on_connect(Connection& connection, int result);
 
+    // port 80 (http_io.cpp, http_request.cpp, http_response.cpp)
+    void start_http(Connection& connection);
+    void on_http_completion(Connection& connection, const uring::Tag& tag, int result);
+    void http_read(Connection& connection, std::uint8_t side,
+                   std::chrono::steady_clock::duration timeout);
+    void http_send(Connection& connection, std::uint8_t side, std::span<const char> bytes,
+                   std::size_t consumed_on_send);
+    void on_http_recv(Connection& connection, std::uint8_t side, int result);
+    void on_http_recv_end(Connection& connection, std::uint8_t side, int result);
+    void on_http_sent(Connection& connection, int result);
+    void http_next_request(Connection& connection);
+    void http_frame_head(Connection& connection);
+    void http_route(Connection& connection);
+    void http_connect(Connection& connection);
+    void on_http_connect(Connection& connection, int result);
+    void http_pump_request(Connection& connection);
+    void http_pump_response(Connection& connection);
+    void http_response_head(Connection& connection);
+    void http_response_done(Connection& connection);
+    void http_upgrade(Connection& connection);
+    void http_answer(Connection& connection, int status, std::string_view error,
+                     std::string answer = {});
+    void http_linger(Connection& connection);
+    void http_log(const Connection& connection, std::string_view error = {}) const;
+
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, uring::Op op);
     void finish_if_idle(Connection& connection);
@@ -83,6 +115,7 @@ private:
     const config::Config& config_;
     route::Router router_;
     std::vector<net::SocketAddress> backends_;  // per rule
+    std::vector<net::SocketAddress> http_backends_;  // per http route
     plane::DataPlane& plane_;
     uring::Ring ring_;
     Slab slab_;

@@ -27,17 +27,29 @@ Result<SocketAddress> resolve(const config::Endpoint& endpoint) {
     return address;
 }
 
-std::string to_string(const SocketAddress& address) {
+std::string ip_to_string(const SocketAddress& address) {
     std::array<char, INET6_ADDRSTRLEN> text{};
     if (address.family() == AF_INET6) {
         const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
         ::inet_ntop(AF_INET6, &in6->sin6_addr, text.data(), text.size());
-        return "[" + std::string(text.data()) + "]:" + std::to_string(ntohs(in6->sin6_port));
+        return text.data();
     }
     if (address.family() == AF_INET) {
         const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address.storage);
         ::inet_ntop(AF_INET, &in4->sin_addr, text.data(), text.size());
-        return std::string(text.data()) + ":" + std::to_string(ntohs(in4->sin_port));
+        return text.data();
+    }
+    return "unknown";
+}
+
+std::string to_string(const SocketAddress& address) {
+    if (address.family() == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+        return "[" + ip_to_string(address) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+    if (address.family() == AF_INET) {
+        const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address.storage);
+        return ip_to_string(address) + ":" + std::to_string(ntohs(in4->sin_port));
     }
     return "unknown";
 }

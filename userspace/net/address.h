@@ -23,6 +23,9 @@ struct SocketAddress {
 // kept. Called at start-up only, never on the hot path.
 Result<SocketAddress> resolve(const config::Endpoint& endpoint);
 
+// "127.0.0.1", "::1": the address alone (X-Forwarded-For).
+std::string ip_to_string(const SocketAddress& address);
+
 // "127.0.0.1:443", "[::1]:443".
 std::string to_string(const SocketAddress& address);
 

@@ -21,6 +21,10 @@ enum class Op : std::uint8_t {
     plane_poll,      // sockmap plane: source of direction `arg` readable / closed / error
     plane_timer,     // sockmap plane: recheck pending EOFs and copies
     cancel,          // an async cancel or timeout removal; nothing to act on
+    http_recv,       // port 80: recv from side `arg` (0 client, 1 backend) into its buffer
+    http_send,       // port 80: send to side `arg`
+    http_connect,    // port 80: connect to the route's backend (linked to http_timeout)
+    http_timeout,    // the timeout linked to an http op; the op itself reports -ECANCELED
 };
 
 struct Tag {
