@@ -14,6 +14,7 @@
 #include "daemon/event_loop.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
+#include "security/privilege_drop.h"
 #include "splicer/log.h"
 #include "splicer/router.h"
 
@@ -114,7 +115,13 @@ Result<void> run(const RunOptions& options) {
         // Port 0 in a config gets a kernel-chosen port: log the real one.
         const net::SocketAddress bound = net::local_address(fd->get());
         log::info("listening", {{"addr", net::to_string(bound)}});
+        (*plane)->prepare_listener(fd->get());
         loop.add_listener({std::move(fd).value(), bound});
+    }
+    // Everything that needs root is done: from here on only held fds are used.
+    if (auto dropped = security::drop_after_start_up(config->user, pins ? &pins->path() : nullptr);
+        !dropped) {
+        return dropped.error();
     }
     loop.watch_signals(std::move(signal_fd).value());
     if (counters_map) {
