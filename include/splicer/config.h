@@ -66,6 +66,8 @@ struct HttpConfig {
     std::chrono::seconds backend_timeout{60};
 };
 
+inline constexpr std::uint32_t kDefaultMaxConnections = 16384;
+
 struct Config {
     std::vector<Listener> listeners;
     std::vector<Rule> rules;
@@ -76,6 +78,11 @@ struct Config {
     SpliceMode splice_mode = SpliceMode::automatic;
     std::chrono::seconds connect_timeout{5};
     std::optional<std::string> user;  // sslh `user`: whom to run as after start-up
+    // Connections held at once (probing, connecting or spliced), all listeners together; the
+    // newest beyond it is refused (closed). RLIMIT_NOFILE is raised to fit it at start, or
+    // the start fails. Unset: kDefaultMaxConnections, lowered to what the fd hard limit
+    // allows when that cannot be raised (logged).
+    std::optional<std::uint32_t> max_connections;
     std::optional<HttpConfig> http;
 };
 

@@ -17,7 +17,8 @@ struct DaemonCounters {
     __u64 closed = 0;
     __u64 refused = 0;            // over the connection limit
     __u64 sockmap_fallbacks = 0;  // pairs the sockhash refused, served by the copy plane
+    __u64 accept_errors = 0;      // accept failures (EMFILE, ENFILE, ENOBUFS, ...), each backed off
 };
-static_assert(sizeof(DaemonCounters) == 72, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 80, "DaemonCounters layout");
 
 }  // namespace splicer

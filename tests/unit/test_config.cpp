@@ -340,6 +340,35 @@ TEST_CASE("splicer's own top-level settings", "[config]") {
     CHECK(config.user == std::optional<std::string>("splicer"));
 }
 
+TEST_CASE("max_connections: default unset, 1..1000000, errors name the line", "[config][limits]") {
+    CHECK_FALSE(load_clean(kBase).max_connections.has_value());
+    CHECK(load_clean(std::string(kBase) + "max_connections: 500;\n").max_connections ==
+          std::optional<std::uint32_t>(500));
+    CHECK(load_clean(std::string(kBase) + "max_connections: 1000000;\n").max_connections ==
+          std::optional<std::uint32_t>(1000000));
+    auto [text, message] = GENERATE(table<std::string, std::string>({
+        {"max_connections: 0;", "out of range: expected 1..1000000"},
+        {"max_connections: 1000001;", "out of range: expected 1..1000000"},
+        {"max_connections: -5;", "out of range: expected 1..1000000"},
+        {"max_connections: \"many\";", "wrong type"},
+    }));
+    CAPTURE(text);
+    const LoadResult result = splicer::config::load_string(std::string(kBase) + text + "\n");
+    REQUIRE_FALSE(result.ok());
+    const auto errors = errors_of(result);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].setting == "max_connections");
+    CHECK(errors[0].line == 3);
+    CHECK_THAT(errors[0].message, Catch::StartsWith(message));
+}
+
+TEST_CASE("describe shows max_connections, default or configured", "[config][limits]") {
+    CHECK_THAT(splicer::config::describe(load_clean(kBase)),
+               Catch::Contains("max connections: 16384 (default, fitted to the fd limit)\n"));
+    CHECK_THAT(splicer::config::describe(load_clean(std::string(kBase) + "max_connections: 9;\n")),
+               Catch::Contains("max connections: 9\n"));
+}
+
 TEST_CASE("enum names round-trip", "[config]") {
     for (const SpliceMode mode :
          {SpliceMode::automatic, SpliceMode::sockmap, SpliceMode::splice, SpliceMode::copy}) {

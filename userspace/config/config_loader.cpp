@@ -308,6 +308,8 @@ private:
             if (auto seconds = detail::read_seconds(setting, diagnostics_)) {
                 config_.connect_timeout = *seconds;
             }
+        } else if (key == "max_connections") {
+            config_.max_connections = read_limit(setting);
         } else if (key == "http") {
             if (!setting.isGroup()) {
                 diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
@@ -370,6 +372,20 @@ private:
                 read_rule(element, rule_names_[static_cast<std::size_t>(i)], diagnostics_);
         }
         rules_ok_ = diagnostics_.error_count() == errors_before;
+    }
+
+    // A connection-count limit: an integer 1..kMaxLimit.
+    std::optional<std::uint32_t> read_limit(const Setting& setting) {
+        constexpr long long kMaxLimit = 1'000'000;
+        auto value = detail::read_integer(setting, diagnostics_);
+        if (!value) {
+            return std::nullopt;
+        }
+        if (*value < 1 || *value > kMaxLimit) {
+            diagnostics_.error(setting, "out of range: expected 1.." + std::to_string(kMaxLimit));
+            return std::nullopt;
+        }
+        return static_cast<std::uint32_t>(*value);
     }
 
     void read_probe_timeout(const Setting& setting) {

@@ -73,6 +73,11 @@ std::string describe(const Config& config) {
     if (config.user) {
         out += "user: " + *config.user + "\n";
     }
+    out += "max connections: " +
+           (config.max_connections
+                ? std::to_string(*config.max_connections)
+                : std::to_string(kDefaultMaxConnections) + " (default, fitted to the fd limit)") +
+           "\n";
     for (const Listener& listener : config.listeners) {
         out += "listen " + to_string(listener.address) + line_suffix(listener.line) + "\n";
     }

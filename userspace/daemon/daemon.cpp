@@ -12,6 +12,7 @@
 #include "bpf/pins.h"
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
+#include "limits/fd_limit.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "security/privilege_drop.h"
@@ -21,8 +22,6 @@
 namespace splicer::daemon {
 namespace {
 
-// Connection records the loop can hold at once.
-constexpr std::uint32_t kMaxConnections = 16384;
 constexpr int kListenBacklog = 4096;
 
 Result<UniqueFd> block_stop_signals() {
@@ -93,13 +92,23 @@ Result<void> run(const RunOptions& options) {
     if (!plane) {
         return plane.error().with_context("data plane");
     }
+    // Before the privilege drop: only root may raise the hard limit.
+    auto fd_plan = limits::plan_fd_limit(config->max_connections, (*plane)->name());
+    if (!fd_plan) {
+        return fd_plan.error();
+    }
+    log::write(fd_plan->fitted ? log::Level::notice : log::Level::info, "fd_limit",
+               {{"soft", std::to_string(fd_plan->soft_limit)},
+                {"needed", std::to_string(fd_plan->needed)},
+                {"max_connections", std::to_string(fd_plan->max_connections)},
+                {"fitted", fd_plan->fitted ? "true" : "false"}});
     auto signal_fd = block_stop_signals();
     if (!signal_fd) {
         return signal_fd.error();
     }
 
     EventLoop loop(*config, std::move(router).value(), std::move(backends).value(),
-                   **plane, kMaxConnections);
+                   **plane, fd_plan->max_connections);
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }

@@ -19,6 +19,10 @@ namespace {
 
 // Tags for operations that belong to no connection (accept, signals).
 constexpr std::uint32_t kNoSlot = 0xffffffffU;
+// After an accept failed for lack of fds or memory the connection is still queued, so
+// accepting again at once would fail again at once: a busy loop. Pause this long instead;
+// clients wait in the listen backlog meanwhile.
+constexpr long kAcceptBackoffNanoseconds = 100'000'000;
 
 }  // namespace
 
@@ -37,6 +41,7 @@ Result<void> EventLoop::init() { return uring::Ring::init(ring_, 4096); }
 
 void EventLoop::add_listener(ListeningSocket listener) {
     listeners_.push_back(std::move(listener));
+    accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
 }
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
@@ -87,6 +92,10 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
     if (tag.slot == kNoSlot) {
         if (tag.op == Op::accept) {
             on_accept(tag.arg, cqe.res, cqe.flags);
+        } else if (tag.op == Op::accept_backoff) {
+            if (!stopping_) {
+                arm_accept(tag.arg);
+            }
         } else if (tag.op == Op::signal) {
             on_signal(cqe.res);
         }
@@ -114,6 +123,7 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
             plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
             break;
         case Op::accept:
+        case Op::accept_backoff:
         case Op::signal: break;
     }
     finish_if_idle(*connection);
@@ -133,13 +143,12 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
         }
         return;
     }
-    if ((flags & IORING_CQE_F_MORE) == 0) {
-        arm_accept(listener);  // multishot ended (an error, or the kernel gave up): re-arm
-    }
     if (result < 0) {
-        log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
-                                       {"error", errno_text(result)}});
+        on_accept_failed(listener, result);
         return;
+    }
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+        arm_accept(listener);  // the kernel ended the multishot: re-arm
     }
     UniqueFd client(result);
     const auto slot = slab_.acquire();
@@ -156,6 +165,26 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     connection.client_address = net::peer_address(connection.client.get());
     connection.listener = listener;
     start_probing(connection);
+}
+
+void EventLoop::on_accept_failed(std::size_t listener, int error) {
+    // A failed accept always ends the multishot. Out of fds or memory: the queued connection
+    // would fail again at once, so wait before accepting again; the connections already held
+    // go on (and may free fds meanwhile). Anything else (e.g. ECONNABORTED): re-arm now.
+    ++counters_.accept_errors;
+    if (auto failures = accept_failure_log_.pass()) {
+        log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
+                                       {"error", errno_text(error)},
+                                       {"failures", std::to_string(*failures)}});
+    }
+    if (error == -EMFILE || error == -ENFILE || error == -ENOBUFS || error == -ENOMEM) {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
+        sqe->user_data =
+            Tag{Op::accept_backoff, static_cast<std::uint8_t>(listener), 0, kNoSlot}.encode();
+        return;
+    }
+    arm_accept(listener);
 }
 
 void EventLoop::arm_signal_read() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/slab.h"
+#include "log/interval_gate.h"
 #include "net/address.h"
 #include "plane/data_plane.h"
 #include "splicer/config.h"
@@ -59,6 +60,7 @@ private:
     void dispatch(const io_uring_cqe& cqe);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
+    void on_accept_failed(std::size_t listener, int error);
     void arm_signal_read();
     void on_signal(int result);
 
@@ -87,6 +89,9 @@ private:
     uring::Ring ring_;
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
+    // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+    std::vector<__kernel_timespec> accept_backoff_;
+    log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;

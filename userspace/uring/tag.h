@@ -21,6 +21,7 @@ enum class Op : std::uint8_t {
     plane_poll,      // sockmap plane: source of direction `arg` readable / closed / error
     plane_timer,     // sockmap plane: recheck pending EOFs and copies
     cancel,          // an async cancel or timeout removal; nothing to act on
+    accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
 };
 
 struct Tag {
