@@ -31,6 +31,9 @@ std::string to_string(const Endpoint& endpoint);
 
 struct Listener {
     Endpoint address;
+    // Connections held at once through this listener (sslh's per-listener max_connections);
+    // none: only Config::max_connections applies.
+    std::optional<std::uint32_t> max_connections;
     int line = 0;  // where it was configured (in the embedded default text for the default)
 };
 
@@ -83,6 +86,12 @@ struct Config {
     // the start fails. Unset: kDefaultMaxConnections, lowered to what the fd hard limit
     // allows when that cannot be raised (logged).
     std::optional<std::uint32_t> max_connections;
+    // Connections still being probed (nothing routed yet) at once: a flood of silent or
+    // trickling clients cannot take every slot from the ones that speak.
+    std::uint32_t max_probing = 1024;
+    // Connections held at once from one client address (IPv4, or a whole IPv6 address); high
+    // enough for a NAT'd office, low enough that one host cannot take everything.
+    std::uint32_t max_connections_per_client = 256;
     std::optional<HttpConfig> http;
 };
 

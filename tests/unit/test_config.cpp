@@ -362,6 +362,34 @@ TEST_CASE("max_connections: default unset, 1..1000000, errors name the line", "[
     CHECK_THAT(errors[0].message, Catch::StartsWith(message));
 }
 
+TEST_CASE("max_probing, max_connections_per_client and a listener's max_connections",
+          "[config][limits]") {
+    const Config defaults = load_clean(kBase);
+    CHECK(defaults.max_probing == 1024);
+    CHECK(defaults.max_connections_per_client == 256);
+    CHECK_FALSE(defaults.listeners[0].max_connections.has_value());
+    const Config config = load_clean(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; max_connections: 100; },\n"
+        "          { host: \"::\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n"
+        "max_probing: 50;\nmax_connections_per_client: 8;\n");
+    CHECK(config.listeners[0].max_connections == std::optional<std::uint32_t>(100));
+    CHECK_FALSE(config.listeners[1].max_connections.has_value());
+    CHECK(config.max_probing == 50);
+    CHECK(config.max_connections_per_client == 8);
+    CHECK_THAT(splicer::config::describe(config),
+               Catch::Contains("listen 0.0.0.0:443 max_connections=100 (line 1)\n") &&
+                   Catch::Contains("max probing: 50\n") &&
+                   Catch::Contains("max connections per client: 8\n"));
+    const LoadResult bad = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; max_connections: 0; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n"
+        "max_probing: 0;\n");
+    CHECK(all_diagnostics(bad) ==
+          "<config>:1: error: listen.[0].max_connections: out of range: expected 1..1000000\n"
+          "<config>:3: error: max_probing: out of range: expected 1..1000000\n");
+}
+
 TEST_CASE("describe shows max_connections, default or configured", "[config][limits]") {
     CHECK_THAT(splicer::config::describe(load_clean(kBase)),
                Catch::Contains("max connections: 16384 (default, fitted to the fd limit)\n"));

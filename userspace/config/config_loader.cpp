@@ -62,7 +62,7 @@ constexpr IgnoredSetting kIgnoredRuleOptions[] = {
     {"resolve_on_forward", "not supported"},
     {"minlength", "not supported; probes decide from the bytes themselves"},
     {"udp_timeout", "UDP is not supported"},
-    {"max_connections", "connection limits are not supported in splicer"},
+    {"max_connections", "per-rule limits are not supported; use the top-level or per-listener max_connections"},
 };
 
 std::string_view ignored_reason(std::span<const IgnoredSetting> table, std::string_view name) {
@@ -309,7 +309,15 @@ private:
                 config_.connect_timeout = *seconds;
             }
         } else if (key == "max_connections") {
-            config_.max_connections = read_limit(setting);
+            config_.max_connections = detail::read_connection_limit(setting, diagnostics_);
+        } else if (key == "max_probing") {
+            if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
+                config_.max_probing = *limit;
+            }
+        } else if (key == "max_connections_per_client") {
+            if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
+                config_.max_connections_per_client = *limit;
+            }
         } else if (key == "http") {
             if (!setting.isGroup()) {
                 diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
@@ -372,20 +380,6 @@ private:
                 read_rule(element, rule_names_[static_cast<std::size_t>(i)], diagnostics_);
         }
         rules_ok_ = diagnostics_.error_count() == errors_before;
-    }
-
-    // A connection-count limit: an integer 1..kMaxLimit.
-    std::optional<std::uint32_t> read_limit(const Setting& setting) {
-        constexpr long long kMaxLimit = 1'000'000;
-        auto value = detail::read_integer(setting, diagnostics_);
-        if (!value) {
-            return std::nullopt;
-        }
-        if (*value < 1 || *value > kMaxLimit) {
-            diagnostics_.error(setting, "out of range: expected 1.." + std::to_string(kMaxLimit));
-            return std::nullopt;
-        }
-        return static_cast<std::uint32_t>(*value);
     }
 
     void read_probe_timeout(const Setting& setting) {

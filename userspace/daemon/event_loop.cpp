@@ -33,7 +33,8 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
       router_(std::move(router)),
       backends_(std::move(backends)),
       plane_(plane),
-      slab_(max_connections) {}
+      slab_(max_connections),
+      admission_(config) {}
 
 EventLoop::~EventLoop() = default;
 
@@ -150,19 +151,26 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     if ((flags & IORING_CQE_F_MORE) == 0) {
         arm_accept(listener);  // the kernel ended the multishot: re-arm
     }
-    UniqueFd client(result);
-    const auto slot = slab_.acquire();
-    if (!slot) {
-        ++counters_.refused;
-        log::warning("connection_refused", {{"reason", "max_connections"}});
-        return;  // closing `client` refuses it
+    UniqueFd client(result);  // closing it unserved refuses the client
+    if (slab_.in_use() >= slab_.capacity()) {
+        refuse(listener, limits::Refusal::all_full);
+        return;
     }
+    const net::SocketAddress peer = net::peer_address(client.get());
+    std::string key = net::host_key(peer);
+    if (const auto refusal = admission_.admit(listener, key); refusal != limits::Refusal::none) {
+        refuse(listener, refusal);
+        return;
+    }
+    const auto slot = slab_.acquire();  // cannot fail: capacity was checked above
     ++counters_.accepted;
     Connection& connection = slab_.at(*slot);
     connection.id = next_id_++;
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
-    connection.client_address = net::peer_address(connection.client.get());
+    connection.client_address = peer;
+    connection.client_key = std::move(key);
+    connection.counted_probing = true;
     connection.listener = listener;
     start_probing(connection);
 }
@@ -185,6 +193,31 @@ void EventLoop::on_accept_failed(std::size_t listener, int error) {
         return;
     }
     arm_accept(listener);
+}
+
+void EventLoop::refuse(std::size_t listener, limits::Refusal refusal) {
+    ++counters_.refused;
+    switch (refusal) {
+        case limits::Refusal::listener_full: ++counters_.refused_per_listener; break;
+        case limits::Refusal::client_full: ++counters_.refused_per_client; break;
+        case limits::Refusal::probing_full: ++counters_.refused_probing; break;
+        case limits::Refusal::all_full:
+        case limits::Refusal::none: break;
+    }
+    const auto gate = static_cast<std::size_t>(refusal) - 1;
+    if (auto refused = refusal_log_.at(gate).pass()) {
+        log::warning("connection_refused",
+                     {{"reason", std::string(limits::to_string(refusal))},
+                      {"listener", net::to_string(listeners_[listener].address)},
+                      {"refused", std::to_string(*refused)}});
+    }
+}
+
+void EventLoop::leave_probing(Connection& connection) {
+    if (connection.counted_probing) {
+        connection.counted_probing = false;
+        admission_.end_probing();
+    }
 }
 
 void EventLoop::arm_signal_read() {
@@ -221,6 +254,7 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.state == State::closing) {
         return;
     }
+    leave_probing(connection);
     connection.state = State::closing;
     connection.end = std::string(reason);
     // Wake every operation still waiting on these sockets: shutdown makes polls report
@@ -262,6 +296,7 @@ void EventLoop::finish_if_idle(Connection& connection) {
                {"duration_ms", std::to_string(duration.count())},
                {"end", connection.end}});
     ++counters_.closed;
+    admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets
 }
 
