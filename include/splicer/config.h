@@ -31,6 +31,9 @@ std::string to_string(const Endpoint& endpoint);
 
 struct Listener {
     Endpoint address;
+    // Connections held at once through this listener (sslh's per-listener max_connections);
+    // none: only Config::max_connections applies.
+    std::optional<std::uint32_t> max_connections;
     int line = 0;  // where it was configured (in the embedded default text for the default)
 };
 
@@ -66,6 +69,8 @@ struct HttpConfig {
     std::chrono::seconds backend_timeout{60};
 };
 
+inline constexpr std::uint32_t kDefaultMaxConnections = 16384;
+
 struct Config {
     std::vector<Listener> listeners;
     std::vector<Rule> rules;
@@ -76,6 +81,17 @@ struct Config {
     SpliceMode splice_mode = SpliceMode::automatic;
     std::chrono::seconds connect_timeout{5};
     std::optional<std::string> user;  // sslh `user`: whom to run as after start-up
+    // Connections held at once (probing, connecting or spliced), all listeners together; the
+    // newest beyond it is refused (closed). RLIMIT_NOFILE is raised to fit it at start, or
+    // the start fails. Unset: kDefaultMaxConnections, lowered to what the fd hard limit
+    // allows when that cannot be raised (logged).
+    std::optional<std::uint32_t> max_connections;
+    // Connections still being probed (nothing routed yet) at once: a flood of silent or
+    // trickling clients cannot take every slot from the ones that speak.
+    std::uint32_t max_probing = 1024;
+    // Connections held at once from one client address (IPv4, or a whole IPv6 address); high
+    // enough for a NAT'd office, low enough that one host cannot take everything.
+    std::uint32_t max_connections_per_client = 256;
     std::optional<HttpConfig> http;
 };
 

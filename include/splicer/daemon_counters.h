@@ -15,9 +15,14 @@ struct DaemonCounters {
     __u64 probe_timeouts = 0;
     __u64 backend_failures = 0;
     __u64 closed = 0;
-    __u64 refused = 0;            // over the connection limit
+    __u64 refused = 0;            // over a connection limit (any of them)
     __u64 sockmap_fallbacks = 0;  // pairs the sockhash refused, served by the copy plane
+    __u64 accept_errors = 0;      // accept failures (EMFILE, ENFILE, ENOBUFS, ...), each backed off
+    // Of `refused`, those refused by a narrower limit than max_connections:
+    __u64 refused_per_listener = 0;  // the listener's max_connections
+    __u64 refused_per_client = 0;    // max_connections_per_client
+    __u64 refused_probing = 0;       // max_probing
 };
-static_assert(sizeof(DaemonCounters) == 72, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 104, "DaemonCounters layout");
 
 }  // namespace splicer

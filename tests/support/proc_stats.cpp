@@ -57,6 +57,28 @@ TcpBufferLimits tcp_buffer_limits() {
     return {third_field("/proc/sys/net/ipv4/tcp_wmem"), third_field("/proc/sys/net/ipv4/tcp_rmem")};
 }
 
+std::optional<std::chrono::milliseconds> cpu_time(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    if (!std::getline(file, text)) {
+        return std::nullopt;
+    }
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    unsigned long long utime = 0;
+    unsigned long long stime = 0;
+    for (int index = 3; index <= 15 && fields >> field; ++index) {
+        if (index == 14) {
+            utime = std::stoull(field);
+        } else if (index == 15) {
+            stime = std::stoull(field);
+        }
+    }
+    const long ticks = ::sysconf(_SC_CLK_TCK);
+    return std::chrono::milliseconds((utime + stime) * 1000 / static_cast<unsigned long long>(ticks));
+}
+
 int open_fd_count(pid_t pid) {
     std::error_code error;
     std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", error);

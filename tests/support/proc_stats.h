@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,6 +45,10 @@ std::vector<PinnedObject> pinned_objects(const std::string& dir);
 
 // True for map types whose entries come and go (hash, lru hash, sockhash, sockmap).
 bool map_type_has_keys(std::uint32_t map_type);
+
+// CPU time (user + system) a process has used so far, from /proc/PID/stat; nullopt when
+// unreadable. A daemon that spins shows it here, whatever the machine's load.
+std::optional<std::chrono::milliseconds> cpu_time(pid_t pid);
 
 // RLIMIT_NOFILE soft limit raised to at least `wanted` (up to the hard limit); returns the
 // soft limit now in force.

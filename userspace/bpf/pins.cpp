@@ -1,6 +1,7 @@
 #include "bpf/pins.h"
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -48,7 +49,11 @@ Result<PinDir> PinDir::open(const std::string& dir) {
         log::notice("stale_pin_removed", {{"path", entry.path().string()}});
         std::filesystem::remove(entry.path(), error);
     }
-    return PinDir(dir);
+    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd) {
+        return Error{"opening pin dir " + dir + ": " + errno_text(errno)};
+    }
+    return PinDir(dir, std::move(dir_fd));
 }
 
 Result<void> PinDir::pin(int fd, const std::string& name) {
@@ -56,12 +61,15 @@ Result<void> PinDir::pin(int fd, const std::string& name) {
     if (bpf_obj_pin(fd, path.c_str()) != 0) {
         return Error{"pinning " + path + ": " + errno_text(errno)};
     }
-    pinned_.push_back(path);
+    pinned_.push_back(name);
     return {};
 }
 
 PinDir::PinDir(PinDir&& other) noexcept
-    : dir_(std::move(other.dir_)), pinned_(std::move(other.pinned_)), owned_(other.owned_) {
+    : dir_(std::move(other.dir_)),
+      dir_fd_(std::move(other.dir_fd_)),
+      pinned_(std::move(other.pinned_)),
+      owned_(other.owned_) {
     other.owned_ = false;
 }
 
@@ -69,6 +77,7 @@ PinDir& PinDir::operator=(PinDir&& other) noexcept {
     if (this != &other) {
         remove_all();
         dir_ = std::move(other.dir_);
+        dir_fd_ = std::move(other.dir_fd_);
         pinned_ = std::move(other.pinned_);
         owned_ = other.owned_;
         other.owned_ = false;
@@ -82,10 +91,11 @@ void PinDir::remove_all() {
     if (!owned_) {
         return;
     }
-    for (const std::string& path : pinned_) {
-        ::unlink(path.c_str());
+    for (const std::string& name : pinned_) {
+        ::unlinkat(dir_fd_.get(), name.c_str(), 0);
     }
     pinned_.clear();
+    // Fails after the privilege drop (the parent is root's): the empty dir then stays.
     ::rmdir(dir_.c_str());
     owned_ = false;
 }

@@ -1,12 +1,15 @@
 #pragma once
 // BPF objects pinned in bpffs under the pin dir, so `splicer stats` (another process) can read
 // the running daemon's counters. PinDir owns the pins: it removes them when destroyed, and
-// removes stale ones that a killed daemon left behind before pinning anew.
+// removes stale ones that a killed daemon left behind before pinning anew. It unlinks through
+// a directory fd opened at start-up: after the privilege drop the daemon can no longer walk
+// /sys/fs/bpf (mode 0700, root), but may still unlink in the pin dir it was given.
 
 #include <string>
 #include <vector>
 
 #include "splicer/result.h"
+#include "splicer/unique_fd.h"
 
 namespace splicer::bpf {
 
@@ -30,10 +33,11 @@ public:
     ~PinDir();
 
 private:
-    explicit PinDir(std::string dir) : dir_(std::move(dir)) {}
+    PinDir(std::string dir, UniqueFd dir_fd) : dir_(std::move(dir)), dir_fd_(std::move(dir_fd)) {}
     void remove_all();
     std::string dir_;
-    std::vector<std::string> pinned_;
+    UniqueFd dir_fd_;
+    std::vector<std::string> pinned_;  // names inside dir_
     bool owned_ = true;
 };
 

@@ -36,8 +36,12 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "probe_timeouts", counters->probe_timeouts);
     print_row(out, "backend_failures", counters->backend_failures);
     print_row(out, "refused", counters->refused);
+    print_row(out, "refused_per_listener", counters->refused_per_listener);
+    print_row(out, "refused_per_client", counters->refused_per_client);
+    print_row(out, "refused_probing", counters->refused_probing);
     print_row(out, "closed", counters->closed);
     print_row(out, "sockmap_fallbacks", counters->sockmap_fallbacks);
+    print_row(out, "accept_errors", counters->accept_errors);
 
     // The kernel's side exists only with the sockmap plane.
     const std::string kernel_path = pin_dir + "/counters";

@@ -62,7 +62,7 @@ constexpr IgnoredSetting kIgnoredRuleOptions[] = {
     {"resolve_on_forward", "not supported"},
     {"minlength", "not supported; probes decide from the bytes themselves"},
     {"udp_timeout", "UDP is not supported"},
-    {"max_connections", "connection limits are not supported in splicer"},
+    {"max_connections", "per-rule limits are not supported; use the top-level or per-listener max_connections"},
 };
 
 std::string_view ignored_reason(std::span<const IgnoredSetting> table, std::string_view name) {
@@ -307,6 +307,16 @@ private:
         } else if (key == "connect_timeout") {
             if (auto seconds = detail::read_seconds(setting, diagnostics_)) {
                 config_.connect_timeout = *seconds;
+            }
+        } else if (key == "max_connections") {
+            config_.max_connections = detail::read_connection_limit(setting, diagnostics_);
+        } else if (key == "max_probing") {
+            if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
+                config_.max_probing = *limit;
+            }
+        } else if (key == "max_connections_per_client") {
+            if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
+                config_.max_connections_per_client = *limit;
             }
         } else if (key == "http") {
             if (!setting.isGroup()) {

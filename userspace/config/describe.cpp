@@ -73,8 +73,20 @@ std::string describe(const Config& config) {
     if (config.user) {
         out += "user: " + *config.user + "\n";
     }
+    out += "max connections: " +
+           (config.max_connections
+                ? std::to_string(*config.max_connections)
+                : std::to_string(kDefaultMaxConnections) + " (default, fitted to the fd limit)") +
+           "\n";
+    out += "max probing: " + std::to_string(config.max_probing) + "\n";
+    out += "max connections per client: " + std::to_string(config.max_connections_per_client) +
+           "\n";
     for (const Listener& listener : config.listeners) {
-        out += "listen " + to_string(listener.address) + line_suffix(listener.line) + "\n";
+        out += "listen " + to_string(listener.address) +
+               (listener.max_connections
+                    ? " max_connections=" + std::to_string(*listener.max_connections)
+                    : std::string()) +
+               line_suffix(listener.line) + "\n";
     }
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
         out += describe_rule(i, config.rules[i]) + "\n";

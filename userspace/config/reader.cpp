@@ -146,6 +146,20 @@ std::optional<long long> read_integer(const Setting& setting, Diagnostics& diagn
     return integer_value(setting);
 }
 
+std::optional<std::uint32_t> read_connection_limit(const Setting& setting,
+                                                   Diagnostics& diagnostics) {
+    constexpr long long kMaxLimit = 1'000'000;
+    auto value = read_integer(setting, diagnostics);
+    if (!value) {
+        return std::nullopt;
+    }
+    if (*value < 1 || *value > kMaxLimit) {
+        diagnostics.error(setting, "out of range: expected 1.." + std::to_string(kMaxLimit));
+        return std::nullopt;
+    }
+    return static_cast<std::uint32_t>(*value);
+}
+
 std::optional<std::uint16_t> read_port(const Setting& setting, Diagnostics& diagnostics) {
     Result<std::uint16_t> port = Error{};
     if (setting.getType() == Setting::TypeString) {
@@ -264,7 +278,6 @@ struct IgnoredOption {
 constexpr IgnoredOption kIgnoredListenOptions[] = {
     {"keepalive", "TCP keepalive is not configurable in splicer"},
     {"transparent", "transparent proxying is not supported; backends see splicer's address"},
-    {"max_connections", "connection limits are not supported in splicer"},
 };
 
 }  // namespace
@@ -295,6 +308,10 @@ std::optional<Listener> read_listener(const Setting& group, bool sslh_options,
                 if (auto udp = read_bool(member, diagnostics); udp && *udp) {
                     diagnostics.error(member, "UDP is not supported");
                 }
+                continue;
+            }
+            if (name == "max_connections") {
+                listener.max_connections = read_connection_limit(member, diagnostics);
                 continue;
             }
             bool ignored = false;

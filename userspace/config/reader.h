@@ -56,6 +56,9 @@ std::optional<std::string> read_string(const libconfig::Setting& setting, Diagno
 std::optional<bool> read_bool(const libconfig::Setting& setting, Diagnostics& diagnostics);
 // An integer of either libconfig width.
 std::optional<long long> read_integer(const libconfig::Setting& setting, Diagnostics& diagnostics);
+// A connection-count limit (max_connections and the like): an integer 1..1000000.
+std::optional<std::uint32_t> read_connection_limit(const libconfig::Setting& setting,
+                                                   Diagnostics& diagnostics);
 // A string ("443") or an integer.
 std::optional<std::uint16_t> read_port(const libconfig::Setting& setting, Diagnostics& diagnostics);
 std::optional<std::string> read_host(const libconfig::Setting& setting, Diagnostics& diagnostics);

@@ -13,6 +13,7 @@ namespace splicer::daemon {
 using uring::Op;
 
 void EventLoop::start_connect(Connection& connection) {
+    leave_probing(connection);
     connection.state = State::connecting;
     connection.backend_address = backends_[*connection.rule];
     auto socket = net::stream_socket_for(connection.backend_address);

@@ -71,6 +71,8 @@ struct Connection {
     UniqueFd backend;
     net::SocketAddress client_address;
     std::size_t listener = 0;
+    std::string client_key;        // net::host_key(client_address), for per-client limits
+    bool counted_probing = false;  // still counted by limits::Admission as probing
 
     // probing: bytes peeked so far (still queued on the client socket)
     std::vector<std::byte> peeked;

@@ -12,16 +12,16 @@
 #include "bpf/pins.h"
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
+#include "limits/fd_limit.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
+#include "security/privilege_drop.h"
 #include "splicer/log.h"
 #include "splicer/router.h"
 
 namespace splicer::daemon {
 namespace {
 
-// Connection records the loop can hold at once.
-constexpr std::uint32_t kMaxConnections = 16384;
 constexpr int kListenBacklog = 4096;
 
 Result<UniqueFd> block_stop_signals() {
@@ -70,8 +70,8 @@ Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Conf
     return backends;
 }
 
-Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners,
-                        bool http) {
+Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
+                        const std::vector<config::Listener>& listeners, bool http) {
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
@@ -84,6 +84,9 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
         // Port 0 in a config gets a kernel-chosen port: log the real one.
         const net::SocketAddress bound = net::local_address(fd->get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
+        // Accepted sockets inherit what the plane sets here (HTTP ones too: an upgrade goes
+        // to the plane).
+        plane.prepare_listener(fd->get());
         loop.add_listener({std::move(fd).value(), bound, http});
     }
     return {};
@@ -127,17 +130,27 @@ Result<void> run(const RunOptions& options) {
     if (!plane) {
         return plane.error().with_context("data plane");
     }
+    // Before the privilege drop: only root may raise the hard limit.
+    auto fd_plan = limits::plan_fd_limit(config->max_connections, (*plane)->name());
+    if (!fd_plan) {
+        return fd_plan.error();
+    }
+    log::write(fd_plan->fitted ? log::Level::notice : log::Level::info, "fd_limit",
+               {{"soft", std::to_string(fd_plan->soft_limit)},
+                {"needed", std::to_string(fd_plan->needed)},
+                {"max_connections", std::to_string(fd_plan->max_connections)},
+                {"fitted", fd_plan->fitted ? "true" : "false"}});
     auto signal_fd = block_stop_signals();
     if (!signal_fd) {
         return signal_fd.error();
     }
 
     EventLoop loop(*config, std::move(router).value(), std::move(backends).value(),
-                   **plane, kMaxConnections);
+                   **plane, fd_plan->max_connections);
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
-    if (auto listening = listen_all(loop, config->listeners, false); !listening) {
+    if (auto listening = listen_all(loop, **plane, config->listeners, false); !listening) {
         return listening.error();
     }
     if (config->http) {
@@ -146,9 +159,14 @@ Result<void> run(const RunOptions& options) {
             return http_backends.error();
         }
         loop.set_http_backends(std::move(http_backends).value());
-        if (auto listening = listen_all(loop, config->http->listeners, true); !listening) {
+        if (auto listening = listen_all(loop, **plane, config->http->listeners, true); !listening) {
             return listening.error();
         }
+    }
+    // Everything that needs root is done: from here on only held fds are used.
+    if (auto dropped = security::drop_after_start_up(config->user, pins ? &pins->path() : nullptr);
+        !dropped) {
+        return dropped.error();
     }
     loop.watch_signals(std::move(signal_fd).value());
     if (counters_map) {

@@ -19,6 +19,10 @@ namespace {
 
 // Tags for operations that belong to no connection (accept, signals).
 constexpr std::uint32_t kNoSlot = 0xffffffffU;
+// After an accept failed for lack of fds or memory the connection is still queued, so
+// accepting again at once would fail again at once: a busy loop. Pause this long instead;
+// clients wait in the listen backlog meanwhile.
+constexpr long kAcceptBackoffNanoseconds = 100'000'000;
 
 }  // namespace
 
@@ -29,7 +33,8 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
       router_(std::move(router)),
       backends_(std::move(backends)),
       plane_(plane),
-      slab_(max_connections) {}
+      slab_(max_connections),
+      admission_(config) {}
 
 EventLoop::~EventLoop() = default;
 
@@ -37,6 +42,7 @@ Result<void> EventLoop::init() { return uring::Ring::init(ring_, 4096); }
 
 void EventLoop::add_listener(ListeningSocket listener) {
     listeners_.push_back(std::move(listener));
+    accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
 }
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
@@ -87,6 +93,10 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
     if (tag.slot == kNoSlot) {
         if (tag.op == Op::accept) {
             on_accept(tag.arg, cqe.res, cqe.flags);
+        } else if (tag.op == Op::accept_backoff) {
+            if (!stopping_) {
+                arm_accept(tag.arg);
+            }
         } else if (tag.op == Op::signal) {
             on_signal(cqe.res);
         }
@@ -118,6 +128,7 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
         case Op::http_connect:
         case Op::http_timeout: on_http_completion(*connection, tag, cqe.res); break;
         case Op::accept:
+        case Op::accept_backoff:
         case Op::signal: break;
     }
     finish_if_idle(*connection);
@@ -137,32 +148,85 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
         }
         return;
     }
-    if ((flags & IORING_CQE_F_MORE) == 0) {
-        arm_accept(listener);  // multishot ended (an error, or the kernel gave up): re-arm
-    }
     if (result < 0) {
-        log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
-                                       {"error", errno_text(result)}});
+        on_accept_failed(listener, result);
         return;
     }
-    UniqueFd client(result);
-    const auto slot = slab_.acquire();
-    if (!slot) {
-        ++counters_.refused;
-        log::warning("connection_refused", {{"reason", "max_connections"}});
-        return;  // closing `client` refuses it
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+        arm_accept(listener);  // the kernel ended the multishot: re-arm
     }
+    UniqueFd client(result);  // closing it unserved refuses the client
+    if (slab_.in_use() >= slab_.capacity()) {
+        refuse(listener, limits::Refusal::all_full);
+        return;
+    }
+    const net::SocketAddress peer = net::peer_address(client.get());
+    std::string key = net::host_key(peer);
+    if (const auto refusal = admission_.admit(listener, key); refusal != limits::Refusal::none) {
+        refuse(listener, refusal);
+        return;
+    }
+    const auto slot = slab_.acquire();  // cannot fail: capacity was checked above
     ++counters_.accepted;
     Connection& connection = slab_.at(*slot);
     connection.id = next_id_++;
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
-    connection.client_address = net::peer_address(connection.client.get());
+    connection.client_address = peer;
+    connection.client_key = std::move(key);
+    connection.counted_probing = true;
     connection.listener = listener;
     if (listeners_[listener].http) {
+        // Port 80 has no probing phase: its header timeout bounds a slow client instead.
+        leave_probing(connection);
         start_http(connection);
     } else {
         start_probing(connection);
+    }
+}
+
+void EventLoop::on_accept_failed(std::size_t listener, int error) {
+    // A failed accept always ends the multishot. Out of fds or memory: the queued connection
+    // would fail again at once, so wait before accepting again; the connections already held
+    // go on (and may free fds meanwhile). Anything else (e.g. ECONNABORTED): re-arm now.
+    ++counters_.accept_errors;
+    if (auto failures = accept_failure_log_.pass()) {
+        log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
+                                       {"error", errno_text(error)},
+                                       {"failures", std::to_string(*failures)}});
+    }
+    if (error == -EMFILE || error == -ENFILE || error == -ENOBUFS || error == -ENOMEM) {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
+        sqe->user_data =
+            Tag{Op::accept_backoff, static_cast<std::uint8_t>(listener), 0, kNoSlot}.encode();
+        return;
+    }
+    arm_accept(listener);
+}
+
+void EventLoop::refuse(std::size_t listener, limits::Refusal refusal) {
+    ++counters_.refused;
+    switch (refusal) {
+        case limits::Refusal::listener_full: ++counters_.refused_per_listener; break;
+        case limits::Refusal::client_full: ++counters_.refused_per_client; break;
+        case limits::Refusal::probing_full: ++counters_.refused_probing; break;
+        case limits::Refusal::all_full:
+        case limits::Refusal::none: break;
+    }
+    const auto gate = static_cast<std::size_t>(refusal) - 1;
+    if (auto refused = refusal_log_.at(gate).pass()) {
+        log::warning("connection_refused",
+                     {{"reason", std::string(limits::to_string(refusal))},
+                      {"listener", net::to_string(listeners_[listener].address)},
+                      {"refused", std::to_string(*refused)}});
+    }
+}
+
+void EventLoop::leave_probing(Connection& connection) {
+    if (connection.counted_probing) {
+        connection.counted_probing = false;
+        admission_.end_probing();
     }
 }
 
@@ -200,6 +264,7 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.state == State::closing) {
         return;
     }
+    leave_probing(connection);
     connection.state = State::closing;
     connection.end = std::string(reason);
     // Wake every operation still waiting on these sockets: shutdown makes polls report
@@ -241,6 +306,7 @@ void EventLoop::finish_if_idle(Connection& connection) {
                {"duration_ms", std::to_string(duration.count())},
                {"end", connection.end}});
     ++counters_.closed;
+    admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets
 }
 

@@ -6,6 +6,7 @@
 
 #include <sys/signalfd.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,6 +16,8 @@
 #include <vector>
 
 #include "daemon/slab.h"
+#include "limits/admission.h"
+#include "log/interval_gate.h"
 #include "net/address.h"
 #include "plane/data_plane.h"
 #include "splicer/config.h"
@@ -66,6 +69,10 @@ private:
     void dispatch(const io_uring_cqe& cqe);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
+    void on_accept_failed(std::size_t listener, int error);
+    // Which limit, if any, refuses a just-accepted client (closing `client` refuses it).
+    void refuse(std::size_t listener, limits::Refusal refusal);
+    void leave_probing(Connection& connection);
     void arm_signal_read();
     void on_signal(int result);
 
@@ -120,6 +127,15 @@ private:
     uring::Ring ring_;
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
+    // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+    std::vector<__kernel_timespec> accept_backoff_;
+    log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
+    limits::Admission admission_;
+    // One log line per second per limit, whatever the flood: max_connections, per listener,
+    // per client, probing.
+    std::array<log::IntervalGate, limits::kRefusalKinds> refusal_log_{
+        log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)},
+        log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)}};
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;

@@ -54,4 +54,20 @@ std::string to_string(const SocketAddress& address) {
     return "unknown";
 }
 
+std::string host_key(const SocketAddress& address) {
+    if (address.family() == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+        const auto* bytes = reinterpret_cast<const char*>(&in6->sin6_addr);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            return std::string(1, '4') + std::string(bytes + 12, 4);
+        }
+        return std::string(1, '6') + std::string(bytes, 16);
+    }
+    if (address.family() == AF_INET) {
+        const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address.storage);
+        return std::string(1, '4') + std::string(reinterpret_cast<const char*>(&in4->sin_addr), 4);
+    }
+    return "?";
+}
+
 }  // namespace splicer::net

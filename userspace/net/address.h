@@ -29,4 +29,8 @@ std::string ip_to_string(const SocketAddress& address);
 // "127.0.0.1:443", "[::1]:443".
 std::string to_string(const SocketAddress& address);
 
+// The host part alone, as raw bytes, for counting connections per client: the port is left
+// out, and an IPv4-mapped IPv6 address (::ffff:a.b.c.d) gives the same key as a.b.c.d.
+std::string host_key(const SocketAddress& address);
+
 }  // namespace splicer::net

@@ -42,6 +42,10 @@ public:
     // The connection is closing; called once, before its sockets are closed.
     virtual void on_teardown(daemon::Connection& /*connection*/) {}
 
+    // A listening socket, at start-up while the daemon is still root: a plane may set options
+    // accepted sockets inherit (after the privilege drop it could not set them any more).
+    virtual void prepare_listener(int /*fd*/) {}
+
     // Connections this plane handed to a fallback plane (the sockhash refused them).
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }
 };

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <string>
 
 #include "bpf/pins.h"
@@ -33,6 +34,41 @@ constexpr long kRecheckNanoseconds = 2'000'000;
 // An EOF that cannot be propagated because the sink takes nothing for this long ends the pair.
 constexpr std::chrono::seconds kNoProgressLimit{60};
 
+// The kernel doubles what SO_SNDBUF asks for (bookkeeping overhead) and reports the doubled size.
+constexpr int kSendBufferReported = 2 * kSendBufferBytes;
+
+// net.core.wmem_max: the most SO_SNDBUF gives without CAP_NET_ADMIN. Read once, at start-up.
+int send_buffer_cap() {
+    static const int cap = [] {
+        std::ifstream file("/proc/sys/net/core/wmem_max");
+        int value = 0;
+        file >> value;
+        return value;
+    }();
+    return cap;
+}
+
+// Gives `fd` a kSendBufferBytes send buffer (kernel fact 3: throughput follows it). Clients
+// already have it from the listener. Backend sockets are made after the privilege drop, where
+// SO_SNDBUFFORCE fails: then SO_SNDBUF where net.core.wmem_max allows the size, otherwise the
+// socket is left alone, because a capped SO_SNDBUF would lock it below what TCP autotuning
+// reaches on its own (net.ipv4.tcp_wmem's maximum, 4 MiB by default).
+void grow_send_buffer(int fd) {
+    int current = 0;
+    socklen_t length = sizeof(current);
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 &&
+        current >= kSendBufferReported) {
+        return;
+    }
+    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes,
+                     sizeof(kSendBufferBytes)) == 0) {
+        return;
+    }
+    if (send_buffer_cap() >= kSendBufferBytes) {
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kSendBufferBytes, sizeof(kSendBufferBytes));
+    }
+}
+
 std::string reset_reason(std::size_t socket) {
     return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
 }
@@ -45,15 +81,16 @@ public:
     [[nodiscard]] std::string_view name() const override { return "sockmap"; }
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
 
+    // Called at start-up while still root: accepted sockets inherit the listener's send buffer
+    // (and its lock), so clients get kSendBufferBytes even after the privilege drop.
+    void prepare_listener(int fd) override {
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes, sizeof(kSendBufferBytes));
+    }
+
     void start(Connection& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};
         for (std::size_t i = 0; i < 2; ++i) {
-            // Root may exceed net.core.wmem_max; without CAP_NET_ADMIN the plain option caps it.
-            if (::setsockopt(sockets[i], SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes,
-                             sizeof(kSendBufferBytes)) != 0) {
-                ::setsockopt(sockets[i], SOL_SOCKET, SO_SNDBUF, &kSendBufferBytes,
-                             sizeof(kSendBufferBytes));
-            }
+            grow_send_buffer(sockets[i]);
             auto baseline = take_baseline(sockets[i]);
             auto cookie = bpf::socket_cookie(sockets[i]);
             if (!baseline || !cookie) {

@@ -1,0 +1,107 @@
+// Limits as pure logic: the fd budget for max_connections and the once-per-interval gate that
+// keeps a flood of refusals from becoming a flood of log lines.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
+#include "limits/admission.h"
+#include "limits/fd_limit.h"
+#include "net/address.h"
+#include "log/interval_gate.h"
+
+using namespace std::chrono_literals;
+using splicer::log::IntervalGate;
+
+TEST_CASE("fds_needed: two sockets per connection, two pipes more on the splice plane",
+          "[limits]") {
+    CHECK(splicer::limits::fds_needed(0, "copy") == splicer::limits::kFixedFds);
+    CHECK(splicer::limits::fds_needed(1000, "copy") == 256 + 2000);
+    CHECK(splicer::limits::fds_needed(1000, "sockmap") == 256 + 2000);
+    CHECK(splicer::limits::fds_needed(1000, "splice") == 256 + 6000);
+    CHECK(splicer::limits::fds_needed(1'000'000, "splice") == 256 + 6'000'000);
+}
+
+TEST_CASE("IntervalGate: the first event logs, the rest of the interval is folded in",
+          "[limits][log]") {
+    IntervalGate gate(1s);
+    const auto start = IntervalGate::Clock::time_point{} + 100s;
+    CHECK(gate.pass(start) == std::optional<std::uint64_t>(1));
+    for (int i = 1; i < 1000; ++i) {
+        CHECK_FALSE(gate.pass(start + std::chrono::microseconds(i * 900)).has_value());
+    }
+    // The next line, one interval later, reports everything folded since the last one.
+    CHECK(gate.pass(start + 1s) == std::optional<std::uint64_t>(1000));
+    CHECK_FALSE(gate.pass(start + 1500ms).has_value());
+    CHECK(gate.pass(start + 10s) == std::optional<std::uint64_t>(2));
+}
+
+namespace {
+
+splicer::config::Config limits_config() {
+    splicer::config::Config config;
+    config.listeners.resize(2);
+    config.listeners[0].max_connections = 3;  // listener 1: no limit of its own
+    config.max_connections_per_client = 2;
+    config.max_probing = 4;
+    return config;
+}
+
+}  // namespace
+
+TEST_CASE("Admission: per listener, per client and probing limits, each refusing the newest",
+          "[limits]") {
+    using splicer::limits::Refusal;
+    splicer::limits::Admission admission(limits_config());
+    CHECK(admission.admit(0, "a") == Refusal::none);
+    CHECK(admission.admit(0, "a") == Refusal::none);
+    CHECK(admission.admit(0, "a") == Refusal::client_full);  // nothing counted for it
+    CHECK(admission.from_client("a") == 2);
+    CHECK(admission.admit(0, "b") == Refusal::none);
+    CHECK(admission.admit(0, "c") == Refusal::listener_full);
+    CHECK(admission.on_listener(0) == 3);
+    CHECK(admission.admit(1, "c") == Refusal::none);  // another listener still accepts
+    CHECK(admission.probing() == 4);
+    CHECK(admission.admit(1, "d") == Refusal::probing_full);
+    // A routed connection stops counting as probing, but still counts for its client.
+    admission.end_probing();
+    CHECK(admission.admit(1, "d") == Refusal::none);
+    CHECK(admission.admit(1, "a") == Refusal::client_full);
+    admission.release(0, "a");
+    CHECK(admission.from_client("a") == 1);
+    CHECK(admission.on_listener(0) == 2);
+    admission.end_probing();
+    CHECK(admission.admit(1, "a") == Refusal::none);
+    CHECK(to_string(Refusal::probing_full) == "max_probing");
+    CHECK(to_string(Refusal::all_full) == "max_connections");
+}
+
+TEST_CASE("host_key: the port is left out, IPv4-mapped IPv6 is the IPv4 address", "[limits]") {
+    // An IPv4 or IPv6 literal and a port as a SocketAddress.
+    const auto address = [](const char* text, std::uint16_t port) {
+        splicer::net::SocketAddress out;
+        auto* in4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+        if (::inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+            in4->sin_port = htons(port);
+        } else {
+            REQUIRE(::inet_pton(AF_INET6, text, &in6->sin6_addr) == 1);
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons(port);
+        }
+        return out;
+    };
+    const auto v4 = address;
+    const auto v6 = address;
+    using splicer::net::host_key;
+    CHECK(host_key(v4("198.18.0.1", 1000)) == host_key(v4("198.18.0.1", 2000)));
+    CHECK(host_key(v4("198.18.0.1", 1000)) != host_key(v4("198.18.0.2", 1000)));
+    CHECK(host_key(v6("::ffff:198.18.0.1", 5)) == host_key(v4("198.18.0.1", 6)));
+    CHECK(host_key(v6("2001:db8::1", 5)) == host_key(v6("2001:db8::1", 7)));
+    CHECK(host_key(v6("2001:db8::1", 5)) != host_key(v6("2001:db8::2", 5)));
+}

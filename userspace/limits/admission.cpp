@@ -1,0 +1,69 @@
+#include "limits/admission.h"
+
+namespace splicer::limits {
+
+std::string_view to_string(Refusal refusal) {
+    switch (refusal) {
+        case Refusal::none: return "none";
+        case Refusal::all_full: return "max_connections";
+        case Refusal::listener_full: return "max_connections_per_listener";
+        case Refusal::client_full: return "max_connections_per_client";
+        case Refusal::probing_full: return "max_probing";
+    }
+    return "?";
+}
+
+Admission::Admission(const config::Config& config)
+    : listener_counts_(config.listeners.size(), 0),
+      client_limit_(config.max_connections_per_client),
+      probing_limit_(config.max_probing) {
+    for (const config::Listener& listener : config.listeners) {
+        listener_limits_.push_back(listener.max_connections);
+    }
+}
+
+Refusal Admission::admit(std::size_t listener, std::string_view client) {
+    if (listener < listener_limits_.size() && listener_limits_[listener] &&
+        listener_counts_[listener] >= *listener_limits_[listener]) {
+        return Refusal::listener_full;
+    }
+    if (from_client(client) >= client_limit_) {
+        return Refusal::client_full;
+    }
+    if (probing_ >= probing_limit_) {
+        return Refusal::probing_full;
+    }
+    if (listener < listener_counts_.size()) {
+        ++listener_counts_[listener];
+    }
+    ++client_counts_[std::string(client)];
+    ++probing_;
+    return Refusal::none;
+}
+
+void Admission::end_probing() {
+    if (probing_ > 0) {
+        --probing_;
+    }
+}
+
+void Admission::release(std::size_t listener, std::string_view client) {
+    if (listener < listener_counts_.size() && listener_counts_[listener] > 0) {
+        --listener_counts_[listener];
+    }
+    const auto found = client_counts_.find(std::string(client));
+    if (found != client_counts_.end() && --found->second == 0) {
+        client_counts_.erase(found);  // the map holds only clients with connections
+    }
+}
+
+std::uint32_t Admission::on_listener(std::size_t listener) const {
+    return listener < listener_counts_.size() ? listener_counts_[listener] : 0;
+}
+
+std::uint32_t Admission::from_client(std::string_view client) const {
+    const auto found = client_counts_.find(std::string(client));
+    return found == client_counts_.end() ? 0 : found->second;
+}
+
+}  // namespace splicer::limits

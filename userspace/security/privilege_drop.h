@@ -1,0 +1,40 @@
+#pragma once
+// The privilege drop after start-up: once bpffs is mounted, the BPF program loaded and pinned
+// and the ports bound, the daemon needs no privilege at all: sockhash and hash-map updates
+// through map fds it already holds need no capability on Linux >= 6.5 (checks sit in
+// map_create/prog_load; DESIGN.md kernel fact 5). It becomes an unprivileged user with no
+// capabilities (effective, permitted, inheritable, ambient and bounding sets all empty) and
+// no_new_privs set, so nothing it executes or is tricked into doing can regain them.
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "splicer/result.h"
+
+namespace splicer::security {
+
+struct RunUser {
+    std::string name;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+// Whom to run as: `configured` (Config::user) if given, which must exist; else the `splicer`
+// system user that scripts/install-deps creates; else `nobody`.
+Result<RunUser> resolve_run_user(const std::optional<std::string>& configured);
+
+// Gives `path` (the pin dir) to `user`, so the daemon can still unlink its pins at exit.
+Result<void> hand_over(const std::string& path, const RunUser& user);
+
+// Switches to `user` (groups, gid, uid), empties every capability set, sets no_new_privs, and
+// checks the result: an error if any capability or uid 0 survived.
+Result<void> drop_privileges(const RunUser& user);
+
+// What `splicer run` calls once start-up is done: when running as root, resolves the user,
+// hands it `pin_dir` (if any) and drops, logging one line; when not root, changes nothing.
+Result<void> drop_after_start_up(const std::optional<std::string>& configured_user,
+                                 const std::string* pin_dir);
+
+}  // namespace splicer::security
