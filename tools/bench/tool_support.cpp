@@ -1,8 +1,6 @@
 #include "tool_support.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -72,8 +70,6 @@ UniqueFd connect_within(const net::SocketAddress& address, int timeout_ms) {
     }
     // Blocking from here: each tool drives one socket at a time.
     ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
-    const int on = 1;
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     return fd;
 }
 

@@ -20,7 +20,8 @@ std::uint64_t number_from_arg(const char* text, const char* name);
 // Thousands of connections need thousands of fds: lift the soft limit to the hard one.
 void raise_fd_limit();
 
-// A blocking, connected TCP socket with TCP_NODELAY, or an invalid fd after timeout_ms.
+// A blocking, connected TCP socket (TCP_NODELAY, from net::stream_socket_for), or an invalid
+// fd after timeout_ms.
 UniqueFd connect_within(const net::SocketAddress& address, int timeout_ms);
 
 // false on error, EOF or when timeout_ms passes without progress.
