@@ -77,7 +77,7 @@ print_losses() {
   awk -F, -v compared="$compared" '
     NR == 1 { next }
     !($1 in fwds) { fwds[$1] = 1; order[++n] = $1 }
-    $4 != "" && $5 == "ok" { value[$1 SUBSEP $2 SUBSEP $3] = $4 + 0; measured[$2 SUBSEP $3] = 1 }
+    $4 != "" && ($5 == "ok" || $5 == "partial") { value[$1 SUBSEP $2 SUBSEP $3] = $4 + 0; measured[$2 SUBSEP $3] = 1 }
     END {
       count = split(compared, spec, "\n")
       for (fwd in fwds) {

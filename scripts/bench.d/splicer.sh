@@ -21,3 +21,11 @@ CONF
   fwd_command=("$splicer_binary" run --config "$dir/splicer.conf" --splice-mode "$splicer_plane"
     --pin-dir "$pin_root-$splicer_plane")
 }
+
+# After each workload: the daemon's counters (flow-control trips, bytes redirected or
+# passed to the copy) into the logs, to explain the figures.
+fwd_after_workload() {
+  # In the daemon's mount namespace: `ip netns exec` gave it a /sys (and bpffs) of its own.
+  nsenter -t "$fwd_pid" -m "$splicer_binary" stats --pin-dir "$pin_root-$splicer_plane" \
+    >"$logs/$fwd-stats-$1.log" 2>&1 || true
+}
