@@ -11,11 +11,11 @@
 
 namespace splicer::net {
 
-// A non-blocking listening TCP socket. IPv6 listeners are IPv6-only, so "::" and "0.0.0.0"
-// on one port can both be configured.
+// A non-blocking listening TCP socket with TCP_NODELAY, which the sockets it accepts inherit.
+// IPv6 listeners are IPv6-only, so "::" and "0.0.0.0" on one port can both be configured.
 Result<UniqueFd> listen_on(const SocketAddress& address, int backlog);
 
-// A non-blocking TCP socket of the address's family, not yet connected.
+// A non-blocking TCP socket of the address's family with TCP_NODELAY, not yet connected.
 Result<UniqueFd> stream_socket_for(const SocketAddress& address);
 
 SocketAddress local_address(int fd);

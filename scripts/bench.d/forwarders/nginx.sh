@@ -1,0 +1,48 @@
+# nginx 1.22: the stream module with ssl_preread routes SNI $sni_name to the TLS backend and
+# everything else (no ClientHello) to the plain backend; port 80 is an http reverse proxy
+# with upstream keep-alive.
+fwd_tls=$forwarder_ip:443
+fwd_plain=$forwarder_ip:443
+fwd_http=$forwarder_ip:80
+fwd_configure() {
+  local dir=$1
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes auto;
+user root;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
+stream {
+    map \$ssl_preread_server_name \$upstream {
+        $sni_name $backend_ip:$tls_port;
+        default $backend_ip:$plain_port;
+    }
+    server {
+        listen $forwarder_ip:443 backlog=4096;
+        ssl_preread on;
+        proxy_pass \$upstream;
+    }
+}
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream web { server $backend_ip:$http_port; keepalive 64; }
+    server {
+        listen $forwarder_ip:80 backlog=4096;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+  fwd_command=(nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;')
+}

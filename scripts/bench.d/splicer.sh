@@ -1,0 +1,31 @@
+# splicer on one data plane (forwarders/splicer-*.sh set splicer_plane and source this):
+# SNI $sni_name to the TLS backend, anything else to the plain backend, and the port 80
+# HTTP proxy to the HTTP backend (the DESIGN.md `http` schema; a daemon that does not serve
+# port 80 yet leaves that workload "failed").
+fwd_tls=$forwarder_ip:443
+fwd_plain=$forwarder_ip:443
+fwd_http=$forwarder_ip:80
+fwd_configure() {
+  local dir=$1
+  cat >"$dir/splicer.conf" <<CONF
+listen: ( { host: "$forwarder_ip"; port: "443"; } );
+protocols: (
+    { name: "tls"; host: "$backend_ip"; port: "$tls_port"; sni_hostnames: [ "$sni_name" ]; },
+    { name: "anyprot"; host: "$backend_ip"; port: "$plain_port"; }
+);
+http: {
+    listen: ( { host: "$forwarder_ip"; port: "80"; } );
+    routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
+};
+CONF
+  fwd_command=("$splicer_binary" run --config "$dir/splicer.conf" --splice-mode "$splicer_plane"
+    --pin-dir "$pin_root-$splicer_plane")
+}
+
+# After each workload: the daemon's counters (flow-control trips, bytes redirected or
+# passed to the copy) into the logs, to explain the figures.
+fwd_after_workload() {
+  # In the daemon's mount namespace: `ip netns exec` gave it a /sys (and bpffs) of its own.
+  nsenter -t "$fwd_pid" -m "$splicer_binary" stats --pin-dir "$pin_root-$splicer_plane" \
+    >"$logs/$fwd-stats-$1.log" 2>&1 || true
+}

@@ -1,0 +1,202 @@
+# The workloads, one function each, run against the current forwarder ($fwd, its process
+# $fwd_pid or empty for direct, its addresses $fwd_tls $fwd_plain $fwd_http). Each appends
+# rows "forwarder,workload,metric,value,status" to $csv; status is ok, partial (the run
+# stopped short: value says how far it got), failed or n/a. Every client runs under
+# `timeout`, so a stalled forwarder costs a bounded time.
+
+readonly workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)
+
+row() { echo "$fwd,$1,$2,$3,$4" >>"$csv"; }
+
+# fail_workload WORKLOAD STATUS: the workload produced no figure (status failed or n/a).
+fail_workload() { row "$1" status "" "$2"; }
+
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+
+# in_client_resolving IP COMMAND...: runs COMMAND in the client namespace with /etc/hosts naming
+# $sni_name as the address $1 (a private mount namespace: the host's /etc/hosts is untouched), so
+# TLS clients send the SNI the forwarders route on.
+in_client_resolving() {
+  local address=$1
+  shift
+  echo "$address $sni_name" >"$work/hosts"
+  ip netns exec "$ns_client" unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' \
+    "$work/hosts" "$@"
+}
+
+# --- 1 and 2: bulk throughput (iperf3) and the CPU it costs --------------------------------
+workload_bulk() {
+  local log=$logs/$fwd-bulk.log
+  if ! start_plain_backend "$log.server" iperf3 -s -p "$plain_port" -B "$backend_ip"; then
+    fail_workload bulk failed
+    fail_workload cpu failed
+    return
+  fi
+  local cpu_before=0 system_before softirq_before
+  [[ -n $fwd_pid ]] && cpu_before=$(forwarder_cpu_usec "$fwd_pid")
+  read -r system_before softirq_before < <(machine_ticks)
+  local run streams direction bytes_total=0 json gbps bytes
+  for run in "${bulk_runs[@]}"; do
+    read -r streams direction <<<"$run"
+    local reverse=()
+    [[ $direction == down ]] && reverse=(-R)
+    json=$(ip netns exec "$ns_client" timeout $((bulk_seconds + 15)) iperf3 -J \
+      -c "${fwd_plain%:*}" -p "${fwd_plain##*:}" -t "$bulk_seconds" -P "$streams" \
+      --connect-timeout 3000 "${reverse[@]}" 2>>"$log") || true
+    echo "$json" >>"$log"
+    gbps=$(jq -r '.end.sum_received.bits_per_second // empty' <<<"$json" 2>/dev/null || true)
+    bytes=$(jq -r '.end.sum_received.bytes // empty' <<<"$json" 2>/dev/null || true)
+    if [[ -n $gbps && ${bytes:-0} != 0 ]]; then
+      row bulk "gbps_${streams}_$direction" "$(calc "$gbps / 1e9")" ok
+      bytes_total=$((bytes_total + ${bytes%.*}))
+    else
+      row bulk "gbps_${streams}_$direction" "" failed
+    fi
+  done
+  sleep 0.3  # fork-per-connection children exit and are reaped into their parent's times
+  local cpu_after=0 system_after softirq_after
+  [[ -n $fwd_pid ]] && cpu_after=$(forwarder_cpu_usec "$fwd_pid")
+  read -r system_after softirq_after < <(machine_ticks)
+  stop_pid "$plain_pid"
+  if ((bytes_total == 0)); then
+    fail_workload cpu failed
+    return
+  fi
+  local gigabytes
+  gigabytes=$(calc "$bytes_total / 1e9" 4)
+  row cpu gigabytes "$gigabytes" ok
+  if [[ -n $fwd_pid ]]; then
+    row cpu process_s_per_gb "$(calc "($cpu_after - $cpu_before) / 1e6 / $gigabytes")" ok
+  else
+    row cpu process_s_per_gb "" n/a
+  fi
+  row cpu softirq_s_per_gb "$(calc "($softirq_after - $softirq_before) / $ticks_per_second / $gigabytes")" ok
+  row cpu system_s_per_gb "$(calc "($system_after - $system_before) / $ticks_per_second / $gigabytes")" ok
+}
+
+# The CPU figures are taken during workload_bulk.
+workload_cpu() { :; }
+
+# run_wrk WORKLOAD IP URL [wrk options...]: wrk from the client namespace, $sni_name resolving
+# to IP; rows rate, p50, p99 and max (ms). Fails when no request succeeded or most errored.
+run_wrk() {
+  local workload=$1 address=$2 url=$3
+  shift 3
+  local log=$logs/$fwd-$workload.log
+  in_client_resolving "$address" timeout $((wrk_seconds + 15)) wrk -t2 -c16 \
+    -d"${wrk_seconds}s" --timeout 2s --latency "$@" "$url" >"$log" 2>&1 || true
+  local parsed
+  parsed=$(awk '
+    function ms(text) {
+      if (text ~ /us$/) return text / 1000
+      if (text ~ /ms$/) return text + 0
+      if (text ~ /m$/) return text * 60000
+      if (text ~ /s$/) return text * 1000
+      return text + 0
+    }
+    $1 == "Latency" && $2 != "Distribution" { max = ms($4) }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $2 == "requests" && $3 == "in" { requests = $1 }
+    $1 == "Requests/sec:" { rate = $2 }
+    $1 == "Socket" && $2 == "errors:" { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
+    $1 == "Non-2xx" { errors += $5 }
+    END { printf "%s %s %s %s %s %s\n", requests + 0, errors + 0, rate, p50, p99, max }
+  ' "$log")
+  local requests errors rate p50 p99 max
+  read -r requests errors rate p50 p99 max <<<"$parsed"
+  if ((requests == 0 || errors * 2 > requests)) || [[ -z $rate ]]; then
+    fail_workload "$workload" failed
+    return
+  fi
+  row "$workload" rate "$(calc "$rate" 0)" ok
+  row "$workload" p50_ms "$(calc "$p50")" ok
+  row "$workload" p99_ms "$(calc "$p99")" ok
+  row "$workload" max_ms "$(calc "$max")" ok
+  ((errors == 0)) || row "$workload" errors "$errors" ok
+}
+
+# --- 3: new TLS connections per second, and the keep-alive variant --------------------------
+workload_tls_new() {
+  run_wrk tls_new "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/" -H "Connection: close"
+}
+
+workload_tls_keepalive() {
+  run_wrk tls_keepalive "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/"
+}
+
+# --- 4: small request/response latency on one established connection -----------------------
+workload_pingpong() {
+  local log=$logs/$fwd-pingpong.log
+  if ! start_plain_backend "$log.server" "$tools/bench_echo_server" "$backend_ip" "$plain_port"; then
+    fail_workload pingpong failed
+    return
+  fi
+  local line
+  line=$(ip netns exec "$ns_client" timeout $((pingpong_seconds + 10)) "$tools/bench_pingpong" \
+    "${fwd_plain%:*}" "${fwd_plain##*:}" "$pingpong_seconds" 2000000 64 2>>"$log") || true
+  echo "$line" >>"$log"
+  stop_pid "$plain_pid"
+  if [[ $line != rounds=* ]]; then
+    fail_workload pingpong failed
+    return
+  fi
+  local field
+  for field in $line; do
+    [[ $field == rounds=* ]] && continue
+    row pingpong "${field%%=*}" "${field#*=}" ok
+  done
+}
+
+# --- 5: memory per idle connection at $idle_count open connections ------------------------
+workload_idle() {
+  local log=$logs/$fwd-idle.log
+  if ! start_plain_backend "$log.server" "$tools/bench_echo_server" "$backend_ip" "$plain_port"; then
+    fail_workload idle failed
+    return
+  fi
+  local rss_before=0 slab_before
+  [[ -n $fwd_pid ]] && rss_before=$(tree_rss_kib "$fwd_pid")
+  slab_before=$(slab_kib)
+  start_in "$ns_client" "$log" "$tools/bench_idle_holder" "${fwd_plain%:*}" "${fwd_plain##*:}" \
+    "$idle_count" "$idle_seconds"
+  local holder=$last_pid i
+  for ((i = 0; i < (idle_seconds + 5) * 10; i++)); do
+    grep -q '^established=' "$log" && break
+    running "$holder" || break
+    sleep 0.1
+  done
+  sleep 0.5  # let the forwarder finish its side of the last connections
+  local established rss_after=0 slab_after
+  established=$(sed -n 's/^established=//p' "$log")
+  [[ -n $fwd_pid ]] && rss_after=$(tree_rss_kib "$fwd_pid")
+  slab_after=$(slab_kib)
+  if [[ -n $fwd_pid ]] && ! running "$fwd_pid"; then
+    row idle forwarder_died "${established:-0}" failed
+  fi
+  stop_pid "$holder"
+  stop_pid "$plain_pid"
+  if [[ -z $established || $established == 0 ]]; then
+    fail_workload idle failed
+    return
+  fi
+  local status=ok
+  ((established < idle_count)) && status=partial
+  row idle connections "$established" "$status"
+  if [[ -n $fwd_pid ]]; then
+    row idle rss_kib_per_conn "$(calc "($rss_after - $rss_before) / $established")" "$status"
+  else
+    row idle rss_kib_per_conn "" n/a
+  fi
+  # Machine-wide: both ends' sockets (and anything else the machine did) are in it.
+  row idle slab_kib_per_conn "$(calc "($slab_after - $slab_before) / $established")" "$status"
+}
+
+# --- 6: port 80, small GETs through the forwarder's HTTP reverse proxy ----------------------
+workload_http80() {
+  if [[ -z $fwd_http ]]; then
+    fail_workload http80 n/a
+    return
+  fi
+  run_wrk http80 "${fwd_http%:*}" "http://$fwd_http/"
+}

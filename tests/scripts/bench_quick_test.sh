@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# CTest script test: `scripts/bench --quick` on this build finishes within its bound and
+# leaves a complete report: a results.csv row for every forwarder and every workload, the
+# direct baseline measured (not failed) everywhere it applies, a table row per forwarder and
+# a chart. The figures themselves are not checked (performance belongs to scripts/bench).
+# usage: bench_quick_test.sh SOURCE_DIR BUILD_DIR
+set -euo pipefail
+source_dir=$1 build_dir=$2
+
+if [[ $(id -u) -ne 0 ]]; then
+  [[ ${CI:-} == true ]] && { echo "bench test: needs root, and CI must run it" >&2; exit 1; }
+  echo "bench test: not root: skipped" >&2
+  exit 77
+fi
+
+results=$(mktemp -d /tmp/splicer-bench-test.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+# scripts/bench stops its own processes on SIGTERM; the bound keeps CI's cost under 3 min.
+if ! timeout --signal=TERM --kill-after=10 170 "$source_dir/scripts/bench" --quick \
+    --build-dir "$build_dir" "$results"; then
+  echo "bench test: scripts/bench --quick failed or ran over 170 s" >&2
+  exit 1
+fi
+
+csv=$results/results.csv
+failures=0
+forwarders=()
+for file in "$source_dir"/scripts/bench.d/forwarders/*.sh; do
+  forwarders+=("$(basename "$file" .sh)")
+done
+workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)
+for forwarder in "${forwarders[@]}"; do
+  for workload in "${workloads[@]}"; do
+    if ! grep -q "^$forwarder,$workload," "$csv"; then
+      echo "missing: $forwarder $workload" >&2
+      failures=$((failures + 1))
+    fi
+  done
+  if ! grep -q "^| $forwarder |" "$results/table.md"; then
+    echo "missing table row: $forwarder" >&2
+    failures=$((failures + 1))
+  fi
+done
+# The harness itself works: the no-forwarder baseline produces a figure for every workload
+# it takes part in (idle memory is the forwarder's, so direct has none there).
+for metric in bulk,gbps_1_up bulk,gbps_4_down cpu,softirq_s_per_gb tls_new,rate \
+    tls_keepalive,p99_ms pingpong,p99_us idle,connections http80,rate; do
+  if ! grep -Eq "^direct,$metric,[0-9.]+,ok$" "$csv"; then
+    echo "direct has no figure for $metric" >&2
+    failures=$((failures + 1))
+  fi
+done
+if [[ ! -s $results/chart.png ]]; then
+  echo "no chart.png" >&2
+  failures=$((failures + 1))
+fi
+if ((failures)); then
+  cat "$results/table.md" >&2
+  exit 1
+fi
+echo "bench test: complete table for ${#forwarders[@]} forwarders x ${#workloads[@]} workloads"
