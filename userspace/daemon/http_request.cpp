@@ -19,7 +19,6 @@ using uring::Op;
 void EventLoop::start_http(Connection& connection) {
     connection.state = State::proxying;
     connection.http.reset(new HttpExchange);
-    net::set_no_delay(connection.client.get());
     HttpExchange& exchange = *connection.http;
     // The first request's header clock runs from the accept: a client that connects and
     // sends nothing (or trickles) gets 408 after header_timeout.
@@ -127,7 +126,6 @@ void EventLoop::http_connect(Connection& connection) {
         return;
     }
     connection.backend = std::move(socket).value();
-    net::set_no_delay(connection.backend.get());
     io_uring_sqe* connect = sqe_for(connection, Op::http_connect, kBackendSide);
     io_uring_prep_connect(connect, connection.backend.get(), connection.backend_address.get(),
                           connection.backend_address.length);

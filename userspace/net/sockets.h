@@ -27,8 +27,7 @@ std::size_t bytes_readable(int fd);
 // poll(POLLIN) on the socket reports readable only once this many bytes are queued.
 void set_receive_low_water(int fd, int bytes);
 
-// TCP_NODELAY: a proxy that writes a head and then a body in two sends must not let Nagle hold
-// the second for the peer's delayed ACK (40 ms per keep-alive request otherwise).
+// TCP_NODELAY: a relay must not let Nagle hold a small write for the peer's delayed ACK.
 void set_no_delay(int fd);
 
 }  // namespace splicer::net
