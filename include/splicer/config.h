@@ -91,7 +91,7 @@ struct Config {
     std::uint32_t max_probing = 1024;
     // Connections held at once from one client address (IPv4, or a whole IPv6 address); high
     // enough for a NAT'd office, low enough that one host cannot take everything.
-    std::uint32_t max_connections_per_client = 256;
+    std::uint32_t max_connections_per_client = 1024;
     std::optional<HttpConfig> http;
 };
 

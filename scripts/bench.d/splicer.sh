@@ -7,7 +7,9 @@ fwd_plain=$forwarder_ip:443
 fwd_http=$forwarder_ip:80
 fwd_configure() {
   local dir=$1
+  # One client address opens every connection of the idle workload.
   cat >"$dir/splicer.conf" <<CONF
+max_connections_per_client: 20000;
 listen: ( { host: "$forwarder_ip"; port: "443"; } );
 protocols: (
     { name: "tls"; host: "$backend_ip"; port: "$tls_port"; sni_hostnames: [ "$sni_name" ]; },

@@ -366,7 +366,7 @@ TEST_CASE("max_probing, max_connections_per_client and a listener's max_connecti
           "[config][limits]") {
     const Config defaults = load_clean(kBase);
     CHECK(defaults.max_probing == 1024);
-    CHECK(defaults.max_connections_per_client == 256);
+    CHECK(defaults.max_connections_per_client == 1024);
     CHECK_FALSE(defaults.listeners[0].max_connections.has_value());
     const Config config = load_clean(
         "listen: ( { host: \"0.0.0.0\"; port: \"443\"; max_connections: 100; },\n"
