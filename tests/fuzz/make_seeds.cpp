@@ -122,6 +122,39 @@ std::vector<std::string> other_openings() {
     };
 }
 
+// Requests as the port 80 tests send them (tests/privileged/test_http_*.cpp), pipelined and
+// malformed ones included, then backend responses. Framed by fuzz_http_framing.
+std::vector<std::string> http_requests() {
+    return {
+        "GET / HTTP/1.1\r\nHost: chat.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: chat.example.com\r\nContent-Length: 11\r\n"
+        "Expect: 100-continue\r\n\r\nhello world",
+        "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+        "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nframe",
+        "GET /.well-known/acme-challenge/TOKEN HTTP/1.0\r\nHost: www.example.com\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    };
+}
+
+std::vector<std::string> http_responses() {
+    return {
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the backend closes",
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+        "HTTP/1.1 301 Moved Permanently\r\nLocation: https://a/\r\nContent-Length: 0\r\n\r\n",
+    };
+}
+
 std::vector<std::uint16_t> cuts_for(const std::string& stream) {
     const auto size = static_cast<std::uint16_t>(std::min<std::size_t>(stream.size(), 65535));
     return {1, 5, 6, static_cast<std::uint16_t>(size / 2), static_cast<std::uint16_t>(size - 1)};
@@ -141,6 +174,18 @@ int main(int argc, char** argv) {
     }
     for (const std::string& opening : other_openings()) {
         write_stream_seeds(out / "fuzz_probe_chain", opening, cuts_for(opening));
+    }
+    for (const std::string& request : http_requests()) {
+        write_stream_seeds(out / "fuzz_http_framing", request, cuts_for(request));
+    }
+    for (std::string response : http_responses()) {
+        // 0x10 in the split header's first byte: frame responses (fuzz_http_framing.cpp).
+        for (auto header : {splicer::fuzz::split_header({}),
+                            splicer::fuzz::split_header(cuts_for(response))}) {
+            header[0] |= 0x10;
+            write_seed(out / "fuzz_http_framing",
+                       std::string(header.begin(), header.end()) + response);
+        }
     }
     write_seed(out / "fuzz_config", std::string(splicer::config::embedded_default_text()));
     for (const auto& entry : fs::directory_iterator(fs::path(SPLICER_FIXTURES_DIR) / "config")) {
