@@ -484,7 +484,9 @@ TEST_CASE("500 concurrent connections x 1 MiB each way, byte-exact, nothing left
                                    .xmpp_tls = unused.port(),
                                    .https = https.port(),
                                    .xmpp = unused.port()};
-    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    // Every client comes from 127.0.0.1: lift the per-client limit (256 by default) over them.
+    auto daemon = test::start_daemon(
+        plane, "max_connections_per_client: 1000;\n" + test::snikket_config(ports));
     const int baseline_fds = daemon->open_fd_count();
     const auto baseline_entries = keyed_map_entries(daemon->pin_dir());
 

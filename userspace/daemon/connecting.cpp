@@ -28,7 +28,7 @@ void EventLoop::start_connect(Connection& connection) {
     connection.backend = std::move(socket).value();
     ++counters_.routed;
     log_routed(connection);
-    connection.connect_timeout.tv_sec = config_.connect_timeout.count();
+    connection.connect_timeout.tv_sec = config_->connect_timeout.count();
     connection.connect_timeout.tv_nsec = 0;
     io_uring_sqe* connect = sqe_for(connection, Op::connect, 0);
     io_uring_prep_connect(connect, connection.backend.get(), connection.backend_address.get(),

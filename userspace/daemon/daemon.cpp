@@ -24,11 +24,12 @@ namespace {
 
 constexpr int kListenBacklog = 4096;
 
-Result<UniqueFd> block_stop_signals() {
+Result<UniqueFd> block_signals() {
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);  // reload
     if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
         return errno_error("sigprocmask");
     }
@@ -92,6 +93,70 @@ Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
     return {};
 }
 
+// The settings a reload cannot change, as text to compare.
+std::string start_up_settings(const config::Config& config) {
+    std::string text = std::string(config::to_string(config.splice_mode)) + " " +
+                       config.user.value_or("") + " " +
+                       std::to_string(config.max_connections.value_or(0)) + " " +
+                       std::to_string(config.max_probing) + " " +
+                       std::to_string(config.max_connections_per_client);
+    for (const config::Listener& listener : config.listeners) {
+        text += " " + config::to_string(listener.address) + "/" +
+                std::to_string(listener.max_connections.value_or(0));
+    }
+    if (config.http) {
+        for (const config::Listener& listener : config.http->listeners) {
+            text += " http:" + config::to_string(listener.address);
+        }
+    }
+    return text;
+}
+
+// Rereads the configuration (SIGHUP) and, when it loads and its rules build, gives them to
+// the loop for every decision from now on; `owner` keeps the new config alive. A bad file
+// changes nothing. Listeners and limits are start-up settings: they stay.
+void reload(const RunOptions& options, EventLoop& loop, const config::Config& running,
+            std::unique_ptr<config::Config>& owner) {
+    auto next = load_run_config(options.config_path);
+    if (!next) {
+        log::error("reload_failed", {{"error", next.error().message}, {"kept", "old rules"}});
+        return;
+    }
+    auto router = route::Router::create(*next);
+    if (!router) {
+        log::error("reload_failed", {{"error", router.error().message}, {"kept", "old rules"}});
+        return;
+    }
+    auto backends = resolve_backends(*next);
+    if (!backends) {
+        log::error("reload_failed", {{"error", backends.error().message}, {"kept", "old rules"}});
+        return;
+    }
+    // The port 80 listeners serve by config.http: it cannot come or go without a restart.
+    if (next->http.has_value() != running.http.has_value()) {
+        log::error("reload_failed",
+                   {{"error", "the http section was added or removed (restart to change)"},
+                    {"kept", "old rules"}});
+        return;
+    }
+    auto http_backends = resolve_http_backends(*next);
+    if (!http_backends) {
+        log::error("reload_failed",
+                   {{"error", http_backends.error().message}, {"kept", "old rules"}});
+        return;
+    }
+    if (start_up_settings(*next) != start_up_settings(running)) {
+        log::notice("reload_partial",
+                    {{"applied", "rules, http routes, timeouts"},
+                     {"unchanged", "listeners, limits, user, splice_mode (restart to change)"}});
+    }
+    auto owned = std::make_unique<config::Config>(std::move(next).value());
+    loop.replace_rules(*owned, std::move(router).value(), std::move(backends).value(),
+                       std::move(http_backends).value());
+    owner = std::move(owned);
+    log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
+}
+
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
@@ -140,7 +205,7 @@ Result<void> run(const RunOptions& options) {
                 {"needed", std::to_string(fd_plan->needed)},
                 {"max_connections", std::to_string(fd_plan->max_connections)},
                 {"fitted", fd_plan->fitted ? "true" : "false"}});
-    auto signal_fd = block_stop_signals();
+    auto signal_fd = block_signals();
     if (!signal_fd) {
         return signal_fd.error();
     }
@@ -169,6 +234,8 @@ Result<void> run(const RunOptions& options) {
         return dropped.error();
     }
     loop.watch_signals(std::move(signal_fd).value());
+    std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
+    loop.reload_with([&] { reload(options, loop, reloaded ? *reloaded : *config, reloaded); });
     if (counters_map) {
         loop.publish_counters_with([&counters_map](const DaemonCounters& counters) {
             if (auto published = counters_map->publish(counters); !published) {

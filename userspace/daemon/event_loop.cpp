@@ -1,5 +1,6 @@
 #include "daemon/event_loop.h"
 
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,7 +30,7 @@ constexpr long kAcceptBackoffNanoseconds = 100'000'000;
 EventLoop::EventLoop(const config::Config& config, route::Router router,
                      std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
                      std::uint32_t max_connections)
-    : config_(config),
+    : config_(&config),
       router_(std::move(router)),
       backends_(std::move(backends)),
       plane_(plane),
@@ -46,6 +47,19 @@ void EventLoop::add_listener(ListeningSocket listener) {
 }
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
+
+void EventLoop::replace_rules(const config::Config& config, route::Router router,
+                              std::vector<net::SocketAddress> backends,
+                              std::vector<net::SocketAddress> http_backends) {
+    // A decision and the use of its rule index (backend, protocol name) happen in one
+    // callback, so no connection can hold an index into the rules being replaced; the same
+    // holds for an http route (http_route -> http_connect); only its number stays, for the
+    // access line.
+    config_ = &config;
+    router_ = std::move(router);
+    backends_ = std::move(backends);
+    http_backends_ = std::move(http_backends);
+}
 
 Result<void> EventLoop::run() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
@@ -242,6 +256,13 @@ void EventLoop::on_signal(int result) {
         return;
     }
     log::info("signal", {{"signal", strsignal(static_cast<int>(signal_info_.ssi_signo))}});
+    if (signal_info_.ssi_signo == SIGHUP) {
+        if (reload_) {
+            reload_();
+        }
+        arm_signal_read();
+        return;
+    }
     begin_shutdown();
 }
 

@@ -49,8 +49,19 @@ public:
     void set_http_backends(std::vector<net::SocketAddress> backends) {
         http_backends_ = std::move(backends);
     }
-    // SIGTERM and SIGINT end run(); they must already be blocked in the calling thread.
+    // SIGTERM and SIGINT end run(), SIGHUP calls the reload callback; they must already be
+    // blocked in the calling thread.
     void watch_signals(UniqueFd signal_fd);
+    void reload_with(std::function<void()> reload) { reload_ = std::move(reload); }
+
+    // New rules for every decision from now on (SIGHUP): `config` (which must outlive its
+    // use here, until the next replace_rules), its router, one backend per rule and one per
+    // http route. Connections already routed keep their backend; those still probing, and
+    // port 80 requests whose head is not complete yet, decide by these. Listeners and
+    // connection limits stay as they were at start.
+    void replace_rules(const config::Config& config, route::Router router,
+                       std::vector<net::SocketAddress> backends,
+                       std::vector<net::SocketAddress> http_backends);
 
     // Serves until a stop signal, then closes every connection and returns.
     Result<void> run();
@@ -119,7 +130,7 @@ private:
     void log_routed(const Connection& connection) const;
     void begin_shutdown();
 
-    const config::Config& config_;
+    const config::Config* config_;
     route::Router router_;
     std::vector<net::SocketAddress> backends_;  // per rule
     std::vector<net::SocketAddress> http_backends_;  // per http route
@@ -142,6 +153,7 @@ private:
     std::uint64_t next_id_ = 1;
     DaemonCounters counters_;
     std::function<void(const DaemonCounters&)> publish_;
+    std::function<void()> reload_;
 };
 
 }  // namespace splicer::daemon

@@ -52,7 +52,7 @@ void EventLoop::http_send(Connection& connection, std::uint8_t side,
     io_uring_prep_send(send, fd_of(connection, side), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     send->flags |= IOSQE_IO_LINK;
     // A peer that stops reading is given as long as an idle client or a slow backend.
-    const auto& http = *config_.http;
+    const auto& http = *config_->http;
     exchange.timeout =
         to_timespec(side == kClientSide ? http.idle_timeout : http.backend_timeout);
     io_uring_prep_link_timeout(sqe_for(connection, Op::http_timeout, side), &exchange.timeout, 0);
@@ -153,7 +153,7 @@ void EventLoop::on_http_recv(Connection& connection, std::uint8_t side, int resu
                 // A keep-alive connection was idle: this request's header clock starts now.
                 exchange.request_seen = true;
                 exchange.started = std::chrono::steady_clock::now();
-                exchange.head_deadline = exchange.started + config_.http->header_timeout;
+                exchange.head_deadline = exchange.started + config_->http->header_timeout;
             }
             http_frame_head(connection);
             return;

@@ -24,7 +24,7 @@ void EventLoop::start_http(Connection& connection) {
     // sends nothing (or trickles) gets 408 after header_timeout.
     exchange.request_seen = true;
     exchange.started = connection.accepted_at;
-    exchange.head_deadline = exchange.started + config_.http->header_timeout;
+    exchange.head_deadline = exchange.started + config_->http->header_timeout;
     http_frame_head(connection);
 }
 
@@ -49,7 +49,7 @@ void EventLoop::http_next_request(Connection& connection) {
     // connection is idle until the next byte arrives.
     exchange.request_seen = !exchange.from_client.pending().empty();
     exchange.started = std::chrono::steady_clock::now();
-    exchange.head_deadline = exchange.started + config_.http->header_timeout;
+    exchange.head_deadline = exchange.started + config_->http->header_timeout;
     http_frame_head(connection);
 }
 
@@ -69,13 +69,13 @@ void EventLoop::http_frame_head(Connection& connection) {
     http_read(connection, kClientSide,
               exchange.request_seen ? exchange.head_deadline - now
                                     : std::chrono::steady_clock::duration(
-                                          config_.http->idle_timeout));
+                                          config_->http->idle_timeout));
 }
 
 void EventLoop::http_route(Connection& connection) {
     HttpExchange& exchange = *connection.http;
     const http::MessageHead& head = exchange.request.head();
-    const config::HttpConfig& http = *config_.http;
+    const config::HttpConfig& http = *config_->http;
     const http::Header* host = head.find("host");
     // An absolute-form target's authority overrides Host (RFC 9112 s. 3.2.2).
     const std::string_view authority = http::target_authority(head.target);
@@ -130,7 +130,7 @@ void EventLoop::http_connect(Connection& connection) {
     io_uring_prep_connect(connect, connection.backend.get(), connection.backend_address.get(),
                           connection.backend_address.length);
     connect->flags |= IOSQE_IO_LINK;
-    connection.connect_timeout.tv_sec = config_.connect_timeout.count();
+    connection.connect_timeout.tv_sec = config_->connect_timeout.count();
     connection.connect_timeout.tv_nsec = 0;
     io_uring_prep_link_timeout(sqe_for(connection, Op::http_timeout, kBackendSide),
                                &connection.connect_timeout, 0);
@@ -170,7 +170,7 @@ void EventLoop::http_pump_request(Connection& connection) {
             return;
         }
         if (!exchange.request_done) {
-            http_read(connection, kClientSide, config_.http->idle_timeout);
+            http_read(connection, kClientSide, config_->http->idle_timeout);
             return;
         }
     }

@@ -35,7 +35,7 @@ void EventLoop::http_pump_response(Connection& connection) {
         http_response_done(connection);
         return;
     }
-    http_read(connection, kBackendSide, config_.http->backend_timeout);
+    http_read(connection, kBackendSide, config_->http->backend_timeout);
 }
 
 void EventLoop::http_response_head(Connection& connection) {

@@ -42,7 +42,7 @@ ssize_t peek_all(Connection& connection) {
 
 void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
-    const auto timeout = config_.probe_timeout;
+    const auto timeout = config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
     io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
@@ -143,7 +143,7 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
         return;
     }
     connection.rule = decision.rule;
-    connection.protocol = config_.rules[*decision.rule].name;
+    connection.protocol = config_->rules[*decision.rule].name;
     if (decision.hello) {
         connection.sni = decision.hello->server_name;
         connection.alpn = join(decision.hello->alpn_protocols);
