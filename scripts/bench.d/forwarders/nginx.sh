@@ -27,19 +27,22 @@ stream {
     }
 }
 http {
-    access_log off;
+    # Port 80 as the Snikket page configures it (issue 4's nginx block): a new backend
+    # connection per request (nginx's default HTTP/1.0 upstream), the access log on, as
+    # splicer writes its access line too.
+    access_log $dir/access.log;
     client_body_temp_path $dir/body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
-    upstream web { server $backend_ip:$http_port; keepalive 64; }
     server {
         listen $forwarder_ip:80 backlog=4096;
         location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_pass http://$backend_ip:$http_port/;
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            client_max_body_size 20m;
         }
     }
 }
