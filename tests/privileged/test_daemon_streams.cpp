@@ -600,7 +600,7 @@ TEST_CASE("backend refused or timing out: the client is closed promptly, the dae
     test::stop_daemon(*daemon);
 }
 
-TEST_CASE("probe timeout: the on-timeout rule, or a clean close; no client holds a probe",
+TEST_CASE("probe timeout: the on-timeout rule, or a clean close, no client holds a probe",
           "[daemon]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);

@@ -522,7 +522,7 @@ TEST_CASE("flow control holds with slow readers on both sides at once", "[bpf]")
     forwarder.stop();
 }
 
-TEST_CASE("a fast 256 MiB transfer is byte-exact; throughput against a direct connection",
+TEST_CASE("a fast 256 MiB transfer is byte-exact, throughput against a direct connection",
           "[bpf]") {
     test::require_root();
     constexpr std::uint64_t kBytes = 256 * kMiB;

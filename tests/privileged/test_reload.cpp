@@ -1,6 +1,7 @@
 // SIGHUP reloads the configuration: new rules decide new connections, a connection already
 // spliced keeps moving its bytes (256 MiB each way across the reload, byte-exact), and a
-// broken file is refused with a log line while the rules in force stay.
+// broken file is refused with a log line while the rules in force stay. Port 80 routes reload
+// the same way; its http section cannot come or go without a restart.
 
 #include <signal.h>
 
@@ -9,6 +10,7 @@
 #include <future>
 
 #include "daemon_test_common.h"
+#include "http_test_common.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
@@ -101,5 +103,33 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
     CHECK(result.received == kBytes);
     CHECK(result.received_sha256 == record.sent_sha256);
     client.reset();
+    stop_daemon(*daemon);
+}
+
+TEST_CASE("SIGHUP: port 80 routes reload, dropping the http section is refused", "[http][reload]") {
+    HttpSite site;
+    auto daemon = start_http_daemon(site);
+    make_readable(daemon->config_path());
+    CHECK(http_exchange(site.listen, get_request("nobody.example.org", "/before")).status == 404);
+
+    // A default route appears (a new route, so a new backend index) and takes unknown hosts.
+    rewrite(daemon->config_path(), http_site_config(site, {.default_route = true}));
+    const auto reloaded = reload(*daemon, "reloaded");
+    INFO(daemon->log_tail(20));
+    REQUIRE(reloaded.has_value());
+    const HttpResponse after = http_exchange(site.listen, get_request("nobody.example.org", "/y"));
+    CHECK(after.status == 200);
+    CHECK(after.body == "fallback GET /y");
+
+    // Without its http section the file would leave port 80 listening with no routes: refused,
+    // and the routes in force keep serving.
+    const std::string full = http_site_config(site, {.default_route = true});
+    rewrite(daemon->config_path(), full.substr(0, full.find("http: {")));
+    const auto refused = reload(*daemon, "reload_failed");
+    REQUIRE(refused.has_value());
+    CHECK(refused->get("error").find("http section") != std::string::npos);
+    const HttpResponse kept = http_exchange(site.listen, get_request("nobody.example.org", "/z"));
+    CHECK(kept.body == "fallback GET /z");
+    check_http_still_serving(site);
     stop_daemon(*daemon);
 }
