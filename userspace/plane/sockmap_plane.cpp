@@ -152,6 +152,16 @@ public:
                 connection.directions[direction].bytes = link->redirected + link->copied;
             }
         }
+        // A peer reset: reset the other side too. Its unread bytes may sit in the psock's
+        // ingress queue, which tcp_close() does not look at, so a plain close sends no RST; with
+        // its window closed the other peer then waits on zero-window probes instead of seeing
+        // the end (seen once in CI: a backend still blocked 5 s after the client's reset).
+        if (connection.end == "client_reset" || connection.end == "backend_reset") {
+            const linger abortive{.l_onoff = 1, .l_linger = 0};
+            for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
+                ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
+            }
+        }
         // Sockets first: once closed they leave the sockhash and no verdict can still be
         // running on a link when its entries go.
         connection.client.reset();
