@@ -37,6 +37,12 @@ struct SnikketPorts {
     std::uint16_t xmpp = 0;      // P3: plain XMPP         (5222)
 };
 
+// Free ports for every role, no backend behind them: for tests of start-up alone.
+inline SnikketPorts unserved_snikket_ports() {
+    return {.listen = free_port(), .xmpp_tls = free_port(), .https = free_port(),
+            .xmpp = free_port()};
+}
+
 struct SnikketConfigOptions {
     int probe_timeout_seconds = 1;
     bool on_timeout_xmpp = true;  // on-timeout: "xmpp" (the plain XMPP rule)

@@ -53,10 +53,7 @@ rlim_t planned_fds(const std::string& plane, rlim_t connections) {
 
 TEST_CASE("the fd limit is raised to what a configured max_connections needs", "[daemon][fd]") {
     require_root();
-    const SnikketPorts ports{.listen = free_port(),
-                             .xmpp_tls = free_port(),
-                             .https = free_port(),
-                             .xmpp = free_port()};
+    const SnikketPorts ports = unserved_snikket_ports();
     auto [plane, max_connections, needed] = GENERATE(table<std::string, int, rlim_t>({
         {"copy", 3000, 256 + 2 * 3000},
         {"splice", 1500, 256 + 6 * 1500},
@@ -88,10 +85,7 @@ TEST_CASE("the fd limit is raised to what a configured max_connections needs", "
 TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot be raised",
           "[daemon][fd]") {
     require_root();
-    const SnikketPorts ports{.listen = free_port(),
-                             .xmpp_tls = free_port(),
-                             .https = free_port(),
-                             .xmpp = free_port()};
+    const SnikketPorts ports = unserved_snikket_ports();
     auto daemon = start_daemon("splice", snikket_config(ports));
     const auto logged = daemon->wait_for_log("fd_limit", {}, 1s);
     REQUIRE(logged.has_value());
@@ -113,10 +107,7 @@ TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot
 TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear error",
           "[daemon][fd]") {
     require_root();
-    const SnikketPorts ports{.listen = free_port(),
-                             .xmpp_tls = free_port(),
-                             .https = free_port(),
-                             .xmpp = free_port()};
+    const SnikketPorts ports = unserved_snikket_ports();
     DaemonOptions options;
     options.binary = SPLICER_BINARY;
     // 6 fds per connection on the splice plane: 6,000,256 fds, over fs.nr_open (1048576 by

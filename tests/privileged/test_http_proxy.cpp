@@ -20,7 +20,7 @@ TEST_CASE("http: GET and POST reach the backend with Host and X-Forwarded-*", "[
     HttpSite site;
     auto daemon = start_http_daemon(site);
 
-    const CommandResult get = curl(site, "-H 'Host: Chat.Example.com' -H 'X-Forwarded-For: 10.1.2.3'"
+    const CommandResult get = curl(site, "-H 'Host: Chat.Example.com' -H 'X-Forwarded-For: 198.18.7.3'"
                                          " -H 'Connection: keep-alive, X-Secret' -H 'X-Secret: s'",
                                    "/path?q=1");
     INFO(get.output << daemon->log_tail());
@@ -30,7 +30,7 @@ TEST_CASE("http: GET and POST reach the backend with Host and X-Forwarded-*", "[
     const RecordedRequest seen = site.snikket.requests().at(0);
     CHECK(seen.head.start_line == "GET /path?q=1 HTTP/1.1");
     CHECK(seen.head.header("host") == "Chat.Example.com");
-    CHECK(seen.head.header("x-forwarded-for") == "10.1.2.3, 127.0.0.1");
+    CHECK(seen.head.header("x-forwarded-for") == "198.18.7.3, 127.0.0.1");
     CHECK(seen.head.header("x-forwarded-proto") == "http");
     CHECK(seen.head.header("x-forwarded-host") == "Chat.Example.com");
     CHECK(seen.head.count("x-secret") == 0);

@@ -104,10 +104,7 @@ TEST_CASE("after start-up the daemon has no uid 0 and no capabilities, and still
 TEST_CASE("a configured user that does not exist stops the start with a clear error",
           "[daemon][privileges]") {
     require_root();
-    const SnikketPorts ports{.listen = free_port(),
-                             .xmpp_tls = free_port(),
-                             .https = free_port(),
-                             .xmpp = free_port()};
+    const SnikketPorts ports = unserved_snikket_ports();
     DaemonOptions options;
     options.binary = SPLICER_BINARY;
     options.config_text = "user: \"splicer-no-such-user\";\n" + snikket_config(ports);

@@ -84,8 +84,8 @@ TEST_CASE("http upstream head: Host, X-Forwarded-*, hop-by-hop removed", "[http]
                                 {"Trailer", "X-T"},
                                 {"Proxy-Connection", "keep-alive"},
                                 {"Upgrade", "websocket"},
-                                {"X-Forwarded-For", "10.0.0.1"},
-                                {"x-forwarded-for", "10.0.0.2"},
+                                {"X-Forwarded-For", "198.18.7.1"},
+                                {"x-forwarded-for", "198.18.7.2"},
                                 {"X-Forwarded-Proto", "https"},
                                 {"X-Forwarded-Host", "evil"},
                                 {"Cookie", "a=b;  c=d"},
@@ -97,7 +97,7 @@ TEST_CASE("http upstream head: Host, X-Forwarded-*, hop-by-hop removed", "[http]
           "Host: Chat.example.com\r\n"
           "Cookie: a=b;  c=d\r\n"
           "Content-Length: 0\r\n"
-          "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 127.0.0.1\r\n"
+          "X-Forwarded-For: 198.18.7.1, 198.18.7.2, 127.0.0.1\r\n"
           "X-Forwarded-Proto: http\r\n"
           "X-Forwarded-Host: Chat.example.com\r\n"
           "Connection: close\r\n\r\n");
