@@ -92,6 +92,9 @@ struct Config {
     // Connections held at once from one client address (IPv4, or a whole IPv6 address); high
     // enough for a NAT'd office, low enough that one host cannot take everything.
     std::uint32_t max_connections_per_client = 1024;
+    // Splice plane only: pipes held at once (a direction holds one only while bytes are in
+    // it); over it a round is copied through a buffer instead. Unset: limits::default_pipes.
+    std::optional<std::uint32_t> max_pipes;
     std::optional<HttpConfig> http;
 };
 

@@ -22,7 +22,9 @@ struct DaemonCounters {
     __u64 refused_per_listener = 0;  // the listener's max_connections
     __u64 refused_per_client = 0;    // max_connections_per_client
     __u64 refused_probing = 0;       // max_probing
+    // Splice plane: rounds copied through a buffer because every pipe (max_pipes) was taken.
+    __u64 pipe_shortages = 0;
 };
-static_assert(sizeof(DaemonCounters) == 104, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 112, "DaemonCounters layout");
 
 }  // namespace splicer

@@ -5,6 +5,8 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
+
 #include <sstream>
 
 #include <vector>
@@ -43,10 +45,13 @@ rlimit fd_limit_of(pid_t pid) {
     return {};
 }
 
-// The fds the daemon plans for (limits::fds_needed): 256 of its own, 2 per connection, 6 on
-// the splice plane.
+// The fds the daemon plans for (limits::fds_needed): 256 of its own, 2 per connection, and
+// on the splice plane 2 per pipe, a quarter as many pipes as connections by default.
 rlim_t planned_fds(const std::string& plane, rlim_t connections) {
-    return 256 + (plane == "splice" ? 6 : 2) * connections;
+    const rlim_t pipes = plane == "splice" ? std::max<rlim_t>((connections + 3) / 4,
+                                                              std::min<rlim_t>(16, 2 * connections))
+                                           : 0;
+    return 256 + 2 * connections + 2 * pipes;
 }
 
 }  // namespace
@@ -56,7 +61,7 @@ TEST_CASE("the fd limit is raised to what a configured max_connections needs", "
     const SnikketPorts ports = unserved_snikket_ports();
     auto [plane, max_connections, needed] = GENERATE(table<std::string, int, rlim_t>({
         {"copy", 3000, 256 + 2 * 3000},
-        {"splice", 1500, 256 + 6 * 1500},
+        {"splice", 1500, 256 + 2 * 1500 + 2 * 375},
     }));
     CAPTURE(plane);
     // The daemon inherits a soft limit of 1024 from the test; its hard limit stays.
@@ -93,10 +98,13 @@ TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot
     const auto connections = std::stoull(std::string(logged->get("max_connections")));
     // Whatever this machine allows: the limit in force holds every connection the daemon
     // will accept; the default is only lowered when the hard limit could not hold it.
-    CHECK(limit.rlim_cur >= 256 + 6 * connections);
+    CHECK(limit.rlim_cur >= planned_fds("splice", connections));
+    CHECK(logged->get("max_pipes") == std::to_string((connections + 3) / 4));
     if (logged->get("fitted") == "true") {
         CHECK(connections < 16384);
-        CHECK(limit.rlim_max < 256 + 6 * 16384);
+        CHECK(limit.rlim_max < planned_fds("splice", 16384));
+        // As many as fit: one more would not.
+        CHECK(limit.rlim_max < planned_fds("splice", connections + 1));
         CHECK(logged->level() == "notice");
     } else {
         CHECK(connections == 16384);
@@ -110,8 +118,8 @@ TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear
     const SnikketPorts ports = unserved_snikket_ports();
     DaemonOptions options;
     options.binary = SPLICER_BINARY;
-    // 6 fds per connection on the splice plane: 6,000,256 fds, over fs.nr_open (1048576 by
-    // default), which even root cannot exceed.
+    // 2 fds per connection and 2 per pipe (250,000 of them) on the splice plane: 2,500,256
+    // fds, over fs.nr_open (1048576 by default), which even root cannot exceed.
     options.config_text = "max_connections: 1000000;\n" + snikket_config(ports);
     options.splice_mode = "splice";
     DaemonProcess daemon(options);
@@ -120,7 +128,7 @@ TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear
     INFO(daemon.log_tail());
     REQUIRE(fatal.has_value());
     CHECK_THAT(std::string(fatal->get("error")),
-               Catch::Contains("RLIMIT_NOFILE: max_connections needs 6000256 fds") &&
+               Catch::Contains("RLIMIT_NOFILE: max_connections needs 2500256 fds") &&
                    Catch::Contains("lower max_connections"));
     const auto status = daemon.stop(5s, 0);  // signal 0: it has already exited
     REQUIRE(status.has_value());

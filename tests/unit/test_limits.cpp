@@ -17,13 +17,22 @@
 using namespace std::chrono_literals;
 using splicer::log::IntervalGate;
 
-TEST_CASE("fds_needed: two sockets per connection, two pipes more on the splice plane",
+TEST_CASE("fds_needed: two per socket pair and two per pipe", "[limits]") {
+    CHECK(splicer::limits::fds_needed(0, 0) == splicer::limits::kFixedFds);
+    CHECK(splicer::limits::fds_needed(1000, 0) == 256 + 2000);
+    CHECK(splicer::limits::fds_needed(1000, 250) == 256 + 2000 + 500);
+    CHECK(splicer::limits::fds_needed(1'000'000, 250'000) == 256 + 2'000'000 + 500'000);
+}
+
+TEST_CASE("default_pipes: a quarter of max_connections, at least 16 or one per direction",
           "[limits]") {
-    CHECK(splicer::limits::fds_needed(0, "copy") == splicer::limits::kFixedFds);
-    CHECK(splicer::limits::fds_needed(1000, "copy") == 256 + 2000);
-    CHECK(splicer::limits::fds_needed(1000, "sockmap") == 256 + 2000);
-    CHECK(splicer::limits::fds_needed(1000, "splice") == 256 + 6000);
-    CHECK(splicer::limits::fds_needed(1'000'000, "splice") == 256 + 6'000'000);
+    using splicer::limits::default_pipes;
+    CHECK(default_pipes(16384) == 4096);
+    CHECK(default_pipes(1001) == 251);  // rounded up
+    CHECK(default_pipes(100) == 25);
+    CHECK(default_pipes(40) == 16);
+    CHECK(default_pipes(5) == 10);  // two directions each
+    CHECK(default_pipes(1) == 2);
 }
 
 TEST_CASE("IntervalGate: the first event logs, the rest of the interval is folded in",

@@ -314,6 +314,8 @@ private:
             if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
                 config_.max_probing = *limit;
             }
+        } else if (key == "max_pipes") {
+            config_.max_pipes = detail::read_connection_limit(setting, diagnostics_);
         } else if (key == "max_connections_per_client") {
             if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
                 config_.max_connections_per_client = *limit;

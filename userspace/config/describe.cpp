@@ -81,6 +81,10 @@ std::string describe(const Config& config) {
     out += "max probing: " + std::to_string(config.max_probing) + "\n";
     out += "max connections per client: " + std::to_string(config.max_connections_per_client) +
            "\n";
+    out += "max pipes (splice plane): " +
+           (config.max_pipes ? std::to_string(*config.max_pipes)
+                             : std::string("a quarter of max connections (default)")) +
+           "\n";
     for (const Listener& listener : config.listeners) {
         out += "listen " + to_string(listener.address) +
                (listener.max_connections

@@ -94,6 +94,7 @@ struct Connection {
     // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
     std::array<std::uint64_t, 2> cookies{};
     std::array<plane::SocketBaseline, 2> baselines{};
+    bool plane_started = false;   // DataPlane::start ran for this connection
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};

@@ -99,7 +99,8 @@ std::string start_up_settings(const config::Config& config) {
                        config.user.value_or("") + " " +
                        std::to_string(config.max_connections.value_or(0)) + " " +
                        std::to_string(config.max_probing) + " " +
-                       std::to_string(config.max_connections_per_client);
+                       std::to_string(config.max_connections_per_client) + " " +
+                       std::to_string(config.max_pipes.value_or(0));
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
                 std::to_string(listener.max_connections.value_or(0));
@@ -196,7 +197,7 @@ Result<void> run(const RunOptions& options) {
         return plane.error().with_context("data plane");
     }
     // Before the privilege drop: only root may raise the hard limit.
-    auto fd_plan = limits::plan_fd_limit(config->max_connections, (*plane)->name());
+    auto fd_plan = limits::plan_fd_limit(*config, (*plane)->name());
     if (!fd_plan) {
         return fd_plan.error();
     }
@@ -204,7 +205,9 @@ Result<void> run(const RunOptions& options) {
                {{"soft", std::to_string(fd_plan->soft_limit)},
                 {"needed", std::to_string(fd_plan->needed)},
                 {"max_connections", std::to_string(fd_plan->max_connections)},
+                {"max_pipes", std::to_string(fd_plan->max_pipes)},
                 {"fitted", fd_plan->fitted ? "true" : "false"}});
+    (*plane)->set_max_pipes(fd_plan->max_pipes);
     auto signal_fd = block_signals();
     if (!signal_fd) {
         return signal_fd.error();

@@ -92,6 +92,7 @@ DaemonCounters EventLoop::counters() const {
     DaemonCounters current = counters_;
     current.active = slab_.in_use();
     current.sockmap_fallbacks = plane_.fallbacks();
+    current.pipe_shortages = plane_.pipe_shortages();
     return current;
 }
 
@@ -135,6 +136,7 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
         case Op::plane_splice_out:
         case Op::plane_poll:
         case Op::plane_timer:
+        case Op::plane_readable:
             plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
             break;
         case Op::http_recv:

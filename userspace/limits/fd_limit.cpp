@@ -11,9 +11,14 @@
 
 namespace splicer::limits {
 
-std::uint64_t fds_needed(std::uint32_t max_connections, std::string_view plane) {
-    const std::uint64_t per_connection = plane == "splice" ? 6 : 2;
-    return kFixedFds + per_connection * max_connections;
+std::uint32_t default_pipes(std::uint32_t max_connections) {
+    const std::uint32_t quarter = max_connections / 4 + (max_connections % 4 != 0 ? 1 : 0);
+    const std::uint64_t directions = 2ULL * max_connections;
+    return std::max(quarter, static_cast<std::uint32_t>(std::min<std::uint64_t>(16, directions)));
+}
+
+std::uint64_t fds_needed(std::uint32_t max_connections, std::uint32_t pipes) {
+    return kFixedFds + 2ULL * max_connections + 2ULL * pipes;
 }
 
 Result<std::uint64_t> raise_fd_limit(std::uint64_t needed) {
@@ -43,33 +48,66 @@ Result<std::uint64_t> raise_fd_limit(std::uint64_t needed) {
     return needed;
 }
 
-Result<FdPlan> plan_fd_limit(std::optional<std::uint32_t> configured, std::string_view plane) {
-    const std::uint32_t wanted = configured.value_or(config::kDefaultMaxConnections);
-    const std::uint64_t needed = fds_needed(wanted, plane);
+namespace {
+
+// Pipes for `connections` on `plane`: none off the splice plane.
+std::uint32_t pipes_for(std::uint32_t connections, std::optional<std::uint32_t> max_pipes,
+                        std::string_view plane) {
+    if (plane != "splice") {
+        return 0;
+    }
+    return max_pipes.value_or(default_pipes(connections));
+}
+
+// The most connections, up to `wanted`, whose fds fit in `limit` (fds_needed is monotonic).
+std::uint32_t connections_fitting(std::uint64_t limit, std::uint32_t wanted,
+                                  std::optional<std::uint32_t> max_pipes,
+                                  std::string_view plane) {
+    std::uint32_t low = 0;
+    std::uint32_t high = wanted;
+    while (low < high) {
+        const std::uint32_t middle = low + (high - low + 1) / 2;
+        if (fds_needed(middle, pipes_for(middle, max_pipes, plane)) <= limit) {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    return low;
+}
+
+}  // namespace
+
+Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane) {
+    const std::uint32_t wanted = config.max_connections.value_or(config::kDefaultMaxConnections);
+    const std::uint32_t pipes = pipes_for(wanted, config.max_pipes, plane);
+    const std::uint64_t needed = fds_needed(wanted, pipes);
     auto raised = raise_fd_limit(needed);
     if (raised) {
-        return FdPlan{.max_connections = wanted, .needed = needed, .soft_limit = *raised};
+        return FdPlan{.max_connections = wanted,
+                      .max_pipes = pipes,
+                      .needed = needed,
+                      .soft_limit = *raised};
     }
-    if (configured) {
+    if (config.max_connections) {
         return raised.error();
     }
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
         return errno_error("getrlimit RLIMIT_NOFILE");
     }
-    const std::uint64_t per_connection = fds_needed(1, plane) - kFixedFds;
-    const std::uint64_t fitting =
-        limit.rlim_max > kFixedFds ? (limit.rlim_max - kFixedFds) / per_connection : 0;
-    if (fitting < kMinFittedConnections) {
+    const std::uint32_t fitted = connections_fitting(limit.rlim_max, wanted, config.max_pipes, plane);
+    if (fitted < kMinFittedConnections) {
         return raised.error();
     }
     limit.rlim_cur = limit.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
         return errno_error("setrlimit RLIMIT_NOFILE");
     }
-    const auto fitted = static_cast<std::uint32_t>(std::min<std::uint64_t>(fitting, wanted));
+    const std::uint32_t fitted_pipes = pipes_for(fitted, config.max_pipes, plane);
     return FdPlan{.max_connections = fitted,
-                  .needed = fds_needed(fitted, plane),
+                  .max_pipes = fitted_pipes,
+                  .needed = fds_needed(fitted, fitted_pipes),
                   .soft_limit = limit.rlim_cur,
                   .fitted = true};
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string_view>
 
+#include "splicer/config.h"
 #include "splicer/result.h"
 
 namespace splicer::limits {
@@ -16,9 +17,14 @@ namespace splicer::limits {
 // and programs, pin dir, with room to spare.
 inline constexpr std::uint64_t kFixedFds = 256;
 
-// Fds for `max_connections` on `plane` ("sockmap", "splice", "copy"): two sockets each, and
-// for the splice plane two pipes (four fds) more.
-std::uint64_t fds_needed(std::uint32_t max_connections, std::string_view plane);
+// Pipes the splice plane may hold at once when `max_pipes` is not configured: a quarter of
+// max_connections (HAProxy's maxpipes default), and at least 16 (or one per direction when
+// there are fewer). A pipe is held only while bytes are in it, so most connections hold
+// none; when every pipe is taken the plane copies that round through a buffer instead.
+std::uint32_t default_pipes(std::uint32_t max_connections);
+
+// Fds for `max_connections` sockets pairs and `pipes` pipes: two each.
+std::uint64_t fds_needed(std::uint32_t max_connections, std::uint32_t pipes);
 
 // Raises the soft RLIMIT_NOFILE to at least `needed`, and the hard limit too when allowed
 // (root, up to fs.nr_open). Returns the soft limit now in force, or an error that says what
@@ -30,14 +36,16 @@ inline constexpr std::uint32_t kMinFittedConnections = 64;
 
 struct FdPlan {
     std::uint32_t max_connections = 0;  // what the event loop will hold
+    std::uint32_t max_pipes = 0;        // pipes the splice plane may hold (0 on other planes)
     std::uint64_t needed = 0;           // fds that takes
     std::uint64_t soft_limit = 0;       // RLIMIT_NOFILE now in force
     bool fitted = false;                // the default was lowered to fit the hard limit
 };
 
-// Sizes RLIMIT_NOFILE for `configured` connections (Config::max_connections): raised to fit,
-// or an error when it cannot be. Unconfigured: the default, or as many as the hard limit
-// holds when it cannot be raised (at least kMinFittedConnections, else an error).
-Result<FdPlan> plan_fd_limit(std::optional<std::uint32_t> configured, std::string_view plane);
+// Sizes RLIMIT_NOFILE for Config::max_connections (and, on the splice plane, max_pipes):
+// raised to fit, or an error when it cannot be. max_connections unconfigured: the default, or
+// as many as the hard limit holds when it cannot be raised (at least kMinFittedConnections,
+// else an error).
+Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane);
 
 }  // namespace splicer::limits

@@ -46,8 +46,14 @@ public:
     // accepted sockets inherit (after the privilege drop it could not set them any more).
     virtual void prepare_listener(int /*fd*/) {}
 
+    // The fd plan's pipe budget (limits::FdPlan::max_pipes), set once before the first
+    // connection; only the splice plane holds pipes.
+    virtual void set_max_pipes(std::uint32_t /*max_pipes*/) {}
+
     // Connections this plane handed to a fallback plane (the sockhash refused them).
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }
+    // Rounds moved through a buffer because no pipe was free (splice plane).
+    [[nodiscard]] virtual std::uint64_t pipe_shortages() const { return 0; }
 };
 
 // After direction `direction` saw EOF from its source and delivered everything before it:

@@ -1,11 +1,14 @@
 #include "plane/splice_plane.h"
 
-#include <fcntl.h>
 #include <poll.h>
-#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <cerrno>
+#include <limits>
 #include <string>
+
+#include "plane/pipe_pool.h"
 
 namespace splicer::plane {
 namespace {
@@ -16,48 +19,120 @@ using uring::Op;
 // F_SETPIPE_SZ asks for this; the kernel may round it or refuse (then 64 KiB stays).
 constexpr int kPipeBytes = 1024 * 1024;
 
+// A round without a pipe (every pipe taken) moves at most this much through a buffer.
+constexpr std::size_t kCopyBytes = 64 * 1024;
+
 // The kernel runs IORING_OP_SPLICE in an io-wq worker; without SPLICE_F_NONBLOCK that worker
-// would block in the socket until data arrives, a kernel thread per idle direction. So each
-// splice is linked behind a poll that waits until it can proceed, and is itself non-blocking.
+// would block in the socket until data arrives, a kernel thread per idle direction. So a
+// splice is only issued once a poll said it can proceed, and is itself non-blocking.
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
+// Each direction goes round: wait (a poll on the source, holding nothing) -> take a pipe ->
+// splice source -> pipe -> splice pipe -> sink until the pipe is empty -> give the pipe
+// back -> wait. An idle connection thus holds its two sockets and no pipe. When the pool has
+// no pipe to give, the round is a copy through a buffer instead (recv -> send), as HAProxy
+// falls back to recv/send when it runs out of maxpipes.
 class SplicePlane final : public DataPlane {
 public:
     [[nodiscard]] std::string_view name() const override { return "splice"; }
 
+    void set_max_pipes(std::uint32_t max_pipes) override {
+        pipes_ = PipePool(max_pipes, kPipeBytes);
+    }
+
     void start(Connection& connection, PlaneContext& context) override {
+        connection.plane_started = true;
+        ++connections_;
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            daemon::Direction& flow = connection.directions[direction];
-            int fds[2] = {-1, -1};
-            if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-                context.close_connection(connection, "pipe_error:" + std::to_string(errno));
-                return;
-            }
-            flow.pipe_read.reset(fds[0]);
-            flow.pipe_write.reset(fds[1]);
-            ::fcntl(flow.pipe_write.get(), F_SETPIPE_SZ, kPipeBytes);
-        }
-        for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            splice_in(connection, direction, context);
+            wait_for_input(connection, direction, context);
         }
     }
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
                        std::uint32_t /*flags*/, PlaneContext& context) override {
         if (connection.state == daemon::State::closing) {
-            return;
+            return;  // on_teardown gives the pipes back
         }
         const std::uint8_t direction = tag.arg;
-        daemon::Direction& flow = connection.directions[direction];
-        if (tag.op == Op::plane_poll) {
-            return;  // the linked splice that follows reports the outcome
+        switch (tag.op) {
+            case Op::plane_readable: start_round(connection, direction, context); break;
+            case Op::plane_splice_in: on_spliced_in(connection, direction, result, context); break;
+            case Op::plane_splice_out:
+                on_spliced_out(connection, direction, result, context);
+                break;
+            case Op::plane_recv: on_received(connection, direction, result, context); break;
+            case Op::plane_send: on_sent(connection, direction, result, context); break;
+            default: break;  // plane_poll: the linked splice that follows reports the outcome
         }
-        if (result == -EAGAIN || result == -ECANCELED) {
-            // A spurious wake-up, or the poll ended with an error the next attempt reports.
-            if (tag.op == Op::plane_splice_in) {
-                splice_in(connection, direction, context);
+    }
+
+    void on_teardown(Connection& connection) override {
+        if (!connection.plane_started) {
+            return;
+        }
+        for (daemon::Direction& flow : connection.directions) {
+            if (!flow.pipe_write.valid()) {
+                continue;
+            }
+            // A completion ignored while closing may have left bytes in it: ask the pipe.
+            int queued = 0;
+            const bool empty =
+                ::ioctl(flow.pipe_read.get(), FIONREAD, &queued) == 0 && queued == 0;
+            Pipe pipe = take_pipe_from(flow);
+            if (empty) {
+                pipes_.give_back(std::move(pipe));
             } else {
-                splice_out(connection, direction, context);
+                pipes_.discard(std::move(pipe));
+            }
+        }
+        if (--connections_ == 0) {
+            pipes_.drop_spares();
+        }
+    }
+
+    [[nodiscard]] std::uint64_t pipe_shortages() const override { return pipes_.shortages(); }
+
+private:
+    static Pipe take_pipe_from(daemon::Direction& flow) {
+        return Pipe{std::move(flow.pipe_read), std::move(flow.pipe_write)};
+    }
+
+    void give_pipe_back(daemon::Direction& flow) { pipes_.give_back(take_pipe_from(flow)); }
+
+    static void wait_for_input(Connection& connection, std::uint8_t direction,
+                               PlaneContext& context) {
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_readable, direction);
+        io_uring_prep_poll_add(sqe, connection.source_fd(direction), POLLIN | POLLRDHUP);
+    }
+
+    // The source has bytes, its EOF or an error: move them through a pipe if one is free,
+    // else through a buffer. Either way the next operation reports EOF and errors.
+    void start_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (std::optional<Pipe> pipe = pipes_.take()) {
+            flow.pipe_read = std::move(pipe->read);
+            flow.pipe_write = std::move(pipe->write);
+            io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_splice_in, direction);
+            io_uring_prep_splice(sqe, connection.source_fd(direction), -1,
+                                 flow.pipe_write.get(), -1, kPipeBytes, kSpliceFlags);
+            return;
+        }
+        flow.buffer = std::make_unique<std::byte[]>(kCopyBytes);
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
+        // MSG_DONTWAIT: a spurious wake-up comes back as -EAGAIN instead of parking the buffer.
+        io_uring_prep_recv(sqe, connection.source_fd(direction), flow.buffer.get(), kCopyBytes,
+                           MSG_DONTWAIT);
+    }
+
+    void on_spliced_in(Connection& connection, std::uint8_t direction, int result,
+                       PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (result == -EAGAIN || result == 0) {
+            give_pipe_back(flow);  // empty: nothing was spliced in
+            if (result == 0) {
+                finish_direction(connection, direction, context);
+            } else {
+                wait_for_input(connection, direction, context);  // a spurious wake-up
             }
             return;
         }
@@ -65,33 +140,30 @@ public:
             context.close_connection(connection, "splice_error:" + std::to_string(-result));
             return;
         }
-        if (tag.op == Op::plane_splice_in) {
-            if (result == 0) {
-                finish_direction(connection, direction, context);  // pipe is empty here
-                return;
-            }
-            flow.in_pipe = static_cast<std::size_t>(result);
+        flow.in_pipe = static_cast<std::size_t>(result);
+        splice_out(connection, direction, context);
+    }
+
+    void on_spliced_out(Connection& connection, std::uint8_t direction, int result,
+                        PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (result == -EAGAIN || result == -ECANCELED) {
+            // A spurious wake-up, or the poll ended with an error the next attempt reports.
             splice_out(connection, direction, context);
+            return;
+        }
+        if (result < 0) {
+            context.close_connection(connection, "splice_error:" + std::to_string(-result));
             return;
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
         if (flow.in_pipe > 0) {
             splice_out(connection, direction, context);
-        } else {
-            splice_in(connection, direction, context);
+            return;
         }
-    }
-
-private:
-    static void splice_in(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        const int source = connection.source_fd(direction);
-        io_uring_sqe* poll = context.sqe_for(connection, Op::plane_poll, direction);
-        io_uring_prep_poll_add(poll, source, POLLIN | POLLRDHUP);
-        poll->flags |= IOSQE_IO_LINK;
-        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_splice_in, direction);
-        io_uring_prep_splice(sqe, source, -1, connection.directions[direction].pipe_write.get(),
-                             -1, kPipeBytes, kSpliceFlags);
+        give_pipe_back(flow);
+        wait_for_input(connection, direction, context);
     }
 
     static void splice_out(Connection& connection, std::uint8_t direction,
@@ -105,6 +177,55 @@ private:
         io_uring_prep_splice(sqe, flow.pipe_read.get(), -1, sink, -1,
                              static_cast<unsigned>(flow.in_pipe), kSpliceFlags);
     }
+
+    static void on_received(Connection& connection, std::uint8_t direction, int result,
+                            PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (result == -EAGAIN || result == 0) {
+            flow.buffer.reset();
+            if (result == 0) {
+                finish_direction(connection, direction, context);
+            } else {
+                wait_for_input(connection, direction, context);
+            }
+            return;
+        }
+        if (result < 0) {
+            context.close_connection(connection, "recv_error:" + std::to_string(-result));
+            return;
+        }
+        flow.filled = static_cast<std::size_t>(result);
+        flow.sent = 0;
+        send_rest(connection, direction, context);
+    }
+
+    static void on_sent(Connection& connection, std::uint8_t direction, int result,
+                        PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (result <= 0) {
+            context.close_connection(connection, "send_error:" + std::to_string(-result));
+            return;
+        }
+        flow.sent += static_cast<std::size_t>(result);
+        flow.bytes += static_cast<std::uint64_t>(result);
+        if (flow.sent < flow.filled) {
+            send_rest(connection, direction, context);
+            return;
+        }
+        flow.buffer.reset();  // held only while a round is under way
+        wait_for_input(connection, direction, context);
+    }
+
+    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
+        io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
+                           flow.filled - flow.sent, MSG_NOSIGNAL);
+    }
+
+    // Until set_max_pipes: no limit (the daemon always sets it from its fd plan).
+    PipePool pipes_{std::numeric_limits<std::uint32_t>::max(), kPipeBytes};
+    std::uint64_t connections_ = 0;  // started and not yet torn down
 };
 
 }  // namespace

@@ -26,6 +26,7 @@ enum class Op : std::uint8_t {
     http_connect,    // port 80: connect to the route's backend (linked to http_timeout)
     http_timeout,    // the timeout linked to an http op; the op itself reports -ECANCELED
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
+    plane_readable,  // splice plane: source of direction `arg` has bytes, EOF or an error
 };
 
 struct Tag {
