@@ -69,6 +69,7 @@ Result<void> EventLoop::run() {
         arm_signal_read();
     }
     auto published = std::chrono::steady_clock::now();
+    auto trimmed = published;
     // After a stop signal, connections close; the loop ends once every operation completed.
     while (!stopping_ || slab_.in_use() > 0) {
         const int rc = ring_.submit_and_wait(1000);
@@ -80,6 +81,10 @@ Result<void> EventLoop::run() {
         if (publish_ && now - published >= std::chrono::seconds(1)) {
             publish_(counters());
             published = now;
+        }
+        if (now - trimmed >= std::chrono::seconds(1)) {
+            heap_trim_.after_closes(counters_.closed);
+            trimmed = now;
         }
     }
     if (publish_) {

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/heap_trim.h"
 #include "daemon/slab.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
@@ -153,6 +154,7 @@ private:
     std::uint64_t next_id_ = 1;
     DaemonCounters counters_;
     std::function<void(const DaemonCounters&)> publish_;
+    HeapTrim heap_trim_;
     std::function<void()> reload_;
 };
 

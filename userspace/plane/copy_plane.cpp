@@ -23,7 +23,7 @@ public:
 
     void start(Connection& connection, PlaneContext& context) override {
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            connection.directions[direction].buffer = std::make_unique<std::byte[]>(kBufferBytes);
+            connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
             receive(connection, direction, context);
         }
     }

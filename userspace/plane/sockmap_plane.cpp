@@ -239,7 +239,7 @@ private:
         daemon::Direction& flow = connection.directions[direction];
         if (flow.filled == 0) {
             if (!flow.buffer) {
-                flow.buffer = std::make_unique<std::byte[]>(kCopyBufferBytes);
+                flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBufferBytes);
             }
             const ssize_t n = ::recv(connection.source_fd(direction), flow.buffer.get(),
                                      kCopyBufferBytes, MSG_DONTWAIT);

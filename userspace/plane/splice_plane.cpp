@@ -117,7 +117,7 @@ private:
                                  flow.pipe_write.get(), -1, kPipeBytes, kSpliceFlags);
             return;
         }
-        flow.buffer = std::make_unique<std::byte[]>(kCopyBytes);
+        flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBytes);
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
         // MSG_DONTWAIT: a spurious wake-up comes back as -EAGAIN instead of parking the buffer.
         io_uring_prep_recv(sqe, connection.source_fd(direction), flow.buffer.get(), kCopyBytes,

@@ -1,0 +1,24 @@
+#include "daemon/heap_trim.h"
+
+#include <malloc.h>
+
+namespace splicer::daemon {
+
+namespace {
+
+// Free memory at the heap's top that free() leaves alone (malloc_trim() returns it all).
+constexpr int kTrimThresholdBytes = 16 * 1024 * 1024;
+
+}  // namespace
+
+HeapTrim::HeapTrim() { ::mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes); }
+
+void HeapTrim::after_closes(std::uint64_t closed_total) {
+    if (closed_total - closed_at_last_trim_ < kClosesPerTrim) {
+        return;
+    }
+    closed_at_last_trim_ = closed_total;
+    ::malloc_trim(0);
+}
+
+}  // namespace splicer::daemon

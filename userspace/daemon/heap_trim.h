@@ -1,0 +1,29 @@
+#pragma once
+// When freed heap memory goes back to the kernel. glibc's free() gives the top of the heap
+// back with brk() as soon as more than 128 KiB are free there, and every such brk() unmaps
+// pages with a TLB shootdown on every CPU. A connection frees up to two 64 KiB buffers, so a
+// burst of closes paid that on nearly every close: 4,000 clients leaving at once kept the
+// copy plane's loop busy 8-10 s (perf: 65% in brk's TLB flush), stalling every other client.
+// Instead free() keeps the memory, and the loop trims once a second after connections left,
+// in one malloc_trim() (which also returns free pages inside the heap).
+
+#include <cstdint>
+
+namespace splicer::daemon {
+
+class HeapTrim {
+public:
+    // Turns off glibc's trim on free() (M_TRIM_THRESHOLD) for this process.
+    HeapTrim();
+
+    // Called about once a second with the number of connections closed so far: trims when
+    // enough closed since the last trim for it to be worth a pass over the heap.
+    void after_closes(std::uint64_t closed_total);
+
+    static constexpr std::uint64_t kClosesPerTrim = 64;
+
+private:
+    std::uint64_t closed_at_last_trim_ = 0;
+};
+
+}  // namespace splicer::daemon
