@@ -3,7 +3,10 @@
 // broken file is refused with a log line while the rules in force stay. Port 80 routes reload
 // the same way; its http section cannot come or go without a restart.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <fstream>
@@ -38,7 +41,96 @@ std::optional<LogLine> reload(DaemonProcess& daemon, const std::string& event) {
     return daemon.wait_for_log(event, {}, 5s, from);
 }
 
+// A DNS server that never answers: a UDP socket on ADDRESS:53 that nobody reads. (With no
+// socket there the resolver would get a port unreachable and give up at once.)
+UniqueFd silent_dns_server(const char* address) {
+    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    REQUIRE(fd);
+    sockaddr_in where{};
+    where.sin_family = AF_INET;
+    where.sin_port = htons(53);
+    REQUIRE(::inet_pton(AF_INET, address, &where.sin_addr) == 1);
+    REQUIRE(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&where), sizeof(where)) == 0);
+    return fd;
+}
+
 }  // namespace
+
+TEST_CASE("SIGHUP: a reload waiting on a silent DNS server does not stall the daemon",
+          "[daemon][reload]") {
+    require_root();
+    TcpBackend https(BackendScript::exchange(64 * 1024, 5));
+    TcpBackend unused(BackendScript::record());
+    const SnikketPorts ports{.listen = free_port(),
+                             .xmpp_tls = unused.port(),
+                             .https = https.port(),
+                             .xmpp = unused.port()};
+    const UniqueFd dns = silent_dns_server("127.0.0.77");
+    // The daemon gets a resolv.conf of its own (a private mount namespace, bind mount)
+    // naming that server, with a 3 s timeout.
+    const TempDir dir("splicer-dns");
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_all |
+                                                 std::filesystem::perms::others_read |
+                                                 std::filesystem::perms::others_exec);
+    const auto resolv =
+        dir.write_file("resolv.conf", "nameserver 127.0.0.77\noptions timeout:3 attempts:1\n");
+    std::filesystem::permissions(resolv, std::filesystem::perms::owner_read |
+                                             std::filesystem::perms::others_read);
+    const auto wrapper = dir.write_file(
+        "with-silent-dns",
+        "#!/bin/bash\nexec unshare --mount --propagation private /bin/bash -c "
+        "'mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"' " +
+            resolv.string() + " " + SPLICER_BINARY + " \"$@\"\n");
+    std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+    DaemonOptions options;
+    options.binary = wrapper.string();
+    options.config_text = snikket_config(ports);
+    options.splice_mode = "splice";
+    DaemonProcess daemon(options);
+    INFO(daemon.log_tail());
+    REQUIRE(daemon.wait_ready(15s));
+    make_readable(daemon.config_path());
+
+    // The new file names a backend only DNS can answer for (.test is reserved: no answer
+    // exists anywhere; here none even comes).
+    std::string text = snikket_config(ports);
+    const std::string literal = "host: \"127.0.0.1\"; port: \"" + std::to_string(ports.xmpp);
+    const auto at = text.find(literal);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, literal.size(),
+                 "host: \"xmpp-backend.test\"; port: \"" + std::to_string(ports.xmpp));
+    rewrite(daemon.config_path(), text);
+
+    const std::size_t from = daemon.log_count();
+    const auto sighup_at = Clock::now();
+    ::kill(daemon.pid(), SIGHUP);
+    // While the resolver waits, connections come and go as before, each promptly.
+    int served = 0;
+    auto slowest = Clock::duration::zero();
+    while (Clock::now() - sighup_at < 2s) {
+        const auto started = Clock::now();
+        check_still_serving(ports, https);
+        slowest = std::max(slowest, Clock::now() - started);
+        ++served;
+    }
+    const auto failed = daemon.wait_for_log("reload_failed", {}, 20s, from);
+    const auto waited = Clock::now() - sighup_at;
+    REQUIRE(failed.has_value());
+    CHECK_THAT(std::string(failed->get("error")), Catch::Contains("xmpp-backend.test"));
+    const auto slowest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(slowest);
+    const auto waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited);
+    CAPTURE(served, slowest_ms.count(), waited_ms.count());
+    // The resolver really waited (else this test shows nothing)...
+    CHECK(waited >= 2500ms);
+    // ...and the loop did not: every round trip meanwhile was quick.
+    CHECK(served >= 2);
+    CHECK(slowest < 1s);
+    // The old rules stay, and a later SIGHUP still works.
+    check_still_serving(ports, https);
+    rewrite(daemon.config_path(), snikket_config(ports));
+    CHECK(reload(daemon, "reloaded").has_value());
+    stop_daemon(daemon);
+}
 
 TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goes on, "
           "a broken file keeps the old rules",

@@ -113,48 +113,66 @@ std::string start_up_settings(const config::Config& config) {
     return text;
 }
 
-// Rereads the configuration (SIGHUP) and, when it loads and its rules build, gives them to
-// the loop for every decision from now on; `owner` keeps the new config alive. A bad file
-// changes nothing. Listeners and limits are start-up settings: they stay.
-void reload(const RunOptions& options, EventLoop& loop, const config::Config& running,
-            std::unique_ptr<config::Config>& owner) {
+// A SIGHUP's new configuration, read and resolved off the loop (daemon/reload_runner.h).
+struct PreparedReload {
+    std::unique_ptr<config::Config> config;
+    std::optional<route::Router> router;
+    std::vector<net::SocketAddress> backends;
+    std::vector<net::SocketAddress> http_backends;
+};
+
+// On the reload thread: rereads the file, builds the rules and resolves every backend (which
+// may wait on DNS). Touches nothing the loop owns.
+Result<PreparedReload> prepare_reload(const RunOptions& options) {
     auto next = load_run_config(options.config_path);
     if (!next) {
-        log::error("reload_failed", {{"error", next.error().message}, {"kept", "old rules"}});
-        return;
+        return next.error();
     }
     auto router = route::Router::create(*next);
     if (!router) {
-        log::error("reload_failed", {{"error", router.error().message}, {"kept", "old rules"}});
-        return;
+        return router.error();
     }
     auto backends = resolve_backends(*next);
     if (!backends) {
-        log::error("reload_failed", {{"error", backends.error().message}, {"kept", "old rules"}});
+        return backends.error();
+    }
+    auto http_backends = resolve_http_backends(*next);
+    if (!http_backends) {
+        return http_backends.error();
+    }
+    PreparedReload prepared;
+    prepared.config = std::make_unique<config::Config>(std::move(next).value());
+    prepared.router.emplace(std::move(router).value());
+    prepared.backends = std::move(backends).value();
+    prepared.http_backends = std::move(http_backends).value();
+    return prepared;
+}
+
+// On the loop: gives the prepared rules to the loop for every decision from now on; `owner`
+// keeps the new config alive. A bad file changes nothing. Listeners and limits are start-up
+// settings: they stay.
+void apply_reload(Result<PreparedReload>& prepared, EventLoop& loop,
+                  const config::Config& running, std::unique_ptr<config::Config>& owner) {
+    if (!prepared) {
+        log::error("reload_failed",
+                   {{"error", prepared.error().message}, {"kept", "old rules"}});
         return;
     }
     // The port 80 listeners serve by config.http: it cannot come or go without a restart.
-    if (next->http.has_value() != running.http.has_value()) {
+    if (prepared->config->http.has_value() != running.http.has_value()) {
         log::error("reload_failed",
                    {{"error", "the http section was added or removed (restart to change)"},
                     {"kept", "old rules"}});
         return;
     }
-    auto http_backends = resolve_http_backends(*next);
-    if (!http_backends) {
-        log::error("reload_failed",
-                   {{"error", http_backends.error().message}, {"kept", "old rules"}});
-        return;
-    }
-    if (start_up_settings(*next) != start_up_settings(running)) {
+    if (start_up_settings(*prepared->config) != start_up_settings(running)) {
         log::notice("reload_partial",
                     {{"applied", "rules, http routes, timeouts"},
                      {"unchanged", "listeners, limits, user, splice_mode (restart to change)"}});
     }
-    auto owned = std::make_unique<config::Config>(std::move(next).value());
-    loop.replace_rules(*owned, std::move(router).value(), std::move(backends).value(),
-                       std::move(http_backends).value());
-    owner = std::move(owned);
+    loop.replace_rules(*prepared->config, std::move(*prepared->router),
+                       std::move(prepared->backends), std::move(prepared->http_backends));
+    owner = std::move(prepared->config);
     log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
 }
 
@@ -238,7 +256,16 @@ Result<void> run(const RunOptions& options) {
     }
     loop.watch_signals(std::move(signal_fd).value());
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
-    loop.reload_with([&] { reload(options, loop, reloaded ? *reloaded : *config, reloaded); });
+    auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
+        // std::function needs a copyable closure: the result is shared with it.
+        auto prepared = std::make_shared<Result<PreparedReload>>(prepare_reload(options));
+        return [&, prepared] {
+            apply_reload(*prepared, loop, reloaded ? *reloaded : *config, reloaded);
+        };
+    });
+    if (!reloads) {
+        return reloads.error();
+    }
     if (counters_map) {
         loop.publish_counters_with([&counters_map](const DaemonCounters& counters) {
             if (auto published = counters_map->publish(counters); !published) {

@@ -48,6 +48,15 @@ void EventLoop::add_listener(ListeningSocket listener) {
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
 
+Result<void> EventLoop::reload_with(ReloadRunner::Prepare prepare) {
+    auto runner = ReloadRunner::create(std::move(prepare));
+    if (!runner) {
+        return runner.error();
+    }
+    reload_ = std::move(runner).value();
+    return {};
+}
+
 void EventLoop::replace_rules(const config::Config& config, route::Router router,
                               std::vector<net::SocketAddress> backends,
                               std::vector<net::SocketAddress> http_backends) {
@@ -67,6 +76,9 @@ Result<void> EventLoop::run() {
     }
     if (signal_fd_) {
         arm_signal_read();
+    }
+    if (reload_) {
+        arm_reload_read();
     }
     auto published = std::chrono::steady_clock::now();
     auto trimmed = published;
@@ -119,6 +131,8 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
             }
         } else if (tag.op == Op::signal) {
             on_signal(cqe.res);
+        } else if (tag.op == Op::reload_done) {
+            on_reload_done(cqe.res);
         }
         return;
     }
@@ -150,7 +164,8 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
         case Op::http_timeout: on_http_completion(*connection, tag, cqe.res); break;
         case Op::accept:
         case Op::accept_backoff:
-        case Op::signal: break;
+        case Op::signal:
+        case Op::reload_done: break;
     }
     finish_if_idle(*connection);
 }
@@ -257,6 +272,24 @@ void EventLoop::arm_signal_read() {
     sqe->user_data = Tag{Op::signal, 0, 0, kNoSlot}.encode();
 }
 
+void EventLoop::arm_reload_read() {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_read(sqe, reload_->done_fd(), reload_->done_buffer(), sizeof(std::uint64_t), 0);
+    sqe->user_data = Tag{Op::reload_done, 0, 0, kNoSlot}.encode();
+}
+
+void EventLoop::on_reload_done(int result) {
+    if (result < 0 && result != -EINTR && result != -EAGAIN) {
+        // Not expected from an eventfd; re-arming would spin. Further SIGHUPs do nothing.
+        log::error("reload_unavailable", {{"error", errno_text(-result)}});
+        return;
+    }
+    if (result > 0) {
+        reload_->on_done();
+    }
+    arm_reload_read();
+}
+
 void EventLoop::on_signal(int result) {
     if (result != static_cast<int>(sizeof(signal_info_))) {
         arm_signal_read();
@@ -265,7 +298,7 @@ void EventLoop::on_signal(int result) {
     log::info("signal", {{"signal", strsignal(static_cast<int>(signal_info_.ssi_signo))}});
     if (signal_info_.ssi_signo == SIGHUP) {
         if (reload_) {
-            reload_();
+            reload_->request();
         }
         arm_signal_read();
         return;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "daemon/heap_trim.h"
+#include "daemon/reload_runner.h"
 #include "daemon/slab.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
@@ -53,7 +54,9 @@ public:
     // SIGTERM and SIGINT end run(), SIGHUP calls the reload callback; they must already be
     // blocked in the calling thread.
     void watch_signals(UniqueFd signal_fd);
-    void reload_with(std::function<void()> reload) { reload_ = std::move(reload); }
+    // SIGHUP: `prepare` runs on a thread of its own (daemon/reload_runner.h), the closure it
+    // returns runs on the loop.
+    Result<void> reload_with(ReloadRunner::Prepare prepare);
 
     // New rules for every decision from now on (SIGHUP): `config` (which must outlive its
     // use here, until the next replace_rules), its router, one backend per rule and one per
@@ -86,6 +89,8 @@ private:
     void refuse(std::size_t listener, limits::Refusal refusal);
     void leave_probing(Connection& connection);
     void arm_signal_read();
+    void arm_reload_read();
+    void on_reload_done(int result);
     void on_signal(int result);
 
     // probing (probing.cpp)
@@ -155,7 +160,7 @@ private:
     DaemonCounters counters_;
     std::function<void(const DaemonCounters&)> publish_;
     HeapTrim heap_trim_;
-    std::function<void()> reload_;
+    std::unique_ptr<ReloadRunner> reload_;
 };
 
 }  // namespace splicer::daemon

@@ -27,6 +27,7 @@ enum class Op : std::uint8_t {
     http_timeout,    // the timeout linked to an http op; the op itself reports -ECANCELED
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
     plane_readable,  // splice plane: source of direction `arg` has bytes, EOF or an error
+    reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
 };
 
 struct Tag {
