@@ -80,6 +80,24 @@ TEST_CASE("Admission: per listener, per client and probing limits, each refusing
     CHECK(to_string(Refusal::all_full) == "max_connections");
 }
 
+TEST_CASE("Admission: http listeners come after the 443 ones, each with its own limit",
+          "[limits]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);  // listener 0: no limit
+    config.http.emplace();
+    config.http->listeners.resize(2);
+    config.http->listeners[0].max_connections = 1;  // listener 1
+    splicer::limits::Admission admission(config);
+    CHECK(admission.admit(1, "a") == Refusal::none);
+    CHECK(admission.admit(1, "b") == Refusal::listener_full);
+    CHECK(admission.admit(0, "b") == Refusal::none);
+    CHECK(admission.admit(2, "b") == Refusal::none);  // the second http listener: unlimited
+    CHECK(admission.on_listener(1) == 1);
+    admission.release(1, "a");
+    CHECK(admission.admit(1, "b") == Refusal::none);
+}
+
 TEST_CASE("host_key: the port is left out, IPv4-mapped IPv6 is the IPv4 address", "[limits]") {
     // An IPv4 or IPv6 literal and a port as a SocketAddress.
     const auto address = [](const char* text, std::uint16_t port) {

@@ -14,12 +14,17 @@ std::string_view to_string(Refusal refusal) {
 }
 
 Admission::Admission(const config::Config& config)
-    : listener_counts_(config.listeners.size(), 0),
-      client_limit_(config.max_connections_per_client),
+    : client_limit_(config.max_connections_per_client),
       probing_limit_(config.max_probing) {
     for (const config::Listener& listener : config.listeners) {
         listener_limits_.push_back(listener.max_connections);
     }
+    if (config.http) {
+        for (const config::Listener& listener : config.http->listeners) {
+            listener_limits_.push_back(listener.max_connections);
+        }
+    }
+    listener_counts_.assign(listener_limits_.size(), 0);
 }
 
 Refusal Admission::admit(std::size_t listener, std::string_view client) {

@@ -27,6 +27,7 @@ std::string_view to_string(Refusal refusal);
 class Admission {
 public:
     // Limits from `config`: one per listener (none = unlimited), per client, probing.
+    // Listeners are numbered as the daemon opens them: config.listeners, then the http ones.
     explicit Admission(const config::Config& config);
 
     // Admits (and counts as probing) a connection on `listener` from `client` (an address
