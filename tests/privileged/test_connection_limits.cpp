@@ -206,3 +206,24 @@ TEST_CASE("an http listener's max_connections refuses on that listener only", "[
     CHECK(read_response(reader).body == "web GET /again");
     setup.expect_counted_and_stop("refused_per_listener", 5);
 }
+
+TEST_CASE("max_probing full on 443 does not refuse port 80 clients", "[daemon][limits]") {
+    require_root();
+    HttpBackend web("web");
+    const std::uint16_t http_port = free_port();
+    const std::string http_section =
+        "http: {\n  listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(http_port) +
+        "\"; } );\n  routes: ( { hosts: [ \"*\" ]; backend: \"" + web.address() +
+        "\"; } );\n};\n";
+    Setup setup("max_probing: 2;\nmax_connections_per_client: 100;\n", "", http_section);
+    auto silent = held_clients("127.0.0.1", setup.ports.listen, 2);
+    expect_refused("127.0.0.1", setup.ports.listen, 3);
+    // Port 80 connections neither count as probing nor are refused by it: silent ones are
+    // held (until header_timeout) and a GET is served.
+    auto waiting = held_clients("127.0.0.1", http_port, 3);
+    const HttpResponse response =
+        http_exchange(http_port, "GET /during HTTP/1.1\r\nHost: chat.example.com\r\n\r\n");
+    CHECK(response.status == 200);
+    CHECK(response.body == "web GET /during");
+    setup.expect_counted_and_stop("refused_probing", 3);
+}
