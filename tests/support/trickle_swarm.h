@@ -1,7 +1,7 @@
 #pragma once
 // A slowloris swarm: many clients, each trickling the opening of a message (a ClientHello, an
 // HTTP request head) one byte per interval and never finishing it. A client the server closes
-// reconnects at once, so the pressure stays constant. One thread polls every socket; the
+// reconnects at once, so the pressure stays constant. One thread (epoll) serves them all; the
 // swarm runs for a bounded time and closes everything it opened.
 
 #include <atomic>
