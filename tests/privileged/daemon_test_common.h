@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/backends.h"
+#include "support/command.h"
 #include "support/daemon.h"
 #include "support/privileged.h"
 #include "support/proc_stats.h"
@@ -116,6 +117,18 @@ inline std::optional<LogLine> routed_line(const DaemonProcess& daemon, std::uint
     return daemon.wait_for_log(
         "routed", [&](const LogLine& line) { return log_line_is_client(line, client_port); },
         timeout);
+}
+
+// One counter of `splicer stats` for the running daemon (REQUIREs that it is listed). The
+// daemon publishes its counters once a second: wait that long after the events to count.
+inline std::uint64_t daemon_counter(const DaemonProcess& daemon, const std::string& counter) {
+    const auto result =
+        run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon.pin_dir());
+    CAPTURE(result.output);
+    REQUIRE(result.exit_code == 0);
+    const std::size_t at = result.output.find("  " + counter + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stoull(result.output.substr(at + counter.size() + 3));
 }
 
 // Waits until /proc/PID/fd is back to `baseline` (the daemon released everything).

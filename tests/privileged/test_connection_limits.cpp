@@ -3,8 +3,6 @@
 // and logged once per second; what is already held goes on, and accept() goes on for every
 // other listener and client.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -13,6 +11,8 @@
 
 #include "daemon_test_common.h"
 #include "support/command.h"
+#include "support/http_backend.h"
+#include "support/http_wire.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
@@ -21,12 +21,7 @@ namespace {
 
 // Connects from 127.0.0.X (any 127/8 address is local) to 127.0.0.1:port.
 UniqueFd connect_from(const char* source, std::uint16_t port) {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(fd.valid());
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    REQUIRE(::inet_pton(AF_INET, source, &local.sin_addr) == 1);
-    REQUIRE(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof(local)) == 0);
+    UniqueFd fd = socket_bound_to(source);
     const SocketAddress remote = loopback_address(port);
     REQUIRE(::connect(fd.get(), remote.get(), remote.length) == 0);
     return fd;
@@ -52,7 +47,9 @@ struct Setup {
 
     // The Snikket config with a 10 s probe timeout (silent clients stay held, probing) and
     // `limits` prepended; listeners on 127.0.0.1 and ::1.
-    explicit Setup(const std::string& limits, const std::string& listener_options = "") {
+    // `appended` goes after it (e.g. an http section).
+    explicit Setup(const std::string& limits, const std::string& listener_options = "",
+                   const std::string& appended = "") {
         ports = {.listen = free_port(), .xmpp_tls = unused->port(), .https = https->port(),
                  .xmpp = unused->port()};
         std::string config =
@@ -64,19 +61,13 @@ struct Setup {
             REQUIRE(at != std::string::npos);
             config.insert(at + first.size(), " " + listener_options);
         }
-        daemon = start_daemon("sockmap", limits + config);
+        daemon = start_daemon("sockmap", limits + config + appended);
     }
 
     // `splicer stats` shows `counter` at `expected`; then the daemon stops cleanly.
     void expect_counted_and_stop(const std::string& counter, std::uint64_t expected) const {
         std::this_thread::sleep_for(1500ms);  // counters are published once a second
-        const auto result =
-            run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon->pin_dir());
-        CAPTURE(result.output);
-        REQUIRE(result.exit_code == 0);
-        const std::size_t at = result.output.find("  " + counter + " ");
-        REQUIRE(at != std::string::npos);
-        CHECK(std::stoull(result.output.substr(at + counter.size() + 3)) == expected);
+        CHECK(daemon_counter(*daemon, counter) == expected);
         stop_daemon(*daemon);
     }
 };
@@ -183,4 +174,56 @@ TEST_CASE("max_probing refuses silent newcomers, not routed connections", "[daem
     std::this_thread::sleep_for(300ms);
     auto newcomer = held_clients("127.0.0.1", setup.ports.listen, 1);
     setup.expect_counted_and_stop("refused_probing", 5);
+}
+
+TEST_CASE("an http listener's max_connections refuses on that listener only", "[daemon][limits]") {
+    require_root();
+    HttpBackend web("web");
+    const std::uint16_t limited = free_port();
+    const std::uint16_t open = free_port();
+    const std::string http_section =
+        "http: {\n  listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(limited) +
+        "\"; max_connections: 2; },\n              { host: \"127.0.0.1\"; port: \"" +
+        std::to_string(open) + "\"; } );\n  routes: ( { hosts: [ \"*\" ]; backend: \"" +
+        web.address() + "\"; } );\n};\n";
+    Setup setup("max_connections_per_client: 100;\n", "", http_section);
+    // Two silent clients wait for their head (header_timeout 10 s): held; the rest refused.
+    auto held = held_clients("127.0.0.1", limited, 2);
+    expect_refused("127.0.0.1", limited, 5);
+    expect_one_log_line(*setup.daemon, "max_connections_per_listener");
+    // The other http listener and the 443 listener still serve.
+    const HttpResponse response =
+        http_exchange(open, "GET /other HTTP/1.1\r\nHost: chat.example.com\r\n\r\n");
+    CHECK(response.status == 200);
+    CHECK(response.body == "web GET /other");
+    check_still_serving(setup.ports, *setup.https);
+    // A held one that leaves frees its place.
+    held.pop_back();
+    std::this_thread::sleep_for(300ms);
+    const UniqueFd newcomer = connect_from("127.0.0.1", limited);
+    write_all(newcomer.get(), "GET /again HTTP/1.1\r\nHost: chat.example.com\r\n\r\n");
+    BufferedReader reader(newcomer.get(), 5s);
+    CHECK(read_response(reader).body == "web GET /again");
+    setup.expect_counted_and_stop("refused_per_listener", 5);
+}
+
+TEST_CASE("max_probing full on 443 does not refuse port 80 clients", "[daemon][limits]") {
+    require_root();
+    HttpBackend web("web");
+    const std::uint16_t http_port = free_port();
+    const std::string http_section =
+        "http: {\n  listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(http_port) +
+        "\"; } );\n  routes: ( { hosts: [ \"*\" ]; backend: \"" + web.address() +
+        "\"; } );\n};\n";
+    Setup setup("max_probing: 2;\nmax_connections_per_client: 100;\n", "", http_section);
+    auto silent = held_clients("127.0.0.1", setup.ports.listen, 2);
+    expect_refused("127.0.0.1", setup.ports.listen, 3);
+    // Port 80 connections neither count as probing nor are refused by it: silent ones are
+    // held (until header_timeout) and a GET is served.
+    auto waiting = held_clients("127.0.0.1", http_port, 3);
+    const HttpResponse response =
+        http_exchange(http_port, "GET /during HTTP/1.1\r\nHost: chat.example.com\r\n\r\n");
+    CHECK(response.status == 200);
+    CHECK(response.body == "web GET /during");
+    setup.expect_counted_and_stop("refused_probing", 3);
 }

@@ -89,6 +89,11 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
     }
     UniqueFd read_end(pipe_fds[0]);
     UniqueFd write_end(pipe_fds[1]);
+    // The daemon writes its log lines with blocking write(2) from its event loop: a 64 KiB
+    // pipe is ~0.3 s of a flood's lines, so a reader thread descheduled that long on a busy
+    // machine would stall the daemon under test. 1 MiB (the default pipe-max-size) is
+    // seconds of them. Best effort: the default size still works, only less slack.
+    ::fcntl(write_end.get(), F_SETPIPE_SZ, 1 << 20);
     SpawnOptions spawn;
     spawn.argv = argv_;
     spawn.stdout_fd = write_end.get();  // stdout too: anything it prints lands in the log

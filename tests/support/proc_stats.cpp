@@ -79,6 +79,16 @@ std::optional<std::chrono::milliseconds> cpu_time(pid_t pid) {
     return std::chrono::milliseconds((utime + stime) * 1000 / static_cast<unsigned long long>(ticks));
 }
 
+std::optional<std::chrono::milliseconds> run_queue_wait(pid_t pid) {
+    std::ifstream file("/proc/" + std::to_string(pid) + "/schedstat");
+    unsigned long long running_ns = 0;
+    unsigned long long waiting_ns = 0;
+    if (!(file >> running_ns >> waiting_ns)) {
+        return std::nullopt;
+    }
+    return std::chrono::milliseconds(waiting_ns / 1'000'000);
+}
+
 int open_fd_count(pid_t pid) {
     std::error_code error;
     std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", error);

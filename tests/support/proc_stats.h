@@ -50,6 +50,10 @@ bool map_type_has_keys(std::uint32_t map_type);
 // unreadable. A daemon that spins shows it here, whatever the machine's load.
 std::optional<std::chrono::milliseconds> cpu_time(pid_t pid);
 
+// How long a process's main thread waited, runnable, for a CPU so far (the second field of
+// /proc/PID/schedstat); nullopt when unreadable. Tells a slow daemon from a busy machine.
+std::optional<std::chrono::milliseconds> run_queue_wait(pid_t pid);
+
 // RLIMIT_NOFILE soft limit raised to at least `wanted` (up to the hard limit); returns the
 // soft limit now in force.
 std::uint64_t raise_fd_limit(std::uint64_t wanted);

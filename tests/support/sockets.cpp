@@ -135,6 +135,23 @@ UniqueFd connect_to(std::uint16_t port, bool ipv6, std::chrono::milliseconds tim
     return fd;
 }
 
+UniqueFd socket_bound_to(const std::string& source, bool nonblocking) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0),
+                         0));
+    if (!fd) {
+        fail("socket");
+    }
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1) {
+        throw std::runtime_error("not an IPv4 address: " + source);
+    }
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof(local)) != 0) {
+        fail("bind to " + source);
+    }
+    return fd;
+}
+
 UniqueFd accept_one(const Listener& listener) {
     UniqueFd fd(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd) {

@@ -46,6 +46,10 @@ UniqueFd connect_loopback(std::uint16_t port, bool ipv6 = false);
 UniqueFd connect_to(std::uint16_t port, bool ipv6 = false,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 UniqueFd accept_one(const Listener& listener);
+// An IPv4 TCP socket bound to `source` (e.g. "127.0.0.2": any 127/8 address is local) with a
+// kernel-chosen port, not yet connected, so a test can speak as many client addresses.
+// Throws on failure.
+UniqueFd socket_bound_to(const std::string& source, bool nonblocking = false);
 
 // A connected pair over real TCP: {client end, server end}.
 std::pair<UniqueFd, UniqueFd> tcp_pair();

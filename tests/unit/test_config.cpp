@@ -390,6 +390,26 @@ TEST_CASE("max_probing, max_connections_per_client and a listener's max_connecti
           "<config>:3: error: max_probing: out of range: expected 1..1000000\n");
 }
 
+TEST_CASE("an http listener takes max_connections as a 443 listener does", "[config][limits]") {
+    const Config config = load_clean(
+        std::string(kBase) +
+        "http: {\n  listen: ( { host: \"0.0.0.0\"; port: \"80\"; max_connections: 300; },\n"
+        "            { host: \"::\"; port: \"80\"; } );\n"
+        "  routes: ( { hosts: [ \"*\" ]; backend: \"127.0.0.1:5080\"; } );\n};\n");
+    REQUIRE(config.http.has_value());
+    CHECK(config.http->listeners[0].max_connections == std::optional<std::uint32_t>(300));
+    CHECK_FALSE(config.http->listeners[1].max_connections.has_value());
+    CHECK_THAT(splicer::config::describe(config),
+               Catch::Contains("http listen 0.0.0.0:80 max_connections=300 (line 4)\n") &&
+                   Catch::Contains("http listen [::]:80 (line 5)\n"));
+    const LoadResult bad = splicer::config::load_string(
+        std::string(kBase) +
+        "http: {\n  listen: ( { host: \"0.0.0.0\"; port: \"80\"; max_connections: 0; } );\n"
+        "  routes: ( { hosts: [ \"*\" ]; backend: \"127.0.0.1:5080\"; } );\n};\n");
+    CHECK(all_diagnostics(bad) == "<config>:4: error: http.listen.[0].max_connections: out of "
+                                  "range: expected 1..1000000\n");
+}
+
 TEST_CASE("describe shows max_connections, default or configured", "[config][limits]") {
     CHECK_THAT(splicer::config::describe(load_clean(kBase)),
                Catch::Contains("max connections: 16384 (default, fitted to the fd limit)\n"));

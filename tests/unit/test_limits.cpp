@@ -89,6 +89,33 @@ TEST_CASE("Admission: per listener, per client and probing limits, each refusing
     CHECK(to_string(Refusal::all_full) == "max_connections");
 }
 
+TEST_CASE("Admission: http listeners come after the 443 ones, each with its own limit, "
+          "outside max_probing",
+          "[limits]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);  // listener 0: no limit
+    config.max_probing = 1;
+    config.http.emplace();
+    config.http->listeners.resize(2);
+    config.http->listeners[0].max_connections = 1;  // listener 1
+    splicer::limits::Admission admission(config);
+    CHECK(admission.probes(0));
+    CHECK_FALSE(admission.probes(1));
+    CHECK_FALSE(admission.probes(2));
+    CHECK(admission.admit(1, "a") == Refusal::none);
+    CHECK(admission.admit(1, "b") == Refusal::listener_full);
+    CHECK(admission.probing() == 0);  // port 80 connections are not probing
+    CHECK(admission.admit(0, "b") == Refusal::none);
+    CHECK(admission.admit(0, "c") == Refusal::probing_full);
+    // Probing is full, yet port 80 still admits: a flood on 443 cannot refuse it.
+    CHECK(admission.admit(2, "c") == Refusal::none);  // the second http listener: unlimited
+    CHECK(admission.admit(2, "d") == Refusal::none);
+    CHECK(admission.on_listener(1) == 1);
+    admission.release(1, "a");
+    CHECK(admission.admit(1, "b") == Refusal::none);
+}
+
 TEST_CASE("host_key: the port is left out, IPv4-mapped IPv6 is the IPv4 address", "[limits]") {
     // An IPv4 or IPv6 literal and a port as a SocketAddress.
     const auto address = [](const char* text, std::uint16_t port) {

@@ -56,6 +56,15 @@ std::string describe_route(std::size_t index, const HttpRoute& route) {
     return out + line_suffix(route.line);
 }
 
+// "0.0.0.0:443 max_connections=100 (line 3)".
+std::string describe_listener(const Listener& listener) {
+    return to_string(listener.address) +
+           (listener.max_connections
+                ? " max_connections=" + std::to_string(*listener.max_connections)
+                : std::string()) +
+           line_suffix(listener.line);
+}
+
 }  // namespace
 
 std::string describe(const Config& config) {
@@ -86,11 +95,7 @@ std::string describe(const Config& config) {
                              : std::string("a quarter of max connections (default)")) +
            "\n";
     for (const Listener& listener : config.listeners) {
-        out += "listen " + to_string(listener.address) +
-               (listener.max_connections
-                    ? " max_connections=" + std::to_string(*listener.max_connections)
-                    : std::string()) +
-               line_suffix(listener.line) + "\n";
+        out += "listen " + describe_listener(listener) + "\n";
     }
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
         out += describe_rule(i, config.rules[i]) + "\n";
@@ -98,7 +103,7 @@ std::string describe(const Config& config) {
     if (config.http) {
         const HttpConfig& http = *config.http;
         for (const Listener& listener : http.listeners) {
-            out += "http listen " + to_string(listener.address) + line_suffix(listener.line) + "\n";
+            out += "http listen " + describe_listener(listener) + "\n";
         }
         out += "http max body size: " + detail::format_size(http.max_body_size) + "\n";
         out += "http timeouts: header " + std::to_string(http.header_timeout.count()) +

@@ -302,16 +302,17 @@ std::optional<Listener> read_listener(const Setting& group, bool sslh_options,
             }
             continue;
         }
+        if (name == "max_connections") {
+            // sslh's per-listener limit; splicer's http listeners take it too.
+            listener.max_connections = read_connection_limit(member, diagnostics);
+            continue;
+        }
         if (sslh_options) {
             if (name == "is_udp") {
                 // `is_udp: false` is what splicer does anyway; only a UDP listener is refused.
                 if (auto udp = read_bool(member, diagnostics); udp && *udp) {
                     diagnostics.error(member, "UDP is not supported");
                 }
-                continue;
-            }
-            if (name == "max_connections") {
-                listener.max_connections = read_connection_limit(member, diagnostics);
                 continue;
             }
             bool ignored = false;
@@ -330,7 +331,7 @@ std::optional<Listener> read_listener(const Setting& group, bool sslh_options,
                         diagnostics);
             continue;
         }
-        check_known(member, {"host", "port"}, diagnostics);
+        check_known(member, {"host", "port", "max_connections"}, diagnostics);
     }
     require_member(group, "host", diagnostics);
     require_member(group, "port", diagnostics);

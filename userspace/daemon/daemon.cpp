@@ -107,7 +107,8 @@ std::string start_up_settings(const config::Config& config) {
     }
     if (config.http) {
         for (const config::Listener& listener : config.http->listeners) {
-            text += " http:" + config::to_string(listener.address);
+            text += " http:" + config::to_string(listener.address) + "/" +
+                    std::to_string(listener.max_connections.value_or(0));
         }
     }
     return text;

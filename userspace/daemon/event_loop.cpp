@@ -210,11 +210,10 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     connection.client = std::move(client);
     connection.client_address = peer;
     connection.client_key = std::move(key);
-    connection.counted_probing = true;
+    connection.counted_probing = admission_.probes(listener);
     connection.listener = listener;
     if (listeners_[listener].http) {
         // Port 80 has no probing phase: its header timeout bounds a slow client instead.
-        leave_probing(connection);
         start_http(connection);
     } else {
         start_probing(connection);

@@ -14,12 +14,18 @@ std::string_view to_string(Refusal refusal) {
 }
 
 Admission::Admission(const config::Config& config)
-    : listener_counts_(config.listeners.size(), 0),
+    : probing_listeners_(config.listeners.size()),
       client_limit_(config.max_connections_per_client),
       probing_limit_(config.max_probing) {
     for (const config::Listener& listener : config.listeners) {
         listener_limits_.push_back(listener.max_connections);
     }
+    if (config.http) {
+        for (const config::Listener& listener : config.http->listeners) {
+            listener_limits_.push_back(listener.max_connections);
+        }
+    }
+    listener_counts_.assign(listener_limits_.size(), 0);
 }
 
 Refusal Admission::admit(std::size_t listener, std::string_view client) {
@@ -30,16 +36,21 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
     if (from_client(client) >= client_limit_) {
         return Refusal::client_full;
     }
-    if (probing_ >= probing_limit_) {
+    const bool probed = probes(listener);
+    if (probed && probing_ >= probing_limit_) {
         return Refusal::probing_full;
     }
     if (listener < listener_counts_.size()) {
         ++listener_counts_[listener];
     }
     ++client_counts_[std::string(client)];
-    ++probing_;
+    if (probed) {
+        ++probing_;
+    }
     return Refusal::none;
 }
+
+bool Admission::probes(std::size_t listener) const { return listener < probing_listeners_; }
 
 void Admission::end_probing() {
     if (probing_ > 0) {

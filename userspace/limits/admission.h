@@ -27,12 +27,17 @@ std::string_view to_string(Refusal refusal);
 class Admission {
 public:
     // Limits from `config`: one per listener (none = unlimited), per client, probing.
+    // Listeners are numbered as the daemon opens them: config.listeners, then the http ones.
     explicit Admission(const config::Config& config);
 
-    // Admits (and counts as probing) a connection on `listener` from `client` (an address
-    // key, see client_key), or says which limit refuses it (nothing counted then).
+    // Admits a connection on `listener` from `client` (an address key, see client_key), or
+    // says which limit refuses it (nothing counted then). On a probing listener it counts as
+    // probing; an http listener's connection neither counts nor is refused by max_probing
+    // (its header_timeout bounds a slow client), so a flood on one port cannot refuse the other.
     Refusal admit(std::size_t listener, std::string_view client);
-    // The connection was routed or closed: it no longer counts as probing. Call once.
+    // Whether connections on `listener` are probed (and so counted by max_probing).
+    [[nodiscard]] bool probes(std::size_t listener) const;
+    // A probing connection was routed or closed: it no longer counts as probing. Call once.
     void end_probing();
     // The connection is gone. Call once per admitted connection.
     void release(std::size_t listener, std::string_view client);
@@ -44,6 +49,7 @@ public:
 private:
     std::vector<std::optional<std::uint32_t>> listener_limits_;
     std::vector<std::uint32_t> listener_counts_;
+    std::size_t probing_listeners_ = 0;  // the first ones; the http listeners follow
     std::uint32_t client_limit_;
     std::uint32_t probing_limit_;
     std::uint32_t probing_ = 0;
