@@ -329,6 +329,7 @@ void EventLoop::finish_if_idle(Connection& connection) {
     ++counters_.closed;
     admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets
+    trimmer_.held(slab_.in_use());
 }
 
 }  // namespace splicer::daemon

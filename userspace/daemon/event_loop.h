@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/burst_trimmer.h"
 #include "daemon/slab.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
@@ -137,6 +138,7 @@ private:
     plane::DataPlane& plane_;
     uring::Ring ring_;
     Slab slab_;
+    BurstTrimmer trimmer_;  // memory back to the kernel after a burst
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
