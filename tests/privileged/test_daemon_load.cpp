@@ -165,7 +165,13 @@ void check_released(const test::DaemonProcess& daemon, const Idle& idle, std::si
         CHECK(entries <= (before == idle.entries.end() ? 0 : before->second));
     }
     CHECK(closed == connections);
+#ifdef __SANITIZE_ADDRESS__
+    // ASan's allocator keeps freed memory in its quarantine (to catch use after free) and has
+    // no malloc_trim: its RSS after a burst says nothing about the daemon. Figures only.
+    (void)rss;
+#else
     CHECK(static_cast<double>(rss) <= static_cast<double>(idle.rss) * (1.0 + kRssSlack));
+#endif
 }
 
 // A quick run through the daemon and the echo backend: it still serves, byte-exact.
