@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -141,6 +142,17 @@ inline int wait_for_fd_count(const DaemonProcess& daemon, int baseline,
         count = daemon.open_fd_count();
     }
     return count;
+}
+
+// Keyed BPF map entries per pinned path (sockhash, peer map): what a daemon holds right now.
+inline std::map<std::string, std::uint64_t> keyed_map_entries(const std::string& pin_dir) {
+    std::map<std::string, std::uint64_t> entries;
+    for (const auto& object : pinned_objects(pin_dir)) {
+        if (object.entries) {
+            entries[object.path] = *object.entries;
+        }
+    }
+    return entries;
 }
 
 // One quick round trip through the HTTPS rule: the daemon still accepts, routes and moves

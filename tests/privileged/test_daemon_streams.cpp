@@ -153,17 +153,6 @@ std::optional<test::LogLine> closed_line(const test::DaemonProcess& daemon,
         "closed", [&](const test::LogLine& line) { return line.get("conn") == conn; }, timeout);
 }
 
-// Keyed BPF map entries per pinned path (sockhash, peer map): what a daemon holds right now.
-std::map<std::string, std::uint64_t> keyed_map_entries(const std::string& pin_dir) {
-    std::map<std::string, std::uint64_t> entries;
-    for (const auto& object : test::pinned_objects(pin_dir)) {
-        if (object.entries) {
-            entries[object.path] = *object.entries;
-        }
-    }
-    return entries;
-}
-
 std::string joined(const std::vector<std::string>& lines) {
     std::string text;
     for (const auto& line : lines) {
@@ -488,7 +477,7 @@ TEST_CASE("500 concurrent connections x 1 MiB each way, byte-exact, nothing left
     auto daemon = test::start_daemon(
         plane, "max_connections_per_client: 1000;\n" + test::snikket_config(ports));
     const int baseline_fds = daemon->open_fd_count();
-    const auto baseline_entries = keyed_map_entries(daemon->pin_dir());
+    const auto baseline_entries = test::keyed_map_entries(daemon->pin_dir());
 
     // Each client sends its hello right after connecting, so no probe waits on the others.
     const std::string hello = hello_for("chat.example.com");
@@ -536,7 +525,7 @@ TEST_CASE("500 concurrent connections x 1 MiB each way, byte-exact, nothing left
     const int fds_after = test::wait_for_fd_count(*daemon, baseline_fds, 15s);
     INFO("daemon fds now:\n" << joined(test::open_fd_targets(daemon->pid())));
     CHECK(fds_after == baseline_fds);
-    for (const auto& [path, entries] : keyed_map_entries(daemon->pin_dir())) {
+    for (const auto& [path, entries] : test::keyed_map_entries(daemon->pin_dir())) {
         CAPTURE(path, entries);
         const auto before = baseline_entries.find(path);
         CHECK(entries <= (before == baseline_entries.end() ? 0 : before->second));

@@ -53,6 +53,10 @@ std::optional<std::uint64_t> resident_bytes(pid_t pid) {
     return kilobyte_field("/proc/" + std::to_string(pid) + "/status", "VmRSS:");
 }
 
+std::optional<std::uint64_t> resident_anonymous_bytes(pid_t pid) {
+    return kilobyte_field("/proc/" + std::to_string(pid) + "/status", "RssAnon:");
+}
+
 TcpBufferLimits tcp_buffer_limits() {
     return {third_field("/proc/sys/net/ipv4/tcp_wmem"), third_field("/proc/sys/net/ipv4/tcp_rmem")};
 }

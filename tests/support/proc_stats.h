@@ -25,6 +25,9 @@ TcpBufferLimits tcp_buffer_limits();
 
 // VmRSS from /proc/PID/status, in bytes (nullopt if unreadable).
 std::optional<std::uint64_t> resident_bytes(pid_t pid);
+// RssAnon: the part of VmRSS that is the process's own memory (heap, stacks, anonymous
+// maps), without the pages of its binary and libraries that running new code paths maps in.
+std::optional<std::uint64_t> resident_anonymous_bytes(pid_t pid);
 
 // Entries of /proc/PID/fd (-1 when unreadable), and what they point to (for failure messages).
 int open_fd_count(pid_t pid);

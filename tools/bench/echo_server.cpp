@@ -31,17 +31,23 @@ void watch(int epoll, int fd, std::uint32_t events, int operation) {
     ::epoll_ctl(epoll, operation, fd, &event);
 }
 
-// Writes what it can of `pending`; true when everything is out.
-bool flush(Connection& connection) {
+enum class Flushed { all, blocked, failed };
+
+// Writes what it can of `pending`. A failed send (the peer reset) must close the connection:
+// waiting for EPOLLOUT again would spin, since a dead socket is always "writable".
+Flushed flush(Connection& connection) {
     while (!connection.pending.empty()) {
         const ssize_t sent = ::send(connection.fd.get(), connection.pending.data(),
                                     connection.pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return Flushed::blocked;
+        }
         if (sent <= 0) {
-            return false;
+            return Flushed::failed;
         }
         connection.pending.erase(connection.pending.begin(), connection.pending.begin() + sent);
     }
-    return true;
+    return Flushed::all;
 }
 
 }  // namespace
@@ -79,7 +85,9 @@ int main(int argc, char** argv) {
             Connection& connection = connections[fd];
             bool open = true;
             if (!connection.pending.empty()) {
-                if (flush(connection)) {
+                const Flushed flushed = flush(connection);
+                open = flushed != Flushed::failed;
+                if (flushed == Flushed::all) {
                     watch(epoll.get(), fd, EPOLLIN, EPOLL_CTL_MOD);
                 }
             } else {
@@ -88,7 +96,9 @@ int main(int argc, char** argv) {
                     open = false;
                 } else if (got > 0) {
                     connection.pending.assign(buffer.begin(), buffer.begin() + got);
-                    if (!flush(connection)) {
+                    const Flushed flushed = flush(connection);
+                    open = flushed != Flushed::failed;
+                    if (flushed == Flushed::blocked) {
                         watch(epoll.get(), fd, EPOLLOUT, EPOLL_CTL_MOD);
                     }
                 }

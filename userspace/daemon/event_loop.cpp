@@ -368,6 +368,7 @@ void EventLoop::finish_if_idle(Connection& connection) {
     ++counters_.closed;
     admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets
+    heap_trim_.after_release(slab_.in_use(), counters_.closed);
 }
 
 }  // namespace splicer::daemon

@@ -21,4 +21,12 @@ void HeapTrim::after_closes(std::uint64_t closed_total) {
     ::malloc_trim(0);
 }
 
+void HeapTrim::after_release(std::uint32_t held, std::uint64_t closed_total) {
+    if (held != 0 || closed_total == closed_at_last_trim_) {
+        return;
+    }
+    closed_at_last_trim_ = closed_total;
+    ::malloc_trim(0);
+}
+
 }  // namespace splicer::daemon
