@@ -186,13 +186,24 @@ TEST_CASE("slowloris: 1000 trickling clients on 443 and 1000 on 80 for 30 s, nor
                                << cpu_ms << " ms in " << attack_ms << " ms, waited for a CPU "
                                << waited_ms << " ms");
 
-    // The normal client: every exchange served, p99 within 100 ms on each port.
+    // The normal client: every exchange served, p99 within 100 ms on each port. The debug build
+    // holds the daemon to that (-O0 is already slower than what ships). Under ASan every
+    // instruction of the daemon and of this test's 2,000-socket swarm costs 2-3 times as much
+    // on 2 shared cores, and the waves of probe timeouts (1,000 attackers cut within the same
+    // few ms) are handled that much slower: measured 92 ms p99 on a quiet machine, 124-570 ms
+    // on a busy one. There the bound is 250 ms: a daemon that stalls (blocking on DNS or
+    // brk(), refusing newcomers) still fails it.
+#ifdef __SANITIZE_ADDRESS__
+    constexpr double kP99BoundMs = 250.0;
+#else
+    constexpr double kP99BoundMs = 100.0;
+#endif
     CHECK(tls.samples.size() >= 100);
     CHECK(http.samples.size() >= 100);
     CHECK(tls.failures == 0);
     CHECK(http.failures == 0);
-    CHECK(tls_p99 <= 100.0);
-    CHECK(http_p99 <= 100.0);
+    CHECK(tls_p99 <= kP99BoundMs);
+    CHECK(http_p99 <= kP99BoundMs);
 
     // The attackers were there and were cut: on 443 at every probe timeout (2 s: ~14 cuts
     // per attacker in 30 s), on 80 with a 408 at every header timeout (10 s: ~2 each).
