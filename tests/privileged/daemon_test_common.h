@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -153,6 +154,29 @@ inline std::map<std::string, std::uint64_t> keyed_map_entries(const std::string&
         }
     }
     return entries;
+}
+
+// The sha256 of every stream each way, as multisets: the two ends see the connections in
+// different orders, so byte-exact means equal multisets.
+struct StreamHashes {
+    std::multiset<std::string> sent;
+    std::multiset<std::string> received;
+};
+inline StreamHashes client_hashes(const std::vector<TransferResult>& results) {
+    StreamHashes hashes;
+    for (const TransferResult& result : results) {
+        hashes.sent.insert(result.sent_sha256);
+        hashes.received.insert(result.received_sha256);
+    }
+    return hashes;
+}
+inline StreamHashes backend_hashes(const TcpBackend& backend) {
+    StreamHashes hashes;
+    for (const BackendConnection& record : backend.finished()) {
+        hashes.sent.insert(record.sent_sha256);
+        hashes.received.insert(record.received_sha256);
+    }
+    return hashes;
 }
 
 // One quick round trip through the HTTPS rule: the daemon still accepts, routes and moves

@@ -500,25 +500,17 @@ TEST_CASE("500 concurrent connections x 1 MiB each way, byte-exact, nothing left
                   << elapsed.count() << " ms");
 
     std::size_t complete = 0;
-    std::multiset<std::string> client_sent;
-    std::multiset<std::string> client_received;
     for (std::size_t i = 0; i < kConnections; ++i) {
         complete += results[i].complete(options[i]) ? 1 : 0;
-        client_sent.insert(results[i].sent_sha256);
-        client_received.insert(results[i].received_sha256);
     }
-    std::multiset<std::string> backend_received;
-    std::multiset<std::string> backend_sent;
-    for (const auto& record : https.finished()) {
-        backend_received.insert(record.received_sha256);
-        backend_sent.insert(record.sent_sha256);
-    }
+    const test::StreamHashes client = test::client_hashes(results);
+    const test::StreamHashes backend = test::backend_hashes(https);
     INFO(daemon->log_tail(20));
     CHECK(complete == kConnections);
     CHECK(all_finished);
     CHECK(https.accepted() == kConnections);
-    CHECK(client_sent == backend_received);
-    CHECK(client_received == backend_sent);
+    CHECK(client.sent == backend.received);
+    CHECK(client.received == backend.sent);
 
     // Afterwards: every fd released, every map entry gone, a closed line per connection.
     clients.clear();

@@ -110,21 +110,13 @@ TEST_CASE("splice plane: with every pipe taken a round is copied, byte-exact and
     }
     const auto results = transfer_many(fds, options, 120s);
     REQUIRE(https.wait_for_finished(kClients, 30s));
-    std::multiset<std::string> client_sent;
-    std::multiset<std::string> client_received;
     for (std::size_t i = 0; i < kClients; ++i) {
         CHECK(results[i].complete(options[i]));
-        client_sent.insert(results[i].sent_sha256);
-        client_received.insert(results[i].received_sha256);
     }
-    std::multiset<std::string> backend_received;
-    std::multiset<std::string> backend_sent;
-    for (const auto& record : https.finished()) {
-        backend_received.insert(record.received_sha256);
-        backend_sent.insert(record.sent_sha256);
-    }
-    CHECK(client_sent == backend_received);
-    CHECK(client_received == backend_sent);
+    const StreamHashes client = client_hashes(results);
+    const StreamHashes backend = backend_hashes(https);
+    CHECK(client.sent == backend.received);
+    CHECK(client.received == backend.sent);
 
     std::this_thread::sleep_for(1500ms);  // counters are published once a second
     const auto stats =

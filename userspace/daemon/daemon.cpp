@@ -114,20 +114,24 @@ std::string start_up_settings(const config::Config& config) {
     return text;
 }
 
-// A SIGHUP's new configuration, read and resolved off the loop (daemon/reload_runner.h).
-struct PreparedReload {
+// A configuration with what it needs before it can serve: its rules built and every backend
+// resolved. Made at start-up, and for a SIGHUP off the loop (daemon/reload_runner.h).
+struct PreparedConfig {
     std::unique_ptr<config::Config> config;
     std::optional<route::Router> router;
     std::vector<net::SocketAddress> backends;
     std::vector<net::SocketAddress> http_backends;
 };
 
-// On the reload thread: rereads the file, builds the rules and resolves every backend (which
-// may wait on DNS). Touches nothing the loop owns.
-Result<PreparedReload> prepare_reload(const RunOptions& options) {
+// Reads the file (with --splice-mode over its splice_mode), builds the rules and resolves
+// every backend, which may wait on DNS. Touches nothing the loop owns.
+Result<PreparedConfig> prepare_config(const RunOptions& options) {
     auto next = load_run_config(options.config_path);
     if (!next) {
         return next.error();
+    }
+    if (options.splice_mode) {
+        next->splice_mode = *options.splice_mode;
     }
     auto router = route::Router::create(*next);
     if (!router) {
@@ -141,7 +145,7 @@ Result<PreparedReload> prepare_reload(const RunOptions& options) {
     if (!http_backends) {
         return http_backends.error();
     }
-    PreparedReload prepared;
+    PreparedConfig prepared;
     prepared.config = std::make_unique<config::Config>(std::move(next).value());
     prepared.router.emplace(std::move(router).value());
     prepared.backends = std::move(backends).value();
@@ -152,7 +156,7 @@ Result<PreparedReload> prepare_reload(const RunOptions& options) {
 // On the loop: gives the prepared rules to the loop for every decision from now on; `owner`
 // keeps the new config alive. A bad file changes nothing. Listeners and limits are start-up
 // settings: they stay.
-void apply_reload(Result<PreparedReload>& prepared, EventLoop& loop,
+void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
                   const config::Config& running, std::unique_ptr<config::Config>& owner) {
     if (!prepared) {
         log::error("reload_failed",
@@ -180,21 +184,11 @@ void apply_reload(Result<PreparedReload>& prepared, EventLoop& loop,
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
-    auto config = load_run_config(options.config_path);
-    if (!config) {
-        return config.error();
+    auto prepared = prepare_config(options);
+    if (!prepared) {
+        return prepared.error();
     }
-    if (options.splice_mode) {
-        config->splice_mode = *options.splice_mode;
-    }
-    auto router = route::Router::create(*config);
-    if (!router) {
-        return router.error();
-    }
-    auto backends = resolve_backends(*config);
-    if (!backends) {
-        return backends.error();
-    }
+    const std::unique_ptr<config::Config>& config = prepared->config;
     // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`.
     std::optional<bpf::PinDir> pins;
     if (auto mounted = bpf::ensure_bpffs_mounted(options.pin_dir); !mounted) {
@@ -232,8 +226,8 @@ Result<void> run(const RunOptions& options) {
         return signal_fd.error();
     }
 
-    EventLoop loop(*config, std::move(router).value(), std::move(backends).value(),
-                   **plane, fd_plan->max_connections);
+    EventLoop loop(*config, std::move(*prepared->router), std::move(prepared->backends), **plane,
+                   fd_plan->max_connections);
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
@@ -241,11 +235,7 @@ Result<void> run(const RunOptions& options) {
         return listening.error();
     }
     if (config->http) {
-        auto http_backends = resolve_http_backends(*config);
-        if (!http_backends) {
-            return http_backends.error();
-        }
-        loop.set_http_backends(std::move(http_backends).value());
+        loop.set_http_backends(std::move(prepared->http_backends));
         if (auto listening = listen_all(loop, **plane, config->http->listeners, true); !listening) {
             return listening.error();
         }
@@ -259,10 +249,8 @@ Result<void> run(const RunOptions& options) {
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
         // std::function needs a copyable closure: the result is shared with it.
-        auto prepared = std::make_shared<Result<PreparedReload>>(prepare_reload(options));
-        return [&, prepared] {
-            apply_reload(*prepared, loop, reloaded ? *reloaded : *config, reloaded);
-        };
+        auto next = std::make_shared<Result<PreparedConfig>>(prepare_config(options));
+        return [&, next] { apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded); };
     });
     if (!reloads) {
         return reloads.error();
