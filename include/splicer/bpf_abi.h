@@ -101,7 +101,7 @@ struct splicer_flow_counters {
 	__u64 limit_trips;     /* over flow_limit_bytes pending at the peer: passing mode entered */
 	__u64 peer_missing;    /* the peer was not in the sockhash (closed) or not a TCP socket */
 	__u64 redirect_failed; /* bpf_sk_redirect_hash refused the peer */
-	__u64 bare_fins;       /* payload-free FIN skbs, always passed (see the verdict) */
+	__u64 bare_fins;       /* payload-free FIN skbs, always dropped (see the verdict) */
 	__u64 overlap_skbs;    /* skbs starting before bytes already seen: head trimmed */
 	__u64 overlap_bytes;   /* bytes trimmed off them (would have been duplicated) */
 	__u64 overlap_failed;  /* overlaps that could not be trimmed: skb dropped */

@@ -30,9 +30,10 @@ struct SocketBaseline {
 };
 
 // Takes the baseline. Call before the socket goes into the sockhash and before anything
-// else is written into it or read from it; the values do not move while nobody reads or
-// writes, so "before pair()" is exact. (Inside the sockhash SIOCINQ means something else on
-// 6.18: the psock's queue, tcp_bpf_ioctl.)
+// else is written into it or read from it. Both values stay put while the peer sends or
+// acknowledges (arrivals grow received and queued alike), but they come from separate reads,
+// so the reads are repeated until nothing moved in between. (Inside the sockhash SIOCINQ
+// means something else on 6.18: the psock's queue, tcp_bpf_ioctl.)
 Result<SocketBaseline> take_baseline(int fd);
 
 // Bytes the destination's TCP send path has taken since the baseline: redirected bytes the
@@ -61,6 +62,12 @@ Result<bool> redirects_absorbed(int dst_fd, const SocketBaseline& dst, std::uint
 // deferred (behind the socket's own egress queue) reaches the receive queue after the FIN.
 Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd,
                                const SocketBaseline& dst);
+
+// Can the socket never take another byte? True once it has a pending error (SO_ERROR, read
+// and so cleared: call it only where a true answer ends the pair) or is closed (a RST ended
+// it). Both ways redirected bytes queued for it are gone: the psock drops what it cannot send
+// (a hard send error stops its transmit for good), so an absorption check would wait forever.
+Result<bool> connection_broken(int fd);
 
 // Kernel fact 1: bytes queued on a socket before it entered the sockhash are not run through
 // the verdict until new bytes arrive. setsockopt(SO_RCVLOWAT, 1) makes tcp_set_rcvlowat()

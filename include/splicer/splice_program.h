@@ -25,7 +25,7 @@ struct Counters {
     PerDirection room_trips{};       // no room in the peer's send buffer: passing mode entered
     PerDirection peer_missing{};     // peer not in the sockhash: passed
     PerDirection redirect_failed{};  // bpf_sk_redirect_hash refused: passed
-    PerDirection bare_fins{};        // payload-free FIN skbs, passed (never redirected)
+    PerDirection bare_fins{};        // payload-free FIN skbs, dropped (TCP took them)
     PerDirection overlap_skbs{};     // retransmitted skbs overlapping bytes already seen
     PerDirection overlap_bytes{};    // bytes trimmed off them
     PerDirection overlap_failed{};   // overlaps that could not be trimmed: dropped

@@ -4,7 +4,7 @@
 # stopped short: value says how far it got), failed or n/a. Every client runs under
 # `timeout`, so a stalled forwarder costs a bounded time.
 
-readonly workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)
+workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)  # scripts/bench --workloads
 
 row() { echo "$fwd,$1,$2,$3,$4" >>"$csv"; }
 

@@ -69,7 +69,7 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
         print_row(out, "passed_skbs", sums->passed_skbs[dir]);
         print_row(out, "flow_limit_trips", sums->limit_trips[dir]);
         print_row(out, "send_room_trips", sums->room_trips[dir]);
-        print_row(out, "bare_fins_passed", sums->bare_fins[dir]);
+        print_row(out, "bare_fins_dropped", sums->bare_fins[dir]);
         print_row(out, "overlap_bytes_trimmed", sums->overlap_bytes[dir]);
         print_row(out, "overlap_trim_failed", sums->overlap_failed[dir]);
         print_row(out, "peer_missing", sums->peer_missing[dir]);

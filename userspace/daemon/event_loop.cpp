@@ -342,6 +342,18 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     }
 }
 
+void EventLoop::abort_connection(Connection& connection, std::string_view reason) {
+    if (connection.state == State::closing) {
+        return;
+    }
+    for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
+        if (fd->valid()) {
+            net::reset_connection(fd->get());
+        }
+    }
+    close_connection(connection, reason);
+}
+
 void EventLoop::remove_pending(Connection& connection, Op op) {
     const std::uint64_t target = Tag{op, 0, connection.generation, connection.slot}.encode();
     io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);

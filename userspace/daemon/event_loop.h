@@ -79,6 +79,7 @@ public:
     // plane::PlaneContext
     io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
     void close_connection(Connection& connection, std::string_view reason) override;
+    void abort_connection(Connection& connection, std::string_view reason) override;
 
 private:
     void dispatch(const io_uring_cqe& cqe);

@@ -79,4 +79,14 @@ void set_no_delay(int fd) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
+void reset_connection(int fd) {
+    // SO_LINGER 0 as well: should the disconnect not take (a socket already closed by its
+    // peer), the close still sends a RST rather than a FIN.
+    const linger abortive{.l_onoff = 1, .l_linger = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
+    sockaddr unspecified{};
+    unspecified.sa_family = AF_UNSPEC;
+    ::connect(fd, &unspecified, sizeof(unspecified));
+}
+
 }  // namespace splicer::net

@@ -30,4 +30,10 @@ void set_receive_low_water(int fd, int bytes);
 // TCP_NODELAY: a relay must not let Nagle hold a small write for the peer's delayed ACK.
 void set_no_delay(int fd);
 
+// Aborts the connection: the peer gets a RST and never a FIN, so it cannot take a stream that
+// lost bytes for a complete one. Every operation waiting on the socket wakes with an error.
+// (connect(AF_UNSPEC) is tcp_disconnect(): RST, state CLOSE, sk_err ECONNRESET; a later
+// shutdown() finds nothing to shut and sends nothing.)
+void reset_connection(int fd);
+
 }  // namespace splicer::net

@@ -19,8 +19,13 @@ public:
     // An SQE whose completion comes back to the plane for `connection`, tagged (op, arg).
     virtual io_uring_sqe* sqe_for(daemon::Connection& connection, uring::Op op,
                                   std::uint8_t arg) = 0;
-    // Ends the connection (both sockets), logging `reason` as how it ended.
+    // Ends the connection (both sockets), logging `reason` as how it ended. Each peer still
+    // connected gets a FIN first: for endings where every byte was delivered.
     virtual void close_connection(daemon::Connection& connection, std::string_view reason) = 0;
+    // Ends it with a RST to each peer and no FIN: for endings where bytes were or may have
+    // been lost (a peer reset, a sink that can take nothing more), so that neither peer reads
+    // a clean end of stream after a gap.
+    virtual void abort_connection(daemon::Connection& connection, std::string_view reason) = 0;
 
 protected:
     ~PlaneContext() = default;

@@ -82,21 +82,38 @@ bool fin_received(const tcp_info& info) {
 }  // namespace
 
 Result<SocketBaseline> take_baseline(int fd) {
-    auto info = read_tcp_info(fd);
-    if (!info) {
-        return info.error().with_context("flow baseline");
+    // TCP_INFO and the two queue sizes are three reads: bytes arriving (or ACKs) between them
+    // would skew the difference. A client still sending while it is paired made `consumed`
+    // negative (wrapped) once in ~100 pairs, and its EOF then never qualified. So read
+    // TCP_INFO again after the queues, and use the reads only when nothing moved meanwhile.
+    constexpr int kAttempts = 64;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+        auto before = read_tcp_info(fd);
+        if (!before) {
+            return before.error().with_context("flow baseline");
+        }
+        auto queued = queue_size(fd, SIOCINQ, "SIOCINQ");
+        auto unsent = queue_size(fd, SIOCOUTQ, "SIOCOUTQ");
+        if (!queued || !unsent) {
+            return (queued ? unsent.error() : queued.error()).with_context("flow baseline");
+        }
+        auto after = read_tcp_info(fd);
+        if (!after) {
+            return after.error().with_context("flow baseline");
+        }
+        if (after->tcpi_bytes_received != before->tcpi_bytes_received ||
+            after->tcpi_bytes_acked != before->tcpi_bytes_acked ||
+            fin_received(*after) != fin_received(*before)) {
+            continue;
+        }
+        // SIOCINQ leaves out a received FIN whether or not EOF was read, but
+        // tcpi_bytes_received counts it: take it out so `consumed` is payload only and every
+        // later check can subtract the FIN once, whenever it arrived.
+        const std::uint64_t fin = fin_received(*after) ? 1 : 0;
+        return SocketBaseline{.consumed = after->tcpi_bytes_received - fin - *queued,
+                              .written = after->tcpi_bytes_acked + *unsent};
     }
-    auto queued = queue_size(fd, SIOCINQ, "SIOCINQ");
-    auto unsent = queue_size(fd, SIOCOUTQ, "SIOCOUTQ");
-    if (!queued || !unsent) {
-        return (queued ? unsent.error() : queued.error()).with_context("flow baseline");
-    }
-    // SIOCINQ leaves out a received FIN whether or not EOF was read, but tcpi_bytes_received
-    // counts it: take it out so `consumed` is payload only and every later check can subtract
-    // the FIN once, whenever it arrived.
-    const std::uint64_t fin = fin_received(*info) ? 1 : 0;
-    return SocketBaseline{.consumed = info->tcpi_bytes_received - fin - *queued,
-                          .written = info->tcpi_bytes_acked + *unsent};
+    return Error{"flow baseline: the socket's counters kept moving while read"};
 }
 
 Result<std::uint64_t> bytes_absorbed(int dst_fd, const SocketBaseline& dst) {
@@ -141,6 +158,22 @@ Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd
     }
     // The FIN is one sequence number: bytes_received counts it, but it is not payload.
     return info->tcpi_bytes_received - 1 - src.consumed == *absorbed;
+}
+
+Result<bool> connection_broken(int fd) {
+    int error = 0;
+    socklen_t length = sizeof(error);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+        return syscall_error("SO_ERROR");
+    }
+    if (error != 0) {
+        return true;
+    }
+    auto info = read_tcp_info(fd);
+    if (!info) {
+        return info.error().with_context("broken check");
+    }
+    return info->tcpi_state == kTcpClose;
 }
 
 Result<void> kick(int fd) {

@@ -207,7 +207,7 @@ private:
         daemon::Direction& flow = connection.directions[direction];
         const int source = connection.source_fd(direction);
         if (result < 0) {
-            context.close_connection(connection, "poll_error");
+            context.abort_connection(connection, "poll_error");
             return;
         }
         if (flow.source_eof) {
@@ -229,7 +229,7 @@ private:
             connection.directions[direction].poll_deferred = true;
             arm_timer(connection, context);
         } else {
-            context.close_connection(connection, reset_reason(direction));
+            context.abort_connection(connection, reset_reason(direction));
         }
     }
 
@@ -258,7 +258,7 @@ private:
                     flow.copying = false;
                     arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
                 } else {
-                    context.close_connection(connection, reset_reason(direction));
+                    context.abort_connection(connection, reset_reason(direction));
                 }
                 return;
             }
@@ -267,7 +267,7 @@ private:
             // Read after the recv: every skb redirected before the ones just read is counted.
             auto link = program_.link_state(connection.cookies[direction]);
             if (!link) {
-                context.close_connection(connection, "link_lost");
+                context.abort_connection(connection, "link_lost");
                 return;
             }
             flow.redirected_before_copy = link->redirected;
@@ -276,11 +276,13 @@ private:
         auto absorbed = redirects_absorbed(sink, connection.baselines[1 - direction],
                                            flow.redirected_before_copy, flow.copied);
         if (!absorbed) {
-            context.close_connection(connection, reset_reason(1 - direction));
+            context.abort_connection(connection, reset_reason(1 - direction));
             return;
         }
         if (!*absorbed) {
-            arm_timer(connection, context);
+            if (!abort_if_sink_broken(connection, direction, context)) {
+                arm_timer(connection, context);
+            }
             return;
         }
         send_rest(connection, direction, context);
@@ -299,7 +301,7 @@ private:
         daemon::Direction& flow = connection.directions[direction];
         flow.sending = false;
         if (result <= 0) {
-            context.close_connection(connection, reset_reason(1 - direction));
+            context.abort_connection(connection, reset_reason(1 - direction));
             return;
         }
         flow.sent += static_cast<std::size_t>(result);
@@ -310,7 +312,7 @@ private:
         flow.copied += flow.filled;
         flow.filled = 0;
         if (auto told = program_.set_copied(connection.cookies[direction], flow.copied); !told) {
-            context.close_connection(connection, "link_lost");
+            context.abort_connection(connection, "link_lost");
             return;
         }
         copy_round(connection, direction, context);
@@ -334,11 +336,14 @@ private:
                                      connection.baselines[direction], sink,
                                      connection.baselines[1 - direction]);
         if (!may) {
-            context.close_connection(connection, reset_reason(1 - direction));
+            context.abort_connection(connection, reset_reason(1 - direction));
             return;
         }
         if (*may) {
             finish_direction(connection, direction, context);
+            return;
+        }
+        if (abort_if_sink_broken(connection, direction, context)) {
             return;
         }
         const auto now = std::chrono::steady_clock::now();
@@ -347,7 +352,7 @@ private:
             flow.last_absorbed = *absorbed;
             flow.last_progress = now;
         } else if (now - flow.last_progress > kNoProgressLimit) {
-            context.close_connection(connection, "stalled");
+            context.abort_connection(connection, "stalled");
             return;
         }
         // A pass the kernel deferred can land behind the FIN: copy it, or the counts never
@@ -361,6 +366,20 @@ private:
             }
         }
         arm_timer(connection, context);
+    }
+
+    // While bytes wait to be absorbed by the sink of `direction`: a sink that can take nothing
+    // more (reset, or its psock transmit stopped by a hard error) ends the pair at once with
+    // a RST each way, instead of after kNoProgressLimit: the bytes are lost, and the source
+    // must not read a clean end. Returns whether it aborted.
+    static bool abort_if_sink_broken(Connection& connection, std::uint8_t direction,
+                                     PlaneContext& context) {
+        auto broken = connection_broken(connection.sink_fd(direction));
+        if (broken && !*broken) {
+            return false;
+        }
+        context.abort_connection(connection, reset_reason(1 - direction));
+        return true;
     }
 
     void recheck(Connection& connection, PlaneContext& context) {
