@@ -194,6 +194,7 @@ int splice_verdict(struct __sk_buff *skb)
 	__u32 write_seq;
 	__s32 pending;
 	__s64 need;
+	int passing;
 	int peer_room;
 	int trimmed;
 
@@ -241,15 +242,18 @@ int splice_verdict(struct __sk_buff *skb)
 		bpf_spin_unlock(&copied_entry->lock);
 	}
 	/*
-	 * Passing mode: bytes passed earlier still wait for userspace to copy them into the peer.
-	 * Redirecting now would overtake them, so this skb queues up behind them.
+	 * Passing mode: bytes passed earlier may still wait for userspace to copy them into the
+	 * peer. Redirecting now would overtake them, so this skb queues up behind them, unless
+	 * the peer shows below that they are all written already.
 	 */
-	if (link->passed > copied_bytes)
-		goto pass;
+	passing = link->passed > copied_bytes;
 
 	/* Measurements only: every skb straight to the peer, however much already waits there. */
-	if (!flow_control)
+	if (!flow_control) {
+		if (passing)
+			goto pass;
 		goto redirect;
+	}
 
 	/* Takes a reference on the peer socket, released below on every path. */
 	peer = bpf_map_lookup_elem(&sockets, &link->peer_cookie);
@@ -272,11 +276,28 @@ int splice_verdict(struct __sk_buff *skb)
 
 	/*
 	 * First look at the peer: everything it holds so far came before this link (or was
-	 * copied by userspace, which `copied` already counts).
+	 * copied by userspace, which `copied` already counts). Never taken in passing mode, where
+	 * userspace may have written more than it has reported.
 	 */
 	if (!(link->flags & SPLICER_LINK_BASELINE_SET)) {
+		if (passing)
+			goto pass;
 		link->peer_write_seq_base = write_seq - (__u32)copied_bytes;
 		link->flags |= SPLICER_LINK_BASELINE_SET;
+	}
+	/*
+	 * Userspace reports its copies (`copied`) only after its send completed and a map
+	 * update: under steady arrival passing mode then never ended, and most bytes went
+	 * through the copy (89-93% of a 256 MiB loopback transfer). The peer's write_seq knows
+	 * sooner: the peer has taken base + redirected + passed bytes only once every passed byte
+	 * is written (userspace writes nothing else into it, and each share can only fall short),
+	 * so nothing is left to overtake.
+	 */
+	if (passing) {
+		if ((__s32)(write_seq - link->peer_write_seq_base -
+			    (__u32)(link->redirected + link->passed)) < 0)
+			goto pass;
+		copied_bytes = link->passed;
 	}
 	pending = peer_pending(link, copied_bytes, write_seq);
 	if (pending < 0)

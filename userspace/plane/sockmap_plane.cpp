@@ -5,11 +5,11 @@
 
 #include <cerrno>
 #include <chrono>
-#include <fstream>
 #include <string>
 
 #include "bpf/pins.h"
 #include "plane/copy_plane.h"
+#include "plane/send_buffer.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/log.h"
 #include "splicer/splice_program.h"
@@ -20,54 +20,25 @@ namespace {
 using daemon::Connection;
 using uring::Op;
 
-// Send buffer per spliced socket (SO_SNDBUFFORCE). The psock backlog retries a full send
-// buffer one jiffy later (DESIGN.md, kernel fact 3), so throughput follows this size / 4 ms.
-constexpr int kSendBufferBytes = 4 * 1024 * 1024;
-// Redirected bytes that may wait for the peer before the verdict passes instead (flow
-// control). With 4 MiB send buffers, 4 MiB measured ~16 MiB in flight per slow connection
-// and fewer bytes through the copy path than 1 MiB (tests/privileged/test_flow_control.cpp).
-constexpr std::uint64_t kFlowLimitBytes = 4 * 1024 * 1024;
+// Send buffer per spliced socket (plane/send_buffer.h). Redirecting stops once the peer's
+// send buffer has no room (flow control), so this sets the throughput: scripts/bench, one
+// stream each way, 9.2/9.4 Gb/s with 4 MiB, 10.6/10.1 with 8 MiB (splice 8.3-8.4 in the same
+// runs), and 0.19 s of daemon CPU per GB instead of 0.45. A 64 KiB/s reader then holds
+// 22-24 MiB in flight (splice 15-21; tests/privileged/test_daemon_streams.cpp bounds it).
+constexpr int kSendBufferBytes = 8 * 1024 * 1024;
+// Redirected bytes that may wait for the peer before the verdict passes instead. Above the
+// send buffer's room, so the room check binds first and this only guards a peer whose send
+// path is stalled: at 4 MiB it tripped ~100 times per bench bulk run (the psock worker runs
+// late under load), each trip sending the rest of a transfer through the userspace copy.
+constexpr std::uint64_t kFlowLimitBytes = 16 * 1024 * 1024;
 // Userspace copy of bytes the verdict passed up (flow control): one buffer per direction.
 constexpr std::size_t kCopyBufferBytes = 256 * 1024;
+// Buffers one connection copies before the loop turns to the others (2 MiB).
+constexpr int kCopyRoundsPerTurn = 8;
 // While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
 constexpr long kRecheckNanoseconds = 2'000'000;
 // An EOF that cannot be propagated because the sink takes nothing for this long ends the pair.
 constexpr std::chrono::seconds kNoProgressLimit{60};
-
-// The kernel doubles what SO_SNDBUF asks for (bookkeeping overhead) and reports the doubled size.
-constexpr int kSendBufferReported = 2 * kSendBufferBytes;
-
-// net.core.wmem_max: the most SO_SNDBUF gives without CAP_NET_ADMIN. Read once, at start-up.
-int send_buffer_cap() {
-    static const int cap = [] {
-        std::ifstream file("/proc/sys/net/core/wmem_max");
-        int value = 0;
-        file >> value;
-        return value;
-    }();
-    return cap;
-}
-
-// Gives `fd` a kSendBufferBytes send buffer (kernel fact 3: throughput follows it). Clients
-// already have it from the listener. Backend sockets are made after the privilege drop, where
-// SO_SNDBUFFORCE fails: then SO_SNDBUF where net.core.wmem_max allows the size, otherwise the
-// socket is left alone, because a capped SO_SNDBUF would lock it below what TCP autotuning
-// reaches on its own (net.ipv4.tcp_wmem's maximum, 4 MiB by default).
-void grow_send_buffer(int fd) {
-    int current = 0;
-    socklen_t length = sizeof(current);
-    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 &&
-        current >= kSendBufferReported) {
-        return;
-    }
-    if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes,
-                     sizeof(kSendBufferBytes)) == 0) {
-        return;
-    }
-    if (send_buffer_cap() >= kSendBufferBytes) {
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &kSendBufferBytes, sizeof(kSendBufferBytes));
-    }
-}
 
 std::string reset_reason(std::size_t socket) {
     return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
@@ -75,8 +46,10 @@ std::string reset_reason(std::size_t socket) {
 
 class SockmapPlane final : public DataPlane {
 public:
-    explicit SockmapPlane(bpf::SpliceProgram program)
-        : program_(std::move(program)), fallback_(make_copy_plane()) {}
+    SockmapPlane(bpf::SpliceProgram program, int send_buffer_cap)
+        : program_(std::move(program)),
+          fallback_(make_copy_plane()),
+          send_buffer_cap_(send_buffer_cap) {}
 
     [[nodiscard]] std::string_view name() const override { return "sockmap"; }
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
@@ -90,7 +63,7 @@ public:
     void start(Connection& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};
         for (std::size_t i = 0; i < 2; ++i) {
-            grow_send_buffer(sockets[i]);
+            grow_send_buffer(sockets[i], kSendBufferBytes, send_buffer_cap_);
             auto baseline = take_baseline(sockets[i]);
             auto cookie = bpf::socket_cookie(sockets[i]);
             if (!baseline || !cookie) {
@@ -237,55 +210,103 @@ private:
     // absorbed by the sink, then write them (order kept), then tell the verdict.
     void copy_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
-        if (flow.filled == 0) {
-            if (!flow.buffer) {
-                flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBufferBytes);
-            }
-            const ssize_t n = ::recv(connection.source_fd(direction), flow.buffer.get(),
-                                     kCopyBufferBytes, MSG_DONTWAIT);
-            if (n == 0 || (n < 0 && flow.source_eof &&
-                           (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
-                flow.copying = false;
-                if (!flow.source_eof) {
-                    source_ended(connection, direction, context);
-                } else {
-                    arm_timer(connection, context);  // the EOF check goes on
-                }
-                return;
-            }
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        for (int round = 0;; ++round) {
+            if (flow.filled == 0) {
+                if (round == kCopyRoundsPerTurn) {
+                    // Let the loop serve other connections; the poll brings us back.
                     flow.copying = false;
                     arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
-                } else {
-                    context.abort_connection(connection, reset_reason(direction));
+                    return;
+                }
+                if (!read_passed(connection, direction, context)) {
+                    return;
+                }
+            }
+            const int sink = connection.sink_fd(direction);
+            auto absorbed = redirects_absorbed(sink, connection.baselines[1 - direction],
+                                               flow.redirected_before_copy, flow.copied);
+            if (!absorbed) {
+                context.abort_connection(connection, reset_reason(1 - direction));
+                return;
+            }
+            if (!*absorbed) {
+                if (!abort_if_sink_broken(connection, direction, context)) {
+                    arm_timer(connection, context);
                 }
                 return;
             }
-            flow.filled = static_cast<std::size_t>(n);
-            flow.sent = 0;
-            // Read after the recv: every skb redirected before the ones just read is counted.
-            auto link = program_.link_state(connection.cookies[direction]);
-            if (!link) {
-                context.abort_connection(connection, "link_lost");
+            // Written at once where the sink takes it: the verdict ends passing mode as soon as
+            // the sink holds every passed byte, and a round through the ring for each send
+            // left new arrivals time to be passed too, so passing mode hardly ever ended.
+            const ssize_t sent = ::send(sink, flow.buffer.get() + flow.sent,
+                                        flow.filled - flow.sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                context.abort_connection(connection, reset_reason(1 - direction));
                 return;
             }
-            flow.redirected_before_copy = link->redirected;
-        }
-        const int sink = connection.sink_fd(direction);
-        auto absorbed = redirects_absorbed(sink, connection.baselines[1 - direction],
-                                           flow.redirected_before_copy, flow.copied);
-        if (!absorbed) {
-            context.abort_connection(connection, reset_reason(1 - direction));
-            return;
-        }
-        if (!*absorbed) {
-            if (!abort_if_sink_broken(connection, direction, context)) {
-                arm_timer(connection, context);
+            if (sent > 0) {
+                flow.sent += static_cast<std::size_t>(sent);
             }
-            return;
+            if (flow.sent < flow.filled) {
+                send_rest(connection, direction, context);  // the sink is full: wait in the ring
+                return;
+            }
+            if (!finish_copy(connection, direction, context)) {
+                return;
+            }
         }
-        send_rest(connection, direction, context);
+    }
+
+    // Reads passed bytes into the direction's buffer. False when there is nothing to copy now
+    // (EOF, nothing queued, an error); the reason is handled here.
+    bool read_passed(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        if (!flow.buffer) {
+            flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBufferBytes);
+        }
+        const ssize_t n =
+            ::recv(connection.source_fd(direction), flow.buffer.get(), kCopyBufferBytes, MSG_DONTWAIT);
+        const bool nothing_queued = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+        if (n == 0 || (nothing_queued && flow.source_eof)) {
+            flow.copying = false;
+            if (!flow.source_eof) {
+                source_ended(connection, direction, context);
+            } else {
+                arm_timer(connection, context);  // the EOF check goes on
+            }
+            return false;
+        }
+        if (nothing_queued) {
+            flow.copying = false;
+            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+            return false;
+        }
+        if (n < 0) {
+            context.abort_connection(connection, reset_reason(direction));
+            return false;
+        }
+        flow.filled = static_cast<std::size_t>(n);
+        flow.sent = 0;
+        // Read after the recv: every skb redirected before the ones just read is counted.
+        auto link = program_.link_state(connection.cookies[direction]);
+        if (!link) {
+            context.abort_connection(connection, "link_lost");
+            return false;
+        }
+        flow.redirected_before_copy = link->redirected;
+        return true;
+    }
+
+    // The whole buffer is in the sink: tell the verdict. False when the pair was ended.
+    bool finish_copy(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
+        flow.copied += flow.filled;
+        flow.filled = 0;
+        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied); !told) {
+            context.abort_connection(connection, "link_lost");
+            return false;
+        }
+        return true;
     }
 
     static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
@@ -309,13 +330,9 @@ private:
             send_rest(connection, direction, context);
             return;
         }
-        flow.copied += flow.filled;
-        flow.filled = 0;
-        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied); !told) {
-            context.abort_connection(connection, "link_lost");
-            return;
+        if (finish_copy(connection, direction, context)) {
+            copy_round(connection, direction, context);
         }
-        copy_round(connection, direction, context);
     }
 
     void source_ended(Connection& connection, std::uint8_t direction, PlaneContext& context) {
@@ -407,6 +424,7 @@ private:
     bpf::SpliceProgram program_;
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
+    int send_buffer_cap_;  // net.core.wmem_max after start-up
 };
 
 }  // namespace
@@ -425,7 +443,10 @@ Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins) {
             return pinned.error();
         }
     }
-    return std::unique_ptr<DataPlane>(std::make_unique<SockmapPlane>(std::move(program).value()));
+    // Still root here: the privilege drop comes after the plane is made.
+    const int send_buffer_cap = raise_send_buffer_cap(kSendBufferBytes);
+    return std::unique_ptr<DataPlane>(
+        std::make_unique<SockmapPlane>(std::move(program).value(), send_buffer_cap));
 }
 
 }  // namespace splicer::plane
