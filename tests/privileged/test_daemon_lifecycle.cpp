@@ -99,3 +99,45 @@ TEST_CASE("a client that half-closes right after its hello is served by the fall
     CHECK_THAT(stats.output, Catch::Contains("sockmap_fallbacks " + std::to_string(fallbacks)));
     stop_daemon(*daemon);
 }
+
+TEST_CASE("auto takes sockmap where BPF loads and splice where it cannot, naming it once",
+          "[daemon]") {
+    require_root();
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    const SnikketPorts ports = ports_with_https_backend(https.port());
+    struct Case {
+        std::string pin_dir;
+        std::string plane;
+    };
+    // A pin dir outside bpffs (and not /sys/fs/bpf, which the daemon would mount) leaves the
+    // sockmap plane nowhere to pin its maps: auto must fall back, saying why.
+    const std::string no_bpffs = "/tmp/splicer-test-no-bpffs-" + std::to_string(::getpid());
+    const Case which = GENERATE_COPY(Case{unique_pin_dir(), "sockmap"}, Case{no_bpffs, "splice"});
+    CAPTURE(which.pin_dir, which.plane);
+
+    DaemonOptions options;
+    options.binary = SPLICER_BINARY;
+    options.config_text = snikket_config(ports);
+    options.splice_mode = "auto";
+    options.pin_dir = which.pin_dir;
+    DaemonProcess daemon(options);
+    const bool ready = daemon.wait_ready(15s);
+    INFO(daemon.log_tail());
+    REQUIRE(ready);
+    const auto choices = daemon.logs("plane_choice");
+    REQUIRE(choices.size() == 1);
+    CHECK(choices.front().get("plane") == which.plane);
+    if (which.plane == "splice") {
+        CHECK_THAT(std::string(choices.front().get("error")), Catch::Contains("pin dir"));
+    }
+    const auto ready_line = daemon.wait_for_log("ready", {}, 1s);
+    REQUIRE(ready_line.has_value());
+    CHECK(ready_line->get("plane") == which.plane);
+    check_still_serving(ports, https);
+    const auto routed = daemon.wait_for_log("routed", {}, 2s);
+    REQUIRE(routed.has_value());
+    CHECK(routed->get("plane") == which.plane);
+    stop_daemon(daemon);
+    std::error_code ignored;
+    std::filesystem::remove_all(no_bpffs, ignored);
+}

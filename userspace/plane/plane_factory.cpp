@@ -28,15 +28,21 @@ Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinD
             }
             return sockmap;
         }
-        case config::SpliceMode::automatic:
-            // scripts/bench on Linux 6.18 (README, Performance): splice beats sockmap on bulk
-            // throughput (sockmap falls back to copying after flow-control trips) and on new
-            // connections per second, and matches its CPU per GB. So auto picks splice until
-            // the benchmark shows sockmap winning; `--splice-mode sockmap` still selects it.
-            log::notice("plane_choice",
-                        {{"plane", "splice"},
-                         {"reason", "auto: splice wins bulk and new connections in scripts/bench"}});
+        case config::SpliceMode::automatic: {
+            // scripts/bench on Linux 6.18 (README, Performance): sockmap matches or beats
+            // splice on one bulk stream at half the daemon CPU per GB, and wins new TLS
+            // connections, keep-alive and ping-pong; splice stays the plane where BPF is not
+            // available (no root, no bpffs, an older kernel).
+            auto sockmap = try_sockmap(pins);
+            if (sockmap) {
+                log::notice("plane_choice", {{"plane", "sockmap"}, {"reason", "auto: BPF loaded"}});
+                return sockmap;
+            }
+            log::notice("plane_choice", {{"plane", "splice"},
+                                         {"reason", "auto: sockmap unavailable"},
+                                         {"error", sockmap.error().message}});
             return make_splice_plane();
+        }
     }
     return Error{"unknown splice mode"};
 }
