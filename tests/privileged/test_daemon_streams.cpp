@@ -672,6 +672,39 @@ TEST_CASE("probe timeout: the on-timeout rule, or a clean close, no client holds
     }
 }
 
+// A client that resets in the middle of an upload has not sent all of it: the backend must
+// not read a clean end of stream (it would take a truncated upload for a whole one), but a
+// reset, as from a direct connection. Every plane ends such a pair with RSTs, never a FIN.
+TEST_CASE("a client reset mid-upload reaches the backend as a reset, not as a clean end",
+          "[daemon]") {
+    test::require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    // 5443 reads to EOF before it answers: what it reads last is how the upload ended.
+    test::TcpBackend reading(test::BackendScript::read_to_eof_then_reply("stored"));
+    test::TcpBackend unused_tls(test::BackendScript::exchange(1024, 3));
+    test::TcpBackend unused_xmpp(test::BackendScript::exchange(1024, 4));
+    const test::SnikketPorts ports{.listen = test::free_port(),
+                                   .xmpp_tls = unused_tls.port(),
+                                   .https = reading.port(),
+                                   .xmpp = unused_xmpp.port()};
+    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    UniqueFd client = test::connect_and_send(ports.listen, hello_for("share.chat.example.com"),
+                                             std::string(1 << 20, 'u'));
+    const std::uint16_t client_port = test::local_port(client.get());
+    // Part of the upload reaches the backend, then the client resets.
+    std::this_thread::sleep_for(300ms);
+    test::close_with_reset(std::move(client));
+    REQUIRE(reading.wait_for_finished(1, 5s));
+    const auto record = reading.finished().front();
+    INFO(daemon->log_tail());
+    CAPTURE(record.received, record.eof, record.reset);
+    CHECK(record.received > 0);
+    CHECK(record.reset);
+    CHECK_FALSE(record.eof);
+    CHECK(closed_line(*daemon, client_port, 5s).has_value());
+    test::stop_daemon(*daemon);
+}
+
 TEST_CASE("a reset mid-stream closes the other side and leaks nothing", "[daemon]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);

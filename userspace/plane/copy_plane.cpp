@@ -41,7 +41,7 @@ public:
                 return;
             }
             if (result < 0) {
-                context.close_connection(connection, error_reason("recv", result));
+                context.abort_connection(connection, error_reason("recv", result));
                 return;
             }
             flow.filled = static_cast<std::size_t>(result);
@@ -51,7 +51,7 @@ public:
         }
         if (tag.op == Op::plane_send) {
             if (result <= 0) {
-                context.close_connection(connection, error_reason("send", result));
+                context.abort_connection(connection, error_reason("send", result));
                 return;
             }
             flow.sent += static_cast<std::size_t>(result);

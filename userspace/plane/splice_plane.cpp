@@ -137,7 +137,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.close_connection(connection, "splice_error:" + std::to_string(-result));
+            context.abort_connection(connection, "splice_error:" + std::to_string(-result));
             return;
         }
         flow.in_pipe = static_cast<std::size_t>(result);
@@ -153,7 +153,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.close_connection(connection, "splice_error:" + std::to_string(-result));
+            context.abort_connection(connection, "splice_error:" + std::to_string(-result));
             return;
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
@@ -191,7 +191,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.close_connection(connection, "recv_error:" + std::to_string(-result));
+            context.abort_connection(connection, "recv_error:" + std::to_string(-result));
             return;
         }
         flow.filled = static_cast<std::size_t>(result);
@@ -203,7 +203,7 @@ private:
                         PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         if (result <= 0) {
-            context.close_connection(connection, "send_error:" + std::to_string(-result));
+            context.abort_connection(connection, "send_error:" + std::to_string(-result));
             return;
         }
         flow.sent += static_cast<std::size_t>(result);
