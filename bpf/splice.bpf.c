@@ -5,10 +5,11 @@
  * up where nothing charges them (flow control, DESIGN.md kernel fact 2): then it is passed to
  * the socket's own receive queue, which closes its TCP window, and userspace copies it.
  *
- * Per skb: no link -> pass. A bare FIN -> drop (TCP has taken it already). Bytes seen before (an
- * overlapping retransmit) -> trimmed. Passed bytes not yet copied -> pass (order). The peer
- * holding more than flow_limit_bytes of redirected bytes it has not taken, or having no room
- * in its send buffer -> pass (passing mode starts). Otherwise redirect to the peer's egress.
+ * Per skb: no link -> pass. A bare FIN -> drop (TCP has taken it already). Bytes seen before
+ * (an overlapping retransmit) -> trimmed. Passed bytes not yet all in the peer (by userspace's
+ * report, or else by the peer's write_seq) -> pass (order). The peer holding more than
+ * flow_limit_bytes of redirected bytes it has not taken, or having no room in its send
+ * buffer -> pass (passing mode starts). Otherwise redirect to the peer's egress.
  *
  * Needs only UAPI headers; the few kernel fields it reads (tcp_sock write_seq, copied_seq,
  * sk_sndbuf, sk_wmem_queued, the skb's TCP sequence number) are relocated by CO-RE against the
