@@ -29,6 +29,8 @@ public:
     static constexpr std::uint64_t kClosesPerTrim = 64;
 
 private:
+    void trim(std::uint64_t closed_total);
+
     std::uint64_t closed_at_last_trim_ = 0;
 };
 

@@ -39,8 +39,6 @@ public:
     // a SIGHUP asked for meanwhile.
     void on_done();
 
-    [[nodiscard]] bool running() const { return worker_.joinable(); }
-
 private:
     ReloadRunner(Prepare prepare, UniqueFd done);
     void start();

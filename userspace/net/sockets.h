@@ -33,7 +33,9 @@ void set_no_delay(int fd);
 // Aborts the connection: the peer gets a RST and never a FIN, so it cannot take a stream that
 // lost bytes for a complete one. Every operation waiting on the socket wakes with an error.
 // (connect(AF_UNSPEC) is tcp_disconnect(): RST, state CLOSE, sk_err ECONNRESET; a later
-// shutdown() finds nothing to shut and sends nothing.)
+// shutdown() finds nothing to shut and sends nothing. A plain close is not enough for a
+// sockmap socket: its unread bytes may sit in the psock's queue, which tcp_close() does not
+// look at, so it sends a FIN, not a RST.)
 void reset_connection(int fd);
 
 }  // namespace splicer::net

@@ -125,16 +125,7 @@ public:
                 connection.directions[direction].bytes = link->redirected + link->copied;
             }
         }
-        // A peer reset: reset the other side too. Its unread bytes may sit in the psock's
-        // ingress queue, which tcp_close() does not look at, so a plain close sends no RST; with
-        // its window closed the other peer then waits on zero-window probes instead of seeing
-        // the end (seen once in CI: a backend still blocked 5 s after the client's reset).
-        if (connection.end == "client_reset" || connection.end == "backend_reset") {
-            const linger abortive{.l_onoff = 1, .l_linger = 0};
-            for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
-                ::setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
-            }
-        }
+        // (A pair that ended in a reset was aborted already: abort_connection sent the RSTs.)
         // Sockets first: once closed they leave the sockhash and no verdict can still be
         // running on a link when its entries go.
         connection.client.reset();
@@ -360,14 +351,13 @@ private:
             finish_direction(connection, direction, context);
             return;
         }
-        if (abort_if_sink_broken(connection, direction, context)) {
-            return;
-        }
         const auto now = std::chrono::steady_clock::now();
         auto absorbed = bytes_absorbed(sink, connection.baselines[1 - direction]);
         if (absorbed && *absorbed != flow.last_absorbed) {
             flow.last_absorbed = *absorbed;
             flow.last_progress = now;
+        } else if (abort_if_sink_broken(connection, direction, context)) {
+            return;  // no progress because none can come
         } else if (now - flow.last_progress > kNoProgressLimit) {
             context.abort_connection(connection, "stalled");
             return;
