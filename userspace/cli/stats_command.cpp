@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "bpf/daemon_counters_map.h"
+#include "bpf/pin_dir_check.h"
 #include "splicer/splice_program.h"
 #include "splicer/unique_fd.h"
 
@@ -16,7 +17,13 @@ void print_row(std::ostream& out, const char* name, std::uint64_t value) {
 
 }  // namespace
 
+// Runs as root on a dir the daemon's unprivileged user owns: a link there is never followed
+// (bpf/pin_dir_check.h). Any owner is accepted (stats does not know the run user).
 int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& err) {
+    if (auto checked = bpf::open_pin_dir(pin_dir, {}); !checked) {
+        err << "splicer stats: " << checked.error().message << '\n';
+        return 1;
+    }
     auto daemon = bpf::DaemonCountersMap::open_pinned(pin_dir + "/daemon");
     if (!daemon) {
         err << "splicer stats: " << daemon.error().message
