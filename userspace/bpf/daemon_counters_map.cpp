@@ -8,20 +8,20 @@
 
 namespace splicer::bpf {
 Result<DaemonCountersMap> DaemonCountersMap::create() {
-    UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "splicer_daemon", sizeof(__u32),
-                               sizeof(DaemonCounters), 1, nullptr));
+    UniqueFd fd(bpf_map_create(static_cast<bpf_map_type>(kShape.type), kShape.name, kShape.key_size,
+                               kShape.value_size, kShape.max_entries, nullptr));
     if (!fd) {
         return Error{"creating the daemon counters map: " + errno_text(errno)};
     }
     return DaemonCountersMap(std::move(fd));
 }
 
-Result<DaemonCountersMap> DaemonCountersMap::open_pinned(const std::string& path) {
-    UniqueFd fd(bpf_obj_get(path.c_str()));
+Result<DaemonCountersMap> DaemonCountersMap::open_pinned(int dir_fd, const std::string& dir_path) {
+    auto fd = open_pinned_map(dir_fd, dir_path, "daemon", kShape);
     if (!fd) {
-        return Error{"opening " + path + ": " + errno_text(errno)};
+        return fd.error();
     }
-    return DaemonCountersMap(std::move(fd));
+    return DaemonCountersMap(std::move(fd).value());
 }
 
 Result<void> DaemonCountersMap::publish(const DaemonCounters& counters) {
@@ -34,6 +34,7 @@ Result<void> DaemonCountersMap::publish(const DaemonCounters& counters) {
 
 Result<DaemonCounters> DaemonCountersMap::read() const {
     const __u32 key = 0;
+    // The lookup copies value_size bytes: kShape's, checked when a pinned map was opened.
     DaemonCounters counters;
     if (bpf_map_lookup_elem(fd_.get(), &key, &counters) != 0) {
         return Error{"reading daemon counters: " + errno_text(errno)};

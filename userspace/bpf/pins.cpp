@@ -1,6 +1,7 @@
 #include "bpf/pins.h"
 
 #include <bpf/bpf.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/mount.h>
@@ -22,6 +23,30 @@ bool is_bpffs(const std::string& path) {
     return ::statfs(path.c_str(), &info) == 0 && info.f_type == BPF_FS_MAGIC;
 }
 
+// The names in the directory `dir_fd` (not . and ..), read through a duplicate fd: closedir
+// closes the fd it was given.
+std::vector<std::string> entries(int dir_fd) {
+    std::vector<std::string> names;
+    const int copy = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        return names;
+    }
+    DIR* dir = ::fdopendir(copy);
+    if (dir == nullptr) {
+        ::close(copy);
+        return names;
+    }
+    ::rewinddir(dir);
+    while (const dirent* entry = ::readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name != "." && name != "..") {
+            names.push_back(name);
+        }
+    }
+    ::closedir(dir);
+    return names;
+}
+
 }  // namespace
 
 Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
@@ -39,45 +64,56 @@ Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
     return {};
 }
 
-Result<PinDir> PinDir::open(const std::string& dir) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Error{"creating pin dir " + dir + ": " + errno_text(errno)};
+Result<PinDir> PinDir::open(const std::string& dir, const PinDirOwners& owners) {
+    auto checked =
+        open_pin_dir(dir, {.create = true, .owners = owners.uids, .owners_text = owners.text});
+    if (!checked) {
+        return checked.error();
     }
-    // Pins left by a daemon that was killed: nothing else may own this dir while we start.
-    std::error_code error;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-        log::notice("stale_pin_removed", {{"path", entry.path().string()}});
-        std::filesystem::remove(entry.path(), error);
+    PinDir pins(std::move(checked).value());
+    pins.remove_stale();
+    return pins;
+}
+
+// Pins left by a daemon that was killed: the dir is ours (checked), so everything in it is
+// stale. unlinkat removes a link itself, never what it points to; a subdirectory stays.
+void PinDir::remove_stale() {
+    for (const std::string& name : entries(checked_.dir.get())) {
+        const std::string shown = checked_.path + "/" + name;
+        if (::unlinkat(checked_.dir.get(), name.c_str(), 0) == 0) {
+            log::notice("stale_pin_removed", {{"path", shown}});
+        } else {
+            log::warning("stale_pin_kept", {{"path", shown}, {"error", errno_text(errno)}});
+        }
     }
-    UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_fd) {
-        return Error{"opening pin dir " + dir + ": " + errno_text(errno)};
-    }
-    return PinDir(dir, std::move(dir_fd));
 }
 
 Result<void> PinDir::pin(int fd, const std::string& name) {
-    const std::string path = dir_ + "/" + name;
+    // Through the checked dir's fd: the kernel never walks the pin dir's path again.
+    const std::string path = path_through_fd(checked_.dir.get(), name);
     if (bpf_obj_pin(fd, path.c_str()) != 0) {
-        return Error{"pinning " + path + ": " + errno_text(errno)};
+        return Error{"pinning " + checked_.path + "/" + name + ": " + errno_text(errno)};
     }
     pinned_.push_back(name);
     return {};
 }
 
+Result<void> PinDir::hand_over(uid_t uid, gid_t gid, const std::string& user_name) {
+    if (::fchown(checked_.dir.get(), uid, gid) != 0) {
+        return errno_error("giving pin dir " + checked_.path + " to " + user_name);
+    }
+    return {};
+}
+
 PinDir::PinDir(PinDir&& other) noexcept
-    : dir_(std::move(other.dir_)),
-      dir_fd_(std::move(other.dir_fd_)),
-      pinned_(std::move(other.pinned_)),
-      owned_(other.owned_) {
+    : checked_(std::move(other.checked_)), pinned_(std::move(other.pinned_)), owned_(other.owned_) {
     other.owned_ = false;
 }
 
 PinDir& PinDir::operator=(PinDir&& other) noexcept {
     if (this != &other) {
         remove_all();
-        dir_ = std::move(other.dir_);
-        dir_fd_ = std::move(other.dir_fd_);
+        checked_ = std::move(other.checked_);
         pinned_ = std::move(other.pinned_);
         owned_ = other.owned_;
         other.owned_ = false;
@@ -92,11 +128,13 @@ void PinDir::remove_all() {
         return;
     }
     for (const std::string& name : pinned_) {
-        ::unlinkat(dir_fd_.get(), name.c_str(), 0);
+        ::unlinkat(checked_.dir.get(), name.c_str(), 0);
     }
     pinned_.clear();
-    // Fails after the privilege drop (the parent is root's): the empty dir then stays.
-    ::rmdir(dir_.c_str());
+    // Fails after the privilege drop where the parent is root's (/sys/fs/bpf, mode 0700): the
+    // empty dir then stays and is reused at the next start. An entry only, never a link's
+    // target; only an empty directory goes.
+    ::unlinkat(checked_.parent.get(), checked_.leaf.c_str(), AT_REMOVEDIR);
     owned_ = false;
 }
 

@@ -1,14 +1,23 @@
 #include "cli/stats_command.h"
 
-#include <bpf/bpf.h>
-#include <unistd.h>
+#include <linux/bpf.h>
+
+#include <optional>
 
 #include "bpf/daemon_counters_map.h"
+#include "bpf/pin_dir_check.h"
+#include "bpf/pinned_map.h"
 #include "splicer/splice_program.h"
-#include "splicer/unique_fd.h"
 
 namespace splicer::cli {
 namespace {
+
+// The sockmap plane's per-CPU counters map (bpf/splice.bpf.c, `counters`).
+constexpr bpf::MapShape kKernelCountersShape{.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+                                             .key_size = sizeof(__u32),
+                                             .value_size = sizeof(splicer_counters),
+                                             .max_entries = 1,
+                                             .name = "counters"};
 
 void print_row(std::ostream& out, const char* name, std::uint64_t value) {
     out << "  " << name << ' ' << value << '\n';
@@ -16,17 +25,47 @@ void print_row(std::ostream& out, const char* name, std::uint64_t value) {
 
 }  // namespace
 
+// Runs as root, on a dir and pins the daemon's unprivileged user controls: nothing is
+// followed through a link and nothing is read before its shape is checked (bpf/pinned_map.h).
+// Any owner is accepted for the dir (stats does not know the run user); the objects in it are
+// what is checked.
 int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& err) {
-    auto daemon = bpf::DaemonCountersMap::open_pinned(pin_dir + "/daemon");
+    auto checked = bpf::open_pin_dir(pin_dir, {});
+    if (!checked) {
+        err << "splicer stats: " << checked.error().message << '\n';
+        return 1;
+    }
+    if (!bpf::pin_present(checked->dir.get(), "daemon")) {
+        err << "splicer stats: " << pin_dir << "/daemon: not pinned (is the daemon running with "
+            << "--pin-dir " << pin_dir << "?)\n";
+        return 1;
+    }
+    auto daemon = bpf::DaemonCountersMap::open_pinned(checked->dir.get(), pin_dir);
     if (!daemon) {
-        err << "splicer stats: " << daemon.error().message
-            << " (is the daemon running with --pin-dir " << pin_dir << "?)\n";
+        err << "splicer stats: " << daemon.error().message << '\n';
         return 1;
     }
     auto counters = daemon->read();
     if (!counters) {
         err << "splicer stats: " << counters.error().message << '\n';
         return 1;
+    }
+    // Both maps are checked before anything is printed: a refusal prints no numbers at all.
+    std::optional<bpf::Counters> sums;
+    if (bpf::pin_present(checked->dir.get(), "counters")) {
+        auto kernel =
+            bpf::open_pinned_map(checked->dir.get(), pin_dir, "counters", kKernelCountersShape);
+        if (!kernel) {
+            err << "splicer stats: " << kernel.error().message << '\n';
+            return 1;
+        }
+        auto read = bpf::read_counters(kernel->get());
+        if (!read) {
+            err << "splicer stats: reading " << pin_dir << "/counters: " << read.error().message
+                << '\n';
+            return 1;
+        }
+        sums = *read;
     }
     out << "connections\n";
     print_row(out, "accepted", counters->accepted);
@@ -45,20 +84,9 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "accept_errors", counters->accept_errors);
 
     // The kernel's side exists only with the sockmap plane.
-    const std::string kernel_path = pin_dir + "/counters";
-    if (::access(kernel_path.c_str(), F_OK) != 0) {
+    if (!sums) {
         out << "kernel: none (plane is not sockmap)\n";
         return 0;
-    }
-    UniqueFd kernel(bpf_obj_get(kernel_path.c_str()));
-    if (!kernel) {
-        err << "splicer stats: " << errno_error("opening " + kernel_path).message << '\n';
-        return 1;
-    }
-    auto sums = bpf::read_counters(kernel.get());
-    if (!sums) {
-        err << "splicer stats: reading " << kernel_path << ": " << sums.error().message << '\n';
-        return 1;
     }
     const char* names[SPLICER_DIR_COUNT] = {"client_to_backend", "backend_to_client"};
     for (std::size_t dir = 0; dir < SPLICER_DIR_COUNT; ++dir) {

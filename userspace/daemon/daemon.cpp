@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -181,6 +182,36 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
     log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
 }
 
+// Who may own an existing pin dir: the starting user (root) and the run user, to whom a
+// previous run handed it; nobody else (bpf/pin_dir_check.h).
+bpf::PinDirOwners pin_dir_owners(const std::optional<security::RunUser>& run_user) {
+    const uid_t self = ::geteuid();
+    bpf::PinDirOwners owners{.uids = {self},
+                             .text = self == 0 ? "root" : "uid " + std::to_string(self)};
+    if (run_user) {
+        owners.uids.push_back(run_user->uid);
+        owners.text += " or " + run_user->name;
+    }
+    return owners;
+}
+
+// Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`. Without them
+// (no bpffs, or a pin dir refused) the sockmap plane is unavailable; one line says why.
+std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinDirOwners& owners) {
+    if (auto mounted = bpf::ensure_bpffs_mounted(pin_dir); !mounted) {
+        log::notice("no_pins", {{"reason", mounted.error().message}});
+        return std::nullopt;
+    }
+    auto opened = bpf::PinDir::open(pin_dir, owners);
+    if (!opened) {
+        // Something splicer did not make stands at the path (a link, another user's dir, a
+        // world-writable one, ...): a warning, as someone may be attacking the host.
+        log::warning("no_pins", {{"reason", opened.error().message}});
+        return std::nullopt;
+    }
+    return std::move(opened).value();
+}
+
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
@@ -189,15 +220,12 @@ Result<void> run(const RunOptions& options) {
         return prepared.error();
     }
     const std::unique_ptr<config::Config>& config = prepared->config;
-    // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`.
-    std::optional<bpf::PinDir> pins;
-    if (auto mounted = bpf::ensure_bpffs_mounted(options.pin_dir); !mounted) {
-        log::notice("no_pins", {{"reason", mounted.error().message}});
-    } else if (auto opened = bpf::PinDir::open(options.pin_dir); !opened) {
-        log::notice("no_pins", {{"reason", opened.error().message}});
-    } else {
-        pins.emplace(std::move(opened).value());
+    // Known before the pin dir is opened: an existing one may belong to that user.
+    auto run_user = security::user_to_become(config->user);
+    if (!run_user) {
+        return run_user.error().with_context("privilege drop");
     }
+    std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
     std::optional<bpf::DaemonCountersMap> counters_map;
     if (pins) {
         auto created = bpf::DaemonCountersMap::create();
@@ -241,8 +269,13 @@ Result<void> run(const RunOptions& options) {
         }
     }
     // Everything that needs root is done: from here on only held fds are used.
-    if (auto dropped = security::drop_after_start_up(config->user, pins ? &pins->path() : nullptr);
-        !dropped) {
+    if (pins && *run_user) {
+        const security::RunUser& user = **run_user;
+        if (auto handed = pins->hand_over(user.uid, user.gid, user.name); !handed) {
+            return handed.error().with_context("privilege drop");
+        }
+    }
+    if (auto dropped = security::drop_after_start_up(*run_user); !dropped) {
         return dropped.error();
     }
     loop.watch_signals(std::move(signal_fd).value());

@@ -93,11 +93,15 @@ Result<RunUser> resolve_run_user(const std::optional<std::string>& configured) {
     return Error{"neither user \"splicer\" nor \"nobody\" exists; set `user` in the config"};
 }
 
-Result<void> hand_over(const std::string& path, const RunUser& user) {
-    if (::chown(path.c_str(), user.uid, user.gid) != 0) {
-        return errno_error("giving " + path + " to " + user.name);
+Result<std::optional<RunUser>> user_to_become(const std::optional<std::string>& configured) {
+    if (::geteuid() != 0) {
+        return std::optional<RunUser>();
     }
-    return {};
+    auto user = resolve_run_user(configured);
+    if (!user) {
+        return user.error();
+    }
+    return std::optional<RunUser>(std::move(user).value());
 }
 
 Result<void> drop_privileges(const RunUser& user) {
@@ -132,20 +136,10 @@ Result<void> drop_privileges(const RunUser& user) {
     return check_dropped(user);
 }
 
-Result<void> drop_after_start_up(const std::optional<std::string>& configured_user,
-                                 const std::string* pin_dir) {
-    if (::geteuid() != 0) {
+Result<void> drop_after_start_up(const std::optional<RunUser>& user) {
+    if (!user) {
         log::notice("privileges_kept", {{"reason", "not started as root"}});
         return {};
-    }
-    auto user = resolve_run_user(configured_user);
-    if (!user) {
-        return user.error().with_context("privilege drop");
-    }
-    if (pin_dir != nullptr) {
-        if (auto handed = hand_over(*pin_dir, *user); !handed) {
-            return handed.error().with_context("privilege drop");
-        }
     }
     if (auto dropped = drop_privileges(*user); !dropped) {
         return dropped.error().with_context("privilege drop to " + user->name);

@@ -25,16 +25,18 @@ struct RunUser {
 // system user that scripts/install-deps creates; else `nobody`.
 Result<RunUser> resolve_run_user(const std::optional<std::string>& configured);
 
-// Gives `path` (the pin dir) to `user`, so the daemon can still unlink its pins at exit.
-Result<void> hand_over(const std::string& path, const RunUser& user);
+// Whom `splicer run` becomes after start-up: resolve_run_user when running as root; nullopt
+// when not root (nothing to drop). Known before start-up so that the pin dir may belong to
+// that user (a previous run handed it over) and nobody else.
+Result<std::optional<RunUser>> user_to_become(const std::optional<std::string>& configured);
 
 // Switches to `user` (groups, gid, uid), empties every capability set, sets no_new_privs, and
 // checks the result: an error if any capability or uid 0 survived.
 Result<void> drop_privileges(const RunUser& user);
 
-// What `splicer run` calls once start-up is done: when running as root, resolves the user,
-// hands it `pin_dir` (if any) and drops, logging one line; when not root, changes nothing.
-Result<void> drop_after_start_up(const std::optional<std::string>& configured_user,
-                                 const std::string* pin_dir);
+// What `splicer run` calls once start-up is done (the pin dir already handed over to `user`,
+// see bpf::PinDir::hand_over): drops to `user` and logs one line; with no user (not started
+// as root) changes nothing and says so.
+Result<void> drop_after_start_up(const std::optional<RunUser>& user);
 
 }  // namespace splicer::security
