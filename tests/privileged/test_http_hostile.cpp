@@ -36,9 +36,10 @@ std::string many_field_head() {
 
 }  // namespace
 
-TEST_CASE("http: four clients sending 30 KiB heads of 4000 fields do not hold up a normal "
-          "client",
-          "[http][hostile]") {
+TEST_CASE(
+    "http: four clients sending 30 KiB heads of 4000 fields do not hold up a normal "
+    "client",
+    "[http][hostile]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);
     const std::string attack = many_field_head();
@@ -84,8 +85,8 @@ TEST_CASE("http: four clients sending 30 KiB heads of 4000 fields do not hold up
     for (const auto& [status, count] : attack_statuses) {
         statuses += std::to_string(status) + "x" + std::to_string(count) + " ";
     }
-    INFO("normal requests " << latencies_ms.size() << ", median " << median << " ms, max "
-                            << worst << " ms; attack answers " << statuses);
+    INFO("normal requests " << latencies_ms.size() << ", median " << median << " ms, max " << worst
+                            << " ms; attack answers " << statuses);
     CHECK(normal_failures == 0);
     // Refused at field 101 (kMaxHeaderFields) with 431, never forwarded.
     CHECK(attack_statuses.size() == 1);
@@ -117,24 +118,27 @@ TEST_CASE("http: a Host that would poison a redirect and a second Host get 400",
     CHECK(response.status == 400);
     CHECK(response.head.header("location").empty());
     CHECK(site.intranet.requests().empty());
-    const HttpResponse redirect = http_exchange(site.listen, get_request("a.wild.example.com", "/x"));
+    const HttpResponse redirect =
+        http_exchange(site.listen, get_request("a.wild.example.com", "/x"));
     CHECK(redirect.status == 301);
     CHECK(redirect.head.header("location") == "https://a.wild.example.com/x");
     stop_daemon(*daemon);
 }
 
-TEST_CASE("http: an absolute-form target reaches its route's backend with its authority as "
-          "Host and forged forwarding fields are dropped",
-          "[http]") {
+TEST_CASE(
+    "http: an absolute-form target reaches its route's backend with its authority as "
+    "Host and forged forwarding fields are dropped",
+    "[http]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);
-    const HttpResponse absolute = http_exchange(
-        site.listen, "GET http://share.chat.example.com:80/abs?q HTTP/1.1\r\n"
-                     "Host: www.example.com\r\n"
-                     "Forwarded: for=198.18.9.9;proto=https\r\n"
-                     "X-Real-IP: 198.18.9.9\r\n"
-                     "X-Forwarded-For: 198.18.7.1\r\n"
-                     "True-Client-IP: 198.18.9.9\r\n\r\n");
+    const HttpResponse absolute =
+        http_exchange(site.listen,
+                      "GET http://share.chat.example.com:80/abs?q HTTP/1.1\r\n"
+                      "Host: www.example.com\r\n"
+                      "Forwarded: for=198.18.9.9;proto=https\r\n"
+                      "X-Real-IP: 198.18.9.9\r\n"
+                      "X-Forwarded-For: 198.18.7.1\r\n"
+                      "True-Client-IP: 198.18.9.9\r\n\r\n");
     INFO(daemon->log_tail(5));
     CHECK(absolute.status == 200);
     CHECK(absolute.body == "snikket GET /abs?q");

@@ -28,22 +28,22 @@ bool tcp_peek_offset_supported() {
 
 }  // namespace
 
-TEST_CASE("probing: a 58 KiB ClientHello in 500-byte segments is peeked a few times, each "
-          "byte about once",
-          "[probe]") {
+TEST_CASE(
+    "probing: a 58 KiB ClientHello in 500-byte segments is peeked a few times, each "
+    "byte about once",
+    "[probe]") {
     const std::string plane = GENERATE(as<std::string>{}, "sockmap", "copy");
     const bool tiny_records = GENERATE(false, true);
     CAPTURE(plane, tiny_records);
     TcpBackend https(BackendScript::record());
-    const SnikketPorts ports{.listen = free_port(), .xmpp_tls = free_port(),
-                             .https = https.port(), .xmpp = free_port()};
+    const SnikketPorts ports{
+        .listen = free_port(), .xmpp_tls = free_port(), .https = https.port(), .xmpp = free_port()};
     auto daemon = start_daemon(plane, snikket_config(ports, {.probe_timeout_seconds = 5}));
 
     // Post-quantum key shares already make hellos ~22 KB; this one is close to the 60 KiB cap.
-    const std::string hello = make_client_hello(
-        {.server_name = "chat.example.com",
-         .padding_extension_bytes = 57 * 1024,
-         .max_fragment = tiny_records ? 512U : 0U});
+    const std::string hello = make_client_hello({.server_name = "chat.example.com",
+                                                 .padding_extension_bytes = 57 * 1024,
+                                                 .max_fragment = tiny_records ? 512U : 0U});
     REQUIRE(hello.size() > 57 * 1024);
     UniqueFd client = connect_to(ports.listen);
     const int one = 1;

@@ -10,7 +10,9 @@
 namespace splicer::http {
 namespace {
 
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+char lower(char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
 
 // ASCII case-insensitive order, so names are looked up as sent, without a lowercase copy.
 bool less_ignoring_case(std::string_view a, std::string_view b) {
@@ -19,8 +21,9 @@ bool less_ignoring_case(std::string_view a, std::string_view b) {
 }
 
 bool is_any_of(std::string_view name, std::span<const std::string_view> names) {
-    return std::any_of(names.begin(), names.end(),
-                       [&](std::string_view candidate) { return equals_ignoring_case(name, candidate); });
+    return std::any_of(names.begin(), names.end(), [&](std::string_view candidate) {
+        return equals_ignoring_case(name, candidate);
+    });
 }
 
 void append_field(std::string& out, std::string_view name, std::string_view value) {
@@ -35,15 +38,15 @@ constexpr std::array<std::string_view, 2> kStatedBySplicer = {"x-forwarded-proto
 // the host and port it was reached on, other than X-Forwarded-For (appended to) and the two
 // above (replaced). At the edge nobody before splicer can vouch for them.
 constexpr std::array<std::string_view, 14> kForwardingFields = {
-    "forwarded",            // RFC 7239
-    "x-real-ip",            // nginx's realip module, many apps
-    "x-forwarded-port",     // Django, Rack, Spring
-    "x-forwarded-server",   // Apache mod_proxy
-    "x-forwarded-ssl",      // Rack: "on" means https
-    "x-forwarded-scheme",   // Rack
-    "x-url-scheme",         // Rack
-    "x-forwarded-prefix",   // Spring, Traefik
-    "client-ip",            // Rails' remote_ip
+    "forwarded",           // RFC 7239
+    "x-real-ip",           // nginx's realip module, many apps
+    "x-forwarded-port",    // Django, Rack, Spring
+    "x-forwarded-server",  // Apache mod_proxy
+    "x-forwarded-ssl",     // Rack: "on" means https
+    "x-forwarded-scheme",  // Rack
+    "x-url-scheme",        // Rack
+    "x-forwarded-prefix",  // Spring, Traefik
+    "client-ip",           // Rails' remote_ip
     "x-client-ip",
     "true-client-ip",       // Akamai, Cloudflare Enterprise
     "x-cluster-client-ip",  // Rack, Zeus
@@ -72,8 +75,8 @@ HopByHop::HopByHop(const MessageHead& head, bool keep_upgrade) : keep_upgrade_(k
 }
 
 bool HopByHop::drops(std::string_view name) const {
-    static constexpr std::array<std::string_view, 5> kAlways = {
-        "connection", "keep-alive", "te", "trailer", "proxy-connection"};
+    static constexpr std::array<std::string_view, 5> kAlways = {"connection", "keep-alive", "te",
+                                                                "trailer", "proxy-connection"};
     static constexpr std::array<std::string_view, 2> kFraming = {"transfer-encoding",
                                                                  "content-length"};
     if (is_any_of(name, kAlways)) {
@@ -89,7 +92,9 @@ bool HopByHop::drops(std::string_view name) const {
     return std::binary_search(named_.begin(), named_.end(), name, less_ignoring_case);
 }
 
-bool is_forwarding_field(std::string_view name) { return is_any_of(name, kForwardingFields); }
+bool is_forwarding_field(std::string_view name) {
+    return is_any_of(name, kForwardingFields);
+}
 
 std::string upstream_request_head(const MessageHead& request, const UpstreamOptions& options) {
     const HopByHop hop_by_hop(request, request.upgrade);

@@ -18,7 +18,7 @@
 namespace splicer::http {
 
 struct UpstreamOptions {
-    std::string client_address;          // appended to X-Forwarded-For
+    std::string client_address;           // appended to X-Forwarded-For
     std::optional<std::string> set_host;  // replaces Host when set
     // splicer answers "Expect: 100-continue" itself (as nginx does), so it is not forwarded.
     bool drop_expect = false;
@@ -43,9 +43,7 @@ public:
     HopByHop(const MessageHead& head, bool keep_upgrade);
     [[nodiscard]] bool drops(std::string_view name) const;
     // The names the message's Connection fields list, in case-insensitive order.
-    [[nodiscard]] const std::vector<std::string_view>& connection_names() const {
-        return named_;
-    }
+    [[nodiscard]] const std::vector<std::string_view>& connection_names() const { return named_; }
 
 private:
     std::vector<std::string_view> named_;

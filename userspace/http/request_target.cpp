@@ -34,8 +34,8 @@ bool is_valid_port(std::string_view port) {
     unsigned value = 0;
     const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), value);
     // An empty port is allowed by RFC 3986 ("host:"), and means the default.
-    return port.empty() || (error == std::errc{} && end == port.data() + port.size() &&
-                            value <= 65535);
+    return port.empty() ||
+           (error == std::errc{} && end == port.data() + port.size() && value <= 65535);
 }
 
 bool is_ipv6_literal(std::string_view literal) {
@@ -60,15 +60,16 @@ std::string_view target_authority(std::string_view target) {
     return rest.substr(0, rest.find_first_of("/?#"));
 }
 
-bool is_absolute_form(std::string_view target) { return !scheme_of(target).empty(); }
+bool is_absolute_form(std::string_view target) {
+    return !scheme_of(target).empty();
+}
 
 std::string origin_form(std::string_view target) {
     const std::string_view scheme = scheme_of(target);
     if (scheme.empty()) {
         return std::string(target);
     }
-    const std::string_view rest =
-        target.substr(scheme.size() + target_authority(target).size());
+    const std::string_view rest = target.substr(scheme.size() + target_authority(target).size());
     return rest.starts_with("/") ? std::string(rest) : "/" + std::string(rest);
 }
 
