@@ -23,7 +23,17 @@ struct Decision {
     // Set when the prefix held a complete, well-formed ClientHello (for logs: sni, alpn).
     std::optional<tls::ClientHello> hello;
     std::string reason;  // why no rule matched, or which fallback applied
+    // need_more: the prefix length at which deciding again is worth it (> the prefix's
+    // size, at most tls::kMaxProbeBytes). Set by the first undecided rule, the one that holds
+    // the decision: a tls rule's ParseResult::needed; a regex rule still undecided past
+    // kRegexBatchFrom bytes asks for a quarter more each time (each run of a pattern reads
+    // the whole prefix); every other probe one byte more.
+    std::size_t needed = 0;
 };
+
+// Past this many bytes an undecided regex rule is run again only once the prefix has grown
+// by a quarter, so hostile trickling costs O(n) pattern runs in total instead of O(n^2).
+inline constexpr std::size_t kRegexBatchFrom = 4096;
 
 // True if `name` (as sent in SNI: any case, perhaps one trailing dot) matches `pattern`
 // (lowercase, no trailing dot; exact or "*.suffix", where "*.example.com" matches any name

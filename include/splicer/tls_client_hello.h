@@ -33,6 +33,12 @@ struct ParseResult {
     probe::Verdict verdict = probe::Verdict::need_more;
     ClientHello hello;   // meaningful when verdict == match
     const char* reason = "";  // why no_match (static string, for logs and tests)
+    // need_more: how long the stream must be before asking again is worth it. Once the
+    // handshake header has given the hello's length it is the earliest offset at which the
+    // hello can end (never past a well-formed hello's last byte, so a caller that waits for
+    // it delays no real client); a malformed stream may then be refused only at that length
+    // instead of at its first bad byte. Before that, one more byte (prefix.size() + 1).
+    std::size_t needed = 0;
 };
 
 // Parses `prefix`, the first bytes of the stream. need_more until the last byte of the

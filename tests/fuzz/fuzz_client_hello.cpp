@@ -2,7 +2,10 @@
 // pieces (split_input.h). Besides ASan/UBSan findings it checks the parser's contract: every
 // prefix before the answer is need_more, and once it answers, every longer prefix gives the
 // same answer with the same fields, so the verdict never depends on how TCP split the bytes.
+// And `needed` (how long the daemon waits before asking again) is past the prefix and never
+// past the length at which the hello matches: waiting for it delays no real client.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -31,13 +34,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const splicer::fuzz::SplitInput input = splicer::fuzz::split_input(data, size);
     bool decided = false;
     splicer::tls::ParseResult first;
+    std::size_t undecided = 0;    // the longest prefix seen that gave need_more
+    std::size_t most_needed = 0;  // the largest `needed` any need_more answer gave
     for (const std::size_t length : input.prefix_lengths) {
         const splicer::tls::ParseResult result =
             splicer::tls::parse_client_hello(input.stream.first(length));
         if (!decided) {
-            if (result.verdict != Verdict::need_more) {
-                decided = true;
-                first = result;
+            if (result.verdict == Verdict::need_more) {
+                if (result.needed <= length || result.needed > splicer::tls::kMaxProbeBytes) {
+                    fail("needed is not past the prefix or is past kMaxProbeBytes");
+                }
+                undecided = length;
+                most_needed = std::max(most_needed, result.needed);
+                continue;
+            }
+            decided = true;
+            first = result;
+            if (result.verdict == Verdict::match) {
+                // The exact length at which it first matches (answers are stable once given).
+                std::size_t low = undecided;  // need_more
+                std::size_t high = length;    // match
+                while (high - low > 1) {
+                    const std::size_t middle = low + (high - low) / 2;
+                    const auto verdict =
+                        splicer::tls::parse_client_hello(input.stream.first(middle)).verdict;
+                    (verdict == Verdict::need_more ? low : high) = middle;
+                }
+                if (most_needed > high) {
+                    fail("needed past the length at which the hello matches");
+                }
             }
             continue;
         }

@@ -77,6 +77,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (decision.verdict != Verdict::need_more) {
                 decided = true;
                 first = decision;
+            } else if (decision.needed <= length ||
+                       decision.needed > splicer::tls::kMaxProbeBytes) {
+                fail("need_more with needed not past the prefix, or past kMaxProbeBytes");
             }
             continue;
         }

@@ -212,3 +212,83 @@ TEST_CASE("http responses: framing, no body for HEAD, body until EOF", "[http]")
     CHECK(out.complete);
     CHECK(out.body.empty());
 }
+
+TEST_CASE("http requests: over 100 header fields get 431 before the head ends", "[http]") {
+    // HAProxy's tune.http.maxhdr (101) and nginx's header buffers stop a head near 100
+    // fields; past kMaxHeaderFields splicer answers 431 at the first field too many.
+    const auto head_with = [](std::size_t fields) {
+        std::string head = "GET / HTTP/1.1\r\nHost: a\r\n";
+        for (std::size_t i = 1; i < fields; ++i) {
+            head += "X-" + std::to_string(i) + ": v\r\n";
+        }
+        return head + "\r\n";
+    };
+    const std::string at_limit = head_with(100);
+    for (const std::size_t chunk : {at_limit.size(), std::size_t{1}}) {
+        const Outcome out = frame_request(at_limit, chunk);
+        CHECK(out.status == 0);
+        CHECK(out.complete);
+        CHECK(out.head.headers.size() == 100);
+    }
+    // 4,000 one-letter fields in 20 KiB: refused at field 101, the rest never parsed.
+    std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (int i = 0; i < 4000; ++i) {
+        many += "x:y\r\n";
+    }
+    many += "\r\n";
+    for (const std::string& input : {head_with(101), many}) {
+        CAPTURE(input.size());
+        for (const std::size_t chunk : {input.size(), std::size_t{1}, std::size_t{7}}) {
+            CAPTURE(chunk);
+            const Outcome out = frame_request(input, chunk);
+            CHECK(out.status == 431);
+            CHECK_FALSE(out.complete);
+            CHECK(out.used < input.size());
+        }
+    }
+}
+
+TEST_CASE("http requests: Host must be one valid authority, else 400", "[http]") {
+    // RFC 9112 s. 3.2: 400 for more than one Host or an invalid one; RFC 3986 s. 3.2.2 for
+    // its syntax (reg-name or IP literal, optional port).
+    auto [input, status] = GENERATE(table<std::string, int>({
+        {"GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a.example.com\r\nhost: a.example.com\r\n\r\n", 400},
+        {"GET / HTTP/1.0\r\nHost: a\r\nHOST: b\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: evil.com?.example.com\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: evil.com/.example.com\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: evil.com#.example.com\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: user@www.example.com\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: evil.com\\.example.com\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: www.example.com x\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: \r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: www.example.com:80a\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: www.example.com:99999\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: www.example.com:80:80\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: [::1\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: [not:an:address]\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nHost: a%2F.example.com\r\n\r\n", 400},
+        {"GET http://evil@www.example.com/x HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 400},
+        {"GET http:///x HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 400},
+        {"GET http://a b/x HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: WWW.Example.COM.\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: www.example.com:8080\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: www.example.com  \r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: 198.18.0.1:80\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: [2001:db8::1]\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nHost: xn--bcher-kva.example_1\r\n\r\n", 0},
+        {"GET http://a.example.com:8080/x?y HTTP/1.1\r\nHost: b.example.com\r\n\r\n", 0},
+        {"GET http://[::1]/x HTTP/1.1\r\nHost: [::1]\r\n\r\n", 0},
+        {"GET / HTTP/1.0\r\n\r\n", 0},
+    }));
+    CAPTURE(input);
+    for (const std::size_t chunk : {input.size(), std::size_t{1}}) {
+        CAPTURE(chunk);
+        const Outcome out = frame_request(input, chunk);
+        CHECK(out.status == status);
+        CHECK(out.complete == (status == 0));
+    }
+}

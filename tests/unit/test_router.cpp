@@ -217,3 +217,30 @@ TEST_CASE("past the probe buffer nothing is undecided", "[router]") {
     huge.resize(splicer::tls::kMaxProbeBytes, '\0');
     CHECK(router.decide(as_bytes(huge)).verdict == Verdict::no_match);
 }
+
+TEST_CASE("need_more says how many bytes to wait for: the hello's end, or a quarter more for "
+          "a long regex",
+          "[router]") {
+    const Router snikket = make_router(snikket_config());
+    const std::string hello =
+        make_client_hello({.server_name = "chat.example.com", .padding_extension_bytes = 20000});
+    const auto first = snikket.decide(as_bytes(hello.substr(0, 500)));
+    REQUIRE(first.verdict == Verdict::need_more);
+    CHECK(first.needed > 500U);
+    CHECK(first.needed <= hello.size());
+    CHECK(snikket.decide(as_bytes(hello.substr(0, 2))).needed == 3U);
+
+    splicer::config::Config config;
+    Rule regex = rule("regex", ProbeKind::regex, 9);
+    regex.regex_patterns = {"^a+b"};
+    config.rules = {regex};
+    const Router router = make_router(config);
+    CHECK(router.decide(as_bytes(std::string(100, 'a'))).needed == 101U);
+    const std::size_t long_prefix = splicer::route::kRegexBatchFrom * 2;
+    CHECK(router.decide(as_bytes(std::string(long_prefix, 'a'))).needed ==
+          long_prefix + long_prefix / 4);
+    // Never past the probe buffer, where an undecided rule becomes a no.
+    const std::size_t near_full = splicer::tls::kMaxProbeBytes - 10;
+    CHECK(router.decide(as_bytes(std::string(near_full, 'a'))).needed ==
+          splicer::tls::kMaxProbeBytes);
+}

@@ -167,6 +167,12 @@ ParseResult check_feeding(const ByteVector& hello) {
             CAPTURE(length, hello.size());
             FAIL("a proper prefix gave " << describe(partial));
         }
+        // The daemon waits for `needed` bytes: past the hello's end it would hold a real
+        // client up until the probe timeout.
+        if (partial.needed <= length || partial.needed > hello.size()) {
+            CAPTURE(length, hello.size(), partial.needed);
+            FAIL("needed is not within (prefix, hello end]");
+        }
     }
 
     for (std::size_t length = kSegmentSize; length < hello.size(); length += kSegmentSize) {
@@ -981,3 +987,38 @@ TEST_CASE("corrupted hellos are parsed without crashing and never insanely", "[t
 }
 
 }  // namespace
+
+// What the daemon does with `needed`: look again only once that many bytes are there. A hello
+// whose length is known is then parsed a few times, however many segments carry it.
+std::size_t parses_when_waiting_for_needed(const ByteVector& hello, std::size_t first_segment) {
+    PrefixFeeder feeder(hello);
+    std::size_t received = std::min(first_segment, hello.size());
+    std::size_t parses = 1;
+    ParseResult result = feeder.parse(received);
+    while (result.verdict == Verdict::need_more) {
+        REQUIRE(result.needed > received);
+        REQUIRE(result.needed <= hello.size());
+        received = result.needed;
+        result = feeder.parse(received);
+        ++parses;
+    }
+    CHECK(received == hello.size());
+    CHECK(result.verdict == Verdict::match);
+    return parses;
+}
+
+TEST_CASE("waiting for needed bytes parses a 58 KiB hello a few times, not once per segment",
+          "[tls]") {
+    const std::size_t record_size = GENERATE(std::size_t{16384}, std::size_t{512}, std::size_t{100});
+    CAPTURE(record_size);
+    const ByteVector hello = build::build_records(
+        build::build_handshake(spec_of_body_length(58 * 1024)), record_size);
+    // Every record header past the first one the length is known in adds to what is still
+    // missing, so each look finds the shortfall reduced to the headers of the records left.
+    const std::size_t parses = parses_when_waiting_for_needed(hello, 500);
+    CAPTURE(hello.size(), parses);
+    CHECK(parses <= 8);
+    // Before the handshake header is complete, one byte at a time (its bytes are checked).
+    CHECK(parse_prefix(hello, 0).needed == 1);
+    CHECK(parse_prefix(hello, 3).needed == 4);
+}

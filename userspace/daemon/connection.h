@@ -80,6 +80,11 @@ struct Connection {
     bool probe_timeout_armed = false;
     bool probe_poll_armed = false;
     int receive_low_water = 1;
+    std::size_t probe_needed = 0;  // the router's Decision::needed: wake once this many are queued
+    bool peek_offset = false;      // SO_PEEK_OFF is set: a peek returns only new bytes
+    // how much probing cost: peeks made and bytes they copied (on the routed line)
+    std::uint32_t probe_peeks = 0;
+    std::uint64_t probe_peek_bytes = 0;
 
     // routing result, for the connect and the logs
     std::optional<std::size_t> rule;

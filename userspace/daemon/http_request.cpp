@@ -76,12 +76,10 @@ void EventLoop::http_route(Connection& connection) {
     HttpExchange& exchange = *connection.http;
     const http::MessageHead& head = exchange.request.head();
     const config::HttpConfig& http = *config_->http;
-    const http::Header* host = head.find("host");
-    // An absolute-form target's authority overrides Host (RFC 9112 s. 3.2.2).
-    const std::string_view authority = http::target_authority(head.target);
-    exchange.host = !authority.empty() ? std::string(authority)
-                    : host != nullptr  ? host->value
-                                       : "";
+    // One validated authority: the absolute-form target's, else Host's (the parser refused
+    // anything else). It routes, goes up as Host (unless set_host) and X-Forwarded-Host, and
+    // names the host of a redirect.
+    exchange.host = std::string(http::request_authority(head));
     exchange.method = head.method;
     exchange.path = http::target_path(head.target);
     exchange.close_client = !head.keep_alive || stopping_;

@@ -25,23 +25,51 @@ std::string join(const std::vector<std::string>& items) {
     return joined;
 }
 
-// Re-reads everything queued on the client (up to the probe cap) into `peeked`.
-// Returns the recv result: > 0 bytes, 0 EOF with nothing queued, < 0 -errno.
-ssize_t peek_all(Connection& connection) {
-    const std::size_t queued = net::bytes_readable(connection.client.get());
-    const std::size_t want =
-        std::min(std::max(queued, connection.peeked.size() + 1), tls::kMaxProbeBytes);
+// Linux 6.9 gave TCP sockets SO_PEEK_OFF: each MSG_PEEK then starts where the previous one
+// ended, so a peek copies only the bytes that arrived since. Earlier kernels refuse it
+// (EOPNOTSUPP) and every peek starts at the head of the queue.
+bool enable_peek_offset(int fd) {
+    const int start = 0;
+    return ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &start, sizeof(start)) == 0;
+}
+
+void disable_peek_offset(int fd) {
+    const int off = -1;
+    ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+}
+
+// Adds the bytes queued on the client past those already in `peeked` (up to the probe cap),
+// never consuming them. Returns how many were added (0: nothing new), or -errno.
+ssize_t peek_new(Connection& connection) {
+    const int fd = connection.client.get();
+    const std::size_t have = connection.peeked.size();
+    const std::size_t queued = net::bytes_readable(fd);
+    const std::size_t want = std::min(std::max(queued, have + 1), tls::kMaxProbeBytes);
+    if (want <= have) {
+        return 0;
+    }
     connection.peeked.resize(want);
-    const ssize_t n = ::recv(connection.client.get(), connection.peeked.data(), want,
+    // With the peek offset the kernel skips what was peeked before; without it the whole
+    // queue is copied again (fewer times: the loop wakes only once `needed` bytes are there).
+    const std::size_t from = connection.peek_offset ? have : 0;
+    const ssize_t n = ::recv(fd, connection.peeked.data() + from, want - from,
                              MSG_PEEK | MSG_DONTWAIT);
-    connection.peeked.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
-    return n < 0 ? -errno : n;
+    const int error = errno;
+    const std::size_t total = n > 0 ? from + static_cast<std::size_t>(n) : have;
+    connection.peeked.resize(std::max(total, have));
+    ++connection.probe_peeks;
+    connection.probe_peek_bytes += n > 0 ? static_cast<std::uint64_t>(n) : 0;
+    if (n < 0) {
+        return error == EAGAIN || error == EWOULDBLOCK ? 0 : -error;
+    }
+    return static_cast<ssize_t>(connection.peeked.size() - have);
 }
 
 }  // namespace
 
 void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
+    connection.peek_offset = enable_peek_offset(connection.client.get());
     const auto timeout = config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
@@ -52,9 +80,14 @@ void EventLoop::start_probing(Connection& connection) {
 }
 
 void EventLoop::arm_probe_poll(Connection& connection) {
-    // poll(POLLIN) honours SO_RCVLOWAT: wake only when more than what was peeked is queued,
-    // so a client trickling bytes costs one wake-up per arrival, not a busy loop.
-    const int low_water = static_cast<int>(connection.peeked.size()) + 1;
+    // poll(POLLIN) honours SO_RCVLOWAT: wake only once the router's `needed` bytes are
+    // queued (peeked bytes stay queued), never before more than what was peeked. A client
+    // trickling bytes costs one wake-up per arrival, not a busy loop; a ClientHello whose
+    // length is known costs one wake-up per TLS record, not one per TCP segment. (Tcp also
+    // wakes a reader early when its receive window is about to close: that wake-up just
+    // peeks what is new.)
+    const int low_water = static_cast<int>(
+        std::max(connection.peeked.size() + 1, connection.probe_needed));
     if (low_water != connection.receive_low_water) {
         net::set_receive_low_water(connection.client.get(), low_water);
         connection.receive_low_water = low_water;
@@ -74,17 +107,18 @@ void EventLoop::on_probe_poll(Connection& connection, int result) {
         return;
     }
     const auto events = static_cast<unsigned>(result);
-    const ssize_t peeked = peek_all(connection);
-    if (peeked == -EAGAIN) {
-        arm_probe_poll(connection);
-        return;
-    }
-    if (peeked < 0) {
+    const bool ended = (events & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    const ssize_t added = peek_new(connection);
+    if (added < 0) {
         close_connection(connection, "client_error");
         return;
     }
-    if (peeked == 0) {
+    if (connection.peeked.empty() && ended) {
         close_connection(connection, "client_closed");
+        return;
+    }
+    if (added == 0 && !ended) {
+        arm_probe_poll(connection);  // an early wake-up: nothing new to decide on
         return;
     }
     const route::Decision decision = router_.decide(connection.peeked);
@@ -92,11 +126,12 @@ void EventLoop::on_probe_poll(Connection& connection, int result) {
         apply_decision(connection, decision, "probed");
         return;
     }
-    if ((events & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+    if (ended) {
         // The client half-closed while still undecided: nothing more will come.
         apply_decision(connection, router_.decide_on_timeout(connection.peeked), "client_eof");
         return;
     }
+    connection.probe_needed = decision.needed;
     arm_probe_poll(connection);
 }
 
@@ -106,10 +141,16 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
         return;  // removed (-ECANCELED / -ENOENT races), or the decision came first
     }
     ++counters_.probe_timeouts;
-    if (peek_all(connection) < 0) {
+    if (peek_new(connection) < 0) {
         connection.peeked.clear();
     }
-    const route::Decision decision = router_.decide_on_timeout(connection.peeked);
+    // Bytes short of `needed` may have arrived since the last look and settle it (a
+    // malformed hello, say, whose refusal waited for its announced length): the decision
+    // they make wins, as it would have without the wait; else the timeout rules.
+    route::Decision decision = router_.decide(connection.peeked);
+    if (decision.verdict == probe::Verdict::need_more) {
+        decision = router_.decide_on_timeout(connection.peeked);
+    }
     log::info("probe_timeout", {{"conn", std::to_string(connection.id)},
                                 {"client", net::to_string(connection.client_address)},
                                 {"bytes", std::to_string(connection.peeked.size())},
@@ -131,6 +172,11 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     if (connection.receive_low_water != 1) {
         net::set_receive_low_water(connection.client.get(), 1);
         connection.receive_low_water = 1;
+    }
+    if (connection.peek_offset) {
+        // The planes read the stream from its start (or splice it): no offset left behind.
+        disable_peek_offset(connection.client.get());
+        connection.peek_offset = false;
     }
     if (!decision.rule) {
         ++counters_.no_route;
@@ -161,7 +207,9 @@ void EventLoop::log_routed(const Connection& connection) const {
                          {"alpn", connection.alpn},
                          {"rule", std::to_string(connection.rule.value_or(0))},
                          {"backend", net::to_string(connection.backend_address)},
-                         {"plane", std::string(plane_.name())}});
+                         {"plane", std::string(plane_.name())},
+                         {"probe_peeks", std::to_string(connection.probe_peeks)},
+                         {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
 }
 
 }  // namespace splicer::daemon

@@ -3,17 +3,22 @@
 // the client. Both drop the hop-by-hop fields (RFC 9110 s. 7.6.1: Connection and every field
 // it names, Keep-Alive, TE, Trailer, Proxy-Connection, Upgrade unless upgrading) and pass the
 // start line and every other field through byte for byte, in order.
+//
+// Work is linear in the head: the Connection fields are parsed once per head into a sorted
+// list, and each field name is then looked up in it (a 32 KiB head listing thousands of
+// names used to cost fields x names compares, 0.3-0.4 s of the loop).
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/message_head.h"
 
 namespace splicer::http {
 
 struct UpstreamOptions {
-    std::string client_address;          // appended to X-Forwarded-For
+    std::string client_address;           // appended to X-Forwarded-For
     std::optional<std::string> set_host;  // replaces Host when set
     // splicer answers "Expect: 100-continue" itself (as nginx does), so it is not forwarded.
     bool drop_expect = false;
@@ -21,13 +26,32 @@ struct UpstreamOptions {
 
 // The request head for the backend. One backend connection serves one request, so it says
 // "Connection: close", or "Connection: upgrade" with the client's Upgrade for an upgrade.
+// An absolute-form target is sent in origin-form, with its authority as Host (RFC 9112
+// s. 3.2.2), unless set_host says otherwise. Fields a client could forge to pose as another
+// client, scheme, host or port (kForwardingFields) are dropped: splicer is the edge.
 std::string upstream_request_head(const MessageHead& request, const UpstreamOptions& options);
 
 // The response head for the client: "Connection: close" when splicer closes the client
 // after this response, "Connection: upgrade" and Upgrade kept for a 101.
 std::string client_response_head(const MessageHead& response, bool close_client);
 
-// True when `name` must not cross the proxy, given the request's or response's own fields.
-bool is_hop_by_hop(const MessageHead& head, std::string_view name, bool keep_upgrade);
+// The fields of one message that must not cross the proxy. Built once per head (it points
+// into the head's Connection values, so it must not outlive the head); each drops() is a
+// binary search, so a head costs O((fields + names) log names), never fields x names.
+class HopByHop {
+public:
+    HopByHop(const MessageHead& head, bool keep_upgrade);
+    [[nodiscard]] bool drops(std::string_view name) const;
+    // The names the message's Connection fields list, in case-insensitive order.
+    [[nodiscard]] const std::vector<std::string_view>& connection_names() const { return named_; }
+
+private:
+    std::vector<std::string_view> named_;
+    bool keep_upgrade_;
+};
+
+// True for a field that states where a request came from or how it was sent (Forwarded,
+// X-Real-IP, X-Forwarded-Port, True-Client-IP, ...): only the edge proxy may say that.
+bool is_forwarding_field(std::string_view name);
 
 }  // namespace splicer::http

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "http/request_target.h"
+
 namespace splicer::http {
 
 struct ParserCallbacks {
@@ -41,10 +43,17 @@ struct ParserCallbacks {
 
     static int on_header_value_complete(llhttp_t* parser) {
         MessageParser& p = self(parser);
+        if (p.kind_ == MessageParser::Kind::request &&
+            p.head_.headers.size() >= kMaxHeaderFields) {
+            return p.fail(431, "more than " + std::to_string(kMaxHeaderFields) +
+                                   " header fields");
+        }
         if (equals_ignoring_case(p.field_, "content-length")) {
             ++p.content_length_fields_;
         } else if (equals_ignoring_case(p.field_, "transfer-encoding")) {
             ++p.transfer_encoding_fields_;
+        } else if (equals_ignoring_case(p.field_, "host")) {
+            ++p.host_fields_;
         }
         p.head_.headers.push_back({std::move(p.field_), std::move(p.value_)});
         p.field_.clear();
@@ -132,11 +141,42 @@ int MessageParser::validate_head() {
         if (head_.method == "CONNECT") {
             return fail(400, "CONNECT is not proxied");
         }
-        if (head_.major == 1 && head_.minor >= 1 && head_.find("host") == nullptr) {
-            return fail(400, "HTTP/1.1 request without Host");
+        if (const int rc = validate_authority(); rc != HPE_OK) {
+            return rc;
         }
         if (head_.content_length && *head_.content_length > max_body_) {
             return fail(413, "Content-Length over " + std::to_string(max_body_) + " bytes");
+        }
+    }
+    return HPE_OK;
+}
+
+// RFC 9112 s. 3.2: 400 for an HTTP/1.1 request without Host, any request with more than one,
+// or one whose value is not an authority. An absolute-form target's authority is what the
+// request is for (s. 3.2.2): it must be valid too, and Host may then be empty. Routing, the
+// upstream Host and X-Forwarded-Host, and a redirect's Location all take request_authority(),
+// so nothing downstream sees a value that was not checked here.
+int MessageParser::validate_authority() {
+    if (host_fields_ > 1) {
+        return fail(400, "more than one Host");
+    }
+    if (head_.major == 1 && head_.minor >= 1 && host_fields_ == 0) {
+        return fail(400, "HTTP/1.1 request without Host");
+    }
+    const bool absolute = is_absolute_form(head_.target);
+    if (absolute) {
+        const std::string_view authority = target_authority(head_.target);
+        if (authority.empty() || !is_valid_authority(authority)) {
+            return fail(400, "invalid authority in the request-target");
+        }
+    }
+    if (const Header* host = head_.find("host"); host != nullptr) {
+        const std::string_view value = trim_whitespace(host->value);
+        if (!is_valid_authority(value)) {
+            return fail(400, "invalid Host");
+        }
+        if (value.empty() && !absolute) {
+            return fail(400, "empty Host");
         }
     }
     return HPE_OK;
@@ -247,6 +287,7 @@ void MessageParser::next_message() {
     body_bytes_ = 0;
     content_length_fields_ = 0;
     transfer_encoding_fields_ = 0;
+    host_fields_ = 0;
     previous_ = '\n';
     first_line_ = true;
 }

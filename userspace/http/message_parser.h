@@ -7,8 +7,9 @@
 //
 // On top of llhttp it refuses the request shapes proxies disagree about (RFC 9112 s. 6.3,
 // 11.2): Content-Length together with Transfer-Encoding, more than one Content-Length, any
-// Transfer-Encoding but "chunked", a bare LF, an obs-fold line; and it enforces the head and
-// body limits.
+// Transfer-Encoding but "chunked", a bare LF, an obs-fold line; Host missing (HTTP/1.1),
+// repeated or not an authority (RFC 3986), and the same for an absolute-form target's
+// authority; and it enforces the head, field-count and body limits.
 
 #include <llhttp.h>
 
@@ -27,6 +28,12 @@ namespace splicer::http {
 // memory bounded.
 inline constexpr std::size_t kMaxRequestTarget = 8 * 1024;
 inline constexpr std::size_t kMaxHeadBytes = 32 * 1024;
+// More header fields in a request: 431, at the first field over the limit. HAProxy stops at
+// 101 (tune.http.maxhdr) and nginx's default header buffers hold about as many; real clients
+// send 10-30. Without a count a 32 KiB head can carry thousands of tiny fields, and every
+// per-field step of the proxy is multiplied by that. Responses are bounded by kMaxHeadBytes
+// only: a backend is configured, not anyone.
+inline constexpr std::size_t kMaxHeaderFields = 100;
 
 enum class Event {
     need_more,         // every byte given was consumed; the message goes on
@@ -78,6 +85,7 @@ private:
 
     int fail(int status, std::string reason);
     int validate_head();
+    int validate_authority();
     bool scan_head_bytes(std::span<const char> data);
     void reset_message();
 
@@ -95,6 +103,7 @@ private:
     std::uint64_t body_bytes_ = 0;
     int content_length_fields_ = 0;
     int transfer_encoding_fields_ = 0;
+    int host_fields_ = 0;
     // raw head scan state, carried across feeds
     char previous_ = '\n';
     bool first_line_ = true;

@@ -41,30 +41,6 @@ std::string host_without_port(std::string_view host) {
     return route::normalize_hostname(host);
 }
 
-std::string_view target_authority(std::string_view target) {
-    constexpr std::string_view kScheme = "http://";
-    if (target.size() < kScheme.size() ||
-        !equals_ignoring_case(target.substr(0, kScheme.size()), kScheme)) {
-        return {};
-    }
-    const std::string_view rest = target.substr(kScheme.size());
-    return rest.substr(0, rest.find_first_of("/?"));
-}
-
-std::string origin_form(std::string_view target) {
-    const std::string_view authority = target_authority(target);
-    if (authority.empty()) {
-        return std::string(target);
-    }
-    const std::string_view rest = target.substr(std::string_view("http://").size() + authority.size());
-    return rest.starts_with("/") ? std::string(rest) : "/" + std::string(rest);
-}
-
-std::string target_path(std::string_view target) {
-    const std::string origin = origin_form(target);
-    return origin.substr(0, origin.find('?'));
-}
-
 std::optional<std::size_t> match_route(const std::vector<config::HttpRoute>& routes,
                                        std::string_view host, std::string_view target) {
     const std::string_view authority = target_authority(target);

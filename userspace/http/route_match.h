@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/request_target.h"
 #include "splicer/config.h"
 
 namespace splicer::http {
@@ -18,17 +19,8 @@ namespace splicer::http {
 // The Host header's name: port and trailing dot removed, lowercase; "[::1]:80" -> "[::1]".
 std::string host_without_port(std::string_view host);
 
-// The authority of an absolute-form request-target ("http://host:port/path" -> "host:port"),
-// "" for origin-form. RFC 9112 s. 3.2.2: when present it overrides the Host header.
-std::string_view target_authority(std::string_view target);
-
-// A request-target in origin-form: "http://h/a?b" -> "/a?b", "http://h" -> "/"; an
-// origin-form target unchanged.
-std::string origin_form(std::string_view target);
-
-// The path of a request-target (before '?'), for origin-form and absolute-form alike.
-std::string target_path(std::string_view target);
-
+// `host` is the request's Host; an absolute-form `target`'s authority overrides it (RFC 9112
+// s. 3.2.2), as request_authority() does.
 std::optional<std::size_t> match_route(const std::vector<config::HttpRoute>& routes,
                                        std::string_view host, std::string_view target);
 

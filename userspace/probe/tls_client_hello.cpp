@@ -111,8 +111,10 @@ ParseResult no_match(const char* reason) {
     return result;
 }
 
-ParseResult need_more() {
-    return ParseResult{};
+ParseResult need_more(std::size_t needed) {
+    ParseResult result;
+    result.needed = needed;
+    return result;
 }
 
 std::string to_string(Bytes bytes) {
@@ -325,7 +327,7 @@ std::vector<std::byte> gather_message(Bytes prefix, std::size_t message_length) 
 
 ParseResult parse_client_hello(std::span<const std::byte> prefix) {
     if (prefix.empty()) {
-        return need_more();
+        return need_more(1);
     }
     // An SSLv2 CLIENT-HELLO starts with a 2-byte record length with the high bit set; no
     // TLS record type has that bit, and nothing routes on SSLv2.
@@ -342,11 +344,14 @@ ParseResult parse_client_hello(std::span<const std::byte> prefix) {
         return message_length != 0 ? message_length - gathered : kHandshakeHeaderLength - gathered;
     };
     // The earliest stream offset at which the message could end is past kMaxProbeBytes: refuse
-    // now instead of waiting for bytes that could only end in a refusal.
+    // now instead of waiting for bytes that could only end in a refusal. Otherwise that
+    // offset is when to look again, once the message's length is known: a hello arriving
+    // in many small segments is then parsed a few times instead of once per segment.
     const auto need_more_within_limit = [&](std::size_t earliest_end) {
-        return earliest_end > kMaxProbeBytes
-                   ? no_match("ClientHello does not complete within kMaxProbeBytes")
-                   : need_more();
+        if (earliest_end > kMaxProbeBytes) {
+            return no_match("ClientHello does not complete within kMaxProbeBytes");
+        }
+        return need_more(message_length != 0 ? earliest_end : size + 1);
     };
 
     std::size_t record = 0;  // stream offset of the current record header

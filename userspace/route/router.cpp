@@ -83,26 +83,36 @@ private:
     std::optional<tls::ParseResult> parsed_;
 };
 
-Verdict evaluate(const config::Rule& rule, const std::optional<probe::RegexProbe>& regex,
-                 std::span<const std::byte> prefix, LazyHello& hello) {
+// A rule's answer, and on need_more the prefix length worth waiting for (see Decision).
+struct Answer {
+    Verdict verdict = Verdict::no_match;
+    std::size_t needed = 0;
+};
+
+Answer evaluate(const config::Rule& rule, const std::optional<probe::RegexProbe>& regex,
+                std::span<const std::byte> prefix, LazyHello& hello) {
+    const std::size_t one_more = prefix.size() + 1;
     switch (rule.probe) {
         case config::ProbeKind::tls: {
             const tls::ParseResult& parsed = hello.get();
             if (parsed.verdict != Verdict::match) {
-                return parsed.verdict;
+                return {parsed.verdict, parsed.needed};
             }
-            return sni_allowed(rule, parsed.hello) && alpn_allowed(rule, parsed.hello)
-                       ? Verdict::match
-                       : Verdict::no_match;
+            return {sni_allowed(rule, parsed.hello) && alpn_allowed(rule, parsed.hello)
+                        ? Verdict::match
+                        : Verdict::no_match};
         }
-        case config::ProbeKind::xmpp: return probe::probe_xmpp(prefix);
-        case config::ProbeKind::ssh: return probe::probe_ssh(prefix);
-        case config::ProbeKind::http: return probe::probe_http(prefix);
-        case config::ProbeKind::openvpn: return probe::probe_openvpn(prefix);
-        case config::ProbeKind::regex: return regex ? regex->probe(prefix) : Verdict::no_match;
-        case config::ProbeKind::anyprot: return probe::probe_anyprot(prefix);
+        case config::ProbeKind::xmpp: return {probe::probe_xmpp(prefix), one_more};
+        case config::ProbeKind::ssh: return {probe::probe_ssh(prefix), one_more};
+        case config::ProbeKind::http: return {probe::probe_http(prefix), one_more};
+        case config::ProbeKind::openvpn: return {probe::probe_openvpn(prefix), one_more};
+        case config::ProbeKind::regex:
+            return {regex ? regex->probe(prefix) : Verdict::no_match,
+                    prefix.size() < kRegexBatchFrom ? one_more
+                                                    : prefix.size() + prefix.size() / 4};
+        case config::ProbeKind::anyprot: return {probe::probe_anyprot(prefix), one_more};
     }
-    return Verdict::no_match;
+    return {};
 }
 
 }  // namespace
@@ -114,16 +124,18 @@ Decision Router::decide(std::span<const std::byte> prefix) const {
     LazyHello hello(prefix);
     Decision decision;
     for (std::size_t i = 0; i < rules.size(); ++i) {
-        const Verdict verdict = evaluate(rules[i], compiled_->regexes[i], prefix, hello);
-        if (verdict == Verdict::match) {
+        const Answer answer = evaluate(rules[i], compiled_->regexes[i], prefix, hello);
+        if (answer.verdict == Verdict::match) {
             decision.verdict = Verdict::match;
             decision.rule = i;
             decision.hello = hello.hello_if_complete();
             return decision;
         }
-        if (verdict == Verdict::need_more && !buffer_full) {
-            // An earlier rule still undecided may not be overtaken by a later one.
+        if (answer.verdict == Verdict::need_more && !buffer_full) {
+            // An earlier rule still undecided may not be overtaken by a later one; so it
+            // alone says when the decision can change.
             decision.verdict = Verdict::need_more;
+            decision.needed = std::clamp(answer.needed, prefix.size() + 1, tls::kMaxProbeBytes);
             return decision;
         }
     }
@@ -139,7 +151,7 @@ Decision Router::decide_on_timeout(std::span<const std::byte> prefix) const {
     Decision decision;
     // Rules still undecided count as no match now; the first that matches wins.
     for (std::size_t i = 0; i < rules.size(); ++i) {
-        if (evaluate(rules[i], compiled_->regexes[i], prefix, hello) == Verdict::match) {
+        if (evaluate(rules[i], compiled_->regexes[i], prefix, hello).verdict == Verdict::match) {
             decision.verdict = Verdict::match;
             decision.rule = i;
             decision.hello = hello.hello_if_complete();
