@@ -5,15 +5,18 @@
  * up where nothing charges them (flow control, DESIGN.md kernel fact 2): then it is passed to
  * the socket's own receive queue, which closes its TCP window, and userspace copies it.
  *
- * Per skb: no link -> pass. A bare FIN -> drop (TCP has taken it already). Bytes seen before
- * (an overlapping retransmit) -> trimmed. Passed bytes not yet all in the peer (by userspace's
- * report, or else by the peer's write_seq) -> pass (order). The peer holding more than
- * flow_limit_bytes of redirected bytes it has not taken, or having no room in its send
- * buffer -> pass (passing mode starts). Otherwise redirect to the peer's egress.
+ * Per skb: no link -> pass. A bare FIN -> drop (TCP has taken it already). A pair flagged for
+ * abort -> pass. Bytes seen before (an overlapping retransmit) -> trimmed; a trim that fails
+ * -> pass and flag the pair for abort (userspace ends it with RSTs). The socket's urgent byte
+ * (MSG_OOB), which is never delivered: alone -> drop; with other bytes -> pass, its place
+ * recorded for userspace to leave it out of its copy. Passed bytes not yet all in the peer
+ * (by userspace's report, or else by the peer's write_seq) -> pass (order). The peer holding
+ * more than flow_limit_bytes of redirected bytes it has not taken, or having no room in its
+ * send buffer -> pass (passing mode starts). Otherwise redirect to the peer's egress.
  *
  * Needs only UAPI headers; the few kernel fields it reads (tcp_sock write_seq, copied_seq,
- * sk_sndbuf, sk_wmem_queued, the skb's TCP sequence number) are relocated by CO-RE against the
- * running kernel's BTF. Needs Linux 6.3+ (bpf_cast_to_kern_ctx).
+ * urg_data, urg_seq, sk_sndbuf, sk_wmem_queued, the skb's TCP sequence number) are relocated
+ * by CO-RE against the running kernel's BTF. Needs Linux 6.3+ (bpf_cast_to_kern_ctx).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -41,6 +44,8 @@ struct tcp_sock {
 	struct inet_connection_sock inet_conn;
 	__u32 write_seq;  /* sequence number after the last byte queued for sending */
 	__u32 copied_seq; /* sequence number of the first byte not yet consumed */
+	__u16 urg_data;	  /* non-zero while an urgent mark is pending (TCP_URG_*) */
+	__u32 urg_seq;	  /* sequence number of the urgent byte */
 } __attribute__((preserve_access_index));
 
 /* The kernel's view of the skb: cb[] starts with struct tcp_skb_cb, whose first field is seq. */
@@ -51,15 +56,21 @@ struct sk_buff {
 /* Kernel 6.3+: the __sk_buff context as the kernel's struct sk_buff, read-only here. */
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
-/* sk_skb_adjust_room() removes at most this many bytes from the head per call. */
-#define SPLICER_TRIM_STEP 0xfffU
-/* Enough steps for the largest overlap: less than one skb (512 KiB with BIG TCP). */
-#define SPLICER_TRIM_STEPS 160
-
 /* Set by the loader before load (SpliceProgram::load); at most SPLICER_MAX_FLOW_LIMIT_BYTES. */
 const volatile __u64 flow_limit_bytes = SPLICER_DEFAULT_FLOW_LIMIT_BYTES;
 /* 0 only for tests and measurements: redirect everything, as if there were no flow control. */
 const volatile __u32 flow_control = 1;
+/*
+ * 1 only for tests (the daemon sets it in CMake Debug builds from the environment variable
+ * SPLICER_TEST_FAIL_VERDICT_TRIM): every skb takes trim_overlap()'s failure branch, as if
+ * bpf_skb_adjust_room() had failed, so the abort path can be tested on real sockets.
+ */
+const volatile __u32 fail_trims = 0;
+
+/* sk_skb_adjust_room() removes at most this many bytes from the head per call. */
+#define SPLICER_TRIM_STEP 0xfffU
+/* Enough steps for the largest overlap: less than one skb (512 KiB with BIG TCP). */
+#define SPLICER_TRIM_STEPS 160
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -96,10 +107,10 @@ struct {
  * copied. Differences are taken modulo 2^32 (write_seq wraps) and read as signed: a negative
  * value means userspace wrote more than it has reported in `copied` so far, i.e. nothing waits.
  */
-static __always_inline __s32 peer_pending(struct splicer_link *link, __u64 copied_bytes,
+static __always_inline __s32 peer_pending(struct splicer_link *link, __u64 written_bytes,
 					  __u32 write_seq)
 {
-	return (__s32)((__u32)(link->redirected + copied_bytes) + link->peer_write_seq_base -
+	return (__s32)((__u32)(link->redirected + written_bytes) + link->peer_write_seq_base -
 		       write_seq);
 }
 
@@ -111,18 +122,24 @@ static __always_inline __u32 skb_tcp_seq(struct __sk_buff *skb)
 	return *(__u32 *)&kskb->cb[0];
 }
 
+/* The tcp_sock of the socket the skb arrived on, or NULL. */
+static __always_inline struct tcp_sock *socket_tcp(struct __sk_buff *skb)
+{
+	struct bpf_sock *self = skb->sk;
+
+	if (!self)
+		return NULL;
+	return bpf_skc_to_tcp_sock(self);
+}
+
 /*
  * Where the first byte not yet consumed on this socket starts: its copied_seq, exact before
  * the verdict has run for it once (it lags behind afterwards, while passed bytes are unread).
  */
 static __always_inline int socket_copied_seq(struct __sk_buff *skb, __u32 *seq)
 {
-	struct bpf_sock *self = skb->sk;
-	struct tcp_sock *tcp;
+	struct tcp_sock *tcp = socket_tcp(skb);
 
-	if (!self)
-		return -1;
-	tcp = bpf_skc_to_tcp_sock(self);
 	if (!tcp)
 		return -1;
 	*seq = tcp->copied_seq;
@@ -134,8 +151,10 @@ static __always_inline int socket_copied_seq(struct __sk_buff *skb, __u32 *seq)
  * retransmitted segment that partly overlaps received data whole (readers skip the overlap by
  * sequence number), but tcp_read_skb() hands whole skbs to the verdict: without this, the
  * overlap reaches the peer twice. Seen on 6.18 on loopback when the pass path closes the TCP
- * window and the sender retransmits collapsed segments. Returns the skb's new length, or -1
- * when the overlap cannot be trimmed.
+ * window and the sender retransmits collapsed segments. Returns the skb's new length, -1 for
+ * a skb holding nothing new (TCP never queues one), -2 when the trim failed:
+ * bpf_skb_adjust_room() pulls the bytes into the skb's head, which allocates for a non-linear
+ * skb and can fail under memory pressure.
  */
 static __always_inline int trim_overlap(struct __sk_buff *skb, struct splicer_link *link,
 					struct splicer_flow_counters *flow, __u32 len)
@@ -151,6 +170,8 @@ static __always_inline int trim_overlap(struct __sk_buff *skb, struct splicer_li
 			link->next_seq = seq;
 		link->flags |= SPLICER_LINK_NEXT_SEQ_SET;
 	}
+	if (fail_trims)
+		return -2;
 	overlap = (__s32)(link->next_seq - seq);
 	if (overlap <= 0) {
 		link->next_seq = seq + len;
@@ -172,11 +193,37 @@ static __always_inline int trim_overlap(struct __sk_buff *skb, struct splicer_li
 	}
 	if (remaining > 0) {
 		__sync_fetch_and_add(&flow->overlap_failed, 1);
-		return -1;
+		return -2;
 	}
 	__sync_fetch_and_add(&flow->overlap_bytes, (__u32)overlap);
 	link->next_seq = seq + len;
 	return skb->len;
+}
+
+/*
+ * Where this skb (`len` bytes, its last one at link->next_seq - 1) holds the socket's urgent
+ * byte, if it does and that mark was not handled before: 1 with *offset set, else 0.
+ * tcp_urg() records the mark (urg_seq) as the segment carrying the byte arrives, before the
+ * segment is queued, so it is known by the time the verdict sees the skb. recv() skips the
+ * byte at urg_seq whenever urg_data is set; the verdict does the same.
+ */
+static __always_inline int urgent_offset(struct __sk_buff *skb, struct splicer_link *link,
+					 __u32 len, __u32 *offset)
+{
+	struct tcp_sock *tcp = socket_tcp(skb);
+	__u32 urg_seq;
+	__u32 at;
+
+	if (!tcp || !tcp->urg_data)
+		return 0;
+	urg_seq = tcp->urg_seq;
+	if ((link->flags & SPLICER_LINK_URGENT_SEEN) && link->urgent_seq == urg_seq)
+		return 0;
+	at = urg_seq - (link->next_seq - len);
+	if (at >= len)
+		return 0;
+	*offset = at;
+	return 1;
 }
 
 SEC("sk_skb/stream_verdict")
@@ -192,9 +239,12 @@ int splice_verdict(struct __sk_buff *skb)
 	struct tcp_sock *peer_tcp;
 	struct splicer_copied *copied_entry;
 	__u64 copied_bytes;
+	__u64 removed_bytes;
+	__u64 written_bytes;
 	__u32 write_seq;
 	__s32 pending;
 	__s64 need;
+	__u32 urgent_at;
 	int passing;
 	int peer_room;
 	int trimmed;
@@ -225,23 +275,60 @@ int splice_verdict(struct __sk_buff *skb)
 		__sync_fetch_and_add(&flow->bare_fins, 1);
 		return SK_DROP;
 	}
+	/* A trim failed on an earlier skb: everything after it waits for the abort, in order. */
+	if (link->flags & SPLICER_LINK_ABORT)
+		goto pass;
 	trimmed = trim_overlap(skb, link, flow, len);
-	/*
-	 * An overlap that would not trim: dropping loses nothing that was not already delivered
-	 * only when the skb is a full duplicate, which TCP never queues; counted, never expected.
-	 */
-	if (trimmed <= 0)
+	/* A full duplicate, which TCP never queues: dropping it loses nothing not delivered. */
+	if (trimmed == -1)
 		return SK_DROP;
+	/*
+	 * The trim failed: dropping the skb would lose its new bytes, which TCP has acknowledged
+	 * already, and the stream would go on with a hole. Passed whole instead, with everything
+	 * after it; userspace, woken by it, ends the pair with a RST each way, copying none of it.
+	 */
+	if (trimmed <= 0) {
+		link->flags |= SPLICER_LINK_ABORT;
+		__sync_fetch_and_add(&flow->edit_failed, 1);
+		len = skb->len;
+		goto pass;
+	}
 	len = (__u32)trimmed;
+	/*
+	 * Urgent data: the byte is not delivered, every other byte is, as for a reader connected
+	 * directly with default socket options (and as nginx and HAProxy relay it). Cutting it
+	 * out here would shrink the skb, and the kernel advances copied_seq by the length the
+	 * verdict leaves (tcp_eat_skb): copied_seq would lag rcv_nxt for good and poll() report
+	 * POLLIN forever. So an skb holding more than the byte is passed whole, and userspace,
+	 * whose reads advance copied_seq by what they take, leaves the byte out of its copy.
+	 */
+	if (urgent_offset(skb, link, len, &urgent_at)) {
+		link->urgent_seq = link->next_seq - len + urgent_at;
+		link->flags |= SPLICER_LINK_URGENT_SEEN;
+		/* Nothing but the urgent byte: nothing to deliver (and never a zero-length skb). */
+		if (len == 1) {
+			__sync_fetch_and_add(&link->urgent_dropped, 1);
+			__sync_fetch_and_add(&flow->urgent_bytes, 1);
+			return SK_DROP;
+		}
+		/* Where in the passed stream, from 1; one mark at a time, as TCP keeps one. */
+		link->urgent_at = link->passed + urgent_at + 1;
+		__sync_fetch_and_add(&flow->urgent_passed, 1);
+		goto pass;
+	}
 
 	/* No entry (pair() always makes one) reads as nothing copied. */
 	copied_bytes = 0;
+	removed_bytes = 0;
 	copied_entry = bpf_map_lookup_elem(&copied, &cookie);
 	if (copied_entry) {
 		bpf_spin_lock(&copied_entry->lock);
 		copied_bytes = copied_entry->bytes;
+		removed_bytes = copied_entry->removed;
 		bpf_spin_unlock(&copied_entry->lock);
 	}
+	/* What userspace wrote into the peer: its copies less the urgent bytes it left out. */
+	written_bytes = copied_bytes - removed_bytes;
 	/*
 	 * Passing mode: bytes passed earlier may still wait for userspace to copy them into the
 	 * peer. Redirecting now would overtake them, so this skb queues up behind them, unless
@@ -283,7 +370,7 @@ int splice_verdict(struct __sk_buff *skb)
 	if (!(link->flags & SPLICER_LINK_BASELINE_SET)) {
 		if (passing)
 			goto pass;
-		link->peer_write_seq_base = write_seq - (__u32)copied_bytes;
+		link->peer_write_seq_base = write_seq - (__u32)written_bytes;
 		link->flags |= SPLICER_LINK_BASELINE_SET;
 	}
 	/*
@@ -296,11 +383,11 @@ int splice_verdict(struct __sk_buff *skb)
 	 */
 	if (passing) {
 		if ((__s32)(write_seq - link->peer_write_seq_base -
-			    (__u32)(link->redirected + link->passed)) < 0)
+			    (__u32)(link->redirected + link->passed - removed_bytes)) < 0)
 			goto pass;
-		copied_bytes = link->passed;
+		written_bytes = link->passed - removed_bytes;
 	}
-	pending = peer_pending(link, copied_bytes, write_seq);
+	pending = peer_pending(link, written_bytes, write_seq);
 	if (pending < 0)
 		pending = 0;
 	/*

@@ -46,6 +46,12 @@ typedef __u64 splicer_cookie;
 /* splicer_link.flags */
 #define SPLICER_LINK_BASELINE_SET 1U /* peer_write_seq_base holds the peer's baseline */
 #define SPLICER_LINK_NEXT_SEQ_SET 2U /* next_seq holds where the next payload byte starts */
+#define SPLICER_LINK_URGENT_SEEN 4U  /* urgent_seq holds the last urgent byte handled */
+/*
+ * The verdict could not trim an overlap: it passed the skb whole and passes everything after
+ * it; userspace must end the pair with RSTs and copy none of it.
+ */
+#define SPLICER_LINK_ABORT 8U
 
 /*
  * Peer map value, keyed by a socket's cookie: where its bytes go and how many went which way.
@@ -75,8 +81,22 @@ struct splicer_link {
 	 * by TCP and tcp_read_skb() hands it over whole: the verdict trims what it already saw.
 	 */
 	__u32 next_seq;
+	/*
+	 * TCP sequence number of the last urgent byte (MSG_OOB) the verdict handled. The kernel
+	 * never clears a sockmap socket's urgent mark (only tcp_recvmsg() does), so this keeps
+	 * one mark from being handled twice.
+	 */
+	__u32 urgent_seq;
+	/* Urgent bytes the verdict dropped (an skb holding nothing else): never delivered. */
+	__u32 urgent_dropped;
+	/*
+	 * Where the urgent byte of the last skb passed with one sits in the passed stream,
+	 * counted from 1 (0: none): userspace leaves that byte out of its copy. One at a time,
+	 * as TCP keeps one mark: a newer mark turns an older byte not yet copied into data.
+	 */
+	__u64 urgent_at;
 };
-SPLICER_STATIC_ASSERT(sizeof(struct splicer_link) == 40, "splicer_link layout");
+SPLICER_STATIC_ASSERT(sizeof(struct splicer_link) == 56, "splicer_link layout");
 
 /*
  * `copied` map value, keyed by a socket's cookie: passed bytes userspace has copied from the
@@ -87,7 +107,7 @@ SPLICER_STATIC_ASSERT(sizeof(struct splicer_link) == 40, "splicer_link layout");
  */
 struct splicer_copied {
 	struct bpf_spin_lock lock;
-	__u32 pad;
+	__u32 removed; /* of `bytes`, urgent bytes userspace left out instead of writing */
 	__u64 bytes;
 };
 SPLICER_STATIC_ASSERT(sizeof(struct splicer_copied) == 16, "splicer_copied layout");
@@ -104,10 +124,13 @@ struct splicer_flow_counters {
 	__u64 bare_fins;       /* payload-free FIN skbs, always dropped (see the verdict) */
 	__u64 overlap_skbs;    /* skbs starting before bytes already seen: head trimmed */
 	__u64 overlap_bytes;   /* bytes trimmed off them (would have been duplicated) */
-	__u64 overlap_failed;  /* overlaps that could not be trimmed: skb dropped */
+	__u64 overlap_failed;  /* overlaps that could not be trimmed (see edit_failed) */
 	__u64 room_trips;      /* the peer's send buffer had no room: passing mode entered */
+	__u64 urgent_bytes;    /* urgent bytes (MSG_OOB) alone in their skb: dropped */
+	__u64 urgent_passed;   /* skbs passed for userspace to leave their urgent byte out */
+	__u64 edit_failed;     /* an overlap trim failed: passed, pair aborted */
 };
-SPLICER_STATIC_ASSERT(sizeof(struct splicer_flow_counters) == 96, "splicer_flow_counters layout");
+SPLICER_STATIC_ASSERT(sizeof(struct splicer_flow_counters) == 120, "splicer_flow_counters layout");
 
 /* Per-CPU counters, one array slot; userspace sums the CPUs. */
 struct splicer_counters {
@@ -115,4 +138,4 @@ struct splicer_counters {
 	__u64 no_peer; /* verdict ran on a socket with no peer entry: passed up */
 	__u64 pad;
 };
-SPLICER_STATIC_ASSERT(sizeof(struct splicer_counters) == 208, "splicer_counters layout");
+SPLICER_STATIC_ASSERT(sizeof(struct splicer_counters) == 256, "splicer_counters layout");

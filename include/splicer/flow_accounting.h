@@ -60,8 +60,10 @@ Result<bool> redirects_absorbed(int dst_fd, const SocketBaseline& dst, std::uint
 // error on the socket. Recheck on a short timer while false; give up only when nothing moves.
 // Keep copying while the link is passing even after recv() returned 0: a pass the kernel
 // deferred (behind the socket's own egress queue) reaches the receive queue after the FIN.
+// `undelivered`: bytes the source received that dst is never to get (TCP urgent bytes the
+// verdict dropped or userspace left out of its copy).
 Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd,
-                               const SocketBaseline& dst);
+                               const SocketBaseline& dst, std::uint64_t undelivered = 0);
 
 // Can the socket never take another byte? True once it has a pending error (SO_ERROR, read
 // and so cleared: call it only where a true answer ends the pair) or is closed (a RST ended

@@ -28,7 +28,10 @@ struct Counters {
     PerDirection bare_fins{};        // payload-free FIN skbs, dropped (TCP took them)
     PerDirection overlap_skbs{};     // retransmitted skbs overlapping bytes already seen
     PerDirection overlap_bytes{};    // bytes trimmed off them
-    PerDirection overlap_failed{};   // overlaps that could not be trimmed: dropped
+    PerDirection overlap_failed{};   // overlaps that could not be trimmed (see edit_failed)
+    PerDirection urgent_bytes{};     // urgent bytes (MSG_OOB) alone in their skb: dropped
+    PerDirection urgent_passed{};    // skbs passed for userspace to leave their urgent byte out
+    PerDirection edit_failed{};      // an overlap trim failed: passed, pair aborted
     std::uint64_t no_peer = 0;       // verdict ran on a socket with no link: passed
 };
 
@@ -41,6 +44,14 @@ struct LinkState {
     std::uint64_t copied = 0;        // passed bytes userspace wrote into the peer (set_copied)
     bool peer_baseline_set = false;  // the verdict has looked at the peer's write_seq
     std::uint32_t peer_write_seq_base = 0;
+    // The verdict could not trim an skb (SPLICER_LINK_ABORT): it passes everything from that
+    // skb on, and the pair must end with RSTs, none of it copied.
+    bool abort = false;
+    // Urgent data: the passed-stream position (from 1; 0: none) of the last urgent byte that
+    // was passed with other bytes, for userspace to leave out; and how many urgent bytes the
+    // verdict dropped itself (alone in their skb). Neither ever reaches the peer.
+    std::uint64_t urgent_at = 0;
+    std::uint32_t urgent_dropped = 0;
 
     // Passing mode: the verdict passes every skb until userspace has copied all of them.
     [[nodiscard]] bool passing() const { return passed > copied; }
@@ -54,6 +65,16 @@ struct LoadOptions {
     // false only for tests and measurements: no limit, no room check, every skb redirected.
     // A slow reader then makes kernel memory grow without bound.
     bool flow_control = true;
+    // true only for tests: every skb takes the overlap trim's failure branch, as an
+    // allocation failure in bpf_skb_adjust_room would, so the abort path runs on real sockets.
+    bool fail_trims = false;
+};
+
+// How far pair() got before it failed.
+enum class PairStage {
+    linking,         // peer and copied maps: nothing is in the sockhash
+    client_insert,   // the client socket was refused: nothing is in the sockhash
+    backend_insert,  // the backend was refused after the client went in (see pair())
 };
 
 // Sends libbpf's own messages through splicer's log (logfmt on stderr), once per process.
@@ -77,8 +98,12 @@ public:
     // both sockets into the sockhash under their cookies. `client_fd`'s bytes count as
     // client-to-backend. Take flow-accounting baselines (plane::take_baseline) before, and
     // kick (plane::kick) after: bytes already queued on a socket are not run through the
-    // verdict until something wakes it (kernel fact 1).
-    Result<void> pair(int client_fd, int backend_fd);
+    // verdict until something wakes it (kernel fact 1). On failure every entry is removed
+    // again and `failed_at` (if given) says where it stopped. At backend_insert the client
+    // was in the sockhash for a while: a segment arriving then ran the verdict over its whole
+    // receive queue, and removing it purged what the verdict had passed to its psock, so its
+    // stream may have lost bytes (its start included): end such a pair, never relay it.
+    Result<void> pair(int client_fd, int backend_fd, PairStage* failed_at = nullptr);
     // Removes both sockets' entries from every map (missing entries are not an error).
     // Bytes passed but not yet read are lost with the psock: unpair only to tear down.
     void unpair(int client_fd, int backend_fd);
@@ -95,8 +120,10 @@ public:
     // Reports that userspace has written `value` passed bytes in all from this socket into its
     // peer: cumulative, never more than really written (the verdict would redirect ahead of
     // bytes not yet written). Once it reaches the link's `passed`, the verdict redirects
-    // again. Written in place under the entry's lock (BPF_F_LOCK).
-    Result<void> set_copied(splicer_cookie cookie, std::uint64_t value);
+    // again. `removed`: of those, the urgent bytes userspace left out instead of writing
+    // (cumulative too). Written in place under the entry's lock (BPF_F_LOCK).
+    Result<void> set_copied(splicer_cookie cookie, std::uint64_t value,
+                            std::uint32_t removed = 0);
 
     [[nodiscard]] Result<Counters> read_counters() const;
 

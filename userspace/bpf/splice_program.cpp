@@ -78,6 +78,7 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
     // Read-only data is frozen at load: the verdict sees this as a constant.
     state->skeleton->rodata->flow_limit_bytes = options.flow_limit_bytes;
     state->skeleton->rodata->flow_control = options.flow_control ? 1 : 0;
+    state->skeleton->rodata->fail_trims = options.fail_trims ? 1 : 0;
     if (const int rc = splice_bpf__load(state->skeleton.get()); rc != 0) {
         return Error{"loading splice.bpf.o: loading into the kernel: " + errno_text(rc)};
     }
@@ -122,7 +123,10 @@ Result<splicer_cookie> socket_cookie(int fd) {
     return cookie;
 }
 
-Result<void> SpliceProgram::pair(int client_fd, int backend_fd) {
+Result<void> SpliceProgram::pair(int client_fd, int backend_fd, PairStage* failed_at) {
+    PairStage unused{};
+    PairStage& stage = failed_at != nullptr ? *failed_at : unused;
+    stage = PairStage::linking;
     auto client_cookie = socket_cookie(client_fd);
     auto backend_cookie = socket_cookie(backend_fd);
     if (!client_cookie || !backend_cookie) {
@@ -150,11 +154,17 @@ Result<void> SpliceProgram::pair(int client_fd, int backend_fd) {
     // The sockhash value is the socket fd; the kernel stores the socket, keyed by cookie.
     auto client_value = static_cast<std::uint64_t>(client_fd);
     auto backend_value = static_cast<std::uint64_t>(backend_fd);
-    if (bpf_map_update_elem(sockets_map_fd(), &*client_cookie, &client_value, BPF_NOEXIST) != 0 ||
-        bpf_map_update_elem(sockets_map_fd(), &*backend_cookie, &backend_value, BPF_NOEXIST) != 0) {
+    stage = PairStage::client_insert;
+    if (bpf_map_update_elem(sockets_map_fd(), &*client_cookie, &client_value, BPF_NOEXIST) != 0) {
         const int error = errno;
         unpair_cookies(*client_cookie, *backend_cookie);
-        return Error{"sockhash insert: " + errno_text(error)};
+        return Error{"sockhash insert (client): " + errno_text(error)};
+    }
+    stage = PairStage::backend_insert;
+    if (bpf_map_update_elem(sockets_map_fd(), &*backend_cookie, &backend_value, BPF_NOEXIST) != 0) {
+        const int error = errno;
+        unpair_cookies(*client_cookie, *backend_cookie);
+        return Error{"sockhash insert (backend): " + errno_text(error)};
     }
     return {};
 }
@@ -201,13 +211,17 @@ Result<LinkState> SpliceProgram::link_state(splicer_cookie cookie) const {
                      .passed = link.passed,
                      .copied = copied,
                      .peer_baseline_set = (link.flags & SPLICER_LINK_BASELINE_SET) != 0,
-                     .peer_write_seq_base = link.peer_write_seq_base};
+                     .peer_write_seq_base = link.peer_write_seq_base,
+                     .abort = (link.flags & SPLICER_LINK_ABORT) != 0,
+                     .urgent_at = link.urgent_at,
+                     .urgent_dropped = link.urgent_dropped};
 }
 
-Result<void> SpliceProgram::set_copied(splicer_cookie cookie, std::uint64_t value) {
+Result<void> SpliceProgram::set_copied(splicer_cookie cookie, std::uint64_t value,
+                                       std::uint32_t removed) {
     // BPF_F_LOCK: in place, under the value's lock (see struct splicer_copied). BPF_EXIST:
     // only sockets pair() created an entry for; never resurrects an unpaired one.
-    const splicer_copied entry{.bytes = value};
+    const splicer_copied entry{.removed = removed, .bytes = value};
     if (bpf_map_update_elem(copied_map_fd(), &cookie, &entry, BPF_EXIST | BPF_F_LOCK) != 0) {
         return Error{"copied map update: " + errno_text(errno)};
     }
@@ -245,6 +259,9 @@ Result<Counters> read_counters(int counters_map_fd) {
             sum.overlap_skbs[dir] += flow.overlap_skbs;
             sum.overlap_bytes[dir] += flow.overlap_bytes;
             sum.overlap_failed[dir] += flow.overlap_failed;
+            sum.urgent_bytes[dir] += flow.urgent_bytes;
+            sum.urgent_passed[dir] += flow.urgent_passed;
+            sum.edit_failed[dir] += flow.edit_failed;
         }
         sum.no_peer += cpu.no_peer;
     }

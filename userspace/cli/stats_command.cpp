@@ -82,6 +82,7 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "sockmap_fallbacks", counters->sockmap_fallbacks);
     print_row(out, "pipe_shortages", counters->pipe_shortages);
     print_row(out, "accept_errors", counters->accept_errors);
+    print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
 
     // The kernel's side exists only with the sockmap plane.
     if (!sums) {
@@ -100,6 +101,9 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
         print_row(out, "bare_fins_dropped", sums->bare_fins[dir]);
         print_row(out, "overlap_bytes_trimmed", sums->overlap_bytes[dir]);
         print_row(out, "overlap_trim_failed", sums->overlap_failed[dir]);
+        print_row(out, "urgent_dropped_in_kernel", sums->urgent_bytes[dir]);
+        print_row(out, "urgent_passed_to_daemon", sums->urgent_passed[dir]);
+        print_row(out, "edit_failed_aborts", sums->edit_failed[dir]);
         print_row(out, "peer_missing", sums->peer_missing[dir]);
         print_row(out, "redirect_failed", sums->redirect_failed[dir]);
     }

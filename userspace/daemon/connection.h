@@ -50,6 +50,8 @@ struct Direction {
 
     // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
     std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
+    std::size_t taken = 0;     // passed bytes read into `buffer` (`filled` + urgent byte left out)
+    std::uint64_t urgent_removed = 0;  // of `copied`, urgent bytes left out (never written)
     std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
     bool copying = false;     // a copy round is under way (buffer filled or being sent)
     bool sending = false;     // a send of `buffer` is in flight
@@ -57,6 +59,11 @@ struct Direction {
     bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
     std::chrono::steady_clock::time_point last_progress{};
+
+    // splice and copy planes: payload the source had consumed when the plane started, to
+    // count the urgent bytes recv() skipped (plane/urgent_data.h)
+    std::uint64_t consumed_at_start = 0;
+    bool consumed_known = false;
 };
 
 struct Connection {

@@ -110,6 +110,7 @@ DaemonCounters EventLoop::counters() const {
     current.active = slab_.in_use();
     current.sockmap_fallbacks = plane_.fallbacks();
     current.pipe_shortages = plane_.pipe_shortages();
+    current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
     return current;
 }
 

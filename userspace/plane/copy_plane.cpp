@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <string>
 
+#include "plane/urgent_data.h"
+
 namespace splicer::plane {
 namespace {
 
@@ -20,8 +22,10 @@ std::string error_reason(const char* what, int result) {
 class CopyPlane final : public DataPlane {
 public:
     [[nodiscard]] std::string_view name() const override { return "copy"; }
+    [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override { return urgent_bytes_; }
 
     void start(Connection& connection, PlaneContext& context) override {
+        note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
             receive(connection, direction, context);
@@ -37,6 +41,8 @@ public:
         daemon::Direction& flow = connection.directions[direction];
         if (tag.op == Op::plane_recv) {
             if (result == 0) {
+                // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
+                urgent_bytes_ += urgent_bytes_skipped(connection, direction);
                 finish_direction(connection, direction, context);
                 return;
             }
@@ -77,6 +83,8 @@ private:
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);
     }
+
+    std::uint64_t urgent_bytes_ = 0;
 };
 
 }  // namespace

@@ -59,6 +59,8 @@ public:
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }
     // Rounds moved through a buffer because no pipe was free (splice plane).
     [[nodiscard]] virtual std::uint64_t pipe_shortages() const { return 0; }
+    // TCP urgent bytes (MSG_OOB) this plane did not deliver (plane/urgent_data.h).
+    [[nodiscard]] virtual std::uint64_t urgent_bytes_dropped() const = 0;
 };
 
 // After direction `direction` saw EOF from its source and delivered everything before it:

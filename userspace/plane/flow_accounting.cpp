@@ -144,7 +144,7 @@ Result<bool> redirects_absorbed(int dst_fd, const SocketBaseline& dst, std::uint
 }
 
 Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd,
-                               const SocketBaseline& dst) {
+                               const SocketBaseline& dst, std::uint64_t undelivered) {
     auto info = read_tcp_info(src_fd);
     if (!info) {
         return info.error().with_context("eof check");
@@ -157,7 +157,7 @@ Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd
         return absorbed.error().with_context("eof check");
     }
     // The FIN is one sequence number: bytes_received counts it, but it is not payload.
-    return info->tcpi_bytes_received - 1 - src.consumed == *absorbed;
+    return info->tcpi_bytes_received - 1 - src.consumed == *absorbed + undelivered;
 }
 
 Result<bool> connection_broken(int fd) {

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "bpf/pins.h"
@@ -53,6 +55,16 @@ public:
 
     [[nodiscard]] std::string_view name() const override { return "sockmap"; }
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
+    // Urgent bytes the verdict dropped, those left out of copies here, and the fallback's.
+    [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override {
+        std::uint64_t dropped = urgent_removed_ + fallback_->urgent_bytes_dropped();
+        if (auto counters = program_.read_counters()) {
+            for (const std::uint64_t bytes : counters->urgent_bytes) {
+                dropped += bytes;
+            }
+        }
+        return dropped;
+    }
 
     // Called at start-up while still root: accepted sockets inherit the listener's send buffer
     // (and its lock), so clients get kSendBufferBytes even after the privilege drop.
@@ -73,9 +85,18 @@ public:
             connection.baselines[i] = *baseline;
             connection.cookies[i] = *cookie;
         }
-        if (auto paired = program_.pair(sockets[0], sockets[1]); !paired) {
-            // E.g. a client that half-closed right after its ClientHello: the kernel refuses
-            // sockets that are not fully established.
+        bpf::PairStage failed_at{};
+        if (auto paired = program_.pair(sockets[0], sockets[1], &failed_at); !paired) {
+            if (failed_at == bpf::PairStage::backend_insert) {
+                // The client was in the sockhash meanwhile: bytes it received then went
+                // through the verdict (its peeked first bytes too) and were purged when it
+                // left, so a fallback could relay a stream missing its start (pair()).
+                context.abort_connection(connection, "pair_refused");
+                return;
+            }
+            // Nothing entered the sockhash, every byte is still queued: e.g. a client that
+            // half-closed right after its ClientHello (the kernel refuses sockets that are
+            // not established) goes to the copy plane.
             fall_back(connection, context, paired.error());
             return;
         }
@@ -202,7 +223,7 @@ private:
     void copy_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         for (int round = 0;; ++round) {
-            if (flow.filled == 0) {
+            if (flow.taken == 0) {
                 if (round == kCopyRoundsPerTurn) {
                     // Let the loop serve other connections; the poll brings us back.
                     flow.copying = false;
@@ -214,8 +235,9 @@ private:
                 }
             }
             const int sink = connection.sink_fd(direction);
-            auto absorbed = redirects_absorbed(sink, connection.baselines[1 - direction],
-                                               flow.redirected_before_copy, flow.copied);
+            auto absorbed =
+                redirects_absorbed(sink, connection.baselines[1 - direction],
+                                   flow.redirected_before_copy, flow.copied - flow.urgent_removed);
             if (!absorbed) {
                 context.abort_connection(connection, reset_reason(1 - direction));
                 return;
@@ -229,8 +251,11 @@ private:
             // Written at once where the sink takes it: the verdict ends passing mode as soon as
             // the sink holds every passed byte, and a round through the ring for each send
             // left new arrivals time to be passed too, so passing mode hardly ever ended.
-            const ssize_t sent = ::send(sink, flow.buffer.get() + flow.sent,
-                                        flow.filled - flow.sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+            // (Nothing to send when the buffer held only an urgent byte.)
+            const ssize_t sent = flow.filled == flow.sent
+                                     ? 0
+                                     : ::send(sink, flow.buffer.get() + flow.sent,
+                                              flow.filled - flow.sent, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 context.abort_connection(connection, reset_reason(1 - direction));
                 return;
@@ -277,6 +302,7 @@ private:
             return false;
         }
         flow.filled = static_cast<std::size_t>(n);
+        flow.taken = flow.filled;
         flow.sent = 0;
         // Read after the recv: every skb redirected before the ones just read is counted.
         auto link = program_.link_state(connection.cookies[direction]);
@@ -284,16 +310,42 @@ private:
             context.abort_connection(connection, "link_lost");
             return false;
         }
+        // The verdict failed to trim an skb and passed it whole (these bytes may include it):
+        // the stream cannot go on without a hole, so it ends here, nothing copied.
+        if (link->abort) {
+            context.abort_connection(connection, "verdict_edit_failed");
+            return false;
+        }
+        leave_out_urgent_byte(flow, link->urgent_at);
         flow.redirected_before_copy = link->redirected;
         return true;
+    }
+
+    // TCP urgent data: the verdict passes an skb holding the urgent byte whole and says where
+    // the byte is in the passed stream (bpf/splice.bpf.c); it is not delivered, as recv()
+    // skips it for a reader connected directly. `urgent_at` counts from 1 (0: none).
+    void leave_out_urgent_byte(daemon::Direction& flow, std::uint64_t urgent_at) {
+        if (urgent_at == 0 || urgent_at - 1 < flow.copied ||
+            urgent_at - 1 >= flow.copied + flow.taken) {
+            return;
+        }
+        const auto index = static_cast<std::size_t>(urgent_at - 1 - flow.copied);
+        std::memmove(flow.buffer.get() + index, flow.buffer.get() + index + 1,
+                     flow.taken - index - 1);
+        flow.filled = flow.taken - 1;
+        ++urgent_removed_;
     }
 
     // The whole buffer is in the sink: tell the verdict. False when the pair was ended.
     bool finish_copy(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
-        flow.copied += flow.filled;
+        flow.copied += flow.taken;
+        flow.urgent_removed += flow.taken - flow.filled;
         flow.filled = 0;
-        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied); !told) {
+        flow.taken = 0;
+        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied,
+                                            static_cast<std::uint32_t>(flow.urgent_removed));
+            !told) {
             context.abort_connection(connection, "link_lost");
             return false;
         }
@@ -340,9 +392,16 @@ private:
                            PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         const int sink = connection.sink_fd(direction);
+        auto link = program_.link_state(connection.cookies[direction]);
+        if (!link) {
+            context.abort_connection(connection, "link_lost");
+            return;
+        }
+        // Urgent bytes the source received that the sink is never to get.
+        const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
         auto may = eof_may_propagate(connection.source_fd(direction),
                                      connection.baselines[direction], sink,
-                                     connection.baselines[1 - direction]);
+                                     connection.baselines[1 - direction], undelivered);
         if (!may) {
             context.abort_connection(connection, reset_reason(1 - direction));
             return;
@@ -365,8 +424,7 @@ private:
         // A pass the kernel deferred can land behind the FIN: copy it, or the counts never
         // meet.
         if (!flow.copying) {
-            auto link = program_.link_state(connection.cookies[direction]);
-            if (link && link->passed > flow.copied) {
+            if (link->passed > flow.copied) {
                 flow.copying = true;
                 copy_round(connection, direction, context);
                 return;
@@ -403,7 +461,7 @@ private:
             }
             // Only a buffer still waiting for the sink to absorb earlier redirects: one whose
             // send is in flight must not be sent again (the timer serves both directions).
-            if (flow.copying && flow.filled > 0 && !flow.sending) {
+            if (flow.copying && flow.taken > 0 && !flow.sending) {
                 copy_round(connection, direction, context);
             } else if (flow.source_eof && !flow.sink_shut) {
                 try_propagate_eof(connection, direction, context);
@@ -414,13 +472,20 @@ private:
     bpf::SpliceProgram program_;
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
+    std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
     int send_buffer_cap_;  // net.core.wmem_max after start-up
 };
 
 }  // namespace
 
 Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins) {
-    auto program = bpf::SpliceProgram::load({.flow_limit_bytes = kFlowLimitBytes});
+    bpf::LoadOptions options{.flow_limit_bytes = kFlowLimitBytes};
+#ifdef SPLICER_TEST_HOOKS
+    // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
+    // every overlap trim of the verdict fail, to see the pair end with RSTs on real sockets.
+    options.fail_trims = std::getenv("SPLICER_TEST_FAIL_VERDICT_TRIM") != nullptr;
+#endif
+    auto program = bpf::SpliceProgram::load(options);
     if (!program) {
         return program.error();
     }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "plane/pipe_pool.h"
+#include "plane/urgent_data.h"
 
 namespace splicer::plane {
 namespace {
@@ -31,7 +32,8 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // splice source -> pipe -> splice pipe -> sink until the pipe is empty -> give the pipe
 // back -> wait. An idle connection thus holds its two sockets and no pipe. When the pool has
 // no pipe to give, the round is a copy through a buffer instead (recv -> send), as HAProxy
-// falls back to recv/send when it runs out of maxpipes.
+// falls back to recv/send when it runs out of maxpipes. At a TCP urgent byte, where splice
+// cannot go on, the round is a copy too: the recv steps over the byte (plane/urgent_data.h).
 class SplicePlane final : public DataPlane {
 public:
     [[nodiscard]] std::string_view name() const override { return "splice"; }
@@ -43,6 +45,7 @@ public:
     void start(Connection& connection, PlaneContext& context) override {
         connection.plane_started = true;
         ++connections_;
+        note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             wait_for_input(connection, direction, context);
         }
@@ -91,6 +94,7 @@ public:
     }
 
     [[nodiscard]] std::uint64_t pipe_shortages() const override { return pipes_.shortages(); }
+    [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override { return urgent_bytes_; }
 
 private:
     static Pipe take_pipe_from(daemon::Direction& flow) {
@@ -117,6 +121,13 @@ private:
                                  flow.pipe_write.get(), -1, kPipeBytes, kSpliceFlags);
             return;
         }
+        copy_round(connection, direction, context);
+    }
+
+    // One round through a buffer: recv (which also steps over an urgent byte), then send.
+    static void copy_round(Connection& connection, std::uint8_t direction,
+                           PlaneContext& context) {
+        daemon::Direction& flow = connection.directions[direction];
         flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBytes);
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
         // MSG_DONTWAIT: a spurious wake-up comes back as -EAGAIN instead of parking the buffer.
@@ -124,13 +135,23 @@ private:
                            MSG_DONTWAIT);
     }
 
+    // The source sent its FIN and every byte before it was delivered.
+    void source_ended(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        urgent_bytes_ += urgent_bytes_skipped(connection, direction);
+        finish_direction(connection, direction, context);
+    }
+
     void on_spliced_in(Connection& connection, std::uint8_t direction, int result,
                        PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         if (result == -EAGAIN || result == 0) {
             give_pipe_back(flow);  // empty: nothing was spliced in
-            if (result == 0) {
-                finish_direction(connection, direction, context);
+            // Splice stops at an urgent byte (EAGAIN, or 0 when the FIN follows) while poll
+            // keeps reporting the bytes behind it: one recv() steps over it (urgent_data.h).
+            if (at_urgent_mark(connection.source_fd(direction))) {
+                copy_round(connection, direction, context);
+            } else if (result == 0) {
+                source_ended(connection, direction, context);
             } else {
                 wait_for_input(connection, direction, context);  // a spurious wake-up
             }
@@ -178,13 +199,13 @@ private:
                              static_cast<unsigned>(flow.in_pipe), kSpliceFlags);
     }
 
-    static void on_received(Connection& connection, std::uint8_t direction, int result,
-                            PlaneContext& context) {
+    void on_received(Connection& connection, std::uint8_t direction, int result,
+                     PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         if (result == -EAGAIN || result == 0) {
             flow.buffer.reset();
             if (result == 0) {
-                finish_direction(connection, direction, context);
+                source_ended(connection, direction, context);
             } else {
                 wait_for_input(connection, direction, context);
             }
@@ -226,6 +247,7 @@ private:
     // Until set_max_pipes: no limit (the daemon always sets it from its fd plan).
     PipePool pipes_{std::numeric_limits<std::uint32_t>::max(), kPipeBytes};
     std::uint64_t connections_ = 0;  // started and not yet torn down
+    std::uint64_t urgent_bytes_ = 0;
 };
 
 }  // namespace

@@ -1,0 +1,37 @@
+#include "plane/urgent_data.h"
+
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
+#include "splicer/flow_accounting.h"
+
+namespace splicer::plane {
+
+bool at_urgent_mark(int fd) {
+    int at_mark = 0;
+    return ::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark == 1;
+}
+
+void note_consumed_at_start(daemon::Connection& connection) {
+    for (std::size_t direction = 0; direction < 2; ++direction) {
+        // take_baseline's `consumed`: payload taken from the socket so far (FIN and unread
+        // bytes left out), read until the socket's counters stood still.
+        auto baseline = take_baseline(connection.source_fd(direction));
+        connection.directions[direction].consumed_at_start = baseline ? baseline->consumed : 0;
+        connection.directions[direction].consumed_known = baseline.has_value();
+    }
+}
+
+std::uint64_t urgent_bytes_skipped(const daemon::Connection& connection, std::size_t direction) {
+    const daemon::Direction& flow = connection.directions[direction];
+    if (!flow.consumed_known) {
+        return 0;
+    }
+    auto now = take_baseline(connection.source_fd(direction));
+    if (!now || now->consumed < flow.consumed_at_start + flow.bytes) {
+        return 0;
+    }
+    return now->consumed - flow.consumed_at_start - flow.bytes;
+}
+
+}  // namespace splicer::plane
