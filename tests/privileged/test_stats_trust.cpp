@@ -1,7 +1,7 @@
 // `splicer stats` runs as root and reads what the running daemon pinned (issue 12, point 5).
 // The pin dir belongs to the daemon's run user after the privilege drop, so that user (the
 // daemon itself, if subverted) can rename, replace or relink every pin in it. Renaming the
-// `counters` pin (a per-CPU array of 208-byte values) to `daemon` (a 112-byte array) made
+// `counters` pin (a per-CPU array of 208-byte values then) to `daemon` (a 112-byte array) made
 // root's stats copy 208 B x CPUs into a 112-byte struct and crash. Each swap below is done as
 // the run user on a running daemon; stats must refuse it with an error naming the pin and
 // exit 1, never crash and never print numbers read from the wrong object.
@@ -17,6 +17,8 @@
 #include <sstream>
 
 #include "daemon_test_common.h"
+#include "splicer/bpf_abi.h"
+#include "splicer/daemon_counters.h"
 #include "support/as_user.h"
 #include "support/command.h"
 
@@ -29,11 +31,17 @@ const char* const kPins[] = {"daemon", "counters", "sockets", "peers", "copied"}
 
 struct Swap {
     const char* name;
-    const char* from;     // the pin the run user moves (or links to)
-    const char* onto;     // the name it ends up under: the pin stats must name
-    const char* how;      // "rename", "symlink", "mkdir", "pin" (`from`'s map again)
-    const char* refusal;  // in stats' error, after the pin's path
+    const char* from;      // the pin the run user moves (or links to)
+    const char* onto;      // the name it ends up under: the pin stats must name
+    const char* how;       // "rename", "symlink", "mkdir", "pin" (`from`'s map again)
+    std::string refusal;   // in stats' error, after the pin's path
 };
+
+// The value sizes follow the ABI structs (they grow as counters are added).
+std::string map_shape(int type, std::size_t key_size, std::size_t value_size) {
+    return "has type " + std::to_string(type) + ", key size " + std::to_string(key_size) +
+           ", value size " + std::to_string(value_size);
+}
 
 // Puts the daemon's pins back as they were: every entry removed, each map pinned again from
 // the fds the test took at the start.
@@ -97,10 +105,10 @@ TEST_CASE("splicer stats refuses a pin the daemon's user swapped, naming it, nev
     const Swap swaps[] = {
         // The reported crash: a per-CPU array read into the daemon counters' struct.
         {"counters renamed over daemon", "counters", "daemon", "rename",
-         "has type 6, key size 4, value size 208"},
+         map_shape(BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(splicer_counters))},
         // The daemon holds every map's fd and may pin any of them under any name.
         {"the daemon map pinned again as counters", "daemon", "counters", "pin",
-         "has type 2, key size 4, value size 112"},
+         map_shape(BPF_MAP_TYPE_ARRAY, 4, sizeof(splicer::DaemonCounters))},
         {"the sockhash renamed over daemon", "sockets", "daemon", "rename",
          "has type 18, key size 8"},
         {"the peer map renamed over counters", "peers", "counters", "rename",
