@@ -320,6 +320,14 @@ private:
             if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
                 config_.max_connections_per_client = *limit;
             }
+        } else if (key == "client_ipv4_prefix_length") {
+            if (auto bits = detail::read_prefix_length(setting, 32, diagnostics_)) {
+                config_.client_ipv4_prefix_length = *bits;
+            }
+        } else if (key == "client_ipv6_prefix_length") {
+            if (auto bits = detail::read_prefix_length(setting, 128, diagnostics_)) {
+                config_.client_ipv6_prefix_length = *bits;
+            }
         } else if (key == "http") {
             if (!setting.isGroup()) {
                 diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +

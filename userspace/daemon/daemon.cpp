@@ -100,6 +100,8 @@ std::string start_up_settings(const config::Config& config) {
                        std::to_string(config.max_connections.value_or(0)) + " " +
                        std::to_string(config.max_probing) + " " +
                        std::to_string(config.max_connections_per_client) + " " +
+                       std::to_string(config.client_ipv4_prefix_length) + "/" +
+                       std::to_string(config.client_ipv6_prefix_length) + " " +
                        std::to_string(config.max_pipes.value_or(0));
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +

@@ -35,7 +35,9 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
       backends_(std::move(backends)),
       plane_(plane),
       slab_(max_connections),
-      admission_(config) {}
+      admission_(config, max_connections),
+      client_prefix_{.ipv4 = config.client_ipv4_prefix_length,
+                     .ipv6 = config.client_ipv6_prefix_length} {}
 
 EventLoop::~EventLoop() = default;
 
@@ -197,7 +199,7 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
         return;
     }
     const net::SocketAddress peer = net::peer_address(client.get());
-    std::string key = net::host_key(peer);
+    std::string key = net::host_key(peer, client_prefix_);
     if (const auto refusal = admission_.admit(listener, key); refusal != limits::Refusal::none) {
         refuse(listener, refusal);
         return;

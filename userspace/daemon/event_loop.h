@@ -149,6 +149,7 @@ private:
     std::vector<__kernel_timespec> accept_backoff_;
     log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
     limits::Admission admission_;
+    net::ClientPrefix client_prefix_;  // a start-up setting: a reload keeps it
     // One log line per second per limit, whatever the flood: max_connections, per listener,
     // per client, probing.
     std::array<log::IntervalGate, limits::kRefusalKinds> refusal_log_{
