@@ -63,14 +63,14 @@ const volatile __u32 flow_control = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, __u64);
 } sockets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, struct splicer_link);
 } peers SEC(".maps");
@@ -78,7 +78,7 @@ struct {
 /* Written only by userspace (in place, BPF_F_LOCK): passed bytes it copied into the peer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, struct splicer_copied);
 } copied SEC(".maps");

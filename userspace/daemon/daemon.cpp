@@ -207,7 +207,10 @@ Result<void> run(const RunOptions& options) {
             counters_map.emplace(std::move(created).value());
         }
     }
-    auto plane = plane::make_plane(config->splice_mode, pins ? &*pins : nullptr);
+    // Sized for the configured max_connections (or its default): the fd plan below may lower
+    // an unset one to fit the fd limit, never raise it.
+    auto plane = plane::make_plane(config->splice_mode, pins ? &*pins : nullptr,
+                                   config->max_connections.value_or(config::kDefaultMaxConnections));
     if (!plane) {
         return plane.error().with_context("data plane");
     }

@@ -3,11 +3,13 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <string>
 
 #include "bpf/pins.h"
+#include "log/interval_gate.h"
 #include "plane/copy_plane.h"
 #include "plane/send_buffer.h"
 #include "splicer/flow_accounting.h"
@@ -136,9 +138,14 @@ public:
 private:
     void fall_back(Connection& connection, PlaneContext& context, const Error& why) {
         ++fallbacks_;
-        log::notice("sockmap_fallback", {{"conn", std::to_string(connection.id)},
-                                         {"plane", "copy"},
-                                         {"error", why.message}});
+        // Once a second at most, as the limit lines: a flood of half-closing clients (or a
+        // kernel refusing every pair) must not become a line per connection.
+        if (auto folded = fallback_log_.pass()) {
+            log::notice("sockmap_fallback", {{"conn", std::to_string(connection.id)},
+                                             {"plane", "copy"},
+                                             {"error", why.message},
+                                             {"fallbacks", std::to_string(*folded)}});
+        }
         connection.plane_fallback = true;
         fallback_->start(connection, context);
     }
@@ -414,13 +421,20 @@ private:
     bpf::SpliceProgram program_;
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
+    log::IntervalGate fallback_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
 };
 
 }  // namespace
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins) {
-    auto program = bpf::SpliceProgram::load({.flow_limit_bytes = kFlowLimitBytes});
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
+                                                      std::uint32_t max_connections) {
+    // Two sockets per connection the loop may hold: a pair never falls back to the copy plane
+    // for want of room in the maps.
+    const std::uint64_t sockets = std::clamp<std::uint64_t>(
+        2 * std::uint64_t{max_connections}, SPLICER_MIN_SOCKETS, SPLICER_SOCKETS_LIMIT);
+    auto program = bpf::SpliceProgram::load(
+        {.flow_limit_bytes = kFlowLimitBytes, .max_sockets = static_cast<std::uint32_t>(sockets)});
     if (!program) {
         return program.error();
     }
