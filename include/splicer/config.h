@@ -103,6 +103,9 @@ struct Config {
     // it); over it a round is copied through a buffer instead. Unset: limits::default_pipes.
     std::optional<std::uint32_t> max_pipes;
     std::optional<HttpConfig> http;
+    // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
+    // dropped and counted, never waited for.
+    std::uint64_t log_buffer_size = 1024 * 1024;
 };
 
 struct Diagnostic {

@@ -411,6 +411,17 @@ TEST_CASE("client_ipv4_prefix_length and client_ipv6_prefix_length say what one 
           "<config>:4: error: client_ipv6_prefix_length: out of range: expected 1..128\n");
 }
 
+TEST_CASE("log_buffer_size bounds the log lines waiting for stderr", "[config]") {
+    CHECK(load_clean(kBase).log_buffer_size == 1024 * 1024);
+    const Config config = load_clean(std::string(kBase) + "log_buffer_size: \"64K\";\n");
+    CHECK(config.log_buffer_size == 64 * 1024);
+    CHECK_THAT(splicer::config::describe(config), Catch::Contains("log buffer: 64K\n"));
+    const LoadResult bad = splicer::config::load_string(std::string(kBase) +
+                                                        "log_buffer_size: \"1K\";\n");
+    CHECK(all_diagnostics(bad) ==
+          "<config>:3: error: log_buffer_size: out of range: expected 4K..1G\n");
+}
+
 TEST_CASE("an http listener takes max_connections as a 443 listener does", "[config][limits]") {
     const Config config = load_clean(
         std::string(kBase) +

@@ -13,6 +13,7 @@
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
 #include "limits/fd_limit.h"
+#include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "security/privilege_drop.h"
@@ -102,7 +103,8 @@ std::string start_up_settings(const config::Config& config) {
                        std::to_string(config.max_connections_per_client) + " " +
                        std::to_string(config.client_ipv4_prefix_length) + "/" +
                        std::to_string(config.client_ipv6_prefix_length) + " " +
-                       std::to_string(config.max_pipes.value_or(0));
+                       std::to_string(config.max_pipes.value_or(0)) + " " +
+                       std::to_string(config.log_buffer_size);
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
                 std::to_string(listener.max_connections.value_or(0));
@@ -250,6 +252,16 @@ Result<void> run(const RunOptions& options) {
         !dropped) {
         return dropped.error();
     }
+    // Log lines go through a bounded buffer and a writer thread from here on: a stderr that
+    // stops reading costs lines, never the loop. Started after the drop, which is per thread
+    // for capabilities; stopped (bounded wait) on every way out of run().
+    log::start_writer(config->log_buffer_size);
+    struct WriterStop {
+        WriterStop() = default;
+        WriterStop(const WriterStop&) = delete;
+        WriterStop& operator=(const WriterStop&) = delete;
+        ~WriterStop() { log::stop_writer(); }
+    } const writer_stop;
     loop.watch_signals(std::move(signal_fd).value());
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "log/line_queue.h"
 #include "net/sockets.h"
 #include "splicer/log.h"
 
@@ -112,6 +113,7 @@ DaemonCounters EventLoop::counters() const {
     current.active = slab_.in_use();
     current.sockmap_fallbacks = plane_.fallbacks();
     current.pipe_shortages = plane_.pipe_shortages();
+    current.log_dropped = log::dropped_lines();
     return current;
 }
 
