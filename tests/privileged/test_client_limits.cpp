@@ -34,8 +34,8 @@ class Ipv6Netns {
 public:
     explicit Ipv6Netns(const std::vector<std::string>& addresses)
         : name_("splcl" + std::to_string(::getpid())) {
-        std::string script = "set -e; ip netns add " + name_ + "; ip -n " + name_ +
-                             " link set lo up;";
+        std::string script =
+            "set -e; ip netns add " + name_ + "; ip -n " + name_ + " link set lo up;";
         for (const std::string& address : addresses) {
             // nodad: usable at once, no duplicate address detection wait.
             script += " ip -n " + name_ + " -6 addr add " + address + "/64 dev lo nodad;";
@@ -151,12 +151,9 @@ TEST_CASE("2000 connections at once from one address on an idle daemon are all s
     CHECK(held == kConnections);
     CHECK(completed == kConnections);
     CHECK(daemon->logs("connection_refused").empty());
-    WARN("2,000 connections from one address: " << completed << " served, held at once "
-                                                 << held << ", in "
-                                                 << std::chrono::duration_cast<
-                                                        std::chrono::milliseconds>(elapsed)
-                                                        .count()
-                                                 << " ms");
+    WARN("2,000 connections from one address: "
+         << completed << " served, held at once " << held << ", in "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms");
     std::this_thread::sleep_for(1100ms);
     CHECK(test::daemon_counter(*daemon, "refused") == 0);
     test::stop_daemon(*daemon);
@@ -176,12 +173,12 @@ TEST_CASE("under pressure the addresses of one IPv6 /64 are one client", "[daemo
     const std::uint16_t port = test::free_port();
     // Silent clients stay held, probing, for the 10 s probe timeout. Pressure: 10 held of
     // max_connections 20.
-    const std::string config = "listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(port) +
-                               "\"; },\n          { host: \"::\"; port: \"" +
-                               std::to_string(port) +
-                               "\"; } );\n"
-                               "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"9\"; } );\n"
-                               "timeout: 10;\nmax_connections: 20;\nmax_connections_per_client: 4;\n";
+    const std::string config =
+        "listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(port) +
+        "\"; },\n          { host: \"::\"; port: \"" + std::to_string(port) +
+        "\"; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"9\"; } );\n"
+        "timeout: 10;\nmax_connections: 20;\nmax_connections_per_client: 4;\n";
     test::DaemonOptions options;
     options.binary = SPLICER_BINARY;
     options.config_text = config;

@@ -89,8 +89,8 @@ TEST_CASE("a stderr nobody reads costs log lines (counted) and never the connect
     const auto routed = test::routed_line(daemon, client_port);
     REQUIRE(routed.has_value());
     const auto closed = daemon.wait_for_log(
-        "closed", [&](const test::LogLine& line) { return line.get("conn") == routed->get("conn"); },
-        5s);
+        "closed",
+        [&](const test::LogLine& line) { return line.get("conn") == routed->get("conn"); }, 5s);
     CHECK(closed.has_value());
 
     // Stopping while nobody reads: the daemon flushes what it can for a bounded time, then

@@ -4,8 +4,9 @@
 // half-closed before the pair was made) goes to the copy plane, counted, and logged at most
 // once a second with the count since the last line.
 
-#include <catch2/catch.hpp>
 #include <linux/bpf.h>
+
+#include <catch2/catch.hpp>
 #include <string>
 
 #include "daemon_test_common.h"
@@ -45,10 +46,9 @@ TEST_CASE("the sockhash and its maps hold two sockets per max_connections", "[da
     auto daemon = test::start_daemon(
         "sockmap", "max_connections: " + std::to_string(max_connections) +
                        ";\nmax_connections_per_client: 100;\n" + test::snikket_config(ports));
-    const std::map<std::string, std::uint32_t> expected = {
-        {"copied", 2 * max_connections},
-        {"peers", 2 * max_connections},
-        {"sockets", 2 * max_connections}};
+    const std::map<std::string, std::uint32_t> expected = {{"copied", 2 * max_connections},
+                                                           {"peers", 2 * max_connections},
+                                                           {"sockets", 2 * max_connections}};
     const auto sizes = map_sizes(daemon->pin_dir());
     std::string described;
     for (const auto& [name, size] : sizes) {

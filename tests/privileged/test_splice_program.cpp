@@ -150,15 +150,14 @@ TEST_CASE("the flow limit is set before load and checked", "[bpf]") {
     CHECK_FALSE(huge.has_value());
 }
 
-TEST_CASE("the maps hold the sockets they were sized for and refuse the pair past them",
-          "[bpf]") {
+TEST_CASE("the maps hold the sockets they were sized for and refuse the pair past them", "[bpf]") {
     test::require_root();
     auto program = SpliceProgram::load({.max_sockets = 4});
     INFO((program ? "" : program.error().message));
     REQUIRE(program.has_value());
     CHECK(program->max_sockets() == 4);
-    for (const int fd : {program->sockets_map_fd(), program->peers_map_fd(),
-                         program->copied_map_fd()}) {
+    for (const int fd :
+         {program->sockets_map_fd(), program->peers_map_fd(), program->copied_map_fd()}) {
         bpf_map_info info{};
         __u32 length = sizeof(info);
         REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &length) == 0);

@@ -416,8 +416,8 @@ TEST_CASE("log_buffer_size bounds the log lines waiting for stderr", "[config]")
     const Config config = load_clean(std::string(kBase) + "log_buffer_size: \"64K\";\n");
     CHECK(config.log_buffer_size == 64 * 1024);
     CHECK_THAT(splicer::config::describe(config), Catch::Contains("log buffer: 64K\n"));
-    const LoadResult bad = splicer::config::load_string(std::string(kBase) +
-                                                        "log_buffer_size: \"1K\";\n");
+    const LoadResult bad =
+        splicer::config::load_string(std::string(kBase) + "log_buffer_size: \"1K\";\n");
     CHECK(all_diagnostics(bad) ==
           "<config>:3: error: log_buffer_size: out of range: expected 4K..1G\n");
 }

@@ -51,9 +51,8 @@ TEST_CASE("HeapTrim: the loop asks for a trim and never waits for it", "[heap]")
     while (trim->trims_done() == 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    const auto trimmed_ms = std::chrono::duration<double, std::milli>(
-                                std::chrono::steady_clock::now() - asked)
-                                .count();
+    const auto trimmed_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - asked).count();
     REQUIRE(trim->trims_done() == 1);
     const std::uint64_t after = resident_kib();
     WARN("after_release returned in " << waited_ms << " ms; the trim took " << trimmed_ms

@@ -1,19 +1,18 @@
 // Limits as pure logic: the fd budget for max_connections and the once-per-interval gate that
 // keeps a flood of refusals from becoming a flood of log lines.
 
-#include <catch2/catch.hpp>
-#include <chrono>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
 #include <tuple>
 
 #include "limits/admission.h"
 #include "limits/fd_limit.h"
-#include "net/address.h"
 #include "log/interval_gate.h"
+#include "net/address.h"
 
 using namespace std::chrono_literals;
 using splicer::log::IntervalGate;
@@ -161,37 +160,37 @@ TEST_CASE("host_key: a client is its address cut to the configured prefix", "[li
         return out;
     };
     using Row = std::tuple<const char*, const char*, std::uint32_t, std::uint32_t, bool>;
-    const auto [a, b, ipv4, ipv6, same] = GENERATE(table<const char*, const char*, std::uint32_t,
-                                                         std::uint32_t, bool>({
-        Row{"198.18.0.1", "198.18.0.1", 32, 64, true},
-        Row{"198.18.0.1", "198.18.0.2", 32, 64, false},
-        Row{"198.18.0.1", "198.18.0.254", 24, 64, true},
-        Row{"198.18.0.1", "198.18.1.1", 24, 64, false},
-        Row{"198.18.0.1", "198.19.255.255", 15, 64, true},  // 198.18.0.0/15
-        Row{"198.18.0.1", "198.20.0.0", 15, 64, false},
-        Row{"198.18.0.129", "198.18.0.255", 25, 64, true},  // a prefix inside a byte
-        Row{"198.18.0.127", "198.18.0.128", 25, 64, false},
-        Row{"10.0.0.1", "10.255.255.255", 1, 64, true},
-        Row{"10.0.0.1", "200.0.0.1", 1, 64, false},
-        // IPv4-mapped IPv6 is the IPv4 address, cut by the IPv4 prefix.
-        Row{"::ffff:198.18.0.1", "198.18.0.1", 32, 64, true},
-        Row{"::ffff:198.18.0.1", "198.18.0.77", 24, 128, true},
-        Row{"::ffff:198.18.0.1", "198.18.1.1", 24, 128, false},
-        Row{"2001:db8::1", "2001:db8::2", 32, 128, false},
-        Row{"2001:db8::1", "2001:db8::2", 32, 64, true},
-        Row{"2001:db8::1", "2001:db8:0:ff::2", 32, 56, true},
-        Row{"2001:db8::1", "2001:db8:0:100::2", 32, 56, false},
-        Row{"2001:db8:1::1", "2001:db8:1:ffff::1", 32, 48, true},
-        Row{"2001:db8::1", "2001:db8::1", 32, 128, true},
-        Row{"2001:db8::1", "2001:db9::1", 32, 31, true},  // 2001:db8::/31
-        Row{"2001:db8::1", "2001:dba::1", 32, 31, false},
-        // Families never mix: 0.0.0.0/1 and ::/1 hold different clients.
-        Row{"10.0.0.1", "::a00:1", 1, 1, false},
-    }));
+    const auto [a, b, ipv4, ipv6, same] =
+        GENERATE(table<const char*, const char*, std::uint32_t, std::uint32_t, bool>({
+            Row{"198.18.0.1", "198.18.0.1", 32, 64, true},
+            Row{"198.18.0.1", "198.18.0.2", 32, 64, false},
+            Row{"198.18.0.1", "198.18.0.254", 24, 64, true},
+            Row{"198.18.0.1", "198.18.1.1", 24, 64, false},
+            Row{"198.18.0.1", "198.19.255.255", 15, 64, true},  // 198.18.0.0/15
+            Row{"198.18.0.1", "198.20.0.0", 15, 64, false},
+            Row{"198.18.0.129", "198.18.0.255", 25, 64, true},  // a prefix inside a byte
+            Row{"198.18.0.127", "198.18.0.128", 25, 64, false},
+            Row{"10.0.0.1", "10.255.255.255", 1, 64, true},
+            Row{"10.0.0.1", "200.0.0.1", 1, 64, false},
+            // IPv4-mapped IPv6 is the IPv4 address, cut by the IPv4 prefix.
+            Row{"::ffff:198.18.0.1", "198.18.0.1", 32, 64, true},
+            Row{"::ffff:198.18.0.1", "198.18.0.77", 24, 128, true},
+            Row{"::ffff:198.18.0.1", "198.18.1.1", 24, 128, false},
+            Row{"2001:db8::1", "2001:db8::2", 32, 128, false},
+            Row{"2001:db8::1", "2001:db8::2", 32, 64, true},
+            Row{"2001:db8::1", "2001:db8:0:ff::2", 32, 56, true},
+            Row{"2001:db8::1", "2001:db8:0:100::2", 32, 56, false},
+            Row{"2001:db8:1::1", "2001:db8:1:ffff::1", 32, 48, true},
+            Row{"2001:db8::1", "2001:db8::1", 32, 128, true},
+            Row{"2001:db8::1", "2001:db9::1", 32, 31, true},  // 2001:db8::/31
+            Row{"2001:db8::1", "2001:dba::1", 32, 31, false},
+            // Families never mix: 0.0.0.0/1 and ::/1 hold different clients.
+            Row{"10.0.0.1", "::a00:1", 1, 1, false},
+        }));
     CAPTURE(a, b, ipv4, ipv6);
     const splicer::net::ClientPrefix prefix{.ipv4 = ipv4, .ipv6 = ipv6};
-    CHECK((splicer::net::host_key(address(a), prefix) == splicer::net::host_key(address(b), prefix)) ==
-          same);
+    CHECK((splicer::net::host_key(address(a), prefix) ==
+           splicer::net::host_key(address(b), prefix)) == same);
 }
 
 TEST_CASE("Admission: the per-client limit applies under pressure only, to the heaviest first",

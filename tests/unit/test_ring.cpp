@@ -46,8 +46,7 @@ TEST_CASE("Ring: a full submission queue is submitted to make room, every comple
     CHECK(ring.deferred() == 0);
 }
 
-TEST_CASE("Ring: a ring that takes no submission aborts with a message, never spins",
-          "[uring]") {
+TEST_CASE("Ring: a ring that takes no submission aborts with a message, never spins", "[uring]") {
     // In a child: the abort (or, before the fix, an endless loop) must not take the test down.
     int pipe_fds[2] = {-1, -1};
     REQUIRE(::pipe(pipe_fds) == 0);

@@ -96,15 +96,14 @@ Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
 
 // The settings a reload cannot change, as text to compare.
 std::string start_up_settings(const config::Config& config) {
-    std::string text = std::string(config::to_string(config.splice_mode)) + " " +
-                       config.user.value_or("") + " " +
-                       std::to_string(config.max_connections.value_or(0)) + " " +
-                       std::to_string(config.max_probing) + " " +
-                       std::to_string(config.max_connections_per_client) + " " +
-                       std::to_string(config.client_ipv4_prefix_length) + "/" +
-                       std::to_string(config.client_ipv6_prefix_length) + " " +
-                       std::to_string(config.max_pipes.value_or(0)) + " " +
-                       std::to_string(config.log_buffer_size);
+    std::string text =
+        std::string(config::to_string(config.splice_mode)) + " " + config.user.value_or("") + " " +
+        std::to_string(config.max_connections.value_or(0)) + " " +
+        std::to_string(config.max_probing) + " " +
+        std::to_string(config.max_connections_per_client) + " " +
+        std::to_string(config.client_ipv4_prefix_length) + "/" +
+        std::to_string(config.client_ipv6_prefix_length) + " " +
+        std::to_string(config.max_pipes.value_or(0)) + " " + std::to_string(config.log_buffer_size);
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
                 std::to_string(listener.max_connections.value_or(0));
@@ -211,8 +210,9 @@ Result<void> run(const RunOptions& options) {
     }
     // Sized for the configured max_connections (or its default): the fd plan below may lower
     // an unset one to fit the fd limit, never raise it.
-    auto plane = plane::make_plane(config->splice_mode, pins ? &*pins : nullptr,
-                                   config->max_connections.value_or(config::kDefaultMaxConnections));
+    auto plane =
+        plane::make_plane(config->splice_mode, pins ? &*pins : nullptr,
+                          config->max_connections.value_or(config::kDefaultMaxConnections));
     if (!plane) {
         return plane.error().with_context("data plane");
     }

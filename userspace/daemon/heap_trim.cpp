@@ -64,9 +64,11 @@ struct HeapTrim::Trimmer {
             ::malloc_trim(0);
             const auto took = std::chrono::steady_clock::now() - start;
             if (took >= kSlowTrim) {
-                log::notice("heap_trim", {{"ms", std::to_string(std::chrono::duration_cast<
-                                                                std::chrono::milliseconds>(took)
-                                                                .count())}});
+                log::notice(
+                    "heap_trim",
+                    {{"ms",
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(took).count())}});
             }
             lock.lock();
             ++done;
@@ -74,7 +76,9 @@ struct HeapTrim::Trimmer {
     }
 };
 
-HeapTrim::HeapTrim() { ::mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes); }
+HeapTrim::HeapTrim() {
+    ::mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes);
+}
 
 HeapTrim::~HeapTrim() = default;
 

@@ -143,7 +143,9 @@ void stop_writer(std::chrono::milliseconds flush_within) {
     delete state;
 }
 
-std::uint64_t dropped_lines() { return dropped.load(std::memory_order_relaxed); }
+std::uint64_t dropped_lines() {
+    return dropped.load(std::memory_order_relaxed);
+}
 
 bool emit(std::string line) {
     Queue* state = queue.load();
