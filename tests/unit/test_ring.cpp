@@ -33,7 +33,7 @@ TEST_CASE("Ring: a full submission queue is submitted to make room, every comple
     // The completion queue holds 8: the rest overflow in the kernel and come 8 per enter.
     for (int round = 0; round < 2000 && completed.size() < kOps; ++round) {
         REQUIRE(ring.submit_and_wait(100) >= 0);
-        ring.drain([&](const io_uring_cqe& cqe) {
+        ring.drain([&](const splicer::uring::Completion& cqe) {
             CHECK(cqe.res == 0);
             completed.push_back(cqe.user_data);
         });

@@ -91,7 +91,7 @@ Result<void> EventLoop::run() {
         if (rc < 0 && rc != -EBUSY) {
             return Error{"io_uring_submit_and_wait: " + errno_text(rc)};
         }
-        ring_.drain([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+        ring_.drain([this](const uring::Completion& cqe) { dispatch(cqe); });
         const auto now = std::chrono::steady_clock::now();
         if (publish_ && now - published >= std::chrono::seconds(1)) {
             publish_(counters());
@@ -124,7 +124,7 @@ io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg
     return sqe;
 }
 
-void EventLoop::dispatch(const io_uring_cqe& cqe) {
+void EventLoop::dispatch(const uring::Completion& cqe) {
     const Tag tag = Tag::decode(cqe.user_data);
     if (tag.slot == kNoSlot) {
         if (tag.op == Op::accept) {

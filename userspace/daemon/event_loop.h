@@ -82,7 +82,7 @@ public:
     void abort_connection(Connection& connection, std::string_view reason) override;
 
 private:
-    void dispatch(const io_uring_cqe& cqe);
+    void dispatch(const uring::Completion& cqe);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
     void on_accept_failed(std::size_t listener, int error);

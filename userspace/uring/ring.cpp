@@ -54,7 +54,7 @@ void Ring::set_aside_completions() {
     unsigned count = 0;
     io_uring_cqe* cqe = nullptr;
     io_uring_for_each_cqe(&ring_, head, cqe) {
-        deferred_.push_back(*cqe);
+        deferred_.push_back({.user_data = cqe->user_data, .res = cqe->res, .flags = cqe->flags});
         ++count;
     }
     io_uring_cq_advance(&ring_, count);

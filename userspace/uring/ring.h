@@ -4,11 +4,21 @@
 
 #include <liburing.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "splicer/result.h"
 
 namespace splicer::uring {
+
+// What the loop reads of a completion, copied out of the ring: io_uring_cqe itself ends in a
+// flexible array member (big_cqe, for IORING_SETUP_CQE32, which this ring does not use), so
+// it cannot be an array element.
+struct Completion {
+    std::uint64_t user_data = 0;
+    std::int32_t res = 0;
+    std::uint32_t flags = 0;
+};
 
 class Ring {
 public:
@@ -31,7 +41,7 @@ public:
     // Submits queued SQEs and waits for at least one completion (or `timeout_ms`).
     int submit_and_wait(int timeout_ms);
 
-    // Calls `handle(cqe)` for each ready completion (those sqe() set aside first, in order),
+    // Calls `handle(completion)` for each ready completion (those sqe() set aside first, in order),
     // then marks them seen, one cq_advance per batch. `handle` may call sqe().
     template <typename Handler>
     unsigned drain(Handler&& handle) {
@@ -39,22 +49,23 @@ public:
         // sqe() may set completions aside while a batch is handled: take them in turn.
         for (int round = 0; round < kMaxDrainRounds; ++round) {
             if (!deferred_.empty()) {
-                std::vector<io_uring_cqe> batch;
+                std::vector<Completion> batch;
                 batch.swap(deferred_);
-                for (const io_uring_cqe& cqe : batch) {
-                    handle(cqe);
+                for (const Completion& completion : batch) {
+                    handle(completion);
                 }
                 seen += static_cast<unsigned>(batch.size());
                 continue;
             }
             // Copied out and marked seen before any is handled, so a handler's sqe() that
             // sets completions aside can only take later ones.
-            io_uring_cqe batch[kDrainBatch];
+            Completion batch[kDrainBatch];
             unsigned count = 0;
             unsigned head = 0;
             io_uring_cqe* cqe = nullptr;
             io_uring_for_each_cqe(&ring_, head, cqe) {
-                batch[count++] = *cqe;
+                batch[count++] = {
+                    .user_data = cqe->user_data, .res = cqe->res, .flags = cqe->flags};
                 if (count == kDrainBatch) {
                     break;
                 }
@@ -85,7 +96,7 @@ private:
 
     io_uring ring_{};
     bool initialised_ = false;
-    std::vector<io_uring_cqe> deferred_;
+    std::vector<Completion> deferred_;
 };
 
 }  // namespace splicer::uring
