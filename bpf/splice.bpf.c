@@ -74,14 +74,14 @@ const volatile __u32 fail_trims = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, __u64);
 } sockets SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, struct splicer_link);
 } peers SEC(".maps");
@@ -89,7 +89,7 @@ struct {
 /* Written only by userspace (in place, BPF_F_LOCK): passed bytes it copied into the peer. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SPLICER_MAX_SOCKETS);
+	__uint(max_entries, SPLICER_DEFAULT_SOCKETS); /* resized at load */
 	__type(key, splicer_cookie);
 	__type(value, struct splicer_copied);
 } copied SEC(".maps");

@@ -15,8 +15,16 @@
 #define SPLICER_STATIC_ASSERT _Static_assert
 #endif
 
-/* Sockets the sockhash can hold: two per spliced connection. */
-#define SPLICER_MAX_SOCKETS 131072
+/*
+ * Sockets the sockhash (and the peers and copied maps, one entry per socket) can hold: two
+ * per spliced connection. The object is built with the default; the daemon sets each map's
+ * max_entries to 2 * max_connections before load (SpliceProgram::load, LoadOptions
+ * max_sockets), so every connection it may hold fits. A pinned map's max_entries (bpf map
+ * info) says what the running daemon chose: an even number in MIN..LIMIT.
+ */
+#define SPLICER_DEFAULT_SOCKETS 131072
+#define SPLICER_MIN_SOCKETS 2
+#define SPLICER_SOCKETS_LIMIT 2000000 /* max_connections tops at 1,000,000 */
 
 /*
  * Flow control (DESIGN.md, kernel fact 2): how many redirected bytes may wait for the peer's

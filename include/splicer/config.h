@@ -89,13 +89,23 @@ struct Config {
     // Connections still being probed (nothing routed yet) at once: a flood of silent or
     // trickling clients cannot take every slot from the ones that speak.
     std::uint32_t max_probing = 1024;
-    // Connections held at once from one client address (IPv4, or a whole IPv6 address); high
-    // enough for a NAT'd office, low enough that one host cannot take everything.
+    // Connections held at once from one client (below), enforced only under pressure: while
+    // half of max_connections are held, or half of max_probing are probing. An idle daemon
+    // serves a lone busy client (a NAT, a load test) in full; a loaded one refuses the
+    // clients over their limit first (limits/admission.h).
     std::uint32_t max_connections_per_client = 1024;
+    // What one client is: an IPv4 address cut to its first N bits, an IPv6 one to its first
+    // N bits (Postfix's smtpd_client_ipv{4,6}_prefix_length, HAProxy's ipmask(32,64)). One
+    // host on IPv6 gets a /64, so a /128 key would let it multiply its limit by 2^64.
+    std::uint32_t client_ipv4_prefix_length = 32;  // 1..32
+    std::uint32_t client_ipv6_prefix_length = 64;  // 1..128
     // Splice plane only: pipes held at once (a direction holds one only while bytes are in
     // it); over it a round is copied through a buffer instead. Unset: limits::default_pipes.
     std::optional<std::uint32_t> max_pipes;
     std::optional<HttpConfig> http;
+    // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
+    // dropped and counted, never waited for.
+    std::uint64_t log_buffer_size = 1024 * 1024;
 };
 
 struct Diagnostic {

@@ -26,7 +26,9 @@ struct DaemonCounters {
     __u64 pipe_shortages = 0;
     // TCP urgent bytes (MSG_OOB) not delivered, on every plane (README "Data planes").
     __u64 urgent_bytes_dropped = 0;
+    // Log lines dropped because stderr took none and the log buffer was full (log_buffer_size).
+    __u64 log_dropped = 0;
 };
-static_assert(sizeof(DaemonCounters) == 120, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 128, "DaemonCounters layout");
 
 }  // namespace splicer

@@ -68,6 +68,12 @@ struct LoadOptions {
     // true only for tests: every skb takes the overlap trim's failure branch, as an
     // allocation failure in bpf_skb_adjust_room would, so the abort path runs on real sockets.
     bool fail_trims = false;
+    // max_entries of the sockhash, the peers and the copied map: two per connection that may
+    // be spliced at once (SPLICER_MIN_SOCKETS .. SPLICER_SOCKETS_LIMIT). The two hash maps
+    // are preallocated, so this is kernel memory held from load on: memlock measured on 6.18
+    // for 10,000 sockets, 0.26 MB sockhash + 1.22 MB peers + 0.98 MB copied, ~250 bytes per
+    // socket (16,384 connections ~ 8 MB; 1,000,000 ~ 490 MB).
+    std::uint32_t max_sockets = SPLICER_DEFAULT_SOCKETS;
 };
 
 // How far pair() got before it failed.
@@ -93,6 +99,8 @@ public:
     [[nodiscard]] int verdict_program_fd() const;
     [[nodiscard]] std::uint64_t flow_limit_bytes() const;
     [[nodiscard]] bool flow_control() const;
+    // The sockhash's max_entries as loaded (LoadOptions::max_sockets).
+    [[nodiscard]] std::uint32_t max_sockets() const;
 
     // Pairs two sockets: creates both links (peer map) and `copied` entries (0), then inserts
     // both sockets into the sockhash under their cookies. `client_fd`'s bytes count as

@@ -142,7 +142,8 @@ TEST_CASE("a listener's max_connections refuses on that listener only", "[daemon
 
 TEST_CASE("max_connections_per_client refuses that client only", "[daemon][limits]") {
     require_root();
-    Setup setup("max_connections_per_client: 2;\n");
+    // The per-client limit applies under pressure: with 2 of max_connections 4 held.
+    Setup setup("max_connections: 4;\nmax_connections_per_client: 2;\n");
     auto held = held_clients("127.0.0.2", setup.ports.listen, 2);
     expect_refused("127.0.0.2", setup.ports.listen, 5);
     expect_one_log_line(*setup.daemon, "max_connections_per_client");

@@ -149,3 +149,42 @@ TEST_CASE("the flow limit is set before load and checked", "[bpf]") {
     auto huge = SpliceProgram::load({.flow_limit_bytes = SPLICER_MAX_FLOW_LIMIT_BYTES + 1});
     CHECK_FALSE(huge.has_value());
 }
+
+TEST_CASE("the maps hold the sockets they were sized for and refuse the pair past them", "[bpf]") {
+    test::require_root();
+    auto program = SpliceProgram::load({.max_sockets = 4});
+    INFO((program ? "" : program.error().message));
+    REQUIRE(program.has_value());
+    CHECK(program->max_sockets() == 4);
+    for (const int fd :
+         {program->sockets_map_fd(), program->peers_map_fd(), program->copied_map_fd()}) {
+        bpf_map_info info{};
+        __u32 length = sizeof(info);
+        REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &length) == 0);
+        CHECK(info.max_entries == 4);
+    }
+    // Two pairs fill four sockets; the third pair is refused whole (nothing half-inserted).
+    auto [client1, front1] = test::tcp_pair();
+    auto [back1, server1] = test::tcp_pair();
+    auto [client2, front2] = test::tcp_pair();
+    auto [back2, server2] = test::tcp_pair();
+    auto [client3, front3] = test::tcp_pair();
+    auto [back3, server3] = test::tcp_pair();
+    REQUIRE(program->pair(front1.get(), back1.get()).has_value());
+    REQUIRE(program->pair(front2.get(), back2.get()).has_value());
+    const auto refused = program->pair(front3.get(), back3.get());
+    REQUIRE_FALSE(refused.has_value());
+    CHECK_THAT(refused.error().message, Catch::Contains("Argument list too long"));
+    // The first pairs still move bytes; unpairing one makes room again.
+    test::write_all(client2.get(), "two");
+    CHECK(test::read_exactly(server2.get(), 3) == "two");
+    program->unpair(front1.get(), back1.get());
+    CHECK(program->pair(front3.get(), back3.get()).has_value());
+    // Sizes outside SPLICER_MIN_SOCKETS..SPLICER_SOCKETS_LIMIT are an error, not a clamp.
+    for (const std::uint32_t bad : {0U, 1U, SPLICER_SOCKETS_LIMIT + 1U}) {
+        CAPTURE(bad);
+        const auto loaded = SpliceProgram::load({.max_sockets = bad});
+        REQUIRE_FALSE(loaded.has_value());
+        CHECK_THAT(loaded.error().message, Catch::Contains("sockets out of range"));
+    }
+}

@@ -76,7 +76,8 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
         options_.echo = true;
     }
     config_path_ = temp_dir_.write_file("splicer.conf", options_.config_text);
-    argv_ = {options_.binary, "run", "--config", config_path_.string()};
+    argv_ = options_.command_prefix;
+    argv_.insert(argv_.end(), {options_.binary, "run", "--config", config_path_.string()});
     if (!options_.splice_mode.empty()) {
         argv_.insert(argv_.end(), {"--splice-mode", options_.splice_mode});
     }
@@ -93,7 +94,7 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
     // pipe is ~0.3 s of a flood's lines, so a reader thread descheduled that long on a busy
     // machine would stall the daemon under test. 1 MiB (the default pipe-max-size) is
     // seconds of them. Best effort: the default size still works, only less slack.
-    ::fcntl(write_end.get(), F_SETPIPE_SZ, 1 << 20);
+    ::fcntl(write_end.get(), F_SETPIPE_SZ, options_.stderr_pipe_bytes);
     SpawnOptions spawn;
     spawn.argv = argv_;
     spawn.stdout_fd = write_end.get();  // stdout too: anything it prints lands in the log
@@ -142,11 +143,17 @@ void DaemonProcess::read_stderr(UniqueFd pipe) {
         changed_.notify_all();
     };
     while (true) {
+        bool paused = false;
         {
             const std::lock_guard lock(mutex_);
             if (stop_reader_) {
                 break;
             }
+            paused = reading_paused_;
+        }
+        if (paused) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            continue;
         }
         pollfd waiting{pipe.get(), POLLIN, 0};
         const int ready = ::poll(&waiting, 1, 100);
@@ -178,6 +185,11 @@ void DaemonProcess::read_stderr(UniqueFd pipe) {
     const std::lock_guard lock(mutex_);
     stderr_closed_ = true;
     changed_.notify_all();
+}
+
+void DaemonProcess::pause_reading(bool paused) {
+    const std::lock_guard lock(mutex_);
+    reading_paused_ = paused;
 }
 
 std::optional<LogLine> DaemonProcess::wait_for_log(std::string_view event,

@@ -56,6 +56,11 @@ struct DaemonOptions {
     std::string splice_mode;  // "sockmap" | "splice" | "copy" | "auto"; "" leaves it out
     std::string pin_dir;      // "" -> unique_pin_dir()
     std::vector<std::string> extra_args;
+    // Put before the daemon's own argv, e.g. {"nsenter", "--net=/run/netns/NAME", "--"} to
+    // run it in a test's network namespace (nsenter execs it: pid() stays the daemon's).
+    std::vector<std::string> command_prefix;
+    // Size of the pipe the daemon's stderr goes into (F_SETPIPE_SZ, rounded up to a page).
+    int stderr_pipe_bytes = 1 << 20;
     // Copy every daemon line to the test's stderr as it arrives (also: env SPLICER_TEST_ECHO=1).
     bool echo = false;
 };
@@ -92,6 +97,10 @@ public:
     // The last `last` raw lines joined with newlines, for failure messages.
     [[nodiscard]] std::string log_tail(std::size_t last = 60) const;
 
+    // While paused the harness reads nothing from the daemon's stderr: its pipe fills as
+    // behind a journal that stopped reading. Resuming reads everything written meanwhile.
+    void pause_reading(bool paused);
+
     // Entries in /proc/PID/fd, -1 when unreadable (the daemon exited).
     [[nodiscard]] int open_fd_count() const;
 
@@ -120,6 +129,7 @@ private:
     std::vector<LogLine> lines_;
     bool stderr_closed_ = false;
     bool stop_reader_ = false;
+    bool reading_paused_ = false;
     std::thread reader_;
 };
 

@@ -380,7 +380,7 @@ TEST_CASE("max_probing, max_connections_per_client and a listener's max_connecti
     CHECK_THAT(splicer::config::describe(config),
                Catch::Contains("listen 0.0.0.0:443 max_connections=100 (line 1)\n") &&
                    Catch::Contains("max probing: 50\n") &&
-                   Catch::Contains("max connections per client: 8\n"));
+                   Catch::Contains("max connections per client: 8 (under pressure"));
     const LoadResult bad = splicer::config::load_string(
         "listen: ( { host: \"0.0.0.0\"; port: \"443\"; max_connections: 0; } );\n"
         "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n"
@@ -388,6 +388,38 @@ TEST_CASE("max_probing, max_connections_per_client and a listener's max_connecti
     CHECK(all_diagnostics(bad) ==
           "<config>:1: error: listen.[0].max_connections: out of range: expected 1..1000000\n"
           "<config>:3: error: max_probing: out of range: expected 1..1000000\n");
+}
+
+TEST_CASE("client_ipv4_prefix_length and client_ipv6_prefix_length say what one client is",
+          "[config][limits]") {
+    const Config defaults = load_clean(kBase);
+    CHECK(defaults.client_ipv4_prefix_length == 32);
+    CHECK(defaults.client_ipv6_prefix_length == 64);
+    const Config config = load_clean(std::string(kBase) +
+                                     "client_ipv4_prefix_length: 24;\n"
+                                     "client_ipv6_prefix_length: 56;\n");
+    CHECK(config.client_ipv4_prefix_length == 24);
+    CHECK(config.client_ipv6_prefix_length == 56);
+    CHECK_THAT(splicer::config::describe(config),
+               Catch::Contains("a client is an IPv4 /24 or an IPv6 /56"));
+    const LoadResult bad = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n"
+        "client_ipv4_prefix_length: 33;\nclient_ipv6_prefix_length: 0;\n");
+    CHECK(all_diagnostics(bad) ==
+          "<config>:3: error: client_ipv4_prefix_length: out of range: expected 1..32\n"
+          "<config>:4: error: client_ipv6_prefix_length: out of range: expected 1..128\n");
+}
+
+TEST_CASE("log_buffer_size bounds the log lines waiting for stderr", "[config]") {
+    CHECK(load_clean(kBase).log_buffer_size == 1024 * 1024);
+    const Config config = load_clean(std::string(kBase) + "log_buffer_size: \"64K\";\n");
+    CHECK(config.log_buffer_size == 64 * 1024);
+    CHECK_THAT(splicer::config::describe(config), Catch::Contains("log buffer: 64K\n"));
+    const LoadResult bad =
+        splicer::config::load_string(std::string(kBase) + "log_buffer_size: \"1K\";\n");
+    CHECK(all_diagnostics(bad) ==
+          "<config>:3: error: log_buffer_size: out of range: expected 4K..1G\n");
 }
 
 TEST_CASE("an http listener takes max_connections as a 443 listener does", "[config][limits]") {

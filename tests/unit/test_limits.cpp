@@ -1,18 +1,18 @@
 // Limits as pure logic: the fd budget for max_connections and the once-per-interval gate that
 // keeps a flood of refusals from becoming a flood of log lines.
 
-#include <catch2/catch.hpp>
-#include <chrono>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <cstring>
+#include <tuple>
 
 #include "limits/admission.h"
 #include "limits/fd_limit.h"
-#include "net/address.h"
 #include "log/interval_gate.h"
+#include "net/address.h"
 
 using namespace std::chrono_literals;
 using splicer::log::IntervalGate;
@@ -65,7 +65,7 @@ splicer::config::Config limits_config() {
 TEST_CASE("Admission: per listener, per client and probing limits, each refusing the newest",
           "[limits]") {
     using splicer::limits::Refusal;
-    splicer::limits::Admission admission(limits_config());
+    splicer::limits::Admission admission(limits_config(), 100);
     CHECK(admission.admit(0, "a") == Refusal::none);
     CHECK(admission.admit(0, "a") == Refusal::none);
     CHECK(admission.admit(0, "a") == Refusal::client_full);  // nothing counted for it
@@ -99,7 +99,7 @@ TEST_CASE("Admission: http listeners come after the 443 ones, each with its own 
     config.http.emplace();
     config.http->listeners.resize(2);
     config.http->listeners[0].max_connections = 1;  // listener 1
-    splicer::limits::Admission admission(config);
+    splicer::limits::Admission admission(config, 100);
     CHECK(admission.probes(0));
     CHECK_FALSE(admission.probes(1));
     CHECK_FALSE(admission.probes(2));
@@ -139,5 +139,122 @@ TEST_CASE("host_key: the port is left out, IPv4-mapped IPv6 is the IPv4 address"
     CHECK(host_key(v4("198.18.0.1", 1000)) != host_key(v4("198.18.0.2", 1000)));
     CHECK(host_key(v6("::ffff:198.18.0.1", 5)) == host_key(v4("198.18.0.1", 6)));
     CHECK(host_key(v6("2001:db8::1", 5)) == host_key(v6("2001:db8::1", 7)));
-    CHECK(host_key(v6("2001:db8::1", 5)) != host_key(v6("2001:db8::2", 5)));
+    // By default an IPv6 client is its /64: one host's SLAAC prefix.
+    CHECK(host_key(v6("2001:db8::1", 5)) == host_key(v6("2001:db8::2", 5)));
+    CHECK(host_key(v6("2001:db8::1", 5)) == host_key(v6("2001:db8::ffff:ffff:ffff:ffff", 5)));
+    CHECK(host_key(v6("2001:db8::1", 5)) != host_key(v6("2001:db8:0:1::1", 5)));
+    CHECK(host_key(v6("::ffff:198.18.0.1", 5)) != host_key(v6("::1", 5)));
+}
+
+TEST_CASE("host_key: a client is its address cut to the configured prefix", "[limits]") {
+    const auto address = [](const char* text) {
+        splicer::net::SocketAddress out;
+        auto* in4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+        if (::inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+            in4->sin_family = AF_INET;
+        } else {
+            REQUIRE(::inet_pton(AF_INET6, text, &in6->sin6_addr) == 1);
+            in6->sin6_family = AF_INET6;
+        }
+        return out;
+    };
+    using Row = std::tuple<const char*, const char*, std::uint32_t, std::uint32_t, bool>;
+    const auto [a, b, ipv4, ipv6, same] =
+        GENERATE(table<const char*, const char*, std::uint32_t, std::uint32_t, bool>({
+            Row{"198.18.0.1", "198.18.0.1", 32, 64, true},
+            Row{"198.18.0.1", "198.18.0.2", 32, 64, false},
+            Row{"198.18.0.1", "198.18.0.254", 24, 64, true},
+            Row{"198.18.0.1", "198.18.1.1", 24, 64, false},
+            Row{"198.18.0.1", "198.19.255.255", 15, 64, true},  // 198.18.0.0/15
+            Row{"198.18.0.1", "198.20.0.0", 15, 64, false},
+            Row{"198.18.0.129", "198.18.0.255", 25, 64, true},  // a prefix inside a byte
+            Row{"198.18.0.127", "198.18.0.128", 25, 64, false},
+            Row{"10.0.0.1", "10.255.255.255", 1, 64, true},
+            Row{"10.0.0.1", "200.0.0.1", 1, 64, false},
+            // IPv4-mapped IPv6 is the IPv4 address, cut by the IPv4 prefix.
+            Row{"::ffff:198.18.0.1", "198.18.0.1", 32, 64, true},
+            Row{"::ffff:198.18.0.1", "198.18.0.77", 24, 128, true},
+            Row{"::ffff:198.18.0.1", "198.18.1.1", 24, 128, false},
+            Row{"2001:db8::1", "2001:db8::2", 32, 128, false},
+            Row{"2001:db8::1", "2001:db8::2", 32, 64, true},
+            Row{"2001:db8::1", "2001:db8:0:ff::2", 32, 56, true},
+            Row{"2001:db8::1", "2001:db8:0:100::2", 32, 56, false},
+            Row{"2001:db8:1::1", "2001:db8:1:ffff::1", 32, 48, true},
+            Row{"2001:db8::1", "2001:db8::1", 32, 128, true},
+            Row{"2001:db8::1", "2001:db9::1", 32, 31, true},  // 2001:db8::/31
+            Row{"2001:db8::1", "2001:dba::1", 32, 31, false},
+            // Families never mix: 0.0.0.0/1 and ::/1 hold different clients.
+            Row{"10.0.0.1", "::a00:1", 1, 1, false},
+        }));
+    CAPTURE(a, b, ipv4, ipv6);
+    const splicer::net::ClientPrefix prefix{.ipv4 = ipv4, .ipv6 = ipv6};
+    CHECK((splicer::net::host_key(address(a), prefix) ==
+           splicer::net::host_key(address(b), prefix)) == same);
+}
+
+TEST_CASE("Admission: the per-client limit applies under pressure only, to the heaviest first",
+          "[limits]") {
+    using splicer::limits::Refusal;
+    // max_connections 10, per client 2, max_probing 8. Connections from `others` (one each
+    // from distinct clients) and from client "x" are held; then "x" and a light client "y"
+    // each ask for one more. `probing`: the held connections are on the probing listener 0
+    // (else on http listener 1, which never counts as probing).
+    using Row = std::tuple<std::uint32_t, std::uint32_t, bool, bool, Refusal>;
+    const auto [others, from_x, probing, pressure, x_gets] =
+        GENERATE(table<std::uint32_t, std::uint32_t, bool, bool, Refusal>({
+            // Idle daemon: a lone busy client is served past its limit.
+            Row{0, 2, false, false, Refusal::none},
+            Row{0, 4, false, false, Refusal::none},
+            Row{2, 2, false, false, Refusal::none},  // 4 of 10 held
+            // Half of max_connections held: the client over its limit is refused.
+            Row{3, 2, false, true, Refusal::client_full},
+            Row{0, 5, false, true, Refusal::client_full},  // its own load made the pressure
+            Row{4, 1, false, true, Refusal::none},         // under its limit: admitted
+            // Half of max_probing probing (4 of 8) is pressure too.
+            Row{2, 2, true, true, Refusal::client_full},
+            Row{1, 2, true, false, Refusal::none},
+            // Full: max_probing refuses everyone alike.
+            Row{7, 1, true, true, Refusal::probing_full},
+        }));
+    CAPTURE(others, from_x, probing, pressure);
+    splicer::config::Config config;
+    config.listeners.resize(1);
+    config.http.emplace();
+    config.http->listeners.resize(1);
+    config.max_connections_per_client = 2;
+    config.max_probing = 8;
+    splicer::limits::Admission admission(config, 10);
+    const std::size_t listener = probing ? 0 : 1;
+    for (std::uint32_t i = 0; i < others; ++i) {
+        REQUIRE(admission.admit(listener, "other" + std::to_string(i)) == Refusal::none);
+    }
+    for (std::uint32_t i = 0; i < from_x; ++i) {
+        REQUIRE(admission.admit(listener, "x") == Refusal::none);
+    }
+    CHECK(admission.held() == others + from_x);
+    CHECK(admission.under_pressure() == pressure);
+    CHECK(admission.admit(listener, "x") == x_gets);
+    if (x_gets != Refusal::probing_full) {
+        // A light client is never refused by the per-client limit.
+        CHECK(admission.admit(listener, "y") == Refusal::none);
+    }
+}
+
+TEST_CASE("Admission: pressure ends as connections leave", "[limits]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);
+    config.max_connections_per_client = 1;
+    config.max_probing = 100;
+    splicer::limits::Admission admission(config, 4);
+    CHECK(admission.admit(0, "x") == Refusal::none);
+    CHECK(admission.admit(0, "x") == Refusal::none);  // 1 of 4 held: no pressure yet
+    CHECK(admission.under_pressure());                // 2 of 4
+    CHECK(admission.admit(0, "x") == Refusal::client_full);
+    admission.release(0, "x");
+    CHECK_FALSE(admission.under_pressure());
+    CHECK(admission.admit(0, "x") == Refusal::none);
+    CHECK(admission.held() == 2);
+    CHECK(admission.from_client("x") == 2);
 }

@@ -70,10 +70,23 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
                      std::to_string(options.flow_limit_bytes) + " bytes out of range 1.." +
                      std::to_string(SPLICER_MAX_FLOW_LIMIT_BYTES)};
     }
+    if (options.max_sockets < SPLICER_MIN_SOCKETS || options.max_sockets > SPLICER_SOCKETS_LIMIT) {
+        return Error{"loading splice.bpf.o: " + std::to_string(options.max_sockets) +
+                     " sockets out of range " + std::to_string(SPLICER_MIN_SOCKETS) + ".." +
+                     std::to_string(SPLICER_SOCKETS_LIMIT)};
+    }
     auto state = std::make_unique<State>();
     state->skeleton.reset(splice_bpf__open());
     if (!state->skeleton) {
         return Error{"loading splice.bpf.o: opening skeleton: " + errno_text(errno)};
+    }
+    // Map sizes are fixed at creation (load): one entry per socket in each of the three.
+    for (bpf_map* map : {state->skeleton->maps.sockets, state->skeleton->maps.peers,
+                         state->skeleton->maps.copied}) {
+        if (const int rc = bpf_map__set_max_entries(map, options.max_sockets); rc != 0) {
+            return Error{"loading splice.bpf.o: sizing map " + std::string(bpf_map__name(map)) +
+                         ": " + errno_text(rc)};
+        }
     }
     // Read-only data is frozen at load: the verdict sees this as a constant.
     state->skeleton->rodata->flow_limit_bytes = options.flow_limit_bytes;
@@ -112,6 +125,9 @@ std::uint64_t SpliceProgram::flow_limit_bytes() const {
 }
 bool SpliceProgram::flow_control() const {
     return state_->skeleton->rodata->flow_control != 0;
+}
+std::uint32_t SpliceProgram::max_sockets() const {
+    return bpf_map__max_entries(state_->skeleton->maps.sockets);
 }
 
 Result<splicer_cookie> socket_cookie(int fd) {

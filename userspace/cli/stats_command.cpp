@@ -83,6 +83,7 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "pipe_shortages", counters->pipe_shortages);
     print_row(out, "accept_errors", counters->accept_errors);
     print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
+    print_row(out, "log_dropped", counters->log_dropped);
 
     // The kernel's side exists only with the sockmap plane.
     if (!sums) {

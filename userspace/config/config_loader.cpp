@@ -320,6 +320,16 @@ private:
             if (auto limit = detail::read_connection_limit(setting, diagnostics_)) {
                 config_.max_connections_per_client = *limit;
             }
+        } else if (key == "log_buffer_size") {
+            read_log_buffer_size(setting);
+        } else if (key == "client_ipv4_prefix_length") {
+            if (auto bits = detail::read_prefix_length(setting, 32, diagnostics_)) {
+                config_.client_ipv4_prefix_length = *bits;
+            }
+        } else if (key == "client_ipv6_prefix_length") {
+            if (auto bits = detail::read_prefix_length(setting, 128, diagnostics_)) {
+                config_.client_ipv6_prefix_length = *bits;
+            }
         } else if (key == "http") {
             if (!setting.isGroup()) {
                 diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
@@ -336,6 +346,19 @@ private:
             diagnostics_.notice(setting, "sslh setting ignored: " + std::string(reason));
         } else {
             diagnostics_.error(setting, "unknown setting");
+        }
+    }
+
+    void read_log_buffer_size(const Setting& setting) {
+        // At least a few lines; at most what a log buffer has any business holding.
+        constexpr std::uint64_t kMin = 4 * 1024;
+        constexpr std::uint64_t kMax = 1024ULL * 1024 * 1024;
+        if (auto size = detail::read_size(setting, diagnostics_)) {
+            if (*size < kMin || *size > kMax) {
+                diagnostics_.error(setting, "out of range: expected 4K..1G");
+            } else {
+                config_.log_buffer_size = *size;
+            }
         }
     }
 

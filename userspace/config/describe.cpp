@@ -89,7 +89,10 @@ std::string describe(const Config& config) {
            "\n";
     out += "max probing: " + std::to_string(config.max_probing) + "\n";
     out += "max connections per client: " + std::to_string(config.max_connections_per_client) +
-           "\n";
+           " (under pressure; a client is an IPv4 /" +
+           std::to_string(config.client_ipv4_prefix_length) + " or an IPv6 /" +
+           std::to_string(config.client_ipv6_prefix_length) + ")\n";
+    out += "log buffer: " + detail::format_size(config.log_buffer_size) + "\n";
     out += "max pipes (splice plane): " +
            (config.max_pipes ? std::to_string(*config.max_pipes)
                              : std::string("a quarter of max connections (default)")) +

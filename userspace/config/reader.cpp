@@ -160,6 +160,19 @@ std::optional<std::uint32_t> read_connection_limit(const Setting& setting,
     return static_cast<std::uint32_t>(*value);
 }
 
+std::optional<std::uint32_t> read_prefix_length(const Setting& setting, std::uint32_t max_bits,
+                                                Diagnostics& diagnostics) {
+    auto value = read_integer(setting, diagnostics);
+    if (!value) {
+        return std::nullopt;
+    }
+    if (*value < 1 || *value > static_cast<long long>(max_bits)) {
+        diagnostics.error(setting, "out of range: expected 1.." + std::to_string(max_bits));
+        return std::nullopt;
+    }
+    return static_cast<std::uint32_t>(*value);
+}
+
 std::optional<std::uint16_t> read_port(const Setting& setting, Diagnostics& diagnostics) {
     Result<std::uint16_t> port = Error{};
     if (setting.getType() == Setting::TypeString) {

@@ -60,6 +60,9 @@ std::optional<long long> read_integer(const libconfig::Setting& setting, Diagnos
 std::optional<std::uint32_t> read_connection_limit(const libconfig::Setting& setting,
                                                    Diagnostics& diagnostics);
 // A string ("443") or an integer.
+// A prefix length in bits, 1..`max_bits` (32 for IPv4, 128 for IPv6).
+std::optional<std::uint32_t> read_prefix_length(const libconfig::Setting& setting,
+                                                std::uint32_t max_bits, Diagnostics& diagnostics);
 std::optional<std::uint16_t> read_port(const libconfig::Setting& setting, Diagnostics& diagnostics);
 std::optional<std::string> read_host(const libconfig::Setting& setting, Diagnostics& diagnostics);
 // A whole number of seconds, 1..kMaxSeconds.

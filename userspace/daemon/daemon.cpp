@@ -14,6 +14,7 @@
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
 #include "limits/fd_limit.h"
+#include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "security/privilege_drop.h"
@@ -96,12 +97,14 @@ Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
 
 // The settings a reload cannot change, as text to compare.
 std::string start_up_settings(const config::Config& config) {
-    std::string text = std::string(config::to_string(config.splice_mode)) + " " +
-                       config.user.value_or("") + " " +
-                       std::to_string(config.max_connections.value_or(0)) + " " +
-                       std::to_string(config.max_probing) + " " +
-                       std::to_string(config.max_connections_per_client) + " " +
-                       std::to_string(config.max_pipes.value_or(0));
+    std::string text =
+        std::string(config::to_string(config.splice_mode)) + " " + config.user.value_or("") + " " +
+        std::to_string(config.max_connections.value_or(0)) + " " +
+        std::to_string(config.max_probing) + " " +
+        std::to_string(config.max_connections_per_client) + " " +
+        std::to_string(config.client_ipv4_prefix_length) + "/" +
+        std::to_string(config.client_ipv6_prefix_length) + " " +
+        std::to_string(config.max_pipes.value_or(0)) + " " + std::to_string(config.log_buffer_size);
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
                 std::to_string(listener.max_connections.value_or(0));
@@ -233,7 +236,11 @@ Result<void> run(const RunOptions& options) {
             counters_map.emplace(std::move(created).value());
         }
     }
-    auto plane = plane::make_plane(config->splice_mode, pins ? &*pins : nullptr);
+    // Sized for the configured max_connections (or its default): the fd plan below may lower
+    // an unset one to fit the fd limit, never raise it.
+    auto plane =
+        plane::make_plane(config->splice_mode, pins ? &*pins : nullptr,
+                          config->max_connections.value_or(config::kDefaultMaxConnections));
     if (!plane) {
         return plane.error().with_context("data plane");
     }
@@ -278,6 +285,16 @@ Result<void> run(const RunOptions& options) {
     if (auto dropped = security::drop_after_start_up(*run_user); !dropped) {
         return dropped.error();
     }
+    // Log lines go through a bounded buffer and a writer thread from here on: a stderr that
+    // stops reading costs lines, never the loop. Started after the drop, which is per thread
+    // for capabilities; stopped (bounded wait) on every way out of run().
+    log::start_writer(config->log_buffer_size);
+    struct WriterStop {
+        WriterStop() = default;
+        WriterStop(const WriterStop&) = delete;
+        WriterStop& operator=(const WriterStop&) = delete;
+        ~WriterStop() { log::stop_writer(); }
+    } const writer_stop;
     loop.watch_signals(std::move(signal_fd).value());
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {

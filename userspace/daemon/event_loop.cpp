@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "log/line_queue.h"
 #include "net/sockets.h"
 #include "splicer/log.h"
 
@@ -35,7 +36,9 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
       backends_(std::move(backends)),
       plane_(plane),
       slab_(max_connections),
-      admission_(config) {}
+      admission_(config, max_connections),
+      client_prefix_{.ipv4 = config.client_ipv4_prefix_length,
+                     .ipv6 = config.client_ipv6_prefix_length} {}
 
 EventLoop::~EventLoop() = default;
 
@@ -88,7 +91,7 @@ Result<void> EventLoop::run() {
         if (rc < 0 && rc != -EBUSY) {
             return Error{"io_uring_submit_and_wait: " + errno_text(rc)};
         }
-        ring_.drain([this](const io_uring_cqe& cqe) { dispatch(cqe); });
+        ring_.drain([this](const uring::Completion& cqe) { dispatch(cqe); });
         const auto now = std::chrono::steady_clock::now();
         if (publish_ && now - published >= std::chrono::seconds(1)) {
             publish_(counters());
@@ -111,6 +114,7 @@ DaemonCounters EventLoop::counters() const {
     current.sockmap_fallbacks = plane_.fallbacks();
     current.pipe_shortages = plane_.pipe_shortages();
     current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
+    current.log_dropped = log::dropped_lines();
     return current;
 }
 
@@ -121,7 +125,7 @@ io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg
     return sqe;
 }
 
-void EventLoop::dispatch(const io_uring_cqe& cqe) {
+void EventLoop::dispatch(const uring::Completion& cqe) {
     const Tag tag = Tag::decode(cqe.user_data);
     if (tag.slot == kNoSlot) {
         if (tag.op == Op::accept) {
@@ -198,7 +202,7 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
         return;
     }
     const net::SocketAddress peer = net::peer_address(client.get());
-    std::string key = net::host_key(peer);
+    std::string key = net::host_key(peer, client_prefix_);
     if (const auto refusal = admission_.admit(listener, key); refusal != limits::Refusal::none) {
         refuse(listener, refusal);
         return;

@@ -82,7 +82,7 @@ public:
     void abort_connection(Connection& connection, std::string_view reason) override;
 
 private:
-    void dispatch(const io_uring_cqe& cqe);
+    void dispatch(const uring::Completion& cqe);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
     void on_accept_failed(std::size_t listener, int error);
@@ -149,6 +149,7 @@ private:
     std::vector<__kernel_timespec> accept_backoff_;
     log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
     limits::Admission admission_;
+    net::ClientPrefix client_prefix_;  // a start-up setting: a reload keeps it
     // One log line per second per limit, whatever the flood: max_connections, per listener,
     // per client, probing.
     std::array<log::IntervalGate, limits::kRefusalKinds> refusal_log_{

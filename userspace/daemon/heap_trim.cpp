@@ -2,16 +2,85 @@
 
 #include <malloc.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "splicer/log.h"
+
 namespace splicer::daemon {
 
 namespace {
 
 // Free memory at the heap's top that free() leaves alone (malloc_trim() returns it all).
 constexpr int kTrimThresholdBytes = 16 * 1024 * 1024;
+// A trim that took this long is worth a line: the heap had many holes.
+constexpr auto kSlowTrim = std::chrono::milliseconds(100);
 
 }  // namespace
 
-HeapTrim::HeapTrim() { ::mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes); }
+// The thread that runs malloc_trim(). Its mutex guards two flags only and is never held
+// during a trim, so the loop's request() never waits for one.
+struct HeapTrim::Trimmer {
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool requested = false;
+    bool stopping = false;
+    std::uint64_t done = 0;
+    std::thread thread;
+
+    Trimmer() : thread([this] { run(); }) {}
+    ~Trimmer() {
+        {
+            const std::lock_guard lock(mutex);
+            stopping = true;
+        }
+        wake.notify_one();
+        thread.join();
+    }
+    Trimmer(const Trimmer&) = delete;
+    Trimmer& operator=(const Trimmer&) = delete;
+
+    void request() {
+        {
+            const std::lock_guard lock(mutex);
+            requested = true;
+        }
+        wake.notify_one();
+    }
+
+    void run() {
+        std::unique_lock lock(mutex);
+        while (true) {
+            wake.wait(lock, [this] { return requested || stopping; });
+            if (stopping) {
+                return;  // at exit: a pending trim would only delay it
+            }
+            requested = false;
+            lock.unlock();
+            const auto start = std::chrono::steady_clock::now();
+            ::malloc_trim(0);
+            const auto took = std::chrono::steady_clock::now() - start;
+            if (took >= kSlowTrim) {
+                log::notice(
+                    "heap_trim",
+                    {{"ms",
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(took).count())}});
+            }
+            lock.lock();
+            ++done;
+        }
+    }
+};
+
+HeapTrim::HeapTrim() {
+    ::mallopt(M_TRIM_THRESHOLD, kTrimThresholdBytes);
+}
+
+HeapTrim::~HeapTrim() = default;
 
 void HeapTrim::after_closes(std::uint64_t closed_total) {
     if (closed_total - closed_at_last_trim_ >= kClosesPerTrim) {
@@ -25,9 +94,20 @@ void HeapTrim::after_release(std::uint32_t held, std::uint64_t closed_total) {
     }
 }
 
+std::uint64_t HeapTrim::trims_done() const {
+    if (!trimmer_) {
+        return 0;
+    }
+    const std::lock_guard lock(trimmer_->mutex);
+    return trimmer_->done;
+}
+
 void HeapTrim::trim(std::uint64_t closed_total) {
     closed_at_last_trim_ = closed_total;
-    ::malloc_trim(0);
+    if (!trimmer_) {
+        trimmer_ = std::make_unique<Trimmer>();
+    }
+    trimmer_->request();
 }
 
 }  // namespace splicer::daemon

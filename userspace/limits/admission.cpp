@@ -13,8 +13,9 @@ std::string_view to_string(Refusal refusal) {
     return "?";
 }
 
-Admission::Admission(const config::Config& config)
+Admission::Admission(const config::Config& config, std::uint32_t max_connections)
     : probing_listeners_(config.listeners.size()),
+      max_connections_(max_connections),
       client_limit_(config.max_connections_per_client),
       probing_limit_(config.max_probing) {
     for (const config::Listener& listener : config.listeners) {
@@ -33,7 +34,7 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
         listener_counts_[listener] >= *listener_limits_[listener]) {
         return Refusal::listener_full;
     }
-    if (from_client(client) >= client_limit_) {
+    if (from_client(client) >= client_limit_ && under_pressure()) {
         return Refusal::client_full;
     }
     const bool probed = probes(listener);
@@ -44,10 +45,17 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
         ++listener_counts_[listener];
     }
     ++client_counts_[std::string(client)];
+    ++held_;
     if (probed) {
         ++probing_;
     }
     return Refusal::none;
+}
+
+bool Admission::under_pressure() const {
+    // In 64 bits: 2 * 1,000,000 fits 32 too, but the comparison must not depend on it.
+    return 2 * std::uint64_t{held_} >= max_connections_ ||
+           2 * std::uint64_t{probing_} >= probing_limit_;
 }
 
 bool Admission::probes(std::size_t listener) const { return listener < probing_listeners_; }
@@ -61,6 +69,9 @@ void Admission::end_probing() {
 void Admission::release(std::size_t listener, std::string_view client) {
     if (listener < listener_counts_.size() && listener_counts_[listener] > 0) {
         --listener_counts_[listener];
+    }
+    if (held_ > 0) {
+        --held_;
     }
     const auto found = client_counts_.find(std::string(client));
     if (found != client_counts_.end() && --found->second == 0) {

@@ -1,8 +1,19 @@
 #pragma once
 // Admission: whether a just-accepted connection may be held, under the per-listener,
-// per-client-address and probing limits (the global max_connections is the slab's capacity).
-// Pure bookkeeping, no I/O: the event loop asks at accept, and reports when a connection
-// stops probing and when it is released. Refusing the newest keeps everything already held.
+// per-client and probing limits (the global max_connections is the slab's capacity, checked
+// by the loop before this). Pure bookkeeping, no I/O: the event loop asks at accept, and
+// reports when a connection stops probing and when it is released. Refusing the newest keeps
+// everything already held.
+//
+// max_connections_per_client applies only under pressure (under_pressure()): while at least
+// half of max_connections are held, or at least half of max_probing are probing. A lone busy
+// client on an idle daemon (a NAT, a load test: 2,000 connections from one address) is then
+// served in full, as nginx, HAProxy and sslh serve it; once the daemon fills up, the clients
+// over their limit, the heaviest, are refused first, while every other client is refused
+// only by the hard limits (max_connections, a listener's, max_probing). Like nginx's
+// limit_conn and HAProxy's `tcp-request connection reject if { sc_conn_cur gt N }`, the limit
+// refuses newcomers and never sheds connections already held: those are served clients
+// whose bytes would be cut mid-stream.
 
 #include <cstddef>
 #include <cstdint>
@@ -26,12 +37,14 @@ std::string_view to_string(Refusal refusal);
 
 class Admission {
 public:
-    // Limits from `config`: one per listener (none = unlimited), per client, probing.
-    // Listeners are numbered as the daemon opens them: config.listeners, then the http ones.
-    explicit Admission(const config::Config& config);
+    // Limits from `config`: one per listener (none = unlimited), per client, probing;
+    // `max_connections` is what the loop holds at most (its fd plan), against which pressure
+    // is measured. Listeners are numbered as the daemon opens them: config.listeners, then
+    // the http ones.
+    Admission(const config::Config& config, std::uint32_t max_connections);
 
-    // Admits a connection on `listener` from `client` (an address key, see client_key), or
-    // says which limit refuses it (nothing counted then). On a probing listener it counts as
+    // Admits a connection on `listener` from `client` (a client key, net::host_key), or says
+    // which limit refuses it (nothing counted then). On a probing listener it counts as
     // probing; an http listener's connection neither counts nor is refused by max_probing
     // (its header_timeout bounds a slow client), so a flood on one port cannot refuse the other.
     Refusal admit(std::size_t listener, std::string_view client);
@@ -42,6 +55,11 @@ public:
     // The connection is gone. Call once per admitted connection.
     void release(std::size_t listener, std::string_view client);
 
+    // At least half of max_connections held, or half of max_probing probing: the per-client
+    // limit applies.
+    [[nodiscard]] bool under_pressure() const;
+
+    [[nodiscard]] std::uint32_t held() const { return held_; }
     [[nodiscard]] std::uint32_t probing() const { return probing_; }
     [[nodiscard]] std::uint32_t on_listener(std::size_t listener) const;
     [[nodiscard]] std::uint32_t from_client(std::string_view client) const;
@@ -50,8 +68,10 @@ private:
     std::vector<std::optional<std::uint32_t>> listener_limits_;
     std::vector<std::uint32_t> listener_counts_;
     std::size_t probing_listeners_ = 0;  // the first ones; the http listeners follow
+    std::uint32_t max_connections_;
     std::uint32_t client_limit_;
     std::uint32_t probing_limit_;
+    std::uint32_t held_ = 0;
     std::uint32_t probing_ = 0;
     std::unordered_map<std::string, std::uint32_t> client_counts_;
 };

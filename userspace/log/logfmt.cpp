@@ -1,10 +1,10 @@
 #include <time.h>
-#include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <ctime>
 
+#include "log/line_queue.h"
 #include "splicer/log.h"
 
 namespace splicer::log {
@@ -89,9 +89,8 @@ std::string format_line(Level level, std::string_view event, std::initializer_li
 void write(Level level, std::string_view event, std::initializer_list<Field> fields) {
     std::string line = format_line(level, event, fields);
     line += '\n';
-    // One write(2) per line, so lines from concurrent writers never interleave.
-    const ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
-    (void)ignored;
+    // Into the writer thread's bounded buffer once it runs (log/line_queue.h): never blocks.
+    (void)emit(std::move(line));
 }
 
 }  // namespace splicer::log

@@ -54,18 +54,40 @@ std::string to_string(const SocketAddress& address) {
     return "unknown";
 }
 
-std::string host_key(const SocketAddress& address) {
+namespace {
+
+// `family` ('4' or '6') then `bytes` with every bit past the first `prefix_bits` cleared.
+std::string masked_key(char family, const unsigned char* bytes, std::size_t length,
+                       std::uint32_t prefix_bits) {
+    std::string key(1, family);
+    for (std::size_t i = 0; i < length; ++i) {
+        const std::size_t bit = i * 8;
+        unsigned char byte = bytes[i];
+        if (bit >= prefix_bits) {
+            byte = 0;
+        } else if (prefix_bits - bit < 8) {
+            byte = static_cast<unsigned char>(byte & (0xffU << (8 - (prefix_bits - bit))));
+        }
+        key += static_cast<char>(byte);
+    }
+    return key;
+}
+
+}  // namespace
+
+std::string host_key(const SocketAddress& address, ClientPrefix prefix) {
     if (address.family() == AF_INET6) {
         const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
-        const auto* bytes = reinterpret_cast<const char*>(&in6->sin6_addr);
+        const unsigned char* bytes = in6->sin6_addr.s6_addr;
         if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            return std::string(1, '4') + std::string(bytes + 12, 4);
+            return masked_key('4', bytes + 12, 4, prefix.ipv4);
         }
-        return std::string(1, '6') + std::string(bytes, 16);
+        return masked_key('6', bytes, 16, prefix.ipv6);
     }
     if (address.family() == AF_INET) {
         const auto* in4 = reinterpret_cast<const sockaddr_in*>(&address.storage);
-        return std::string(1, '4') + std::string(reinterpret_cast<const char*>(&in4->sin_addr), 4);
+        return masked_key('4', reinterpret_cast<const unsigned char*>(&in4->sin_addr), 4,
+                          prefix.ipv4);
     }
     return "?";
 }

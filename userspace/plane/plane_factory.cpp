@@ -8,21 +8,22 @@
 namespace splicer::plane {
 namespace {
 
-Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins) {
+Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections) {
     if (pins == nullptr) {
         return Error{"no bpffs pin dir"};
     }
-    return make_sockmap_plane(*pins);
+    return make_sockmap_plane(*pins, max_connections);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins) {
+Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins,
+                                              std::uint32_t max_connections) {
     switch (mode) {
         case config::SpliceMode::copy: return make_copy_plane();
         case config::SpliceMode::splice: return make_splice_plane();
         case config::SpliceMode::sockmap: {
-            auto sockmap = try_sockmap(pins);
+            auto sockmap = try_sockmap(pins, max_connections);
             if (!sockmap) {
                 return sockmap.error().with_context("sockmap");
             }
@@ -33,7 +34,7 @@ Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinD
             // splice on one bulk stream at half the daemon CPU per GB, and wins new TLS
             // connections, keep-alive and ping-pong; splice stays the plane where BPF is not
             // available (no root, no bpffs, an older kernel).
-            auto sockmap = try_sockmap(pins);
+            auto sockmap = try_sockmap(pins, max_connections);
             if (sockmap) {
                 log::notice("plane_choice", {{"plane", "sockmap"}, {"reason", "auto: BPF loaded"}});
                 return sockmap;

@@ -14,6 +14,9 @@ namespace splicer::plane {
 
 // `pins` is where the sockmap plane pins its maps; without it (no bpffs) sockmap is
 // unavailable.
-Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins);
+// `max_connections`: the most connections the loop may hold (the sockmap plane sizes its
+// maps for them).
+Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins,
+                                              std::uint32_t max_connections);
 
 }  // namespace splicer::plane

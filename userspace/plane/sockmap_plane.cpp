@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "bpf/pins.h"
+#include "log/interval_gate.h"
 #include "plane/copy_plane.h"
 #include "plane/send_buffer.h"
 #include "splicer/flow_accounting.h"
@@ -157,9 +159,14 @@ public:
 private:
     void fall_back(Connection& connection, PlaneContext& context, const Error& why) {
         ++fallbacks_;
-        log::notice("sockmap_fallback", {{"conn", std::to_string(connection.id)},
-                                         {"plane", "copy"},
-                                         {"error", why.message}});
+        // Once a second at most, as the limit lines: a flood of half-closing clients (or a
+        // kernel refusing every pair) must not become a line per connection.
+        if (auto folded = fallback_log_.pass()) {
+            log::notice("sockmap_fallback", {{"conn", std::to_string(connection.id)},
+                                             {"plane", "copy"},
+                                             {"error", why.message},
+                                             {"fallbacks", std::to_string(*folded)}});
+        }
         connection.plane_fallback = true;
         fallback_->start(connection, context);
     }
@@ -473,13 +480,20 @@ private:
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
+    log::IntervalGate fallback_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
 };
 
 }  // namespace
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins) {
-    bpf::LoadOptions options{.flow_limit_bytes = kFlowLimitBytes};
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
+                                                      std::uint32_t max_connections) {
+    // Two sockets per connection the loop may hold: a pair never falls back to the copy plane
+    // for want of room in the maps.
+    const std::uint64_t sockets = std::clamp<std::uint64_t>(
+        2 * std::uint64_t{max_connections}, SPLICER_MIN_SOCKETS, SPLICER_SOCKETS_LIMIT);
+    bpf::LoadOptions options{.flow_limit_bytes = kFlowLimitBytes,
+                             .max_sockets = static_cast<std::uint32_t>(sockets)};
 #ifdef SPLICER_TEST_HOOKS
     // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
     // every overlap trim of the verdict fail, to see the pair end with RSTs on real sockets.

@@ -13,6 +13,7 @@ namespace splicer::plane {
 // redirects each skb to the peer (bpf/splice.bpf.c). Userspace only watches: it copies the
 // bytes flow control passed up, and propagates each EOF once every earlier byte is absorbed.
 // Loads the BPF program and pins its maps in `pins`; fails where BPF is unavailable.
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins);
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
+                                                      std::uint32_t max_connections);
 
 }  // namespace splicer::plane
