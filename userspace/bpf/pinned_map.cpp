@@ -60,7 +60,11 @@ Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const 
         return Error{shown + " is not a pinned object: refused"};
     }
     const std::string through_fd = path_through_fd(entry.get());
-    LIBBPF_OPTS(bpf_obj_get_opts, options, .file_flags = BPF_F_RDONLY);
+    // Filled by hand: LIBBPF_OPTS is a GNU statement expression that clang's -Wpedantic
+    // (the fuzz build) refuses in C++.
+    struct bpf_obj_get_opts options {};
+    options.sz = sizeof(options);
+    options.file_flags = BPF_F_RDONLY;
     UniqueFd map(bpf_obj_get_opts(through_fd.c_str(), &options));
     if (!map) {
         if (errno == EINVAL) {
