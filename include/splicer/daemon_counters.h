@@ -24,7 +24,9 @@ struct DaemonCounters {
     __u64 refused_probing = 0;       // max_probing
     // Splice plane: rounds copied through a buffer because every pipe (max_pipes) was taken.
     __u64 pipe_shortages = 0;
+    // Spliced pairs ended because bytes waited stall_timeout for a peer that took none.
+    __u64 stalled = 0;
 };
-static_assert(sizeof(DaemonCounters) == 112, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 120, "DaemonCounters layout");
 
 }  // namespace splicer

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "net/address.h"
+#include "plane/drain_watch.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/unique_fd.h"
 
@@ -57,6 +58,10 @@ struct Direction {
     bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
     std::chrono::steady_clock::time_point last_progress{};
+
+    // every plane: does the sink's reader take the bytes waiting for it (plane/sink_watch.h)
+    plane::DrainWatch drain;
+    bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
 };
 
 struct Connection {
@@ -98,6 +103,8 @@ struct Connection {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};
+    bool watch_armed = false;  // Op::plane_watch pending (plane/sink_watch.h)
+    __kernel_timespec watch_timer{};
 
     // port 80 only: the request/response state while proxying
     std::unique_ptr<HttpExchange, HttpExchangeDeleter> http;

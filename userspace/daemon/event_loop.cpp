@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "net/sockets.h"
+#include "plane/sink_watch.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
@@ -156,6 +157,7 @@ void EventLoop::dispatch(const io_uring_cqe& cqe) {
         case Op::plane_poll:
         case Op::plane_timer:
         case Op::plane_readable:
+        case Op::plane_watch:
             plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
             break;
         case Op::http_recv:
@@ -340,6 +342,9 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.plane_timer_armed) {
         remove_pending(connection, Op::plane_timer);
     }
+    if (connection.watch_armed) {
+        remove_pending(connection, Op::plane_watch);
+    }
 }
 
 void EventLoop::abort_connection(Connection& connection, std::string_view reason) {
@@ -350,6 +355,9 @@ void EventLoop::abort_connection(Connection& connection, std::string_view reason
         if (fd->valid()) {
             net::reset_connection(fd->get());
         }
+    }
+    if (reason == plane::kEndStalled) {
+        ++counters_.stalled;
     }
     close_connection(connection, reason);
 }

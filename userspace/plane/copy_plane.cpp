@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <string>
 
+#include "plane/sink_watch.h"
+
 namespace splicer::plane {
 namespace {
 
@@ -22,6 +24,7 @@ public:
     [[nodiscard]] std::string_view name() const override { return "copy"; }
 
     void start(Connection& connection, PlaneContext& context) override {
+        brake_backend(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
             receive(connection, direction, context);
@@ -30,7 +33,17 @@ public:
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
                        std::uint32_t /*flags*/, PlaneContext& context) override {
+        if (tag.op == Op::plane_watch) {
+            connection.watch_armed = false;
+        }
         if (connection.state == daemon::State::closing) {
+            return;
+        }
+        if (tag.op == Op::plane_watch) {
+            // A send in flight holds bytes for its sink.
+            on_watch(connection, context,
+                     {connection.directions[0].sent < connection.directions[0].filled,
+                      connection.directions[1].sent < connection.directions[1].filled});
             return;
         }
         const std::uint8_t direction = tag.arg;
@@ -56,7 +69,9 @@ public:
             }
             flow.sent += static_cast<std::size_t>(result);
             flow.bytes += static_cast<std::uint64_t>(result);
+            arm_watch(connection, context);  // the sink may hold them a while
             if (flow.sent < flow.filled) {
+                brake_source(connection, direction);  // the sink took part: it is full
                 send_rest(connection, direction, context);
             } else {
                 receive(connection, direction, context);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "plane/pipe_pool.h"
+#include "plane/sink_watch.h"
 
 namespace splicer::plane {
 namespace {
@@ -42,6 +43,7 @@ public:
 
     void start(Connection& connection, PlaneContext& context) override {
         connection.plane_started = true;
+        brake_backend(connection);
         ++connections_;
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             wait_for_input(connection, direction, context);
@@ -50,8 +52,16 @@ public:
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
                        std::uint32_t /*flags*/, PlaneContext& context) override {
+        if (tag.op == Op::plane_watch) {
+            connection.watch_armed = false;
+        }
         if (connection.state == daemon::State::closing) {
             return;  // on_teardown gives the pipes back
+        }
+        if (tag.op == Op::plane_watch) {
+            on_watch(connection, context, {holds_bytes(connection.directions[0]),
+                                           holds_bytes(connection.directions[1])});
+            return;
         }
         const std::uint8_t direction = tag.arg;
         switch (tag.op) {
@@ -93,6 +103,11 @@ public:
     [[nodiscard]] std::uint64_t pipe_shortages() const override { return pipes_.shortages(); }
 
 private:
+    // Bytes in the direction's pipe, or in its buffer and not yet sent.
+    static bool holds_bytes(const daemon::Direction& flow) {
+        return flow.in_pipe > 0 || (flow.buffer && flow.sent < flow.filled);
+    }
+
     static Pipe take_pipe_from(daemon::Direction& flow) {
         return Pipe{std::move(flow.pipe_read), std::move(flow.pipe_write)};
     }
@@ -158,7 +173,9 @@ private:
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        arm_watch(connection, context);  // the sink may hold them a while
         if (flow.in_pipe > 0) {
+            brake_source(connection, direction);  // the sink took part: it is full
             splice_out(connection, direction, context);
             return;
         }
@@ -208,7 +225,9 @@ private:
         }
         flow.sent += static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        arm_watch(connection, context);
         if (flow.sent < flow.filled) {
+            brake_source(connection, direction);
             send_rest(connection, direction, context);
             return;
         }
