@@ -24,7 +24,6 @@ public:
     [[nodiscard]] std::string_view name() const override { return "copy"; }
 
     void start(Connection& connection, PlaneContext& context) override {
-        brake_backend(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
             receive(connection, direction, context);
@@ -71,7 +70,6 @@ public:
             flow.bytes += static_cast<std::uint64_t>(result);
             arm_watch(connection, context);  // the sink may hold them a while
             if (flow.sent < flow.filled) {
-                brake_source(connection, direction);  // the sink took part: it is full
                 send_rest(connection, direction, context);
             } else {
                 receive(connection, direction, context);

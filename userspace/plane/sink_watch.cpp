@@ -28,14 +28,13 @@ Result<SinkLook> look_at_sink(int fd, bool held) {
                     .held = held};
 }
 
-void brake_source(daemon::Connection& connection, std::size_t direction) {
+void brake_source(daemon::Connection& connection, std::size_t direction, int bytes) {
     bool& braked = connection.directions[direction].source_braked;
     if (braked) {
         return;
     }
     braked = true;
-    ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF,
-                 &kBrakedReceiveBufferBytes, sizeof(kBrakedReceiveBufferBytes));
+    ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
 void arm_watch(daemon::Connection& connection, PlaneContext& context) {

@@ -33,15 +33,17 @@ inline constexpr int kLoweredSendBufferBytes = 256 * 1024;
 // than any WAN client drains it, and a client's upload keeps a window of about 700 KiB.
 inline constexpr int kBrakedReceiveBufferBytes = 512 * 1024;
 
-// Locks the source's receive buffer of `direction` at kBrakedReceiveBufferBytes, once per
+// Locks the source's receive buffer of `direction` at `bytes` (SO_RCVBUF), once per
 // direction, so what the pair holds for a reader that stops is bounded by that and the
-// sink's own send buffer. Called when the sink was found full (the plane had more for it
-// than it took), and at start for the backend socket (brake_backend): the splice plane
-// reads it fast until the client's sink is full, TCP autotuning grows it meanwhile (to
-// 10 MiB on loopback), and the sink is found full only once that has happened.
-void brake_source(daemon::Connection& connection, std::size_t direction);
+// sink's own send buffer. The sockmap plane calls it when its verdict passed bytes because
+// the sink was full, and at start for the backend socket (brake_backend); the splice plane
+// at start for the backend socket, which its rounds read fast enough for TCP autotuning to
+// grow it to 10 MiB before the client's sink is ever found full. The copy plane needs none:
+// it reads 64 KiB at a time and autotuning keeps its receive buffers small.
+void brake_source(daemon::Connection& connection, std::size_t direction,
+                  int bytes = kBrakedReceiveBufferBytes);
 // brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is
-// far over the bandwidth-delay product. Every plane calls it in start().
+// far over the bandwidth-delay product.
 inline void brake_backend(daemon::Connection& connection) {
     brake_source(connection, daemon::kBackendToClient);
 }
