@@ -80,6 +80,9 @@ struct Config {
     std::optional<std::size_t> on_timeout_rule;
     SpliceMode splice_mode = SpliceMode::automatic;
     std::chrono::seconds connect_timeout{5};
+    // A spliced pair whose bytes wait for a peer that takes none of them for this long is
+    // ended (RSTs, end=stalled); an idle pair, with nothing waiting, never is. 0: off.
+    std::chrono::seconds stall_timeout{120};
     std::optional<std::string> user;  // sslh `user`: whom to run as after start-up
     // Connections held at once (probing, connecting or spliced), all listeners together; the
     // newest beyond it is refused (closed). RLIMIT_NOFILE is raised to fit it at start, or

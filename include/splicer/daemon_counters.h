@@ -28,7 +28,9 @@ struct DaemonCounters {
     __u64 urgent_bytes_dropped = 0;
     // Log lines dropped because stderr took none and the log buffer was full (log_buffer_size).
     __u64 log_dropped = 0;
+    // Spliced pairs ended because bytes waited stall_timeout for a peer that took none.
+    __u64 stalled = 0;
 };
-static_assert(sizeof(DaemonCounters) == 128, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 136, "DaemonCounters layout");
 
 }  // namespace splicer

@@ -12,6 +12,9 @@ readonly table_columns=(
   "ping-pong rt/s|pingpong|rate" "ping-pong p50/p99/max µs|pingpong|p50_us+p99_us+max_us"
   "idle conns|idle|connections" "RSS KiB/conn|idle|rss_kib_per_conn"
   "slab KiB/conn|idle|slab_kib_per_conn"
+  "slow reader TCP MiB|slowread|tcp_mem_mib" "slow reader RSS MiB|slowread|rss_mib"
+  "never-read TCP MiB/client|neverread|tcp_mem_mib_per_client"
+  "never-read RSS KiB/client|neverread|rss_kib_per_client"
   ":80 req/s|http80|rate" ":80 p99 ms|http80|p99_ms"
 )
 
@@ -21,7 +24,8 @@ readonly compared_metrics=(
   "bulk|gbps_4_down|higher" "cpu|process_s_per_gb|lower" "cpu|system_s_per_gb|lower"
   "tls_new|rate|higher" "tls_keepalive|rate|higher" "tls_keepalive|p99_ms|lower"
   "pingpong|rate|higher" "pingpong|p99_us|lower" "idle|rss_kib_per_conn|lower"
-  "http80|rate|higher"
+  "slowread|tcp_mem_mib|lower" "neverread|tcp_mem_mib_per_client|lower"
+  "neverread|rss_kib_per_client|lower" "http80|rate|higher"
 )
 
 print_table() {

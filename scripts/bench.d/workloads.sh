@@ -4,7 +4,7 @@
 # stopped short: value says how far it got), failed or n/a. Every client runs under
 # `timeout`, so a stalled forwarder costs a bounded time.
 
-workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)  # scripts/bench --workloads
+workloads=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80)  # --workloads
 
 row() { echo "$fwd,$1,$2,$3,$4" >>"$csv"; }
 
@@ -192,7 +192,81 @@ workload_idle() {
   row idle slab_kib_per_conn "$(calc "($slab_after - $slab_before) / $established")" "$status"
 }
 
-# --- 6: port 80, small GETs through the forwarder's HTTP reverse proxy ----------------------
+# --- 6 and 7: memory held for readers that are slow or never read ---------------------------
+# TCP memory is /proc/net/sockstat's `mem` (pages, machine-wide: every socket on the path,
+# the client's and the stream server's included, so the figure is the path's, as with any
+# forwarder; other work on the machine moves it too). RSS is the forwarder's process tree.
+
+tcp_mem_pages() {
+  awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat
+}
+
+# hold_readers WORKLOAD COUNT RATE SECONDS: bench_slow_readers against the stream server for
+# SECONDS; samples TCP memory and the forwarder's RSS every 0.2 s meanwhile and sets
+# held_pages / held_rss_kib (the highest growth over the values before) and readers_line
+# (its output). False when the backend did not start or no reader got connected.
+hold_readers() {
+  local workload=$1 count=$2 rate=$3 seconds=$4
+  local log=$logs/$fwd-$workload.log
+  held_pages=0 held_rss_kib=0 readers_line=
+  if ! start_plain_backend "$log.server" "$tools/bench_stream_server" "$backend_ip" "$plain_port"; then
+    return 1
+  fi
+  local pages_before rss_before=0 pages rss
+  pages_before=$(tcp_mem_pages)
+  [[ -n $fwd_pid ]] && rss_before=$(tree_rss_kib "$fwd_pid")
+  start_in "$ns_client" "$log" "$tools/bench_slow_readers" "${fwd_plain%:*}" "${fwd_plain##*:}" \
+    "$count" "$rate" "$seconds"
+  local readers=$last_pid i
+  for ((i = 0; i < (seconds + 5) * 5; i++)); do
+    pages=$(tcp_mem_pages)
+    ((pages - pages_before > held_pages)) && held_pages=$((pages - pages_before))
+    if [[ -n $fwd_pid ]]; then
+      rss=$(tree_rss_kib "$fwd_pid")
+      ((rss - rss_before > held_rss_kib)) && held_rss_kib=$((rss - rss_before))
+    fi
+    running "$readers" || break
+    sleep 0.2
+  done
+  stop_pid "$readers"
+  stop_pid "$plain_pid"
+  readers_line=$(grep -h '^established=\|^received=' "$log" | tr '\n' ' ')
+  [[ $readers_line == *established=* && $readers_line != *established=0* ]]
+}
+
+# slowread: one client reading a fast stream at 64 KiB/s: the most the path held meanwhile.
+workload_slowread() {
+  if ! hold_readers slowread 1 65536 "$slowread_seconds"; then
+    fail_workload slowread failed
+    return
+  fi
+  row slowread tcp_mem_mib "$(calc "$held_pages * 4096 / 1048576" 1)" ok
+  if [[ -n $fwd_pid ]]; then
+    row slowread rss_mib "$(calc "$held_rss_kib / 1024" 1)" ok
+  else
+    row slowread rss_mib "" n/a
+  fi
+}
+
+# neverread: $neverread_count clients that ask for a stream and never read: what each costs.
+workload_neverread() {
+  if ! hold_readers neverread "$neverread_count" 0 "$neverread_seconds"; then
+    fail_workload neverread failed
+    return
+  fi
+  local established status=ok
+  established=$(sed -n 's/.*established=\([0-9]*\).*/\1/p' <<<"$readers_line")
+  ((established < neverread_count)) && status=partial
+  row neverread clients "$established" "$status"
+  row neverread tcp_mem_mib_per_client "$(calc "$held_pages * 4096 / 1048576 / $established")" "$status"
+  if [[ -n $fwd_pid ]]; then
+    row neverread rss_kib_per_client "$(calc "$held_rss_kib / $established")" "$status"
+  else
+    row neverread rss_kib_per_client "" n/a
+  fi
+}
+
+# --- 8: port 80, small GETs through the forwarder's HTTP reverse proxy ----------------------
 workload_http80() {
   if [[ -z $fwd_http ]]; then
     fail_workload http80 n/a

@@ -28,7 +28,7 @@ forwarders=()
 for file in "$source_dir"/scripts/bench.d/forwarders/*.sh; do
   forwarders+=("$(basename "$file" .sh)")
 done
-workloads=(bulk cpu tls_new tls_keepalive pingpong idle http80)
+workloads=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80)
 for forwarder in "${forwarders[@]}"; do
   for workload in "${workloads[@]}"; do
     if ! grep -q "^$forwarder,$workload," "$csv"; then
@@ -44,7 +44,8 @@ done
 # The harness itself works: the no-forwarder baseline produces a figure for every workload
 # it takes part in (idle memory is the forwarder's, so direct has none there).
 for metric in bulk,gbps_1_up bulk,gbps_4_down cpu,softirq_s_per_gb tls_new,rate \
-    tls_keepalive,p99_ms pingpong,p99_us idle,connections http80,rate; do
+    tls_keepalive,p99_ms pingpong,p99_us idle,connections slowread,tcp_mem_mib \
+    neverread,tcp_mem_mib_per_client http80,rate; do
   if ! grep -Eq "^direct,$metric,[0-9.]+,ok$" "$csv"; then
     echo "direct has no figure for $metric" >&2
     failures=$((failures + 1))

@@ -340,6 +340,18 @@ TEST_CASE("splicer's own top-level settings", "[config]") {
     CHECK(config.user == std::optional<std::string>("splicer"));
 }
 
+TEST_CASE("stall_timeout: 120 s by default, 0 turns it off, seconds up to a day", "[config]") {
+    CHECK(load_clean(kBase).stall_timeout == std::chrono::seconds{120});
+    CHECK(load_clean(std::string(kBase) + "stall_timeout: 0;\n").stall_timeout ==
+          std::chrono::seconds{0});
+    CHECK(load_clean(std::string(kBase) + "stall_timeout: 30;\n").stall_timeout ==
+          std::chrono::seconds{30});
+    CHECK(splicer::config::describe(load_clean(kBase)).find("stall timeout: 120 s\n") !=
+          std::string::npos);
+    CHECK(splicer::config::describe(load_clean(std::string(kBase) + "stall_timeout: 0;\n"))
+              .find("stall timeout: off\n") != std::string::npos);
+}
+
 TEST_CASE("max_connections: default unset, 1..1000000, errors name the line", "[config][limits]") {
     CHECK_FALSE(load_clean(kBase).max_connections.has_value());
     CHECK(load_clean(std::string(kBase) + "max_connections: 500;\n").max_connections ==
@@ -485,6 +497,10 @@ TEST_CASE("config errors name the setting and the line", "[config]") {
         {std::string(kBase) + "connect_timeout: 2.5;\n", "connect_timeout", 3,
          "wrong type: expected a whole number of seconds, found a floating-point number"},
         {std::string(kBase) + "connect_timeout: 0;\n", "connect_timeout", 3, "bad duration"},
+        {std::string(kBase) + "stall_timeout: -1;\n", "stall_timeout", 3,
+         "bad duration -1: expected 0 (off) or 1..86400 seconds"},
+        {std::string(kBase) + "stall_timeout: 86401;\n", "stall_timeout", 3, "bad duration"},
+        {std::string(kBase) + "stall_timeout: \"2m\";\n", "stall_timeout", 3, "wrong type"},
         {std::string(kBase) + "splice_mode: \"fast\";\n", "splice_mode", 3,
          "unknown splice mode \"fast\""},
         {std::string(kBase) + "user: \"\";\n", "user", 3, "empty user name"},
@@ -918,6 +934,7 @@ TEST_CASE("describe lists the effective configuration in order", "[config]") {
         "probe timeout: 2000 ms\n",
         "on-timeout: close\n",
         "connect timeout: 5 s\n",
+        "stall timeout: 120 s\n",
         "listen 0.0.0.0:443 (line 3)\n",
         "rule 0: tls alpn=[xmpp-client] -> 127.0.0.1:5223 (line 8)\n",
         "rule 1: tls sni=[chat.example.com, groups.chat.example.com, share.chat.example.com] -> "

@@ -81,6 +81,7 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "closed", counters->closed);
     print_row(out, "sockmap_fallbacks", counters->sockmap_fallbacks);
     print_row(out, "pipe_shortages", counters->pipe_shortages);
+    print_row(out, "stalled", counters->stalled);
     print_row(out, "accept_errors", counters->accept_errors);
     print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
     print_row(out, "log_dropped", counters->log_dropped);

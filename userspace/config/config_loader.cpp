@@ -308,6 +308,8 @@ private:
             if (auto seconds = detail::read_seconds(setting, diagnostics_)) {
                 config_.connect_timeout = *seconds;
             }
+        } else if (key == "stall_timeout") {
+            read_stall_timeout(setting);
         } else if (key == "max_connections") {
             config_.max_connections = detail::read_connection_limit(setting, diagnostics_);
         } else if (key == "max_probing") {
@@ -360,6 +362,21 @@ private:
                 config_.log_buffer_size = *size;
             }
         }
+    }
+
+    // Seconds, 0 (off) .. kMaxSeconds.
+    void read_stall_timeout(const Setting& setting) {
+        const auto value = detail::read_integer(setting, diagnostics_);
+        if (!value) {
+            return;
+        }
+        if (*value < 0 || *value > detail::kMaxSeconds) {
+            diagnostics_.error(setting, "bad duration " + std::to_string(*value) +
+                                            ": expected 0 (off) or 1.." +
+                                            std::to_string(detail::kMaxSeconds) + " seconds");
+            return;
+        }
+        config_.stall_timeout = std::chrono::seconds{*value};
     }
 
     void read_listen(const Setting& setting) {

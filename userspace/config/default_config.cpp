@@ -38,6 +38,7 @@ timeout: 2;
 
 splice_mode: "auto";    # sockmap where it loads, else splice
 connect_timeout: 5;     # seconds to reach a backend
+stall_timeout: 120;     # seconds bytes may wait for a peer that reads none of them; 0: off
 
 http:
 {

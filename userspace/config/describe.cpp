@@ -79,6 +79,11 @@ std::string describe(const Config& config) {
         out += "on-timeout: close\n";
     }
     out += "connect timeout: " + std::to_string(config.connect_timeout.count()) + " s\n";
+    out += "stall timeout: " +
+           (config.stall_timeout.count() > 0
+                ? std::to_string(config.stall_timeout.count()) + " s"
+                : std::string("off")) +
+           "\n";
     if (config.user) {
         out += "user: " + *config.user + "\n";
     }

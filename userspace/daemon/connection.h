@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "net/address.h"
+#include "plane/drain_watch.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/unique_fd.h"
 
@@ -64,6 +65,9 @@ struct Direction {
     // count the urgent bytes recv() skipped (plane/urgent_data.h)
     std::uint64_t consumed_at_start = 0;
     bool consumed_known = false;
+    // every plane: does the sink's reader take the bytes waiting for it (plane/sink_watch.h)
+    plane::DrainWatch drain;
+    bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
 };
 
 struct Connection {
@@ -110,6 +114,8 @@ struct Connection {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};
+    bool watch_armed = false;  // Op::plane_watch pending (plane/sink_watch.h)
+    __kernel_timespec watch_timer{};
 
     // port 80 only: the request/response state while proxying
     std::unique_ptr<HttpExchange, HttpExchangeDeleter> http;

@@ -10,6 +10,7 @@
 
 #include "log/line_queue.h"
 #include "net/sockets.h"
+#include "plane/sink_watch.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
@@ -161,6 +162,7 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         case Op::plane_poll:
         case Op::plane_timer:
         case Op::plane_readable:
+        case Op::plane_watch:
             plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
             break;
         case Op::http_recv:
@@ -345,6 +347,9 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.plane_timer_armed) {
         remove_pending(connection, Op::plane_timer);
     }
+    if (connection.watch_armed) {
+        remove_pending(connection, Op::plane_watch);
+    }
 }
 
 void EventLoop::abort_connection(Connection& connection, std::string_view reason) {
@@ -355,6 +360,9 @@ void EventLoop::abort_connection(Connection& connection, std::string_view reason
         if (fd->valid()) {
             net::reset_connection(fd->get());
         }
+    }
+    if (reason == plane::kEndStalled) {
+        ++counters_.stalled;
     }
     close_connection(connection, reason);
 }

@@ -80,6 +80,9 @@ public:
     io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
     void close_connection(Connection& connection, std::string_view reason) override;
     void abort_connection(Connection& connection, std::string_view reason) override;
+    [[nodiscard]] std::chrono::seconds stall_timeout() const override {
+        return config_->stall_timeout;
+    }
 
 private:
     void dispatch(const uring::Completion& cqe);

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <string>
 
+#include "plane/sink_watch.h"
 #include "plane/urgent_data.h"
 
 namespace splicer::plane {
@@ -34,7 +35,17 @@ public:
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
                        std::uint32_t /*flags*/, PlaneContext& context) override {
+        if (tag.op == Op::plane_watch) {
+            connection.watch_armed = false;
+        }
         if (connection.state == daemon::State::closing) {
+            return;
+        }
+        if (tag.op == Op::plane_watch) {
+            // A send in flight holds bytes for its sink.
+            on_watch(connection, context,
+                     {connection.directions[0].sent < connection.directions[0].filled,
+                      connection.directions[1].sent < connection.directions[1].filled});
             return;
         }
         const std::uint8_t direction = tag.arg;
@@ -62,6 +73,7 @@ public:
             }
             flow.sent += static_cast<std::size_t>(result);
             flow.bytes += static_cast<std::uint64_t>(result);
+            arm_watch(connection, context);  // the sink may hold them a while
             if (flow.sent < flow.filled) {
                 send_rest(connection, direction, context);
             } else {

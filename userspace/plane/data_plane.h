@@ -6,6 +6,7 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 
@@ -26,6 +27,8 @@ public:
     // been lost (a peer reset, a sink that can take nothing more), so that neither peer reads
     // a clean end of stream after a gap.
     virtual void abort_connection(daemon::Connection& connection, std::string_view reason) = 0;
+    // The configured stall_timeout (0: off), as of now: a reload changes it.
+    [[nodiscard]] virtual std::chrono::seconds stall_timeout() const = 0;
 
 protected:
     ~PlaneContext() = default;

@@ -14,7 +14,9 @@ int raise_send_buffer_cap(int bytes);
 // Gives `fd` a `bytes` send buffer: SO_SNDBUFFORCE where allowed, else SO_SNDBUF where `cap`
 // (net.core.wmem_max) allows the size, else leaves it alone, because a capped SO_SNDBUF would
 // lock it below what TCP autotuning reaches on its own (net.ipv4.tcp_wmem's maximum). Sockets
-// that already have the size (accepted ones inherit it from the listener) are left as they are.
+// that already have the size are left as they are. The sockmap plane calls it only for a sink
+// whose reader keeps up (plane/drain_watch.h): a large buffer costs its size for every reader
+// that stops.
 void grow_send_buffer(int fd, int bytes, int cap);
 
 }  // namespace splicer::plane

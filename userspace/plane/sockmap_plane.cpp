@@ -1,5 +1,7 @@
 #include "plane/sockmap_plane.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -14,6 +16,7 @@
 #include "log/interval_gate.h"
 #include "plane/copy_plane.h"
 #include "plane/send_buffer.h"
+#include "plane/sink_watch.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/log.h"
 #include "splicer/splice_program.h"
@@ -24,11 +27,13 @@ namespace {
 using daemon::Connection;
 using uring::Op;
 
-// Send buffer per spliced socket (plane/send_buffer.h). Redirecting stops once the peer's
-// send buffer has no room (flow control), so this sets the throughput: scripts/bench, one
-// stream each way, 9.2/9.4 Gb/s with 4 MiB, 10.6/10.1 with 8 MiB (splice 8.3-8.4 in the same
-// runs), and 0.19 s of daemon CPU per GB instead of 0.45. A 64 KiB/s reader then holds
-// 22-24 MiB in flight (splice 15-21; tests/privileged/test_daemon_streams.cpp bounds it).
+// Send buffer of a sink whose reader keeps up (plane/send_buffer.h, plane/drain_watch.h).
+// Redirecting stops once the peer's send buffer has no room (flow control), so this sets the
+// throughput: scripts/bench, one stream each way, 9.2/9.4 Gb/s with 4 MiB, 10.6/10.1 with
+// 8 MiB (splice 8.3-8.4 in the same runs), and 0.19 s of daemon CPU per GB instead of 0.45.
+// Given to every socket, it let each peer that stops reading hold 16 MiB of kernel memory
+// (a 64 KiB/s reader 22-24 MiB in flight): sockets now start with TCP autotuning's buffer
+// and a sink gets this one only once its reader has proven fast.
 constexpr int kSendBufferBytes = 8 * 1024 * 1024;
 // Redirected bytes that may wait for the peer before the verdict passes instead. Above the
 // send buffer's room, so the room check binds first and this only guards a peer whose send
@@ -46,6 +51,12 @@ constexpr std::chrono::seconds kNoProgressLimit{60};
 
 std::string reset_reason(std::size_t socket) {
     return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
+}
+
+// Why a failed call on `socket` ends the pair: ETIMEDOUT is the kernel's TCP_USER_TIMEOUT
+// (set in start(): bytes waited stall_timeout for a peer that took none), else a reset.
+std::string failure_reason(int error, std::size_t socket) {
+    return error == ETIMEDOUT ? std::string(kEndStalled) : reset_reason(socket);
 }
 
 class SockmapPlane final : public DataPlane {
@@ -68,16 +79,9 @@ public:
         return dropped;
     }
 
-    // Called at start-up while still root: accepted sockets inherit the listener's send buffer
-    // (and its lock), so clients get kSendBufferBytes even after the privilege drop.
-    void prepare_listener(int fd) override {
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &kSendBufferBytes, sizeof(kSendBufferBytes));
-    }
-
     void start(Connection& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};
         for (std::size_t i = 0; i < 2; ++i) {
-            grow_send_buffer(sockets[i], kSendBufferBytes, send_buffer_cap_);
             auto baseline = take_baseline(sockets[i]);
             auto cookie = bpf::socket_cookie(sockets[i]);
             if (!baseline || !cookie) {
@@ -113,6 +117,8 @@ public:
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
         }
+        set_stall_backstop(sockets, context.stall_timeout());
+        brake_backend(connection);
     }
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
@@ -127,6 +133,9 @@ public:
         if (tag.op == Op::plane_poll) {
             connection.directions[tag.arg].poll_armed = false;
         }
+        if (tag.op == Op::plane_watch) {
+            connection.watch_armed = false;
+        }
         if (connection.state == daemon::State::closing) {
             return;
         }
@@ -134,6 +143,11 @@ public:
             case Op::plane_poll: on_source_event(connection, tag.arg, result, context); break;
             case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
             case Op::plane_timer: recheck(connection, context); break;
+            case Op::plane_watch:
+                on_watch(connection, context,
+                         {holds_bytes(connection.directions[0]),
+                          holds_bytes(connection.directions[1])});
+                break;
             default: break;
         }
     }
@@ -157,6 +171,41 @@ public:
     }
 
 private:
+    // The daemon owes the sink of this direction bytes: a copy of passed ones, or an EOF
+    // waiting for the redirected ones to be absorbed.
+    static bool holds_bytes(const daemon::Direction& flow) {
+        return (flow.copying && flow.filled > 0) || (flow.source_eof && !flow.sink_shut);
+    }
+
+    // The watch sees only pairs the daemon woke up for (a flow-control pass, an EOF).
+    // Redirected bytes that fit in a sink's send buffer wake nobody: for those the kernel
+    // itself ends a socket whose queued bytes nobody takes (TCP_USER_TIMEOUT, which also
+    // bounds zero-window probing since Linux 5.x), a little after the watch would have, and
+    // the daemon then ends the pair with end=stalled (failure_reason). The peer of that
+    // socket gets no RST from it (the kernel drops it silently); the other peer does.
+    static void set_stall_backstop(const int (&sockets)[2], std::chrono::seconds stall_timeout) {
+        if (stall_timeout.count() == 0) {
+            return;
+        }
+        const auto backstop = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  stall_timeout) +
+                              2 * watch_interval(stall_timeout);
+        const auto milliseconds = static_cast<unsigned>(backstop.count());
+        for (const int fd : sockets) {
+            ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &milliseconds, sizeof(milliseconds));
+        }
+    }
+
+    // The verdict passed bytes because the sink of `direction` had no room: if its reader
+    // keeps up, a larger send buffer lets more go by the kernel redirect (kernel fact 3).
+    void sink_full(Connection& connection, std::uint8_t direction) {
+        const int sink = connection.sink_fd(direction);
+        auto look = look_at_sink(sink, true);
+        if (look && connection.directions[direction].drain.full(*look)) {
+            grow_send_buffer(sink, kSendBufferBytes, send_buffer_cap_);
+        }
+    }
+
     void fall_back(Connection& connection, PlaneContext& context, const Error& why) {
         ++fallbacks_;
         // Once a second at most, as the limit lines: a flood of half-closing clients (or a
@@ -212,6 +261,9 @@ private:
         const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0) {
             flow.copying = true;
+            sink_full(connection, direction);
+            brake_source(connection, direction);
+            arm_watch(connection, context);
             copy_round(connection, direction, context);
         } else if (n == 0) {
             source_ended(connection, direction, context);
@@ -221,7 +273,7 @@ private:
             connection.directions[direction].poll_deferred = true;
             arm_timer(connection, context);
         } else {
-            context.abort_connection(connection, reset_reason(direction));
+            context.abort_connection(connection, failure_reason(errno, direction));
         }
     }
 
@@ -264,7 +316,7 @@ private:
                                      : ::send(sink, flow.buffer.get() + flow.sent,
                                               flow.filled - flow.sent, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                context.abort_connection(connection, reset_reason(1 - direction));
+                context.abort_connection(connection, failure_reason(errno, 1 - direction));
                 return;
             }
             if (sent > 0) {
@@ -305,7 +357,7 @@ private:
             return false;
         }
         if (n < 0) {
-            context.abort_connection(connection, reset_reason(direction));
+            context.abort_connection(connection, failure_reason(errno, direction));
             return false;
         }
         flow.filled = static_cast<std::size_t>(n);
@@ -372,7 +424,7 @@ private:
         daemon::Direction& flow = connection.directions[direction];
         flow.sending = false;
         if (result <= 0) {
-            context.abort_connection(connection, reset_reason(1 - direction));
+            context.abort_connection(connection, failure_reason(-result, 1 - direction));
             return;
         }
         flow.sent += static_cast<std::size_t>(result);
@@ -389,6 +441,7 @@ private:
         daemon::Direction& flow = connection.directions[direction];
         flow.source_eof = true;
         flow.last_progress = std::chrono::steady_clock::now();
+        arm_watch(connection, context);  // the sink may never take what is before the EOF
         // No more polls on the ended source: io_uring always reports RDHUP, which now stays
         // set. A later reset still ends the pair, through the other direction's send or poll.
         try_propagate_eof(connection, direction, context);

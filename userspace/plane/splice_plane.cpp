@@ -9,6 +9,7 @@
 #include <string>
 
 #include "plane/pipe_pool.h"
+#include "plane/sink_watch.h"
 #include "plane/urgent_data.h"
 
 namespace splicer::plane {
@@ -19,6 +20,11 @@ using uring::Op;
 
 // F_SETPIPE_SZ asks for this; the kernel may round it or refuse (then 64 KiB stays).
 constexpr int kPipeBytes = 1024 * 1024;
+
+// The backend socket's receive buffer (SO_RCVBUF, doubled by the kernel: 2 MiB). Half as
+// much held per stopped client as 2 MiB (bench neverread 5.2 against 7.6 MiB), one-stream
+// bulk within noise of before (11.6/10.8 and 11.9/11.7 Gb/s against 11.7/11.9 and 12.3/12.6).
+constexpr int kSpliceBackendReceiveBytes = 1024 * 1024;
 
 // A round without a pipe (every pipe taken) moves at most this much through a buffer.
 constexpr std::size_t kCopyBytes = 64 * 1024;
@@ -44,6 +50,13 @@ public:
 
     void start(Connection& connection, PlaneContext& context) override {
         connection.plane_started = true;
+        // Its rounds read the backend as fast as a pipe holds (1 MiB), which made TCP
+        // autotuning grow the backend socket's receive buffer to 10 MiB and more, all of it
+        // then waiting for a client that stopped (scripts/bench neverread: 18.9 MiB per
+        // client; 5.2 with this, HAProxy 4.5). Braking a source when its sink is found full
+        // (a short splice out), as the sockmap plane does, cost a quarter of one-stream bulk:
+        // a client's upload lost its window in every run.
+        brake_source(connection, daemon::kBackendToClient, kSpliceBackendReceiveBytes);
         ++connections_;
         note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
@@ -53,8 +66,16 @@ public:
 
     void on_completion(Connection& connection, const uring::Tag& tag, int result,
                        std::uint32_t /*flags*/, PlaneContext& context) override {
+        if (tag.op == Op::plane_watch) {
+            connection.watch_armed = false;
+        }
         if (connection.state == daemon::State::closing) {
             return;  // on_teardown gives the pipes back
+        }
+        if (tag.op == Op::plane_watch) {
+            on_watch(connection, context, {holds_bytes(connection.directions[0]),
+                                           holds_bytes(connection.directions[1])});
+            return;
         }
         const std::uint8_t direction = tag.arg;
         switch (tag.op) {
@@ -97,6 +118,11 @@ public:
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override { return urgent_bytes_; }
 
 private:
+    // Bytes in the direction's pipe, or in its buffer and not yet sent.
+    static bool holds_bytes(const daemon::Direction& flow) {
+        return flow.in_pipe > 0 || (flow.buffer && flow.sent < flow.filled);
+    }
+
     static Pipe take_pipe_from(daemon::Direction& flow) {
         return Pipe{std::move(flow.pipe_read), std::move(flow.pipe_write)};
     }
@@ -179,6 +205,7 @@ private:
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        arm_watch(connection, context);  // the sink may hold them a while
         if (flow.in_pipe > 0) {
             splice_out(connection, direction, context);
             return;
@@ -229,6 +256,7 @@ private:
         }
         flow.sent += static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        arm_watch(connection, context);
         if (flow.sent < flow.filled) {
             send_rest(connection, direction, context);
             return;

@@ -28,6 +28,7 @@ enum class Op : std::uint8_t {
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
     plane_readable,  // splice plane: source of direction `arg` has bytes, EOF or an error
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
+    plane_watch,     // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
 };
 
 struct Tag {

@@ -1,0 +1,188 @@
+// Peers that take no bytes, on every data plane: a client that asks for a stream and never
+// reads is ended after `stall_timeout` with a RST to both sides (end=stalled, counted); an
+// idle connection with nothing queued, and a slow reader that keeps reading, are not; and
+// the kernel memory the daemon's sockets hold per never-reading client stays bounded (it
+// was 16 MiB and more on the sockmap plane, whose sockets all had 8 MiB SO_SNDBUFFORCE).
+
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <vector>
+
+#include "daemon_test_common.h"
+#include "support/echo_process.h"
+#include "support/socket_memory.h"
+
+namespace test = splicer::test;
+using namespace std::chrono_literals;
+using splicer::UniqueFd;
+
+namespace {
+
+constexpr int kStallTimeoutSeconds = 2;
+
+// The Snikket snippet with `extra` settings before it; plain XMPP goes to `xmpp_port`.
+std::string config_for(std::uint16_t listen, std::uint16_t xmpp_port, const std::string& extra,
+                       std::uint16_t unused) {
+    const test::SnikketPorts ports{
+        .listen = listen, .xmpp_tls = unused, .https = unused, .xmpp = xmpp_port};
+    return extra + test::snikket_config(ports);
+}
+
+std::string stall_setting() {
+    return "stall_timeout: " + std::to_string(kStallTimeoutSeconds) + ";\n";
+}
+
+int socket_error(int fd) {
+    int error = 0;
+    socklen_t length = sizeof(error);
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    return error;
+}
+
+}  // namespace
+
+TEST_CASE("stall_timeout: a client that never reads a backend's stream is ended with RSTs to both",
+          "[daemon][stall]") {
+    test::require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    const std::string header = test::xmpp_stream_header();
+    // Writes as fast as it is let for up to 60 s; the daemon must end it long before.
+    test::TcpBackend backend(test::BackendScript::fast_source(header.size(), 60s));
+    test::TcpBackend unused(test::BackendScript::record());
+    const std::uint16_t listen = test::free_port();
+    auto daemon = test::start_daemon(
+        plane, config_for(listen, backend.port(), stall_setting(), unused.port()));
+
+    UniqueFd client = test::connect_and_send(listen, header, "");
+    const std::uint16_t client_port = test::local_port(client.get());
+    const auto closed = daemon->wait_for_log(
+        "closed", [&](const test::LogLine& line) { return line.get("end") == "stalled"; }, 20s);
+    INFO(daemon->log_tail());
+    REQUIRE(closed.has_value());
+    const auto routed = test::routed_line(*daemon, client_port);
+    REQUIRE(routed.has_value());
+    CHECK(closed->get("conn") == routed->get("conn"));
+    // Not before stall_timeout of no progress; at most a few checks after it.
+    const auto duration_ms = std::stoull(std::string(closed->get("duration_ms")));
+    CHECK(duration_ms >= kStallTimeoutSeconds * 1000);
+    CHECK(duration_ms <= (kStallTimeoutSeconds + 6) * 1000);
+
+    // A RST, not a FIN: the client's socket holds the error without reading a byte.
+    CHECK(socket_error(client.get()) == ECONNRESET);
+    REQUIRE(backend.wait_for_finished(1, 10s));
+    CHECK(backend.finished().front().reset);
+    CHECK_FALSE(backend.finished().front().eof);
+
+    std::this_thread::sleep_for(1200ms);  // counters are published once a second
+    CHECK(test::daemon_counter(*daemon, "stalled") == 1);
+    test::stop_daemon(*daemon);
+}
+
+TEST_CASE("stall_timeout: an idle connection with nothing queued survives well past it",
+          "[daemon][stall]") {
+    test::require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    test::EchoProcess echo(SPLICER_ECHO_SERVER);
+    test::TcpBackend unused(test::BackendScript::record());
+    const std::uint16_t listen = test::free_port();
+    auto daemon =
+        test::start_daemon(plane, config_for(listen, echo.port(), stall_setting(), unused.port()));
+
+    const std::string header = test::xmpp_stream_header();
+    UniqueFd client = test::connect_and_send(listen, header, "");
+    CHECK(test::read_exactly(client.get(), header.size()) == header);
+
+    // Three stall timeouts with nothing queued either way (an XMPP client idles for hours).
+    std::this_thread::sleep_for(std::chrono::seconds(3 * kStallTimeoutSeconds));
+    const std::string ping = "<presence/>";
+    REQUIRE(::send(client.get(), ping.data(), ping.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(ping.size()));
+    CHECK(test::read_exactly(client.get(), ping.size()) == ping);
+    INFO(daemon->log_tail());
+    CHECK(daemon->logs("closed").empty());
+    test::stop_daemon(*daemon);
+}
+
+TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended", "[daemon][stall]") {
+    test::require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    const std::string header = test::xmpp_stream_header();
+    test::TcpBackend backend(test::BackendScript::fast_source(header.size(), 3s));
+    test::TcpBackend unused(test::BackendScript::record());
+    const std::uint16_t listen = test::free_port();
+    auto daemon = test::start_daemon(
+        plane, config_for(listen, backend.port(), stall_setting(), unused.port()));
+
+    UniqueFd client = test::connect_and_send(listen, header, "");
+    test::SinkOptions sink;
+    sink.rate_bytes_per_second = 64 * 1024;
+    sink.slow_for = std::chrono::seconds(3 * kStallTimeoutSeconds);
+    sink.timeout = 60s;
+    const test::SinkResult result = test::sink_slowly(client.get(), sink);
+    REQUIRE(backend.wait_for_finished(1, 10s));
+    const test::BackendConnection sent = backend.finished().front();
+    INFO(daemon->log_tail() << "\nreader: " << result.error);
+    CHECK(result.received_while_slow <= 64 * 1024 * (3 * kStallTimeoutSeconds + 2));
+    CHECK(result.eof);
+    CHECK_FALSE(result.reset);
+    CHECK(result.received == sent.sent);
+    CHECK(result.received_sha256 == sent.sent_sha256);
+    CHECK(daemon->logs("closed", [](const test::LogLine& line) {
+                    return line.get("end") == "stalled";
+                }).empty());
+    test::stop_daemon(*daemon);
+}
+
+TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded amount",
+          "[daemon][stall]") {
+    test::require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    constexpr int kClients = 16;
+    // Per client, both of the daemon's sockets together. The kernel's own autotuning lets
+    // one send buffer grow to tcp_wmem's maximum (4 MiB by default), which is what HAProxy
+    // and nginx hold for such a peer; the old fixed 8 MiB SO_SNDBUFFORCE held 16 MiB and more.
+    constexpr std::uint64_t kMaxPerClient = 6ULL << 20;  // measured 4.0-4.8 MiB (loopback)
+    test::EchoProcess stream(SPLICER_STREAM_SERVER);  // writes to each client until it leaves
+    test::TcpBackend unused(test::BackendScript::record());
+    const std::uint16_t listen = test::free_port();
+    // stall_timeout left at its default (120 s): nothing is ended during the test.
+    auto daemon = test::start_daemon(plane, config_for(listen, stream.port(), "", unused.port()));
+
+    const std::string header = test::xmpp_stream_header();
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < kClients; ++i) {
+        clients.push_back(test::connect_and_send(listen, header, ""));
+    }
+    // The daemon's side of each pair: accepted on `listen`, connected to the stream server.
+    const std::string daemon_sockets = "( sport = :" + std::to_string(listen) +
+                                       " or dport = :" + std::to_string(stream.port()) + " )";
+    // Until the queues stop growing: a second without a change of more than 1%, within 15 s.
+    test::SocketMemory memory = test::socket_memory(daemon_sockets);
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    auto steady_since = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() < deadline &&
+           std::chrono::steady_clock::now() - steady_since < 1s) {
+        std::this_thread::sleep_for(200ms);
+        const test::SocketMemory now = test::socket_memory(daemon_sockets);
+        const std::uint64_t change =
+            now.total() > memory.total() ? now.total() - memory.total() : memory.total() - now.total();
+        if (change * 100 > memory.total()) {
+            steady_since = std::chrono::steady_clock::now();
+        }
+        memory = now;
+    }
+    const std::uint64_t per_client = memory.total() / kClients;
+    WARN("plane " << plane << ": " << kClients << " never-reading clients, daemon sockets "
+                  << memory.sockets << ", per client " << (per_client >> 10)
+                  << " KiB (send queues " << (memory.send_queued / kClients >> 10)
+                  << " KiB, receive queues " << (memory.receive_queued / kClients >> 10)
+                  << " KiB, reserved " << (memory.reserved / kClients >> 10)
+                  << " KiB), largest send buffer " << (memory.largest_send_buffer >> 10)
+                  << " KiB");
+    CHECK(memory.sockets >= 2 * kClients);
+    CHECK(per_client <= kMaxPerClient);
+    clients.clear();
+    test::stop_daemon(*daemon);
+}

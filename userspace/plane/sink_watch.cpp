@@ -1,0 +1,83 @@
+#include "plane/sink_watch.h"
+
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+namespace splicer::plane {
+
+std::chrono::milliseconds watch_interval(std::chrono::seconds stall_timeout) {
+    if (stall_timeout.count() == 0) {
+        return std::chrono::seconds(1);
+    }
+    return std::clamp<std::chrono::milliseconds>(stall_timeout / 4, std::chrono::milliseconds(250),
+                                                 std::chrono::seconds(1));
+}
+
+Result<SinkLook> look_at_sink(int fd, bool held) {
+    tcp_info info{};
+    socklen_t length = sizeof(info);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) {
+        return errno_error("TCP_INFO");
+    }
+    return SinkLook{.at = WatchClock::now(),
+                    .acked = info.tcpi_bytes_acked,
+                    .queued = info.tcpi_notsent_bytes > 0 || info.tcpi_unacked > 0,
+                    .held = held};
+}
+
+void brake_source(daemon::Connection& connection, std::size_t direction, int bytes) {
+    bool& braked = connection.directions[direction].source_braked;
+    if (braked) {
+        return;
+    }
+    braked = true;
+    ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+void arm_watch(daemon::Connection& connection, PlaneContext& context) {
+    if (connection.watch_armed) {
+        return;
+    }
+    const auto interval = watch_interval(context.stall_timeout());
+    connection.watch_timer = {
+        .tv_sec = static_cast<long long>(interval.count() / 1000),
+        .tv_nsec = static_cast<long long>(interval.count() % 1000) * 1'000'000};
+    io_uring_sqe* sqe = context.sqe_for(connection, uring::Op::plane_watch, 0);
+    io_uring_prep_timeout(sqe, &connection.watch_timer, 0, 0);
+    connection.watch_armed = true;
+}
+
+bool on_watch(daemon::Connection& connection, PlaneContext& context,
+              const std::array<bool, 2>& held) {
+    bool waiting = false;
+    for (std::size_t direction = 0; direction < 2; ++direction) {
+        const int sink = connection.sink_fd(direction);
+        auto look = look_at_sink(sink, held[direction]);
+        if (!look) {
+            continue;  // a socket in error: the plane's own operations report it
+        }
+        switch (connection.directions[direction].drain.tick(*look, context.stall_timeout())) {
+            case SinkVerdict::idle: break;
+            case SinkVerdict::stalled:
+                context.abort_connection(connection, kEndStalled);
+                return false;
+            case SinkVerdict::lower:
+                // Locks the size: TCP autotuning no longer grows it for this reader.
+                ::setsockopt(sink, SOL_SOCKET, SO_SNDBUF, &kLoweredSendBufferBytes,
+                             sizeof(kLoweredSendBufferBytes));
+                waiting = true;
+                break;
+            case SinkVerdict::moving:
+            case SinkVerdict::waiting: waiting = true; break;
+        }
+    }
+    if (waiting) {
+        arm_watch(connection, context);
+    }
+    return true;
+}
+
+}  // namespace splicer::plane

@@ -1,0 +1,67 @@
+#pragma once
+// The watch every plane keeps on a spliced connection while bytes wait for one of its sinks.
+// One timer per connection, armed only while something waits (a plane arms it whenever it
+// wrote toward a sink; an idle connection has none, so 100,000 idle XMPP clients cost no
+// syscall), that looks at each sink's TCP counters (one TCP_INFO per sink) and carries out
+// plane::DrainWatch's verdicts: a sink whose reader took nothing for kLowerAfter gets a small
+// send buffer (what is queued stays, nothing more is let in), and a pair whose bytes waited
+// `stall_timeout` for a reader that took none is ended with a RST to both peers
+// (end=stalled, counted as `stalled`).
+
+#include <array>
+#include <chrono>
+#include <string_view>
+
+#include "daemon/connection.h"
+#include "plane/data_plane.h"
+#include "plane/drain_watch.h"
+#include "splicer/result.h"
+
+namespace splicer::plane {
+
+inline constexpr std::string_view kEndStalled = "stalled";
+
+// The send buffer of a sink whose reader stopped: SO_SNDBUF, which the kernel doubles, so
+// 512 KiB of queue. Above what a slow reader needs (8 s at 64 KiB/s), far below the 4 MiB
+// TCP autotuning lets one socket grow to, or the 16 MiB of a raised one.
+inline constexpr int kLoweredSendBufferBytes = 256 * 1024;
+
+// The receive buffer a source keeps once its sink was found full: SO_RCVBUF, doubled by the
+// kernel (1 MiB). TCP autotuning had grown it to 10 MiB and more (tcp_rmem's maximum) while
+// the splice plane read fast, and every byte of it then waited for a reader that had stopped.
+// A sink that is full limits the pair's rate anyway; a backend on the LAN fills 1 MiB faster
+// than any WAN client drains it, and a client's upload keeps a window of about 700 KiB.
+inline constexpr int kBrakedReceiveBufferBytes = 512 * 1024;
+
+// Locks the source's receive buffer of `direction` at `bytes` (SO_RCVBUF), once per
+// direction, so what the pair holds for a reader that stops is bounded by that and the
+// sink's own send buffer. The sockmap plane calls it when its verdict passed bytes because
+// the sink was full, and at start for the backend socket (brake_backend); the splice plane
+// at start for the backend socket, which its rounds read fast enough for TCP autotuning to
+// grow it to 10 MiB before the client's sink is ever found full. The copy plane needs none:
+// it reads 64 KiB at a time and autotuning keeps its receive buffers small.
+void brake_source(daemon::Connection& connection, std::size_t direction,
+                  int bytes = kBrakedReceiveBufferBytes);
+// brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is
+// far over the bandwidth-delay product.
+inline void brake_backend(daemon::Connection& connection) {
+    brake_source(connection, daemon::kBackendToClient);
+}
+
+// How often the watch looks while bytes wait: a quarter of stall_timeout, between 250 ms
+// and 1 s (1 s when it is off: the send buffers are still managed).
+std::chrono::milliseconds watch_interval(std::chrono::seconds stall_timeout);
+
+// One look at a sink (TCP_INFO): bytes its reader took, whether any wait unsent or
+// unacknowledged. `held`: the plane holds bytes for it too.
+Result<SinkLook> look_at_sink(int fd, bool held);
+
+// Arms the connection's watch unless it is armed.
+void arm_watch(daemon::Connection& connection, PlaneContext& context);
+
+// The watch fired (Op::plane_watch; clears watch_armed). `held`, per direction: the plane
+// holds bytes for that direction's sink. Returns false when it ended the pair (stalled).
+bool on_watch(daemon::Connection& connection, PlaneContext& context,
+              const std::array<bool, 2>& held);
+
+}  // namespace splicer::plane
