@@ -51,7 +51,7 @@ TEST_CASE("stall_timeout 0 never stalls", "[drain]") {
     CHECK(watch.tick(look(3600s, 0), 0s) != SinkVerdict::stalled);
 }
 
-TEST_CASE("any progress restarts the stall clock; idle in between forgets it", "[drain]") {
+TEST_CASE("any progress restarts the stall clock, and idle in between forgets it", "[drain]") {
     DrainWatch watch;
     watch.tick(look(0ms, 0), 2s);
     // A slow reader: 64 KiB every 1.5 s, never 2 s without progress.
