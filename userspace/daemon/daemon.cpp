@@ -73,8 +73,8 @@ Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Conf
     return backends;
 }
 
-Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
-                        const std::vector<config::Listener>& listeners, bool http) {
+Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners,
+                        bool http) {
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
@@ -87,9 +87,6 @@ Result<void> listen_all(EventLoop& loop, plane::DataPlane& plane,
         // Port 0 in a config gets a kernel-chosen port: log the real one.
         const net::SocketAddress bound = net::local_address(fd->get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
-        // Accepted sockets inherit what the plane sets here (HTTP ones too: an upgrade goes
-        // to the plane).
-        plane.prepare_listener(fd->get());
         loop.add_listener({std::move(fd).value(), bound, http});
     }
     return {};
@@ -266,12 +263,12 @@ Result<void> run(const RunOptions& options) {
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
-    if (auto listening = listen_all(loop, **plane, config->listeners, false); !listening) {
+    if (auto listening = listen_all(loop, config->listeners, false); !listening) {
         return listening.error();
     }
     if (config->http) {
         loop.set_http_backends(std::move(prepared->http_backends));
-        if (auto listening = listen_all(loop, **plane, config->http->listeners, true); !listening) {
+        if (auto listening = listen_all(loop, config->http->listeners, true); !listening) {
             return listening.error();
         }
     }

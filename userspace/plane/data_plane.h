@@ -50,10 +50,6 @@ public:
     // The connection is closing; called once, before its sockets are closed.
     virtual void on_teardown(daemon::Connection& /*connection*/) {}
 
-    // A listening socket, at start-up while the daemon is still root: a plane may set options
-    // accepted sockets inherit (after the privilege drop it could not set them any more).
-    virtual void prepare_listener(int /*fd*/) {}
-
     // The fd plan's pipe budget (limits::FdPlan::max_pipes), set once before the first
     // connection; only the splice plane holds pipes.
     virtual void set_max_pipes(std::uint32_t /*max_pipes*/) {}

@@ -10,7 +10,7 @@ namespace {
 
 Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections) {
     if (pins == nullptr) {
-        return Error{"no bpffs pin dir"};
+        return Error{"no usable pin dir (the no_pins line says why)"};
     }
     return make_sockmap_plane(*pins, max_connections);
 }

@@ -2,7 +2,8 @@
 // TCP urgent data (a peer's send(..., MSG_OOB)) on the userspace planes, splice and copy.
 // The policy, the same on every plane (README "Data planes"): the urgent byte is not
 // delivered, every other byte is, in order, as a reader connected directly with default
-// socket options sees it. (The sockmap plane's verdict cuts the byte out in the kernel.)
+// socket options sees it. (The sockmap plane's verdict drops an skb holding only the urgent
+// byte and passes any other holding one to the daemon, which leaves the byte out.)
 //
 // Kernel behaviour this relies on (net/ipv4/tcp.c, Linux 6.18):
 // - recv() without SO_OOBINLINE skips the urgent byte (tcp_recvmsg_locked: at urg_seq it
