@@ -41,6 +41,7 @@ struct Direction {
 
     // copy plane (and the sockmap plane's copy of passed bytes): one buffer in flight
     std::unique_ptr<std::byte[]> buffer;
+    std::size_t buffer_size = 0;  // sockmap plane: its size varies (sockmap_plane.cpp)
     std::size_t filled = 0;
     std::size_t sent = 0;
 

@@ -40,8 +40,13 @@ constexpr int kSendBufferBytes = 8 * 1024 * 1024;
 // path is stalled: at 4 MiB it tripped ~100 times per bench bulk run (the psock worker runs
 // late under load), each trip sending the rest of a transfer through the userspace copy.
 constexpr std::uint64_t kFlowLimitBytes = 16 * 1024 * 1024;
-// Userspace copy of bytes the verdict passed up (flow control): one buffer per direction.
+// Userspace copy of bytes the verdict passed up (flow control): one buffer per direction,
+// this large once the sink's reader has proven fast (DrainWatch::raised)...
 constexpr std::size_t kCopyBufferBytes = 256 * 1024;
+// ... and this large before: bytes are passed up because the sink is full, so for a reader
+// that stops, every byte read here is held by the daemon on top of the socket buffers
+// (scripts/bench neverread: 256 KiB of RSS per client with the large buffer from the start).
+constexpr std::size_t kFirstCopyBufferBytes = 16 * 1024;
 // Buffers one connection copies before the loop turns to the others (2 MiB).
 constexpr int kCopyRoundsPerTurn = 8;
 // While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
@@ -336,11 +341,14 @@ private:
     // (EOF, nothing queued, an error); the reason is handled here.
     bool read_passed(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
-        if (!flow.buffer) {
-            flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBufferBytes);
+        // Called with the buffer empty (taken == 0): it can be swapped for one of another size.
+        const std::size_t size = flow.drain.raised() ? kCopyBufferBytes : kFirstCopyBufferBytes;
+        if (!flow.buffer || flow.buffer_size != size) {
+            flow.buffer = std::make_unique_for_overwrite<std::byte[]>(size);
+            flow.buffer_size = size;
         }
         const ssize_t n =
-            ::recv(connection.source_fd(direction), flow.buffer.get(), kCopyBufferBytes, MSG_DONTWAIT);
+            ::recv(connection.source_fd(direction), flow.buffer.get(), size, MSG_DONTWAIT);
         const bool nothing_queued = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
         if (n == 0 || (nothing_queued && flow.source_eof)) {
             flow.copying = false;
