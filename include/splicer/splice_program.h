@@ -133,6 +133,8 @@ public:
     Result<void> set_copied(splicer_cookie cookie, std::uint64_t value,
                             std::uint32_t removed = 0);
 
+    // Opens no file (the possible-CPU count is taken at load): the daemon reads these once a
+    // second, also while accept() meets EMFILE.
     [[nodiscard]] Result<Counters> read_counters() const;
 
     SpliceProgram(SpliceProgram&&) noexcept;

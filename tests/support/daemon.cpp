@@ -118,12 +118,10 @@ DaemonProcess::~DaemonProcess() {
     if (reader_.joinable()) {
         reader_.join();
     }
-    const std::optional<int> status = child_.exit_status();
     if (!stopped_cleanly_ && !options_.echo) {
         // The test did not see a clean stop: show what the daemon said.
         std::cerr << "---- splicer daemon (pid " << child_.pid() << ", "
-                  << (was_running ? std::string("killed by the harness")
-                                  : "exit status " + std::to_string(status.value_or(-1)))
+                  << (was_running ? std::string("killed by the harness") : child_.describe_end())
                   << "), last lines ----\n"
                   << log_tail(40) << "\n---- end of daemon log ----\n";
     }
@@ -271,6 +269,10 @@ std::optional<int> DaemonProcess::stop(std::chrono::milliseconds timeout, int si
         stopped_cleanly_ = *status == 0;
     }
     return status;
+}
+
+std::string DaemonProcess::describe_end() {
+    return child_.describe_end();
 }
 
 std::optional<int> DaemonProcess::exit_status() {

@@ -112,6 +112,9 @@ public:
                             int signal_number = SIGTERM);
     // The exit status once exited (after stop(), or when it died on its own).
     std::optional<int> exit_status();
+    // "running", or how it ended ("exited with status 1", "killed by signal 6 (Aborted)"),
+    // for failure messages (ChildProcess::describe_end).
+    std::string describe_end();
 
 private:
     void read_stderr(UniqueFd pipe);

@@ -133,13 +133,16 @@ ChildProcess::~ChildProcess() {
 }
 
 ChildProcess::ChildProcess(ChildProcess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), exit_status_(std::exchange(other.exit_status_, {})) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      exit_status_(std::exchange(other.exit_status_, {})),
+      wait_status_(std::exchange(other.wait_status_, {})) {}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
     if (this != &other) {
         ChildProcess dropped(std::move(*this));
         pid_ = std::exchange(other.pid_, -1);
         exit_status_ = std::exchange(other.exit_status_, {});
+        wait_status_ = std::exchange(other.wait_status_, {});
     }
     return *this;
 }
@@ -151,10 +154,33 @@ bool ChildProcess::running() {
     int status = 0;
     const pid_t reaped = ::waitpid(pid_, &status, WNOHANG);
     if (reaped == pid_) {
+        wait_status_ = status;
         exit_status_ = status_to_code(status);
         return false;
     }
     return true;
+}
+
+std::string ChildProcess::describe_end() {
+    if (pid_ <= 0) {
+        return "never started";
+    }
+    if (running()) {
+        return "running";
+    }
+    if (!wait_status_) {
+        return "ended, status unknown";
+    }
+    const int status = *wait_status_;
+    if (WIFEXITED(status)) {
+        return "exited with status " + std::to_string(WEXITSTATUS(status));
+    }
+    if (WIFSIGNALED(status)) {
+        const int signal_number = WTERMSIG(status);
+        return "killed by signal " + std::to_string(signal_number) + " (" +
+               ::strsignal(signal_number) + ")" + (WCOREDUMP(status) ? ", core dumped" : "");
+    }
+    return "ended with wait status " + std::to_string(status);
 }
 
 std::optional<int> ChildProcess::wait_for_exit(std::chrono::milliseconds timeout) {

@@ -60,10 +60,15 @@ public:
     // SIGTERM, wait up to `timeout`, then SIGKILL; returns the exit status.
     int terminate(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
     [[nodiscard]] std::optional<int> exit_status() const { return exit_status_; }
+    // How it ended, for failure messages: "running", "exited with status 1", "killed by
+    // signal 6 (Aborted)" (a core dump said too). exit_status() cannot tell an exit(134)
+    // from SIGABRT; this can.
+    [[nodiscard]] std::string describe_end();
 
 private:
     pid_t pid_ = -1;
     std::optional<int> exit_status_;
+    std::optional<int> wait_status_;  // as waitpid() gave it
 };
 
 }  // namespace splicer::test

@@ -49,6 +49,11 @@ void route_libbpf_messages_to_log() {
 struct SpliceProgram::State {
     std::unique_ptr<splice_bpf, SkeletonDeleter> skeleton;
     bool attached = false;
+    // Values in a per-CPU lookup of the counters map, known at load: libbpf counts them by
+    // opening /sys/devices/system/cpu/possible, and caches the count only once an open
+    // succeeded. Asked first at the daemon's first counters publication, that open met the
+    // EMFILE of a full fd table (a libbpf warning every second, counters unread) instead.
+    int possible_cpus = 0;
 
     ~State() {
         if (attached) {
@@ -76,6 +81,11 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
                      std::to_string(SPLICER_SOCKETS_LIMIT)};
     }
     auto state = std::make_unique<State>();
+    state->possible_cpus = libbpf_num_possible_cpus();
+    if (state->possible_cpus <= 0) {
+        return Error{"loading splice.bpf.o: counting possible CPUs: " +
+                     errno_text(state->possible_cpus)};
+    }
     state->skeleton.reset(splice_bpf__open());
     if (!state->skeleton) {
         return Error{"loading splice.bpf.o: opening skeleton: " + errno_text(errno)};
@@ -244,15 +254,10 @@ Result<void> SpliceProgram::set_copied(splicer_cookie cookie, std::uint64_t valu
     return {};
 }
 
-Result<Counters> SpliceProgram::read_counters() const {
-    return bpf::read_counters(counters_map_fd());
-}
+namespace {
 
-Result<Counters> read_counters(int counters_map_fd) {
-    const int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) {
-        return Error{"counting possible CPUs: " + errno_text(cpus)};
-    }
+// Sums the per-CPU values of a counters map holding `cpus` of them.
+Result<Counters> sum_counters(int counters_map_fd, int cpus) {
     // A per-CPU lookup fills one value per possible CPU, each padded to 8 bytes.
     std::vector<splicer_counters> per_cpu(static_cast<std::size_t>(cpus));
     const std::uint32_t key = 0;
@@ -282,6 +287,21 @@ Result<Counters> read_counters(int counters_map_fd) {
         sum.no_peer += cpu.no_peer;
     }
     return sum;
+}
+
+}  // namespace
+
+// Opens no file: the daemon calls this once a second, whatever its fd table holds.
+Result<Counters> SpliceProgram::read_counters() const {
+    return sum_counters(counters_map_fd(), state_->possible_cpus);
+}
+
+Result<Counters> read_counters(int counters_map_fd) {
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) {
+        return Error{"counting possible CPUs: " + errno_text(cpus)};
+    }
+    return sum_counters(counters_map_fd, cpus);
 }
 
 }  // namespace splicer::bpf
