@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "splicer/log.h"
@@ -105,7 +106,14 @@ std::uint64_t HeapTrim::trims_done() const {
 void HeapTrim::trim(std::uint64_t closed_total) {
     closed_at_last_trim_ = closed_total;
     if (!trimmer_) {
-        trimmer_ = std::make_unique<Trimmer>();
+        // Started at the first trim; a thread the kernel refuses now (EAGAIN under a
+        // process limit) costs this trim, never the daemon.
+        try {
+            trimmer_ = std::make_unique<Trimmer>();
+        } catch (const std::system_error& error) {
+            log::warning("heap_trim_failed", {{"error", error.what()}});
+            return;
+        }
     }
     trimmer_->request();
 }

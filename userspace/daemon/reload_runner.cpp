@@ -3,7 +3,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <string>
+#include <system_error>
 #include <utility>
+
+#include "splicer/log.h"
 
 namespace splicer::daemon {
 
@@ -35,12 +39,20 @@ void ReloadRunner::request() {
 }
 
 void ReloadRunner::start() {
-    worker_ = std::thread([this] {
-        prepared_ = prepare_();
-        const std::uint64_t one = 1;
-        // Cannot fail short of a bad fd: the counter only overflows after 2^64 - 1 writes.
-        (void)!::write(done_.get(), &one, sizeof(one));
-    });
+    try {
+        worker_ = std::thread([this] {
+            prepared_ = prepare_();
+            const std::uint64_t one = 1;
+            // Cannot fail short of a bad fd: the counter only overflows after 2^64 - 1 writes.
+            (void)!::write(done_.get(), &one, sizeof(one));
+        });
+    } catch (const std::system_error& error) {
+        // No thread now (EAGAIN under a process limit): this reload fails, the daemon and
+        // the rules in force go on; the next SIGHUP tries again.
+        log::error("reload_failed",
+                   {{"error", std::string("no thread to read the file: ") + error.what()},
+                    {"kept", "old rules"}});
+    }
 }
 
 void ReloadRunner::on_done() {
