@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -131,6 +132,47 @@ inline std::uint64_t daemon_counter(const DaemonProcess& daemon, const std::stri
     const std::size_t at = result.output.find("  " + counter + " ");
     REQUIRE(at != std::string::npos);
     return std::stoull(result.output.substr(at + counter.size() + 3));
+}
+
+// How a transfer ended, for a failure message: counts, flags, and where the stream first
+// differed from what was expected (TransferOptions::verify).
+inline std::string describe_stream(std::uint64_t sent, std::uint64_t received, bool eof, bool reset,
+                                   bool timed_out, const std::string& error,
+                                   std::chrono::milliseconds elapsed, std::uint64_t mismatch,
+                                   std::uint64_t found_at) {
+    constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
+    std::ostringstream text;
+    text << "sent " << sent << " received " << received << (eof ? " eof" : "")
+         << (reset ? " reset" : "") << (timed_out ? " timed_out" : "")
+         << (error.empty() ? "" : " error=" + error) << " after " << elapsed.count() << " ms";
+    if (mismatch != kNone) {
+        text << "; first byte differing at " << mismatch;
+        if (found_at == kNone) {
+            text << " (bytes there not found nearby)";
+        } else if (found_at > mismatch) {
+            text << " (a hole: " << found_at - mismatch << " bytes missing there)";
+        } else {
+            text << " (a duplicate: " << mismatch - found_at << " bytes repeated there)";
+        }
+    } else {
+        text << "; no byte differs";
+    }
+    return text.str();
+}
+inline std::string describe_stream(const TransferResult& result) {
+    return describe_stream(result.sent, result.received, result.eof, result.reset, result.timed_out,
+                           result.error, result.elapsed, result.first_mismatch,
+                           result.mismatch_found_at);
+}
+inline std::string describe_stream(const BackendConnection& record) {
+    return describe_stream(record.sent, record.received, record.eof, record.reset, record.timed_out,
+                           record.error, record.elapsed, record.first_mismatch,
+                           record.mismatch_found_at);
+}
+
+// `splicer stats` of a running daemon, for a failure message.
+inline std::string daemon_stats(const DaemonProcess& daemon) {
+    return run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon.pin_dir()).output;
 }
 
 // Waits until /proc/PID/fd is back to `baseline` (the daemon released everything).

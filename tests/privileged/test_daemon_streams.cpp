@@ -173,7 +173,15 @@ TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const std::uint64_t size = big_transfer_bytes();
-    test::TcpBackend https(test::BackendScript::exchange(size, 77));
+    const std::string hello = hello_for("chat.example.com");
+    // One bound for every end of both transfers: the backend's own default (60 s) was shorter
+    // than the clients', so on a loaded machine it gave up mid-stream and the bytes it never
+    // read looked lost.
+    constexpr auto kTransferTimeout = 180s;
+    test::BackendScript script = test::BackendScript::exchange(size, 77);
+    script.verify = test::Outgoing{hello, size, 1};  // what both clients below send
+    script.timeout = kTransferTimeout;
+    test::TcpBackend https(script);
     test::TcpBackend unused(test::BackendScript::record());
     const test::SnikketPorts ports{.listen = test::free_port(),
                                    .xmpp_tls = unused.port(),
@@ -181,7 +189,6 @@ TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
                                    .xmpp = unused.port()};
     auto daemon = test::start_daemon(plane, test::snikket_config(ports));
     const int baseline_fds = daemon->open_fd_count();
-    const std::string hello = hello_for("chat.example.com");
 
     // The same transfer straight to the backend first: the reference figure, side by side.
     std::chrono::milliseconds direct_elapsed{0};
@@ -191,7 +198,7 @@ TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
         options.sent_before = hello;
         options.send = {"", size, 1};
         options.expect = test::kUntilEof;
-        options.timeout = 180s;
+        options.timeout = kTransferTimeout;
         const test::TransferResult result = test::transfer_both_ways(direct.get(), options);
         REQUIRE(result.complete(options));
         REQUIRE(https.wait_for_finished(1, 30s));
@@ -204,7 +211,9 @@ TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
     options.sent_before = hello;
     options.send = {"", size, 1};
     options.expect = test::kUntilEof;
-    options.timeout = 180s;
+    options.timeout = kTransferTimeout;
+    const test::Outgoing reply{"", size, 78};  // the backend's second connection
+    options.verify = &reply;
     const test::TransferResult result = test::transfer_both_ways(client.get(), options);
     const auto gbits = [&](std::chrono::milliseconds elapsed) {
         const double seconds =
@@ -215,13 +224,17 @@ TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
                   << result.elapsed.count() << " ms = " << gbits(result.elapsed)
                   << " Gbit/s (both directions together); direct, same run: "
                   << direct_elapsed.count() << " ms = " << gbits(direct_elapsed) << " Gbit/s");
-    INFO("client: sent " << result.sent << " received " << result.received
-                         << (result.eof ? " eof" : "") << (result.reset ? " reset" : "")
-                         << (result.timed_out ? " timed out" : "") << " " << result.error);
+    INFO("client: " << test::describe_stream(result));
+    const bool finished = https.wait_for_finished(2, 30s);
+    INFO("daemon stats:\n"
+         << test::daemon_stats(*daemon) << "daemon log:\n"
+         << daemon->log_tail(30));
     CHECK(result.complete(options));
 
-    REQUIRE(https.wait_for_finished(2, 30s));
+    REQUIRE(finished);
     const auto record = https.finished().back();
+    INFO("backend: " << test::describe_stream(record));
+    CHECK_FALSE(record.timed_out);  // a harness bound, not the daemon, ended the transfer
     CHECK(record.index == 1);
     CHECK(record.received == hello.size() + size);
     CHECK(record.received_sha256 == result.sent_sha256);

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -102,6 +103,42 @@ TEST_CASE("transfer_both_ways moves 64 MiB each way over a direct TCP pair", "[h
     CHECK(client_result.sent_sha256 == test::sha256_of_generated("prefix", 1, 64ULL << 20));
     CHECK(server_result.received_head.substr(0, 6) == "prefix");
     WARN("direct 64 MiB each way: " << client_result.elapsed.count() << " ms");
+}
+
+TEST_CASE("transfer_both_ways with verify names where a stream went wrong", "[harness]") {
+    const test::Outgoing expected{"head", 1ULL << 20, 5};
+    const std::string bytes = test::expected_bytes(expected, 0, expected.total());
+    REQUIRE(bytes.size() == expected.total());
+    struct Case {
+        std::string name;
+        std::string sent;
+        std::uint64_t mismatch;
+        std::uint64_t found_at;
+    };
+    constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
+    const std::vector<Case> cases = {
+        {"exact", bytes, kNone, kNone},
+        {"a hole of 1000 bytes", bytes.substr(0, 300'000) + bytes.substr(301'000), 300'000,
+         301'000},
+        {"100,000 bytes twice", bytes.substr(0, 500'000) + bytes.substr(400'000), 500'000, 400'000},
+        {"truncated", bytes.substr(0, 700'000), kNone, kNone},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        auto [writer, reader] = test::tcp_pair();
+        std::thread sending([&, fd = writer.get()] {
+            test::write_all(fd, c.sent);
+            ::shutdown(fd, SHUT_WR);
+        });
+        test::TransferOptions options;
+        options.verify = &expected;
+        const test::TransferResult result = test::transfer_both_ways(reader.get(), options);
+        sending.join();
+        CHECK(result.eof);
+        CHECK(result.received == c.sent.size());
+        CHECK(result.first_mismatch == c.mismatch);
+        CHECK(result.mismatch_found_at == c.found_at);
+    }
 }
 
 TEST_CASE("TcpBackend exchange: records what arrives and replies concurrently", "[harness]") {

@@ -137,7 +137,16 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
           "[daemon][reload]") {
     require_root();
     constexpr std::uint64_t kBytes = 256ULL << 20;
-    TcpBackend old_https(BackendScript::exchange(kBytes, 31));
+    // One bound for both ends of the transfer. The backend's own default (60 s) was shorter
+    // than the client's: on a loaded machine the transfer outlasted it, the backend gave up
+    // and closed mid-stream (the daemon logged end=backend_reset), and the test reported the
+    // bytes it never read as missing.
+    constexpr auto kTransferTimeout = 180s;
+    const std::string hello = make_client_hello({.server_name = "chat.example.com"});
+    BackendScript old_script = BackendScript::exchange(kBytes, 31);
+    old_script.verify = Outgoing{hello, kBytes, 33};
+    old_script.timeout = kTransferTimeout;
+    TcpBackend old_https(old_script);
     TcpBackend new_https(BackendScript::exchange(64 * 1024, 32));
     TcpBackend unused(BackendScript::record());
     SnikketPorts ports{.listen = free_port(),
@@ -148,13 +157,14 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
     make_readable(daemon->config_path());
 
     // The long transfer, started under the old rules.
-    const std::string hello = make_client_hello({.server_name = "chat.example.com"});
     UniqueFd client = connect_and_send(ports.listen, hello, "");
     TransferOptions options;
     options.sent_before = hello;
     options.send = {"", kBytes, 33};
     options.expect = kUntilEof;
-    options.timeout = 180s;
+    options.timeout = kTransferTimeout;
+    const Outgoing reply{"", kBytes, 31};  // the old backend's first connection
+    options.verify = &reply;
     auto transfer = std::async(std::launch::async,
                                [&] { return transfer_both_ways(client.get(), options); });
     const auto deadline = Clock::now() + 30s;
@@ -186,10 +196,14 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
 
     // The transfer that began before both reloads ends byte-exact, each way.
     const TransferResult result = transfer.get();
-    INFO("sent " << result.sent << " received " << result.received << " " << result.error);
+    INFO("client: " << describe_stream(result));
+    const bool finished = old_https.wait_for_finished(1, 30s);
+    INFO("daemon stats:\n" << daemon_stats(*daemon) << "daemon log:\n" << daemon->log_tail(30));
     CHECK(result.complete(options));
-    REQUIRE(old_https.wait_for_finished(1, 30s));
+    REQUIRE(finished);
     const BackendConnection record = old_https.finished().front();
+    INFO("backend: " << describe_stream(record));
+    CHECK_FALSE(record.timed_out);  // a harness bound, not the daemon, ended the transfer
     CHECK(record.received == hello.size() + kBytes);
     CHECK(record.received_sha256 == result.sent_sha256);
     CHECK(result.received == kBytes);

@@ -160,8 +160,13 @@ void TcpBackend::serve(std::size_t index, UniqueFd fd, std::string peer) {
             options.send = reply;
             options.expect = script_.read_limit;
             options.timeout = left();
+            if (script_.verify) {
+                options.verify = &*script_.verify;
+            }
             const TransferResult result = transfer_both_ways(fd.get(), options);
             take_receive_side(record, result);
+            record.first_mismatch = result.first_mismatch;
+            record.mismatch_found_at = result.mismatch_found_at;
             record.sent = result.sent;
             record.sent_sha256 = result.sent_sha256;
             merge_flags(record, result);

@@ -10,9 +10,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,8 @@ struct BackendScript {
     std::chrono::milliseconds source_for{10000};
     std::chrono::milliseconds timeout{60000};  // bound on one connection's whole life
     std::size_t keep_received = 4096;          // first bytes received kept verbatim
+    // exchange: what the peer is expected to send, checked as it arrives (first_mismatch).
+    std::optional<Outgoing> verify;
 
     // Records what arrives (until EOF or read_limit), sends nothing.
     static BackendScript record(std::uint64_t read_limit = kUntilEof);
@@ -87,6 +91,9 @@ struct BackendConnection {
     bool timed_out = false;  // script.timeout reached
     std::string error;
     std::chrono::milliseconds elapsed{0};
+    // script.verify: TransferResult::first_mismatch and mismatch_found_at of what arrived.
+    std::uint64_t first_mismatch = std::numeric_limits<std::uint64_t>::max();
+    std::uint64_t mismatch_found_at = std::numeric_limits<std::uint64_t>::max();
 };
 
 class TcpBackend {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -196,9 +197,99 @@ private:
     Sha256Hasher hash_;
 };
 
+}  // namespace
+
+// Regenerates from the start: meant for a failure path (or a small stream).
+std::string expected_bytes(const Outgoing& outgoing, std::uint64_t from, std::uint64_t count) {
+    std::string bytes;
+    const std::uint64_t end = std::min(outgoing.total(), from + count);
+    for (std::uint64_t at = from; at < end && at < outgoing.prefix.size(); ++at) {
+        bytes += outgoing.prefix[static_cast<std::size_t>(at)];
+    }
+    const std::uint64_t prefix = outgoing.prefix.size();
+    if (end <= prefix) {
+        return bytes;
+    }
+    ByteGenerator generator(outgoing.seed);
+    std::vector<char> chunk(1 << 20);
+    std::uint64_t skip = from > prefix ? from - prefix : 0;
+    while (skip > 0) {
+        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(skip, chunk.size()));
+        generator.fill(chunk.data(), n);
+        skip -= n;
+    }
+    const std::size_t wanted = static_cast<std::size_t>(end - std::max(from, prefix));
+    const std::size_t start = bytes.size();
+    bytes.resize(start + wanted);
+    generator.fill(bytes.data() + start, wanted);
+    return bytes;
+}
+
+namespace {
+
+// Compares received bytes with what the peer was expected to send, as they arrive.
+class StreamVerifier {
+public:
+    explicit StreamVerifier(const Outgoing& expected)
+        : expected_(expected), generator_(expected.seed) {}
+
+    // `data` arrived at stream offset `at` (= bytes received before it).
+    void check(const char* data, std::size_t size, std::uint64_t at, TransferResult& result) {
+        if (result.first_mismatch != std::numeric_limits<std::uint64_t>::max()) {
+            return;
+        }
+        const std::string want = next(size);
+        for (std::size_t i = 0; i < size; ++i) {
+            if (i >= want.size() || data[i] != want[i]) {
+                result.first_mismatch = at + i;
+                locate(std::string_view(data + i, std::min<std::size_t>(size - i, 64)), result);
+                return;
+            }
+        }
+    }
+
+private:
+    std::string next(std::size_t size) {
+        std::string bytes;
+        while (bytes.size() < size && produced_ < expected_.prefix.size()) {
+            bytes += expected_.prefix[static_cast<std::size_t>(produced_++)];
+        }
+        const auto generated = static_cast<std::size_t>(
+            std::min<std::uint64_t>(size - bytes.size(), expected_.total() - produced_));
+        const std::size_t start = bytes.size();
+        bytes.resize(start + generated);
+        generator_.fill(bytes.data() + start, generated);
+        produced_ += generated;
+        return bytes;
+    }
+
+    // Where the bytes found at the mismatch sit in the expected stream, if nearby.
+    void locate(std::string_view sample, TransferResult& result) const {
+        constexpr std::uint64_t kBefore = 32ULL << 20;
+        constexpr std::uint64_t kAfter = 64ULL << 20;
+        if (sample.size() < 16) {
+            return;
+        }
+        const std::uint64_t from =
+            result.first_mismatch > kBefore ? result.first_mismatch - kBefore : 0;
+        const std::string window = expected_bytes(expected_, from, kBefore + kAfter);
+        const std::size_t found = window.find(sample);
+        if (found != std::string::npos) {
+            result.mismatch_found_at = from + found;
+        }
+    }
+
+    const Outgoing& expected_;
+    ByteGenerator generator_;
+    std::uint64_t produced_ = 0;
+};
+
 struct Transfer {
     Transfer(int socket, const TransferOptions& opts, std::size_t chunk)
         : fd(socket), options(&opts), out(opts.send, chunk) {
+        if (opts.verify != nullptr) {
+            verifier.emplace(*opts.verify);
+        }
         out.sent_elsewhere(opts.sent_before);
         send_done = out.finished();
         if (send_done && options->after_send == AfterSend::shutdown_write) {
@@ -211,6 +302,7 @@ struct Transfer {
     const TransferOptions* options;
     OutgoingCursor out;
     Sha256Hasher received_hash;
+    std::optional<StreamVerifier> verifier;
     TransferResult result;
     bool send_done = false;
     bool recv_done = false;
@@ -281,6 +373,9 @@ struct Transfer {
             }
             const auto got = static_cast<std::size_t>(n);
             received_hash.update(buffer.data(), got);
+            if (verifier) {
+                verifier->check(buffer.data(), got, result.received, result);
+            }
             if (result.received_head.size() < options->keep_received) {
                 result.received_head.append(
                     buffer.data(),

@@ -72,6 +72,9 @@ struct Outgoing {
     [[nodiscard]] std::uint64_t total() const { return prefix.size() + generated; }
 };
 
+// Bytes [from, from + count) of what `outgoing` sends, cut short at its end.
+std::string expected_bytes(const Outgoing& outgoing, std::uint64_t from, std::uint64_t count);
+
 enum class AfterSend {
     nothing,         // leave the write side open
     shutdown_write,  // shutdown(SHUT_WR): the peer sees EOF, we can still read
@@ -90,6 +93,10 @@ struct TransferOptions {
     // Live counters for samplers in other threads (optional; relaxed increments).
     std::atomic<std::uint64_t>* live_sent = nullptr;
     std::atomic<std::uint64_t>* live_received = nullptr;
+    // What the peer is expected to send, compared byte by byte as it arrives (optional): a
+    // failed transfer then says where the stream went wrong (a hole, a duplicate, a
+    // truncation), not only that two hashes differ.
+    const Outgoing* verify = nullptr;
 };
 
 struct TransferResult {
@@ -103,6 +110,13 @@ struct TransferResult {
     bool timed_out = false;
     std::string error;  // any other socket error
     std::chrono::milliseconds elapsed{0};
+    // With options.verify: offset of the first byte received that differs from it, or max()
+    // if none (a stream that is only short has none: compare `received`).
+    std::uint64_t first_mismatch = std::numeric_limits<std::uint64_t>::max();
+    // Where the bytes received at first_mismatch appear in the expected stream, searched
+    // within a window after and before it (max() if not found): later means a hole of
+    // (found_at - first_mismatch) bytes, earlier a duplicate.
+    std::uint64_t mismatch_found_at = std::numeric_limits<std::uint64_t>::max();
 
     // Sent everything, read what was expected (and the FIN when reading until EOF), no error.
     [[nodiscard]] bool complete(const TransferOptions& options) const;
