@@ -37,6 +37,16 @@ void brake_source(daemon::Connection& connection, std::size_t direction, int byt
     ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
+void release_brake(daemon::Connection& connection, std::size_t direction) {
+    bool& braked = connection.directions[direction].source_braked;
+    if (!braked) {
+        return;
+    }
+    braked = false;
+    ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF,
+                 &kReleasedReceiveBufferBytes, sizeof(kReleasedReceiveBufferBytes));
+}
+
 void arm_watch(daemon::Connection& connection, PlaneContext& context) {
     if (connection.watch_armed) {
         return;

@@ -42,6 +42,19 @@ inline constexpr int kBrakedReceiveBufferBytes = 512 * 1024;
 // it reads 64 KiB at a time and autotuning keeps its receive buffers small.
 void brake_source(daemon::Connection& connection, std::size_t direction,
                   int bytes = kBrakedReceiveBufferBytes);
+// The receive buffer of a source whose sink's reader has proven fast (DrainWatch::raised):
+// SO_RCVBUF, doubled by the kernel (8 MiB). A lock cannot be lifted, so a braked source gets
+// this instead: the 1 MiB brake cost the sockmap plane 15% of one-stream bulk (scripts/bench
+// 2026-12-04: 13.2-13.9 Gb/s before the brakes, 10.5-11.7 with them), since the sender's
+// window then covers less than the psock backlog's one-jiffy pauses (kernel fact 3). Capped
+// by net.core.rmem_max.
+inline constexpr int kReleasedReceiveBufferBytes = 4 * 1024 * 1024;
+
+// Undoes brake_source once the reader of `direction`'s sink has proven fast: the source's
+// receive buffer goes to kReleasedReceiveBufferBytes, and a later brake_source (the reader
+// stopped again) locks it small again.
+void release_brake(daemon::Connection& connection, std::size_t direction);
+
 // brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is
 // far over the bandwidth-delay product.
 inline void brake_backend(daemon::Connection& connection) {

@@ -21,10 +21,12 @@ using uring::Op;
 // F_SETPIPE_SZ asks for this; the kernel may round it or refuse (then 64 KiB stays).
 constexpr int kPipeBytes = 1024 * 1024;
 
-// The backend socket's receive buffer (SO_RCVBUF, doubled by the kernel: 2 MiB). Half as
-// much held per stopped client as 2 MiB (bench neverread 5.2 against 7.6 MiB), one-stream
-// bulk within noise of before (11.6/10.8 and 11.9/11.7 Gb/s against 11.7/11.9 and 12.3/12.6).
-constexpr int kSpliceBackendReceiveBytes = 1024 * 1024;
+// The backend socket's receive buffer (SO_RCVBUF, doubled by the kernel: 1 MiB). scripts/bench
+// 2026-12-04, two runs each: never-reading client 4.25 and 5.58 MiB against 5.20 and 5.67
+// with 2 MiB (HAProxy 4.30-6.93 in the same runs), slow reader 4.0/5.1 against 6.1/6.0 MiB,
+// one-stream bulk within noise (11.8/11.6 and 13.2/12.5 Gb/s against 11.0/12.0 and
+// 13.3/12.8).
+constexpr int kSpliceBackendReceiveBytes = 512 * 1024;
 
 // A round without a pipe (every pipe taken) moves at most this much through a buffer.
 constexpr std::size_t kCopyBytes = 64 * 1024;
