@@ -258,6 +258,15 @@ Result<void> run(const RunOptions& options) {
         return signal_fd.error();
     }
 
+    // Stops the log writer (log/line_queue.h) when run() returns, after `loop` is gone: the
+    // loop's reload and heap-trim threads may still log until it joins them, and stopping
+    // the writer frees the queue those lines go to. (Without a writer yet it does nothing.)
+    struct WriterStop {
+        WriterStop() = default;
+        WriterStop(const WriterStop&) = delete;
+        WriterStop& operator=(const WriterStop&) = delete;
+        ~WriterStop() { log::stop_writer(); }
+    } const writer_stop;
     EventLoop loop(*config, std::move(*prepared->router), std::move(prepared->backends), **plane,
                    fd_plan->max_connections);
     if (auto ready = loop.init(); !ready) {
@@ -284,14 +293,8 @@ Result<void> run(const RunOptions& options) {
     }
     // Log lines go through a bounded buffer and a writer thread from here on: a stderr that
     // stops reading costs lines, never the loop. Started after the drop, which is per thread
-    // for capabilities; stopped (bounded wait) on every way out of run().
+    // for capabilities; stopped (bounded wait) on every way out of run() by writer_stop.
     log::start_writer(config->log_buffer_size);
-    struct WriterStop {
-        WriterStop() = default;
-        WriterStop(const WriterStop&) = delete;
-        WriterStop& operator=(const WriterStop&) = delete;
-        ~WriterStop() { log::stop_writer(); }
-    } const writer_stop;
     loop.watch_signals(std::move(signal_fd).value());
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
