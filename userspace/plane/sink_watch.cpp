@@ -1,5 +1,6 @@
 #include "plane/sink_watch.h"
 
+#include <linux/socket.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -43,8 +44,17 @@ void release_brake(daemon::Connection& connection, std::size_t direction) {
         return;
     }
     braked = false;
-    ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF,
-                 &kReleasedReceiveBufferBytes, sizeof(kReleasedReceiveBufferBytes));
+    const int source = connection.source_fd(direction);
+    ::setsockopt(source, SOL_SOCKET, SO_RCVBUF, &kReleasedReceiveBufferBytes,
+                 sizeof(kReleasedReceiveBufferBytes));
+    // SO_RCVBUF locked the size; lifting the lock (Linux 5.14) gives the buffer back to TCP
+    // autotuning, which grows it to tcp_rmem's maximum as it did before any brake.
+    int locks = 0;
+    socklen_t length = sizeof(locks);
+    if (::getsockopt(source, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
+        locks &= ~SOCK_RCVBUF_LOCK;
+        ::setsockopt(source, SOL_SOCKET, SO_BUF_LOCK, &locks, sizeof(locks));
+    }
 }
 
 void arm_watch(daemon::Connection& connection, PlaneContext& context) {
@@ -75,9 +85,12 @@ bool on_watch(daemon::Connection& connection, PlaneContext& context,
                 context.abort_connection(connection, kEndStalled);
                 return false;
             case SinkVerdict::lower:
-                // Locks the size: TCP autotuning no longer grows it for this reader.
+                // Locks the size: TCP autotuning no longer grows it for this reader. The
+                // source feeding it is braked too: what it already received stays, and its
+                // sender gets no more window than the brake leaves.
                 ::setsockopt(sink, SOL_SOCKET, SO_SNDBUF, &kLoweredSendBufferBytes,
                              sizeof(kLoweredSendBufferBytes));
+                brake_source(connection, direction);
                 waiting = true;
                 break;
             case SinkVerdict::moving:

@@ -26,8 +26,7 @@ inline constexpr std::string_view kEndStalled = "stalled";
 // TCP autotuning lets one socket grow to, or the 16 MiB of a raised one.
 inline constexpr int kLoweredSendBufferBytes = 256 * 1024;
 
-// The receive buffer a source keeps once its sink was found full: SO_RCVBUF, doubled by the
-// kernel (1 MiB). TCP autotuning had grown it to 10 MiB and more (tcp_rmem's maximum) while
+// The receive buffer a braked source keeps: SO_RCVBUF, doubled by the kernel (1 MiB). TCP autotuning had grown it to 10 MiB and more (tcp_rmem's maximum) while
 // the splice plane read fast, and every byte of it then waited for a reader that had stopped.
 // A sink that is full limits the pair's rate anyway; a backend on the LAN fills 1 MiB faster
 // than any WAN client drains it, and a client's upload keeps a window of about 700 KiB.
@@ -35,24 +34,28 @@ inline constexpr int kBrakedReceiveBufferBytes = 512 * 1024;
 
 // Locks the source's receive buffer of `direction` at `bytes` (SO_RCVBUF), once per
 // direction, so what the pair holds for a reader that stops is bounded by that and the
-// sink's own send buffer. The sockmap plane calls it when its verdict passed bytes because
-// the sink was full, and at start for the backend socket (brake_backend); the splice plane
-// at start for the backend socket, which its rounds read fast enough for TCP autotuning to
-// grow it to 10 MiB before the client's sink is ever found full. The copy plane needs none:
-// it reads 64 KiB at a time and autotuning keeps its receive buffers small.
+// sink's own send buffer. Called by the watch for the source of a sink whose reader
+// stopped (SinkVerdict::lower, every plane); at start for the backend socket by the sockmap
+// plane (brake_backend), whose verdict drains it into the client's send buffer at once,
+// and by the splice plane, whose rounds read it fast enough for TCP autotuning to grow it to
+// 10 MiB before the client's sink is ever found full. The copy plane reads 64 KiB at a time
+// and autotuning keeps its receive buffers small.
 void brake_source(daemon::Connection& connection, std::size_t direction,
                   int bytes = kBrakedReceiveBufferBytes);
 // The receive buffer of a source whose sink's reader has proven fast (DrainWatch::raised):
-// SO_RCVBUF, doubled by the kernel (8 MiB). A lock cannot be lifted, so a braked source gets
-// this instead: the 1 MiB brake cost the sockmap plane 15% of one-stream bulk (scripts/bench
-// 2026-12-04: 13.2-13.9 Gb/s before the brakes, 10.5-11.7 with them), since the sender's
-// window then covers less than the psock backlog's one-jiffy pauses (kernel fact 3). Capped
-// by net.core.rmem_max.
+// SO_RCVBUF, doubled by the kernel (8 MiB; capped by net.core.rmem_max), from which TCP
+// autotuning takes over again. The 1 MiB brake cost the sockmap plane 15% of one-stream bulk
+// (scripts/bench 2026-12-04: 13.2-13.9 Gb/s before the brakes, 10.5-11.7 with them), since
+// the sender's window then covers less than the psock backlog's one-jiffy pauses (kernel
+// fact 3); a fixed 8 MiB still cost 10% of the backend-to-client stream (11.0-11.75 against
+// 13.2-13.5): autotuning grows the backend's buffer to tcp_rmem's maximum (32 MiB here), and
+// at 8 MiB the backend socket dropped 5x as many segments (ss: d11735 against d1860).
 inline constexpr int kReleasedReceiveBufferBytes = 4 * 1024 * 1024;
 
 // Undoes brake_source once the reader of `direction`'s sink has proven fast: the source's
-// receive buffer goes to kReleasedReceiveBufferBytes, and a later brake_source (the reader
-// stopped again) locks it small again.
+// receive buffer goes to kReleasedReceiveBufferBytes and its size lock is lifted
+// (SO_BUF_LOCK, Linux 5.14), so TCP autotuning grows it as for a socket never braked; a later
+// brake_source (the reader stopped again) locks it small again.
 void release_brake(daemon::Connection& connection, std::size_t direction);
 
 // brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is

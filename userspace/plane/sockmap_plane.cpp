@@ -267,12 +267,12 @@ private:
         const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0) {
             flow.copying = true;
+            // The source is not braked here: a full sink is every bulk stream's normal state
+            // (its send buffer is what paces the redirect), and a brake put on now had TCP
+            // autotuning start over from 1 MiB once released, which cost the client-to-backend
+            // stream a tenth (scripts/bench 2026-12-04). The backend is braked from the start,
+            // and the watch brakes any source whose sink's reader stopped (on_watch).
             sink_full(connection, direction);
-            // A source is braked only while its sink's reader has not proven fast: braked
-            // for good, it cost a sixth of one-stream bulk (kReleasedReceiveBufferBytes).
-            if (!flow.drain.raised()) {
-                brake_source(connection, direction);
-            }
             arm_watch(connection, context);
             copy_round(connection, direction, context);
         } else if (n == 0) {
