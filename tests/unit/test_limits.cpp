@@ -170,8 +170,8 @@ TEST_CASE("host_key: a client is its address cut to the configured prefix", "[li
             Row{"198.18.0.1", "198.20.0.0", 15, 64, false},
             Row{"198.18.0.129", "198.18.0.255", 25, 64, true},  // a prefix inside a byte
             Row{"198.18.0.127", "198.18.0.128", 25, 64, false},
-            Row{"10.0.0.1", "10.255.255.255", 1, 64, true},
-            Row{"10.0.0.1", "200.0.0.1", 1, 64, false},
+            Row{"127.0.0.1", "127.255.255.255", 1, 64, true},  // 0.0.0.0/1
+            Row{"127.0.0.1", "198.18.0.1", 1, 64, false},
             // IPv4-mapped IPv6 is the IPv4 address, cut by the IPv4 prefix.
             Row{"::ffff:198.18.0.1", "198.18.0.1", 32, 64, true},
             Row{"::ffff:198.18.0.1", "198.18.0.77", 24, 128, true},
@@ -185,7 +185,7 @@ TEST_CASE("host_key: a client is its address cut to the configured prefix", "[li
             Row{"2001:db8::1", "2001:db9::1", 32, 31, true},  // 2001:db8::/31
             Row{"2001:db8::1", "2001:dba::1", 32, 31, false},
             // Families never mix: 0.0.0.0/1 and ::/1 hold different clients.
-            Row{"10.0.0.1", "::a00:1", 1, 1, false},
+            Row{"127.0.0.1", "::7f00:1", 1, 1, false},
         }));
     CAPTURE(a, b, ipv4, ipv6);
     const splicer::net::ClientPrefix prefix{.ipv4 = ipv4, .ipv6 = ipv6};
