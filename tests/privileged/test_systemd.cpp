@@ -132,8 +132,8 @@ void make_readable(const std::filesystem::path& config) {
     fs::permissions(config.parent_path(), fs::perms::owner_all | fs::perms::group_read |
                                               fs::perms::group_exec | fs::perms::others_read |
                                               fs::perms::others_exec);
-    fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write |
-                                fs::perms::group_read | fs::perms::others_read);
+    fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                fs::perms::others_read);
 }
 
 // One TLS-routed stream through an already connected client socket: hello plus 64 KiB to the
@@ -142,8 +142,8 @@ void stream_through(UniqueFd client, TcpBackend& https_backend, const std::strin
     CAPTURE(what);
     const std::size_t before = https_backend.finished().size();
     TransferOptions options;
-    options.send = Outgoing{make_client_hello({.server_name = "chat.example.com"}), 64 * 1024,
-                            4242};
+    options.send =
+        Outgoing{make_client_hello({.server_name = "chat.example.com"}), 64 * 1024, 4242};
     options.expect = https_backend.script().reply.generated;
     options.timeout = 15s;
     const TransferResult result = transfer_both_ways(client.get(), options);
@@ -187,9 +187,10 @@ std::string http_section(std::uint16_t port, const HttpBackend& backend) {
 
 }  // namespace
 
-TEST_CASE("systemd notify: READY=1 once the ports accept, RELOADING=1 then READY=1 around "
-          "SIGHUP with a good and a broken file, STOPPING=1 at SIGTERM",
-          "[daemon][systemd]") {
+TEST_CASE(
+    "systemd notify: READY=1 once the ports accept, RELOADING=1 then READY=1 around "
+    "SIGHUP with a good and a broken file, STOPPING=1 at SIGTERM",
+    "[daemon][systemd]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
     TcpBackend https(BackendScript::exchange(64 * 1024, 77));
@@ -262,10 +263,11 @@ TEST_CASE("systemd notify: READY=1 once the ports accept, RELOADING=1 then READY
     CHECK_FALSE(notify.next(200ms).has_value());
 }
 
-TEST_CASE("socket activation: the sockets systemd passes serve byte-exact on every plane, "
-          "listen entries with none are bound, and systemd's sockets still listen after the "
-          "stop",
-          "[daemon][systemd]") {
+TEST_CASE(
+    "socket activation: the sockets systemd passes serve byte-exact on every plane, "
+    "listen entries with none are bound, and systemd's sockets still listen after the "
+    "stop",
+    "[daemon][systemd]") {
     require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const SnikketPorts ports = unserved_snikket_ports();
@@ -283,8 +285,7 @@ TEST_CASE("socket activation: the sockets systemd passes serve byte-exact on eve
     // A client that connects before the daemon runs waits in systemd's backlog.
     UniqueFd early = connect_to(served.listen);
 
-    DaemonProcess daemon(
-        activated_options(plane, config, {tls_socket.get(), http_socket.get()}));
+    DaemonProcess daemon(activated_options(plane, config, {tls_socket.get(), http_socket.get()}));
     INFO("daemon log:\n" << daemon.log_tail());
     REQUIRE(daemon.wait_ready(15s));
     const auto from_systemd = [](const LogLine& line) { return line.get("from") == "systemd"; };
@@ -318,9 +319,10 @@ TEST_CASE("socket activation: the sockets systemd passes serve byte-exact on eve
     }
 }
 
-TEST_CASE("socket activation: a passed socket no listen entry names, or one that is no TCP "
-          "listener, stops the start",
-          "[daemon][systemd]") {
+TEST_CASE(
+    "socket activation: a passed socket no listen entry names, or one that is no TCP "
+    "listener, stops the start",
+    "[daemon][systemd]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
     const std::string config = snikket_config(ports);
@@ -334,11 +336,11 @@ TEST_CASE("socket activation: a passed socket no listen entry names, or one that
         int fd;
         std::string expected;
     };
-    for (const Case& each :
-         {Case{"stray listener", stray.get(),
-               "systemd passed " + loopback_text(stray_port) + " (fd 3), which no listen entry names"},
-          Case{"datagram socket", datagram.get(),
-               "systemd passed fd 3, which is not a listening TCP socket"}}) {
+    for (const Case& each : {Case{"stray listener", stray.get(),
+                                  "systemd passed " + loopback_text(stray_port) +
+                                      " (fd 3), which no listen entry names"},
+                             Case{"datagram socket", datagram.get(),
+                                  "systemd passed fd 3, which is not a listening TCP socket"}}) {
         CAPTURE(each.name);
         DaemonProcess daemon(activated_options("copy", config, {each.fd}));
         const std::optional<int> status = daemon.stop(10s, 0);  // signal 0: wait only
@@ -429,13 +431,16 @@ std::string join(const std::vector<std::string>& names, const std::string& skip)
 }
 
 // Connects to 127.0.0.1:port from the calling thread's namespace.
-UniqueFd connect_v4(std::uint16_t port) { return connect_to(port, false, 5s); }
+UniqueFd connect_v4(std::uint16_t port) {
+    return connect_to(port, false, 5s);
+}
 
 }  // namespace
 
-TEST_CASE("splicer.service's CapabilityBoundingSet is what start-up needs: with it the sockmap "
-          "plane serves 443 and 80 twice, and without any one of them the start fails",
-          "[daemon][systemd]") {
+TEST_CASE(
+    "splicer.service's CapabilityBoundingSet is what start-up needs: with it the sockmap "
+    "plane serves 443 and 80 twice, and without any one of them the start fails",
+    "[daemon][systemd]") {
     require_root();
     const std::vector<std::string> capabilities =
         capability_names(unit_setting("splicer.service", "CapabilityBoundingSet"));
@@ -461,7 +466,7 @@ TEST_CASE("splicer.service's CapabilityBoundingSet is what start-up needs: with 
         options.config_text = config;
         options.splice_mode = "sockmap";  // a BPF failure must fail the start, not fall back
         options.pin_dir = pins.path();
-        options.command_prefix = {"nsenter",       "--net=" + netns.path(), "--", "setpriv",
+        options.command_prefix = {"nsenter",        "--net=" + netns.path(),     "--", "setpriv",
                                   "--bounding-set", join(capabilities, missing), "--"};
         return options;
     };

@@ -77,8 +77,8 @@ Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Conf
 
 // Each listen entry gets the socket systemd passed for its address (socket activation), else
 // one bound here.
-Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners,
-                        bool http, service::ActivatedListeners& activated) {
+Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners, bool http,
+                        service::ActivatedListeners& activated) {
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {

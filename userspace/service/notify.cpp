@@ -37,12 +37,16 @@ std::uint64_t monotonic_microseconds() {
 
 }  // namespace
 
-void notify_ready(const std::string& status) { send("READY=1\nSTATUS=" + status); }
+void notify_ready(const std::string& status) {
+    send("READY=1\nSTATUS=" + status);
+}
 
 void notify_reloading() {
     send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_microseconds()));
 }
 
-void notify_stopping() { send("STOPPING=1"); }
+void notify_stopping() {
+    send("STOPPING=1");
+}
 
 }  // namespace splicer::service
