@@ -99,6 +99,7 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
     spawn.argv = argv_;
     spawn.stdout_fd = write_end.get();  // stdout too: anything it prints lands in the log
     spawn.stderr_fd = write_end.get();
+    spawn.pass_fds = options_.pass_fds;
     child_ = ChildProcess(spawn);
     write_end.reset();  // only the child holds the write end: EOF when it exits
     reader_ =

@@ -59,6 +59,9 @@ struct DaemonOptions {
     // Put before the daemon's own argv, e.g. {"nsenter", "--net=/run/netns/NAME", "--"} to
     // run it in a test's network namespace (nsenter execs it: pid() stays the daemon's).
     std::vector<std::string> command_prefix;
+    // Passed to the daemon as fds 3, 4, ... (SpawnOptions::pass_fds): with a command_prefix
+    // that sets LISTEN_FDS and LISTEN_PID, systemd's socket activation.
+    std::vector<int> pass_fds;
     // Size of the pipe the daemon's stderr goes into (F_SETPIPE_SZ, rounded up to a page).
     int stderr_pipe_bytes = 1 << 20;
     // Copy every daemon line to the test's stderr as it arrives (also: env SPLICER_TEST_ECHO=1).

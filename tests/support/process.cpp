@@ -86,6 +86,8 @@ ChildProcess::ChildProcess(const SpawnOptions& options) {
     const int out = options.stdout_fd >= 0 ? options.stdout_fd : dev_null;
     const int err = options.stderr_fd >= 0 ? options.stderr_fd : dev_null;
     const pid_t parent = ::getpid();
+    const std::vector<int>& pass_fds = options.pass_fds;
+    std::vector<int> pass_copies(pass_fds.size(), -1);
 
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -109,8 +111,22 @@ ChildProcess::ChildProcess(const SpawnOptions& options) {
             ::dup2(out_copy, 1) < 0 || ::dup2(err_copy, 2) < 0) {
             ::_exit(127);
         }
+        // Passed fds: copied above their targets first, so no dup2 clobbers a source.
+        const int passed = static_cast<int>(pass_fds.size());
+        for (int i = 0; i < passed; ++i) {
+            pass_copies[static_cast<std::size_t>(i)] =
+                ::fcntl(pass_fds[static_cast<std::size_t>(i)], F_DUPFD_CLOEXEC, 3 + passed);
+            if (pass_copies[static_cast<std::size_t>(i)] < 0) {
+                ::_exit(127);
+            }
+        }
+        for (int i = 0; i < passed; ++i) {
+            if (::dup2(pass_copies[static_cast<std::size_t>(i)], 3 + i) < 0) {
+                ::_exit(127);
+            }
+        }
         // No test socket, pipe or BPF fd leaks into the child (its fd count starts clean).
-        ::syscall(SYS_close_range, 3U, ~0U, 0U);
+        ::syscall(SYS_close_range, static_cast<unsigned>(3 + passed), ~0U, 0U);
         // Default signal handling and mask for the new program.
         sigset_t none;
         ::sigemptyset(&none);

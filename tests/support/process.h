@@ -36,6 +36,9 @@ struct SpawnOptions {
     int stdin_fd = -1;              // -1: /dev/null
     int stdout_fd = -1;             // -1: /dev/null
     int stderr_fd = -1;             // -1: /dev/null
+    // Become the child's fds 3, 4, ... in this order (as systemd passes sockets to a
+    // socket-activated service); every other fd above 2 is closed in the child.
+    std::vector<int> pass_fds;
     // The child gets SIGKILL if the spawning thread dies, so a crashed test leaves no daemon.
     bool kill_with_parent = true;
 };

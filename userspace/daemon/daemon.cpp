@@ -18,6 +18,8 @@
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "security/privilege_drop.h"
+#include "service/activation.h"
+#include "service/notify.h"
 #include "splicer/log.h"
 #include "splicer/router.h"
 
@@ -73,12 +75,23 @@ Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Conf
     return backends;
 }
 
-Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners,
-                        bool http) {
+// Each listen entry gets the socket systemd passed for its address (socket activation), else
+// one bound here.
+Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners, bool http,
+                        service::ActivatedListeners& activated) {
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
             return address.error().with_context("listener");
+        }
+        if (std::optional<UniqueFd> passed = activated.claim(*address)) {
+            // Accepted sockets inherit TCP_NODELAY from the listener, as from ours.
+            net::set_no_delay(passed->get());
+            log::info("listening", {{"addr", net::to_string(*address)},
+                                    {"http", http ? "yes" : "no"},
+                                    {"from", "systemd"}});
+            loop.add_listener({std::move(*passed), *address, http, true});
+            continue;
         }
         auto fd = net::listen_on(*address, kListenBacklog);
         if (!fd) {
@@ -220,6 +233,10 @@ Result<void> run(const RunOptions& options) {
         return prepared.error();
     }
     const std::unique_ptr<config::Config>& config = prepared->config;
+    auto activated = service::ActivatedListeners::take();
+    if (!activated) {
+        return activated.error();
+    }
     // Known before the pin dir is opened: an existing one may belong to that user.
     auto run_user = security::user_to_become(config->user);
     if (!run_user) {
@@ -272,14 +289,18 @@ Result<void> run(const RunOptions& options) {
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
-    if (auto listening = listen_all(loop, config->listeners, false); !listening) {
+    if (auto listening = listen_all(loop, config->listeners, false, *activated); !listening) {
         return listening.error();
     }
     if (config->http) {
         loop.set_http_backends(std::move(prepared->http_backends));
-        if (auto listening = listen_all(loop, config->http->listeners, true); !listening) {
+        if (auto listening = listen_all(loop, config->http->listeners, true, *activated);
+            !listening) {
             return listening.error();
         }
+    }
+    if (auto claimed = activated->check_all_claimed(); !claimed) {
+        return claimed.error();
     }
     // Everything that needs root is done: from here on only held fds are used.
     if (pins && *run_user) {
@@ -299,8 +320,14 @@ Result<void> run(const RunOptions& options) {
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
         // std::function needs a copyable closure: the result is shared with it.
+        // systemd (ExecReload= sends the SIGHUP) shows the unit reloading until READY=1, sent
+        // once the result is applied or refused: the daemon serves on either way.
+        service::notify_reloading();
         auto next = std::make_shared<Result<PreparedConfig>>(prepare_config(options));
-        return [&, next] { apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded); };
+        return [&, next] {
+            apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded);
+            service::notify_ready("serving, reloaded");
+        };
     });
     if (!reloads) {
         return reloads.error();
@@ -314,6 +341,9 @@ Result<void> run(const RunOptions& options) {
     }
     log::info("ready", {{"plane", std::string((*plane)->name())},
                         {"rules", std::to_string(config->rules.size())}});
+    // Every listener is listening: a client that connects from here on waits in the backlog
+    // at most until the loop's first submission below arms its accept.
+    service::notify_ready("serving on the " + std::string((*plane)->name()) + " plane");
     auto ran = loop.run();
     log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},
                           {"closed", std::to_string(loop.counters().closed)}});

@@ -11,6 +11,7 @@
 #include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/sink_watch.h"
+#include "service/notify.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
@@ -103,6 +104,9 @@ Result<void> EventLoop::run() {
             trimmed = now;
         }
     }
+    // What the stop prepared (the cancels of systemd's listeners' accepts) goes in even when
+    // no connection was left to wait for, so nothing is accepted between here and the exit.
+    ring_.submit_and_wait(0);
     if (publish_) {
         publish_(counters());
     }
@@ -317,9 +321,20 @@ void EventLoop::begin_shutdown() {
         return;
     }
     stopping_ = true;
-    // Closing the listeners ends their multishot accepts; no new connection arrives.
-    for (ListeningSocket& listener : listeners_) {
-        ::shutdown(listener.fd.get(), SHUT_RDWR);
+    service::notify_stopping();
+    // Shutting the listeners down ends their multishot accepts; no new connection arrives.
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        if (listeners_[i].from_systemd) {
+            // systemd's socket: shutdown() would stop it listening for systemd too (it is one
+            // socket), and the next start would get a dead one. Cancel our accept instead;
+            // clients that connect now wait in the backlog for the next start.
+            io_uring_sqe* sqe = ring_.sqe();
+            io_uring_prep_cancel64(
+                sqe, Tag{Op::accept, static_cast<std::uint8_t>(i), 0, kNoSlot}.encode(), 0);
+            sqe->user_data = Tag{Op::cancel, 0, 0, kNoSlot}.encode();
+        } else {
+            ::shutdown(listeners_[i].fd.get(), SHUT_RDWR);
+        }
     }
     slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
         close_connection(connection, "shutdown");

@@ -34,6 +34,9 @@ struct ListeningSocket {
     UniqueFd fd;
     net::SocketAddress address;
     bool http = false;  // port 80 style: HTTP/1.1 reverse proxy instead of probing
+    // Passed by systemd (service/activation.h): systemd keeps listening on it after we exit,
+    // so a stop must not shut it down.
+    bool from_systemd = false;
 };
 
 class EventLoop final : public plane::PlaneContext {
