@@ -48,7 +48,8 @@ if [[ -z ${SPLICER_PACKAGE_TEST_INNER:-} ]]; then
   debs=("$work"/cpack/splicer_*.deb)
   [[ -f ${debs[0]} && ${#debs[@]} -eq 1 ]] || fail "cpack made no single splicer_*.deb: ${debs[*]}"
   deb=${debs[0]}
-  say "built $(basename "$deb") ($(stat -c %s "$deb") bytes) in $((($(date +%s%N) - started) / 1000000)) ms"
+  built_ms=$((($(date +%s%N) - started) / 1000000))
+  say "built $(basename "$deb") ($(stat -c %s "$deb") bytes) in $built_ms ms"
 
   # 2. Its contents: exactly these files, owned by root, the maintainer scripts and conffile.
   expected=(./etc/splicer/splicer.conf ./usr/sbin/splicer ./usr/share/man/man5/splicer.conf.5.gz
@@ -61,8 +62,10 @@ if [[ -z ${SPLICER_PACKAGE_TEST_INNER:-} ]]; then
   dpkg-deb -c "$deb" >"$work/contents"
   actual=$(awk '$1 ~ /^-/ { print $6 }' "$work/contents" | sort)
   wanted=$(printf '%s\n' "${expected[@]}" | sort)
-  [[ $actual == "$wanted" ]] ||
-    fail "package files differ from the expected ones:"$'\n'"$(diff <(echo "$wanted") <(echo "$actual") || true)"
+  if [[ $actual != "$wanted" ]]; then
+    fail "package files differ from the expected ones (< expected, > packaged):"$'\n'"$(
+      diff <(echo "$wanted") <(echo "$actual") || true)"
+  fi
   if awk '$2 != "root/root" { bad = 1 } END { exit !bad }' "$work/contents"; then
     fail "files not owned by root/root:"$'\n'"$(awk '$2 != "root/root"' "$work/contents")"
   fi
@@ -109,6 +112,11 @@ for dir in etc usr var; do
     -o "lowerdir=/$dir,upperdir=$work/layers/$dir.upper,workdir=$work/layers/$dir.work" "/$dir"
 done
 
+# man-db's dpkg trigger rebuilds the whole man index at every install and purge (most of their
+# time here); it does nothing without this flag file. `man -w` below finds the pages without
+# the index, and the flag is only gone inside the overlay.
+rm -f /var/lib/man-db/auto-update
+
 installed() { [[ $(package_status) == installed ]]; }
 # Whatever fails below, the package is purged before the namespace goes (it would vanish with
 # it anyway; this keeps a failing run's output about the failure).
@@ -120,7 +128,9 @@ round() {
   local user_case=$1
   local t0 list
   t0=$(date +%s%N)
-  dpkg -i "$deb" >"$work/dpkg-i.log" 2>&1 || { cat "$work/dpkg-i.log"; fail "dpkg -i failed"; }
+  # --force-unsafe-io: dpkg's fsyncs protect files this namespace throws away anyway.
+  dpkg --force-unsafe-io -i "$deb" >"$work/dpkg-i.log" 2>&1 ||
+    { cat "$work/dpkg-i.log"; fail "dpkg -i failed"; }
   installed || fail "not installed after dpkg -i: $(package_status)"
   local installed_ms=$((($(date +%s%N) - t0) / 1000000))
 
@@ -152,7 +162,7 @@ round() {
 
   list=$(dpkg -L splicer)
   t0=$(date +%s%N)
-  dpkg --purge splicer >"$work/dpkg-purge.log" 2>&1 ||
+  dpkg --force-unsafe-io --purge splicer >"$work/dpkg-purge.log" 2>&1 ||
     { cat "$work/dpkg-purge.log"; fail "dpkg --purge failed"; }
   local purged_ms=$((($(date +%s%N) - t0) / 1000000))
 
