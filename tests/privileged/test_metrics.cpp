@@ -278,6 +278,9 @@ TEST_CASE("metrics: scrapers that never send or never read hold up neither a spl
     scraper.join();
     INFO(describe_stream(result) << "; transfer " << transfer_ms << " ms, scrape " << scrape_ms
                                  << " ms");
+    WARN("32 MiB each way through splice in " << transfer_ms << " ms; the scrape queued "
+                                               "behind two stalled scrapers answered in "
+                                            << scrape_ms << " ms");
     CHECK(result.complete(options));
     REQUIRE(https.wait_for_finished(1, 10s));
     CHECK(https.finished().back().received_sha256 == result.sent_sha256);

@@ -238,7 +238,7 @@ TEST_CASE("metrics config: off by default, host and port, errors name setting an
     CHECK(open.diagnostics[0].setting == "metrics.host");
 }
 
-TEST_CASE("splicer stats takes --json; other commands do not", "[metrics][cli]") {
+TEST_CASE("splicer stats takes --json, other commands do not", "[metrics][cli]") {
     const std::string splicer = SPLICER_BINARY;
     CHECK_THAT(splicer::test::run_command(splicer + " --help").output,
                Catch::Contains("splicer stats [--pin-dir DIR] [--json]"));
