@@ -143,9 +143,10 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     REQUIRE(daemon->wait_for_log("backend_failed", {}, 5s).has_value());
 
     // 3. Port 80: a host no route has gets 404; curl says how many bytes it read.
-    const auto curl = run_command("curl -sS -m 5 -o /dev/null -w '%{http_code} %{size_header} "
-                                  "%{size_download}' -H 'Host: nowhere.example' http://127.0.0.1:" +
-                                  std::to_string(http_port) + "/");
+    const auto curl = run_command(
+        "curl -sS -m 5 -o /dev/null -w '%{http_code} %{size_header} "
+        "%{size_download}' -H 'Host: nowhere.example' http://127.0.0.1:" +
+        std::to_string(http_port) + "/");
     CAPTURE(curl.output);
     REQUIRE(curl.exit_code == 0);
     std::istringstream curl_fields(curl.output);
@@ -162,8 +163,8 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     namespace fs = std::filesystem;
     fs::permissions(daemon->config_path().parent_path(),
                     fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-    fs::permissions(daemon->config_path(), fs::perms::owner_read | fs::perms::owner_write |
-                                               fs::perms::others_read);
+    fs::permissions(daemon->config_path(),
+                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
     REQUIRE(::kill(daemon->pid(), SIGHUP) == 0);
     REQUIRE(daemon->wait_for_log("reloaded", {}, 5s).has_value());
 
@@ -217,8 +218,9 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     CHECK(json.size() == samples.size());
     if (plane == "sockmap") {
         // The kernel's own counters are what the sockmap bytes are made of.
-        CHECK(jq_number(*daemon, ".kernel.client_to_backend.redirected_bytes + "
-                                 ".kernel.client_to_backend.passed_bytes") == sent);
+        CHECK(jq_number(*daemon,
+                        ".kernel.client_to_backend.redirected_bytes + "
+                        ".kernel.client_to_backend.passed_bytes") == sent);
     } else {
         CHECK(run_command(std::string(SPLICER_BINARY) + " stats --json --pin-dir " +
                           daemon->pin_dir() + " | jq -e '.kernel == null'")
@@ -227,9 +229,10 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     stop_daemon(*daemon);
 }
 
-TEST_CASE("metrics: scrapers that never send or never read hold up neither a spliced transfer "
-          "nor the next scrape for long",
-          "[daemon][metrics]") {
+TEST_CASE(
+    "metrics: scrapers that never send or never read hold up neither a spliced transfer "
+    "nor the next scrape for long",
+    "[daemon][metrics]") {
     require_root();
     constexpr std::uint64_t kBytes = 32ULL * 1024 * 1024;
     TcpBackend https(BackendScript::exchange(kBytes, 32));
@@ -264,9 +267,10 @@ TEST_CASE("metrics: scrapers that never send or never read hold up neither a spl
     std::uint64_t scrape_ms = 0;
     std::thread scraper([&] {
         const auto started = Clock::now();
-        const auto result = run_command("curl -sS -m 10 -o /dev/null -w '%{http_code}' "
-                                        "http://127.0.0.1:" + std::to_string(metrics_port) +
-                                        "/metrics");
+        const auto result = run_command(
+            "curl -sS -m 10 -o /dev/null -w '%{http_code}' "
+            "http://127.0.0.1:" +
+            std::to_string(metrics_port) + "/metrics");
         scrape_ms = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
         CHECK(result.output == "200");
@@ -278,9 +282,10 @@ TEST_CASE("metrics: scrapers that never send or never read hold up neither a spl
     scraper.join();
     INFO(describe_stream(result) << "; transfer " << transfer_ms << " ms, scrape " << scrape_ms
                                  << " ms");
-    WARN("32 MiB each way through splice in " << transfer_ms << " ms; the scrape queued "
-                                               "behind two stalled scrapers answered in "
-                                            << scrape_ms << " ms");
+    WARN("32 MiB each way through splice in " << transfer_ms
+                                              << " ms; the scrape queued "
+                                                 "behind two stalled scrapers answered in "
+                                              << scrape_ms << " ms");
     CHECK(result.complete(options));
     REQUIRE(https.wait_for_finished(1, 10s));
     CHECK(https.finished().back().received_sha256 == result.sent_sha256);

@@ -41,8 +41,7 @@ std::string text_of(const DaemonCounters& counters) {
 
 }  // namespace
 
-TEST_CASE("metrics text: every family typed, rule names escaped, bytes per plane",
-          "[metrics]") {
+TEST_CASE("metrics text: every family typed, rule names escaped, bytes per plane", "[metrics]") {
     auto counters = std::make_unique<DaemonCounters>();
     counters->accepted = 7;
     counters->refused = 5;
@@ -77,7 +76,8 @@ TEST_CASE("metrics text: every family typed, rule names escaped, bytes per plane
     }
     CHECK_THAT(text, Catch::Contains("# TYPE splicer_connections_active gauge\n"));
     CHECK_THAT(text, Catch::Contains("\nsplicer_connections_accepted_total 7\n"));
-    CHECK_THAT(text, Catch::Contains("splicer_connections_refused_total{limit=\"max_probing\"} 2\n"));
+    CHECK_THAT(text,
+               Catch::Contains("splicer_connections_refused_total{limit=\"max_probing\"} 2\n"));
     CHECK_THAT(text,
                Catch::Contains("splicer_connections_refused_total{limit=\"max_connections\"} 3\n"));
     CHECK_THAT(text, Catch::Contains("splicer_connections_routed_total{rule=\"tls -> "
@@ -86,14 +86,17 @@ TEST_CASE("metrics text: every family typed, rule names escaped, bytes per plane
                                      "\\nme\",protocol=\"tls\",plane=\"splice\"} 1\n"));
     CHECK_THAT(text, Catch::Contains(
                          "splicer_backend_failures_total{rule=\"tls -> 127.0.0.1:5443\"} 1\n"));
-    CHECK_THAT(text, Catch::Contains(
-                         "splicer_backend_failures_total{rule=\"we\\\"ird\\\\na\\nme\"} 1\n"));
-    CHECK_THAT(text, Catch::Contains(
-                         "splicer_bytes_total{direction=\"client_to_backend\",plane=\"splice\"} 1234\n"));
-    CHECK_THAT(text, Catch::Contains(
-                         "splicer_bytes_total{direction=\"backend_to_client\",plane=\"http\"} 99\n"));
-    CHECK_THAT(text, Catch::Contains(
-                         "splicer_bytes_total{direction=\"client_to_backend\",plane=\"sockmap\"} 0\n"));
+    CHECK_THAT(
+        text, Catch::Contains("splicer_backend_failures_total{rule=\"we\\\"ird\\\\na\\nme\"} 1\n"));
+    CHECK_THAT(text,
+               Catch::Contains(
+                   "splicer_bytes_total{direction=\"client_to_backend\",plane=\"splice\"} 1234\n"));
+    CHECK_THAT(text,
+               Catch::Contains(
+                   "splicer_bytes_total{direction=\"backend_to_client\",plane=\"http\"} 99\n"));
+    CHECK_THAT(text,
+               Catch::Contains(
+                   "splicer_bytes_total{direction=\"client_to_backend\",plane=\"sockmap\"} 0\n"));
     CHECK_THAT(text, Catch::Contains("splicer_http_requests_total{code=\"404\"} 3\n"));
     CHECK_THAT(text, Catch::Contains("splicer_build_info{version=\"9.9\",plane=\"splice\"} 1\n"));
     CHECK(splicer::metrics::escape_label_value("a\nb") == "a\\nb");
@@ -108,8 +111,9 @@ TEST_CASE("metrics JSON carries the same families and values as the text", "[met
     const std::string json = splicer::metrics::json_text(families, "null");
     CAPTURE(json);
     CHECK_THAT(json, Catch::Contains("\"splicer_connections_accepted_total\": 4"));
-    CHECK_THAT(json, Catch::Contains(
-                         "{\"direction\": \"backend_to_client\", \"plane\": \"copy\", \"value\": 5555}"));
+    CHECK_THAT(json,
+               Catch::Contains(
+                   "{\"direction\": \"backend_to_client\", \"plane\": \"copy\", \"value\": 5555}"));
     CHECK_THAT(json, Catch::Contains("\"kernel\": null"));
     for (const auto& family : families) {
         CHECK_THAT(json, Catch::Contains("\"" + std::string(family.name) + "\": "));
@@ -119,7 +123,8 @@ TEST_CASE("metrics JSON carries the same families and values as the text", "[met
 TEST_CASE("rule series: a reload keeps every series, renumbers rules, never lowers a count",
           "[metrics]") {
     RuleSeriesTable table;
-    const auto before = rules(R"({ name: "tls"; host: "127.0.0.1"; port: "1"; sni_hostnames: ["a"]; },
+    const auto before =
+        rules(R"({ name: "tls"; host: "127.0.0.1"; port: "1"; sni_hostnames: ["a"]; },
         { name: "tls"; host: "127.0.0.1"; port: "1"; sni_hostnames: ["b"]; },
         { name: "xmpp"; host: "127.0.0.1"; port: "3"; })");
     table.bind(before);
@@ -152,9 +157,10 @@ TEST_CASE("rule series: bounded, names past the bound counted as _other, long na
     RuleSeriesTable table;
     std::string many;
     for (std::size_t i = 0; i < splicer::kMaxRuleSeries + 10; ++i) {
-        many += (i > 0 ? ",\n" : "") +
-                std::string("{ name: \"tls\"; host: \"127.0.0.1\"; sni_hostnames: [\"a\"]; port: \"") +
-                std::to_string(1000 + i) + "\"; }";
+        many +=
+            (i > 0 ? ",\n" : "") +
+            std::string("{ name: \"tls\"; host: \"127.0.0.1\"; sni_hostnames: [\"a\"]; port: \"") +
+            std::to_string(1000 + i) + "\"; }";
     }
     table.bind(rules(many));
     CHECK(table.size() == splicer::kMaxRuleSeries);
@@ -177,8 +183,8 @@ TEST_CASE("metrics endpoint: GET /metrics gets the text, anything else a short e
     auto counters = std::make_unique<DaemonCounters>();
     counters->accepted = 42;
     using splicer::metrics::MetricsServer;
-    const std::string ok = MetricsServer::answer(
-        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", *counters, "9.9");
+    const std::string ok =
+        MetricsServer::answer("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", *counters, "9.9");
     CHECK_THAT(ok, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
     CHECK_THAT(ok, Catch::Contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
     CHECK_THAT(ok, Catch::Contains("Connection: close\r\n"));

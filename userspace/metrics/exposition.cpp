@@ -10,7 +10,10 @@ namespace {
 constexpr const char* kDirections[2] = {"client_to_backend", "backend_to_client"};
 
 Family counter(std::string_view name, std::string_view help, std::uint64_t value) {
-    return {.name = name, .help = help, .type = "counter", .labelled = false,
+    return {.name = name,
+            .help = help,
+            .type = "counter",
+            .labelled = false,
             .samples = {Sample{.labels = {}, .value = value}}};
 }
 
@@ -27,10 +30,14 @@ std::string field_text(const char* field, std::size_t bytes) {
 
 std::string_view to_string(PlaneLabel plane) {
     switch (plane) {
-        case PlaneLabel::sockmap: return "sockmap";
-        case PlaneLabel::splice: return "splice";
-        case PlaneLabel::copy: return "copy";
-        case PlaneLabel::http: return "http";
+        case PlaneLabel::sockmap:
+            return "sockmap";
+        case PlaneLabel::splice:
+            return "splice";
+        case PlaneLabel::copy:
+            return "copy";
+        case PlaneLabel::http:
+            return "http";
     }
     return "unknown";
 }
@@ -44,7 +51,8 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     Family refused = labelled("splicer_connections_refused_total",
                               "Connections closed at once because a limit was reached, by the "
                               "setting that refused them.");
-    const std::uint64_t narrower = c.refused_per_listener + c.refused_per_client + c.refused_probing;
+    const std::uint64_t narrower =
+        c.refused_per_listener + c.refused_per_client + c.refused_probing;
     refused.samples = {
         {{{"limit", "max_connections"}}, c.refused >= narrower ? c.refused - narrower : 0},
         {{{"limit", "listen.max_connections"}}, c.refused_per_listener},
@@ -57,8 +65,8 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     Family failures = labelled("splicer_backend_failures_total",
                                "Backend connections that failed (refused, timed out), by rule.");
     std::map<std::string, std::uint64_t> failures_by_rule;
-    const std::size_t series = c.rule_series_count < kMaxRuleSeries ? c.rule_series_count
-                                                                    : kMaxRuleSeries;
+    const std::size_t series =
+        c.rule_series_count < kMaxRuleSeries ? c.rule_series_count : kMaxRuleSeries;
     for (std::size_t i = 0; i < series; ++i) {
         const RuleSeries& entry = c.rule_series[i];
         const std::string rule = field_text(entry.rule, sizeof(entry.rule));
@@ -80,9 +88,9 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     }
     out.push_back(std::move(routed));
 
-    Family active = labelled("splicer_connections_active",
-                             "Connections held now (probing, connecting, spliced or proxying).",
-                             "gauge");
+    Family active =
+        labelled("splicer_connections_active",
+                 "Connections held now (probing, connecting, spliced or proxying).", "gauge");
     active.labelled = false;
     active.samples = {{{}, c.active}};
     out.push_back(std::move(active));
@@ -90,8 +98,8 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_probe_timeouts_total",
                           "Connections still unidentified at the probe timeout.",
                           c.probe_timeouts));
-    out.push_back(counter("splicer_no_route_total", "Connections no rule matched (closed).",
-                          c.no_route));
+    out.push_back(
+        counter("splicer_no_route_total", "Connections no rule matched (closed).", c.no_route));
     out.push_back(std::move(failures));
 
     Family bytes = labelled("splicer_bytes_total",
@@ -122,7 +130,8 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
                           "Pairs the sockhash refused, served by the copy plane instead.",
                           c.sockmap_fallbacks));
     Family reloads = labelled("splicer_reloads_total", "SIGHUP reloads, by result.");
-    reloads.samples = {{{{"result", "ok"}}, c.reloads_ok}, {{{"result", "failed"}}, c.reloads_failed}};
+    reloads.samples = {{{{"result", "ok"}}, c.reloads_ok},
+                       {{{"result", "failed"}}, c.reloads_failed}};
     out.push_back(std::move(reloads));
     out.push_back(counter("splicer_accept_errors_total",
                           "Failed accepts (EMFILE, ENFILE, ENOBUFS, ...), each backed off.",

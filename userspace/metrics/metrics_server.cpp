@@ -14,8 +14,8 @@
 namespace splicer::metrics {
 namespace {
 
-std::string response(std::string_view status, std::string_view content_type,
-                     std::string_view body, bool send_body, std::string_view extra = {}) {
+std::string response(std::string_view status, std::string_view content_type, std::string_view body,
+                     bool send_body, std::string_view extra = {}) {
     std::string out = "HTTP/1.1 ";
     out += status;
     out += "\r\nContent-Type: ";
@@ -61,7 +61,9 @@ MetricsServer::~MetricsServer() {
     }
 }
 
-void MetricsServer::start() { thread_ = std::thread([this] { serve(); }); }
+void MetricsServer::start() {
+    thread_ = std::thread([this] { serve(); });
+}
 
 void MetricsServer::publish(const DaemonCounters& counters) {
     std::unique_lock lock(mutex_, std::try_to_lock);
@@ -77,7 +79,8 @@ std::string MetricsServer::answer(std::string_view head, const DaemonCounters& c
     const std::size_t first_space = line.find(' ');
     const std::size_t second_space =
         first_space == std::string_view::npos ? first_space : line.find(' ', first_space + 1);
-    if (second_space == std::string_view::npos || !line.substr(second_space + 1).starts_with("HTTP/1.")) {
+    if (second_space == std::string_view::npos ||
+        !line.substr(second_space + 1).starts_with("HTTP/1.")) {
         return plain("400 Bad Request");
     }
     const std::string_view method = line.substr(0, first_space);
@@ -93,7 +96,8 @@ std::string MetricsServer::answer(std::string_view head, const DaemonCounters& c
                     prometheus_text(families(counters, version)), method == "GET");
 }
 
-bool MetricsServer::wait(int fd, short events, std::chrono::steady_clock::time_point deadline) const {
+bool MetricsServer::wait(int fd, short events,
+                         std::chrono::steady_clock::time_point deadline) const {
     for (;;) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());

@@ -50,7 +50,8 @@ void RuleSeriesTable::bind(const config::Config& config) {
     if (config.http) {
         routes.reserve(config.http->routes.size());
         for (const config::HttpRoute& route : config.http->routes) {
-            routes.push_back(series_for("http route -> " + config::to_string(route.backend), "http"));
+            routes.push_back(
+                series_for("http route -> " + config::to_string(route.backend), "http"));
         }
     }
     by_rule_ = std::move(rules);
