@@ -69,6 +69,13 @@ struct HttpConfig {
     std::chrono::seconds backend_timeout{60};
 };
 
+// `metrics: { host: "127.0.0.1"; port: N; };`: the Prometheus endpoint (README
+// "Monitoring"). Absent: no endpoint (the default).
+struct MetricsConfig {
+    Endpoint address;
+    int line = 0;
+};
+
 inline constexpr std::uint32_t kDefaultMaxConnections = 16384;
 
 struct Config {
@@ -106,6 +113,7 @@ struct Config {
     // it); over it a round is copied through a buffer instead. Unset: limits::default_pipes.
     std::optional<std::uint32_t> max_pipes;
     std::optional<HttpConfig> http;
+    std::optional<MetricsConfig> metrics;
     // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
     // dropped and counted, never waited for.
     std::uint64_t log_buffer_size = 1024 * 1024;

@@ -1,11 +1,39 @@
 #pragma once
 // The event loop's own counters, published in a one-slot BPF array map pinned as
-// PIN_DIR/daemon, so `splicer stats` (another process) can read them while the daemon runs.
-// Only userspace writes it; the layout is fixed-width for that reason alone.
+// PIN_DIR/daemon, so `splicer stats` (another process) can read them while the daemon runs,
+// and handed to the metrics endpoint's thread (metrics/metrics_server.h). Only userspace
+// writes it; the layout is fixed-width for that reason alone. Labelled series (per rule,
+// per HTTP status) sit in fixed tables so that one map slot carries everything the
+// Prometheus endpoint and `splicer stats --json` print.
 
 #include <linux/types.h>
 
+#include <cstddef>
+
 namespace splicer {
+
+// The planes bytes and routed connections are counted under (label `plane`): the three data
+// planes and port 80's userspace proxy.
+enum class PlaneLabel : __u32 { sockmap = 0, splice = 1, copy = 2, http = 3 };
+inline constexpr std::size_t kPlaneLabels = 4;
+
+// HTTP statuses 100..599 are counted one by one (label `code`).
+inline constexpr int kFirstHttpStatus = 100;
+inline constexpr std::size_t kHttpStatusSlots = 500;
+
+// One (rule, protocol) series. Names are cut to kRuleNameBytes - 1 bytes (at a UTF-8
+// character boundary) and NUL-terminated.
+inline constexpr std::size_t kRuleNameBytes = 64;
+inline constexpr std::size_t kProtocolNameBytes = 16;
+struct RuleSeries {
+    char rule[kRuleNameBytes];
+    char protocol[kProtocolNameBytes];
+    __u64 routed[kPlaneLabels];  // indexed by PlaneLabel
+    __u64 backend_failures;
+};
+static_assert(sizeof(RuleSeries) == 120, "RuleSeries layout");
+// Series past this many (rule names added by reloads) are counted in the last one, "_other".
+inline constexpr std::size_t kMaxRuleSeries = 128;
 
 struct DaemonCounters {
     __u64 accepted = 0;
@@ -30,7 +58,20 @@ struct DaemonCounters {
     __u64 log_dropped = 0;
     // Spliced pairs ended because bytes waited stall_timeout for a peer that took none.
     __u64 stalled = 0;
+    // Payload bytes delivered, [PlaneLabel][direction 0 client->backend, 1 backend->client].
+    // sockmap: the verdict's kernel counters (redirected + passed, the passed ones copied by
+    // the daemon); splice, copy: bytes the daemon's splices and sends completed; http: bytes
+    // port 80 sent (heads as rewritten, bodies as framed).
+    __u64 bytes[kPlaneLabels][2] = {};
+    __u64 reloads_ok = 0;      // SIGHUPs whose file was applied
+    __u64 reloads_failed = 0;  // SIGHUPs whose file was refused (old rules kept)
+    __u32 plane = 0;           // PlaneLabel of the data plane in use
+    __u32 rule_series_count = 0;
+    // Port 80 answers by status (index status - kFirstHttpStatus), counted on the access line.
+    __u64 http_responses[kHttpStatusSlots] = {};
+    RuleSeries rule_series[kMaxRuleSeries] = {};
 };
-static_assert(sizeof(DaemonCounters) == 136, "DaemonCounters layout");
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128,
+              "DaemonCounters layout");
 
 }  // namespace splicer

@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
             return 0;
         }
         case Command::stats:
-            return splicer::cli::stats_command(options->pin_dir, std::cout, std::cerr);
+            return splicer::cli::stats_command(options->pin_dir, options->json, std::cout,
+                                               std::cerr);
     }
     return 2;
 }

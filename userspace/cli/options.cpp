@@ -6,13 +6,14 @@ std::string usage_text() {
     return R"(usage:
   splicer run   [--config FILE] [--splice-mode auto|sockmap|splice|copy] [--pin-dir DIR]
   splicer check --config FILE
-  splicer stats [--pin-dir DIR]
+  splicer stats [--pin-dir DIR] [--json]
   splicer --version | --help
 
 run    serve the configured listeners. Without --config: /etc/splicer/splicer.conf, or the
        embedded default (Snikket behind splicer) where that file does not exist.
 check  validate a configuration; print the effective listeners and rules; exit 1 on error.
-stats  print the counters of the running daemon, read from the pinned BPF maps.
+stats  print the counters of the running daemon, read from the pinned BPF maps; with
+       --json, the counters the metrics endpoint serves, as one JSON object.
 
 --config FILE        libconfig file, a superset of sslh's configuration format
 --splice-mode MODE   data plane, overriding the config's splice_mode
@@ -69,6 +70,8 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
             if (!options.splice_mode) {
                 return Error{"--splice-mode needs one of auto, sockmap, splice, copy"};
             }
+        } else if (arg == "--json" && options.command == Command::stats) {
+            options.json = true;
         } else if (arg == "--pin-dir" && takes_pin_dir) {
             const auto value = take_value();
             if (!value || value->empty()) {

@@ -20,6 +20,7 @@ struct Options {
     std::optional<std::string> config_path;
     std::optional<config::SpliceMode> splice_mode;  // overrides the config's splice_mode
     std::string pin_dir = kDefaultPinDir;
+    bool json = false;  // stats: JSON, the metrics endpoint's families (README "Monitoring")
 };
 
 Result<Options> parse_options(const std::vector<std::string>& args);

@@ -2,11 +2,15 @@
 
 #include <linux/bpf.h>
 
+#include <iterator>
 #include <optional>
+#include <string>
+#include <utility>
 
 #include "bpf/daemon_counters_map.h"
 #include "bpf/pin_dir_check.h"
 #include "bpf/pinned_map.h"
+#include "metrics/exposition.h"
 #include "splicer/splice_program.h"
 
 namespace splicer::cli {
@@ -23,13 +27,43 @@ void print_row(std::ostream& out, const char* name, std::uint64_t value) {
     out << "  " << name << ' ' << value << '\n';
 }
 
+// The kernel side as JSON: {"client_to_backend": {"redirected_bytes": N, ...}, ...}.
+std::string kernel_json(const bpf::Counters& sums) {
+    const char* names[SPLICER_DIR_COUNT] = {"client_to_backend", "backend_to_client"};
+    std::string out = "{";
+    for (std::size_t dir = 0; dir < SPLICER_DIR_COUNT; ++dir) {
+        const std::pair<const char*, std::uint64_t> rows[] = {
+            {"redirected_bytes", sums.redirected_bytes[dir]},
+            {"redirected_skbs", sums.redirected_skbs[dir]},
+            {"passed_bytes", sums.passed_bytes[dir]},
+            {"passed_skbs", sums.passed_skbs[dir]},
+            {"flow_limit_trips", sums.limit_trips[dir]},
+            {"send_room_trips", sums.room_trips[dir]},
+            {"bare_fins_dropped", sums.bare_fins[dir]},
+            {"overlap_bytes_trimmed", sums.overlap_bytes[dir]},
+            {"overlap_trim_failed", sums.overlap_failed[dir]},
+            {"urgent_dropped_in_kernel", sums.urgent_bytes[dir]},
+            {"urgent_passed_to_daemon", sums.urgent_passed[dir]},
+            {"edit_failed_aborts", sums.edit_failed[dir]},
+            {"peer_missing", sums.peer_missing[dir]},
+            {"redirect_failed", sums.redirect_failed[dir]}};
+        out += std::string(dir > 0 ? ", \"" : "\"") + names[dir] + "\": {";
+        for (std::size_t i = 0; i < std::size(rows); ++i) {
+            out += std::string(i > 0 ? ", \"" : "\"") + rows[i].first +
+                   "\": " + std::to_string(rows[i].second);
+        }
+        out += "}";
+    }
+    return out + ", \"no_peer\": " + std::to_string(sums.no_peer) + "}";
+}
+
 }  // namespace
 
 // Runs as root, on a dir and pins the daemon's unprivileged user controls: nothing is
 // followed through a link and nothing is read before its shape is checked (bpf/pinned_map.h).
 // Any owner is accepted for the dir (stats does not know the run user); the objects in it are
 // what is checked.
-int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& err) {
+int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std::ostream& err) {
     auto checked = bpf::open_pin_dir(pin_dir, {});
     if (!checked) {
         err << "splicer stats: " << checked.error().message << '\n';
@@ -67,6 +101,11 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
         }
         sums = *read;
     }
+    if (json) {
+        out << metrics::json_text(metrics::families(*counters, SPLICER_VERSION),
+                                  sums ? kernel_json(*sums) : std::string("null"));
+        return 0;
+    }
     out << "connections\n";
     print_row(out, "accepted", counters->accepted);
     print_row(out, "active", counters->active);
@@ -85,6 +124,18 @@ int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& e
     print_row(out, "accept_errors", counters->accept_errors);
     print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
     print_row(out, "log_dropped", counters->log_dropped);
+    print_row(out, "reloads_ok", counters->reloads_ok);
+    print_row(out, "reloads_failed", counters->reloads_failed);
+    // Delivered on every plane (sockmap: the kernel's counters; http: port 80's sends).
+    out << "bytes\n";
+    for (std::size_t plane = 0; plane < kPlaneLabels; ++plane) {
+        for (std::size_t dir = 0; dir < 2; ++dir) {
+            const std::string name =
+                std::string(metrics::to_string(static_cast<PlaneLabel>(plane))) +
+                (dir == 0 ? "_client_to_backend" : "_backend_to_client");
+            print_row(out, name.c_str(), counters->bytes[plane][dir]);
+        }
+    }
 
     // The kernel's side exists only with the sockmap plane.
     if (!sums) {

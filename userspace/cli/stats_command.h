@@ -7,6 +7,8 @@
 namespace splicer::cli {
 
 // Returns the process exit code: 0 printed, 1 nothing to read (no daemon on that pin dir).
-int stats_command(const std::string& pin_dir, std::ostream& out, std::ostream& err);
+// `json`: the metrics endpoint's families as JSON (metrics/exposition.h), plus the sockmap
+// plane's kernel counters under "kernel" (null on other planes).
+int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std::ostream& err);
 
 }  // namespace splicer::cli

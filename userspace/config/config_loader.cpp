@@ -339,6 +339,13 @@ private:
                 return;
             }
             config_.http = detail::read_http_section(setting, diagnostics_);
+        } else if (key == "metrics") {
+            if (!setting.isGroup()) {
+                diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
+                                                std::string(detail::type_name(setting)));
+                return;
+            }
+            config_.metrics = detail::read_metrics_section(setting, diagnostics_);
         } else if (key.starts_with("verbose")) {
             diagnostics_.notice(setting,
                                 "sslh setting ignored: splicer logs one logfmt line "
@@ -517,6 +524,13 @@ private:
                                                   diagnostics_);
                 seen.push_back(config_.http->listeners[i]);
             }
+        }
+        if (config_.metrics) {
+            detail::check_duplicate_listeners(
+                seen, Listener{.address = config_.metrics->address,
+                               .max_connections = std::nullopt,
+                               .line = config_.metrics->line},
+                "metrics", diagnostics_);
         }
     }
 

@@ -105,6 +105,9 @@ std::string describe(const Config& config) {
     for (const Listener& listener : config.listeners) {
         out += "listen " + describe_listener(listener) + "\n";
     }
+    out += config.metrics ? "metrics listen " + to_string(config.metrics->address) + "/metrics" +
+                                line_suffix(config.metrics->line) + "\n"
+                          : std::string("metrics: off\n");
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
         out += describe_rule(i, config.rules[i]) + "\n";
     }

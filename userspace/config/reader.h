@@ -94,4 +94,8 @@ void check_duplicate_listeners(const std::vector<Listener>& earlier, const Liste
 std::optional<HttpConfig> read_http_section(const libconfig::Setting& http,
                                             Diagnostics& diagnostics);
 
+// Loads the `metrics` group (metrics_section.cpp).
+std::optional<MetricsConfig> read_metrics_section(const libconfig::Setting& metrics,
+                                                  Diagnostics& diagnostics);
+
 }  // namespace splicer::config::detail

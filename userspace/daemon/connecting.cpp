@@ -16,9 +16,12 @@ void EventLoop::start_connect(Connection& connection) {
     leave_probing(connection);
     connection.state = State::connecting;
     connection.backend_address = backends_[*connection.rule];
+    // Kept by the connection: a reload during the connect may renumber the rules.
+    connection.series = rule_series_.for_rule(*connection.rule);
     auto socket = net::stream_socket_for(connection.backend_address);
     if (!socket) {
         ++counters_.backend_failures;
+        rule_series_.count_backend_failure(connection.series);
         log::error("backend_failed", {{"conn", std::to_string(connection.id)},
                                       {"backend", net::to_string(connection.backend_address)},
                                       {"error", socket.error().message}});
@@ -27,6 +30,8 @@ void EventLoop::start_connect(Connection& connection) {
     }
     connection.backend = std::move(socket).value();
     ++counters_.routed;
+    // Under the daemon's plane; a pair the sockhash refuses later is in sockmap_fallbacks.
+    rule_series_.count_routed(connection.series, plane_label_);
     log_routed(connection);
     connection.connect_timeout.tv_sec = config_->connect_timeout.count();
     connection.connect_timeout.tv_nsec = 0;
@@ -47,6 +52,7 @@ void EventLoop::on_connect(Connection& connection, int result) {
         const std::string error =
             result == -ECANCELED ? std::string("timeout") : std::strerror(-result);
         ++counters_.backend_failures;
+        rule_series_.count_backend_failure(connection.series);
         log::warning("backend_failed", {{"conn", std::to_string(connection.id)},
                                         {"backend", net::to_string(connection.backend_address)},
                                         {"error", error}});

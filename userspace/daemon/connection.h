@@ -100,6 +100,7 @@ struct Connection {
 
     // routing result, for the connect and the logs
     std::optional<std::size_t> rule;
+    std::uint32_t series = 0;  // metrics::RuleSeriesTable index of the rule or http route
     std::string protocol;
     std::string sni;
     std::string alpn;

@@ -15,6 +15,7 @@
 #include "daemon/event_loop.h"
 #include "limits/fd_limit.h"
 #include "log/line_queue.h"
+#include "metrics/metrics_server.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "security/privilege_drop.h"
@@ -115,6 +116,9 @@ std::string start_up_settings(const config::Config& config) {
         std::to_string(config.client_ipv4_prefix_length) + "/" +
         std::to_string(config.client_ipv6_prefix_length) + " " +
         std::to_string(config.max_pipes.value_or(0)) + " " + std::to_string(config.log_buffer_size);
+    if (config.metrics) {
+        text += " metrics:" + config::to_string(config.metrics->address);
+    }
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
                 std::to_string(listener.max_connections.value_or(0));
@@ -173,12 +177,14 @@ Result<PreparedConfig> prepare_config(const RunOptions& options) {
 void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
                   const config::Config& running, std::unique_ptr<config::Config>& owner) {
     if (!prepared) {
+        loop.count_reload(false);
         log::error("reload_failed",
                    {{"error", prepared.error().message}, {"kept", "old rules"}});
         return;
     }
     // The port 80 listeners serve by config.http: it cannot come or go without a restart.
     if (prepared->config->http.has_value() != running.http.has_value()) {
+        loop.count_reload(false);
         log::error("reload_failed",
                    {{"error", "the http section was added or removed (restart to change)"},
                     {"kept", "old rules"}});
@@ -192,7 +198,27 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
     loop.replace_rules(*prepared->config, std::move(*prepared->router),
                        std::move(prepared->backends), std::move(prepared->http_backends));
     owner = std::move(prepared->config);
+    loop.count_reload(true);
     log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
+}
+
+// The metrics endpoint's listener (metrics/metrics_server.h), bound at start-up like the
+// others; nullptr when the config has no `metrics` group.
+Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Config& config) {
+    if (!config.metrics) {
+        return std::unique_ptr<metrics::MetricsServer>();
+    }
+    auto address = net::resolve(config.metrics->address);
+    if (!address) {
+        return address.error().with_context("metrics listener");
+    }
+    auto fd = net::listen_on(*address, 16);
+    if (!fd) {
+        return fd.error().with_context("metrics listener " +
+                                       config::to_string(config.metrics->address));
+    }
+    log::info("metrics_listening", {{"addr", net::to_string(net::local_address(fd->get()))}});
+    return metrics::MetricsServer::create(std::move(fd).value(), SPLICER_VERSION);
 }
 
 // Who may own an existing pin dir: the starting user (root) and the run user, to whom a
@@ -302,6 +328,10 @@ Result<void> run(const RunOptions& options) {
     if (auto claimed = activated->check_all_claimed(); !claimed) {
         return claimed.error();
     }
+    auto endpoint = metrics_server(*config);
+    if (!endpoint) {
+        return endpoint.error();
+    }
     // Everything that needs root is done: from here on only held fds are used.
     if (pins && *run_user) {
         const security::RunUser& user = **run_user;
@@ -332,12 +362,22 @@ Result<void> run(const RunOptions& options) {
     if (!reloads) {
         return reloads.error();
     }
-    if (counters_map) {
-        loop.publish_counters_with([&counters_map](const DaemonCounters& counters) {
+    if (counters_map || *endpoint) {
+        loop.publish_counters_with([&counters_map, &endpoint](const DaemonCounters& counters) {
+            if (*endpoint) {
+                (*endpoint)->publish(counters);
+            }
+            if (!counters_map) {
+                return;
+            }
             if (auto published = counters_map->publish(counters); !published) {
                 log::warning("stats", {{"error", published.error().message}});
             }
         });
+    }
+    if (*endpoint) {
+        (*endpoint)->publish(loop.counters());  // what scrapes see until the first second
+        (*endpoint)->start();
     }
     log::info("ready", {{"plane", std::string((*plane)->name())},
                         {"rules", std::to_string(config->rules.size())}});

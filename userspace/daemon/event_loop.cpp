@@ -40,7 +40,13 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
       slab_(max_connections),
       admission_(config, max_connections),
       client_prefix_{.ipv4 = config.client_ipv4_prefix_length,
-                     .ipv6 = config.client_ipv6_prefix_length} {}
+                     .ipv6 = config.client_ipv6_prefix_length} {
+    rule_series_.bind(config);
+    const std::string_view name = plane.name();
+    plane_label_ = name == "sockmap" ? PlaneLabel::sockmap
+                   : name == "splice" ? PlaneLabel::splice
+                                      : PlaneLabel::copy;
+}
 
 EventLoop::~EventLoop() = default;
 
@@ -73,6 +79,7 @@ void EventLoop::replace_rules(const config::Config& config, route::Router router
     router_ = std::move(router);
     backends_ = std::move(backends);
     http_backends_ = std::move(http_backends);
+    rule_series_.bind(config);
 }
 
 Result<void> EventLoop::run() {
@@ -120,7 +127,14 @@ DaemonCounters EventLoop::counters() const {
     current.pipe_shortages = plane_.pipe_shortages();
     current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
     current.log_dropped = log::dropped_lines();
+    current.plane = static_cast<__u32>(plane_label_);
+    plane_.count_bytes(current);  // added to port 80's, counted here
+    rule_series_.copy_to(current);
     return current;
+}
+
+void EventLoop::count_reload(bool applied) {
+    ++(applied ? counters_.reloads_ok : counters_.reloads_failed);
 }
 
 io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg) {

@@ -20,6 +20,7 @@
 #include "daemon/slab.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
+#include "metrics/rule_series.h"
 #include "net/address.h"
 #include "plane/data_plane.h"
 #include "splicer/config.h"
@@ -74,6 +75,8 @@ public:
     Result<void> run();
 
     [[nodiscard]] DaemonCounters counters() const;
+    // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
+    void count_reload(bool applied);
     // Called with the counters at most once a second while serving, and once at the end.
     void publish_counters_with(std::function<void(const DaemonCounters&)> publish) {
         publish_ = std::move(publish);
@@ -135,7 +138,8 @@ private:
     void http_answer(Connection& connection, int status, std::string_view error,
                      std::string answer = {});
     void http_linger(Connection& connection);
-    void http_log(const Connection& connection, std::string_view error = {}) const;
+    // The access line, once per answered request; counts its status.
+    void http_log(const Connection& connection, std::string_view error = {});
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, uring::Op op);
@@ -165,7 +169,9 @@ private:
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;
     std::uint64_t next_id_ = 1;
-    DaemonCounters counters_;
+    DaemonCounters counters_;  // ~20 KiB (tables of labelled series): copied only to publish
+    metrics::RuleSeriesTable rule_series_;
+    PlaneLabel plane_label_ = PlaneLabel::copy;
     std::function<void(const DaemonCounters&)> publish_;
     HeapTrim heap_trim_;
     std::unique_ptr<ReloadRunner> reload_;

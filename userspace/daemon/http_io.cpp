@@ -96,6 +96,9 @@ void EventLoop::on_http_sent(Connection& connection, int result) {
         return;
     }
     const auto sent = static_cast<std::size_t>(result);
+    counters_.bytes[static_cast<std::size_t>(PlaneLabel::http)]
+                   [exchange.sending_to == kClientSide ? kBackendToClient : kClientToBackend] +=
+        sent;
     if (exchange.sending_to == kClientSide) {
         exchange.bytes_to_client += sent;
     }

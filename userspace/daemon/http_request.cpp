@@ -118,6 +118,8 @@ void EventLoop::http_connect(Connection& connection) {
     exchange.phase = HttpPhase::connecting;
     exchange.backend_contacted = true;
     connection.backend_address = http_backends_[*exchange.route];
+    // Kept by the connection: a reload during the connect may renumber the routes.
+    connection.series = rule_series_.for_route(*exchange.route);
     auto socket = net::stream_socket_for(connection.backend_address);
     if (!socket) {
         http_answer(connection, 502, socket.error().message);
@@ -138,6 +140,7 @@ void EventLoop::on_http_connect(Connection& connection, int result) {
     HttpExchange& exchange = *connection.http;
     if (result < 0) {
         ++counters_.backend_failures;
+        rule_series_.count_backend_failure(connection.series);
         // The linked timeout cancels the connect: -ECANCELED means it took too long.
         if (result == -ECANCELED) {
             http_answer(connection, 504, "backend connect timeout");
@@ -147,6 +150,7 @@ void EventLoop::on_http_connect(Connection& connection, int result) {
         return;
     }
     ++counters_.routed;
+    rule_series_.count_routed(connection.series, PlaneLabel::http);
     exchange.phase = HttpPhase::request;
     http_send(connection, kBackendSide, exchange.composed, 0);
 }

@@ -106,8 +106,12 @@ void EventLoop::http_upgrade(Connection& connection) {
     plane_.start(connection, *this);
 }
 
-void EventLoop::http_log(const Connection& connection, std::string_view error) const {
+void EventLoop::http_log(const Connection& connection, std::string_view error) {
     const HttpExchange& exchange = *connection.http;
+    if (exchange.status >= kFirstHttpStatus &&
+        exchange.status < kFirstHttpStatus + static_cast<int>(kHttpStatusSlots)) {
+        ++counters_.http_responses[static_cast<std::size_t>(exchange.status - kFirstHttpStatus)];
+    }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - exchange.started);
     const bool routed = exchange.route.has_value();

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <string>
 
@@ -24,6 +25,12 @@ class CopyPlane final : public DataPlane {
 public:
     [[nodiscard]] std::string_view name() const override { return "copy"; }
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override { return urgent_bytes_; }
+    void count_bytes(DaemonCounters& counters) const override {
+        for (std::size_t direction = 0; direction < 2; ++direction) {
+            counters.bytes[static_cast<std::size_t>(PlaneLabel::copy)][direction] +=
+                bytes_[direction];
+        }
+    }
 
     void start(Connection& connection, PlaneContext& context) override {
         note_consumed_at_start(connection);
@@ -73,6 +80,7 @@ public:
             }
             flow.sent += static_cast<std::size_t>(result);
             flow.bytes += static_cast<std::uint64_t>(result);
+            bytes_[direction] += static_cast<std::uint64_t>(result);
             arm_watch(connection, context);  // the sink may hold them a while
             if (flow.sent < flow.filled) {
                 send_rest(connection, direction, context);
@@ -97,6 +105,7 @@ private:
     }
 
     std::uint64_t urgent_bytes_ = 0;
+    std::array<std::uint64_t, 2> bytes_{};  // delivered, per direction (count_bytes)
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "daemon/connection.h"
+#include "splicer/daemon_counters.h"
 #include "uring/tag.h"
 
 namespace splicer::plane {
@@ -60,6 +61,10 @@ public:
     [[nodiscard]] virtual std::uint64_t pipe_shortages() const { return 0; }
     // TCP urgent bytes (MSG_OOB) this plane did not deliver (plane/urgent_data.h).
     [[nodiscard]] virtual std::uint64_t urgent_bytes_dropped() const = 0;
+    // Adds the payload bytes this plane delivered so far, each way, to counters.bytes under
+    // its plane label (a plane that hands pairs to a fallback adds the fallback's too). Live:
+    // bytes of connections still open are included.
+    virtual void count_bytes(DaemonCounters& counters) const = 0;
 };
 
 // After direction `direction` saw EOF from its source and delivered everything before it:

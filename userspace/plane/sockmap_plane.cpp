@@ -83,6 +83,18 @@ public:
         }
         return dropped;
     }
+    // The kernel's count of what the verdict moved: redirected bytes and passed ones (which
+    // the daemon copies, in order, behind them); live, for every pair in the sockhash. Pairs
+    // the sockhash refused are the fallback's, counted as copy.
+    void count_bytes(DaemonCounters& counters) const override {
+        if (auto kernel = program_.read_counters()) {
+            for (std::size_t direction = 0; direction < 2; ++direction) {
+                counters.bytes[static_cast<std::size_t>(PlaneLabel::sockmap)][direction] +=
+                    kernel->redirected_bytes[direction] + kernel->passed_bytes[direction];
+            }
+        }
+        fallback_->count_bytes(counters);
+    }
 
     void start(Connection& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};

@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <limits>
 #include <string>
@@ -118,6 +119,12 @@ public:
 
     [[nodiscard]] std::uint64_t pipe_shortages() const override { return pipes_.shortages(); }
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override { return urgent_bytes_; }
+    void count_bytes(DaemonCounters& counters) const override {
+        for (std::size_t direction = 0; direction < 2; ++direction) {
+            counters.bytes[static_cast<std::size_t>(PlaneLabel::splice)][direction] +=
+                bytes_[direction];
+        }
+    }
 
 private:
     // Bytes in the direction's pipe, or in its buffer and not yet sent.
@@ -207,6 +214,7 @@ private:
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        bytes_[direction] += static_cast<std::uint64_t>(result);
         arm_watch(connection, context);  // the sink may hold them a while
         look_at_reader(connection, direction);
         if (flow.in_pipe > 0) {
@@ -267,8 +275,8 @@ private:
         send_rest(connection, direction, context);
     }
 
-    static void on_sent(Connection& connection, std::uint8_t direction, int result,
-                        PlaneContext& context) {
+    void on_sent(Connection& connection, std::uint8_t direction, int result,
+                 PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
         if (result <= 0) {
             context.abort_connection(connection, "send_error:" + std::to_string(-result));
@@ -276,6 +284,7 @@ private:
         }
         flow.sent += static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
+        bytes_[direction] += static_cast<std::uint64_t>(result);
         arm_watch(connection, context);
         if (flow.sent < flow.filled) {
             send_rest(connection, direction, context);
@@ -296,6 +305,7 @@ private:
     PipePool pipes_{std::numeric_limits<std::uint32_t>::max(), kPipeBytes};
     std::uint64_t connections_ = 0;  // started and not yet torn down
     std::uint64_t urgent_bytes_ = 0;
+    std::array<std::uint64_t, 2> bytes_{};  // delivered, per direction (count_bytes)
 };
 
 }  // namespace
