@@ -46,6 +46,9 @@ struct Rule {
     std::vector<std::string> sni_hostnames;
     std::vector<std::string> alpn_protocols;
     std::vector<std::string> regex_patterns;  // PCRE2 syntax, as in sslh
+    // sslh `proxyprotocol`: the PROXY protocol version (1 or 2) written to the backend before
+    // any client byte; 0: none.
+    std::uint8_t proxy_protocol = 0;
     int line = 0;
 };
 
@@ -57,6 +60,8 @@ struct HttpRoute {
     std::optional<std::string> set_host;
     bool redirect_https = false;
     std::optional<std::uint64_t> max_body_size;  // overrides HttpConfig::max_body_size
+    // PROXY protocol version (1 or 2) written first on every backend connection; 0: none.
+    std::uint8_t proxy_protocol = 0;
     int line = 0;
 };
 

@@ -198,6 +198,10 @@ Rule read_rule(const Setting& group, std::string& name_written, Diagnostics& dia
             if (only_on(member, ProbeKind::regex)) {
                 read_regex_patterns(member, rule, diagnostics);
             }
+        } else if (key == "proxyprotocol") {
+            if (auto version = detail::read_proxy_protocol(member, diagnostics)) {
+                rule.proxy_protocol = *version;
+            }
         } else if (key == "is_udp") {
             if (auto udp = detail::read_bool(member, diagnostics); udp && *udp) {
                 diagnostics.error(member, "UDP is not supported");
@@ -221,8 +225,9 @@ Rule read_rule(const Setting& group, std::string& name_written, Diagnostics& dia
             detail::check_known(
                 member,
                 {"name", "host", "port", "sni_hostnames", "alpn_protocols", "regex_patterns",
-                 "is_udp", "probe", "service", "fork", "tfo_ok", "transparent", "log_level",
-                 "keepalive", "resolve_on_forward", "minlength", "udp_timeout", "max_connections"},
+                 "proxyprotocol", "is_udp", "probe", "service", "fork", "tfo_ok", "transparent",
+                 "log_level", "keepalive", "resolve_on_forward", "minlength", "udp_timeout",
+                 "max_connections"},
                 diagnostics);
         }
     }

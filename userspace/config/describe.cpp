@@ -35,7 +35,11 @@ std::string describe_rule(std::size_t index, const Rule& rule) {
     if (!rule.regex_patterns.empty()) {
         out += " regex=" + list(rule.regex_patterns);
     }
-    return out + " -> " + to_string(rule.backend) + line_suffix(rule.line);
+    out += " -> " + to_string(rule.backend);
+    if (rule.proxy_protocol != 0) {
+        out += " proxyprotocol=" + std::to_string(rule.proxy_protocol);
+    }
+    return out + line_suffix(rule.line);
 }
 
 std::string describe_route(std::size_t index, const HttpRoute& route) {
@@ -52,6 +56,9 @@ std::string describe_route(std::size_t index, const HttpRoute& route) {
     }
     if (route.max_body_size) {
         out += " max_body_size=" + detail::format_size(*route.max_body_size);
+    }
+    if (route.proxy_protocol != 0) {
+        out += " proxyprotocol=" + std::to_string(route.proxy_protocol);
     }
     return out + line_suffix(route.line);
 }

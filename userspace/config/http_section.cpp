@@ -89,10 +89,15 @@ std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnosti
             }
         } else if (key == "max_body_size") {
             route.max_body_size = read_size(member, diagnostics);
+        } else if (key == "proxyprotocol") {
+            if (auto version = read_proxy_protocol(member, diagnostics)) {
+                route.proxy_protocol = *version;
+            }
         } else {
             check_known(
                 member,
-                {"hosts", "path_prefix", "backend", "set_host", "redirect_https", "max_body_size"},
+                {"hosts", "path_prefix", "backend", "set_host", "redirect_https", "max_body_size",
+                 "proxyprotocol"},
                 diagnostics);
         }
     }

@@ -173,6 +173,18 @@ std::optional<std::uint32_t> read_prefix_length(const Setting& setting, std::uin
     return static_cast<std::uint32_t>(*value);
 }
 
+std::optional<std::uint8_t> read_proxy_protocol(const Setting& setting, Diagnostics& diagnostics) {
+    auto value = read_integer(setting, diagnostics);
+    if (!value) {
+        return std::nullopt;
+    }
+    if (*value != 1 && *value != 2) {
+        diagnostics.error(setting, "out of range: expected 1 or 2 (the PROXY protocol version)");
+        return std::nullopt;
+    }
+    return static_cast<std::uint8_t>(*value);
+}
+
 std::optional<std::uint16_t> read_port(const Setting& setting, Diagnostics& diagnostics) {
     Result<std::uint16_t> port = Error{};
     if (setting.getType() == Setting::TypeString) {

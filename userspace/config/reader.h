@@ -63,6 +63,9 @@ std::optional<std::uint32_t> read_connection_limit(const libconfig::Setting& set
 // A prefix length in bits, 1..`max_bits` (32 for IPv4, 128 for IPv6).
 std::optional<std::uint32_t> read_prefix_length(const libconfig::Setting& setting,
                                                 std::uint32_t max_bits, Diagnostics& diagnostics);
+// sslh's `proxyprotocol` on a rule or an http route: the PROXY protocol version, 1 or 2.
+std::optional<std::uint8_t> read_proxy_protocol(const libconfig::Setting& setting,
+                                                Diagnostics& diagnostics);
 std::optional<std::uint16_t> read_port(const libconfig::Setting& setting, Diagnostics& diagnostics);
 std::optional<std::string> read_host(const libconfig::Setting& setting, Diagnostics& diagnostics);
 // A whole number of seconds, 1..kMaxSeconds.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "daemon/event_loop.h"
+#include "daemon/proxy_header_send.h"
 #include "net/sockets.h"
 #include "splicer/log.h"
 
@@ -59,8 +60,32 @@ void EventLoop::on_connect(Connection& connection, int result) {
         close_connection(connection, "backend_failed");
         return;
     }
+    if (connection.proxy_protocol != 0 && !write_proxy_header(connection)) {
+        return;
+    }
     connection.state = State::spliced;
     plane_.start(connection, *this);
+}
+
+bool EventLoop::write_proxy_header(Connection& connection) {
+    // Here, after the connect and before the plane starts, the header precedes every client
+    // byte on every plane (the client's bytes are still queued on its socket, only peeked).
+    const net::ProxyTlvs tlvs{.alpn = connection.proxy_alpn,
+                              .authority = proxy_authority(connection.sni)};
+    Result<std::string> header =
+        proxy_header_for(static_cast<net::ProxyVersion>(connection.proxy_protocol),
+                         connection.client_address, connection.client.get(), tlvs);
+    Result<void> sent = header ? send_proxy_header(connection.backend.get(), header.value())
+                               : Result<void>(header.error());
+    if (sent) {
+        return true;
+    }
+    ++counters_.backend_failures;
+    log::warning("backend_failed", {{"conn", std::to_string(connection.id)},
+                                    {"backend", net::to_string(connection.backend_address)},
+                                    {"error", sent.error().message}});
+    close_connection(connection, "backend_failed");
+    return false;
 }
 
 }  // namespace splicer::daemon

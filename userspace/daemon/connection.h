@@ -106,6 +106,10 @@ struct Connection {
     std::string alpn;
     net::SocketAddress backend_address;
     __kernel_timespec connect_timeout{};
+    // The rule's PROXY protocol version (0: none) and the ALPN its v2 header carries, taken
+    // when routed: a reload while connecting must not change what this connection sends.
+    std::uint8_t proxy_protocol = 0;
+    std::string proxy_alpn;
 
     std::array<Direction, 2> directions;
     // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions

@@ -114,6 +114,9 @@ private:
     // connecting (connecting.cpp)
     void start_connect(Connection& connection);
     void on_connect(Connection& connection, int result);
+    // The rule's PROXY header to the backend (proxy_header_send.h); false: the connection
+    // was ended (logged and counted as a backend failure).
+    bool write_proxy_header(Connection& connection);
 
     // port 80 (http_io.cpp, http_request.cpp, http_response.cpp)
     void start_http(Connection& connection);

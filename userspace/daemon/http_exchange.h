@@ -90,6 +90,7 @@ struct HttpExchange {
 
     // the request being served
     std::optional<std::size_t> route;
+    std::uint8_t proxy_protocol = 0;  // the route's, taken at the connect (a reload may follow)
     std::chrono::steady_clock::time_point started{};
     std::chrono::steady_clock::time_point head_deadline{};
     bool request_seen = false;   // a byte of this request arrived (else idle keep-alive)

@@ -7,6 +7,7 @@
 
 #include "daemon/event_loop.h"
 #include "daemon/http_exchange.h"
+#include "daemon/proxy_header_send.h"
 #include "http/canned_response.h"
 #include "http/head_rewrite.h"
 #include "http/route_match.h"
@@ -120,6 +121,7 @@ void EventLoop::http_connect(Connection& connection) {
     connection.backend_address = http_backends_[*exchange.route];
     // Kept by the connection: a reload during the connect may renumber the routes.
     connection.series = rule_series_.for_route(*exchange.route);
+    exchange.proxy_protocol = config_->http->routes[*exchange.route].proxy_protocol;
     auto socket = net::stream_socket_for(connection.backend_address);
     if (!socket) {
         http_answer(connection, 502, socket.error().message);
@@ -148,6 +150,19 @@ void EventLoop::on_http_connect(Connection& connection, int result) {
             http_answer(connection, 502, "backend connect: " + errno_text(result));
         }
         return;
+    }
+    if (exchange.proxy_protocol != 0) {
+        // A new backend connection per request: the header goes first on each, ahead of the
+        // upstream head and sent with it (http_send takes care of a short send).
+        Result<std::string> header =
+            proxy_header_for(static_cast<net::ProxyVersion>(exchange.proxy_protocol),
+                             connection.client_address, connection.client.get());
+        if (!header) {
+            ++counters_.backend_failures;
+            http_answer(connection, 502, header.error().message);
+            return;
+        }
+        exchange.composed.insert(0, header.value());
     }
     ++counters_.routed;
     rule_series_.count_routed(connection.series, PlaneLabel::http);

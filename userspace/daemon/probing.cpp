@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "daemon/event_loop.h"
+#include "daemon/proxy_header_send.h"
 #include "net/sockets.h"
 #include "splicer/log.h"
 
@@ -189,10 +190,13 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
         return;
     }
     connection.rule = decision.rule;
-    connection.protocol = config_->rules[*decision.rule].name;
+    const config::Rule& rule = config_->rules[*decision.rule];
+    connection.protocol = rule.name;
+    connection.proxy_protocol = rule.proxy_protocol;
     if (decision.hello) {
         connection.sni = decision.hello->server_name;
         connection.alpn = join(decision.hello->alpn_protocols);
+        connection.proxy_alpn = proxy_alpn(*decision.hello, rule);
     }
     connection.peeked.clear();
     connection.peeked.shrink_to_fit();

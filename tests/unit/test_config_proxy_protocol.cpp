@@ -1,0 +1,90 @@
+// Config: sslh's `proxyprotocol: 1|2` on a `protocols` entry and on an `http.routes` entry,
+// its errors (naming the setting and the line), and how `splicer check` shows it.
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "splicer/config.h"
+
+using splicer::config::Diagnostic;
+using splicer::config::LoadResult;
+
+namespace {
+
+std::string config_with(const std::string& rule_option, const std::string& route_option) {
+    return "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+           "protocols: (\n"
+           "  { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; " + rule_option + " },\n"
+           "  { name: \"xmpp\"; host: \"127.0.0.1\"; port: \"5222\"; }\n"
+           ");\n"
+           "http: { listen: ( { host: \"0.0.0.0\"; port: \"80\"; } );\n"
+           "  routes: (\n"
+           "    { hosts: [\"*\"]; backend: \"127.0.0.1:8080\"; " + route_option + " }\n"
+           "  );\n"
+           "};\n";
+}
+
+std::string all_diagnostics(const LoadResult& result) {
+    std::string out;
+    for (const Diagnostic& diagnostic : result.diagnostics) {
+        out += splicer::config::format(diagnostic, "<config>") + "\n";
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("proxyprotocol: 1 or 2 on a rule and on an http route, shown by check", "[config]") {
+    const auto [rule_version, route_version] =
+        GENERATE(table<int, int>({{1, 2}, {2, 1}, {2, 2}, {1, 1}}));
+    const LoadResult result = splicer::config::load_string(
+        config_with("proxyprotocol: " + std::to_string(rule_version) + ";",
+                    "proxyprotocol: " + std::to_string(route_version) + ";"));
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    CHECK(result.diagnostics.empty());  // no notice: the setting is used, not ignored
+    const auto& config = *result.config;
+    CHECK(config.rules[0].proxy_protocol == rule_version);
+    CHECK(config.rules[1].proxy_protocol == 0);
+    CHECK(config.http->routes[0].proxy_protocol == route_version);
+    const std::string text = splicer::config::describe(config);
+    CAPTURE(text);
+    CHECK_THAT(text, Catch::Contains("rule 0: tls -> 127.0.0.1:5443 proxyprotocol=" +
+                                     std::to_string(rule_version) + " (line 3)\n"));
+    CHECK_THAT(text, Catch::Contains("rule 1: xmpp -> 127.0.0.1:5222 (line 4)\n"));
+    CHECK_THAT(text, Catch::Contains("http route 0: hosts=[*] -> 127.0.0.1:8080 proxyprotocol=" +
+                                     std::to_string(route_version) + " (line 8)\n"));
+}
+
+TEST_CASE("proxyprotocol: other values and types are errors naming the setting and line",
+          "[config]") {
+    const auto [value, message] = GENERATE(table<std::string, std::string>({
+        {"0", "out of range: expected 1 or 2 (the PROXY protocol version)"},
+        {"3", "out of range: expected 1 or 2 (the PROXY protocol version)"},
+        {"-1", "out of range: expected 1 or 2 (the PROXY protocol version)"},
+        {"true", "wrong type: expected an integer, found a boolean"},
+        {"\"2\"", "wrong type: expected an integer, found a string"},
+        {"2.0", "wrong type: expected an integer, found a floating-point number"},
+    }));
+    CAPTURE(value);
+    SECTION("on a protocols entry") {
+        const LoadResult result =
+            splicer::config::load_string(config_with("proxyprotocol: " + value + ";", ""));
+        INFO(all_diagnostics(result));
+        REQUIRE_FALSE(result.ok());
+        REQUIRE(result.diagnostics.size() == 1);
+        CHECK(result.diagnostics[0].setting == "protocols.[0].proxyprotocol");
+        CHECK(result.diagnostics[0].line == 3);
+        CHECK(result.diagnostics[0].message == message);
+    }
+    SECTION("on an http route") {
+        const LoadResult result =
+            splicer::config::load_string(config_with("", "proxyprotocol: " + value + ";"));
+        INFO(all_diagnostics(result));
+        REQUIRE_FALSE(result.ok());
+        REQUIRE(result.diagnostics.size() == 1);
+        CHECK(result.diagnostics[0].setting == "http.routes.[0].proxyprotocol");
+        CHECK(result.diagnostics[0].line == 8);
+        CHECK(result.diagnostics[0].message == message);
+    }
+}
