@@ -110,6 +110,11 @@ const Place kPlaces[] = {
      "http: { listen: ( { host: \"127.0.0.1\"; port: 3; } );\n"
      "  routes: ( { hosts: [ \"*\" ]; backend: \"127.0.0.1:4\";\n@ } ); };\n",
      {"hosts", "backend"}},
+    {"metrics",
+     "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
+     "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: 2; } );\n"
+     "metrics: { host: \"127.0.0.1\"; port: 3;\n@ };\n",
+     {"host", "port"}},
 };
 
 std::string with_setting(const Place& place, const std::string& setting) {
