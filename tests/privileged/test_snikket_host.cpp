@@ -34,10 +34,10 @@ using Side = test::EdgeNetns::Side;
 
 namespace {
 
-constexpr std::uint16_t kXmppPort = 5222;       // Prosody c2s, STARTTLS required
-constexpr std::uint16_t kXmppTlsPort = 5223;    // Prosody c2s_direct_tls
-constexpr std::uint16_t kHttpsPort = 5443;      // nginx ssl proxy_protocol
-constexpr std::uint16_t kHttpPort = 5280;       // nginx plain, behind splicer's port 80
+constexpr std::uint16_t kXmppPort = 5222;     // Prosody c2s, STARTTLS required
+constexpr std::uint16_t kXmppTlsPort = 5223;  // Prosody c2s_direct_tls
+constexpr std::uint16_t kHttpsPort = 5443;    // nginx ssl proxy_protocol
+constexpr std::uint16_t kHttpPort = 5280;     // nginx plain, behind splicer's port 80
 constexpr const char* kDomain = "chat.example.com";
 
 std::string backend(std::uint16_t port) {
@@ -96,9 +96,8 @@ std::optional<test::LogLine> routed_from(const test::DaemonProcess& daemon,
 test::CommandResult run_xmpp_client(const Edge& edge, bool direct_tls, int seed) {
     std::string command = "timeout 30 " + edge.netns.shell_prefix(Side::client) +
                           "/usr/bin/python3 " SPLICER_SOURCE_DIR "/tests/scripts/xmpp_client.py" +
-                          " --host " + kDomain + " --port 443" +
-                          " --jid " + edge.prosody.jid() + " --password '" +
-                          edge.prosody.options().password + "' --cafile " +
+                          " --host " + kDomain + " --port 443" + " --jid " + edge.prosody.jid() +
+                          " --password '" + edge.prosody.options().password + "' --cafile " +
                           edge.prosody.ca_file() + " --messages 4 --message-bytes 32768" +
                           " --seed " + std::to_string(seed) + " --timeout 20";
     if (direct_tls) {
@@ -118,7 +117,7 @@ void check_xmpp(const Edge& edge, bool direct_tls, int seed) {
     CHECK(fact(facts, "result") == "ok");
     CHECK(fact(facts, "bound").starts_with(edge.prosody.jid() + "/"));
     CHECK(fact(facts, "ping") == "ok");
-    CHECK(fact(facts, "messages_ok") == "4");  // 4 x 32 KiB up and back down, unchanged
+    CHECK(fact(facts, "messages_ok") == "4");         // 4 x 32 KiB up and back down, unchanged
     CHECK(fact(facts, "tls").starts_with("TLSv1."));  // STARTTLS happened, or direct TLS
     const std::string client = fact(facts, "local");
     CHECK(client.starts_with(std::string(test::EdgeNetns::kClientAddress) + ":"));
@@ -179,8 +178,7 @@ std::string nginx_line(const std::function<std::string()>& read_log, const std::
 }
 
 void check_https_proxy_v2(const Edge& edge) {
-    const std::string client =
-        fetch_blob(edge, std::string("https://") + kDomain + "/blob");
+    const std::string client = fetch_blob(edge, std::string("https://") + kDomain + "/blob");
     REQUIRE(client.starts_with(std::string(test::EdgeNetns::kClientAddress) + ":"));
     const auto routed = routed_from(edge.daemon, client);
     REQUIRE(routed.has_value());
@@ -191,18 +189,18 @@ void check_https_proxy_v2(const Edge& edge) {
     // saw ($remote_addr) is splicer's backend side.
     const std::string line =
         nginx_line([&] { return edge.nginx.https_log(); }, "pp=" + client + " ");
-    CHECK(line == "pp=" + client + " remote=" + test::EdgeNetns::kEdgeBackAddress + " sni=" +
-                      kDomain + " \"GET /blob HTTP/1.1\" 200 " +
+    CHECK(line == "pp=" + client + " remote=" + test::EdgeNetns::kEdgeBackAddress +
+                      " sni=" + kDomain + " \"GET /blob HTTP/1.1\" 200 " +
                       std::to_string(edge.nginx.options().blob_bytes));
 }
 
 void check_http_forwarded_for(const Edge& edge) {
-    const std::size_t lines_before = edge.nginx.http_log().size();
+    const std::size_t log_bytes_before = edge.nginx.http_log().size();
     const std::string client = fetch_blob(edge, std::string("http://") + kDomain + "/blob");
     CHECK(client.starts_with(std::string(test::EdgeNetns::kClientAddress) + ":"));
-    // Requests are serial: the first line written after lines_before is this request's.
-    const std::string line = nginx_line(
-        [&] { return edge.nginx.http_log().substr(lines_before); }, "xff=");
+    // Requests are serial: the first line written after log_bytes_before is this request's.
+    const std::string line =
+        nginx_line([&] { return edge.nginx.http_log().substr(log_bytes_before); }, "xff=");
     CHECK(line == std::string("xff=") + test::EdgeNetns::kClientAddress + " remote=" +
                       test::EdgeNetns::kEdgeBackAddress + " \"GET /blob HTTP/1.1\" 200 " +
                       std::to_string(edge.nginx.options().blob_bytes));
@@ -233,18 +231,21 @@ std::vector<EdgeCase> edge_cases() {
 
 }  // namespace
 
-TEST_CASE("snikket host: Prosody by STARTTLS and by direct TLS with ALPN xmpp-client, nginx "
-          "by SNI reading splicer's PROXY v2, port 80 with X-Forwarded-For, in network "
-          "namespaces, on every plane",
-          "[daemon][snikket]") {
+TEST_CASE(
+    "snikket host: Prosody by STARTTLS and by direct TLS with ALPN xmpp-client, nginx "
+    "by SNI reading splicer's PROXY v2, port 80 with X-Forwarded-For, in network "
+    "namespaces, on every plane",
+    "[daemon][snikket]") {
     test::require_root();
-    // Missing software is a failure, not a skip (scripts/install-deps installs it).
-    const test::CommandResult tools = test::run_command(
-        "for p in prosody prosodyctl nginx curl /usr/bin/python3; do command -v $p >/dev/null"
-        " || echo missing $p; done; /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1"
-        " || echo missing python3-slixmpp");
-    INFO("run scripts/install-deps: " << tools.output);
-    REQUIRE(tools.output.empty());
+    {
+        // Missing software is a failure, not a skip (scripts/install-deps installs it).
+        const test::CommandResult tools = test::run_command(
+            "for p in prosody prosodyctl nginx curl /usr/bin/python3; do command -v $p >/dev/null"
+            " || echo missing $p; done; /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1"
+            " || echo missing python3-slixmpp");
+        INFO("run scripts/install-deps: " << tools.output);
+        REQUIRE(tools.output.empty());
+    }
 
     std::string why;
     const auto netns = test::EdgeNetns::create(why);
@@ -254,13 +255,12 @@ TEST_CASE("snikket host: Prosody by STARTTLS and by direct TLS with ALPN xmpp-cl
     const auto listening = [&](std::uint16_t port) {
         return netns->listening(Side::backend, port);
     };
-    const test::ProsodyServer prosody(
-        {.command_prefix = netns->command_prefix(Side::backend),
-         .address = test::EdgeNetns::kBackendAddress,
-         .starttls_port = kXmppPort,
-         .direct_tls_port = kXmppTlsPort,
-         .domain = kDomain},
-        listening);
+    const test::ProsodyServer prosody({.command_prefix = netns->command_prefix(Side::backend),
+                                       .address = test::EdgeNetns::kBackendAddress,
+                                       .starttls_port = kXmppPort,
+                                       .direct_tls_port = kXmppTlsPort,
+                                       .domain = kDomain},
+                                      listening);
     const test::NginxServer nginx({.command_prefix = netns->command_prefix(Side::backend),
                                    .address = test::EdgeNetns::kBackendAddress,
                                    .https_port = kHttpsPort,

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include "support/command.h"
@@ -18,19 +19,20 @@ std::unique_ptr<EdgeNetns> EdgeNetns::create(std::string& why) {
     const std::string b = netns->name(Side::backend);
     // veth ends are created directly inside their namespaces: no name ever exists in the
     // namespace the tests run in, so concurrent runs cannot collide.
-    const std::string script =
-        "set -e; ip netns add " + c + "; ip netns add " + e + "; ip netns add " + b + ";" +
-        " ip link add c0 netns " + c + " type veth peer name e0 netns " + e + ";" +
-        " ip link add b0 netns " + b + " type veth peer name e1 netns " + e + ";" +
-        " ip -n " + c + " addr add " + kClientAddress + "/24 dev c0;" +
-        " ip -n " + e + " addr add " + kEdgeFrontAddress + "/24 dev e0;" +
-        " ip -n " + e + " addr add " + kEdgeBackAddress + "/24 dev e1;" +
-        " ip -n " + b + " addr add " + kBackendAddress + "/24 dev b0;" +
-        " for n in " + c + " " + e + " " + b + "; do ip -n $n link set lo up; done;" +
-        " ip -n " + c + " link set c0 up; ip -n " + e + " link set e0 up;" +
-        " ip -n " + e + " link set e1 up; ip -n " + b + " link set b0 up;" +
-        " ip -n " + b + " route add default via " + kEdgeBackAddress;
-    const CommandResult made = run_command(script);
+    std::ostringstream script;
+    script << "set -e; ip netns add " << c << "; ip netns add " << e << "; ip netns add " << b
+           << ";"
+           << " ip link add c0 netns " << c << " type veth peer name e0 netns " << e << ";"
+           << " ip link add b0 netns " << b << " type veth peer name e1 netns " << e << ";"
+           << " ip -n " << c << " addr add " << kClientAddress << "/24 dev c0;"
+           << " ip -n " << e << " addr add " << kEdgeFrontAddress << "/24 dev e0;"
+           << " ip -n " << e << " addr add " << kEdgeBackAddress << "/24 dev e1;"
+           << " ip -n " << b << " addr add " << kBackendAddress << "/24 dev b0;"
+           << " for n in " << c << " " << e << " " << b << "; do ip -n $n link set lo up; done;"
+           << " ip -n " << c << " link set c0 up; ip -n " << e << " link set e0 up;"
+           << " ip -n " << e << " link set e1 up; ip -n " << b << " link set b0 up;"
+           << " ip -n " << b << " route add default via " << kEdgeBackAddress;
+    const CommandResult made = run_command(script.str());
     if (made.exit_code != 0) {
         why = "netns setup failed: " + made.output;
         return nullptr;  // the destructor removes whatever was made

@@ -2,7 +2,8 @@
 // An edge host in three network namespaces, for end-to-end tests of real software behind
 // splicer (tests/privileged/test_snikket_host.cpp):
 //
-//   client ns 198.18.0.1 --veth-- 198.18.0.2 edge ns (splicer) 198.18.1.2 --veth-- 198.18.1.1 backend ns
+//   client ns              edge ns (splicer)                 backend ns
+//   198.18.0.1 --veth-- 198.18.0.2 | 198.18.1.2 --veth-- 198.18.1.1
 //
 // The client has no route but its own /24: it reaches the backends only through splicer on
 // 198.18.0.2. The backend ns routes everything it does not know back via 198.18.1.2, as a

@@ -1,6 +1,7 @@
 #include "support/nginx_server.h"
 
 #include <chrono>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -8,8 +9,7 @@
 
 namespace splicer::test {
 
-NginxServer::NginxServer(NginxOptions options,
-                         const std::function<bool(std::uint16_t)>& listening)
+NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uint16_t)>& listening)
     : options_(std::move(options)), dir_("splicer-nginx") {
     const std::string dir = dir_.path().string();
     cert_path_ = dir + "/" + options_.server_name + ".crt";
@@ -17,51 +17,55 @@ NginxServer::NginxServer(NginxOptions options,
     blob_path_ = dir + "/html/blob";
     // The SAN is what curl matches the name against. The blob is random: a byte lost,
     // duplicated or reordered anywhere changes it.
-    const CommandResult made = run_command(
-        "set -e; mkdir -p '" + dir + "/html' '" + dir + "/logs'; openssl req -x509 -newkey ec"
-        " -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj '/CN=" + options_.server_name +
-        "' -addext 'subjectAltName=DNS:" + options_.server_name + "' -keyout '" + key_path +
-        "' -out '" + cert_path_ + "' 2>&1; head -c " + std::to_string(options_.blob_bytes) +
-        " /dev/urandom > '" + blob_path_ + "'");
+    const std::string name = options_.server_name;
+    const CommandResult made =
+        run_command("set -e; mkdir -p '" + dir + "/html' '" + dir + "/logs'; " +
+                    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1" +
+                    " -subj '/CN=" + name + "' -addext 'subjectAltName=DNS:" + name +
+                    "' -keyout '" + key_path + "' -out '" + cert_path_ + "' 2>&1; " + "head -c " +
+                    std::to_string(options_.blob_bytes) + " /dev/urandom > '" + blob_path_ + "'");
     if (made.exit_code != 0) {
         throw std::runtime_error("nginx files: " + made.output);
     }
-    const std::string address = options_.address + ":";
     // `user root`: the test runs as root and the workers read files in its 0700 temp dir.
     // Every path nginx writes is under the prefix (-p): nothing of the system's nginx is used.
-    const std::string config =
-        "daemon off;\nuser root;\nworker_processes 1;\npid " + dir + "/nginx.pid;\n"
-        "error_log " + dir + "/logs/error.log info;\n"
-        "events { worker_connections 64; }\n"
-        "http {\n"
-        "  access_log off;\n"
-        "  client_body_temp_path " + dir + "/body; proxy_temp_path " + dir + "/proxy;\n"
-        "  fastcgi_temp_path " + dir + "/fastcgi; uwsgi_temp_path " + dir + "/uwsgi;\n"
-        "  scgi_temp_path " + dir + "/scgi;\n"
-        "  default_type application/octet-stream;\n"
-        "  log_format from_proxy 'pp=$proxy_protocol_addr:$proxy_protocol_port"
-        " remote=$remote_addr sni=$ssl_server_name \"$request\" $status $body_bytes_sent';\n"
-        "  log_format from_http 'xff=$http_x_forwarded_for remote=$remote_addr"
-        " \"$request\" $status $body_bytes_sent';\n"
-        "  server {\n"
-        "    listen " + address + std::to_string(options_.https_port) + " ssl proxy_protocol;\n"
-        "    server_name " + options_.server_name + ";\n"
-        "    ssl_certificate " + cert_path_ + ";\n    ssl_certificate_key " + key_path + ";\n"
-        "    access_log " + dir + "/logs/https.log from_proxy;\n"
-        "    root " + dir + "/html;\n"
-        "  }\n"
-        "  server {\n"
-        "    listen " + address + std::to_string(options_.http_port) + ";\n"
-        "    server_name " + options_.server_name + ";\n"
-        "    access_log " + dir + "/logs/http.log from_http;\n"
-        "    root " + dir + "/html;\n"
-        "  }\n"
-        "}\n";
-    const std::string config_path = dir_.write_file("nginx.conf", config).string();
+    std::ostringstream config;
+    config << "daemon off;\nuser root;\nworker_processes 1;\n"
+           << "pid " << dir << "/nginx.pid;\n"
+           << "error_log " << dir << "/logs/error.log info;\n"
+           << "events { worker_connections 64; }\n"
+           << "http {\n"
+           << "  access_log off;\n";
+    for (const char* temp : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
+        config << "  " << temp << "_temp_path " << dir << "/" << temp << ";\n";
+    }
+    config << "  default_type application/octet-stream;\n"
+           << "  log_format from_proxy 'pp=$proxy_protocol_addr:$proxy_protocol_port"
+           << " remote=$remote_addr sni=$ssl_server_name \"$request\" $status"
+           << " $body_bytes_sent';\n"
+           << "  log_format from_http 'xff=$http_x_forwarded_for remote=$remote_addr"
+           << " \"$request\" $status $body_bytes_sent';\n"
+           << "  server {\n"
+           << "    listen " << options_.address << ":" << options_.https_port
+           << " ssl proxy_protocol;\n"
+           << "    server_name " << name << ";\n"
+           << "    ssl_certificate " << cert_path_ << ";\n"
+           << "    ssl_certificate_key " << key_path << ";\n"
+           << "    access_log " << dir << "/logs/https.log from_proxy;\n"
+           << "    root " << dir << "/html;\n"
+           << "  }\n"
+           << "  server {\n"
+           << "    listen " << options_.address << ":" << options_.http_port << ";\n"
+           << "    server_name " << name << ";\n"
+           << "    access_log " << dir << "/logs/http.log from_http;\n"
+           << "    root " << dir << "/html;\n"
+           << "  }\n"
+           << "}\n";
+    const std::string config_path = dir_.write_file("nginx.conf", config.str()).string();
     SpawnOptions spawn;
     spawn.argv = options_.command_prefix;
-    for (const std::string& argument : {std::string("nginx"), std::string("-p"), dir,
-                                        std::string("-c"), config_path}) {
+    for (const std::string& argument :
+         {std::string("nginx"), std::string("-p"), dir, std::string("-c"), config_path}) {
         spawn.argv.push_back(argument);
     }
     process_ = ChildProcess(spawn);
@@ -77,12 +81,16 @@ NginxServer::NginxServer(NginxOptions options,
 }
 
 // SIGTERM to the master: it stops its worker and exits (fast shutdown).
-NginxServer::~NginxServer() { (void)process_.terminate(std::chrono::seconds(3)); }
+NginxServer::~NginxServer() {
+    (void)process_.terminate(std::chrono::seconds(3));
+}
 
 std::string NginxServer::https_log() const {
     return read_file(dir_.path() / "logs" / "https.log");
 }
-std::string NginxServer::http_log() const { return read_file(dir_.path() / "logs" / "http.log"); }
+std::string NginxServer::http_log() const {
+    return read_file(dir_.path() / "logs" / "http.log");
+}
 std::string NginxServer::error_log() const {
     return read_file(dir_.path() / "logs" / "error.log");
 }

@@ -4,12 +4,12 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include "splicer/unique_fd.h"
 #include "support/command.h"
-
 
 namespace splicer::test {
 namespace {
@@ -20,9 +20,9 @@ std::string make_certificate(const TempDir& dir, const std::string& domain) {
     const std::string cert = (dir.path() / (domain + ".crt")).string();
     const std::string key = (dir.path() / (domain + ".key")).string();
     const CommandResult made = run_command(
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
-        " -subj '/CN=" + domain + "' -addext 'subjectAltName=DNS:" + domain + "' -keyout '" +
-        key + "' -out '" + cert + "' 2>&1");
+        std::string("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes") +
+        " -days 1 -subj '/CN=" + domain + "' -addext 'subjectAltName=DNS:" + domain +
+        "' -keyout '" + key + "' -out '" + cert + "' 2>&1");
     if (made.exit_code != 0) {
         throw std::runtime_error("openssl req failed: " + made.output);
     }
@@ -53,29 +53,30 @@ ProsodyServer::ProsodyServer(ProsodyOptions options,
     log_path_ = (dir_.path() / "prosody.log").string();
     // Only what a c2s test needs: no s2s, no HTTP, no posix module (it would daemonize or
     // switch user); run_as_root because the test runs as root and Prosody refuses otherwise.
-    const std::string config =
-        "pidfile = " + lua_string((dir_.path() / "prosody.pid").string()) + "\n" +
-        "data_path = " + lua_string(data_path) + "\n" +
-        "certificates = " + lua_string(dir_.path().string()) + "\n" +
-        "daemonize = false\nrun_as_root = true\n"
-        "log = { { levels = { min = \"info\" }, to = \"console\" } }\n"
-        "modules_enabled = { \"tls\"; \"saslauth\"; \"disco\"; \"roster\"; \"ping\" }\n"
-        "modules_disabled = { \"s2s\"; \"posix\" }\n"
-        "plugin_paths = {}\n"
-        "interfaces = { " + lua_string(options_.address) + " }\n" +
-        "c2s_ports = { " + std::to_string(options_.starttls_port) + " }\n" +
-        // Prosody 0.12's name for XEP-0368 direct TLS (0.11 called it legacy_ssl_ports).
-        "c2s_direct_tls_ports = { " + std::to_string(options_.direct_tls_port) + " }\n" +
-        "c2s_require_encryption = true\n"
-        "authentication = \"internal_hashed\"\nstorage = \"internal\"\n"
-        "ssl = { certificate = " + lua_string(cert_path_) + "; key = " + lua_string(key_path) +
-        " }\n"
-        "VirtualHost " + lua_string(options_.domain) + "\n";
-    const std::string config_path = dir_.write_file("prosody.cfg.lua", config).string();
+    std::ostringstream config;
+    config << "pidfile = " << lua_string((dir_.path() / "prosody.pid").string()) << "\n"
+           << "data_path = " << lua_string(data_path) << "\n"
+           << "certificates = " << lua_string(dir_.path().string()) << "\n"
+           << "daemonize = false\nrun_as_root = true\n"
+           << "log = { { levels = { min = \"info\" }, to = \"console\" } }\n"
+           << "modules_enabled = { \"tls\"; \"saslauth\"; \"disco\"; \"roster\"; \"ping\" }\n"
+           << "modules_disabled = { \"s2s\"; \"posix\" }\n"
+           << "plugin_paths = {}\n"
+           << "interfaces = { " << lua_string(options_.address) << " }\n"
+           << "c2s_ports = { " << options_.starttls_port
+           << " }\n"
+           // Prosody 0.12's name for XEP-0368 direct TLS (0.11 called it legacy_ssl_ports).
+           << "c2s_direct_tls_ports = { " << options_.direct_tls_port << " }\n"
+           << "c2s_require_encryption = true\n"
+           << "authentication = \"internal_hashed\"\nstorage = \"internal\"\n"
+           << "ssl = { certificate = " << lua_string(cert_path_)
+           << "; key = " << lua_string(key_path) << " }\n"
+           << "VirtualHost " << lua_string(options_.domain) << "\n";
+    const std::string config_path = dir_.write_file("prosody.cfg.lua", config.str()).string();
 
     const CommandResult registered =
-        run_command("prosodyctl --config '" + config_path + "' register '" + options_.user +
-                    "' '" + options_.domain + "' '" + options_.password + "' 2>&1");
+        run_command("prosodyctl --config '" + config_path + "' register '" + options_.user + "' '" +
+                    options_.domain + "' '" + options_.password + "' 2>&1");
     if (registered.exit_code != 0) {
         throw std::runtime_error("prosodyctl register failed: " + registered.output);
     }
@@ -83,8 +84,8 @@ ProsodyServer::ProsodyServer(ProsodyOptions options,
     const UniqueFd log(::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     SpawnOptions spawn;
     spawn.argv = options_.command_prefix;
-    for (const std::string& argument : {std::string("prosody"), std::string("--config"),
-                                        config_path, std::string("-F")}) {
+    for (const std::string& argument :
+         {std::string("prosody"), std::string("--config"), config_path, std::string("-F")}) {
         spawn.argv.push_back(argument);
     }
     spawn.stdout_fd = log.get();
@@ -101,8 +102,12 @@ ProsodyServer::ProsodyServer(ProsodyOptions options,
                              "): " + read_file(log_path_));
 }
 
-ProsodyServer::~ProsodyServer() { (void)process_.terminate(std::chrono::seconds(3)); }
+ProsodyServer::~ProsodyServer() {
+    (void)process_.terminate(std::chrono::seconds(3));
+}
 
-std::string ProsodyServer::log() const { return read_file(log_path_); }
+std::string ProsodyServer::log() const {
+    return read_file(log_path_);
+}
 
 }  // namespace splicer::test
