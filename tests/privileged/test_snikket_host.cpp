@@ -13,7 +13,8 @@
 //   proxy_protocol` behind `proxyprotocol: 2;`: its log shows the client's netns address and
 //   port from splicer's header (not splicer's address), and curl gets its file byte-exact.
 // - Port 80 to nginx: its log shows the client's address in X-Forwarded-For.
-// - Transparent mode: see kTransparentCase below (not built yet: issue 13, point 3).
+// - Transparent mode: not built yet (issue 13, point 3); "THE TRANSPARENT-MODE CASE" below
+//   says what to add to edge_cases() when it lands.
 //
 // The backends are started once; the daemon once per plane.
 
@@ -211,8 +212,8 @@ struct EdgeCase {
     std::function<void(const Edge&)> check;
 };
 
-// kTransparentCase: transparent mode (issue 13, point 3) is built in parallel on another
-// branch. Once `transparent: true;` exists, add here one more EdgeCase: a rule
+// THE TRANSPARENT-MODE CASE: transparent mode (issue 13, point 3) is built in parallel on
+// another branch. Once `transparent: true;` exists, add one more EdgeCase to the list below: a rule
 // `{ name: "ssh"; host: "198.18.1.1"; port: "22"; transparent: true; }` in edge_config(),
 // with the routing its README section prescribes made inside the edge namespace; a backend
 // in the backend namespace that reads no PROXY header (OpenSSH, or a recording TCP server)
@@ -226,6 +227,7 @@ std::vector<EdgeCase> edge_cases() {
          [](const Edge& edge) { check_xmpp(edge, true, 2); }},
         {"https by SNI to nginx reading PROXY v2", check_https_proxy_v2},
         {"port 80 to nginx with X-Forwarded-For", check_http_forwarded_for},
+        // THE TRANSPARENT-MODE CASE goes here (see above).
     };
 }
 
