@@ -428,6 +428,14 @@ pass:
 	__sync_fetch_and_add(&link->passed, len);
 	__sync_fetch_and_add(&flow->passed_skbs, 1);
 	__sync_fetch_and_add(&flow->passed_bytes, len);
+#ifdef SPLICER_TEST_LOSE_PASSED_BYTES
+	/*
+	 * Only in a test build (tests/CMakeLists.txt, splicer_lose_passed_bytes): a verdict that
+	 * loses every byte it should pass, as a kernel whose pass path drops them would. The
+	 * sockmap self-test must catch it and keep the daemon off sockmap.
+	 */
+	return SK_DROP;
+#endif
 	return SK_PASS;
 }
 

@@ -41,7 +41,8 @@ TEST_CASE("splicer --version and --help", "[cli]") {
     CHECK_THAT(version.output, Catch::StartsWith("splicer " SPLICER_VERSION));
     const auto help = run_command(kSplicer + " --help");
     CHECK(help.exit_code == 0);
-    for (const char* command : {"splicer run", "splicer check --config FILE", "splicer stats"}) {
+    for (const char* command :
+         {"splicer run", "splicer check --config FILE", "splicer stats", "splicer selftest"}) {
         CHECK_THAT(help.output, Catch::Contains(command));
     }
 }
@@ -100,7 +101,8 @@ TEST_CASE("splicer check on a missing file", "[cli]") {
 }
 
 TEST_CASE("splicer rejects unknown commands and options with usage", "[cli]") {
-    for (const char* args : {"frobnicate", "check", "run --splice-mode warp", "stats --config x"}) {
+    for (const char* args : {"frobnicate", "check", "run --splice-mode warp", "stats --config x",
+                             "selftest --splice-mode sockmap"}) {
         CAPTURE(args);
         const auto result = run_command(kSplicer + " " + args);
         CHECK(result.exit_code == 2);

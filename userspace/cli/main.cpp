@@ -6,6 +6,7 @@
 
 #include "cli/check_command.h"
 #include "cli/options.h"
+#include "cli/selftest_command.h"
 #include "cli/stats_command.h"
 #include "daemon/daemon.h"
 #include "splicer/log.h"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
             }
             return 0;
         }
+        case Command::selftest: return splicer::cli::selftest_command(std::cout);
         case Command::stats:
             return splicer::cli::stats_command(options->pin_dir, options->json, std::cout,
                                                std::cerr);

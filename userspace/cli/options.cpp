@@ -7,6 +7,7 @@ std::string usage_text() {
   splicer run   [--config FILE] [--splice-mode auto|sockmap|splice|copy] [--pin-dir DIR]
   splicer check --config FILE
   splicer stats [--pin-dir DIR] [--json]
+  splicer selftest
   splicer --version | --help
 
 run    serve the configured listeners. Without --config: /etc/splicer/splicer.conf, or the
@@ -14,6 +15,8 @@ run    serve the configured listeners. Without --config: /etc/splicer/splicer.co
 check  validate a configuration; print the effective listeners and rules; exit 1 on error.
 stats  print the counters of the running daemon, read from the pinned BPF maps; with
        --json, the counters the metrics endpoint serves, as one JSON object.
+selftest  run the sockmap self-test on this kernel (the one `auto` runs at start) and print
+       each step with ok or FAILED and its time; exit 0 when all pass, 1 otherwise. Root.
 
 --config FILE        libconfig file, a superset of sslh's configuration format
 --splice-mode MODE   data plane, overriding the config's splice_mode
@@ -41,6 +44,8 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         options.command = Command::check;
     } else if (command == "stats") {
         options.command = Command::stats;
+    } else if (command == "selftest") {
+        options.command = Command::selftest;
     } else {
         return Error{"unknown command \"" + command + "\""};
     }
@@ -55,6 +60,9 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         if (arg == "--help" || arg == "-h") {
             options.command = Command::help;
             return options;
+        }
+        if (options.command == Command::selftest) {
+            return Error{"unknown option \"" + arg + "\" for " + command};
         }
         const bool takes_config = options.command != Command::stats;
         const bool takes_mode = options.command == Command::run;

@@ -10,7 +10,7 @@
 
 namespace splicer::cli {
 
-enum class Command { run, check, stats, version, help };
+enum class Command { run, check, stats, selftest, version, help };
 
 inline constexpr const char* kDefaultConfigPath = "/etc/splicer/splicer.conf";
 inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/splicer";

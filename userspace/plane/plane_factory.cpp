@@ -1,16 +1,55 @@
 #include "plane/plane_factory.h"
 
+#include <chrono>
+
 #include "plane/copy_plane.h"
 #include "plane/sockmap_plane.h"
 #include "plane/splice_plane.h"
+#include "selftest/sockmap_selftest.h"
 #include "splicer/log.h"
 
 namespace splicer::plane {
 namespace {
 
+std::string milliseconds(std::chrono::microseconds took) {
+    const auto tenths = (took.count() + 50) / 100;
+    return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
+}
+
+// Every step of the self-test, stopping at the first failure, which is logged with its step.
+Result<void> run_selftest(std::uint32_t max_connections) {
+    auto report = selftest::run_sockmap_selftest(sockmap_load_options(max_connections),
+                                                 selftest::StopAfter::first_failure);
+    if (!report) {
+        return report.error();
+    }
+    std::chrono::microseconds steps_took{};
+    for (const auto& step : report->steps) {
+        steps_took += step.took;
+    }
+    if (const selftest::StepOutcome* failed = report->first_failure()) {
+        log::warning("selftest_failed", {{"step", failed->name},
+                                         {"detail", failed->detail},
+                                         {"step_ms", milliseconds(failed->took)}});
+        return Error{"self-test failed at step " + failed->name + ": " + failed->detail};
+    }
+    log::info("selftest", {{"result", "ok"},
+                           {"steps", std::to_string(report->steps.size())},
+                           {"load_ms", milliseconds(report->load_took)},
+                           {"steps_ms", milliseconds(steps_took)}});
+    return {};
+}
+
 Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections) {
     if (pins == nullptr) {
         return Error{"no usable pin dir (the no_pins line says why)"};
+    }
+    // Loading the program proves nothing about the kernel's sockmap path (DESIGN.md kernel
+    // fact 9): it is trusted only once the self-test passed on this kernel. It runs here,
+    // before the daemon's own program is loaded and pinned, and before the privilege drop
+    // (loading BPF needs CAP_BPF and CAP_NET_ADMIN).
+    if (auto proven = run_selftest(max_connections); !proven) {
+        return proven.error();
     }
     return make_sockmap_plane(*pins, max_connections);
 }
@@ -36,7 +75,8 @@ Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinD
             // available (no root, no bpffs, an older kernel).
             auto sockmap = try_sockmap(pins, max_connections);
             if (sockmap) {
-                log::notice("plane_choice", {{"plane", "sockmap"}, {"reason", "auto: BPF loaded"}});
+                log::notice("plane_choice", {{"plane", "sockmap"},
+                                             {"reason", "auto: BPF loaded, self-test passed"}});
                 return sockmap;
             }
             log::notice("plane_choice", {{"plane", "splice"},

@@ -1,6 +1,9 @@
 #pragma once
 // Chooses and builds the data plane for `splice_mode`. `auto` takes sockmap where its BPF
-// program loads and pins, and splice otherwise, saying which in one log line.
+// program loads and pins and the sockmap self-test passes on this kernel
+// (selftest/sockmap_selftest.h), and splice otherwise, saying which in one log line (after a
+// selftest_failed line naming the step, when that was why). `sockmap` asked for by name
+// fails the start instead, naming the step: the admin wanted sockmap, not a quiet fallback.
 
 #include <memory>
 #include <string>

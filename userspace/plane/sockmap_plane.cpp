@@ -564,14 +564,18 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
-                                                      std::uint32_t max_connections) {
+bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections) {
     // Two sockets per connection the loop may hold: a pair never falls back to the copy plane
     // for want of room in the maps.
     const std::uint64_t sockets = std::clamp<std::uint64_t>(
         2 * std::uint64_t{max_connections}, SPLICER_MIN_SOCKETS, SPLICER_SOCKETS_LIMIT);
-    bpf::LoadOptions options{.flow_limit_bytes = kFlowLimitBytes,
-                             .max_sockets = static_cast<std::uint32_t>(sockets)};
+    return {.flow_limit_bytes = kFlowLimitBytes,
+            .max_sockets = static_cast<std::uint32_t>(sockets)};
+}
+
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
+                                                      std::uint32_t max_connections) {
+    bpf::LoadOptions options = sockmap_load_options(max_connections);
 #ifdef SPLICER_TEST_HOOKS
     // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
     // every overlap trim of the verdict fail, to see the pair end with RSTs on real sockets.

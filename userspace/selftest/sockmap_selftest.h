@@ -1,0 +1,57 @@
+#pragma once
+// A self-test of the sockmap data plane on the running kernel (DESIGN.md kernel fact 9):
+// stable kernels have shipped sockmap regressions (lost readiness wake-ups, FIONREAD reading
+// 0 on a sockmap socket, stream-verdict EOF bugs), and loading the program proves none of
+// them absent. Each step makes fresh loopback connections, splices them through the verdict
+// program and checks one thing the data plane relies on, within its own deadline.
+//
+// It runs on its own instance of bpf/splice.bpf.c (the same object and flow settings as the
+// daemon's, small maps of its own): the daemon's maps and counters never see its traffic, and
+// `splicer selftest` needs no pin dir. The cost is a second verifier load (README, "Data
+// planes", has the figures).
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "splicer/result.h"
+#include "splicer/splice_program.h"
+
+namespace splicer::selftest {
+
+// Each step fails at this deadline at the latest: a lost wake-up or byte ends the step, it
+// never hangs the start. A passing step takes 2-35 ms (debug build, 6.18); the margin is for
+// a loaded host, where a step that overran would keep `auto` off sockmap for nothing and
+// stop a start that asked for sockmap.
+inline constexpr std::chrono::milliseconds kStepDeadline{500};
+
+struct StepOutcome {
+    std::string name;  // e.g. "queued_before_insertion"
+    bool ok = false;
+    std::string detail;  // why it failed (empty when ok)
+    std::chrono::microseconds took{};
+};
+
+struct SelftestReport {
+    std::chrono::microseconds load_took{};  // loading the self-test's own program instance
+    std::vector<StepOutcome> steps;
+
+    [[nodiscard]] bool ok() const;
+    // The first failed step, or null.
+    [[nodiscard]] const StepOutcome* first_failure() const;
+};
+
+enum class StopAfter { first_failure, all_steps };
+
+// The step names, in the order they run.
+std::vector<std::string> step_names();
+
+// Runs the steps on a loaded program. The pairs it makes leave the maps again; its bytes do
+// go into the program's counters (use an instance of its own).
+SelftestReport run_steps(bpf::SpliceProgram& program, StopAfter stop);
+
+// Loads an instance of the verdict with `options` (its max_sockets lowered to what the steps
+// need) and runs the steps. An error only when the program does not load.
+Result<SelftestReport> run_sockmap_selftest(bpf::LoadOptions options, StopAfter stop);
+
+}  // namespace splicer::selftest
