@@ -121,8 +121,8 @@ TEST_CASE(
     // Bytes that never come fail the step at its deadline, they do not hang it.
     CHECK(steps.at("flow_control_pass").milliseconds <
           static_cast<double>(selftest::kStepDeadline.count()) + 250);
-    // Six steps of at most 500 ms each, and the load.
-    CHECK(took < 10s);
+    // Six steps of at most 2 s each (two fail at their deadline), and the load.
+    CHECK(took < 15s);
 }
 
 TEST_CASE("selftest: auto runs the self-test at start and takes sockmap when it passes",
