@@ -91,7 +91,8 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
             log::info("listening", {{"addr", net::to_string(*address)},
                                     {"http", http ? "yes" : "no"},
                                     {"from", "systemd"}});
-            loop.add_listener({std::move(*passed), *address, http, true});
+            loop.add_listener({std::move(*passed), *address, http, true, listener.proxy_protocol,
+                               listener.trusted_proxies});
             continue;
         }
         auto fd = net::listen_on(*address, kListenBacklog);
@@ -101,7 +102,8 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
         // Port 0 in a config gets a kernel-chosen port: log the real one.
         const net::SocketAddress bound = net::local_address(fd->get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
-        loop.add_listener({std::move(fd).value(), bound, http});
+        loop.add_listener({std::move(fd).value(), bound, http, false, listener.proxy_protocol,
+                           listener.trusted_proxies});
     }
     return {};
 }
