@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -450,5 +452,40 @@ TEST_CASE(
     }
     CHECK(after == before + 1);
     CHECK(origin.requests().size() == requests);
+    test::stop_daemon(*daemon);
+}
+
+TEST_CASE("proxyprotocol and trusted_proxies are start-up settings: a reload changing them "
+          "says it did not apply them, and the listener goes on as it started",
+          "[daemon][proxy_accept][reload]") {
+    test::require_root();
+    auto script = test::BackendScript::exchange(0, 704);
+    test::TcpBackend ssh_backend(script);
+    test::TcpBackend tls_backend(script);
+    const std::uint16_t listen = test::free_port();
+    auto daemon = test::start_daemon(
+        "copy", config_for(listen, ssh_backend.port(), tls_backend.port(), "", "", 5));
+    {
+        // The dropped daemon (not root any more) rereads the file: let it.
+        namespace fs = std::filesystem;
+        fs::permissions(daemon->config_path().parent_path(),
+                        fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+        fs::permissions(daemon->config_path(), fs::perms::owner_read | fs::perms::owner_write |
+                                                   fs::perms::others_read);
+        std::ofstream out(daemon->config_path(), std::ios::trunc);
+        out << config_for(listen, ssh_backend.port(), tls_backend.port(),
+                          "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5);
+    }
+    const std::size_t from = daemon->log_count();
+    ::kill(daemon->pid(), SIGHUP);
+    INFO(daemon->log_tail(10));
+    REQUIRE(daemon->wait_for_log("reloaded", {}, 10s, from).has_value());
+    CHECK(daemon->wait_for_log("reload_partial", {}, 1s, from).has_value());
+    // Still no PROXY header expected: an SSH client straight away is served.
+    UniqueFd client = test::connect_and_send(listen, kSsh, "");
+    ::shutdown(client.get(), SHUT_WR);
+    REQUIRE(ssh_backend.wait_for_finished(1, 10s));
+    const std::string sent = ssh_backend.finished().back().received_head;
+    CHECK(sent.substr(sent.find("\r\n") + 2) == kSsh);  // splicer's v1 header, then the banner
     test::stop_daemon(*daemon);
 }

@@ -108,6 +108,16 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
     return {};
 }
 
+// A listener's PROXY settings (proxyprotocol, trusted_proxies): fixed at start like the
+// listener itself, so a reload changing them is reported as not applied.
+std::string proxy_settings(const config::Listener& listener) {
+    std::string text = listener.proxy_protocol ? "/proxy" : "";
+    for (const config::Network& network : listener.trusted_proxies) {
+        text += "," + network.text;
+    }
+    return text;
+}
+
 // The settings a reload cannot change, as text to compare.
 std::string start_up_settings(const config::Config& config) {
     std::string text =
@@ -123,12 +133,13 @@ std::string start_up_settings(const config::Config& config) {
     }
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
-                std::to_string(listener.max_connections.value_or(0));
+                std::to_string(listener.max_connections.value_or(0)) + proxy_settings(listener);
     }
     if (config.http) {
         for (const config::Listener& listener : config.http->listeners) {
             text += " http:" + config::to_string(listener.address) + "/" +
-                    std::to_string(listener.max_connections.value_or(0));
+                    std::to_string(listener.max_connections.value_or(0)) +
+                    proxy_settings(listener);
         }
     }
     return text;
