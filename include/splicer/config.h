@@ -2,6 +2,7 @@
 // The typed configuration. A libconfig file in sslh's schema (a superset of it) is loaded into
 // Config by config::load_file / config::load_string; see README.md, "Configuration".
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -29,11 +30,33 @@ struct Endpoint {
 // "127.0.0.1:5223", "[::1]:443".
 std::string to_string(const Endpoint& endpoint);
 
+// A network written "198.18.0.0/15" or "::1/128" (a bare address: the host alone).
+struct Network {
+    std::string text;                        // as written, for `splicer check` and diagnostics
+    int family = 0;                          // AF_INET or AF_INET6
+    std::array<std::uint8_t, 16> address{};  // network order; IPv4 in the first 4 bytes
+    std::uint32_t prefix_length = 0;         // 0..32 or 0..128
+};
+
+// Parses "a.b.c.d/N" (N 0..32), "ipv6/N" (N 0..128) or a bare address (the host alone,
+// /32 or /128); nullopt if it is none of these or has bits set past its prefix
+// ("10.0.0.1/8" is a typo more often than a network, so it is refused).
+std::optional<Network> parse_network(std::string_view text);
+// Whether `address` (family, network-order bytes) lies inside `network`. An IPv4-mapped IPv6
+// address (::ffff:a.b.c.d) is matched as the IPv4 address it carries.
+bool network_contains(const Network& network, int family, const std::uint8_t* address);
+
 struct Listener {
     Endpoint address;
     // Connections held at once through this listener (sslh's per-listener max_connections);
     // none: only Config::max_connections applies.
     std::optional<std::uint32_t> max_connections;
+    // sslh `proxyprotocol: true`: every connection starts with a PROXY protocol header (v1
+    // or v2, told apart by its first bytes) from a balancer; its source then stands for the
+    // client (README "Accepting PROXY from a balancer").
+    bool proxy_protocol = false;
+    // Peers allowed to send that header; empty: any peer. Others are closed unserved.
+    std::vector<Network> trusted_proxies;
     int line = 0;  // where it was configured (in the embedded default text for the default)
 };
 

@@ -35,6 +35,11 @@ static_assert(sizeof(RuleSeries) == 120, "RuleSeries layout");
 // Series past this many (rule names added by reloads) are counted in the last one, "_other".
 inline constexpr std::size_t kMaxRuleSeries = 128;
 
+// Why a connection on a `proxyprotocol: true` listener was closed before its PROXY header
+// was accepted (label `reason`).
+enum class ProxyRejection : __u32 { missing = 0, malformed = 1, untrusted = 2, timeout = 3 };
+inline constexpr std::size_t kProxyRejections = 4;
+
 struct DaemonCounters {
     __u64 accepted = 0;
     __u64 active = 0;  // connections held right now
@@ -70,8 +75,10 @@ struct DaemonCounters {
     // Port 80 answers by status (index status - kFirstHttpStatus), counted on the access line.
     __u64 http_responses[kHttpStatusSlots] = {};
     RuleSeries rule_series[kMaxRuleSeries] = {};
+    // Connections closed on a PROXY-accepting listener, by ProxyRejection.
+    __u64 proxy_header_rejected[kProxyRejections] = {};
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32,
               "DaemonCounters layout");
 
 }  // namespace splicer

@@ -258,3 +258,31 @@ TEST_CASE("Admission: pressure ends as connections leave", "[limits]") {
     CHECK(admission.held() == 2);
     CHECK(admission.from_client("x") == 2);
 }
+
+TEST_CASE(
+    "Admission: behind a balancer, per listener at accept and per client once the "
+    "header named it",
+    "[limits]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);
+    config.max_connections_per_client = 2;
+    config.max_probing = 100;
+    splicer::limits::Admission admission(config, 8);
+    // Six connections from one balancer: no client yet, none refused per client.
+    for (int i = 0; i < 6; ++i) {
+        REQUIRE(admission.admit(0, "") == Refusal::none);
+    }
+    CHECK(admission.under_pressure());
+    CHECK(admission.from_client("") == 0);
+    CHECK(admission.admit_client("a") == Refusal::none);
+    CHECK(admission.admit_client("a") == Refusal::none);
+    CHECK(admission.admit_client("a") == Refusal::client_full);  // the heaviest client
+    CHECK(admission.admit_client("b") == Refusal::none);
+    CHECK(admission.from_client("a") == 2);
+    // The refused one is released with no client; the others with theirs.
+    admission.release(0, "");
+    admission.release(0, "a");
+    CHECK(admission.from_client("a") == 1);
+    CHECK(admission.held() == 4);
+}

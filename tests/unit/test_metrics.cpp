@@ -253,3 +253,21 @@ TEST_CASE("splicer stats takes --json, other commands do not", "[metrics][cli]")
     CHECK(splicer::test::run_command(splicer + " stats --json --pin-dir /nonexistent-splicer")
               .exit_code == 1);
 }
+
+TEST_CASE("metrics text: PROXY headers rejected on a proxyprotocol listener, by reason",
+          "[metrics]") {
+    auto counters = std::make_unique<DaemonCounters>();
+    counters->proxy_header_rejected[static_cast<std::size_t>(splicer::ProxyRejection::missing)] = 4;
+    counters->proxy_header_rejected[static_cast<std::size_t>(splicer::ProxyRejection::timeout)] = 1;
+    const std::string text = text_of(*counters);
+    CAPTURE(text);
+    CHECK_THAT(text, Catch::Contains("# TYPE splicer_proxy_header_rejected_total counter\n"));
+    CHECK_THAT(text,
+               Catch::Contains("splicer_proxy_header_rejected_total{reason=\"missing\"} 4\n"));
+    CHECK_THAT(text,
+               Catch::Contains("splicer_proxy_header_rejected_total{reason=\"malformed\"} 0\n"));
+    CHECK_THAT(text,
+               Catch::Contains("splicer_proxy_header_rejected_total{reason=\"untrusted\"} 0\n"));
+    CHECK_THAT(text,
+               Catch::Contains("splicer_proxy_header_rejected_total{reason=\"timeout\"} 1\n"));
+}

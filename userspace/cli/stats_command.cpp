@@ -126,6 +126,10 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "log_dropped", counters->log_dropped);
     print_row(out, "reloads_ok", counters->reloads_ok);
     print_row(out, "reloads_failed", counters->reloads_failed);
+    print_row(out, "proxy_header_missing", counters->proxy_header_rejected[0]);
+    print_row(out, "proxy_header_malformed", counters->proxy_header_rejected[1]);
+    print_row(out, "proxy_header_untrusted", counters->proxy_header_rejected[2]);
+    print_row(out, "proxy_header_timeout", counters->proxy_header_rejected[3]);
     // Delivered on every plane (sockmap: the kernel's counters; http: port 80's sends).
     out << "bytes\n";
     for (std::size_t plane = 0; plane < kPlaneLabels; ++plane) {

@@ -63,13 +63,21 @@ std::string describe_route(std::size_t index, const HttpRoute& route) {
     return out + line_suffix(route.line);
 }
 
-// "0.0.0.0:443 max_connections=100 (line 3)".
+// "0.0.0.0:443 max_connections=100 proxyprotocol trusted_proxies=10.0.0.0/8,::1 (line 3)".
 std::string describe_listener(const Listener& listener) {
-    return to_string(listener.address) +
-           (listener.max_connections
-                ? " max_connections=" + std::to_string(*listener.max_connections)
-                : std::string()) +
-           line_suffix(listener.line);
+    std::string out =
+        to_string(listener.address) +
+        (listener.max_connections ? " max_connections=" + std::to_string(*listener.max_connections)
+                                  : std::string());
+    if (listener.proxy_protocol) {
+        out += " proxyprotocol";
+        std::string networks;
+        for (const Network& network : listener.trusted_proxies) {
+            networks += (networks.empty() ? "" : ",") + network.text;
+        }
+        out += " trusted_proxies=" + (networks.empty() ? std::string("any") : networks);
+    }
+    return out + line_suffix(listener.line);
 }
 
 }  // namespace

@@ -273,6 +273,35 @@ std::optional<std::vector<std::string>> read_string_list(const Setting& setting,
     return values;
 }
 
+std::optional<std::vector<Network>> read_network_list(const Setting& setting,
+                                                      Diagnostics& diagnostics) {
+    if (!setting.isArray() && !setting.isList()) {
+        wrong_type(setting, "an array of networks [ \"198.18.0.0/15\", \"::1/128\" ]", diagnostics);
+        return std::nullopt;
+    }
+    std::vector<Network> networks;
+    bool ok = true;
+    for (int i = 0; i < setting.getLength(); ++i) {
+        std::optional<std::string> text = read_string(setting[i], diagnostics);
+        if (!text) {
+            ok = false;
+            continue;
+        }
+        if (auto network = parse_network(*text)) {
+            networks.push_back(std::move(*network));
+        } else {
+            diagnostics.error(setting[i], "not a network: \"" + *text +
+                                              "\" (expected an address, or address/prefix "
+                                              "such as 198.18.0.0/15 or ::1/128)");
+            ok = false;
+        }
+    }
+    if (!ok) {
+        return std::nullopt;
+    }
+    return networks;
+}
+
 std::optional<std::vector<const Setting*>> read_group_list(const Setting& setting,
                                                            Diagnostics& diagnostics) {
     const bool empty_array = setting.isArray() && setting.getLength() == 0;
@@ -332,6 +361,19 @@ std::optional<Listener> read_listener(const Setting& group, bool sslh_options,
             listener.max_connections = read_connection_limit(member, diagnostics);
             continue;
         }
+        if (name == "proxyprotocol") {
+            // On a listener sslh takes a boolean (on a rule, a version: read_proxy_protocol).
+            if (auto accept = read_bool(member, diagnostics)) {
+                listener.proxy_protocol = *accept;
+            }
+            continue;
+        }
+        if (name == "trusted_proxies") {
+            if (auto networks = read_network_list(member, diagnostics)) {
+                listener.trusted_proxies = std::move(*networks);
+            }
+            continue;
+        }
         if (sslh_options) {
             if (name == "is_udp") {
                 // `is_udp: false` is what splicer does anyway; only a UDP listener is refused.
@@ -352,14 +394,20 @@ std::optional<Listener> read_listener(const Setting& group, bool sslh_options,
                 continue;
             }
             check_known(member,
-                        {"host", "port", "is_udp", "keepalive", "transparent", "max_connections"},
+                        {"host", "port", "is_udp", "keepalive", "transparent", "max_connections",
+                         "proxyprotocol", "trusted_proxies"},
                         diagnostics);
             continue;
         }
-        check_known(member, {"host", "port", "max_connections"}, diagnostics);
+        check_known(member, {"host", "port", "max_connections", "proxyprotocol", "trusted_proxies"},
+                    diagnostics);
     }
     require_member(group, "host", diagnostics);
     require_member(group, "port", diagnostics);
+    if (!listener.trusted_proxies.empty() && !listener.proxy_protocol) {
+        diagnostics.error_at(path_of(group) + ".trusted_proxies", listener.line,
+                             "trusted_proxies needs proxyprotocol: true on the same listener");
+    }
     if (diagnostics.error_count() != errors_before) {
         return std::nullopt;
     }

@@ -77,6 +77,11 @@ std::optional<std::uint64_t> read_size(const libconfig::Setting& setting, Diagno
 std::optional<std::vector<std::string>> read_string_list(const libconfig::Setting& setting,
                                                          Diagnostics& diagnostics);
 
+// An array of networks ("198.18.0.0/15", "::1/128", a bare address: its host), each parsed
+// by parse_network (splicer/config.h); each bad one is an error of its own.
+std::optional<std::vector<Network>> read_network_list(const libconfig::Setting& setting,
+                                                      Diagnostics& diagnostics);
+
 // The groups of a list such as `listen` or `protocols`, each checked to be a group. An empty
 // array `[]` reads as an empty list (libconfig cannot tell them apart without elements).
 // nullopt when the setting is not a list at all.

@@ -72,9 +72,9 @@ bool EventLoop::write_proxy_header(Connection& connection) {
     // byte on every plane (the client's bytes are still queued on its socket, only peeked).
     const net::ProxyTlvs tlvs{.alpn = connection.proxy_alpn,
                               .authority = proxy_authority(connection.sni)};
-    Result<std::string> header =
-        proxy_header_for(static_cast<net::ProxyVersion>(connection.proxy_protocol),
-                         connection.client_address, connection.client.get(), tlvs);
+    Result<std::string> header = proxy_header_for(
+        static_cast<net::ProxyVersion>(connection.proxy_protocol), connection.client_address,
+        connection.client.get(), connection.reached_address, tlvs);
     Result<void> sent = header ? send_proxy_header(connection.backend.get(), header.value())
                                : Result<void>(header.error());
     if (sent) {

@@ -81,7 +81,13 @@ struct Connection {
 
     UniqueFd client;
     UniqueFd backend;
+    // The client: the peer, or on a `proxyprotocol: true` listener the source its PROXY
+    // header named (a LOCAL or UNKNOWN header: the peer).
     net::SocketAddress client_address;
+    net::SocketAddress peer_address;  // the socket's own peer (the balancer, `via=`)
+    // What the PROXY header said the client reached (length 0: none; getsockname tells).
+    net::SocketAddress reached_address;
+    bool awaiting_proxy_header = false;
     std::size_t listener = 0;
     std::string client_key;        // net::host_key(client_address), for per-client limits
     bool counted_probing = false;  // still counted by limits::Admission as probing

@@ -91,7 +91,8 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
             log::info("listening", {{"addr", net::to_string(*address)},
                                     {"http", http ? "yes" : "no"},
                                     {"from", "systemd"}});
-            loop.add_listener({std::move(*passed), *address, http, true});
+            loop.add_listener({std::move(*passed), *address, http, true, listener.proxy_protocol,
+                               listener.trusted_proxies});
             continue;
         }
         auto fd = net::listen_on(*address, kListenBacklog);
@@ -101,9 +102,20 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
         // Port 0 in a config gets a kernel-chosen port: log the real one.
         const net::SocketAddress bound = net::local_address(fd->get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
-        loop.add_listener({std::move(fd).value(), bound, http});
+        loop.add_listener({std::move(fd).value(), bound, http, false, listener.proxy_protocol,
+                           listener.trusted_proxies});
     }
     return {};
+}
+
+// A listener's PROXY settings (proxyprotocol, trusted_proxies): fixed at start like the
+// listener itself, so a reload changing them is reported as not applied.
+std::string proxy_settings(const config::Listener& listener) {
+    std::string text = listener.proxy_protocol ? "/proxy" : "";
+    for (const config::Network& network : listener.trusted_proxies) {
+        text += "," + network.text;
+    }
+    return text;
 }
 
 // The settings a reload cannot change, as text to compare.
@@ -121,12 +133,13 @@ std::string start_up_settings(const config::Config& config) {
     }
     for (const config::Listener& listener : config.listeners) {
         text += " " + config::to_string(listener.address) + "/" +
-                std::to_string(listener.max_connections.value_or(0));
+                std::to_string(listener.max_connections.value_or(0)) + proxy_settings(listener);
     }
     if (config.http) {
         for (const config::Listener& listener : config.http->listeners) {
             text += " http:" + config::to_string(listener.address) + "/" +
-                    std::to_string(listener.max_connections.value_or(0));
+                    std::to_string(listener.max_connections.value_or(0)) +
+                    proxy_settings(listener);
         }
     }
     return text;

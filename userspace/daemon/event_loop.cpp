@@ -222,7 +222,14 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
         return;
     }
     const net::SocketAddress peer = net::peer_address(client.get());
-    std::string key = net::host_key(peer, client_prefix_);
+    const bool proxied = listeners_[listener].proxy_protocol;
+    if (proxied && !proxy_peer_trusted(listener, peer)) {
+        count_proxy_rejection(ProxyRejection::untrusted, peer, "peer not in trusted_proxies");
+        return;
+    }
+    // Behind a balancer the client is known once its header is read: admitted per client
+    // then (proxy_header_accept.cpp), per listener now.
+    std::string key = proxied ? std::string() : net::host_key(peer, client_prefix_);
     if (const auto refusal = admission_.admit(listener, key); refusal != limits::Refusal::none) {
         refuse(listener, refusal);
         return;
@@ -234,11 +241,14 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
     connection.client_address = peer;
+    connection.peer_address = peer;
     connection.client_key = std::move(key);
     connection.counted_probing = admission_.probes(listener);
     connection.listener = listener;
-    if (listeners_[listener].http) {
-        // Port 80 has no probing phase: its header timeout bounds a slow client instead.
+    connection.awaiting_proxy_header = proxied;
+    if (listeners_[listener].http && !proxied) {
+        // Port 80 has no probing phase: its header timeout bounds a slow client instead
+        // (a PROXY header is read by the probe's machinery first, under that timeout).
         start_http(connection);
     } else {
         start_probing(connection);

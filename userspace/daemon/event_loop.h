@@ -38,6 +38,10 @@ struct ListeningSocket {
     // Passed by systemd (service/activation.h): systemd keeps listening on it after we exit,
     // so a stop must not shut it down.
     bool from_systemd = false;
+    // `proxyprotocol: true` on its listen entry: a PROXY header comes first, from one of
+    // `trusted_proxies` (empty: any peer) (proxy_header_accept.cpp).
+    bool proxy_protocol = false;
+    std::vector<config::Network> trusted_proxies;
 };
 
 class EventLoop final : public plane::PlaneContext {
@@ -111,6 +115,18 @@ private:
     void apply_decision(Connection& connection, const route::Decision& decision,
                         std::string_view why);
 
+    // accepting a PROXY header from a balancer (proxy_header_accept.cpp)
+    enum class HeaderStep { wait, done, ended };
+    [[nodiscard]] bool proxy_peer_trusted(std::size_t listener,
+                                          const net::SocketAddress& peer) const;
+    void count_proxy_rejection(ProxyRejection reason, const net::SocketAddress& peer,
+                               std::string_view detail);
+    // Reads the header from the peeked bytes: waits for more, or consumes it (exactly its
+    // bytes) and makes its source the client, or ends the connection.
+    HeaderStep read_proxy_header(Connection& connection, bool ended);
+    // The probe's poll and timeout removed, its socket options undone (probing.cpp).
+    void stop_probe_operations(Connection& connection);
+
     // connecting (connecting.cpp)
     void start_connect(Connection& connection);
     void on_connect(Connection& connection, int result);
@@ -168,6 +184,7 @@ private:
     std::array<log::IntervalGate, limits::kRefusalKinds> refusal_log_{
         log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)},
         log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)}};
+    log::IntervalGate proxy_rejection_log_{std::chrono::seconds(1)};
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;

@@ -154,9 +154,9 @@ void EventLoop::on_http_connect(Connection& connection, int result) {
     if (exchange.proxy_protocol != 0) {
         // A new backend connection per request: the header goes first on each, ahead of the
         // upstream head and sent with it (http_send takes care of a short send).
-        Result<std::string> header =
-            proxy_header_for(static_cast<net::ProxyVersion>(exchange.proxy_protocol),
-                             connection.client_address, connection.client.get());
+        Result<std::string> header = proxy_header_for(
+            static_cast<net::ProxyVersion>(exchange.proxy_protocol), connection.client_address,
+            connection.client.get(), connection.reached_address);
         if (!header) {
             ++counters_.backend_failures;
             http_answer(connection, 502, header.error().message);

@@ -9,6 +9,7 @@
 
 #include "daemon/event_loop.h"
 #include "daemon/proxy_header_send.h"
+#include "net/proxy_header_parse.h"
 #include "net/sockets.h"
 #include "splicer/log.h"
 
@@ -71,7 +72,11 @@ ssize_t peek_new(Connection& connection) {
 void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
     connection.peek_offset = enable_peek_offset(connection.client.get());
-    const auto timeout = config_->probe_timeout;
+    // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
+    const auto timeout =
+        listeners_[connection.listener].http
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(config_->http->header_timeout)
+            : config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
     io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
@@ -122,6 +127,31 @@ void EventLoop::on_probe_poll(Connection& connection, int result) {
         arm_probe_poll(connection);  // an early wake-up: nothing new to decide on
         return;
     }
+    if (connection.awaiting_proxy_header) {
+        const HeaderStep step = read_proxy_header(connection, ended);
+        if (step == HeaderStep::wait) {
+            arm_probe_poll(connection);
+        }
+        if (step != HeaderStep::done) {
+            return;
+        }
+        if (listeners_[connection.listener].http) {
+            stop_probe_operations(connection);
+            connection.peeked.clear();
+            connection.peeked.shrink_to_fit();
+            start_http(connection);
+            return;
+        }
+        if (connection.peeked.empty()) {
+            // Only the header so far: the client's first bytes are still to come.
+            if (ended) {
+                close_connection(connection, "client_closed");
+            } else {
+                arm_probe_poll(connection);
+            }
+            return;
+        }
+    }
     const route::Decision decision = router_.decide(connection.peeked);
     if (decision.verdict != probe::Verdict::need_more) {
         apply_decision(connection, decision, "probed");
@@ -141,6 +171,28 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
     if (connection.state != State::probing || result != -ETIME) {
         return;  // removed (-ECANCELED / -ENOENT races), or the decision came first
     }
+    if (connection.awaiting_proxy_header) {
+        // Bytes may have completed the header since the last look; else it was too slow.
+        if (peek_new(connection) < 0) {
+            close_connection(connection, "client_error");
+            return;
+        }
+        if (net::parse_proxy_header(connection.peeked).status == net::ProxyParseStatus::need_more) {
+            count_proxy_rejection(ProxyRejection::timeout, connection.peer_address,
+                                  "no complete PROXY header within the timeout");
+            close_connection(connection, "proxy_header_timeout");
+            return;
+        }
+        if (read_proxy_header(connection, false) != HeaderStep::done) {
+            return;  // invalid: counted and closed
+        }
+        if (listeners_[connection.listener].http) {
+            stop_probe_operations(connection);
+            connection.peeked.clear();
+            start_http(connection);
+            return;
+        }
+    }
     ++counters_.probe_timeouts;
     if (peek_new(connection) < 0) {
         connection.peeked.clear();
@@ -159,9 +211,7 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
     apply_decision(connection, decision, "timeout");
 }
 
-void EventLoop::apply_decision(Connection& connection, const route::Decision& decision,
-                               std::string_view why) {
-    // The probe's own operations end here, so the slot never waits on them.
+void EventLoop::stop_probe_operations(Connection& connection) {
     if (connection.probe_timeout_armed) {
         remove_pending(connection, Op::probe_timeout);
         connection.probe_timeout_armed = false;
@@ -179,6 +229,12 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
         disable_peek_offset(connection.client.get());
         connection.peek_offset = false;
     }
+}
+
+void EventLoop::apply_decision(Connection& connection, const route::Decision& decision,
+                               std::string_view why) {
+    // The probe's own operations end here, so the slot never waits on them.
+    stop_probe_operations(connection);
     if (!decision.rule) {
         ++counters_.no_route;
         log::info("no_route", {{"conn", std::to_string(connection.id)},

@@ -24,7 +24,11 @@ std::string_view proxy_authority(std::string_view sni) {
 }
 
 Result<std::string> proxy_header_for(net::ProxyVersion version, const net::SocketAddress& client,
-                                     int client_fd, const net::ProxyTlvs& tlvs) {
+                                     int client_fd, const net::SocketAddress& reached,
+                                     const net::ProxyTlvs& tlvs) {
+    if (reached.length != 0) {
+        return net::encode_proxy_header(version, client, reached, tlvs);
+    }
     net::SocketAddress local;
     local.length = sizeof(local.storage);
     if (::getsockname(client_fd, local.get(), &local.length) != 0) {

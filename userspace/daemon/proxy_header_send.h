@@ -31,9 +31,11 @@ std::string_view proxy_authority(std::string_view sni);
 // The header for a connection from `client` accepted on the socket `client_fd` (its local
 // address, from getsockname, is the destination: the address the client connected to,
 // which on a wildcard listener is the one that tells the backend which of the host's
-// addresses was reached).
+// addresses was reached). Behind a balancer (`proxyprotocol: true` on the listener) the
+// destination its header named is `reached` instead; length 0: none, getsockname tells.
 Result<std::string> proxy_header_for(net::ProxyVersion version, const net::SocketAddress& client,
-                                     int client_fd, const net::ProxyTlvs& tlvs = {});
+                                     int client_fd, const net::SocketAddress& reached,
+                                     const net::ProxyTlvs& tlvs = {});
 
 // Sends `header` on a freshly connected socket, without blocking. Its send buffer is empty
 // and far larger than the longest header (kMaxProxyV2Bytes, 568 bytes), so the kernel takes

@@ -34,7 +34,7 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
         listener_counts_[listener] >= *listener_limits_[listener]) {
         return Refusal::listener_full;
     }
-    if (from_client(client) >= client_limit_ && under_pressure()) {
+    if (!client.empty() && from_client(client) >= client_limit_ && under_pressure()) {
         return Refusal::client_full;
     }
     const bool probed = probes(listener);
@@ -44,11 +44,21 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
     if (listener < listener_counts_.size()) {
         ++listener_counts_[listener];
     }
-    ++client_counts_[std::string(client)];
+    if (!client.empty()) {
+        ++client_counts_[std::string(client)];
+    }
     ++held_;
     if (probed) {
         ++probing_;
     }
+    return Refusal::none;
+}
+
+Refusal Admission::admit_client(std::string_view client) {
+    if (from_client(client) >= client_limit_ && under_pressure()) {
+        return Refusal::client_full;
+    }
+    ++client_counts_[std::string(client)];
     return Refusal::none;
 }
 
@@ -72,6 +82,9 @@ void Admission::release(std::size_t listener, std::string_view client) {
     }
     if (held_ > 0) {
         --held_;
+    }
+    if (client.empty()) {
+        return;
     }
     const auto found = client_counts_.find(std::string(client));
     if (found != client_counts_.end() && --found->second == 0) {

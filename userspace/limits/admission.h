@@ -48,11 +48,16 @@ public:
     // probing; an http listener's connection neither counts nor is refused by max_probing
     // (its header_timeout bounds a slow client), so a flood on one port cannot refuse the other.
     Refusal admit(std::size_t listener, std::string_view client);
+    // A PROXY-accepting listener's connection is admitted at accept with an empty `client`
+    // (its peer is the balancer, whose every client would count as one), then per client
+    // once its header named the client: admit_client. Until then it is no client's.
+    Refusal admit_client(std::string_view client);
     // Whether connections on `listener` are probed (and so counted by max_probing).
     [[nodiscard]] bool probes(std::size_t listener) const;
     // A probing connection was routed or closed: it no longer counts as probing. Call once.
     void end_probing();
-    // The connection is gone. Call once per admitted connection.
+    // The connection is gone. Call once per admitted connection, with the client it was
+    // last admitted as (empty: none).
     void release(std::size_t listener, std::string_view client);
 
     // At least half of max_connections held, or half of max_probing probing: the per-client

@@ -144,6 +144,15 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_stalled_total",
                           "Spliced pairs ended after stall_timeout with bytes nobody took.",
                           c.stalled));
+    Family proxy = labelled("splicer_proxy_header_rejected_total",
+                            "Connections closed on a proxyprotocol listener before a valid "
+                            "PROXY header from a trusted peer, by reason.");
+    static constexpr const char* kProxyReasons[kProxyRejections] = {"missing", "malformed",
+                                                                    "untrusted", "timeout"};
+    for (std::size_t i = 0; i < kProxyRejections; ++i) {
+        proxy.samples.push_back({{{"reason", kProxyReasons[i]}}, c.proxy_header_rejected[i]});
+    }
+    out.push_back(std::move(proxy));
     out.push_back(counter("splicer_log_lines_dropped_total",
                           "Log lines dropped because stderr took none and the buffer was full.",
                           c.log_dropped));
