@@ -158,7 +158,7 @@ TEST_CASE(
 
 TEST_CASE(
     "proxyprotocol listener: no header, garbage, a truncated-then-silent header and an "
-    "untrusted balancer are closed and counted; a header in many small segments is read",
+    "untrusted balancer are closed and counted, and a header in many small segments is read",
     "[daemon][proxy_accept]") {
     test::require_root();
     auto script = test::BackendScript::exchange(0, 701);
@@ -397,7 +397,7 @@ TEST_CASE(
 
 TEST_CASE(
     "proxyprotocol on an http listener: the header's client is X-Forwarded-For, pipelined "
-    "requests behind the header are all served; no header is closed and counted",
+    "requests behind the header are all served, and no header is closed and counted",
     "[daemon][proxy_accept][http]") {
     test::require_root();
     test::HttpBackend origin;
