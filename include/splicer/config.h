@@ -66,6 +66,10 @@ struct HttpRoute {
     std::optional<std::uint64_t> max_body_size;  // overrides HttpConfig::max_body_size
     // PROXY protocol version (1 or 2) written first on every backend connection; 0: none.
     std::uint8_t proxy_protocol = 0;
+    // Backend connections leave from the client's address and port (nginx's `proxy_bind
+    // $remote_addr transparent`). Per route only: the top-level `transparent` is sslh's and
+    // covers the port-443 rules.
+    bool transparent = false;
     int line = 0;
 };
 
@@ -162,7 +166,8 @@ std::string describe(const Config& config);
 
 // Whether `rule`'s backend connections are transparent: its own setting, else the global one.
 bool transparent_for(const Config& config, const Rule& rule);
-// Whether anything in `config` connects transparently (and so needs CAP_NET_RAW).
+// Whether anything in `config` (a rule or an http route) connects transparently, and so
+// needs CAP_NET_RAW.
 bool uses_transparent(const Config& config);
 
 // sslh configurations end lists with a trailing comma, which Debian 12's libconfig 1.5

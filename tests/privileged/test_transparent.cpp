@@ -22,6 +22,8 @@
 #include <sstream>
 
 #include "daemon_test_common.h"
+#include "support/http_backend.h"
+#include "support/http_wire.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
@@ -416,6 +418,56 @@ TEST_CASE(
     REQUIRE(fatal.has_value());
     CHECK_THAT(std::string(fatal->get("error")),
                Catch::Contains("CAP_NET_RAW") && Catch::Contains("transparent.conf"));
+}
+
+TEST_CASE(
+    "transparent on port 80: a route with transparent: true reaches its backend from the "
+    "client's address and port, one without from splicer's; the global setting leaves "
+    "port 80 alone",
+    "[daemon][transparent][http]") {
+    test::require_root();
+    const TransparentNetns net;
+    net.route_replies_back();
+    std::unique_ptr<test::HttpBackend> web;
+    {
+        const InNetns inside(net.host_fd());
+        web = std::make_unique<test::HttpBackend>("web");
+    }
+    const std::string config =
+        std::string("transparent: true;\n") + "listen: ( { host: \"" + kHostV4 +
+        "\"; port: \"443\"; } );\n" +
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; } );\n" +
+        "http: {\n  listen: ( { host: \"" + kHostV4 + "\"; port: \"80\"; } );\n" +
+        "  routes: ( { hosts: [ \"own.example\" ]; backend: \"" + web->address() +
+        "\"; transparent: true; },\n" + "            { hosts: [ \"*\" ]; backend: \"" +
+        web->address() + "\"; } );\n};\n";
+    auto daemon = net.start_daemon("copy", config);
+    REQUIRE(daemon->wait_ready(15s));
+    const test::SocketAddress listen = ip_address(kHostV4, 80);
+    std::size_t served = 0;
+    for (const std::string host : {"own.example", "other.example"}) {
+        CAPTURE(host);
+        UniqueFd client = connect_in(net.client_fd(), kClientV4, 0, listen);
+        const std::string client_address = test::local_address(client.get());
+        test::write_all(client.get(),
+                        "GET /peer HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+        test::BufferedReader reader(client.get());
+        const test::HttpResponse response = test::read_response(reader);
+        CHECK(response.status == 200);
+        CHECK(response.body == "web GET /peer");
+        REQUIRE(web->wait_for_requests(++served, 5s));
+        const std::vector<test::RecordedRequest> requests = web->requests();
+        CAPTURE(client_address, requests.back().peer);
+        if (host == "own.example") {
+            CHECK(requests.back().peer == client_address);
+        } else {
+            CHECK_THAT(requests.back().peer, Catch::StartsWith("127.0.0.1:"));
+        }
+        // X-Forwarded-For carries the client either way.
+        CHECK(requests.back().head.header("x-forwarded-for") == kClientV4);
+    }
+    CHECK(daemon->logs("backend_failed").empty());
+    test::stop_daemon(*daemon);
 }
 
 TEST_CASE(

@@ -834,6 +834,21 @@ TEST_CASE("transparent: sslh's global and per-protocol spellings, a rule's own s
     REQUIRE(off.ok());
     CHECK_FALSE(splicer::config::uses_transparent(*off.config));
 
+    // Port 80: per route only, and it alone makes the config need CAP_NET_RAW.
+    const LoadResult http = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; } );\n"
+        "http: { listen: ( { host: \"0.0.0.0\"; port: \"80\"; } );\n"
+        "  routes: ( { hosts: [\"a.example\"]; backend: \"127.0.0.1:8080\"; transparent: true; },\n"
+        "            { hosts: [\"*\"]; backend: \"127.0.0.1:8081\"; } ); };\n");
+    INFO(all_diagnostics(http));
+    REQUIRE(http.ok());
+    CHECK(http.config->http->routes[0].transparent);
+    CHECK_FALSE(http.config->http->routes[1].transparent);
+    CHECK(splicer::config::uses_transparent(*http.config));
+    CHECK_THAT(splicer::config::describe(*http.config),
+               Catch::Contains("-> 127.0.0.1:8080 transparent (line 4)"));
+
     const LoadResult wrong = splicer::config::load_string(
         "transparent: \"yes\";\n"
         "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"

@@ -63,6 +63,9 @@ std::string describe_route(std::size_t index, const HttpRoute& route) {
     if (route.proxy_protocol != 0) {
         out += " proxyprotocol=" + std::to_string(route.proxy_protocol);
     }
+    if (route.transparent) {
+        out += " transparent";
+    }
     return out + line_suffix(route.line);
 }
 

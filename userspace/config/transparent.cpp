@@ -18,6 +18,13 @@ bool uses_transparent(const Config& config) {
             return true;
         }
     }
+    if (config.http) {
+        for (const HttpRoute& route : config.http->routes) {
+            if (route.transparent) {
+                return true;
+            }
+        }
+    }
     return false;
 }
 
