@@ -237,7 +237,7 @@ constexpr std::uint64_t kDown = 512 * 1024;
 
 TEST_CASE(
     "transparent: the backend's getpeername() is the client's address and port, the "
-    "stream byte-exact both ways, on every plane, IPv4 and IPv6; a rule with "
+    "stream byte-exact both ways, on every plane, IPv4 and IPv6, and a rule with "
     "transparent: false keeps splicer's address",
     "[daemon][transparent]") {
     test::require_root();
@@ -305,7 +305,7 @@ TEST_CASE(
 TEST_CASE(
     "transparent failures: replies not routed back (connect timeout) and the client's "
     "address:port already connected to the backend are backend failures with their "
-    "reason; the daemon serves on",
+    "reason, and the daemon serves on",
     "[daemon][transparent]") {
     test::require_root();
     const TransparentNetns net;  // no routing yet: the backend's replies go nowhere
@@ -369,7 +369,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "transparent keeps exactly CAP_NET_RAW after the drop, off keeps nothing; under "
+    "transparent keeps exactly CAP_NET_RAW after the drop, off keeps nothing, and under "
     "splicer.service's bounding set alone a transparent start fails with the reason, "
     "with its transparent.conf drop-in it serves",
     "[daemon][transparent][privileges]") {
@@ -422,7 +422,7 @@ TEST_CASE(
 
 TEST_CASE(
     "transparent on port 80: a route with transparent: true reaches its backend from the "
-    "client's address and port, one without from splicer's; the global setting leaves "
+    "client's address and port, one without from splicer's, and the global setting leaves "
     "port 80 alone",
     "[daemon][transparent][http]") {
     test::require_root();
