@@ -72,6 +72,10 @@ struct Rule {
     // sslh `proxyprotocol`: the PROXY protocol version (1 or 2) written to the backend before
     // any client byte; 0: none.
     std::uint8_t proxy_protocol = 0;
+    // sslh `transparent` on a protocols entry: set, it decides for this rule whether the
+    // backend connection leaves from the client's own address and port; unset, the
+    // top-level Config::transparent does (README "Transparent mode").
+    std::optional<bool> transparent;
     int line = 0;
 };
 
@@ -85,6 +89,10 @@ struct HttpRoute {
     std::optional<std::uint64_t> max_body_size;  // overrides HttpConfig::max_body_size
     // PROXY protocol version (1 or 2) written first on every backend connection; 0: none.
     std::uint8_t proxy_protocol = 0;
+    // Backend connections leave from the client's address and port (nginx's `proxy_bind
+    // $remote_addr transparent`). Per route only: the top-level `transparent` is sslh's and
+    // covers the port-443 rules.
+    bool transparent = false;
     int line = 0;
 };
 
@@ -119,6 +127,11 @@ struct Config {
     // ended (RSTs, end=stalled); an idle pair, with nothing waiting, never is. 0: off.
     std::chrono::seconds stall_timeout{120};
     std::optional<std::string> user;  // sslh `user`: whom to run as after start-up
+    // sslh `transparent`: backend connections of the port-443 rules leave from the client's
+    // own address and port (IP_TRANSPARENT), unless a rule says otherwise. Needs routing
+    // that brings the backends' replies back (scripts/transparent-setup) and keeps
+    // CAP_NET_RAW after the privilege drop.
+    bool transparent = false;
     // Connections held at once (probing, connecting or spliced), all listeners together; the
     // newest beyond it is refused (closed). RLIMIT_NOFILE is raised to fit it at start, or
     // the start fails. Unset: kDefaultMaxConnections, lowered to what the fd hard limit
@@ -173,6 +186,12 @@ std::string_view embedded_default_text();
 
 // Human-readable listing of listeners and rules in order, as `splicer check` prints it.
 std::string describe(const Config& config);
+
+// Whether `rule`'s backend connections are transparent: its own setting, else the global one.
+bool transparent_for(const Config& config, const Rule& rule);
+// Whether anything in `config` (a rule or an http route) connects transparently, and so
+// needs CAP_NET_RAW.
+bool uses_transparent(const Config& config);
 
 // sslh configurations end lists with a trailing comma, which Debian 12's libconfig 1.5
 // rejects. Returns `text` with a comma directly before `)` or `]` (ignoring whitespace and

@@ -86,6 +86,7 @@ void HttpBackend::serve(int fd) {
         const auto head = reader.read_head();
         if (head) {
             RecordedRequest request;
+            request.peer = peer_address(fd);
             request.raw_head = *head;
             request.head = parse_head(*head);
             const std::string line = request.head.start_line;

@@ -37,6 +37,7 @@ struct RecordedRequest {
     std::uint64_t body_bytes = 0;
     std::string body_sha256;
     std::string body;  // first 64 KiB
+    std::string peer;  // the connecting side's address, "198.18.0.2:PORT" (getpeername)
 };
 
 class HttpBackend {

@@ -755,7 +755,6 @@ TEST_CASE("sslh-only settings load with notices", "[config]") {
                                            "foreground",
                                            "inetd",
                                            "numeric",
-                                           "transparent",
                                            "pidfile",
                                            "chroot",
                                            "syslog_facility",
@@ -766,7 +765,6 @@ TEST_CASE("sslh-only settings load with notices", "[config]") {
                                            "protocols.[0].service",
                                            "protocols.[0].fork",
                                            "protocols.[0].tfo_ok",
-                                           "protocols.[0].transparent",
                                            "protocols.[0].log_level",
                                            "protocols.[0].keepalive",
                                            "protocols.[0].resolve_on_forward",
@@ -785,6 +783,79 @@ TEST_CASE("sslh-only settings load with notices", "[config]") {
     CHECK(find_diagnostic(result, "protocols.[0].fork")->line == 15);
     REQUIRE(result.config->on_timeout_rule.has_value());
     CHECK(*result.config->on_timeout_rule == 0);
+}
+
+TEST_CASE("transparent: sslh's global and per-protocol spellings, a rule's own setting winning",
+          "[config][transparent]") {
+    const LoadResult result = splicer::config::load_string(
+        "transparent: true;\n"
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; transparent: true; } );\n"
+        "protocols: (\n"
+        "  { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; },\n"
+        "  { name: \"xmpp\"; host: \"127.0.0.1\"; port: \"5222\"; transparent: false; },\n"
+        "  { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; transparent: true; }\n"
+        ");\n");
+    INFO(all_diagnostics(result));
+    REQUIRE(result.ok());
+    const splicer::config::Config& config = *result.config;
+    CHECK(config.transparent);
+    CHECK_FALSE(config.rules[0].transparent.has_value());
+    CHECK(splicer::config::transparent_for(config, config.rules[0]));
+    CHECK_FALSE(splicer::config::transparent_for(config, config.rules[1]));
+    CHECK(splicer::config::transparent_for(config, config.rules[2]));
+    CHECK(splicer::config::uses_transparent(config));
+    // Neither is ignored any more; on a listener (where it means nothing) it still is.
+    CHECK(find_diagnostic(result, "transparent") == nullptr);
+    CHECK(find_diagnostic(result, "protocols.[1].transparent") == nullptr);
+    const Diagnostic* listener = find_diagnostic(result, "listen.[0].transparent");
+    REQUIRE(listener != nullptr);
+    CHECK(listener->severity == Diagnostic::Severity::notice);
+    const std::string described = splicer::config::describe(config);
+    CHECK_THAT(described, Catch::Contains("transparent: on"));
+    CHECK_THAT(described, Catch::Contains("127.0.0.1:22 transparent (line 4)"));
+    CHECK_THAT(described, Catch::Contains("127.0.0.1:5222 (line 5)"));
+
+    // Only per protocol (sslh's other spelling): that rule alone.
+    const LoadResult per_rule = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; transparent: true; },\n"
+        "             { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n");
+    REQUIRE(per_rule.ok());
+    CHECK_FALSE(per_rule.config->transparent);
+    CHECK(splicer::config::transparent_for(*per_rule.config, per_rule.config->rules[0]));
+    CHECK_FALSE(splicer::config::transparent_for(*per_rule.config, per_rule.config->rules[1]));
+    CHECK_THAT(splicer::config::describe(*per_rule.config), Catch::Contains("transparent: off"));
+
+    // Off everywhere: nothing needs CAP_NET_RAW.
+    const LoadResult off = splicer::config::load_string(
+        "transparent: false;\n"
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; } );\n");
+    REQUIRE(off.ok());
+    CHECK_FALSE(splicer::config::uses_transparent(*off.config));
+
+    // Port 80: per route only, and it alone makes the config need CAP_NET_RAW.
+    const LoadResult http = splicer::config::load_string(
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; } );\n"
+        "http: { listen: ( { host: \"0.0.0.0\"; port: \"80\"; } );\n"
+        "  routes: ( { hosts: [\"a.example\"]; backend: \"127.0.0.1:8080\"; transparent: true; },\n"
+        "            { hosts: [\"*\"]; backend: \"127.0.0.1:8081\"; } ); };\n");
+    INFO(all_diagnostics(http));
+    REQUIRE(http.ok());
+    CHECK(http.config->http->routes[0].transparent);
+    CHECK_FALSE(http.config->http->routes[1].transparent);
+    CHECK(splicer::config::uses_transparent(*http.config));
+    CHECK_THAT(splicer::config::describe(*http.config),
+               Catch::Contains("-> 127.0.0.1:8080 transparent (line 4)"));
+
+    const LoadResult wrong = splicer::config::load_string(
+        "transparent: \"yes\";\n"
+        "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
+        "protocols: ( { name: \"ssh\"; host: \"127.0.0.1\"; port: \"22\"; } );\n");
+    CHECK_FALSE(wrong.ok());
+    REQUIRE(find_diagnostic(wrong, "transparent") != nullptr);
+    CHECK(find_diagnostic(wrong, "transparent")->severity == Diagnostic::Severity::error);
 }
 
 TEST_CASE("an ssh rule without on-timeout gets a notice about sslh's default", "[config]") {

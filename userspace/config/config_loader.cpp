@@ -42,7 +42,6 @@ constexpr IgnoredSetting kIgnoredTopLevel[] = {
     {"foreground", "splicer always runs in the foreground"},
     {"inetd", "inetd mode is not supported; splicer accepts connections itself"},
     {"numeric", "splicer logs numeric addresses"},
-    {"transparent", "transparent proxying is not supported; backends see splicer's address"},
     {"pidfile", "splicer writes no pid file"},
     {"chroot", "splicer does not chroot; it drops privileges after start-up"},
     {"syslog_facility", "splicer logs to stderr"},
@@ -56,7 +55,6 @@ constexpr IgnoredSetting kIgnoredRuleOptions[] = {
     {"service", "libwrap checks are not supported"},
     {"fork", "splicer has no per-connection processes"},
     {"tfo_ok", "TCP Fast Open to backends is not used"},
-    {"transparent", "transparent proxying is not supported; backends see splicer's address"},
     {"log_level", "per-protocol log levels are not supported"},
     {"keepalive", "TCP keepalive is not configurable in splicer"},
     {"resolve_on_forward", "not supported"},
@@ -202,6 +200,8 @@ Rule read_rule(const Setting& group, std::string& name_written, Diagnostics& dia
             if (auto version = detail::read_proxy_protocol(member, diagnostics)) {
                 rule.proxy_protocol = *version;
             }
+        } else if (key == "transparent") {
+            rule.transparent = detail::read_bool(member, diagnostics);
         } else if (key == "is_udp") {
             if (auto udp = detail::read_bool(member, diagnostics); udp && *udp) {
                 diagnostics.error(member, "UDP is not supported");
@@ -309,6 +309,10 @@ private:
             }
         } else if (key == "splice_mode") {
             read_splice_mode(setting);
+        } else if (key == "transparent") {
+            if (auto transparent = detail::read_bool(setting, diagnostics_)) {
+                config_.transparent = *transparent;
+            }
         } else if (key == "connect_timeout") {
             if (auto seconds = detail::read_seconds(setting, diagnostics_)) {
                 config_.connect_timeout = *seconds;

@@ -23,7 +23,7 @@ std::string line_suffix(int line) {
     return line > 0 ? " (line " + std::to_string(line) + ")" : std::string();
 }
 
-std::string describe_rule(std::size_t index, const Rule& rule) {
+std::string describe_rule(std::size_t index, const Rule& rule, bool transparent) {
     std::string out = "rule " + std::to_string(index) + ": " +
                       (rule.name.empty() ? std::string(to_string(rule.probe)) : rule.name);
     if (!rule.sni_hostnames.empty()) {
@@ -38,6 +38,9 @@ std::string describe_rule(std::size_t index, const Rule& rule) {
     out += " -> " + to_string(rule.backend);
     if (rule.proxy_protocol != 0) {
         out += " proxyprotocol=" + std::to_string(rule.proxy_protocol);
+    }
+    if (transparent) {
+        out += " transparent";
     }
     return out + line_suffix(rule.line);
 }
@@ -59,6 +62,9 @@ std::string describe_route(std::size_t index, const HttpRoute& route) {
     }
     if (route.proxy_protocol != 0) {
         out += " proxyprotocol=" + std::to_string(route.proxy_protocol);
+    }
+    if (route.transparent) {
+        out += " transparent";
     }
     return out + line_suffix(route.line);
 }
@@ -102,6 +108,10 @@ std::string describe(const Config& config) {
     if (config.user) {
         out += "user: " + *config.user + "\n";
     }
+    out += std::string("transparent: ") +
+           (config.transparent ? "on (rules marked transparent connect from the client's address)"
+                               : "off") +
+           "\n";
     out += "max connections: " +
            (config.max_connections
                 ? std::to_string(*config.max_connections)
@@ -124,7 +134,7 @@ std::string describe(const Config& config) {
                                 line_suffix(config.metrics->line) + "\n"
                           : std::string("metrics: off\n");
     for (std::size_t i = 0; i < config.rules.size(); ++i) {
-        out += describe_rule(i, config.rules[i]) + "\n";
+        out += describe_rule(i, config.rules[i], transparent_for(config, config.rules[i])) + "\n";
     }
     if (config.http) {
         const HttpConfig& http = *config.http;

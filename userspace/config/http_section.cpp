@@ -93,11 +93,15 @@ std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnosti
             if (auto version = read_proxy_protocol(member, diagnostics)) {
                 route.proxy_protocol = *version;
             }
+        } else if (key == "transparent") {
+            if (auto transparent = read_bool(member, diagnostics)) {
+                route.transparent = *transparent;
+            }
         } else {
             check_known(
                 member,
                 {"hosts", "path_prefix", "backend", "set_host", "redirect_https", "max_body_size",
-                 "proxyprotocol"},
+                 "proxyprotocol", "transparent"},
                 diagnostics);
         }
     }

@@ -331,7 +331,7 @@ struct IgnoredOption {
 
 constexpr IgnoredOption kIgnoredListenOptions[] = {
     {"keepalive", "TCP keepalive is not configurable in splicer"},
-    {"transparent", "transparent proxying is not supported; backends see splicer's address"},
+    {"transparent", "set transparent at the top level or on a protocols entry"},
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "daemon/event_loop.h"
 #include "daemon/proxy_header_send.h"
 #include "net/sockets.h"
+#include "net/transparent_bind.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
@@ -20,6 +21,13 @@ void EventLoop::start_connect(Connection& connection) {
     // Kept by the connection: a reload during the connect may renumber the rules.
     connection.series = rule_series_.for_rule(*connection.rule);
     auto socket = net::stream_socket_for(connection.backend_address);
+    if (socket && connection.transparent) {
+        // From the client's own address and port: the backend sees the client, not splicer.
+        if (Result<void> bound = net::bind_to_client(socket->get(), connection.client_address);
+            !bound) {
+            socket = bound.error();
+        }
+    }
     if (!socket) {
         ++counters_.backend_failures;
         rule_series_.count_backend_failure(connection.series);
@@ -50,8 +58,9 @@ void EventLoop::on_connect(Connection& connection, int result) {
     }
     if (result < 0) {
         // The linked timeout cancels the connect: -ECANCELED means it took too long.
-        const std::string error =
-            result == -ECANCELED ? std::string("timeout") : std::strerror(-result);
+        const std::string error = connection.transparent ? net::transparent_connect_error(result)
+                                  : result == -ECANCELED ? std::string("timeout")
+                                                         : std::strerror(-result);
         ++counters_.backend_failures;
         rule_series_.count_backend_failure(connection.series);
         log::warning("backend_failed", {{"conn", std::to_string(connection.id)},

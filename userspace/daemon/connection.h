@@ -116,6 +116,9 @@ struct Connection {
     // when routed: a reload while connecting must not change what this connection sends.
     std::uint8_t proxy_protocol = 0;
     std::string proxy_alpn;
+    // Transparent mode (net/transparent_bind.h): the backend socket leaves from
+    // client_address. Taken when routed, like proxy_protocol.
+    bool transparent = false;
 
     std::array<Direction, 2> directions;
     // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions

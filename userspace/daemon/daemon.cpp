@@ -352,7 +352,11 @@ Result<void> run(const RunOptions& options) {
             return handed.error().with_context("privilege drop");
         }
     }
-    if (auto dropped = security::drop_after_start_up(*run_user); !dropped) {
+    // Transparent rules set IP_TRANSPARENT on each backend socket: that keeps CAP_NET_RAW.
+    const security::KeptCapabilities kept = config::uses_transparent(*config)
+                                                ? security::KeptCapabilities::net_raw
+                                                : security::KeptCapabilities::none;
+    if (auto dropped = security::drop_after_start_up(*run_user, kept); !dropped) {
         return dropped.error();
     }
     // Log lines go through a bounded buffer and a writer thread from here on: a stderr that

@@ -12,6 +12,7 @@
 #include "http/head_rewrite.h"
 #include "http/route_match.h"
 #include "net/sockets.h"
+#include "net/transparent_bind.h"
 
 namespace splicer::daemon {
 
@@ -122,10 +123,22 @@ void EventLoop::http_connect(Connection& connection) {
     // Kept by the connection: a reload during the connect may renumber the routes.
     connection.series = rule_series_.for_route(*exchange.route);
     exchange.proxy_protocol = config_->http->routes[*exchange.route].proxy_protocol;
+    const bool transparent = config_->http->routes[*exchange.route].transparent;
+    connection.transparent = transparent;
     auto socket = net::stream_socket_for(connection.backend_address);
     if (!socket) {
         http_answer(connection, 502, socket.error().message);
         return;
+    }
+    if (transparent) {
+        // From the client's own address and port (README "Transparent mode").
+        if (Result<void> bound = net::bind_to_client(socket->get(), connection.client_address);
+            !bound) {
+            ++counters_.backend_failures;
+            rule_series_.count_backend_failure(connection.series);
+            http_answer(connection, 502, bound.error().message);
+            return;
+        }
     }
     connection.backend = std::move(socket).value();
     io_uring_sqe* connect = sqe_for(connection, Op::http_connect, kBackendSide);
@@ -144,7 +157,10 @@ void EventLoop::on_http_connect(Connection& connection, int result) {
         ++counters_.backend_failures;
         rule_series_.count_backend_failure(connection.series);
         // The linked timeout cancels the connect: -ECANCELED means it took too long.
-        if (result == -ECANCELED) {
+        if (connection.transparent) {
+            http_answer(connection, result == -ECANCELED ? 504 : 502,
+                        "backend connect: " + net::transparent_connect_error(result));
+        } else if (result == -ECANCELED) {
             http_answer(connection, 504, "backend connect timeout");
         } else {
             http_answer(connection, 502, "backend connect: " + errno_text(result));

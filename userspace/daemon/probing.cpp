@@ -249,6 +249,7 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     const config::Rule& rule = config_->rules[*decision.rule];
     connection.protocol = rule.name;
     connection.proxy_protocol = rule.proxy_protocol;
+    connection.transparent = config::transparent_for(*config_, rule);
     if (decision.hello) {
         connection.sni = decision.hello->server_name;
         connection.alpn = join(decision.hello->alpn_protocols);

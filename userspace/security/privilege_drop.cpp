@@ -7,7 +7,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <fstream>
 
 #include "splicer/log.h"
@@ -42,10 +44,52 @@ Result<void> empty_bounding_set() {
     return {};
 }
 
+// The capability bits `kept` stands for, as capset's two 32-bit words.
+std::array<std::uint32_t, 2> kept_bits(KeptCapabilities kept) {
+    std::array<std::uint32_t, 2> bits{};
+    if (kept == KeptCapabilities::net_raw) {
+        bits[CAP_TO_INDEX(CAP_NET_RAW)] |= CAP_TO_MASK(CAP_NET_RAW);
+    }
+    return bits;
+}
+
+Result<std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3>> capabilities() {
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
+    if (::syscall(SYS_capget, &header, data.data()) != 0) {
+        return errno_error("capget");
+    }
+    return data;
+}
+
+// Before the drop: what is to be kept must be held (permitted) now, since nothing can add
+// it later. Started by systemd, the unit's CapabilityBoundingSet decides.
+Result<void> check_keepable(KeptCapabilities kept) {
+    const auto bits = kept_bits(kept);
+    auto held = capabilities();
+    if (!held) {
+        return held.error();
+    }
+    for (std::size_t i = 0; i < bits.size(); ++i) {
+        if ((held.value()[i].permitted & bits[i]) != bits[i]) {
+            return Error{
+                "transparent mode needs CAP_NET_RAW, which this process does not have "
+                "(systemd: add the splicer.service.d/transparent.conf drop-in)"};
+        }
+    }
+    return {};
+}
+
 // glibc has no capset wrapper; libcap would be a dependency for two system calls.
-Result<void> empty_capability_sets() {
+// Every set empty but `kept` in effective and permitted.
+Result<void> empty_capability_sets(KeptCapabilities kept) {
+    const auto bits = kept_bits(kept);
     __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
     __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    for (std::size_t i = 0; i < bits.size(); ++i) {
+        data[i].effective = bits[i];
+        data[i].permitted = bits[i];
+    }
     if (::syscall(SYS_capset, &header, data) != 0) {
         return errno_error("capset");
     }
@@ -55,7 +99,7 @@ Result<void> empty_capability_sets() {
     return {};
 }
 
-Result<void> check_dropped(const RunUser& user) {
+Result<void> check_dropped(const RunUser& user, KeptCapabilities kept) {
     uid_t real = 0;
     uid_t effective = 0;
     uid_t saved = 0;
@@ -63,14 +107,18 @@ Result<void> check_dropped(const RunUser& user) {
         effective != user.uid || saved != user.uid || real == 0) {
         return Error{"uid did not change to " + std::to_string(user.uid)};
     }
-    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (::syscall(SYS_capget, &header, data) != 0) {
-        return errno_error("capget");
+    const auto bits = kept_bits(kept);
+    auto held = capabilities();
+    if (!held) {
+        return held.error();
     }
-    for (const auto& word : data) {
-        if (word.effective != 0 || word.permitted != 0 || word.inheritable != 0) {
-            return Error{"capabilities survived the uid change"};
+    for (std::size_t i = 0; i < bits.size(); ++i) {
+        const __user_cap_data_struct& word = held.value()[i];
+        if (word.effective != bits[i] || word.permitted != bits[i] || word.inheritable != 0) {
+            return Error{kept == KeptCapabilities::none
+                             ? "capabilities survived the uid change"
+                             : "capabilities other than CAP_NET_RAW survived the uid change, "
+                               "or CAP_NET_RAW did not"};
         }
     }
     return {};
@@ -104,9 +152,12 @@ Result<std::optional<RunUser>> user_to_become(const std::optional<std::string>& 
     return std::optional<RunUser>(std::move(user).value());
 }
 
-Result<void> drop_privileges(const RunUser& user) {
+Result<void> drop_privileges(const RunUser& user, KeptCapabilities kept) {
     if (user.uid == 0) {
         return Error{"user \"" + user.name + "\" is root: nothing would be dropped"};
+    }
+    if (auto keepable = check_keepable(kept); !keepable) {
+        return keepable;
     }
     if (auto bounded = empty_bounding_set(); !bounded) {
         return bounded;
@@ -117,11 +168,19 @@ Result<void> drop_privileges(const RunUser& user) {
     if (::setresgid(user.gid, user.gid, user.gid) != 0) {
         return errno_error("setresgid " + std::to_string(user.gid));
     }
-    // Leaving uid 0 for good clears the permitted and effective sets (no SECBIT_KEEP_CAPS).
+    // Leaving uid 0 for good clears the permitted and effective sets, unless keep-caps is
+    // set (this thread only): then permitted survives and capset below cuts it to `kept`.
+    const bool keep = kept != KeptCapabilities::none;
+    if (keep && ::prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) {
+        return errno_error("PR_SET_KEEPCAPS");
+    }
     if (::setresuid(user.uid, user.uid, user.uid) != 0) {
         return errno_error("setresuid " + std::to_string(user.uid));
     }
-    if (auto emptied = empty_capability_sets(); !emptied) {
+    if (keep && ::prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) {
+        return errno_error("PR_SET_KEEPCAPS off");
+    }
+    if (auto emptied = empty_capability_sets(kept); !emptied) {
         return emptied;
     }
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
@@ -133,20 +192,22 @@ Result<void> drop_privileges(const RunUser& user) {
     // production daemon stays non-dumpable, out of reach of other processes of its user.
     ::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 #endif
-    return check_dropped(user);
+    return check_dropped(user, kept);
 }
 
-Result<void> drop_after_start_up(const std::optional<RunUser>& user) {
+Result<void> drop_after_start_up(const std::optional<RunUser>& user, KeptCapabilities kept) {
     if (!user) {
         log::notice("privileges_kept", {{"reason", "not started as root"}});
         return {};
     }
-    if (auto dropped = drop_privileges(*user); !dropped) {
+    if (auto dropped = drop_privileges(*user, kept); !dropped) {
         return dropped.error().with_context("privilege drop to " + user->name);
     }
-    log::info("privileges_dropped", {{"user", user->name},
-                                     {"uid", std::to_string(user->uid)},
-                                     {"gid", std::to_string(user->gid)}});
+    log::info("privileges_dropped",
+              {{"user", user->name},
+               {"uid", std::to_string(user->uid)},
+               {"gid", std::to_string(user->gid)},
+               {"kept", kept == KeptCapabilities::net_raw ? "CAP_NET_RAW" : "none"}});
     return {};
 }
 

@@ -5,6 +5,10 @@
 // map_create/prog_load; DESIGN.md kernel fact 5). It becomes an unprivileged user with no
 // capabilities (effective, permitted, inheritable, ambient and bounding sets all empty) and
 // no_new_privs set, so nothing it executes or is tricked into doing can regain them.
+// One exception, asked for by the config: transparent mode (README "Transparent mode") sets
+// IP_TRANSPARENT on every backend socket, which needs CAP_NET_RAW (or CAP_NET_ADMIN) at
+// that moment, so the daemon then keeps CAP_NET_RAW, effective and permitted, and nothing
+// else (sslh keeps the same one).
 
 #include <sys/types.h>
 
@@ -14,6 +18,12 @@
 #include "splicer/result.h"
 
 namespace splicer::security {
+
+// Capabilities the daemon keeps after the drop.
+enum class KeptCapabilities {
+    none,
+    net_raw,  // transparent mode
+};
 
 struct RunUser {
     std::string name;
@@ -30,13 +40,16 @@ Result<RunUser> resolve_run_user(const std::optional<std::string>& configured);
 // that user (a previous run handed it over) and nobody else.
 Result<std::optional<RunUser>> user_to_become(const std::optional<std::string>& configured);
 
-// Switches to `user` (groups, gid, uid), empties every capability set, sets no_new_privs, and
-// checks the result: an error if any capability or uid 0 survived.
-Result<void> drop_privileges(const RunUser& user);
+// Switches to `user` (groups, gid, uid), empties every capability set but `kept`, sets
+// no_new_privs, and checks the result: an error if uid 0 or any other capability survived,
+// or if `kept` is not held before the drop (a bounding set without it, e.g. systemd's).
+Result<void> drop_privileges(const RunUser& user,
+                             KeptCapabilities kept = KeptCapabilities::none);
 
 // What `splicer run` calls once start-up is done (the pin dir already handed over to `user`,
 // see bpf::PinDir::hand_over): drops to `user` and logs one line; with no user (not started
 // as root) changes nothing and says so.
-Result<void> drop_after_start_up(const std::optional<RunUser>& user);
+Result<void> drop_after_start_up(const std::optional<RunUser>& user,
+                                 KeptCapabilities kept = KeptCapabilities::none);
 
 }  // namespace splicer::security
