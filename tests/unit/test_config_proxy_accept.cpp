@@ -49,7 +49,7 @@ bool contains(const std::string& network, const std::string& ip) {
 TEST_CASE("proxyprotocol: true and trusted_proxies on listen and http.listen, shown by check",
           "[config]") {
     const LoadResult result = splicer::config::load_string(config_with(
-        "proxyprotocol: true; trusted_proxies: [ \"198.18.0.0/15\", \"::1/128\", \"10.1.2.3\" ];",
+        "proxyprotocol: true; trusted_proxies: [ \"198.18.0.0/15\", \"::1/128\", \"198.19.2.3\" ];",
         "proxyprotocol: true;"));
     INFO(all_diagnostics(result));
     REQUIRE(result.ok());
@@ -63,7 +63,7 @@ TEST_CASE("proxyprotocol: true and trusted_proxies on listen and http.listen, sh
     const std::string text = splicer::config::describe(config);
     CAPTURE(text);
     CHECK_THAT(text, Catch::Contains("listen 0.0.0.0:443 proxyprotocol "
-                                     "trusted_proxies=198.18.0.0/15,::1/128,10.1.2.3 (line 1)"));
+                                     "trusted_proxies=198.18.0.0/15,::1/128,198.19.2.3 (line 1)"));
     CHECK_THAT(text, Catch::Contains("http listen 0.0.0.0:80 proxyprotocol trusted_proxies=any"));
 
     const LoadResult plain = splicer::config::load_string(config_with("", "proxyprotocol: false;"));
@@ -76,17 +76,17 @@ TEST_CASE("trusted_proxies: bad entries are errors naming the setting and line",
     const auto [option, expected] = GENERATE(table<std::string, std::string>({
         {"proxyprotocol: true; trusted_proxies: [ \"198.18.0.0/33\" ];",
          "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network: \"198.18.0.0/33\""},
-        {"proxyprotocol: true; trusted_proxies: [ \"10.0.0.1/8\" ];",
-         "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network: \"10.0.0.1/8\""},
+        {"proxyprotocol: true; trusted_proxies: [ \"198.18.0.1/15\" ];",
+         "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network: \"198.18.0.1/15\""},
         {"proxyprotocol: true; trusted_proxies: [ \"::1/129\" ];",
          "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network"},
         {"proxyprotocol: true; trusted_proxies: [ \"example.com\" ];",
          "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network"},
-        {"proxyprotocol: true; trusted_proxies: [ \"10.0.0.0/\" ];",
+        {"proxyprotocol: true; trusted_proxies: [ \"198.18.0.0/\" ];",
          "<config>:1: error: listen.[0].trusted_proxies.[0]: not a network"},
-        {"proxyprotocol: true; trusted_proxies: \"10.0.0.0/8\";",
+        {"proxyprotocol: true; trusted_proxies: \"198.18.0.0/15\";",
          "<config>:1: error: listen.[0].trusted_proxies: "},
-        {"trusted_proxies: [ \"10.0.0.0/8\" ];",
+        {"trusted_proxies: [ \"198.18.0.0/15\" ];",
          "<config>:1: error: listen.[0].trusted_proxies: trusted_proxies needs proxyprotocol: "
          "true"},
         {"proxyprotocol: 2;", "<config>:1: error: listen.[0].proxyprotocol: "},
@@ -102,8 +102,8 @@ TEST_CASE("trusted_proxies: bad entries are errors naming the setting and line",
 TEST_CASE("trusted_proxies networks match by prefix, IPv4-mapped as IPv4", "[config]") {
     CHECK(contains("198.18.0.0/15", "198.19.255.255"));
     CHECK_FALSE(contains("198.18.0.0/15", "198.20.0.0"));
-    CHECK(contains("10.1.2.3", "10.1.2.3"));
-    CHECK_FALSE(contains("10.1.2.3", "10.1.2.4"));
+    CHECK(contains("198.19.2.3", "198.19.2.3"));
+    CHECK_FALSE(contains("198.19.2.3", "198.19.2.4"));
     CHECK(contains("0.0.0.0/0", "203.0.113.9"));
     CHECK(contains("::1/128", "::1"));
     CHECK_FALSE(contains("::1/128", "::2"));
