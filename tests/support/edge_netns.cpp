@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -105,10 +107,17 @@ void EdgeNetns::run_inside(Side side, const std::function<void()>& make) const {
     if (::setns(there.get(), CLONE_NEWNET) != 0) {
         throw std::runtime_error("setns " + name(side) + ": " + std::strerror(errno));
     }
-    // Back home whatever `make` does: the thread runs the rest of the test.
+    // Back home whatever `make` does: the thread runs the rest of the test, whose sockets
+    // must not land in this namespace (a broken invariant if that fails: abort).
     struct GoHome {
         int fd;
-        ~GoHome() { ::setns(fd, CLONE_NEWNET); }
+        ~GoHome() {
+            if (::setns(fd, CLONE_NEWNET) != 0) {
+                std::fprintf(stderr, "EdgeNetns::run_inside: setns back: %s\n",
+                             std::strerror(errno));
+                std::abort();
+            }
+        }
     } const go_home{home.get()};
     make();
 }
