@@ -13,10 +13,18 @@
 //   proxy_protocol` behind `proxyprotocol: 2;`: its log shows the client's netns address and
 //   port from splicer's header (not splicer's address), and curl gets its file byte-exact.
 // - Port 80 to nginx: its log shows the client's address in X-Forwarded-For.
-// - Transparent mode: not built yet (issue 13, point 3); "THE TRANSPARENT-MODE CASE" below
-//   says what to add to edge_cases() when it lands.
+// - Transparent mode to a backend that reads no PROXY header: an ssh rule with
+//   `transparent: true;` to a recording TCP server in the backend namespace (no sshd on the
+//   test machines), the routing made in splicer's namespace by scripts/transparent-setup for
+//   the backend's address (README "Transparent mode", step 3: a backend on another host). The
+//   server's getpeername() must be the client's own 198.18.0.1:PORT (its getsockname()), and
+//   the stream byte-exact both ways across the client's half-close.
 //
 // The backends are started once; the daemon once per plane.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <functional>
@@ -39,6 +47,7 @@ constexpr std::uint16_t kXmppPort = 5222;     // Prosody c2s, STARTTLS required
 constexpr std::uint16_t kXmppTlsPort = 5223;  // Prosody c2s_direct_tls
 constexpr std::uint16_t kHttpsPort = 5443;    // nginx ssl proxy_protocol
 constexpr std::uint16_t kHttpPort = 5280;     // nginx plain, behind splicer's port 80
+constexpr std::uint16_t kSshPort = 22;        // the recording server, reached transparently
 constexpr const char* kDomain = "chat.example.com";
 
 std::string backend(std::uint16_t port) {
@@ -46,7 +55,7 @@ std::string backend(std::uint16_t port) {
 }
 
 // The Snikket sslh snippet's three rules (README "Client address"), pointed at the backend
-// namespace, nginx's with proxyprotocol 2, and port 80 to nginx.
+// namespace, nginx's with proxyprotocol 2, a transparent ssh rule, and port 80 to nginx.
 std::string edge_config() {
     const std::string front = test::EdgeNetns::kEdgeFrontAddress;
     const std::string to = test::EdgeNetns::kBackendAddress;
@@ -59,6 +68,8 @@ std::string edge_config() {
          << "\"; sni_hostnames: [ \"chat.example.com\", \"groups.chat.example.com\","
             " \"share.chat.example.com\" ]; proxyprotocol: 2; },\n"
          << "  { name: \"xmpp\"; host: \"" << to << "\"; port: \"" << kXmppPort << "\"; },\n"
+         << "  { name: \"ssh\"; host: \"" << to << "\"; port: \"" << kSshPort
+         << "\"; transparent: true; },\n"
          << ");\n"
          << "http: {\n  listen: ( { host: \"" << front << "\"; port: \"80\"; } );\n"
          << "  routes: ( { hosts: [ \"chat.example.com\" ]; backend: \"" << backend(kHttpPort)
@@ -71,6 +82,7 @@ struct Edge {
     const test::EdgeNetns& netns;
     const test::ProsodyServer& prosody;
     const test::NginxServer& nginx;
+    const test::TcpBackend& ssh;
     test::DaemonProcess& daemon;
     std::string plane;
 };
@@ -225,25 +237,70 @@ void check_http_forwarded_for(const Edge& edge) {
                       std::to_string(edge.nginx.options().blob_bytes));
 }
 
+// A TCP client in the client namespace, connected to splicer's port 443 (5 s bound).
+splicer::UniqueFd connect_from_client(const test::EdgeNetns& netns) {
+    splicer::UniqueFd fd;
+    netns.run_inside(Side::client,
+                     [&] { fd = test::socket_bound_to(test::EdgeNetns::kClientAddress); });
+    sockaddr_in front{};
+    front.sin_family = AF_INET;
+    front.sin_port = htons(443);
+    REQUIRE(::inet_pton(AF_INET, test::EdgeNetns::kEdgeFrontAddress, &front.sin_addr) == 1);
+    const timeval bound{.tv_sec = 5, .tv_usec = 0};
+    REQUIRE(::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof(bound)) == 0);
+    REQUIRE(::connect(fd.get(), reinterpret_cast<const sockaddr*>(&front), sizeof(front)) == 0);
+    return fd;
+}
+
+constexpr std::uint64_t kSshUp = 256 * 1024;    // client -> backend, after the banner
+constexpr std::uint64_t kSshDown = 256 * 1024;  // backend -> client, after the client's FIN
+
+// An SSH client's banner then bytes, a half-close, and the backend's reply after it: the
+// backend, which reads no header, sees the client's own address and port as its peer.
+void check_ssh_transparent(const Edge& edge) {
+    const std::string banner = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
+    const std::size_t finished_before = edge.ssh.finished().size();
+    const splicer::UniqueFd client = connect_from_client(edge.netns);
+    const std::string client_address = test::local_address(client.get());
+    test::write_all(client.get(), banner);
+    test::TransferOptions options;
+    options.sent_before = banner;
+    options.send = {.generated = kSshUp, .seed = 1300};
+    options.timeout = 20s;
+    const test::TransferResult result = test::transfer_both_ways(client.get(), options);
+    INFO("client: " << test::describe_stream(result) << "\nsplicer:\n" << edge.daemon.log_tail(20));
+    CHECK(result.complete(options));
+    CHECK(result.received == kSshDown);  // 0 when the backend's replies are not routed back
+    REQUIRE(edge.ssh.wait_for_finished(finished_before + 1, 10s));
+    const test::BackendConnection record = edge.ssh.finished().back();
+    CAPTURE(client_address, record.peer, record.error);
+    CHECK(client_address.starts_with(std::string(test::EdgeNetns::kClientAddress) + ":"));
+    CHECK(record.peer == client_address);  // getpeername() on the backend's accepted socket
+    CHECK(record.eof);                     // the client's FIN came through before the reply
+    CHECK(record.received == banner.size() + kSshUp);
+    CHECK(record.received_sha256 == result.sent_sha256);
+    CHECK(record.sent == kSshDown);
+    CHECK(result.received_sha256 == record.sent_sha256);
+    const auto routed = routed_from(edge.daemon, client_address);
+    REQUIRE(routed.has_value());
+    CHECK(routed->get("plane") == edge.plane);
+    CHECK(routed->get("protocol") == "ssh");
+    CHECK(routed->get("backend") == backend(kSshPort));
+}
+
 struct EdgeCase {
     std::string name;
     std::function<void(const Edge&)> check;
 };
 
-// THE TRANSPARENT-MODE CASE: transparent mode (issue 13, point 3) is built in parallel on
-// another branch. Once `transparent: true;` exists, add one more EdgeCase to the list below: a rule
-// `{ name: "ssh"; host: "198.18.1.1"; port: "22"; transparent: true; }` in edge_config(),
-// with the routing its README section prescribes made inside the edge namespace; a backend
-// in the backend namespace that reads no PROXY header (OpenSSH, or a recording TCP server)
-// whose getpeername() must be the client's 198.18.0.1:PORT, and a byte-exact stream both
-// ways. The backend namespace already routes its replies via the edge (EdgeNetns).
 std::vector<EdgeCase> edge_cases() {
     return {
         {"xmpp: STARTTLS through the plain XMPP probe, then direct TLS with ALPN xmpp-client",
          check_xmpp},
         {"https by SNI to nginx reading PROXY v2", check_https_proxy_v2},
         {"port 80 to nginx with X-Forwarded-For", check_http_forwarded_for},
-        // THE TRANSPARENT-MODE CASE goes here (see above).
+        {"ssh with transparent: true to a backend that reads no PROXY header",
+         check_ssh_transparent},
     };
 }
 
@@ -251,8 +308,8 @@ std::vector<EdgeCase> edge_cases() {
 
 TEST_CASE(
     "snikket host: Prosody by STARTTLS and by direct TLS with ALPN xmpp-client, nginx "
-    "by SNI reading splicer's PROXY v2, port 80 with X-Forwarded-For, in network "
-    "namespaces, on every plane",
+    "by SNI reading splicer's PROXY v2, port 80 with X-Forwarded-For, ssh transparent to "
+    "a backend that reads no header, in network namespaces, on every plane",
     "[daemon][snikket]") {
     test::require_root();
     {
@@ -285,6 +342,25 @@ TEST_CASE(
                                    .http_port = kHttpPort,
                                    .server_name = kDomain},
                                   listening);
+    // The backend the ssh rule reaches: it reads no header and records getpeername().
+    std::unique_ptr<test::TcpBackend> ssh;
+    netns->run_inside(Side::backend, [&] {
+        ssh = std::make_unique<test::TcpBackend>(
+            test::BackendScript::read_to_eof_then_reply("", kSshDown),
+            test::listen_on(test::EdgeNetns::kBackendAddress, kSshPort));
+    });
+    // Its replies go to the client's address via splicer's namespace (EdgeNetns routes the
+    // backend namespace's default there); this makes splicer's namespace deliver them to
+    // splicer's transparent socket instead of dropping them (it forwards nothing). Removed
+    // with `down` at the end; deleting the namespace would remove them anyway.
+    const std::string setup = std::string(SPLICER_SOURCE_DIR) + "/scripts/transparent-setup ";
+    {
+        const test::CommandResult up =
+            test::run_command(netns->shell_prefix(Side::edge) + setup + "up " +
+                              test::EdgeNetns::kBackendAddress + " 2>&1");
+        INFO(up.output);
+        REQUIRE(up.exit_code == 0);
+    }
 
     for (const std::string plane : {"sockmap", "splice", "copy"}) {
         CAPTURE(plane);
@@ -297,7 +373,7 @@ TEST_CASE(
         const bool ready = daemon.wait_ready(15s);
         INFO("daemon log:\n" << daemon.log_tail());
         REQUIRE(ready);
-        const Edge edge{*netns, prosody, nginx, daemon, plane};
+        const Edge edge{*netns, prosody, nginx, *ssh, daemon, plane};
         for (const EdgeCase& edge_case : edge_cases()) {
             CAPTURE(edge_case.name);
             edge_case.check(edge);
@@ -305,4 +381,10 @@ TEST_CASE(
         CHECK(daemon.logs("backend_failed").empty());
         test::stop_daemon(daemon);
     }
+    ssh->stop();
+    const test::CommandResult down =
+        test::run_command(netns->shell_prefix(Side::edge) + setup + "down " +
+                          test::EdgeNetns::kBackendAddress + " 2>&1");
+    INFO(down.output);
+    CHECK(down.exit_code == 0);
 }

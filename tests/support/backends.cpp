@@ -100,19 +100,18 @@ void merge_flags(BackendConnection& record, const TransferResult& result) {
 }  // namespace
 
 TcpBackend::TcpBackend(BackendScript script, bool ipv6)
+    : TcpBackend(std::move(script), listen_loopback(ipv6)) {}
+
+TcpBackend::TcpBackend(BackendScript script, Listener listener)
     : script_(std::move(script)),
-      listener_(listen_loopback(ipv6)),
+      listener_(std::move(listener)),
       port_(listener_.port),
-      ipv6_(ipv6) {
+      address_(local_address(listener_.fd.get())) {
     acceptor_ = std::thread([this] { accept_loop(); });
 }
 
 TcpBackend::~TcpBackend() {
     stop();
-}
-
-std::string TcpBackend::address() const {
-    return loopback_text(port_, ipv6_);
 }
 
 void TcpBackend::accept_loop() {

@@ -101,12 +101,16 @@ public:
     // Listens on 127.0.0.1 (or ::1) with a kernel-chosen port and serves every connection
     // with `script`, each in its own thread, until stop().
     explicit TcpBackend(BackendScript script, bool ipv6 = false);
+    // The same on a listener made elsewhere (listen_on() an address of another network
+    // namespace: a backend host of its own).
+    TcpBackend(BackendScript script, Listener listener);
     ~TcpBackend();
     TcpBackend(const TcpBackend&) = delete;
     TcpBackend& operator=(const TcpBackend&) = delete;
 
     [[nodiscard]] std::uint16_t port() const { return port_; }
-    [[nodiscard]] std::string address() const;  // "127.0.0.1:PORT" or "[::1]:PORT"
+    // "127.0.0.1:PORT", "[::1]:PORT": where it listens.
+    [[nodiscard]] const std::string& address() const { return address_; }
     [[nodiscard]] const BackendScript& script() const { return script_; }
 
     [[nodiscard]] std::size_t accepted() const;
@@ -130,7 +134,7 @@ private:
     BackendScript script_;
     Listener listener_;
     std::uint16_t port_ = 0;
-    bool ipv6_ = false;
+    std::string address_;  // kept: address() still answers after stop()
     std::atomic<bool> stopping_{false};
     std::atomic<std::uint64_t> live_received_{0};
     std::atomic<std::uint64_t> live_sent_{0};

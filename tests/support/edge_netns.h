@@ -13,6 +13,7 @@
 // killed, by the destructor. Nothing routes out of the three namespaces.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,10 @@ public:
     void add_client_host(const std::string& name, const std::string& address);
     // True when something listens on TCP `port` in that namespace (`ss -tln`).
     [[nodiscard]] bool listening(Side side, std::uint16_t port) const;
+    // Calls `make` with the calling thread in that namespace, then moves it back (also when
+    // `make` throws): the sockets `make` creates stay there, as a socket belongs to the
+    // namespace it was created in. Throws when the namespace cannot be entered.
+    void run_inside(Side side, const std::function<void()>& make) const;
 
 private:
     EdgeNetns() = default;

@@ -99,6 +99,31 @@ Listener listen_loopback(bool ipv6, int backlog) {
     return listener;
 }
 
+Listener listen_on(const std::string& ip, std::uint16_t port, int backlog) {
+    Listener listener;
+    listener.fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!listener.fd) {
+        fail("socket");
+    }
+    SocketAddress address;
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&address.storage);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(port);
+    if (::inet_pton(AF_INET, ip.c_str(), &in4->sin_addr) != 1) {
+        throw std::runtime_error("not an IPv4 address: " + ip);
+    }
+    address.length = sizeof(sockaddr_in);
+    if (::bind(listener.fd.get(), address.get(), address.length) != 0) {
+        fail("bind to " + ip + ":" + std::to_string(port));
+    }
+    if (::listen(listener.fd.get(), backlog) != 0 ||
+        !socket_name(listener.fd.get(), false, address)) {
+        fail("listen on " + ip);
+    }
+    listener.port = address.port();
+    return listener;
+}
+
 UniqueFd connect_loopback(std::uint16_t port, bool ipv6) {
     UniqueFd fd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) {

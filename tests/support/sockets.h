@@ -35,6 +35,9 @@ struct Listener {
 };
 // Throws on failure.
 Listener listen_loopback(bool ipv6 = false, int backlog = 1024);
+// A listening IPv4 TCP socket on `ip`:`port` (port 0: kernel-chosen), made in the calling
+// thread's network namespace (a backend on a namespace's own address). Throws on failure.
+Listener listen_on(const std::string& ip, std::uint16_t port, int backlog = 1024);
 // Binds (does not listen) to 127.0.0.1:port or [::1]:port (IPV6_V6ONLY), port 0 for any.
 // Does not throw: on failure the fd is empty and the port 0 (errno says why).
 Listener bind_loopback(std::uint16_t port, bool ipv6 = false);
