@@ -92,3 +92,23 @@ TEST_CASE("raised only for a reader that took kRaiseAfterBytes fast, once until 
     CHECK_FALSE(bulk.full(look(3000ms, 2 * kRaiseAfterBytes)));
     CHECK(bulk.full(look(3100ms, 3 * kRaiseAfterBytes)));
 }
+
+TEST_CASE("a lowered sink whose reader takes kResumeAfterBytes again has resumed, once per stop",
+          "[drain]") {
+    using splicer::plane::kResumeAfterBytes;
+    DrainWatch watch;
+    watch.tick(look(0ms, 1000), 120s);
+    CHECK(watch.tick(look(kLowerAfter, 1000), 120s) == SinkVerdict::lower);
+    // A trickle is not a resumed reader: still braked.
+    CHECK(watch.tick(look(2000ms, 1000 + 4096), 120s) == SinkVerdict::moving);
+    CHECK(watch.tick(look(3000ms, 1000 + kResumeAfterBytes - 1), 120s) == SinkVerdict::moving);
+    CHECK(watch.tick(look(4000ms, 1000 + kResumeAfterBytes), 120s) == SinkVerdict::resumed);
+    CHECK(watch.tick(look(5000ms, 1000 + 2 * kResumeAfterBytes), 120s) != SinkVerdict::resumed);
+    // It stops again: lowered again, and resumed again, even if it took everything (idle).
+    CHECK(watch.tick(look(6000ms, 1000 + 2 * kResumeAfterBytes), 120s) == SinkVerdict::lower);
+    CHECK(watch.tick(look(7000ms, 1000 + 2 * kResumeAfterBytes), 120s) == SinkVerdict::waiting);
+    CHECK(watch.tick(look(8000ms, 1000 + 3 * kResumeAfterBytes, false), 120s) ==
+          SinkVerdict::resumed);
+    CHECK(watch.tick(look(9000ms, 1000 + 3 * kResumeAfterBytes, false), 120s) ==
+          SinkVerdict::idle);
+}

@@ -69,6 +69,7 @@ struct Direction {
     // every plane: does the sink's reader take the bytes waiting for it (plane/sink_watch.h)
     plane::DrainWatch drain;
     bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
+    bool braked_by_watch = false;  // ... by the watch, for a reader that stopped (sink_watch.h)
 };
 
 struct Connection {

@@ -32,6 +32,12 @@ bool DrainWatch::full(const SinkLook& look) {
 }
 
 SinkVerdict DrainWatch::tick(const SinkLook& look, std::chrono::seconds stall_timeout) {
+    // Checked first, idle or not: a reader that took everything queued has resumed too.
+    if (lowered_ && look.acked >= lowered_acked_ + kResumeAfterBytes) {
+        lowered_ = false;
+        watching_ = false;
+        return SinkVerdict::resumed;
+    }
     if (!look.queued && !look.held) {
         watching_ = false;
         return SinkVerdict::idle;
@@ -49,6 +55,7 @@ SinkVerdict DrainWatch::tick(const SinkLook& look, std::chrono::seconds stall_ti
     }
     if (waited >= kLowerAfter && !lowered_) {
         lowered_ = true;
+        lowered_acked_ = look.acked;
         raised_ = false;
         streak_started_ = false;
         return SinkVerdict::lower;

@@ -13,6 +13,8 @@
 //   since the last look? Nothing for kLowerAfter: lower the send buffer again (a reader
 //   that stopped keeps what is queued, but no more); nothing for `stall_timeout`: the pair
 //   is stalled and ends. An idle sink (nothing queued, nothing held) is never stalled.
+//   A lowered sink whose reader takes kResumeAfterBytes again has resumed: what the stop
+//   put on is taken off again (plane/sink_watch.h).
 
 #include <chrono>
 #include <cstdint>
@@ -34,6 +36,7 @@ enum class SinkVerdict {
     moving,   // bytes wait and the reader took some since the last look
     waiting,  // bytes wait and the reader took none since the last look
     lower,    // waiting for kLowerAfter: lower the send buffer (said once per stop)
+    resumed,  // lowered, and the reader took kResumeAfterBytes since (said once per stop)
     stalled,  // waiting for stall_timeout: end the pair
 };
 
@@ -44,6 +47,10 @@ inline constexpr std::uint64_t kRaiseAfterBytes = 16ULL << 20;
 // buffer starts to limit the sockmap plane.
 inline constexpr std::uint64_t kRaiseRate = 32ULL << 20;
 inline constexpr std::chrono::milliseconds kLowerAfter{1000};
+// Reader progress after a stop that ends it: the sink took twice its lowered send buffer, so
+// a reader that only trickles (a few KiB now and then) stays braked, one that reads again
+// is released within a watch interval.
+inline constexpr std::uint64_t kResumeAfterBytes = 1ULL << 20;
 
 class DrainWatch {
 public:
@@ -62,6 +69,7 @@ private:
     std::uint64_t last_acked_ = 0;
     WatchClock::time_point last_progress_{};
     bool lowered_ = false;
+    std::uint64_t lowered_acked_ = 0;  // acked when lowered
 
     bool streak_started_ = false;  // full(): where the current run of progress began
     std::uint64_t streak_acked_ = 0;

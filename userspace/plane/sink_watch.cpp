@@ -39,6 +39,7 @@ void brake_source(daemon::Connection& connection, std::size_t direction, int byt
 }
 
 void release_brake(daemon::Connection& connection, std::size_t direction) {
+    connection.directions[direction].braked_by_watch = false;
     bool& braked = connection.directions[direction].source_braked;
     if (!braked) {
         return;
@@ -54,6 +55,25 @@ void release_brake(daemon::Connection& connection, std::size_t direction) {
     if (::getsockopt(source, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
         locks &= ~SOCK_RCVBUF_LOCK;
         ::setsockopt(source, SOL_SOCKET, SO_BUF_LOCK, &locks, sizeof(locks));
+    }
+}
+
+void resume_after_stop(daemon::Connection& connection, std::size_t direction) {
+    // The sink's send buffer goes back to TCP autotuning (SO_BUF_LOCK, Linux 5.14): it grows
+    // from the lowered size as the reader acknowledges.
+    const int sink = connection.sink_fd(direction);
+    int locks = 0;
+    socklen_t length = sizeof(locks);
+    if (::getsockopt(sink, SOL_SOCKET, SO_BUF_LOCK, &locks, &length) == 0) {
+        locks &= ~SOCK_SNDBUF_LOCK;
+        ::setsockopt(sink, SOL_SOCKET, SO_BUF_LOCK, &locks, sizeof(locks));
+    }
+    // Only a brake the stop put on: the backend's brake from the start (brake_backend) is a
+    // plane's choice for every connection and stays until the fast-reader proof.
+    daemon::Direction& flow = connection.directions[direction];
+    if (flow.braked_by_watch) {
+        flow.braked_by_watch = false;
+        release_brake(connection, direction);
     }
 }
 
@@ -84,13 +104,20 @@ bool on_watch(daemon::Connection& connection, PlaneContext& context,
             case SinkVerdict::stalled:
                 context.abort_connection(connection, kEndStalled);
                 return false;
-            case SinkVerdict::lower:
+            case SinkVerdict::lower: {
                 // Locks the size: TCP autotuning no longer grows it for this reader. The
                 // source feeding it is braked too: what it already received stays, and its
                 // sender gets no more window than the brake leaves.
                 ::setsockopt(sink, SOL_SOCKET, SO_SNDBUF, &kLoweredSendBufferBytes,
                              sizeof(kLoweredSendBufferBytes));
+                daemon::Direction& flow = connection.directions[direction];
+                flow.braked_by_watch = !flow.source_braked;
                 brake_source(connection, direction);
+                waiting = true;
+                break;
+            }
+            case SinkVerdict::resumed:
+                resume_after_stop(connection, direction);
                 waiting = true;
                 break;
             case SinkVerdict::moving:

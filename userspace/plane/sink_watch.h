@@ -58,6 +58,15 @@ inline constexpr int kReleasedReceiveBufferBytes = 4 * 1024 * 1024;
 // brake_source (the reader stopped again) locks it small again.
 void release_brake(daemon::Connection& connection, std::size_t direction);
 
+// A sink whose reader stopped (SinkVerdict::lower) reads again (SinkVerdict::resumed): its
+// send buffer goes back to TCP autotuning and the brake the stop put on its source is
+// released (release_brake). Kept on, the brake stranded the source's sender: the 1 MiB lock
+// came on while TCP autotuning had let the sender's window grow to 10 MiB, so the socket
+// held more than its buffer (issue 13: 2.3 MB against 1 MiB, the client in zero-window
+// probing with a doubling backoff); with the fast-reader proof (16 MiB at 32 MiB/s) the
+// only way out, a braked upload stayed braked to its end.
+void resume_after_stop(daemon::Connection& connection, std::size_t direction);
+
 // brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is
 // far over the bandwidth-delay product.
 inline void brake_backend(daemon::Connection& connection) {

@@ -1,0 +1,294 @@
+// A backend that stops reading for a while in the middle of a two-way bulk transfer, then
+// reads again: the brake the watch put on the client's socket for the stop (plane/
+// sink_watch.h) must come off again, and the upload go on at once, on every data plane.
+// Before, only the fast-reader proof released it, so a transfer that had stopped once stayed
+// braked to its end: the state issue 13's sockmap stall happened in (a 32 MiB both-ways
+// transfer stuck at 6-7 MB in the client -> backend direction, about 1 run in 10 under
+// load, the client in zero-window probing with a doubling backoff). That stall itself did not
+// reproduce here without load; the brake that stayed on does, every run.
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_test_common.h"
+#include "support/raw_client.h"
+#include "support/sockets.h"
+
+namespace test = splicer::test;
+using namespace std::chrono_literals;
+using splicer::UniqueFd;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::uint64_t kUpload = 16ULL << 20;    // client -> backend
+constexpr std::uint64_t kDownload = 16ULL << 20;  // backend -> client
+constexpr std::uint64_t kUploadSeed = 1301;
+constexpr std::uint64_t kDownloadSeed = 1302;
+// The backend reads this much, then takes nothing for kPause (the watch brakes after 1 s
+// without progress: plane::kLowerAfter), sending all the while, then reads as fast as it can.
+constexpr std::uint64_t kPauseAfter = 4ULL << 20;
+constexpr auto kPause = 2500ms;
+// Once the backend reads again, the rest of the upload (at most 12 MiB over loopback, which
+// moves hundreds of MiB/s) must arrive within this. A client stuck in zero-window probing
+// waits out its backoff instead: tens of seconds.
+constexpr auto kAfterResume = 8s;
+constexpr auto kDeadline = 25s;
+// The client's socket braked: SO_RCVBUF 512 KiB (plane::kBrakedReceiveBufferBytes, capped by
+// net.core.rmem_max), doubled by the kernel. Released, it is 8 MiB and TCP autotuning's
+// again, which moves it: never exactly this.
+std::uint64_t braked_buffer() {
+    std::uint64_t rmem_max = 0;
+    std::ifstream("/proc/sys/net/core/rmem_max") >> rmem_max;
+    return 2 * std::min<std::uint64_t>(512 * 1024, rmem_max);
+}
+constexpr auto kReleasedWithin = 3s;
+
+double seconds(Clock::duration duration) {
+    return std::chrono::duration<double>(duration).count();
+}
+
+struct PeerScript {
+    std::uint64_t send_bytes = 0;
+    std::uint64_t send_seed = 1;
+    std::uint64_t pause_after = 0;  // read this much, then pause (0: never)
+    std::chrono::milliseconds pause{0};
+    // Once everything is sent, shut down the write side only when this is set (if given).
+    const std::atomic<bool>* shut_when = nullptr;
+    std::atomic<std::uint64_t>* received_so_far = nullptr;  // live count (if given)
+};
+
+struct PeerReport {
+    std::uint64_t received = 0;
+    std::uint64_t sent = 0;
+    std::string received_sha256;
+    std::string sent_sha256;
+    bool eof = false;
+    std::string error;
+    Clock::time_point resumed{};   // reading at full speed again after the pause
+    Clock::time_point finished{};  // the peer's EOF was read
+    std::string stuck_view;        // ss -tmi of the daemon's sockets, when it timed out
+};
+
+// One side of the connection: sends script.send_bytes as fast as the socket takes them,
+// reads with the pause in `script`, shuts down its write side once everything is sent,
+// ends at the peer's EOF. At the deadline it records the daemon's sockets as the kernel
+// sees them.
+PeerReport run_peer(int fd, const PeerScript& script, const std::string& ss_filter) {
+    test::set_nonblocking(fd);
+    PeerReport report;
+    test::ByteGenerator generator(script.send_seed);
+    test::Sha256Hasher sent_hash;
+    test::Sha256Hasher received_hash;
+    std::vector<char> out(256 * 1024);
+    std::size_t out_start = 0;
+    std::size_t out_end = 0;
+    std::vector<char> in(256 * 1024);
+    bool send_done = script.send_bytes == 0;
+    bool shut = false;
+    const Clock::time_point start = Clock::now();
+    Clock::time_point paused_until{};
+    bool paused_once = script.pause_after == 0;
+    while (!(shut && report.eof)) {
+        const Clock::time_point now = Clock::now();
+        if (now - start > kDeadline) {
+            report.error = "timed out";
+            report.stuck_view =
+                test::run_command("ss -tmieon '" + ss_filter +
+                                  "'; nstat -az TcpExtTCPZeroWindowDrop TcpExtTCPToZeroWindowAdv "
+                                  "TcpExtTCPFromZeroWindowAdv TcpExtTCPWantZeroWindowAdv "
+                                  "TcpExtTCPRcvQDrop TcpExtPruneCalled")
+                    .output;
+            break;
+        }
+        // Paused: no POLLIN (it would spin), a look every 10 ms.
+        const bool held_back = paused_once && now < paused_until;
+        pollfd entry{.fd = fd, .events = 0, .revents = 0};
+        if (!send_done) {
+            entry.events |= POLLOUT;
+        }
+        if (!held_back && !report.eof) {
+            entry.events |= POLLIN;
+        }
+        ::poll(&entry, 1, held_back ? 10 : 50);
+        if ((entry.revents & (POLLERR | POLLHUP)) != 0 && (entry.revents & POLLIN) == 0) {
+            report.error = "socket error or hang-up";
+            break;
+        }
+        while (!send_done) {
+            if (out_start == out_end) {
+                const std::uint64_t left = script.send_bytes - report.sent;
+                out_end = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), left));
+                out_start = 0;
+                generator.fill(out.data(), out_end);
+            }
+            const ssize_t n = ::send(fd, out.data() + out_start, out_end - out_start,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n <= 0) {
+                break;
+            }
+            sent_hash.update(out.data() + out_start, static_cast<std::size_t>(n));
+            out_start += static_cast<std::size_t>(n);
+            report.sent += static_cast<std::uint64_t>(n);
+            if (report.sent == script.send_bytes) {
+                send_done = true;
+            }
+        }
+        if (send_done && !shut && (script.shut_when == nullptr || script.shut_when->load())) {
+            shut = true;
+            ::shutdown(fd, SHUT_WR);
+        }
+        if (Clock::now() < paused_until || report.eof) {
+            continue;
+        }
+        if (paused_once && report.resumed == Clock::time_point{}) {
+            report.resumed = Clock::now();
+        }
+        for (int round = 0; round < 16; ++round) {
+            const ssize_t n = ::recv(fd, in.data(), in.size(), MSG_DONTWAIT);
+            if (n == 0) {
+                report.eof = true;
+                report.finished = Clock::now();
+                break;
+            }
+            if (n < 0) {
+                break;
+            }
+            received_hash.update(in.data(), static_cast<std::size_t>(n));
+            report.received += static_cast<std::uint64_t>(n);
+            if (script.received_so_far != nullptr) {
+                script.received_so_far->store(report.received);
+            }
+            if (!paused_once && report.received >= script.pause_after) {
+                paused_once = true;
+                paused_until = Clock::now() + script.pause;
+                break;
+            }
+        }
+    }
+    report.received_sha256 = received_hash.hex();
+    report.sent_sha256 = sent_hash.hex();
+    return report;
+}
+
+// The receive buffer (skmem rb) of the daemon's socket whose local port is `port` (the
+// client's side: the daemon accepted it on its listener), or 0 if there is none.
+std::uint64_t daemon_receive_buffer(std::uint16_t port) {
+    const std::string output =
+        test::run_command("ss -tmHn '( sport = :" + std::to_string(port) + " )'").output;
+    const std::size_t at = output.find(",rb");
+    return at == std::string::npos ? 0 : std::stoull(output.substr(at + 3));
+}
+
+std::string describe(const PeerReport& report) {
+    std::ostringstream text;
+    text << "received " << report.received << ", sent " << report.sent << ", eof " << report.eof
+         << ", error '" << report.error << "'";
+    return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it reads again",
+          "[daemon][stall]") {
+    test::require_root();
+    const std::string plane = GENERATE(as<std::string>{}, "sockmap", "splice", "copy");
+    CAPTURE(plane);
+    test::Listener listener = test::listen_loopback();
+    const test::SnikketPorts ports{.listen = test::free_port(),
+                                   .xmpp_tls = test::free_port(),
+                                   .https = test::free_port(),
+                                   .xmpp = listener.port};
+    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const std::string header = test::xmpp_stream_header();
+    UniqueFd client_side = test::connect_and_send(ports.listen, header, "");
+    UniqueFd backend_side = test::accept_one(listener);
+    const std::string ss_filter = "( sport = :" + std::to_string(ports.listen) +
+                                  " or dport = :" + std::to_string(listener.port) + " )";
+    const std::uint64_t braked = braked_buffer();
+    std::atomic<bool> go_ahead{false};
+    std::atomic<std::uint64_t> upload_read{0};
+    const PeerScript backend_script{
+        .send_bytes = kDownload,
+        .send_seed = kDownloadSeed,
+        .pause_after = header.size() + kPauseAfter,
+        .pause = kPause,
+        .shut_when = nullptr,
+        .received_so_far = &upload_read};
+    const PeerScript client_script{
+        .send_bytes = kUpload,
+        .send_seed = kUploadSeed,
+        .pause_after = 0,
+        .pause = {},
+        .shut_when = &go_ahead,
+        .received_so_far = nullptr};
+    auto backend_run = std::async(std::launch::async, [&] {
+        return run_peer(backend_side.get(), backend_script, ss_filter);
+    });
+    auto client_run = std::async(std::launch::async, [&] {
+        return run_peer(client_side.get(), client_script, ss_filter);
+    });
+    // Once the backend has read the whole upload (the client holds its FIN back, so the pair
+    // lives on): the brake the stop put on the client's socket must be off within a few
+    // watch intervals (plane::watch_interval: 1 s here).
+    // Meanwhile: the stop brakes the client's socket (else this test proves nothing).
+    const Clock::time_point deadline = Clock::now() + kDeadline;
+    bool saw_brake = false;
+    while (upload_read.load() < header.size() + kUpload && Clock::now() < deadline) {
+        std::this_thread::sleep_for(100ms);
+        saw_brake = saw_brake || daemon_receive_buffer(ports.listen) == braked;
+    }
+    const Clock::time_point upload_done = Clock::now();
+    std::uint64_t client_buffer = daemon_receive_buffer(ports.listen);
+    const std::uint64_t buffer_at_end = client_buffer;
+    while (client_buffer == braked && Clock::now() - upload_done < kReleasedWithin) {
+        std::this_thread::sleep_for(50ms);
+        client_buffer = daemon_receive_buffer(ports.listen);
+    }
+    const double released_after = seconds(Clock::now() - upload_done);
+    go_ahead.store(true);
+    const PeerReport client = client_run.get();
+    const PeerReport backend = backend_run.get();
+
+    INFO(daemon->log_tail(10));
+    INFO(test::daemon_stats(*daemon));
+    INFO("daemon's sockets at the deadline:\n" << backend.stuck_view << client.stuck_view);
+    INFO("client: " << describe(client));
+    INFO("backend: " << describe(backend));
+    REQUIRE(backend.resumed != Clock::time_point{});
+    // The upload was read in full when upload_done was taken (its FIN came later, on purpose).
+    const double after_resume = seconds(upload_done - backend.resumed);
+    INFO("upload read in full " << after_resume << " s after the backend read at full speed again");
+    WARN("plane " << plane << ": upload finished " << after_resume
+                  << " s after the backend read at full speed again");
+    CHECK(backend.error.empty());
+    CHECK(client.error.empty());
+    CHECK(backend.eof);
+    CHECK(client.eof);
+    CHECK(after_resume <= seconds(kAfterResume));
+    INFO("the daemon's client socket: receive buffer " << buffer_at_end
+                                                       << " when the upload was read, "
+                                                       << client_buffer << " "
+                                                       << released_after << " s later");
+    CHECK(saw_brake);
+    CHECK(client_buffer != braked);
+    CHECK(backend.received == header.size() + kUpload);
+    CHECK(backend.received_sha256 == test::sha256_of_generated(header, kUploadSeed, kUpload));
+    CHECK(client.sent == kUpload);
+    CHECK(client.received == kDownload);
+    CHECK(client.received_sha256 == backend.sent_sha256);
+    client_side.reset();
+    backend_side.reset();
+    test::stop_daemon(*daemon);
+}
