@@ -11,7 +11,6 @@
 // the connection, read the config in force, count, and hand over to the data plane after a 101.
 
 #include <linux/time_types.h>
-
 #include <liburing.h>
 
 #include <chrono>

@@ -143,7 +143,8 @@ void HttpExchange::connect_backend() {
     connect->flags |= IOSQE_IO_LINK;
     timeout_.tv_sec = context_.config().connect_timeout.count();
     timeout_.tv_nsec = 0;
-    io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, kBackendArg), &timeout_, 0);
+    io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, kBackendArg),
+                               &timeout_, 0);
 }
 
 void HttpExchange::on_connect(int result) {

@@ -2,7 +2,8 @@
 // How a port 80 exchange ends when an operation does not deliver: one table from (phase,
 // side, outcome) to splicer's own answer (a status the client is sent) or a close reason (the
 // connection ends without one). Pure: the exchange (daemon/http_exchange.h) looks the row up
-// and carries it out; what a row means is tested on its own (tests/unit/test_http_exchange_table.cpp).
+// and carries it out; what a row means is tested on its own
+// (tests/unit/test_http_exchange_table.cpp).
 
 #include <cstdint>
 #include <span>
