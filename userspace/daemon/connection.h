@@ -25,7 +25,7 @@ namespace splicer::daemon {
 enum class State { probing, connecting, spliced, proxying, closing };
 
 // Port 80: the HTTP exchange of a proxying connection (daemon/http_exchange.h).
-struct HttpExchange;
+class HttpExchange;
 struct HttpExchangeDeleter {
     void operator()(HttpExchange* exchange) const;
 };

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "daemon/http_exchange.h"
 #include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/sink_watch.h"
@@ -253,6 +254,27 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     } else {
         start_probing(connection);
     }
+}
+
+void EventLoop::start_http(Connection& connection) {
+    connection.state = State::proxying;
+    connection.http.reset(new HttpExchange(connection, *this));
+    connection.http->start();
+}
+
+void EventLoop::on_http_completion(Connection& connection, const Tag& tag, int result) {
+    // Closing (or already spliced after a 101): what is still completing has no say.
+    if (connection.state != State::proxying || !connection.http) {
+        return;
+    }
+    connection.http->on_completion(tag, result);
+}
+
+void EventLoop::upgrade_to_plane(Connection& connection) {
+    log_routed(connection);
+    connection.http.reset();
+    connection.state = State::spliced;
+    plane_.start(connection, *this);
 }
 
 void EventLoop::on_accept_failed(std::size_t listener, int error) {

@@ -1,8 +1,9 @@
 #pragma once
 // The io_uring event loop: accepts on every listener, probes each connection's first bytes
 // (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
-// pair to the data plane. On http listeners it proxies HTTP/1.1 instead (http_*.cpp). One
-// thread, no blocking call after start-up.
+// pair to the data plane. On http listeners each connection's HttpExchange proxies HTTP/1.1
+// instead (http_exchange.h); the loop is its HttpContext. One thread, no blocking call after
+// start-up.
 
 #include <sys/signalfd.h>
 
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "daemon/heap_trim.h"
+#include "daemon/http_exchange.h"
 #include "daemon/reload_runner.h"
 #include "daemon/slab.h"
 #include "limits/admission.h"
@@ -44,7 +46,7 @@ struct ListeningSocket {
     std::vector<config::Network> trusted_proxies;
 };
 
-class EventLoop final : public plane::PlaneContext {
+class EventLoop final : public plane::PlaneContext, public HttpContext {
 public:
     EventLoop(const config::Config& config, route::Router router,
               std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
@@ -94,6 +96,16 @@ public:
         return config_->stall_timeout;
     }
 
+    // HttpContext (sqe_for and close_connection above serve both)
+    [[nodiscard]] const config::Config& config() const override { return *config_; }
+    [[nodiscard]] bool stopping() const override { return stopping_; }
+    [[nodiscard]] const net::SocketAddress& http_backend(std::size_t route) const override {
+        return http_backends_[route];
+    }
+    metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
+    DaemonCounters& live_counters() override { return counters_; }
+    void upgrade_to_plane(Connection& connection) override;
+
 private:
     void dispatch(const uring::Completion& cqe);
     void arm_accept(std::size_t listener);
@@ -134,31 +146,9 @@ private:
     // was ended (logged and counted as a backend failure).
     bool write_proxy_header(Connection& connection);
 
-    // port 80 (http_io.cpp, http_request.cpp, http_response.cpp)
+    // port 80: the connection's HTTP exchange (daemon/http_exchange.h) runs it
     void start_http(Connection& connection);
     void on_http_completion(Connection& connection, const uring::Tag& tag, int result);
-    void http_read(Connection& connection, std::uint8_t side,
-                   std::chrono::steady_clock::duration timeout);
-    void http_send(Connection& connection, std::uint8_t side, std::span<const char> bytes,
-                   std::size_t consumed_on_send);
-    void on_http_recv(Connection& connection, std::uint8_t side, int result);
-    void on_http_recv_end(Connection& connection, std::uint8_t side, int result);
-    void on_http_sent(Connection& connection, int result);
-    void http_next_request(Connection& connection);
-    void http_frame_head(Connection& connection);
-    void http_route(Connection& connection);
-    void http_connect(Connection& connection);
-    void on_http_connect(Connection& connection, int result);
-    void http_pump_request(Connection& connection);
-    void http_pump_response(Connection& connection);
-    void http_response_head(Connection& connection);
-    void http_response_done(Connection& connection);
-    void http_upgrade(Connection& connection);
-    void http_answer(Connection& connection, int status, std::string_view error,
-                     std::string answer = {});
-    void http_linger(Connection& connection);
-    // The access line, once per answered request; counts its status.
-    void http_log(const Connection& connection, std::string_view error = {});
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, uring::Op op);

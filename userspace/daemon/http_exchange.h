@@ -1,11 +1,17 @@
 #pragma once
-// Port 80: what a proxying connection holds between io_uring completions. One operation (and
-// its linked timeout) is in flight at a time, so the phases run strictly one after another:
-// read the request head, connect, send the head and stream the body up, stream the response
-// down, then read the next request (keep-alive) or close. Memory per connection is the two
-// fixed buffers (none while idle between requests) plus one head, whatever the body sizes.
+// Port 80: a proxying connection's HTTP exchange, which owns its state and its transitions.
+// One operation (and its linked timeout) is in flight at a time, so the phases
+// (http/exchange_table.h) run strictly one after another: read the request head, connect,
+// send the head and stream the body up, stream the response down, then read the next request
+// (keep-alive) or close. How an operation that does not deliver ends the exchange is one
+// table (http::ending_for). Memory per connection is the two fixed buffers (none while idle
+// between requests) plus one head, whatever the body sizes.
+//
+// The exchange reaches the event loop only through HttpContext: submit an operation, close
+// the connection, read the config in force, count, and hand over to the data plane after a 101.
 
 #include <linux/time_types.h>
+#include <liburing.h>
 
 #include <chrono>
 #include <cstddef>
@@ -15,24 +21,20 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
+#include "daemon/connection.h"
+#include "http/exchange_table.h"
 #include "http/message_parser.h"
+#include "metrics/rule_series.h"
+#include "net/address.h"
+#include "splicer/config.h"
+#include "splicer/daemon_counters.h"
+#include "uring/tag.h"
 
 namespace splicer::daemon {
 
 inline constexpr std::size_t kHttpBufferBytes = 64 * 1024;
-inline constexpr std::uint8_t kClientSide = 0;
-inline constexpr std::uint8_t kBackendSide = 1;
-
-enum class HttpPhase {
-    read_head,      // reading (and framing) the request head from the client
-    connecting,     // connecting to the route's backend
-    request,        // sending the upstream head, 100 Continue, then the body
-    response,       // relaying the response head and body
-    upgrading,      // flushing bytes read past a 101 to the other side, then the data plane
-    answering,      // sending splicer's own answer (error or redirect)
-    lingering,      // answered and shut: reading what the client still sends, then close
-};
 
 // A fixed buffer of bytes read from one side; [start, end) not yet framed and forwarded.
 // Allocated for a recv and released between requests, so an idle keep-alive connection
@@ -58,6 +60,7 @@ struct HttpBuffer {
             start = end = 0;
         }
     }
+    void discard() { start = end = 0; }
 
     [[nodiscard]] std::span<const char> pending() const {
         if (!data) {
@@ -75,39 +78,115 @@ struct HttpBuffer {
     }
 };
 
-struct HttpExchange {
-    HttpPhase phase = HttpPhase::read_head;
-    http::MessageParser request{http::MessageParser::Kind::request};
-    http::MessageParser response{http::MessageParser::Kind::response};
-    HttpBuffer from_client;
-    HttpBuffer from_backend;
+// What an exchange asks of the event loop that runs it.
+class HttpContext {
+public:
+    // An SQE whose completion comes back to the exchange of `connection`, tagged (op, arg).
+    virtual io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) = 0;
+    // Ends the connection (both sockets), logging `reason` as how it ended.
+    virtual void close_connection(Connection& connection, std::string_view reason) = 0;
+    // The configuration in force now (a reload replaces it between operations).
+    [[nodiscard]] virtual const config::Config& config() const = 0;
+    // A stop was asked for: no further request on any connection.
+    [[nodiscard]] virtual bool stopping() const = 0;
+    // The resolved backend of config().http->routes[route].
+    [[nodiscard]] virtual const net::SocketAddress& http_backend(std::size_t route) const = 0;
+    virtual metrics::RuleSeriesTable& rule_series() = 0;
+    virtual DaemonCounters& live_counters() = 0;
+    // A 101 went through and every byte read past it was flushed: destroys the exchange
+    // (connection.http) and hands both sockets to the data plane. The caller returns at once.
+    virtual void upgrade_to_plane(Connection& connection) = 0;
 
-    // The send in flight: bytes in `composed` or in a buffer; `after_send` runs when done.
-    std::string composed;
-    std::span<const char> sending;
-    std::uint8_t sending_to = kClientSide;
-    std::size_t consumed_on_send = 0;  // buffer bytes to mark forwarded once sent
+protected:
+    ~HttpContext() = default;
+};
+
+// Owned by its Connection (connection.http), which the slab never moves: the reference
+// stays valid for the exchange's whole life.
+class HttpExchange {
+public:
+    HttpExchange(Connection& connection, HttpContext& context)
+        : connection_(connection), context_(context) {}
+    HttpExchange(const HttpExchange&) = delete;
+    HttpExchange& operator=(const HttpExchange&) = delete;
+
+    // The first request: its header clock runs from the accept.
+    void start();
+    // A completion of an http operation (Op::http_*) this exchange submitted.
+    void on_completion(const uring::Tag& tag, int result);
+
+    [[nodiscard]] http::Phase phase() const { return phase_; }
+
+private:
+    using Side = http::Side;
+
+    // I/O: every operation is a recv, send or connect with a linked timeout.
+    void read_from(Side side, std::chrono::steady_clock::duration timeout);
+    void send_to(Side side, std::span<const char> bytes, std::size_t consumed_on_send);
+    HttpBuffer& buffer_from(Side side) {
+        return side == Side::client ? from_client_ : from_backend_;
+    }
+    [[nodiscard]] int fd_of(Side side) const;
+
+    // Completions (http_exchange.cpp).
+    void on_recv(Side side, int result);
+    void on_recv_end(Side side, int result);
+    void on_sent(int result);
+    // Carries out the table's row for an operation that did not deliver; `detail` names the
+    // answer's error where the row leaves it to the caller.
+    void end_with(http::Outcome outcome, Side side, std::string_view detail = {});
+
+    // The client side, one function per phase (http_request.cpp).
+    void next_request();
+    void frame_head();
+    void route();
+    void connect_backend();
+    void on_connect(int result);
+    void pump_request();
+    void answer(int status, std::string_view error, std::string composed = {});
+    void linger();
+
+    // The backend side (http_response.cpp).
+    void pump_response();
+    void response_head();
+    void response_done();
+    void upgrade();
+    // The access line, once per answered request; counts its status.
+    void log_access(std::string_view error = {});
+
+    Connection& connection_;
+    HttpContext& context_;
+
+    http::Phase phase_ = http::Phase::read_head;
+    http::MessageParser request_{http::MessageParser::Kind::request};
+    http::MessageParser response_{http::MessageParser::Kind::response};
+    HttpBuffer from_client_;
+    HttpBuffer from_backend_;
+
+    // The send in flight: bytes in `composed_` or in a buffer.
+    std::string composed_;
+    std::span<const char> sending_;
+    Side sending_to_ = Side::client;
+    std::size_t consumed_on_send_ = 0;  // buffer bytes to mark forwarded once sent
 
     // the request being served
-    std::optional<std::size_t> route;
-    std::uint8_t proxy_protocol = 0;  // the route's, taken at the connect (a reload may follow)
-    std::chrono::steady_clock::time_point started{};
-    std::chrono::steady_clock::time_point head_deadline{};
-    bool request_seen = false;   // a byte of this request arrived (else idle keep-alive)
-    bool request_done = false;   // its last byte went to the backend
-    bool expect_continue = false;
-    bool close_client = false;   // no further request on this connection
-    bool response_head_sent = false;
-    bool backend_contacted = false;  // a connect to the route's backend was tried
-    std::uint64_t bytes_to_client = 0;
-    std::uint64_t lingered = 0;
-    int status = 0;
-    std::string error;  // why splicer answered itself, for the access log
-    std::string host;
-    std::string method;
-    std::string path;
+    std::optional<std::size_t> route_;
+    std::uint8_t proxy_protocol_ = 0;  // the route's, taken at the connect (a reload may follow)
+    std::chrono::steady_clock::time_point started_{};
+    std::chrono::steady_clock::time_point head_deadline_{};
+    bool request_done_ = false;  // its last byte went to the backend
+    bool expect_continue_ = false;
+    bool close_client_ = false;  // no further request on this connection
+    bool backend_contacted_ = false;  // a connect to the route's backend was tried
+    std::uint64_t bytes_to_client_ = 0;
+    std::uint64_t lingered_ = 0;
+    int status_ = 0;
+    std::string error_;  // why splicer answered itself, for the access log
+    std::string host_;
+    std::string method_;
+    std::string path_;
 
-    __kernel_timespec timeout{};  // read by the kernel when the linked timeout is submitted
+    __kernel_timespec timeout_{};  // read by the kernel when the linked timeout is submitted
 };
 
 }  // namespace splicer::daemon

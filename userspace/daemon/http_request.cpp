@@ -5,7 +5,6 @@
 
 #include <cerrno>
 
-#include "daemon/event_loop.h"
 #include "daemon/http_exchange.h"
 #include "daemon/proxy_header_send.h"
 #include "http/canned_response.h"
@@ -16,223 +15,216 @@
 
 namespace splicer::daemon {
 
+using http::Outcome;
+using http::Phase;
 using uring::Op;
 
-void EventLoop::start_http(Connection& connection) {
-    connection.state = State::proxying;
-    connection.http.reset(new HttpExchange);
-    HttpExchange& exchange = *connection.http;
+namespace {
+// The tag argument of a backend operation (the side's number).
+constexpr auto kBackendArg = static_cast<std::uint8_t>(http::Side::backend);
+}  // namespace
+
+void HttpExchange::start() {
     // The first request's header clock runs from the accept: a client that connects and
     // sends nothing (or trickles) gets 408 after header_timeout.
-    exchange.request_seen = true;
-    exchange.started = connection.accepted_at;
-    exchange.head_deadline = exchange.started + config_->http->header_timeout;
-    http_frame_head(connection);
+    phase_ = Phase::read_head;
+    started_ = connection_.accepted_at;
+    head_deadline_ = started_ + context_.config().http->header_timeout;
+    frame_head();
 }
 
-void EventLoop::http_next_request(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    connection.backend.reset();
-    exchange.request.next_message();
-    exchange.response.reset();
-    exchange.from_backend.start = exchange.from_backend.end = 0;
-    exchange.from_backend.release_if_empty();
-    exchange.from_client.release_if_empty();
-    exchange.phase = HttpPhase::read_head;
-    exchange.route.reset();
-    exchange.request_done = false;
-    exchange.expect_continue = false;
-    exchange.response_head_sent = false;
-    exchange.backend_contacted = false;
-    exchange.bytes_to_client = 0;
-    exchange.status = 0;
-    exchange.error.clear();
+void HttpExchange::next_request() {
+    connection_.backend.reset();
+    request_.next_message();
+    response_.reset();
+    from_backend_.discard();
+    from_backend_.release_if_empty();
+    from_client_.release_if_empty();
+    route_.reset();
+    request_done_ = false;
+    expect_continue_ = false;
+    backend_contacted_ = false;
+    bytes_to_client_ = 0;
+    status_ = 0;
+    error_.clear();
     // A pipelined request already buffered starts its header clock now; otherwise the
     // connection is idle until the next byte arrives.
-    exchange.request_seen = !exchange.from_client.pending().empty();
-    exchange.started = std::chrono::steady_clock::now();
-    exchange.head_deadline = exchange.started + config_->http->header_timeout;
-    http_frame_head(connection);
+    phase_ = from_client_.pending().empty() ? Phase::idle : Phase::read_head;
+    started_ = std::chrono::steady_clock::now();
+    head_deadline_ = started_ + context_.config().http->header_timeout;
+    frame_head();
 }
 
-void EventLoop::http_frame_head(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    const http::Step step = exchange.request.feed(exchange.from_client.pending());
-    exchange.from_client.start += step.consumed;
+void HttpExchange::frame_head() {
+    const http::Step step = request_.feed(from_client_.pending());
+    from_client_.start += step.consumed;
     if (step.event == http::Event::error) {
-        http_answer(connection, exchange.request.error_status(), exchange.request.error_reason());
+        end_with(Outcome::malformed, Side::client, request_.error_reason());
         return;
     }
     if (step.event == http::Event::head_complete) {
-        http_route(connection);
+        route();
         return;
     }
     const auto now = std::chrono::steady_clock::now();
-    http_read(connection, kClientSide,
-              exchange.request_seen ? exchange.head_deadline - now
-                                    : std::chrono::steady_clock::duration(
-                                          config_->http->idle_timeout));
+    read_from(Side::client, phase_ == Phase::read_head
+                                ? head_deadline_ - now
+                                : std::chrono::steady_clock::duration(
+                                      context_.config().http->idle_timeout));
 }
 
-void EventLoop::http_route(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    const http::MessageHead& head = exchange.request.head();
-    const config::HttpConfig& http = *config_->http;
+void HttpExchange::route() {
+    const http::MessageHead& head = request_.head();
+    const config::HttpConfig& http = *context_.config().http;
     // One validated authority: the absolute-form target's, else Host's (the parser refused
     // anything else). It routes, goes up as Host (unless set_host) and X-Forwarded-Host, and
     // names the host of a redirect.
-    exchange.host = std::string(http::request_authority(head));
-    exchange.method = head.method;
-    exchange.path = http::target_path(head.target);
-    exchange.close_client = !head.keep_alive || stopping_;
-    exchange.route = http::match_route(http.routes, exchange.host, head.target);
-    if (!exchange.route) {
-        http_answer(connection, 404, "no route");
+    host_ = std::string(http::request_authority(head));
+    method_ = head.method;
+    path_ = http::target_path(head.target);
+    close_client_ = !head.keep_alive || context_.stopping();
+    route_ = http::match_route(http.routes, host_, head.target);
+    if (!route_) {
+        answer(404, "no route");
         return;
     }
-    const config::HttpRoute& route = http.routes[*exchange.route];
+    const config::HttpRoute& route = http.routes[*route_];
     const std::uint64_t max_body = route.max_body_size.value_or(http.max_body_size);
     // Refused before a byte of the body is read (curl waits for it with Expect).
     if (head.content_length && *head.content_length > max_body) {
-        http_answer(connection, 413, "Content-Length over max_body_size");
+        answer(413, "Content-Length over max_body_size");
         return;
     }
-    exchange.request.set_max_body(max_body);
-    if (route.redirect_https && !http::is_acme_challenge(exchange.path)) {
-        exchange.status = 301;
-        http_answer(connection, 301, {}, http::redirect_to_https(exchange.host, http::origin_form(head.target)));
+    request_.set_max_body(max_body);
+    if (route.redirect_https && !http::is_acme_challenge(path_)) {
+        answer(301, {}, http::redirect_to_https(host_, http::origin_form(head.target)));
         return;
     }
     const http::Header* expect = head.find("expect");
-    exchange.expect_continue = expect != nullptr &&
-                               http::equals_ignoring_case(expect->value, "100-continue") &&
-                               (head.chunked || head.content_length.value_or(0) > 0);
-    exchange.composed = http::upstream_request_head(
-        head, {.client_address = net::ip_to_string(connection.client_address),
+    expect_continue_ = expect != nullptr &&
+                       http::equals_ignoring_case(expect->value, "100-continue") &&
+                       (head.chunked || head.content_length.value_or(0) > 0);
+    composed_ = http::upstream_request_head(
+        head, {.client_address = net::ip_to_string(connection_.client_address),
                .set_host = route.set_host,
                .drop_expect = expect != nullptr});
-    exchange.response.set_no_body(head.method == "HEAD");
-    http_connect(connection);
+    response_.set_no_body(head.method == "HEAD");
+    connect_backend();
 }
 
-void EventLoop::http_connect(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    exchange.phase = HttpPhase::connecting;
-    exchange.backend_contacted = true;
-    connection.backend_address = http_backends_[*exchange.route];
+void HttpExchange::connect_backend() {
+    phase_ = Phase::connecting;
+    backend_contacted_ = true;
+    const config::HttpRoute& route = context_.config().http->routes[*route_];
+    connection_.backend_address = context_.http_backend(*route_);
     // Kept by the connection: a reload during the connect may renumber the routes.
-    connection.series = rule_series_.for_route(*exchange.route);
-    exchange.proxy_protocol = config_->http->routes[*exchange.route].proxy_protocol;
-    const bool transparent = config_->http->routes[*exchange.route].transparent;
-    connection.transparent = transparent;
-    auto socket = net::stream_socket_for(connection.backend_address);
+    connection_.series = context_.rule_series().for_route(*route_);
+    proxy_protocol_ = route.proxy_protocol;
+    connection_.transparent = route.transparent;
+    auto socket = net::stream_socket_for(connection_.backend_address);
     if (!socket) {
-        http_answer(connection, 502, socket.error().message);
+        answer(502, socket.error().message);
         return;
     }
-    if (transparent) {
+    if (connection_.transparent) {
         // From the client's own address and port (README "Transparent mode").
-        if (Result<void> bound = net::bind_to_client(socket->get(), connection.client_address);
+        if (Result<void> bound = net::bind_to_client(socket->get(), connection_.client_address);
             !bound) {
-            ++counters_.backend_failures;
-            rule_series_.count_backend_failure(connection.series);
-            http_answer(connection, 502, bound.error().message);
+            ++context_.live_counters().backend_failures;
+            context_.rule_series().count_backend_failure(connection_.series);
+            answer(502, bound.error().message);
             return;
         }
     }
-    connection.backend = std::move(socket).value();
-    io_uring_sqe* connect = sqe_for(connection, Op::http_connect, kBackendSide);
-    io_uring_prep_connect(connect, connection.backend.get(), connection.backend_address.get(),
-                          connection.backend_address.length);
+    connection_.backend = std::move(socket).value();
+    io_uring_sqe* connect = context_.sqe_for(connection_, Op::http_connect, kBackendArg);
+    io_uring_prep_connect(connect, connection_.backend.get(), connection_.backend_address.get(),
+                          connection_.backend_address.length);
     connect->flags |= IOSQE_IO_LINK;
-    connection.connect_timeout.tv_sec = config_->connect_timeout.count();
-    connection.connect_timeout.tv_nsec = 0;
-    io_uring_prep_link_timeout(sqe_for(connection, Op::http_timeout, kBackendSide),
-                               &connection.connect_timeout, 0);
+    timeout_.tv_sec = context_.config().connect_timeout.count();
+    timeout_.tv_nsec = 0;
+    io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, kBackendArg),
+                               &timeout_, 0);
 }
 
-void EventLoop::on_http_connect(Connection& connection, int result) {
-    HttpExchange& exchange = *connection.http;
+void HttpExchange::on_connect(int result) {
     if (result < 0) {
-        ++counters_.backend_failures;
-        rule_series_.count_backend_failure(connection.series);
+        ++context_.live_counters().backend_failures;
+        context_.rule_series().count_backend_failure(connection_.series);
         // The linked timeout cancels the connect: -ECANCELED means it took too long.
-        if (connection.transparent) {
-            http_answer(connection, result == -ECANCELED ? 504 : 502,
-                        "backend connect: " + net::transparent_connect_error(result));
-        } else if (result == -ECANCELED) {
-            http_answer(connection, 504, "backend connect timeout");
-        } else {
-            http_answer(connection, 502, "backend connect: " + errno_text(result));
+        const bool timed_out = result == -ECANCELED;
+        if (connection_.transparent) {
+            // The row's status, with what the kernel refused about the client's address.
+            const http::Ending ending = http::ending_for(
+                phase_, Side::backend,
+                timed_out ? Outcome::connect_timeout : Outcome::connect_error);
+            answer(ending.status, "backend connect: " + net::transparent_connect_error(result));
+            return;
         }
+        end_with(timed_out ? Outcome::connect_timeout : Outcome::connect_error, Side::backend,
+                 "backend connect: " + errno_text(result));
         return;
     }
-    if (exchange.proxy_protocol != 0) {
+    if (proxy_protocol_ != 0) {
         // A new backend connection per request: the header goes first on each, ahead of the
-        // upstream head and sent with it (http_send takes care of a short send).
+        // upstream head and sent with it (send_to takes care of a short send).
         Result<std::string> header = proxy_header_for(
-            static_cast<net::ProxyVersion>(exchange.proxy_protocol), connection.client_address,
-            connection.client.get(), connection.reached_address);
+            static_cast<net::ProxyVersion>(proxy_protocol_), connection_.client_address,
+            connection_.client.get(), connection_.reached_address);
         if (!header) {
-            ++counters_.backend_failures;
-            http_answer(connection, 502, header.error().message);
+            ++context_.live_counters().backend_failures;
+            answer(502, header.error().message);
             return;
         }
-        exchange.composed.insert(0, header.value());
+        composed_.insert(0, header.value());
     }
-    ++counters_.routed;
-    rule_series_.count_routed(connection.series, PlaneLabel::http);
-    exchange.phase = HttpPhase::request;
-    http_send(connection, kBackendSide, exchange.composed, 0);
+    ++context_.live_counters().routed;
+    context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
+    phase_ = Phase::request;
+    send_to(Side::backend, composed_, 0);
 }
 
-void EventLoop::http_pump_request(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    if (!exchange.request_done) {
-        const http::Step step = exchange.request.feed(exchange.from_client.pending());
+void HttpExchange::pump_request() {
+    if (!request_done_) {
+        const http::Step step = request_.feed(from_client_.pending());
         if (step.event == http::Event::error) {
-            http_answer(connection, exchange.request.error_status(),
-                        exchange.request.error_reason());
+            end_with(Outcome::malformed, Side::client, request_.error_reason());
             return;
         }
-        exchange.request_done = step.event == http::Event::message_complete;
+        request_done_ = step.event == http::Event::message_complete;
         if (step.consumed > 0) {
             // Body bytes go up as they were framed, chunk framing included.
-            http_send(connection, kBackendSide, exchange.from_client.pending().first(step.consumed),
-                      step.consumed);
+            send_to(Side::backend, from_client_.pending().first(step.consumed), step.consumed);
             return;
         }
-        if (!exchange.request_done) {
-            http_read(connection, kClientSide, config_->http->idle_timeout);
+        if (!request_done_) {
+            read_from(Side::client, context_.config().http->idle_timeout);
             return;
         }
     }
-    exchange.phase = HttpPhase::response;
-    http_pump_response(connection);
+    phase_ = Phase::response;
+    pump_response();
 }
 
-void EventLoop::http_answer(Connection& connection, int status, std::string_view error,
-                            std::string answer) {
-    HttpExchange& exchange = *connection.http;
-    exchange.status = status;
-    exchange.error = std::string(error);  // logged once the answer is sent (or failed)
-    exchange.phase = HttpPhase::answering;
-    connection.backend.reset();
-    exchange.composed = answer.empty() ? http::error_response(status) : std::move(answer);
-    exchange.from_backend.start = exchange.from_backend.end = 0;
-    http_send(connection, kClientSide, exchange.composed, 0);
+void HttpExchange::answer(int status, std::string_view error, std::string composed) {
+    status_ = status;
+    error_ = std::string(error);  // logged once the answer is sent (or failed)
+    phase_ = Phase::answering;
+    connection_.backend.reset();
+    composed_ = composed.empty() ? http::error_response(status) : std::move(composed);
+    from_backend_.discard();
+    send_to(Side::client, composed_, 0);
 }
 
-void EventLoop::http_linger(Connection& connection) {
+void HttpExchange::linger() {
     // Closing with unread bytes queued would make the kernel send a reset, which can destroy
     // the answer before the client reads it: shut our side, read and drop what the client
     // still sends for a short while (nginx's lingering close), then close.
-    HttpExchange& exchange = *connection.http;
-    http_log(connection, exchange.error);
-    ::shutdown(connection.client.get(), SHUT_WR);
-    exchange.phase = HttpPhase::lingering;
-    exchange.head_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    http_read(connection, kClientSide, std::chrono::seconds(2));
+    log_access(error_);
+    ::shutdown(connection_.client.get(), SHUT_WR);
+    phase_ = Phase::lingering;
+    head_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    read_from(Side::client, std::chrono::seconds(2));
 }
 
 }  // namespace splicer::daemon

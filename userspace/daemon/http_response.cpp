@@ -3,128 +3,116 @@
 
 #include <cerrno>
 
-#include "daemon/event_loop.h"
 #include "daemon/http_exchange.h"
 #include "http/head_rewrite.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
 
-void EventLoop::http_pump_response(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    const http::Step step = exchange.response.feed(exchange.from_backend.pending());
+using http::Outcome;
+using http::Phase;
+
+void HttpExchange::pump_response() {
+    const http::Step step = response_.feed(from_backend_.pending());
     if (step.event == http::Event::error) {
-        if (exchange.response_head_sent) {
-            close_connection(connection, "backend_garbage");
-        } else {
-            http_answer(connection, 502, exchange.response.error_reason());
-        }
+        end_with(Outcome::malformed, Side::backend, response_.error_reason());
         return;
     }
     if (step.event == http::Event::head_complete) {
-        exchange.from_backend.start += step.consumed;
-        http_response_head(connection);
+        from_backend_.start += step.consumed;
+        response_head();
         return;
     }
     if (step.consumed > 0) {
-        http_send(connection, kClientSide, exchange.from_backend.pending().first(step.consumed),
-                  step.consumed);
+        send_to(Side::client, from_backend_.pending().first(step.consumed), step.consumed);
         return;
     }
     if (step.event == http::Event::message_complete) {
-        http_response_done(connection);
+        response_done();
         return;
     }
-    http_read(connection, kBackendSide, config_->http->backend_timeout);
+    read_from(Side::backend, context_.config().http->backend_timeout);
 }
 
-void EventLoop::http_response_head(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    const http::MessageHead& head = exchange.response.head();
+void HttpExchange::response_head() {
+    const http::MessageHead& head = response_.head();
     if (head.status == 100) {
         // splicer answered the client's Expect itself (and did not forward it).
-        http_pump_response(connection);
+        pump_response();
         return;
     }
     if (head.status == 101) {
-        if (!exchange.request.head().upgrade) {
-            http_answer(connection, 502, "101 without an upgrade request");
+        if (!request_.head().upgrade) {
+            answer(502, "101 without an upgrade request");
             return;
         }
-        exchange.status = 101;
-        exchange.phase = HttpPhase::upgrading;
-        exchange.composed = http::client_response_head(head, false);
-        http_send(connection, kClientSide, exchange.composed, 0);
+        status_ = 101;
+        phase_ = Phase::upgrading;
+        composed_ = http::client_response_head(head, false);
+        send_to(Side::client, composed_, 0);
         return;
     }
     if (head.status >= 200) {
-        exchange.status = head.status;
-        exchange.response_head_sent = true;
+        status_ = head.status;
+        phase_ = Phase::relaying;
         // After a refused upgrade the client's next bytes may not be HTTP: close then.
-        exchange.close_client = exchange.close_client || exchange.response.body_until_eof() ||
-                                exchange.request.head().upgrade || stopping_;
+        close_client_ = close_client_ || response_.body_until_eof() ||
+                        request_.head().upgrade || context_.stopping();
     }
-    exchange.composed = http::client_response_head(head, exchange.close_client);
-    http_send(connection, kClientSide, exchange.composed, 0);
+    composed_ = http::client_response_head(head, close_client_);
+    send_to(Side::client, composed_, 0);
 }
 
-void EventLoop::http_response_done(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
-    if (exchange.response.head().status < 200) {
-        exchange.response.next_message();  // an interim 1xx: the final response follows
-        exchange.response.set_no_body(exchange.method == "HEAD");
-        http_pump_response(connection);
+void HttpExchange::response_done() {
+    if (response_.head().status < 200) {
+        response_.next_message();  // an interim 1xx: the final response follows
+        response_.set_no_body(method_ == "HEAD");
+        pump_response();
         return;
     }
-    http_log(connection);
-    if (exchange.close_client) {
-        close_connection(connection, "done");
+    log_access();
+    if (close_client_) {
+        context_.close_connection(connection_, "done");
         return;
     }
-    http_next_request(connection);
+    next_request();
 }
 
-void EventLoop::http_upgrade(Connection& connection) {
-    HttpExchange& exchange = *connection.http;
+void HttpExchange::upgrade() {
     // Bytes either side sent right behind the 101 / the request were read into userspace:
     // they go out first, then the kernel (or the plane) takes over.
-    if (!exchange.from_backend.pending().empty()) {
-        http_send(connection, kClientSide, exchange.from_backend.pending(),
-                  exchange.from_backend.pending().size());
+    if (!from_backend_.pending().empty()) {
+        send_to(Side::client, from_backend_.pending(), from_backend_.pending().size());
         return;
     }
-    if (!exchange.from_client.pending().empty()) {
-        http_send(connection, kBackendSide, exchange.from_client.pending(),
-                  exchange.from_client.pending().size());
+    if (!from_client_.pending().empty()) {
+        send_to(Side::backend, from_client_.pending(), from_client_.pending().size());
         return;
     }
-    http_log(connection);
-    connection.protocol = "http-upgrade";
-    log_routed(connection);
-    connection.http.reset();
-    connection.state = State::spliced;
-    plane_.start(connection, *this);
+    log_access();
+    connection_.protocol = "http-upgrade";
+    context_.upgrade_to_plane(connection_);  // destroys this exchange: nothing may follow
 }
 
-void EventLoop::http_log(const Connection& connection, std::string_view error) {
-    const HttpExchange& exchange = *connection.http;
-    if (exchange.status >= kFirstHttpStatus &&
-        exchange.status < kFirstHttpStatus + static_cast<int>(kHttpStatusSlots)) {
-        ++counters_.http_responses[static_cast<std::size_t>(exchange.status - kFirstHttpStatus)];
+void HttpExchange::log_access(std::string_view error) {
+    if (status_ >= kFirstHttpStatus &&
+        status_ < kFirstHttpStatus + static_cast<int>(kHttpStatusSlots)) {
+        ++context_.live_counters()
+              .http_responses[static_cast<std::size_t>(status_ - kFirstHttpStatus)];
     }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - exchange.started);
-    const bool routed = exchange.route.has_value();
-    log::info("http", {{"conn", std::to_string(connection.id)},
-                       {"client", net::to_string(connection.client_address)},
-                       {"host", exchange.host},
-                       {"method", exchange.method},
-                       {"path", exchange.path},
-                       {"status", std::to_string(exchange.status)},
-                       {"bytes", std::to_string(exchange.bytes_to_client)},
-                       {"route", routed ? std::to_string(*exchange.route) : "-"},
-                       {"backend", exchange.backend_contacted
-                                       ? net::to_string(connection.backend_address)
+        std::chrono::steady_clock::now() - started_);
+    const bool routed = route_.has_value();
+    log::info("http", {{"conn", std::to_string(connection_.id)},
+                       {"client", net::to_string(connection_.client_address)},
+                       {"host", host_},
+                       {"method", method_},
+                       {"path", path_},
+                       {"status", std::to_string(status_)},
+                       {"bytes", std::to_string(bytes_to_client_)},
+                       {"route", routed ? std::to_string(*route_) : "-"},
+                       {"backend", backend_contacted_
+                                       ? net::to_string(connection_.backend_address)
                                        : "-"},
                        {"duration_ms", std::to_string(duration.count())},
                        {"error", std::string(error)}});
