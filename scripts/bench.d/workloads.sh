@@ -35,13 +35,14 @@ workload_bulk() {
   local cpu_before=0 system_before softirq_before
   [[ -n $fwd_pid ]] && cpu_before=$(forwarder_cpu_usec "$fwd_pid")
   read -r system_before softirq_before < <(machine_ticks)
-  local run streams direction bytes_total=0 json gbps bytes
+  local run streams direction bytes_total=0 json gbps bytes length=(-t "$bulk_seconds")
+  [[ -n $bulk_bytes ]] && length=(-n "$bulk_bytes")
   for run in "${bulk_runs[@]}"; do
     read -r streams direction <<<"$run"
     local reverse=()
     [[ $direction == down ]] && reverse=(-R)
     json=$(ip netns exec "$ns_client" timeout $((bulk_seconds + 15)) iperf3 -J \
-      -c "${fwd_plain%:*}" -p "${fwd_plain##*:}" -t "$bulk_seconds" -P "$streams" \
+      -c "${fwd_plain%:*}" -p "${fwd_plain##*:}" "${length[@]}" -P "$streams" \
       --connect-timeout 3000 "${reverse[@]}" 2>>"$log") || true
     echo "$json" >>"$log"
     gbps=$(jq -r '.end.sum_received.bits_per_second // empty' <<<"$json" 2>/dev/null || true)
@@ -133,8 +134,9 @@ workload_pingpong() {
     return
   fi
   local line
-  line=$(ip netns exec "$ns_client" timeout $((pingpong_seconds + 10)) "$tools/bench_pingpong" \
-    "${fwd_plain%:*}" "${fwd_plain##*:}" "$pingpong_seconds" 2000000 64 2>>"$log") || true
+  line=$(ip netns exec "$ns_client" timeout $((${pingpong_seconds%.*} + 10)) \
+    "$tools/bench_pingpong" "${fwd_plain%:*}" "${fwd_plain##*:}" "$pingpong_seconds" 2000000 64 \
+    2>>"$log") || true
   echo "$line" >>"$log"
   stop_pid "$plain_pid"
   if [[ $line != rounds=* ]]; then
@@ -218,7 +220,7 @@ hold_readers() {
   start_in "$ns_client" "$log" "$tools/bench_slow_readers" "${fwd_plain%:*}" "${fwd_plain##*:}" \
     "$count" "$rate" "$seconds"
   local readers=$last_pid i
-  for ((i = 0; i < (seconds + 5) * 5; i++)); do
+  for ((i = 0; i < (${seconds%.*} + 5) * 5; i++)); do
     pages=$(tcp_mem_pages)
     ((pages - pages_before > held_pages)) && held_pages=$((pages - pages_before))
     if [[ -n $fwd_pid ]]; then

@@ -8,7 +8,6 @@
 // The headers are written here from the spec (HAProxy's doc/proxy-protocol.txt), not by the
 // code under test.
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/haproxy_process.h"
 #include "support/http_backend.h"
 
 namespace test = splicer::test;
@@ -305,7 +305,6 @@ TEST_CASE(
         plane, config_for(listen, ssh_backend.port(), tls_backend.port(),
                           "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\", \"::1\" ];"));
 
-    test::TempDir dir("splicer-haproxy-front");
     const std::uint16_t front_v1 = test::free_port();
     const std::uint16_t front_v2 = test::free_port();
     std::ostringstream haproxy_config;
@@ -318,31 +317,7 @@ TEST_CASE(
                    << "listen front_v2\n  bind 127.0.0.1:" << front_v2
                    << "\n  bind [::1]:" << front_v2 << "\n  server splicer [::1]:" << listen
                    << " send-proxy-v2\n";
-    const auto config_path = dir.write_file("haproxy.cfg", haproxy_config.str());
-    const auto log_path = dir.path() / "haproxy.log";
-    const UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    test::SpawnOptions spawn;
-    spawn.argv = {"haproxy", "-db", "-f", config_path.string()};
-    spawn.stdout_fd = log.get();
-    spawn.stderr_fd = log.get();
-    test::ChildProcess haproxy(spawn);
-    const auto deadline = test::Clock::now() + 10s;
-    bool listening = false;
-    while (!listening && test::Clock::now() < deadline && haproxy.running()) {
-        listening = true;
-        for (const std::uint16_t port : {front_v1, front_v2}) {
-            try {
-                (void)test::connect_to(port, false, 200ms);
-            } catch (const std::exception&) {
-                listening = false;
-            }
-        }
-        if (!listening) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-    INFO("haproxy: " << test::read_file(log_path));
-    REQUIRE(listening);
+    const test::HaproxyProcess haproxy(haproxy_config.str(), {front_v1, front_v2});
 
     std::uint64_t seed = 90;
     for (const bool ipv6 : {false, true}) {
@@ -362,7 +337,7 @@ TEST_CASE(
                 options.send = {.generated = kUp, .seed = seed++};
                 options.timeout = 20s;
                 const test::TransferResult result = test::transfer_both_ways(client.get(), options);
-                INFO(daemon->log_tail(20) << "\nhaproxy: " << test::read_file(log_path));
+                INFO(daemon->log_tail(20) << "\nhaproxy: " << haproxy.log());
                 CHECK(result.complete(options));
                 REQUIRE(backend.wait_for_finished(finished_before + 1, 10s));
                 const test::BackendConnection record = backend.finished().back();

@@ -8,7 +8,6 @@
 // The expected headers are built here from the spec (HAProxy's doc/proxy-protocol.txt), not
 // by the encoder under test.
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -20,6 +19,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/haproxy_process.h"
 #include "support/openssl_client.h"
 
 namespace test = splicer::test;
@@ -356,32 +356,7 @@ TEST_CASE("proxyprotocol: HAProxy's accept-proxy takes splicer's v1 and v2 heade
                    << " accept-proxy ssl crt " << pem << " alpn http/1.1\n"
                    << "  http-request return status 200 content-type text/plain lf-string \""
                    << answer << "\"\n";
-    const auto config_path = dir.write_file("haproxy.cfg", haproxy_config.str());
-    const auto log_path = dir.path() / "haproxy.log";
-    const UniqueFd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    test::SpawnOptions spawn;
-    spawn.argv = {"haproxy", "-db", "-f", config_path.string()};
-    spawn.stdout_fd = log.get();
-    spawn.stderr_fd = log.get();
-    test::ChildProcess haproxy(spawn);
-    // Ready once both binds accept.
-    const auto deadline = test::Clock::now() + 10s;
-    bool listening = false;
-    while (!listening && test::Clock::now() < deadline && haproxy.running()) {
-        listening = true;
-        for (const std::uint16_t port : {haproxy_v1, haproxy_v2}) {
-            try {
-                (void)test::connect_to(port, false, 200ms);
-            } catch (const std::exception&) {
-                listening = false;
-            }
-        }
-        if (!listening) {
-            std::this_thread::sleep_for(50ms);
-        }
-    }
-    INFO("haproxy: " << test::read_file(log_path));
-    REQUIRE(listening);
+    const test::HaproxyProcess haproxy(haproxy_config.str(), {haproxy_v1, haproxy_v2});
 
     const std::uint16_t listen_port = test::free_port();
     std::ostringstream config;
@@ -404,7 +379,7 @@ TEST_CASE("proxyprotocol: HAProxy's accept-proxy takes splicer's v1 and v2 heade
                  .servername = sni,
                  .alpn = {"http/1.1"},
                  .input = "GET / HTTP/1.1\r\nHost: " + sni + "\r\nConnection: close\r\n\r\n"});
-            INFO(result.output << "\nhaproxy: " << test::read_file(log_path) << "\nsplicer:\n"
+            INFO(result.output << "\nhaproxy: " << haproxy.log() << "\nsplicer:\n"
                                << daemon->log_tail(20));
             REQUIRE(result.handshake_done);
             CHECK(result.subject_cn == "reader.test");
@@ -432,7 +407,6 @@ TEST_CASE("proxyprotocol: HAProxy's accept-proxy takes splicer's v1 and v2 heade
         }
     }
     test::stop_daemon(*daemon);
-    haproxy.terminate(2s);
 }
 
 TEST_CASE("proxyprotocol: 32 MiB each way behind the header stay byte-exact through the "

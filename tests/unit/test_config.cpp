@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "splicer/config.h"
+#include "support/config_text.h"
 
 using splicer::config::Config;
 using splicer::config::Diagnostic;
@@ -18,6 +19,7 @@ using splicer::config::Endpoint;
 using splicer::config::LoadResult;
 using splicer::config::ProbeKind;
 using splicer::config::SpliceMode;
+using splicer::test::all_diagnostics;
 
 namespace {
 
@@ -43,14 +45,6 @@ constexpr std::string_view kBase =
 
 std::string fixture(std::string_view name) {
     return std::string(SPLICER_FIXTURES_DIR) + "/config/" + std::string(name);
-}
-
-std::string all_diagnostics(const LoadResult& result, std::string_view source = "<config>") {
-    std::string out;
-    for (const Diagnostic& diagnostic : result.diagnostics) {
-        out += splicer::config::format(diagnostic, source) + "\n";
-    }
-    return out;
 }
 
 std::vector<Diagnostic> errors_of(const LoadResult& result) {

@@ -10,29 +10,15 @@
 #include <string>
 
 #include "splicer/config.h"
+#include "support/config_text.h"
 
-using splicer::config::Diagnostic;
 using splicer::config::LoadResult;
+using splicer::test::all_diagnostics;
 
 namespace {
 
 std::string config_with(const std::string& listen_option, const std::string& http_option) {
-    return "listen: ( { host: \"0.0.0.0\"; port: \"443\"; " + listen_option +
-           " } );\n"
-           "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n"
-           "http: { listen: ( { host: \"0.0.0.0\"; port: \"80\"; " +
-           http_option +
-           " } );\n"
-           "  routes: ( { hosts: [\"*\"]; backend: \"127.0.0.1:8080\"; } );\n"
-           "};\n";
-}
-
-std::string all_diagnostics(const LoadResult& result) {
-    std::string out;
-    for (const Diagnostic& diagnostic : result.diagnostics) {
-        out += splicer::config::format(diagnostic, "<config>") + "\n";
-    }
-    return out;
+    return splicer::test::proxy_config({.listen = listen_option, .http_listen = http_option});
 }
 
 bool contains(const std::string& network, const std::string& ip) {

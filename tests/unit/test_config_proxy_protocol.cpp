@@ -5,31 +5,15 @@
 #include <string>
 
 #include "splicer/config.h"
+#include "support/config_text.h"
 
-using splicer::config::Diagnostic;
 using splicer::config::LoadResult;
+using splicer::test::all_diagnostics;
 
 namespace {
 
 std::string config_with(const std::string& rule_option, const std::string& route_option) {
-    return "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
-           "protocols: (\n"
-           "  { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; " + rule_option + " },\n"
-           "  { name: \"xmpp\"; host: \"127.0.0.1\"; port: \"5222\"; }\n"
-           ");\n"
-           "http: { listen: ( { host: \"0.0.0.0\"; port: \"80\"; } );\n"
-           "  routes: (\n"
-           "    { hosts: [\"*\"]; backend: \"127.0.0.1:8080\"; " + route_option + " }\n"
-           "  );\n"
-           "};\n";
-}
-
-std::string all_diagnostics(const LoadResult& result) {
-    std::string out;
-    for (const Diagnostic& diagnostic : result.diagnostics) {
-        out += splicer::config::format(diagnostic, "<config>") + "\n";
-    }
-    return out;
+    return splicer::test::proxy_config({.rule = rule_option, .route = route_option});
 }
 
 }  // namespace

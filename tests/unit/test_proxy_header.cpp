@@ -1,8 +1,7 @@
 // net/proxy_header: the PROXY protocol header written to backends, byte for byte against
 // HAProxy's doc/proxy-protocol.txt (v1 lines, v2 binary headers with ALPN and AUTHORITY TLVs).
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -10,29 +9,13 @@
 #include <string>
 
 #include "net/proxy_header.h"
+#include "support/net_address.h"
 
 namespace {
 
 using splicer::net::ProxyVersion;
 using splicer::net::SocketAddress;
-
-SocketAddress address_of(const std::string& ip, std::uint16_t port) {
-    SocketAddress address;
-    if (ip.find(':') == std::string::npos) {
-        auto* in4 = reinterpret_cast<sockaddr_in*>(&address.storage);
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-        REQUIRE(::inet_pton(AF_INET, ip.c_str(), &in4->sin_addr) == 1);
-        address.length = sizeof(sockaddr_in);
-    } else {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        REQUIRE(::inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) == 1);
-        address.length = sizeof(sockaddr_in6);
-    }
-    return address;
-}
+using splicer::test::address_of;
 
 std::string hex(const std::string& bytes) {
     static constexpr char kDigits[] = "0123456789abcdef";

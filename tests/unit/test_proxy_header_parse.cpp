@@ -3,9 +3,6 @@
 // valid header (need_more until its last byte, whatever TCP split), and a round trip through
 // splicer's own encoder (net/proxy_header.h).
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <span>
@@ -13,6 +10,7 @@
 
 #include "net/proxy_header.h"
 #include "net/proxy_header_parse.h"
+#include "support/net_address.h"
 
 namespace {
 
@@ -20,24 +18,7 @@ using splicer::net::ProxyParseResult;
 using splicer::net::ProxyParseStatus;
 using splicer::net::ProxyVersion;
 using splicer::net::SocketAddress;
-
-SocketAddress address_of(const std::string& ip, std::uint16_t port) {
-    SocketAddress address;
-    if (ip.find(':') == std::string::npos) {
-        auto* in4 = reinterpret_cast<sockaddr_in*>(&address.storage);
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(port);
-        REQUIRE(::inet_pton(AF_INET, ip.c_str(), &in4->sin_addr) == 1);
-        address.length = sizeof(sockaddr_in);
-    } else {
-        auto* in6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(port);
-        REQUIRE(::inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) == 1);
-        address.length = sizeof(sockaddr_in6);
-    }
-    return address;
-}
+using splicer::test::address_of;
 
 ProxyParseResult parse(const std::string& bytes) {
     return splicer::net::parse_proxy_header(

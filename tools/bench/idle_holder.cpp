@@ -23,8 +23,8 @@ int main(int argc, char** argv) {
     bench::raise_fd_limit();
     const auto address = bench::endpoint_from_args(argv[1], argv[2]);
     const auto count = bench::number_from_arg(argv[3], "count");
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::seconds(bench::number_from_arg(argv[4], "seconds"));
+    const auto deadline =
+        std::chrono::steady_clock::now() + bench::seconds_from_arg(argv[4], "seconds");
     std::vector<splicer::UniqueFd> held;
     held.reserve(count);
     const std::array<std::byte, 5> line{std::byte{'i'}, std::byte{'d'}, std::byte{'l'},

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
         bench::die("usage: bench_pingpong HOST PORT SECONDS MAX_ROUNDS SIZE");
     }
     const auto address = bench::endpoint_from_args(argv[1], argv[2]);
-    const auto seconds = bench::number_from_arg(argv[3], "seconds");
+    const auto duration = bench::seconds_from_arg(argv[3], "seconds");
     const auto max_rounds = bench::number_from_arg(argv[4], "max rounds");
     const auto size = bench::number_from_arg(argv[5], "size");
     if (size == 0 || size > 65536) {
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     std::vector<double> latencies_us;
     latencies_us.reserve(std::min<std::uint64_t>(max_rounds, 1u << 22));
     const auto start = Clock::now();
-    const auto end = start + std::chrono::seconds(seconds);
+    const auto end = start + duration;
     while (latencies_us.size() < max_rounds) {
         const auto sent_at = Clock::now();
         if (sent_at >= end) {

@@ -68,8 +68,7 @@ int main(int argc, char** argv) {
     const auto address = bench::endpoint_from_args(argv[1], argv[2]);
     const auto count = bench::number_from_arg(argv[3], "count");
     const auto rate = bench::number_from_arg(argv[4], "rate");
-    const auto seconds = bench::number_from_arg(argv[5], "seconds");
-    const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    const auto deadline = Clock::now() + bench::seconds_from_arg(argv[5], "seconds");
     const std::array<std::byte, 7> line{std::byte{'s'}, std::byte{'t'}, std::byte{'r'},
                                         std::byte{'e'}, std::byte{'a'}, std::byte{'m'},
                                         std::byte{'\n'}};

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "net/sockets.h"
@@ -42,6 +43,30 @@ std::uint64_t number_from_arg(const char* text, const char* name) {
         std::exit(2);
     }
     return value;
+}
+
+std::chrono::milliseconds seconds_from_arg(const char* text, const char* name) {
+    const std::string_view view(text);
+    const auto point = view.find('.');
+    const std::string whole(view.substr(0, point));
+    std::uint64_t millis = whole.empty() ? 0 : number_from_arg(whole.c_str(), name) * 1000;
+    if (point != std::string_view::npos) {
+        const std::string_view fraction = view.substr(point + 1);
+        if (fraction.empty() || fraction.size() > 3) {
+            std::fprintf(stderr, "%s: expected SECONDS[.mmm]: %s\n", name, text);
+            std::exit(2);
+        }
+        std::uint64_t scale = 100;
+        for (const char digit : fraction) {
+            if (digit < '0' || digit > '9') {
+                std::fprintf(stderr, "%s: not a number: %s\n", name, text);
+                std::exit(2);
+            }
+            millis += static_cast<std::uint64_t>(digit - '0') * scale;
+            scale /= 10;
+        }
+    }
+    return std::chrono::milliseconds(millis);
 }
 
 void raise_fd_limit() {

@@ -3,6 +3,7 @@
 // a bound, and moving exact byte counts with a deadline. Failures end the program with a
 // message (these are command-line tools: main is their only caller).
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -16,6 +17,9 @@ namespace splicer::bench {
 
 net::SocketAddress endpoint_from_args(const char* host, const char* port);
 std::uint64_t number_from_arg(const char* text, const char* name);
+// SECONDS with an optional fraction down to milliseconds ("10", "0.3"): the quick bench
+// (scripts/bench --quick) runs each workload for a fraction of a second.
+std::chrono::milliseconds seconds_from_arg(const char* text, const char* name);
 
 // Thousands of connections need thousands of fds: lift the soft limit to the hard one.
 void raise_fd_limit();

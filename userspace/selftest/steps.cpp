@@ -52,6 +52,36 @@ Result<void> splice(bpf::SpliceProgram& program, Spliced& spliced) {
     return {};
 }
 
+// A pair already paired through the program: how every step that has nothing to queue
+// before insertion begins.
+Result<Spliced> make_spliced_pair(bpf::SpliceProgram& program,
+                                  const LoopbackBuffers& buffers = {}) {
+    auto spliced = make_pair(buffers);
+    if (!spliced) {
+        return spliced.error();
+    }
+    if (auto paired = splice(program, *spliced); !paired) {
+        return paired.error();
+    }
+    return std::move(*spliced);
+}
+
+// Runs `exchange` until each far end has received everything the other one sends, then
+// checks both directions arrived byte-exact: how every step that only moves bytes ends.
+Result<void> exchange_both_ways(Exchange& exchange, Clock::time_point deadline) {
+    const auto all_arrived = [&] {
+        return exchange.upstream.received.size() >= exchange.upstream.to_send.size() &&
+               exchange.downstream.received.size() >= exchange.downstream.to_send.size();
+    };
+    if (auto arrived = exchange.run_until(all_arrived, deadline); !arrived) {
+        return arrived;
+    }
+    if (auto exact = check_arrived(exchange.upstream, "client to server"); !exact) {
+        return exact;
+    }
+    return check_arrived(exchange.downstream, "server to client");
+}
+
 bool has_readable(int fd, std::size_t bytes) {
     auto readable = readable_bytes(fd);
     return readable && *readable >= bytes;
@@ -167,19 +197,7 @@ Result<void> step_queued_before_insertion(bpf::SpliceProgram& program, Clock::ti
     exchange.set_relay(&*spliced->relay);
     exchange.server_reads = true;
     // Nothing else is written: only the kick can move these bytes.
-    if (auto arrived = exchange.run_until(
-            [&] {
-                return exchange.upstream.received.size() >= kHelloBytes &&
-                       exchange.downstream.received.size() >= kBannerBytes;
-            },
-            deadline);
-        !arrived) {
-        return arrived;
-    }
-    if (auto exact = check_arrived(exchange.upstream, "client to server"); !exact) {
-        return exact;
-    }
-    return check_arrived(exchange.downstream, "server to client");
+    return exchange_both_ways(exchange, deadline);
 }
 
 Result<void> step_pipelined_behind_hello(bpf::SpliceProgram& program, Clock::time_point deadline) {
@@ -213,48 +231,24 @@ Result<void> step_pipelined_behind_hello(bpf::SpliceProgram& program, Clock::tim
         return spliced_now;
     }
     exchange.set_relay(&*spliced->relay);
-    if (auto arrived = exchange.run_until(
-            [&] { return exchange.upstream.received.size() >= exchange.upstream.to_send.size(); },
-            deadline);
-        !arrived) {
-        return arrived;
-    }
-    return check_arrived(exchange.upstream, "client to server");
+    return exchange_both_ways(exchange, deadline);
 }
 
 Result<void> step_byte_exact_both_ways(bpf::SpliceProgram& program, Clock::time_point deadline) {
-    auto spliced = make_pair();
+    auto spliced = make_spliced_pair(program);
     if (!spliced) {
         return spliced.error();
-    }
-    if (auto spliced_now = splice(program, *spliced); !spliced_now) {
-        return spliced_now;
     }
     Exchange exchange(spliced->pair, &*spliced->relay);
     exchange.upstream.to_send = pattern_bytes(kBulkBytes, 4);
     exchange.downstream.to_send = pattern_bytes(kBulkBytes, 5);
-    if (auto arrived = exchange.run_until(
-            [&] {
-                return exchange.upstream.received.size() >= kBulkBytes &&
-                       exchange.downstream.received.size() >= kBulkBytes;
-            },
-            deadline);
-        !arrived) {
-        return arrived;
-    }
-    if (auto exact = check_arrived(exchange.upstream, "client to server"); !exact) {
-        return exact;
-    }
-    return check_arrived(exchange.downstream, "server to client");
+    return exchange_both_ways(exchange, deadline);
 }
 
 Result<void> step_half_close(bpf::SpliceProgram& program, Clock::time_point deadline) {
-    auto spliced = make_pair();
+    auto spliced = make_spliced_pair(program);
     if (!spliced) {
         return spliced.error();
-    }
-    if (auto spliced_now = splice(program, *spliced); !spliced_now) {
-        return spliced_now;
     }
     Exchange exchange(spliced->pair, &*spliced->relay);
     exchange.upstream.to_send = pattern_bytes(kHalfCloseBytes, 6);
@@ -278,12 +272,9 @@ Result<void> step_half_close(bpf::SpliceProgram& program, Clock::time_point dead
 }
 
 Result<void> step_flow_control_pass(bpf::SpliceProgram& program, Clock::time_point deadline) {
-    auto spliced = make_pair(kSmallSink);
+    auto spliced = make_spliced_pair(program, kSmallSink);
     if (!spliced) {
         return spliced.error();
-    }
-    if (auto spliced_now = splice(program, *spliced); !spliced_now) {
-        return spliced_now;
     }
     const LoopbackPair& pair = spliced->pair;
     Exchange exchange(pair, &*spliced->relay);
@@ -313,12 +304,9 @@ Result<void> step_flow_control_pass(bpf::SpliceProgram& program, Clock::time_poi
 Result<void> step_readiness_and_fionread(bpf::SpliceProgram& program, Clock::time_point deadline) {
     // Redirected bytes: the far end's reader wakes up.
     {
-        auto spliced = make_pair();
+        auto spliced = make_spliced_pair(program);
         if (!spliced) {
             return spliced.error();
-        }
-        if (auto spliced_now = splice(program, *spliced); !spliced_now) {
-            return spliced_now;
         }
         if (auto woke = wakes_up(spliced->pair.client.get(), spliced->pair.server.get(),
                                  "redirected bytes at the server", deadline);
@@ -329,12 +317,9 @@ Result<void> step_readiness_and_fionread(bpf::SpliceProgram& program, Clock::tim
     // Passed bytes: the paired socket itself wakes up, which is what the sockmap plane's poll
     // on each source waits for. Nothing is copied here, so the link stays in passing mode and
     // every later byte is passed too.
-    auto spliced = make_pair(kSmallSink);
+    auto spliced = make_spliced_pair(program, kSmallSink);
     if (!spliced) {
         return spliced.error();
-    }
-    if (auto spliced_now = splice(program, *spliced); !spliced_now) {
-        return spliced_now;
     }
     const LoopbackPair& pair = spliced->pair;
     Exchange exchange(pair, nullptr);

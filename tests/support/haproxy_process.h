@@ -1,0 +1,33 @@
+#pragma once
+// Debian's HAProxy (2.6 on Debian 12) run by a test, in front of or behind splicer: the
+// config text the test gives it, in the foreground (-db), its output to a log file in a temp
+// dir of its own; stopped by pid (SIGTERM, then SIGKILL) and the dir removed when it goes.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "support/process.h"
+
+namespace splicer::test {
+
+class HaproxyProcess {
+public:
+    // Starts HAProxy with `config_text` and returns once every one of `ports` accepts on
+    // 127.0.0.1; throws std::runtime_error with its log when they do not within 10 s (or it
+    // exits first).
+    HaproxyProcess(const std::string& config_text, const std::vector<std::uint16_t>& ports);
+    ~HaproxyProcess();
+    HaproxyProcess(const HaproxyProcess&) = delete;
+    HaproxyProcess& operator=(const HaproxyProcess&) = delete;
+
+    // What HAProxy wrote so far (its alerts and warnings), for failure messages.
+    [[nodiscard]] std::string log() const;
+
+private:
+    TempDir dir_;
+    ChildProcess process_;
+};
+
+}  // namespace splicer::test
