@@ -77,8 +77,12 @@ struct DaemonCounters {
     RuleSeries rule_series[kMaxRuleSeries] = {};
     // Connections closed on a PROXY-accepting listener, by ProxyRejection.
     __u64 proxy_header_rejected[kProxyRejections] = {};
+    // Spliced sinks whose reader took nothing for 1 s (the watch braked them), and of those,
+    // readers that took 1 MiB again (the brake came off): plane/reader_stops.h.
+    __u64 readers_stopped = 0;
+    __u64 readers_resumed = 0;
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16,
               "DaemonCounters layout");
 
 }  // namespace splicer

@@ -6,6 +6,9 @@
 // transfer stuck at 6-7 MB in the client -> backend direction, about 1 run in 10 under
 // load, the client in zero-window probing with a doubling backoff). That stall itself did not
 // reproduce here without load; the brake that stayed on does, every run.
+// The daemon says so too: one event=reader_stopped and one event=reader_resumed line for the
+// connection, readers_stopped / readers_resumed up by one in `splicer stats --json` and on
+// the metrics endpoint (before, the brake came and went without a word).
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -16,6 +19,7 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -191,6 +195,32 @@ std::uint64_t daemon_receive_buffer(std::uint16_t port) {
     return at == std::string::npos ? 0 : std::stoull(output.substr(at + 3));
 }
 
+// A counter of `splicer stats --json` (its metric family's name), or nullopt when absent.
+std::optional<std::uint64_t> stats_counter(const test::DaemonProcess& daemon,
+                                           const std::string& name) {
+    const auto result = test::run_command(std::string(SPLICER_BINARY) + " stats --json --pin-dir " +
+                                          daemon.pin_dir() + " | jq -r '." + name + "'");
+    if (result.exit_code != 0 || result.output.empty() || result.output[0] < '0' ||
+        result.output[0] > '9') {
+        return std::nullopt;
+    }
+    return std::stoull(result.output);
+}
+
+// The value of the unlabelled sample `name` on the metrics endpoint, or nullopt when absent.
+std::optional<std::uint64_t> scraped_counter(std::uint16_t port, const std::string& name) {
+    const auto result =
+        test::run_command("curl -sS -m 5 http://127.0.0.1:" + std::to_string(port) + "/metrics");
+    std::istringstream lines(result.output);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (line.rfind(name + " ", 0) == 0) {
+            return std::stoull(line.substr(name.size() + 1));
+        }
+    }
+    return std::nullopt;
+}
+
 std::string describe(const PeerReport& report) {
     std::ostringstream text;
     text << "received " << report.received << ", sent " << report.sent << ", eof " << report.eof
@@ -210,7 +240,10 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
                                    .xmpp_tls = test::free_port(),
                                    .https = test::free_port(),
                                    .xmpp = listener.port};
-    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const std::uint16_t metrics_port = test::free_port();
+    auto daemon = test::start_daemon(plane, test::snikket_config(ports) +
+                                                "metrics: { host: \"127.0.0.1\"; port: " +
+                                                std::to_string(metrics_port) + "; };\n");
     const std::string header = test::xmpp_stream_header();
     UniqueFd client_side = test::connect_and_send(ports.listen, header, "");
     UniqueFd backend_side = test::accept_one(listener);
@@ -288,6 +321,53 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
     CHECK(client.sent == kUpload);
     CHECK(client.received == kDownload);
     CHECK(client.received_sha256 == backend.sent_sha256);
+
+    // What the daemon said about the stop: the watch lowers after 1 s without progress and
+    // resumes once the backend took 1 MiB again, each said once, for the client -> backend
+    // direction (the client never stopped reading). Counters are published once a second.
+    const auto routed = daemon->wait_for_log("routed");
+    REQUIRE(routed);
+    const std::string conn(routed->get("conn"));
+    const auto for_conn = [&conn](const test::LogLine& line) { return line.get("conn") == conn; };
+    daemon->wait_for_log("reader_resumed", for_conn, 3000ms);
+    const auto stopped = daemon->logs("reader_stopped", for_conn);
+    const auto resumed = daemon->logs("reader_resumed", for_conn);
+    std::optional<std::uint64_t> stopped_count;
+    std::optional<std::uint64_t> resumed_count;
+    std::optional<std::uint64_t> stopped_metric;
+    std::optional<std::uint64_t> resumed_metric;
+    const Clock::time_point counted_by = Clock::now() + 3s;
+    do {
+        stopped_count = stats_counter(*daemon, "splicer_readers_stopped_total");
+        resumed_count = stats_counter(*daemon, "splicer_readers_resumed_total");
+        stopped_metric = scraped_counter(metrics_port, "splicer_readers_stopped_total");
+        resumed_metric = scraped_counter(metrics_port, "splicer_readers_resumed_total");
+        if (resumed_count == 1U && resumed_metric == 1U) {
+            break;
+        }
+        std::this_thread::sleep_for(200ms);
+    } while (Clock::now() < counted_by);
+    INFO("conn " << conn << ": reader_stopped lines " << stopped.size() << ", reader_resumed "
+                 << resumed.size() << ", stats stopped/resumed "
+                 << stopped_count.value_or(999) << "/" << resumed_count.value_or(999)
+                 << ", metrics " << stopped_metric.value_or(999) << "/"
+                 << resumed_metric.value_or(999) << " (999: absent)");
+    CHECK(stopped.size() == 1);
+    CHECK(resumed.size() == 1);
+    if (stopped.size() == 1) {
+        CHECK(stopped[0].get("dir") == "client_to_backend");
+        CHECK(stopped[0].number("queued").value_or(0) > 0);
+        CHECK(stopped[0].has("held"));
+    }
+    if (resumed.size() == 1) {
+        CHECK(resumed[0].get("dir") == "client_to_backend");
+        // Stopped kPause (2.5 s) minus the reads before it took effect: well over 1 s.
+        CHECK(resumed[0].number("stopped_ms").value_or(0) >= 1000);
+    }
+    CHECK(stopped_count == 1U);
+    CHECK(resumed_count == 1U);
+    CHECK(stopped_metric == 1U);
+    CHECK(resumed_metric == 1U);
     client_side.reset();
     backend_side.reset();
     test::stop_daemon(*daemon);

@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -21,6 +23,18 @@ using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
 namespace {
+
+// readers_stopped as `splicer stats --json` shows it, or nullopt when absent.
+std::optional<std::uint64_t> readers_stopped(const test::DaemonProcess& daemon) {
+    const auto result =
+        test::run_command(std::string(SPLICER_BINARY) + " stats --json --pin-dir " +
+                          daemon.pin_dir() + " | jq -r .splicer_readers_stopped_total");
+    if (result.exit_code != 0 || result.output.empty() || result.output[0] < '0' ||
+        result.output[0] > '9') {
+        return std::nullopt;
+    }
+    return std::stoull(result.output);
+}
 
 constexpr int kStallTimeoutSeconds = 2;
 
@@ -185,6 +199,20 @@ TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded 
                   << " KiB");
     CHECK(memory.sockets >= 2 * kClients);
     CHECK(per_client <= kMaxPerClient);
+    // Every stop is counted, but they come in one burst and the log gets a line a second
+    // (event=reader_stopped, stops=N folding the rest): no line per client.
+    std::optional<std::uint64_t> stopped = readers_stopped(*daemon);
+    const auto counted_by = std::chrono::steady_clock::now() + 4s;
+    while (stopped.value_or(0) < kClients && std::chrono::steady_clock::now() < counted_by) {
+        std::this_thread::sleep_for(200ms);
+        stopped = readers_stopped(*daemon);
+    }
+    const std::size_t lines = daemon->logs("reader_stopped").size();
+    INFO("readers_stopped " << (stopped ? std::to_string(*stopped) : "absent") << ", "
+                            << lines << " reader_stopped lines");
+    CHECK(stopped == static_cast<std::uint64_t>(kClients));
+    CHECK(lines >= 1);
+    CHECK(lines <= 4);
     clients.clear();
     test::stop_daemon(*daemon);
 }

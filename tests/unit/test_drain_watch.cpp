@@ -112,3 +112,16 @@ TEST_CASE("a lowered sink whose reader takes kResumeAfterBytes again has resumed
     CHECK(watch.tick(look(9000ms, 1000 + 3 * kResumeAfterBytes, false), 120s) ==
           SinkVerdict::idle);
 }
+
+TEST_CASE("a stop is dated from the reader's last progress, and the date outlives the resume",
+          "[drain]") {
+    // The reader_resumed line's stopped_ms (plane/reader_stops.h) is the resume's look minus
+    // this: how long the reader took nothing, not how long the sink was lowered.
+    DrainWatch watch;
+    watch.tick(look(0ms, 0), 0s);
+    CHECK(watch.tick(look(300ms, 4096), 0s) == SinkVerdict::moving);
+    CHECK(watch.tick(look(1300ms, 4096), 0s) == SinkVerdict::lower);
+    CHECK(watch.stopped_since() == kStart + 300ms);
+    CHECK(watch.tick(look(2500ms, 4096 + (1ULL << 20)), 0s) == SinkVerdict::resumed);
+    CHECK(watch.stopped_since() == kStart + 300ms);
+}

@@ -121,6 +121,8 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "sockmap_fallbacks", counters->sockmap_fallbacks);
     print_row(out, "pipe_shortages", counters->pipe_shortages);
     print_row(out, "stalled", counters->stalled);
+    print_row(out, "readers_stopped", counters->readers_stopped);
+    print_row(out, "readers_resumed", counters->readers_resumed);
     print_row(out, "accept_errors", counters->accept_errors);
     print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
     print_row(out, "log_dropped", counters->log_dropped);

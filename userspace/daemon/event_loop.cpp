@@ -128,6 +128,8 @@ DaemonCounters EventLoop::counters() const {
     current.pipe_shortages = plane_.pipe_shortages();
     current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
     current.log_dropped = log::dropped_lines();
+    current.readers_stopped = reader_stops_.stopped_count();
+    current.readers_resumed = reader_stops_.resumed_count();
     current.plane = static_cast<__u32>(plane_label_);
     plane_.count_bytes(current);  // added to port 80's, counted here
     rule_series_.copy_to(current);

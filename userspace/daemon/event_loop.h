@@ -92,6 +92,7 @@ public:
     io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
     void close_connection(Connection& connection, std::string_view reason) override;
     void abort_connection(Connection& connection, std::string_view reason) override;
+    plane::ReaderStops& reader_stops() override { return reader_stops_; }
     [[nodiscard]] std::chrono::seconds stall_timeout() const override {
         return config_->stall_timeout;
     }
@@ -175,6 +176,7 @@ private:
         log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)},
         log::IntervalGate{std::chrono::seconds(1)}, log::IntervalGate{std::chrono::seconds(1)}};
     log::IntervalGate proxy_rejection_log_{std::chrono::seconds(1)};
+    plane::ReaderStops reader_stops_;
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;

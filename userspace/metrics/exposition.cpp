@@ -144,6 +144,12 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_stalled_total",
                           "Spliced pairs ended after stall_timeout with bytes nobody took.",
                           c.stalled));
+    out.push_back(counter("splicer_readers_stopped_total",
+                          "Spliced sinks braked because their reader took nothing for 1 s.",
+                          c.readers_stopped));
+    out.push_back(counter("splicer_readers_resumed_total",
+                          "Braked sinks whose reader took 1 MiB again (the brake came off).",
+                          c.readers_resumed));
     Family proxy = labelled("splicer_proxy_header_rejected_total",
                             "Connections closed on a proxyprotocol listener before a valid "
                             "PROXY header from a trusted peer, by reason.");

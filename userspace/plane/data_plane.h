@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "daemon/connection.h"
+#include "plane/reader_stops.h"
 #include "splicer/daemon_counters.h"
 #include "uring/tag.h"
 
@@ -30,6 +31,8 @@ public:
     virtual void abort_connection(daemon::Connection& connection, std::string_view reason) = 0;
     // The configured stall_timeout (0: off), as of now: a reload changes it.
     [[nodiscard]] virtual std::chrono::seconds stall_timeout() const = 0;
+    // Where the sink watch logs and counts readers that stop and resume.
+    virtual ReaderStops& reader_stops() = 0;
 
 protected:
     ~PlaneContext() = default;

@@ -56,6 +56,7 @@ SinkVerdict DrainWatch::tick(const SinkLook& look, std::chrono::seconds stall_ti
     if (waited >= kLowerAfter && !lowered_) {
         lowered_ = true;
         lowered_acked_ = look.acked;
+        stopped_since_ = last_progress_;
         raised_ = false;
         streak_started_ = false;
         return SinkVerdict::lower;

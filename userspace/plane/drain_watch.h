@@ -63,6 +63,9 @@ public:
     SinkVerdict tick(const SinkLook& look, std::chrono::seconds stall_timeout);
 
     [[nodiscard]] bool raised() const { return raised_; }
+    // The last progress before the current (or last) stop: when the reader stopped taking.
+    // Valid from a tick that said `lower`; kept through `resumed`, for the resume's log line.
+    [[nodiscard]] WatchClock::time_point stopped_since() const { return stopped_since_; }
 
 private:
     bool watching_ = false;  // a tick saw bytes waiting; last_* below are valid
@@ -70,6 +73,7 @@ private:
     WatchClock::time_point last_progress_{};
     bool lowered_ = false;
     std::uint64_t lowered_acked_ = 0;  // acked when lowered
+    WatchClock::time_point stopped_since_{};
 
     bool streak_started_ = false;  // full(): where the current run of progress began
     std::uint64_t streak_acked_ = 0;

@@ -1,8 +1,10 @@
 #include "plane/sink_watch.h"
 
 #include <linux/socket.h>
+#include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -77,6 +79,19 @@ void resume_after_stop(daemon::Connection& connection, std::size_t direction) {
     }
 }
 
+namespace {
+
+// Bytes written into `sink` and not yet acknowledged by its reader (SIOCOUTQ), for the log.
+std::uint64_t queued_bytes(int sink) {
+    int bytes = 0;
+    if (::ioctl(sink, SIOCOUTQ, &bytes) != 0 || bytes < 0) {
+        return 0;
+    }
+    return static_cast<std::uint64_t>(bytes);
+}
+
+}  // namespace
+
 void arm_watch(daemon::Connection& connection, PlaneContext& context) {
     if (connection.watch_armed) {
         return;
@@ -99,7 +114,8 @@ bool on_watch(daemon::Connection& connection, PlaneContext& context,
         if (!look) {
             continue;  // a socket in error: the plane's own operations report it
         }
-        switch (connection.directions[direction].drain.tick(*look, context.stall_timeout())) {
+        DrainWatch& drain = connection.directions[direction].drain;
+        switch (drain.tick(*look, context.stall_timeout())) {
             case SinkVerdict::idle: break;
             case SinkVerdict::stalled:
                 context.abort_connection(connection, kEndStalled);
@@ -113,11 +129,17 @@ bool on_watch(daemon::Connection& connection, PlaneContext& context,
                 daemon::Direction& flow = connection.directions[direction];
                 flow.braked_by_watch = !flow.source_braked;
                 brake_source(connection, direction);
+                context.reader_stops().stopped(connection.id, direction, queued_bytes(sink),
+                                               held[direction]);
                 waiting = true;
                 break;
             }
             case SinkVerdict::resumed:
                 resume_after_stop(connection, direction);
+                context.reader_stops().resumed(
+                    connection.id, direction,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(look->at -
+                                                                          drain.stopped_since()));
                 waiting = true;
                 break;
             case SinkVerdict::moving:
