@@ -3,6 +3,7 @@
 // before the decisions had their own module, so a change of behaviour shows here.
 
 #include <catch2/catch.hpp>
+
 #include <optional>
 
 #include "plane/sockmap_steps.h"
@@ -17,18 +18,6 @@ using splicer::plane::EofStep;
 namespace {
 
 constexpr int kRoundsPerTurn = 8;
-
-struct CopyRow {
-    const char* situation;
-    CopyObservation seen;
-    CopyStep expected;
-};
-
-struct EofRow {
-    const char* situation;
-    EofObservation seen;
-    EofStep expected;
-};
 
 // Rows are positional, one column per field (named above each table). kUnasked: not looked
 // at yet.
@@ -59,32 +48,31 @@ EofObservation eof_seen(std::optional<bool> may_propagate, std::optional<bool> p
 
 }  // namespace
 
-TEST_CASE("unit: sockmap copy step follows its table", "[sockmap_steps]") {
+TEST_CASE("sockmap copy step follows its table", "[sockmap_steps]") {
     // copy_seen(holding, rounds, absorbed, sink_broken)
-    const CopyRow rows[] = {
-        {"empty buffer, first round: read", copy_seen(false, 0, kUnasked, kUnasked),
-         CopyStep::take},
-        {"empty buffer, rounds left: read", copy_seen(false, 7, kUnasked, kUnasked),
-         CopyStep::take},
-        {"empty buffer, turn used up: yield", copy_seen(false, 8, kUnasked, kUnasked),
-         CopyStep::yield},
-        {"buffer in hand: ask the sink first", copy_seen(true, 8, kUnasked, kUnasked),
-         CopyStep::check_absorbed},
-        {"every redirect absorbed: send", copy_seen(true, 0, true, kUnasked), CopyStep::send},
-        {"not absorbed: is the sink broken", copy_seen(true, 0, false, kUnasked),
-         CopyStep::check_sink},
-        {"not absorbed, sink alive: wait", copy_seen(true, 0, false, false), CopyStep::wait},
-        {"not absorbed, sink broken: abort", copy_seen(true, 0, false, true), CopyStep::abort},
-    };
-    for (const CopyRow& row : rows) {
-        INFO(row.situation);
-        CHECK(copy_step(row.seen, kRoundsPerTurn) == row.expected);
-    }
+    const auto [situation, seen, expected] =
+        GENERATE(table<const char*, CopyObservation, CopyStep>({
+            {"empty buffer, first round: read", copy_seen(false, 0, kUnasked, kUnasked),
+             CopyStep::take},
+            {"empty buffer, rounds left: read", copy_seen(false, 7, kUnasked, kUnasked),
+             CopyStep::take},
+            {"empty buffer, turn used up: yield", copy_seen(false, 8, kUnasked, kUnasked),
+             CopyStep::yield},
+            {"buffer in hand: ask the sink first", copy_seen(true, 8, kUnasked, kUnasked),
+             CopyStep::check_absorbed},
+            {"every redirect absorbed: send", copy_seen(true, 0, true, kUnasked), CopyStep::send},
+            {"not absorbed: is the sink broken", copy_seen(true, 0, false, kUnasked),
+             CopyStep::check_sink},
+            {"not absorbed, sink alive: wait", copy_seen(true, 0, false, false), CopyStep::wait},
+            {"not absorbed, sink broken: abort", copy_seen(true, 0, false, true), CopyStep::abort},
+        }));
+    INFO(situation);
+    CHECK(copy_step(seen, kRoundsPerTurn) == expected);
 }
 
-TEST_CASE("unit: sockmap EOF step follows its table", "[sockmap_steps]") {
+TEST_CASE("sockmap EOF step follows its table", "[sockmap_steps]") {
     // eof_seen(may_propagate, progressed, sink_broken, stalled, copying, passed_uncopied)
-    const EofRow rows[] = {
+    const auto [situation, seen, expected] = GENERATE(table<const char*, EofObservation, EofStep>({
         {"first look: may the FIN go", eof_seen(kUnasked, kUnasked, kUnasked, false, false, false),
          EofStep::check_may},
         {"everything absorbed: propagate", eof_seen(true, kUnasked, kUnasked, false, false, false),
@@ -110,9 +98,7 @@ TEST_CASE("unit: sockmap EOF step follows its table", "[sockmap_steps]") {
          eof_seen(false, false, false, true, false, true), EofStep::abort_stalled},
         {"sink still, alive, late pass: copy it", eof_seen(false, false, false, false, false, true),
          EofStep::copy_late_pass},
-    };
-    for (const EofRow& row : rows) {
-        INFO(row.situation);
-        CHECK(eof_step(row.seen) == row.expected);
-    }
+    }));
+    INFO(situation);
+    CHECK(eof_step(seen) == expected);
 }
