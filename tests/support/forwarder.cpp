@@ -1,5 +1,7 @@
 #include "support/forwarder.h"
 
+#include "plane/sockmap_steps.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -20,6 +22,14 @@ T must(Result<T> result, const char* what) {
 }
 
 constexpr std::size_t kCopyChunk = 256 * 1024;
+// Chunks one service copies before the poll loop looks at the other direction.
+constexpr int kRoundsPerService = 64;
+
+// plane/sockmap_steps.h's "sink broken": an error asking counts as broken.
+bool sink_broken(int fd) {
+    auto broken = plane::connection_broken(fd);
+    return !broken || *broken;
+}
 // peek_commit offers dst everything passed, up to this: a peek always starts at the head.
 constexpr std::size_t kPeekMax = 8 * 1024 * 1024;
 
@@ -198,32 +208,59 @@ void SockmapForwarder::service(Direction& direction, short src_revents) {
     direction.spurious_wakeup = false;
     direction.waiting_dst = false;
     bool copied_something = false;
-    for (int round = 0; round < 64; ++round) {
+    // The plane's copy decisions (plane/sockmap_steps.h). Here the passed bytes are read only
+    // once the sink absorbed the redirects before them, so "holding" means the verdict passed
+    // bytes not copied yet, and "take" means there are none. Nothing is in hand between two
+    // chunks, so the bound on a service's chunks is the loop's own.
+    for (int round = 0; round < kRoundsPerService; ++round) {
         auto link = program_.link_state(direction.src_cookie);
         if (!link) {
             fail("link_state: " + link.error().message);
             return;
         }
-        if (link->passed <= direction.copied) {
-            direction.waiting_absorb = false;
-            direction.in_episode = false;
+        plane::CopyObservation seen;
+        seen.holding = link->passed > direction.copied;
+        seen.rounds = round;
+        bool send_now = false;
+        bool done = false;  // nothing passed, or this service's chunks are done
+        while (!send_now && !done) {
+            switch (plane::copy_step(seen, kRoundsPerService)) {
+                case plane::CopyStep::take:
+                    direction.waiting_absorb = false;
+                    direction.in_episode = false;
+                    done = true;
+                    break;
+                case plane::CopyStep::yield: done = true; break;
+                case plane::CopyStep::check_absorbed: {
+                    // Asked before every chunk: the verdict may have redirected again between
+                    // two episodes. While passing lasts it is cheap (dst's counters include our
+                    // own copies) and link->redirected is final.
+                    auto absorbed = plane::redirects_absorbed(
+                        direction.dst, *direction.dst_baseline, link->redirected, direction.copied);
+                    if (!absorbed) {
+                        fail(absorbed.error().message);
+                        return;
+                    }
+                    seen.absorbed = *absorbed;
+                    break;
+                }
+                case plane::CopyStep::check_sink:
+                    seen.sink_broken = sink_broken(direction.dst);
+                    break;
+                case plane::CopyStep::wait: {
+                    direction.waiting_absorb = true;
+                    std::lock_guard lock(mutex_);
+                    ++direction.report.absorb_waits;
+                    return;
+                }
+                case plane::CopyStep::abort:
+                    fail("copy: the destination can take nothing more");
+                    return;
+                case plane::CopyStep::send: send_now = true; break;
+            }
+        }
+        if (done) {
             break;
-        }
-        // Passed bytes sit behind every redirected byte: only once dst has taken all of those
-        // may they be written, or they would overtake them. Asked before every chunk: the
-        // verdict may have redirected again between two episodes. While passing lasts it is
-        // cheap (dst's counters include our own copies) and link->redirected is final.
-        auto absorbed = plane::redirects_absorbed(direction.dst, *direction.dst_baseline,
-                                                  link->redirected, direction.copied);
-        if (!absorbed) {
-            fail(absorbed.error().message);
-            return;
-        }
-        if (!*absorbed) {
-            direction.waiting_absorb = true;
-            std::lock_guard lock(mutex_);
-            ++direction.report.absorb_waits;
-            return;
         }
         direction.waiting_absorb = false;
         if (!direction.in_episode) {
@@ -274,18 +311,50 @@ void SockmapForwarder::service(Direction& direction, short src_revents) {
     if (options_.naive_eof) {
         return;
     }
-    auto may = plane::eof_may_propagate(direction.src, *direction.src_baseline, direction.dst,
-                                        *direction.dst_baseline);
-    if (!may) {
-        fail(may.error().message);
-        return;
-    }
-    std::lock_guard lock(mutex_);
-    if (*may && direction.pending.empty()) {
-        ::shutdown(direction.dst, SHUT_WR);
-        direction.report.eof_propagated = true;
-    } else {
-        ++direction.report.eof_checks;
+    // The plane's EOF decisions (plane/sockmap_steps.h). A late pass needs nothing here: every
+    // service copies whatever the verdict passed.
+    plane::EofObservation seen;
+    for (;;) {
+        switch (plane::eof_step(seen)) {
+            case plane::EofStep::check_may: {
+                auto may = plane::eof_may_propagate(direction.src, *direction.src_baseline,
+                                                    direction.dst, *direction.dst_baseline);
+                if (!may) {
+                    fail(may.error().message);
+                    return;
+                }
+                seen.may_propagate = *may && direction.pending.empty();
+                break;
+            }
+            case plane::EofStep::propagate: {
+                ::shutdown(direction.dst, SHUT_WR);
+                std::lock_guard lock(mutex_);
+                direction.report.eof_propagated = true;
+                return;
+            }
+            case plane::EofStep::check_progress: {
+                const auto now = std::chrono::steady_clock::now();
+                auto absorbed = plane::bytes_absorbed(direction.dst, *direction.dst_baseline);
+                seen.progressed = absorbed && *absorbed != direction.last_absorbed;
+                if (*seen.progressed || direction.report.eof_checks == 0) {
+                    direction.last_absorbed = absorbed ? *absorbed : 0;
+                    direction.last_progress = now;
+                }
+                seen.stalled = now - direction.last_progress > plane::kNoProgressLimit;
+                break;
+            }
+            case plane::EofStep::check_sink: seen.sink_broken = sink_broken(direction.dst); break;
+            case plane::EofStep::abort_sink:
+                fail("eof: the destination can take nothing more");
+                return;
+            case plane::EofStep::abort_stalled: fail("eof: the destination took nothing"); return;
+            case plane::EofStep::copy_late_pass:
+            case plane::EofStep::wait: {
+                std::lock_guard lock(mutex_);
+                ++direction.report.eof_checks;
+                return;
+            }
+        }
     }
 }
 

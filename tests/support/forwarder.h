@@ -7,6 +7,7 @@
 // a short tick while something is pending.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -75,6 +76,9 @@ private:
         bool waiting_dst = false;  // peek_commit: dst took less than offered
         bool spurious_wakeup = false;
         bool in_episode = false;
+        // While an EOF waits: what dst had absorbed when it last moved, and when.
+        std::uint64_t last_absorbed = 0;
+        std::chrono::steady_clock::time_point last_progress{};
         DirectionReport report;
     };
 

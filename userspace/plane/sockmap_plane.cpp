@@ -17,6 +17,7 @@
 #include "plane/copy_plane.h"
 #include "plane/send_buffer.h"
 #include "plane/sink_watch.h"
+#include "plane/sockmap_steps.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/log.h"
 #include "splicer/splice_program.h"
@@ -51,8 +52,6 @@ constexpr std::size_t kFirstCopyBufferBytes = 16 * 1024;
 constexpr int kCopyRoundsPerTurn = 8;
 // While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
 constexpr long kRecheckNanoseconds = 2'000'000;
-// An EOF that cannot be propagated because the sink takes nothing for this long ends the pair.
-constexpr std::chrono::seconds kNoProgressLimit{60};
 
 std::string reset_reason(std::size_t socket) {
     return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
@@ -300,34 +299,45 @@ private:
     }
 
     // Copies passed bytes: read them, wait until every byte redirected before them has been
-    // absorbed by the sink, then write them (order kept), then tell the verdict.
+    // absorbed by the sink, then write them (order kept), then tell the verdict. The decisions
+    // are copy_step's (plane/sockmap_steps.h); this carries them out.
     void copy_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
+        const int sink = connection.sink_fd(direction);
         for (int round = 0;; ++round) {
-            if (flow.taken == 0) {
-                if (round == kCopyRoundsPerTurn) {
-                    // Let the loop serve other connections; the poll brings us back.
-                    flow.copying = false;
-                    arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
-                    return;
+            CopyObservation seen{.holding = flow.taken > 0, .rounds = round, .absorbed = {},
+                                 .sink_broken = {}};
+            for (bool send_now = false; !send_now;) {
+                switch (copy_step(seen, kCopyRoundsPerTurn)) {
+                    case CopyStep::take:
+                        if (!read_passed(connection, direction, context)) {
+                            return;
+                        }
+                        seen.holding = true;
+                        break;
+                    case CopyStep::yield:
+                        // Let the loop serve other connections; the poll brings us back.
+                        flow.copying = false;
+                        arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                        return;
+                    case CopyStep::check_absorbed: {
+                        auto absorbed = redirects_absorbed(
+                            sink, connection.baselines[1 - direction], flow.redirected_before_copy,
+                            flow.copied - flow.urgent_removed);
+                        if (!absorbed) {
+                            context.abort_connection(connection, reset_reason(1 - direction));
+                            return;
+                        }
+                        seen.absorbed = *absorbed;
+                        break;
+                    }
+                    case CopyStep::check_sink: seen.sink_broken = sink_broken(sink); break;
+                    case CopyStep::wait: arm_timer(connection, context); return;
+                    case CopyStep::abort:
+                        context.abort_connection(connection, reset_reason(1 - direction));
+                        return;
+                    case CopyStep::send: send_now = true; break;
                 }
-                if (!read_passed(connection, direction, context)) {
-                    return;
-                }
-            }
-            const int sink = connection.sink_fd(direction);
-            auto absorbed =
-                redirects_absorbed(sink, connection.baselines[1 - direction],
-                                   flow.redirected_before_copy, flow.copied - flow.urgent_removed);
-            if (!absorbed) {
-                context.abort_connection(connection, reset_reason(1 - direction));
-                return;
-            }
-            if (!*absorbed) {
-                if (!abort_if_sink_broken(connection, direction, context)) {
-                    arm_timer(connection, context);
-                }
-                return;
             }
             // Written at once where the sink takes it: the verdict ends passing mode as soon as
             // the sink holds every passed byte, and a round through the ring for each send
@@ -473,6 +483,7 @@ private:
     }
 
     // Kernel fact 4: the FIN must not overtake redirected bytes still queued for the sink.
+    // The decisions are eof_step's (plane/sockmap_steps.h); this carries them out.
     void try_propagate_eof(Connection& connection, std::uint8_t direction,
                            PlaneContext& context) {
         daemon::Direction& flow = connection.directions[direction];
@@ -482,54 +493,63 @@ private:
             context.abort_connection(connection, "link_lost");
             return;
         }
-        // Urgent bytes the source received that the sink is never to get.
-        const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
-        auto may = eof_may_propagate(connection.source_fd(direction),
-                                     connection.baselines[direction], sink,
-                                     connection.baselines[1 - direction], undelivered);
-        if (!may) {
-            context.abort_connection(connection, reset_reason(1 - direction));
-            return;
-        }
-        if (*may) {
-            finish_direction(connection, direction, context);
-            return;
-        }
         const auto now = std::chrono::steady_clock::now();
-        auto absorbed = bytes_absorbed(sink, connection.baselines[1 - direction]);
-        if (absorbed && *absorbed != flow.last_absorbed) {
-            flow.last_absorbed = *absorbed;
-            flow.last_progress = now;
-        } else if (abort_if_sink_broken(connection, direction, context)) {
-            return;  // no progress because none can come
-        } else if (now - flow.last_progress > kNoProgressLimit) {
-            context.abort_connection(connection, "stalled");
-            return;
-        }
-        // A pass the kernel deferred can land behind the FIN: copy it, or the counts never
-        // meet.
-        if (!flow.copying) {
-            if (link->passed > flow.copied) {
-                flow.copying = true;
-                copy_round(connection, direction, context);
-                return;
+        EofObservation seen{.may_propagate = {},
+                            .progressed = {},
+                            .sink_broken = {},
+                            .stalled = now - flow.last_progress > kNoProgressLimit,
+                            .copying = flow.copying,
+                            .passed_uncopied = link->passed > flow.copied};
+        for (;;) {
+            switch (eof_step(seen)) {
+                case EofStep::check_may: {
+                    // Urgent bytes the source received that the sink is never to get.
+                    const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
+                    auto may = eof_may_propagate(connection.source_fd(direction),
+                                                 connection.baselines[direction], sink,
+                                                 connection.baselines[1 - direction], undelivered);
+                    if (!may) {
+                        context.abort_connection(connection, reset_reason(1 - direction));
+                        return;
+                    }
+                    seen.may_propagate = *may;
+                    break;
+                }
+                case EofStep::propagate: finish_direction(connection, direction, context); return;
+                case EofStep::check_progress: {
+                    auto absorbed = bytes_absorbed(sink, connection.baselines[1 - direction]);
+                    seen.progressed = absorbed && *absorbed != flow.last_absorbed;
+                    if (*seen.progressed) {
+                        flow.last_absorbed = *absorbed;
+                        flow.last_progress = now;
+                    }
+                    break;
+                }
+                case EofStep::check_sink: seen.sink_broken = sink_broken(sink); break;
+                case EofStep::abort_sink:
+                    // No progress because none can come.
+                    context.abort_connection(connection, reset_reason(1 - direction));
+                    return;
+                case EofStep::abort_stalled:
+                    context.abort_connection(connection, "stalled");
+                    return;
+                case EofStep::copy_late_pass:
+                    flow.copying = true;
+                    copy_round(connection, direction, context);
+                    return;
+                case EofStep::wait: arm_timer(connection, context); return;
             }
         }
-        arm_timer(connection, context);
     }
 
-    // While bytes wait to be absorbed by the sink of `direction`: a sink that can take nothing
-    // more (reset, or its psock transmit stopped by a hard error) ends the pair at once with
-    // a RST each way, instead of after kNoProgressLimit: the bytes are lost, and the source
-    // must not read a clean end. Returns whether it aborted.
-    static bool abort_if_sink_broken(Connection& connection, std::uint8_t direction,
-                                     PlaneContext& context) {
-        auto broken = connection_broken(connection.sink_fd(direction));
-        if (broken && !*broken) {
-            return false;
-        }
-        context.abort_connection(connection, reset_reason(1 - direction));
-        return true;
+    // While bytes wait to be absorbed by the sink: a sink that can take nothing more (reset,
+    // or its psock transmit stopped by a hard error) ends the pair at once with a RST each way,
+    // instead of after kNoProgressLimit: the bytes are lost, and the source must not read a
+    // clean end. Reads SO_ERROR: ask only where a true answer ends the pair. An error asking
+    // counts as broken.
+    static bool sink_broken(int sink) {
+        auto broken = connection_broken(sink);
+        return !broken || *broken;
     }
 
     void recheck(Connection& connection, PlaneContext& context) {

@@ -1,0 +1,64 @@
+#pragma once
+// The sockmap plane's decisions, apart from the syscalls that feed them: when a direction copies
+// bytes the verdict passed (flow control), and when a source's EOF may reach the sink (kernel
+// fact 4). Pure: the caller looks at the sockets, fills in an observation and carries out the
+// step; a step named check_* asks for one more look before the decision can be made. The
+// questions come one at a time because some looks cost a syscall and one (connection_broken,
+// which reads SO_ERROR) may only be made where a true answer ends the pair.
+// Used by plane/sockmap_plane.cpp and by the test forwarder (tests/support/forwarder.cpp);
+// tested row by row in tests/unit/test_sockmap_steps.cpp.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+namespace splicer::plane {
+
+// One direction's copy round, at the point where it either holds a buffer of passed bytes not
+// yet written or holds none.
+enum class CopyStep : std::uint8_t {
+    take,            // read the next buffer of passed bytes from the source
+    yield,           // this turn's buffers are done: back to the source's poll
+    check_absorbed,  // ask whether the sink took every byte redirected before the buffer
+    check_sink,      // not absorbed yet: ask whether the sink can take anything more
+    wait,            // look again after the recheck interval
+    abort,           // the sink can take nothing more: end the pair with a RST each way
+    send,            // write the buffer: no redirected byte is still ahead of it
+};
+
+struct CopyObservation {
+    bool holding = false;             // a buffer of passed bytes in hand, not yet written
+    int rounds = 0;                   // buffers written this turn
+    std::optional<bool> absorbed;     // redirects_absorbed() for the buffer in hand
+    std::optional<bool> sink_broken;  // connection_broken() of the sink (an error counts)
+};
+
+CopyStep copy_step(const CopyObservation& seen, int rounds_per_turn);
+
+// An EOF that cannot be propagated because the sink takes nothing for this long ends the pair.
+inline constexpr std::chrono::seconds kNoProgressLimit{60};
+
+// A source at EOF whose FIN has not gone to the sink yet.
+enum class EofStep : std::uint8_t {
+    check_may,       // ask eof_may_propagate()
+    propagate,       // shut the sink's write side: every byte before the FIN is in it
+    check_progress,  // ask whether the sink absorbed bytes since the last look
+    check_sink,      // the sink took nothing: ask whether it can take anything more
+    abort_sink,      // it cannot: end the pair with a RST each way
+    abort_stalled,   // it took nothing for longer than the limit: end the pair, stalled
+    copy_late_pass,  // a pass the kernel deferred landed behind the FIN: copy it first
+    wait,            // look again after the recheck interval
+};
+
+struct EofObservation {
+    std::optional<bool> may_propagate;  // eof_may_propagate()
+    std::optional<bool> progressed;     // the sink absorbed bytes since the last look
+    std::optional<bool> sink_broken;    // connection_broken() of the sink (an error counts)
+    bool stalled = false;               // no progress for longer than the limit
+    bool copying = false;               // a copy round of this direction is under way
+    bool passed_uncopied = false;       // the verdict passed more than was copied
+};
+
+EofStep eof_step(const EofObservation& seen);
+
+}  // namespace splicer::plane
