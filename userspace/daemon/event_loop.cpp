@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "daemon/http_exchange.h"
@@ -415,7 +416,17 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     }
 }
 
-void EventLoop::abort_connection(Connection& connection, std::string_view reason) {
+Connection& EventLoop::connection_of(plane::Flow& flow) {
+    Connection& connection = slab_.at(flow.slot);
+    if (static_cast<plane::Flow*>(&connection) != &flow) {
+        log::error("foreign_flow", {{"slot", std::to_string(flow.slot)}});
+        std::abort();
+    }
+    return connection;
+}
+
+void EventLoop::abort_connection(plane::Flow& flow, std::string_view reason) {
+    Connection& connection = connection_of(flow);
     if (connection.state == State::closing) {
         return;
     }

@@ -88,16 +88,25 @@ public:
         publish_ = std::move(publish);
     }
 
-    // plane::PlaneContext
-    io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
-    void close_connection(Connection& connection, std::string_view reason) override;
-    void abort_connection(Connection& connection, std::string_view reason) override;
+    // plane::PlaneContext: the Flow a plane names is always a connection of this loop's slab
+    io_uring_sqe* sqe_for(plane::Flow& flow, uring::Op op, std::uint8_t arg) override {
+        return sqe_for(connection_of(flow), op, arg);
+    }
+    void close_connection(plane::Flow& flow, std::string_view reason) override {
+        close_connection(connection_of(flow), reason);
+    }
+    void abort_connection(plane::Flow& flow, std::string_view reason) override;
+    [[nodiscard]] bool closing(const plane::Flow& flow) const override {
+        return slab_.at(flow.slot).state == State::closing;
+    }
     plane::ReaderStops& reader_stops() override { return reader_stops_; }
     [[nodiscard]] std::chrono::seconds stall_timeout() const override {
         return config_->stall_timeout;
     }
 
-    // HttpContext (sqe_for and close_connection above serve both)
+    // HttpContext
+    io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
+    void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
     [[nodiscard]] bool stopping() const override { return stopping_; }
     [[nodiscard]] const net::SocketAddress& http_backend(std::size_t route) const override {
@@ -108,6 +117,8 @@ public:
     void upgrade_to_plane(Connection& connection) override;
 
 private:
+    // The connection record `flow` is part of.
+    Connection& connection_of(plane::Flow& flow);
     void dispatch(const uring::Completion& cqe);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
