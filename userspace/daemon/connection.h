@@ -18,10 +18,22 @@
 #include "net/address.h"
 #include "plane/flow.h"
 #include "splicer/unique_fd.h"
+#include "uring/tag.h"
 
 namespace splicer::daemon {
 
 enum class State { probing, connecting, spliced, proxying, closing };
+
+// The io_uring operations of a connection's own phases (uring::Owner::connection); the
+// plane's and the HTTP exchange's are theirs (plane/data_plane.h, daemon/http_exchange.h).
+enum class ConnectionOp : std::uint8_t {
+    probe_poll,       // client readable with more bytes than already peeked
+    probe_timeout,    // the probe deadline
+    connect,          // connect to the backend (linked to connect_timeout)
+    connect_timeout,  // the linked timeout; its own completion carries nothing to act on
+    cancel,           // an async cancel or timeout removal; nothing to act on
+};
+static_assert(uring::fits_in_tag(ConnectionOp::cancel));
 
 // Port 80: the HTTP exchange of a proxying connection (daemon/http_exchange.h).
 class HttpExchange;

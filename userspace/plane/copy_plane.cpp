@@ -12,7 +12,7 @@
 namespace splicer::plane {
 namespace {
 
-using uring::Op;
+using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
 
@@ -39,7 +39,7 @@ public:
         }
     }
 
-    void on_completion(Flow& connection, const uring::Tag& tag, int result, std::uint32_t /*flags*/,
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
                        PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
             connection.watch_armed = false;

@@ -18,10 +18,25 @@
 
 namespace splicer::plane {
 
+// The planes' io_uring operations (uring::Owner::plane), named as in the flat list they came
+// from. `arg` is the direction unless said otherwise.
+enum class PlaneOp : std::uint8_t {
+    plane_recv,        // copy plane: recv on the source of direction `arg`
+    plane_send,        // copy plane / sockmap fallback copy: send to the destination
+    plane_splice_in,   // splice plane: source socket -> pipe
+    plane_splice_out,  // splice plane: pipe -> destination socket
+    plane_poll,        // sockmap plane: source of direction `arg` readable / closed / error
+    plane_timer,       // sockmap plane: recheck pending EOFs and copies
+    plane_readable,    // splice plane: source of direction `arg` has bytes, EOF or an error
+    plane_watch,       // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
+};
+static_assert(uring::fits_in_tag(PlaneOp::plane_watch));
+using PlaneTag = uring::OwnedTag<PlaneOp>;
+
 class PlaneContext {
 public:
     // An SQE whose completion comes back to the plane for `connection`, tagged (op, arg).
-    virtual io_uring_sqe* sqe_for(Flow& connection, uring::Op op, std::uint8_t arg) = 0;
+    virtual io_uring_sqe* sqe_for(Flow& connection, PlaneOp op, std::uint8_t arg) = 0;
     // Ends the connection (both sockets), logging `reason` as how it ended. Each peer still
     // connected gets a FIN first: for endings where every byte was delivered.
     virtual void close_connection(Flow& connection, std::string_view reason) = 0;
@@ -51,7 +66,7 @@ public:
     virtual void start(Flow& connection, PlaneContext& context) = 0;
 
     // A completion of an operation this plane submitted for `connection`.
-    virtual void on_completion(Flow& connection, const uring::Tag& tag, int result,
+    virtual void on_completion(Flow& connection, const PlaneTag& tag, int result,
                                std::uint32_t flags, PlaneContext& context) = 0;
 
     // The connection is closing; called once, before its sockets are closed.

@@ -73,7 +73,7 @@ struct PlaneState {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
-    bool watch_armed = false;  // Op::plane_watch pending (plane/sink_watch.h)
+    bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
     __kernel_timespec watch_timer{};
 };
 

@@ -100,7 +100,7 @@ void arm_watch(Flow& connection, PlaneContext& context) {
     connection.watch_timer = {
         .tv_sec = static_cast<long long>(interval.count() / 1000),
         .tv_nsec = static_cast<long long>(interval.count() % 1000) * 1'000'000};
-    io_uring_sqe* sqe = context.sqe_for(connection, uring::Op::plane_watch, 0);
+    io_uring_sqe* sqe = context.sqe_for(connection, PlaneOp::plane_watch, 0);
     io_uring_prep_timeout(sqe, &connection.watch_timer, 0, 0);
     connection.watch_armed = true;
 }

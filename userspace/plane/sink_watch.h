@@ -83,7 +83,7 @@ Result<SinkLook> look_at_sink(int fd, bool held);
 // Arms the connection's watch unless it is armed.
 void arm_watch(Flow& connection, PlaneContext& context);
 
-// The watch fired (Op::plane_watch; clears watch_armed). `held`, per direction: the plane
+// The watch fired (PlaneOp::plane_watch; clears watch_armed). `held`, per direction: the plane
 // holds bytes for that direction's sink. Returns false when it ended the pair (stalled).
 bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>& held);
 

@@ -25,7 +25,7 @@
 namespace splicer::plane {
 namespace {
 
-using uring::Op;
+using Op = PlaneOp;
 
 // Send buffer of a sink whose reader keeps up (plane/send_buffer.h, plane/drain_watch.h).
 // Redirecting stops once the peer's send buffer has no room (flow control), so this sets the
@@ -136,7 +136,7 @@ public:
         brake_backend(connection);
     }
 
-    void on_completion(Flow& connection, const uring::Tag& tag, int result, std::uint32_t flags,
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t flags,
                        PlaneContext& context) override {
         if (connection.plane_fallback) {
             fallback_->on_completion(connection, tag, result, flags, context);

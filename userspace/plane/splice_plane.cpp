@@ -16,7 +16,7 @@
 namespace splicer::plane {
 namespace {
 
-using uring::Op;
+using Op = PlaneOp;
 
 // F_SETPIPE_SZ asks for this; the kernel may round it or refuse (then 64 KiB stays).
 constexpr int kPipeBytes = 1024 * 1024;
@@ -66,7 +66,7 @@ public:
         }
     }
 
-    void on_completion(Flow& connection, const uring::Tag& tag, int result, std::uint32_t /*flags*/,
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
                        PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
             connection.watch_armed = false;
