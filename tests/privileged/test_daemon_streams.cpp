@@ -458,12 +458,11 @@ TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byt
                  mem_drop] = outcome;
 
     WARN("plane " << plane << ", " << who << " reads at 64 KiB/s for " << kSlowFor.count()
-                  << " s: max in flight "
-                  << (max_in_flight >> 10) << " KiB (limit " << (max_in_flight_bytes() >> 20)
-                  << " MiB), MemAvailable fell by at most " << (mem_drop >> 20)
-                  << " MiB, sender sent " << (sent >> 10) << " KiB, reader took "
-                  << (received_while_slow >> 10) << " KiB while slow, " << (received >> 10)
-                  << " KiB in all");
+                  << " s: max in flight " << (max_in_flight >> 10) << " KiB (limit "
+                  << (max_in_flight_bytes() >> 20) << " MiB), MemAvailable fell by at most "
+                  << (mem_drop >> 20) << " MiB, sender sent " << (sent >> 10)
+                  << " KiB, reader took " << (received_while_slow >> 10) << " KiB while slow, "
+                  << (received >> 10) << " KiB in all");
     INFO(daemon->log_tail());
     CHECK(max_in_flight <= max_in_flight_bytes());
     CHECK(mem_drop <= max_mem_drop_bytes());

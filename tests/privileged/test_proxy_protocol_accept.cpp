@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "daemon_test_common.h"
-#include "support/net_address.h"
 #include "support/haproxy_process.h"
 #include "support/http_backend.h"
+#include "support/net_address.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;

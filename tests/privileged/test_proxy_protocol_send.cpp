@@ -19,8 +19,8 @@
 #include <thread>
 
 #include "daemon_test_common.h"
-#include "support/net_address.h"
 #include "support/haproxy_process.h"
+#include "support/net_address.h"
 #include "support/openssl_client.h"
 
 namespace test = splicer::test;

@@ -21,19 +21,25 @@ namespace {
 // `delay_ms`, then sleeps: the wait must poll past the delay, not take the first refused
 // connect for an answer.
 test::ChildProcess python_listener(const std::vector<std::uint16_t>& ports, int delay_ms) {
-    std::string script = "import socket, time\nheld = []\n";
-    for (const std::uint16_t port : ports) {
-        script += "s = socket.socket()\n"
-                  "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-                  "s.bind(('127.0.0.1', " + std::to_string(port) + "))\n"
-                  "held.append(s)\n";
-    }
-    script += "time.sleep(" + std::to_string(delay_ms) + " / 1000)\n"
-              "for s in held: s.listen()\n"
-              "time.sleep(30)\n";
+    constexpr const char* kScript =
+        "import socket, sys, time\n"
+        "held = []\n"
+        "for port in sys.argv[2:]:\n"
+        "    s = socket.socket()\n"
+        "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "    s.bind(('127.0.0.1', int(port)))\n"
+        "    held.append(s)\n"
+        "time.sleep(int(sys.argv[1]) / 1000)\n"
+        "for s in held:\n"
+        "    s.listen()\n"
+        "time.sleep(30)\n";
     // Debian's python3 (scripts/install-deps brings it with python3-slixmpp), not a PATH shim
     // such as pyenv's, which takes over a second to start on a busy machine.
-    return test::ChildProcess(test::SpawnOptions{.argv = {"/usr/bin/python3", "-c", script}});
+    std::vector<std::string> argv = {"/usr/bin/python3", "-c", kScript, std::to_string(delay_ms)};
+    for (const std::uint16_t port : ports) {
+        argv.push_back(std::to_string(port));
+    }
+    return test::ChildProcess(test::SpawnOptions{.argv = argv});
 }
 
 std::chrono::milliseconds since(std::chrono::steady_clock::time_point start) {
@@ -49,7 +55,8 @@ TEST_CASE("wait_until_listening returns once every port of the child accepts", "
     test::ChildProcess child = python_listener({first, second}, 300);
     const auto start = std::chrono::steady_clock::now();
     // The default check: a connect to 127.0.0.1.
-    test::wait_until_listening(child, {.name = "listener", .ports = {first, second}, .timeout = 3s});
+    test::wait_until_listening(child,
+                               {.name = "listener", .ports = {first, second}, .timeout = 3s});
     const auto waited = since(start);
     CAPTURE(waited.count());
     CHECK(waited >= 250ms);  // it waited for the listen, not the bind
@@ -66,7 +73,9 @@ TEST_CASE("wait_until_listening names a child that ends at once, with its log", 
         .argv = {"sh", "-c", "echo 'no such directive' > '" + log_path.string() + "'; exit 3"}});
     const auto start = std::chrono::steady_clock::now();
     try {
-        test::wait_until_listening(child, {.name = "brokenserver", .ports = {port}, .timeout = 3s,
+        test::wait_until_listening(child, {.name = "brokenserver",
+                                           .ports = {port},
+                                           .timeout = 3s,
                                            .listening = test::accepts_on_loopback,
                                            .log = [&] { return test::read_file(log_path); }});
         FAIL("no error for a child that exited");
@@ -87,8 +96,11 @@ TEST_CASE("wait_until_listening gives up at its timeout on a child that never li
     test::ChildProcess child(test::SpawnOptions{.argv = {"sleep", "30"}});
     const auto start = std::chrono::steady_clock::now();
     try {
-        test::wait_until_listening(child, {.name = "sleeper", .ports = {port}, .timeout = 400ms,
-                                           .listening = test::accepts_on_loopback, .log = {}});
+        test::wait_until_listening(child, {.name = "sleeper",
+                                           .ports = {port},
+                                           .timeout = 400ms,
+                                           .listening = test::accepts_on_loopback,
+                                           .log = {}});
         FAIL("no error for a child that never listened");
     } catch (const std::runtime_error& error) {
         const std::string message = error.what();
