@@ -227,3 +227,30 @@ TEST_CASE("TLS server: a stapled OCSP response is sent to a client that asks",
 }
 
 }  // namespace splicer::test
+
+namespace splicer::test {
+
+TEST_CASE("TLS server: a context is not made from files the checks would refuse",
+          "[tls_termination]") {
+    const TestCertificates& pki = shared_pki();
+    const std::string missing = (pki.dir.path() / "missing.pem").string();
+    const auto [label, certificate, key, message] =
+        GENERATE_REF(table<std::string, std::string, std::string, std::string>({
+            {"a key that does not match", pki.a_chain.string(), pki.stray_key.string(),
+             "key \"" + pki.stray_key.string() + "\" does not match certificate \"" +
+                 pki.a_chain.string() + "\""},
+            {"a missing certificate", missing, pki.a_key.string(),
+             "cannot read \"" + missing + "\": No such file or directory"},
+            {"a key in place of the certificate", pki.a_key.string(), pki.a_key.string(),
+             "\"" + pki.a_key.string() + "\": holds no PEM certificate"},
+        }));
+    CAPTURE(label);
+    tls::ServerSettings settings;
+    settings.certificates = {{certificate, key, {}}};
+    const auto context = tls::ServerContext::create(settings);
+    REQUIRE_FALSE(context);
+    CHECK(context.error().message == message);
+    CHECK(tls::ServerContext::create({}).error().message == "no certificate given");
+}
+
+}  // namespace splicer::test

@@ -42,8 +42,10 @@ struct ServerSettings {
 
 class ServerContext {
 public:
-    // Reads and checks every file; errors name the file ("certificate "/x.pem": key does not
-    // match"). Not movable: the SSL_CTX's callbacks point at this object.
+    // Reads and checks every file; errors name the file ("key "/k.pem" does not match
+    // certificate "/c.pem""). Not movable: the SSL_CTX's callbacks point at this object, so
+    // it must outlive every Session made from it (after a reload, connections still using
+    // the old context keep it alive: the handler will hold it by shared_ptr).
     static Result<std::unique_ptr<ServerContext>> create(const ServerSettings& settings);
 
     ServerContext(const ServerContext&) = delete;

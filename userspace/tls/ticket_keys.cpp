@@ -9,7 +9,7 @@ namespace splicer::tls {
 
 TicketKeys::TicketKeys(std::chrono::seconds rotation, Clock clock)
     : rotation_(rotation),
-      clock_(clock ? std::move(clock) : Clock(std::chrono::steady_clock::now)) {
+      clock_(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); })) {
     assert(rotation_.count() > 0);
 }
 
