@@ -277,15 +277,14 @@ private:
         std::byte probe{};
         const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0) {
-            flow.copying = true;
-            // The source is not braked here: a full sink is every bulk stream's normal state
-            // (its send buffer is what paces the redirect), and a brake put on now had TCP
-            // autotuning start over from 1 MiB once released, which cost the client-to-backend
-            // stream a tenth (scripts/bench 2026-12-04). The backend is braked from the start,
-            // and the watch brakes any source whose sink's reader stopped (on_watch).
-            sink_full(connection, direction);
-            arm_watch(connection, context);
-            copy_round(connection, direction, context);
+#ifdef SPLICER_TEST_HOOKS
+            // Test builds only: this wake-up is dropped, as a kernel that lost it would leave
+            // the plane: nothing copies the passed bytes and no poll is armed for them.
+            if (miss_wakeup_ != 0 && ++wakeups_ == miss_wakeup_) {
+                return;
+            }
+#endif
+            start_copy(connection, direction, context);
         } else if (n == 0) {
             source_ended(connection, direction, context);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -296,6 +295,19 @@ private:
         } else {
             context.abort_connection(connection, failure_reason(errno, direction));
         }
+    }
+
+    // Passed bytes are readable on the source of `direction`: copy them.
+    void start_copy(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+        connection.directions[direction].copying = true;
+        // The source is not braked here: a full sink is every bulk stream's normal state
+        // (its send buffer is what paces the redirect), and a brake put on now had TCP
+        // autotuning start over from 1 MiB once released, which cost the client-to-backend
+        // stream a tenth (scripts/bench 2026-12-04). The backend is braked from the start,
+        // and the watch brakes any source whose sink's reader stopped (on_watch).
+        sink_full(connection, direction);
+        arm_watch(connection, context);
+        copy_round(connection, direction, context);
     }
 
     // Copies passed bytes: read them, wait until every byte redirected before them has been
@@ -580,6 +592,18 @@ private:
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
     log::IntervalGate fallback_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
+
+#ifdef SPLICER_TEST_HOOKS
+
+public:
+    // Test builds only: the `number`th poll wake-up (from 1) that finds passed bytes readable
+    // is dropped (on_source_event), as if the kernel had never delivered it.
+    void miss_wakeup_for_tests(std::uint64_t number) { miss_wakeup_ = number; }
+
+private:
+    std::uint64_t miss_wakeup_ = 0;
+    std::uint64_t wakeups_ = 0;
+#endif
 };
 
 }  // namespace
@@ -616,8 +640,15 @@ Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
     }
     // Still root here: the privilege drop comes after the plane is made.
     const int send_buffer_cap = raise_send_buffer_cap(kSendBufferBytes);
-    return std::unique_ptr<DataPlane>(
-        std::make_unique<SockmapPlane>(std::move(program).value(), send_buffer_cap));
+    auto plane = std::make_unique<SockmapPlane>(std::move(program).value(), send_buffer_cap);
+#ifdef SPLICER_TEST_HOOKS
+    // Test builds only: tests/privileged/test_missed_wakeup.cpp drops one wake-up of the
+    // plane's source polls, as a kernel that lost it would.
+    if (const char* number = std::getenv("SPLICER_TEST_MISS_WAKEUP")) {
+        plane->miss_wakeup_for_tests(std::strtoull(number, nullptr, 10));
+    }
+#endif
+    return std::unique_ptr<DataPlane>(std::move(plane));
 }
 
 }  // namespace splicer::plane
