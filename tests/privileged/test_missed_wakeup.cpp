@@ -85,8 +85,8 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
     reading.max_bytes = kDownload;
     reading.max_time = kDeadline;
     const test::ReadReport read = test::read_stream(client.get(), reading);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
-                            .count();
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const test::SendReport send = sent.get();
 
     INFO(daemon->log_tail(10));

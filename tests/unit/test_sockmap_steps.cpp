@@ -116,19 +116,20 @@ TEST_CASE("sockmap EOF step follows its table", "[sockmap_steps]") {
 
 TEST_CASE("sockmap owed step follows its table", "[sockmap_steps]") {
     // owed_seen(owed, copying, idle_before)
-    const auto [situation, seen, expected] = GENERATE(table<const char*, OwedObservation, OwedStep>({
-        {"every pass copied: nothing to do", owed_seen(false, false, false), OwedStep::none},
-        {"every pass copied, stale idle mark: nothing to do", owed_seen(false, false, true),
-         OwedStep::none},
-        {"owed, copy under way: its own waits apply", owed_seen(true, true, false),
-         OwedStep::watch},
-        {"owed, copy under way after an idle look: still the copy's", owed_seen(true, true, true),
-         OwedStep::watch},
-        {"owed, no copy, first look: could be a poll about to complete",
-         owed_seen(true, false, false), OwedStep::watch},
-        {"owed, no copy for a whole interval: peek at the source", owed_seen(true, false, true),
-         OwedStep::peek},
-    }));
+    const auto [situation, seen, expected] =
+        GENERATE(table<const char*, OwedObservation, OwedStep>({
+            {"every pass copied: nothing to do", owed_seen(false, false, false), OwedStep::none},
+            {"every pass copied, stale idle mark: nothing to do", owed_seen(false, false, true),
+             OwedStep::none},
+            {"owed, copy under way: its own waits apply", owed_seen(true, true, false),
+             OwedStep::watch},
+            {"owed, copy under way after an idle look: still the copy's",
+             owed_seen(true, true, true), OwedStep::watch},
+            {"owed, no copy, first look: could be a poll about to complete",
+             owed_seen(true, false, false), OwedStep::watch},
+            {"owed, no copy for a whole interval: peek at the source", owed_seen(true, false, true),
+             OwedStep::peek},
+        }));
     INFO(situation);
     CHECK(owed_step(seen) == expected);
 }

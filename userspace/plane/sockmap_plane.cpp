@@ -366,15 +366,15 @@ private:
         if (auto folded = missed_wakeup_log_.pass()) {
             int readable = 0;
             ::ioctl(source, SIOCINQ, &readable);
-            log::warning("wakeup_missed",
-                         {{"conn", std::to_string(connection.id)},
-                          {"dir", direction == daemon::kClientToBackend ? "client_to_backend"
-                                                                        : "backend_to_client"},
-                          {"owed", std::to_string(owed)},
-                          {"readable", std::to_string(readable)},
-                          {"poll_armed", connection.directions[direction].poll_armed ? "yes"
-                                                                                     : "no"},
-                          {"missed", std::to_string(*folded)}});
+            log::warning(
+                "wakeup_missed",
+                {{"conn", std::to_string(connection.id)},
+                 {"dir", direction == daemon::kClientToBackend ? "client_to_backend"
+                                                               : "backend_to_client"},
+                 {"owed", std::to_string(owed)},
+                 {"readable", std::to_string(readable)},
+                 {"poll_armed", connection.directions[direction].poll_armed ? "yes" : "no"},
+                 {"missed", std::to_string(*folded)}});
         }
         connection.directions[direction].owed_idle = false;
         start_copy(connection, direction, context);

@@ -76,8 +76,8 @@ enum class OwedStep : std::uint8_t {
 };
 
 struct OwedObservation {
-    bool owed = false;     // the verdict passed more bytes than the plane copied
-    bool copying = false;  // a copy round is under way (reading, waiting or sending)
+    bool owed = false;         // the verdict passed more bytes than the plane copied
+    bool copying = false;      // a copy round is under way (reading, waiting or sending)
     bool idle_before = false;  // the previous look found bytes owed, no copy under way, and
                                // the plane has copied nothing since
 };
