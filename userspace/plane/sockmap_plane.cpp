@@ -362,7 +362,6 @@ private:
         if (::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
             return;  // nothing readable yet; an EOF or an error reaches the poll too
         }
-        ++missed_wakeups_;
         if (auto folded = missed_wakeup_log_.pass()) {
             int readable = 0;
             ::ioctl(source, SIOCINQ, &readable);
@@ -661,8 +660,8 @@ private:
     std::uint64_t fallbacks_ = 0;
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
     log::IntervalGate fallback_log_{std::chrono::seconds(1)};
-    // Wake-ups the watch found missed (copy_missed_wakeup); one line a second at most.
-    std::uint64_t missed_wakeups_ = 0;
+    // Wake-ups the watch found missed (copy_missed_wakeup): one line a second at most, with
+    // the count since the previous line.
     log::IntervalGate missed_wakeup_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
 
