@@ -6,8 +6,8 @@
 
 #include <bpf/bpf.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <numeric>
 #include <sstream>
 #include <string>

@@ -17,8 +17,8 @@
 namespace splicer::test {
 
 struct BpfProgramLoad {
-    pid_t pid = 0;            // the loading process (its thread group id)
-    std::uint32_t id = 0;     // the program ID
+    pid_t pid = 0;                      // the loading process (its thread group id)
+    std::uint32_t id = 0;               // the program ID
     std::array<std::uint8_t, 8> tag{};  // BPF_TAG_SIZE: a hash of the program's instructions
 };
 

@@ -295,9 +295,9 @@ Result<Counters> sum_counters(int counters_map_fd, int cpus) {
 Result<void> SpliceProgram::clear() {
     // Keys are cookies in all three maps. Deleting the key just read would make the next
     // get_next_key start over from the first key: always ask for the first one instead.
-    for (const auto& [fd, name] : {std::pair{sockets_map_fd(), "sockhash"},
-                                   std::pair{peers_map_fd(), "peer map"},
-                                   std::pair{copied_map_fd(), "copied map"}}) {
+    for (const auto& [fd, name] :
+         {std::pair{sockets_map_fd(), "sockhash"}, std::pair{peers_map_fd(), "peer map"},
+          std::pair{copied_map_fd(), "copied map"}}) {
         splicer_cookie key = 0;
         // Bounded: a map holds at most max_sockets() keys.
         for (std::uint32_t round = 0;
