@@ -689,22 +689,12 @@ bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections) {
             .max_sockets = static_cast<std::uint32_t>(sockets)};
 }
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
-                                                      std::uint32_t max_connections) {
-    bpf::LoadOptions options = sockmap_load_options(max_connections);
-#ifdef SPLICER_TEST_HOOKS
-    // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
-    // every overlap trim of the verdict fail, to see the pair end with RSTs on real sockets.
-    options.fail_trims = std::getenv("SPLICER_TEST_FAIL_VERDICT_TRIM") != nullptr;
-#endif
-    auto program = bpf::SpliceProgram::load(options);
-    if (!program) {
-        return program.error();
-    }
-    const std::pair<int, const char*> maps[] = {{program->counters_map_fd(), "counters"},
-                                                {program->sockets_map_fd(), "sockets"},
-                                                {program->peers_map_fd(), "peers"},
-                                                {program->copied_map_fd(), "copied"}};
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program,
+                                                      bpf::PinDir& pins) {
+    const std::pair<int, const char*> maps[] = {{program.counters_map_fd(), "counters"},
+                                                {program.sockets_map_fd(), "sockets"},
+                                                {program.peers_map_fd(), "peers"},
+                                                {program.copied_map_fd(), "copied"}};
     for (const auto& [fd, name] : maps) {
         if (auto pinned = pins.pin(fd, name); !pinned) {
             return pinned.error();
@@ -712,7 +702,7 @@ Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
     }
     // Still root here: the privilege drop comes after the plane is made.
     const int send_buffer_cap = raise_send_buffer_cap(kSendBufferBytes);
-    auto plane = std::make_unique<SockmapPlane>(std::move(program).value(), send_buffer_cap);
+    auto plane = std::make_unique<SockmapPlane>(std::move(program), send_buffer_cap);
 #ifdef SPLICER_TEST_HOOKS
     // Test builds only: tests/privileged/test_missed_wakeup.cpp drops one wake-up of the
     // plane's source polls, to see the watch find the passed bytes it left.
