@@ -137,6 +137,13 @@ public:
     // second, also while accept() meets EMFILE.
     [[nodiscard]] Result<Counters> read_counters() const;
 
+    // Empties the sockhash and both link maps and sets every counter back to zero: what the
+    // start-up self-test leaves behind when it ran on the daemon's own instance, before that
+    // instance is pinned and takes clients (`splicer stats` then starts at zero). Only while
+    // no socket of a live pair is in the sockhash: a verdict running meanwhile could count
+    // into the counters again or find its link gone.
+    Result<void> clear();
+
     SpliceProgram(SpliceProgram&&) noexcept;
     SpliceProgram& operator=(SpliceProgram&&) noexcept;
     ~SpliceProgram();

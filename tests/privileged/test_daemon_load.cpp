@@ -1,4 +1,4 @@
-// Load and faults through the 443 daemon: 5,000 spliced connections held for 30 s, 20,000
+// Load and faults through the 443 daemon: 5,000 spliced connections held idle for 10 s, 20,000
 // short connections as fast as the machine takes them, the backend killed (SIGKILL) and
 // started again mid-stream, clients resetting at random points. After each: no fd leaked, no
 // sockhash / peer map entry left, RSS back within 10% of its level before the load (measured
@@ -220,13 +220,18 @@ test::LoadPlan fault_plan(const EchoSetup& setup, std::size_t connections, std::
 
 }  // namespace
 
-TEST_CASE("5000 concurrent spliced connections held for 30 s, byte-exact, nothing left over",
+TEST_CASE("5000 concurrent spliced connections held idle, byte-exact, nothing left over",
           "[daemon][load]") {
     test::require_root();
     SPLICER_FOR_EACH_LOAD_PLANE(plane);
     constexpr std::size_t kConnections = 5000;
     constexpr std::uint64_t kBytes = 32 * 1024;
-    constexpr auto kHold = 30s;
+    // Every timer the daemon arms on a connection goes off well within the hold: the probe
+    // timeout (1 s here) and connect_timeout (2 s) five times over, the once-a-second counter
+    // publication and heap trim ten times. stall_timeout (120 s) concerns queued bytes only:
+    // an idle pair past it is test_stalled_peers' case. The 30 s hold this replaced (session
+    // 21) reached no timer that this one does not.
+    constexpr auto kHold = 10s;
     // The client sockets live in this process (the backend's in the echo process).
     REQUIRE(test::raise_fd_limit(kConnections + 512) >= kConnections + 256);
     EchoSetup setup(plane);

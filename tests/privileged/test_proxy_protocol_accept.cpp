@@ -21,16 +21,14 @@
 #include "daemon_test_common.h"
 #include "support/haproxy_process.h"
 #include "support/http_backend.h"
+#include "support/net_address.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
+using splicer::test::u16;
 
 namespace {
-
-std::string u16(std::uint16_t value) {
-    return {static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
-}
 
 // The v2 PROXY/TCP header for 198.51.100.7 -> 203.0.113.5 (or 2001:db8::7 -> 2001:db8::5),
 // with a TLV HAProxy would skip too (PP2_TYPE_NOOP) or without (as splicer sends it here).

@@ -20,17 +20,15 @@
 
 #include "daemon_test_common.h"
 #include "support/haproxy_process.h"
+#include "support/net_address.h"
 #include "support/openssl_client.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
+using splicer::test::u16;
 
 namespace {
-
-std::string u16(std::uint16_t value) {
-    return {static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
-}
 
 std::string tlv(char type, const std::string& value) {
     if (value.empty()) {

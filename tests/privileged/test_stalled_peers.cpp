@@ -46,8 +46,8 @@ std::string config_for(std::uint16_t listen, std::uint16_t xmpp_port, const std:
     return extra + test::snikket_config(ports);
 }
 
-std::string stall_setting() {
-    return "stall_timeout: " + std::to_string(kStallTimeoutSeconds) + ";\n";
+std::string stall_setting(int seconds = kStallTimeoutSeconds) {
+    return "stall_timeout: " + std::to_string(seconds) + ";\n";
 }
 
 int socket_error(int fd) {
@@ -103,15 +103,19 @@ TEST_CASE("stall_timeout: an idle connection with nothing queued survives well p
     test::EchoProcess echo(SPLICER_ECHO_SERVER);
     test::TcpBackend unused(test::BackendScript::record());
     const std::uint16_t listen = test::free_port();
-    auto daemon =
-        test::start_daemon(plane, config_for(listen, echo.port(), stall_setting(), unused.port()));
+    // The least stall_timeout the daemon takes (1 s, watched every 250 ms): the idle pair
+    // must outlive three of them and twelve watches either way. It was 2 s (the other cases'
+    // value) until session 21; an idle pair is watched the same whatever the timeout.
+    constexpr int kIdleStallSeconds = 1;
+    auto daemon = test::start_daemon(
+        plane, config_for(listen, echo.port(), stall_setting(kIdleStallSeconds), unused.port()));
 
     const std::string header = test::xmpp_stream_header();
     UniqueFd client = test::connect_and_send(listen, header, "");
     CHECK(test::read_exactly(client.get(), header.size()) == header);
 
     // Three stall timeouts with nothing queued either way (an XMPP client idles for hours).
-    std::this_thread::sleep_for(std::chrono::seconds(3 * kStallTimeoutSeconds));
+    std::this_thread::sleep_for(std::chrono::seconds(3 * kIdleStallSeconds));
     const std::string ping = "<presence/>";
     REQUIRE(::send(client.get(), ping.data(), ping.size(), MSG_NOSIGNAL) ==
             static_cast<ssize_t>(ping.size()));

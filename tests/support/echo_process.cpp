@@ -1,12 +1,10 @@
 #include "support/echo_process.h"
 
 #include <csignal>
-#include <stdexcept>
-#include <thread>
 #include <utility>
 
 #include "support/daemon.h"  // free_port
-#include "support/sockets.h"
+#include "support/listening_child.h"
 
 namespace splicer::test {
 
@@ -30,19 +28,8 @@ void EchoProcess::restart() {
 
 void EchoProcess::start() {
     process_ = ChildProcess(SpawnOptions{.argv = {binary_, "127.0.0.1", std::to_string(port_)}});
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (true) {
-        try {
-            connect_to(port_, false, 1s);  // the probe connection is echoed to and closed
-            return;
-        } catch (const std::runtime_error&) {
-            if (!process_.running() || std::chrono::steady_clock::now() >= deadline) {
-                throw std::runtime_error("echo server on port " + std::to_string(port_) +
-                                         " did not start");
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-    }
+    // The probe connection is echoed to and closed.
+    wait_until_listening(process_, {.name = "echo server", .ports = {port_}, .timeout = 5s});
 }
 
 }  // namespace splicer::test

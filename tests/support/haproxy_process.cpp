@@ -2,27 +2,10 @@
 
 #include <fcntl.h>
 
-#include <stdexcept>
-#include <thread>
-
 #include "splicer/unique_fd.h"
-#include "support/sockets.h"
+#include "support/listening_child.h"
 
 namespace splicer::test {
-namespace {
-
-bool all_accept(const std::vector<std::uint16_t>& ports) {
-    for (const std::uint16_t port : ports) {
-        try {
-            (void)connect_to(port, false, std::chrono::milliseconds(200));
-        } catch (const std::exception&) {
-            return false;
-        }
-    }
-    return true;
-}
-
-}  // namespace
 
 HaproxyProcess::HaproxyProcess(const std::string& config_text,
                                const std::vector<std::uint16_t>& ports)
@@ -35,14 +18,8 @@ HaproxyProcess::HaproxyProcess(const std::string& config_text,
     spawn.stdout_fd = log_fd.get();
     spawn.stderr_fd = log_fd.get();
     process_ = ChildProcess(spawn);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline && process_.running()) {
-        if (all_accept(ports)) {
-            return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    throw std::runtime_error("haproxy did not listen (" + process_.describe_end() + "): " + log());
+    wait_until_listening(process_,
+                         {.name = "haproxy", .ports = ports, .log = [this] { return log(); }});
 }
 
 HaproxyProcess::~HaproxyProcess() {

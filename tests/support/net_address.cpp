@@ -29,4 +29,8 @@ net::SocketAddress address_of(const std::string& ip, std::uint16_t port) {
     return address;
 }
 
+std::string u16(std::uint16_t value) {
+    return {static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
+}
+
 }  // namespace splicer::test

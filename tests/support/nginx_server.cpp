@@ -1,11 +1,10 @@
 #include "support/nginx_server.h"
 
-#include <chrono>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "support/command.h"
+#include "support/listening_child.h"
 
 namespace splicer::test {
 
@@ -69,15 +68,10 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
         spawn.argv.push_back(argument);
     }
     process_ = ChildProcess(spawn);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline && process_.running()) {
-        if (listening(options_.https_port) && listening(options_.http_port)) {
-            return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    throw std::runtime_error("nginx did not listen (" + process_.describe_end() +
-                             "): " + error_log());
+    wait_until_listening(process_, {.name = "nginx",
+                                    .ports = {options_.https_port, options_.http_port},
+                                    .listening = listening,
+                                    .log = [this] { return error_log(); }});
 }
 
 // SIGTERM to the master: it stops its worker and exits (fast shutdown).

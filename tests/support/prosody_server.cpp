@@ -3,13 +3,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <chrono>
 #include <sstream>
 #include <stdexcept>
-#include <thread>
 
 #include "splicer/unique_fd.h"
 #include "support/command.h"
+#include "support/listening_child.h"
 
 namespace splicer::test {
 namespace {
@@ -91,15 +90,10 @@ ProsodyServer::ProsodyServer(ProsodyOptions options,
     spawn.stdout_fd = log.get();
     spawn.stderr_fd = log.get();
     process_ = ChildProcess(spawn);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline && process_.running()) {
-        if (listening(options_.starttls_port) && listening(options_.direct_tls_port)) {
-            return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    throw std::runtime_error("prosody did not listen (" + process_.describe_end() +
-                             "): " + read_file(log_path_));
+    wait_until_listening(process_, {.name = "prosody",
+                                    .ports = {options_.starttls_port, options_.direct_tls_port},
+                                    .listening = listening,
+                                    .log = [this] { return this->log(); }});
 }
 
 ProsodyServer::~ProsodyServer() {

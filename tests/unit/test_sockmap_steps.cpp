@@ -14,6 +14,9 @@ using splicer::plane::CopyStep;
 using splicer::plane::eof_step;
 using splicer::plane::EofObservation;
 using splicer::plane::EofStep;
+using splicer::plane::owed_step;
+using splicer::plane::OwedObservation;
+using splicer::plane::OwedStep;
 
 namespace {
 
@@ -43,6 +46,14 @@ EofObservation eof_seen(std::optional<bool> may_propagate, std::optional<bool> p
     seen.stalled = stalled;
     seen.copying = copying;
     seen.passed_uncopied = passed_uncopied;
+    return seen;
+}
+
+OwedObservation owed_seen(bool owed, bool copying, bool idle_before) {
+    OwedObservation seen;
+    seen.owed = owed;
+    seen.copying = copying;
+    seen.idle_before = idle_before;
     return seen;
 }
 
@@ -101,4 +112,24 @@ TEST_CASE("sockmap EOF step follows its table", "[sockmap_steps]") {
     }));
     INFO(situation);
     CHECK(eof_step(seen) == expected);
+}
+
+TEST_CASE("sockmap owed step follows its table", "[sockmap_steps]") {
+    // owed_seen(owed, copying, idle_before)
+    const auto [situation, seen, expected] =
+        GENERATE(table<const char*, OwedObservation, OwedStep>({
+            {"every pass copied: nothing to do", owed_seen(false, false, false), OwedStep::none},
+            {"every pass copied, stale idle mark: nothing to do", owed_seen(false, false, true),
+             OwedStep::none},
+            {"owed, copy under way: its own waits apply", owed_seen(true, true, false),
+             OwedStep::watch},
+            {"owed, copy under way after an idle look: still the copy's",
+             owed_seen(true, true, true), OwedStep::watch},
+            {"owed, no copy, first look: could be a poll about to complete",
+             owed_seen(true, false, false), OwedStep::watch},
+            {"owed, no copy for a whole interval: peek at the source", owed_seen(true, false, true),
+             OwedStep::peek},
+        }));
+    INFO(situation);
+    CHECK(owed_step(seen) == expected);
 }

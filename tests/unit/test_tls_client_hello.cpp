@@ -4,14 +4,10 @@
 // because the daemon calls the parser again on a longer prefix each time bytes arrive.
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +25,7 @@
 
 #include "splicer/tls_client_hello.h"
 #include "support/client_hello.h"
+#include "support/process.h"
 #include "support/sockets.h"
 #include "unit/tls_hello_builder.h"
 
@@ -294,25 +291,6 @@ TEST_CASE("ClientHellos written by libssl parse to the SNI and ALPN that were se
 
 constexpr int kCaptureTimeoutMs = 10'000;
 
-
-// Kills and reaps the child however the test leaves the scope (a failed REQUIRE throws).
-class ScopedChild {
-public:
-    ScopedChild() = default;
-    ScopedChild(const ScopedChild&) = delete;
-    ScopedChild& operator=(const ScopedChild&) = delete;
-    ~ScopedChild() {
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-        }
-    }
-    pid_t* out() { return &pid_; }
-
-private:
-    pid_t pid_ = -1;
-};
-
 // Runs `openssl s_client -connect 127.0.0.1:PORT OPTIONS...` against a listener of our own
 // and returns the bytes it sends, read until the parser stops saying need_more.
 ByteVector s_client_hello(const std::vector<std::string>& options) {
@@ -320,22 +298,9 @@ ByteVector s_client_hello(const std::vector<std::string>& options) {
     std::vector<std::string> args = {"openssl", "s_client", "-connect",
                                      "127.0.0.1:" + std::to_string(listener.port)};
     args.insert(args.end(), options.begin(), options.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) {
-        argv.push_back(arg.data());
-    }
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-    ScopedChild child;
-    const int spawned =
-        posix_spawnp(child.out(), "openssl", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE(spawned == 0);
+    // stdin, stdout and stderr on /dev/null; killed and reaped however the test leaves the
+    // scope (a failed REQUIRE throws).
+    const splicer::test::ChildProcess child(splicer::test::SpawnOptions{.argv = args});
 
     pollfd incoming{listener.fd.get(), POLLIN, 0};
     REQUIRE(poll(&incoming, 1, kCaptureTimeoutMs) == 1);

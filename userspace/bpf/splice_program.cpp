@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "splicer/log.h"
@@ -290,6 +291,30 @@ Result<Counters> sum_counters(int counters_map_fd, int cpus) {
 }
 
 }  // namespace
+
+Result<void> SpliceProgram::clear() {
+    // Keys are cookies in all three maps. Deleting the key just read would make the next
+    // get_next_key start over from the first key: always ask for the first one instead.
+    for (const auto& [fd, name] :
+         {std::pair{sockets_map_fd(), "sockhash"}, std::pair{peers_map_fd(), "peer map"},
+          std::pair{copied_map_fd(), "copied map"}}) {
+        splicer_cookie key = 0;
+        // Bounded: a map holds at most max_sockets() keys.
+        for (std::uint32_t round = 0;
+             round <= max_sockets() && bpf_map_get_next_key(fd, nullptr, &key) == 0; ++round) {
+            if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT) {
+                return Error{std::string("clearing the ") + name + ": " + errno_text(errno)};
+            }
+        }
+    }
+    // One zeroed value per possible CPU: the per-CPU array has a single entry (key 0).
+    const std::vector<splicer_counters> zero(static_cast<std::size_t>(state_->possible_cpus));
+    const std::uint32_t key = 0;
+    if (bpf_map_update_elem(counters_map_fd(), &key, zero.data(), BPF_ANY) != 0) {
+        return Error{"zeroing the counters: " + errno_text(errno)};
+    }
+    return {};
+}
 
 // Opens no file: the daemon calls this once a second, whatever its fd table holds.
 Result<Counters> SpliceProgram::read_counters() const {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <string>
 
+#include "plane/end_reason.h"
 #include "plane/sink_watch.h"
 #include "plane/urgent_data.h"
 
@@ -15,10 +16,6 @@ namespace {
 using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
-
-std::string error_reason(const char* what, int result) {
-    return std::string(what) + "_error:" + std::to_string(-result);
-}
 
 class CopyPlane final : public DataPlane {
 public:
@@ -64,7 +61,7 @@ public:
                 return;
             }
             if (result < 0) {
-                context.abort_connection(connection, error_reason("recv", result));
+                context.abort_connection(connection, failed_call("recv", -result, direction));
                 return;
             }
             flow.filled = static_cast<std::size_t>(result);
@@ -74,7 +71,7 @@ public:
         }
         if (tag.op == Op::plane_send) {
             if (result <= 0) {
-                context.abort_connection(connection, error_reason("send", result));
+                context.abort_connection(connection, failed_call("send", -result, 1 - direction));
                 return;
             }
             flow.sent += static_cast<std::size_t>(result);

@@ -49,6 +49,9 @@ struct Direction {
     bool poll_armed = false;
     bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
+    // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)
+    bool owed_idle = false;              // the last look: bytes owed, no copy under way
+    std::uint64_t owed_idle_copied = 0;  // `copied` at that look
     std::chrono::steady_clock::time_point last_progress{};
 
     // splice and copy planes: payload the source had consumed when the plane started, to

@@ -1,6 +1,7 @@
 #include "plane/plane_factory.h"
 
 #include <chrono>
+#include <cstdlib>
 
 #include "plane/copy_plane.h"
 #include "plane/sockmap_plane.h"
@@ -16,10 +17,12 @@ std::string milliseconds(std::chrono::microseconds took) {
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
 }
 
-// Every step of the self-test, stopping at the first failure, which is logged with its step.
-Result<void> run_selftest(std::uint32_t max_connections) {
-    auto report = selftest::run_sockmap_selftest(sockmap_load_options(max_connections),
-                                                 selftest::StopAfter::first_failure);
+// Every step of the self-test on `program` (the plane's own, not yet pinned, `load_took` to
+// load), stopping at the first failure, which is logged with its step. Afterwards the
+// program's maps and counters are as fresh as after a new load.
+Result<void> run_selftest(bpf::SpliceProgram& program, std::chrono::microseconds load_took) {
+    auto report =
+        selftest::run_on_plane_program(program, load_took, selftest::StopAfter::first_failure);
     if (!report) {
         return report.error();
     }
@@ -45,13 +48,35 @@ Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t 
         return Error{"no usable pin dir (the no_pins line says why)"};
     }
     // Loading the program proves nothing about the kernel's sockmap path (DESIGN.md kernel
-    // fact 9): it is trusted only once the self-test passed on this kernel. It runs here,
-    // before the daemon's own program is loaded and pinned, and before the privilege drop
-    // (loading BPF needs CAP_BPF and CAP_NET_ADMIN).
-    if (auto proven = run_selftest(max_connections); !proven) {
+    // fact 9): it is trusted only once the self-test passed on this kernel. The self-test
+    // runs on the plane's own program, loaded once: before its maps are pinned (no other
+    // process sees them yet) and before any client's socket enters them, and before the
+    // privilege drop (loading BPF needs CAP_BPF and CAP_NET_ADMIN).
+    const auto start = std::chrono::steady_clock::now();
+    auto program = bpf::SpliceProgram::load(sockmap_load_options(max_connections));
+    if (!program) {
+        return program.error();
+    }
+    const auto load_took = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - start);
+    if (auto proven = run_selftest(*program, load_took); !proven) {
         return proven.error();
     }
-    return make_sockmap_plane(*pins, max_connections);
+#ifdef SPLICER_TEST_HOOKS
+    // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
+    // every overlap trim of the verdict fail, to see a pair end with RSTs on real sockets.
+    // Such a verdict fails the self-test by design, so it replaces the proven program after
+    // the self-test: a second load, in that test only.
+    if (std::getenv("SPLICER_TEST_FAIL_VERDICT_TRIM") != nullptr) {
+        bpf::LoadOptions failing = sockmap_load_options(max_connections);
+        failing.fail_trims = true;
+        program = bpf::SpliceProgram::load(failing);
+        if (!program) {
+            return program.error();
+        }
+    }
+#endif
+    return make_sockmap_plane(std::move(program).value(), *pins);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 #include "plane/sockmap_plane.h"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -159,9 +161,11 @@ public:
             case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
             case Op::plane_timer: recheck(connection, context); break;
             case Op::plane_watch:
-                on_watch(connection, context,
-                         {holds_bytes(connection.directions[0]),
-                          holds_bytes(connection.directions[1])});
+                if (on_watch(connection, context,
+                             {holds_bytes(connection.directions[0]),
+                              holds_bytes(connection.directions[1])})) {
+                    look_for_missed_wakeups(connection, context);
+                }
                 break;
             default: break;
         }
@@ -276,15 +280,14 @@ private:
         std::byte probe{};
         const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n > 0) {
-            flow.copying = true;
-            // The source is not braked here: a full sink is every bulk stream's normal state
-            // (its send buffer is what paces the redirect), and a brake put on now had TCP
-            // autotuning start over from 1 MiB once released, which cost the client-to-backend
-            // stream a tenth (scripts/bench 2026-12-04). The backend is braked from the start,
-            // and the watch brakes any source whose sink's reader stopped (on_watch).
-            sink_full(connection, direction);
-            arm_watch(connection, context);
-            copy_round(connection, direction, context);
+#ifdef SPLICER_TEST_HOOKS
+            // Test builds only: this wake-up is dropped, as a kernel that lost it would leave
+            // the plane: nothing copies the passed bytes and no poll is armed for them.
+            if (miss_wakeup_ != 0 && ++wakeups_ == miss_wakeup_) {
+                return;
+            }
+#endif
+            start_copy(connection, direction, context);
         } else if (n == 0) {
             source_ended(connection, direction, context);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -295,6 +298,83 @@ private:
         } else {
             context.abort_connection(connection, failure_reason(errno, direction));
         }
+    }
+
+    // Passed bytes are readable on the source of `direction`: copy them.
+    void start_copy(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        connection.directions[direction].copying = true;
+        // The source is not braked here: a full sink is every bulk stream's normal state
+        // (its send buffer is what paces the redirect), and a brake put on now had TCP
+        // autotuning start over from 1 MiB once released, which cost the client-to-backend
+        // stream a tenth (scripts/bench 2026-12-04). The backend is braked from the start,
+        // and the watch brakes any source whose sink's reader stopped (on_watch).
+        sink_full(connection, direction);
+        arm_watch(connection, context);
+        copy_round(connection, direction, context);
+    }
+
+    // The watch's backstop for a missed wake-up (owed_step, plane/sockmap_steps.h): passed
+    // bytes not yet copied keep the watch armed, even once the sink's reader has taken
+    // everything queued toward it (before, the watch then went idle and nothing looked again).
+    // When they waited a whole interval with no copy under way, a peek at the source tells
+    // whether they are readable: if so, the poll that should have reported them did not, and
+    // the copy starts here (event=wakeup_missed).
+    void look_for_missed_wakeups(Flow& connection, PlaneContext& context) {
+        bool owed_any = false;
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            Direction& flow = connection.directions[direction];
+            // After the source's EOF the EOF rule copies late passes itself (copy_late_pass).
+            if (context.closing(connection) || flow.source_eof) {
+                continue;
+            }
+            auto link = program_.link_state(connection.cookies[direction]);
+            if (!link) {
+                continue;  // the plane's own calls on the link report a lost one
+            }
+            const OwedObservation seen{
+                .owed = link->passed > flow.copied,
+                .copying = flow.copying,
+                .idle_before = flow.owed_idle && flow.owed_idle_copied == flow.copied};
+            flow.owed_idle = seen.owed && !seen.copying;
+            flow.owed_idle_copied = flow.copied;
+            switch (owed_step(seen)) {
+                case OwedStep::none: break;
+                case OwedStep::watch: owed_any = true; break;
+                case OwedStep::peek:
+                    owed_any = true;
+                    copy_missed_wakeup(connection, direction, link->passed - flow.copied, context);
+                    break;
+            }
+        }
+        if (owed_any && !context.closing(connection)) {
+            arm_watch(connection, context);
+        }
+    }
+
+    // Passed bytes waited a whole watch interval with no copy under way: readable ones are
+    // copied now. None readable: the kernel deferred them behind the source's own redirected
+    // bytes (DESIGN.md kernel fact 8), and its wake-up comes when they land.
+    void copy_missed_wakeup(Flow& connection, std::uint8_t direction, std::uint64_t owed,
+                            PlaneContext& context) {
+        const int source = connection.source_fd(direction);
+        std::byte probe{};
+        if (::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
+            return;  // nothing readable yet; an EOF or an error reaches the poll too
+        }
+        if (auto folded = missed_wakeup_log_.pass()) {
+            int readable = 0;
+            ::ioctl(source, SIOCINQ, &readable);
+            log::warning(
+                "wakeup_missed",
+                {{"conn", std::to_string(connection.id)},
+                 {"dir", direction == kClientToBackend ? "client_to_backend" : "backend_to_client"},
+                 {"owed", std::to_string(owed)},
+                 {"readable", std::to_string(readable)},
+                 {"poll_armed", connection.directions[direction].poll_armed ? "yes" : "no"},
+                 {"missed", std::to_string(*folded)}});
+        }
+        connection.directions[direction].owed_idle = false;
+        start_copy(connection, direction, context);
     }
 
     // Copies passed bytes: read them, wait until every byte redirected before them has been
@@ -576,7 +656,22 @@ private:
     std::uint64_t fallbacks_ = 0;
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
     log::IntervalGate fallback_log_{std::chrono::seconds(1)};
+    // Wake-ups the watch found missed (copy_missed_wakeup): one line a second at most, with
+    // the count since the previous line.
+    log::IntervalGate missed_wakeup_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
+
+#ifdef SPLICER_TEST_HOOKS
+
+public:
+    // Test builds only: the `number`th poll wake-up (from 1) that finds passed bytes readable
+    // is dropped (on_source_event), as if the kernel had never delivered it.
+    void miss_wakeup_for_tests(std::uint64_t number) { miss_wakeup_ = number; }
+
+private:
+    std::uint64_t miss_wakeup_ = 0;
+    std::uint64_t wakeups_ = 0;
+#endif
 };
 
 }  // namespace
@@ -590,22 +685,12 @@ bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections) {
             .max_sockets = static_cast<std::uint32_t>(sockets)};
 }
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
-                                                      std::uint32_t max_connections) {
-    bpf::LoadOptions options = sockmap_load_options(max_connections);
-#ifdef SPLICER_TEST_HOOKS
-    // Test builds only (CMake Debug): tests/privileged/test_verdict_edit_failure.cpp makes
-    // every overlap trim of the verdict fail, to see the pair end with RSTs on real sockets.
-    options.fail_trims = std::getenv("SPLICER_TEST_FAIL_VERDICT_TRIM") != nullptr;
-#endif
-    auto program = bpf::SpliceProgram::load(options);
-    if (!program) {
-        return program.error();
-    }
-    const std::pair<int, const char*> maps[] = {{program->counters_map_fd(), "counters"},
-                                                {program->sockets_map_fd(), "sockets"},
-                                                {program->peers_map_fd(), "peers"},
-                                                {program->copied_map_fd(), "copied"}};
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program,
+                                                      bpf::PinDir& pins) {
+    const std::pair<int, const char*> maps[] = {{program.counters_map_fd(), "counters"},
+                                                {program.sockets_map_fd(), "sockets"},
+                                                {program.peers_map_fd(), "peers"},
+                                                {program.copied_map_fd(), "copied"}};
     for (const auto& [fd, name] : maps) {
         if (auto pinned = pins.pin(fd, name); !pinned) {
             return pinned.error();
@@ -613,8 +698,15 @@ Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
     }
     // Still root here: the privilege drop comes after the plane is made.
     const int send_buffer_cap = raise_send_buffer_cap(kSendBufferBytes);
-    return std::unique_ptr<DataPlane>(
-        std::make_unique<SockmapPlane>(std::move(program).value(), send_buffer_cap));
+    auto plane = std::make_unique<SockmapPlane>(std::move(program), send_buffer_cap);
+#ifdef SPLICER_TEST_HOOKS
+    // Test builds only: tests/privileged/test_missed_wakeup.cpp drops one wake-up of the
+    // plane's source polls, to see the watch find the passed bytes it left.
+    if (const char* number = std::getenv("SPLICER_TEST_MISS_WAKEUP")) {
+        plane->miss_wakeup_for_tests(std::strtoull(number, nullptr, 10));
+    }
+#endif
+    return std::unique_ptr<DataPlane>(std::move(plane));
 }
 
 }  // namespace splicer::plane

@@ -13,12 +13,15 @@ namespace splicer::plane {
 // The kernel moves the bytes: both sockets go into the BPF sockhash and the stream verdict
 // redirects each skb to the peer (bpf/splice.bpf.c). Userspace only watches: it copies the
 // bytes flow control passed up, and propagates each EOF once every earlier byte is absorbed.
-// Loads the BPF program and pins its maps in `pins`; fails where BPF is unavailable.
-// How the plane loads bpf/splice.bpf.c for `max_connections` (flow limit, map sizes). The
-// start-up self-test loads its own instance with these settings (test hooks left out).
+
+// How the plane loads bpf/splice.bpf.c for `max_connections` (flow limit, map sizes).
+// `splicer selftest` loads its own instance with these settings.
 bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections);
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::PinDir& pins,
-                                                      std::uint32_t max_connections);
+// Pins `program`'s maps in `pins` and makes the plane around it. `program` is loaded with
+// sockmap_load_options() and proven by the start-up self-test (plane/plane_factory.cpp); it
+// must hold no socket yet.
+Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program,
+                                                      bpf::PinDir& pins);
 
 }  // namespace splicer::plane

@@ -52,4 +52,19 @@ EofStep eof_step(const EofObservation& seen) {
     return EofStep::wait;
 }
 
+OwedStep owed_step(const OwedObservation& seen) {
+    if (!seen.owed) {
+        return OwedStep::none;
+    }
+    // A copy round has its own waits (the sink absorbing, a send in flight) and its own end.
+    if (seen.copying) {
+        return OwedStep::watch;
+    }
+    // Between a yield or an empty read and the poll's completion the plane is briefly not
+    // copying: only a state that lasted a whole interval is a missed wake-up. Passes the
+    // kernel deferred behind the source's own redirected bytes are owed but not yet readable:
+    // the peek finds nothing and the watch goes on.
+    return seen.idle_before ? OwedStep::peek : OwedStep::watch;
+}
+
 }  // namespace splicer::plane

@@ -1,7 +1,8 @@
 #pragma once
 // The sockmap plane's decisions, apart from the syscalls that feed them: when a direction copies
-// bytes the verdict passed (flow control), and when a source's EOF may reach the sink (kernel
-// fact 4). Pure: the caller looks at the sockets, fills in an observation and carries out the
+// bytes the verdict passed (flow control), when a source's EOF may reach the sink (kernel
+// fact 4), and when the watch peeks for passed bytes a missed wake-up left behind. Pure: the
+// caller looks at the sockets, fills in an observation and carries out the
 // step; a step named check_* asks for one more look before the decision can be made. The
 // questions come one at a time because some looks cost a syscall and one (connection_broken,
 // which reads SO_ERROR) may only be made where a true answer ends the pair.
@@ -60,5 +61,27 @@ struct EofObservation {
 };
 
 EofStep eof_step(const EofObservation& seen);
+
+// The watch's look, once an interval, at one direction's passed bytes that the plane has not
+// copied yet. A copy starts when the source's poll reports passed bytes readable; a wake-up
+// that never comes (stable kernels have lost readiness wake-ups on sockmap sockets, DESIGN.md
+// kernel fact 9) would leave them there for good: the source's receive window stays shut
+// under them, its sender probes a zero window with a growing backoff, and nothing else looks,
+// since the sink's reader took everything (the watch saw nothing queued toward it).
+enum class OwedStep : std::uint8_t {
+    none,   // every passed byte is copied: nothing owed
+    watch,  // owed, and a copy is under way or the state is new: look again next interval
+    peek,   // owed, no copy under way for a whole interval and none copied meanwhile: peek
+            // at the source; bytes readable there mean the wake-up was missed: copy them
+};
+
+struct OwedObservation {
+    bool owed = false;         // the verdict passed more bytes than the plane copied
+    bool copying = false;      // a copy round is under way (reading, waiting or sending)
+    bool idle_before = false;  // the previous look found bytes owed, no copy under way, and
+                               // the plane has copied nothing since
+};
+
+OwedStep owed_step(const OwedObservation& seen);
 
 }  // namespace splicer::plane

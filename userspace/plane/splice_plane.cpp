@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "plane/end_reason.h"
 #include "plane/pipe_pool.h"
 #include "plane/sink_watch.h"
 #include "plane/urgent_data.h"
@@ -190,7 +191,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.abort_connection(connection, "splice_error:" + std::to_string(-result));
+            context.abort_connection(connection, failed_call("splice", -result, direction));
             return;
         }
         flow.in_pipe = static_cast<std::size_t>(result);
@@ -206,7 +207,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.abort_connection(connection, "splice_error:" + std::to_string(-result));
+            context.abort_connection(connection, failed_call("splice", -result, 1 - direction));
             return;
         }
         flow.in_pipe -= static_cast<std::size_t>(result);
@@ -262,7 +263,7 @@ private:
             return;
         }
         if (result < 0) {
-            context.abort_connection(connection, "recv_error:" + std::to_string(-result));
+            context.abort_connection(connection, failed_call("recv", -result, direction));
             return;
         }
         flow.filled = static_cast<std::size_t>(result);
@@ -273,7 +274,7 @@ private:
     void on_sent(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
         Direction& flow = connection.directions[direction];
         if (result <= 0) {
-            context.abort_connection(connection, "send_error:" + std::to_string(-result));
+            context.abort_connection(connection, failed_call("send", -result, 1 - direction));
             return;
         }
         flow.sent += static_cast<std::size_t>(result);

@@ -77,4 +77,15 @@ Result<SelftestReport> run_sockmap_selftest(bpf::LoadOptions options, StopAfter 
     return report;
 }
 
+Result<SelftestReport> run_on_plane_program(bpf::SpliceProgram& program,
+                                            std::chrono::microseconds load_took, StopAfter stop) {
+    SelftestReport report = run_steps(program, stop);
+    report.load_took = load_took;
+    // Every step's pairs are closed by now (LoopbackPair owns them), so no verdict runs.
+    if (auto cleared = program.clear(); !cleared) {
+        return cleared.error().with_context("sockmap self-test: clearing its traces");
+    }
+    return report;
+}
+
 }  // namespace splicer::selftest

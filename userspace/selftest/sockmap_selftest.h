@@ -5,10 +5,12 @@
 // them absent. Each step makes fresh loopback connections, splices them through the verdict
 // program and checks one thing the data plane relies on, within its own deadline.
 //
-// It runs on its own instance of bpf/splice.bpf.c (the same object and flow settings as the
-// daemon's, small maps of its own): the daemon's maps and counters never see its traffic, and
-// `splicer selftest` needs no pin dir. The cost is a second verifier load (README, "Data
-// planes", has the figures).
+// At start-up it runs on the daemon's own instance of bpf/splice.bpf.c, the very program and
+// maps the sockmap plane then pins and serves with, before they are pinned or hold a client's
+// socket, and clears what it left in them (run_on_plane_program): one verifier load per start
+// instead of two (README, "The sockmap self-test", has the figures). `splicer selftest` loads
+// an instance of its own (run_sockmap_selftest): it needs no pin dir and never touches a
+// running daemon's maps.
 
 #include <chrono>
 #include <string>
@@ -48,11 +50,18 @@ enum class StopAfter { first_failure, all_steps };
 std::vector<std::string> step_names();
 
 // Runs the steps on a loaded program. The pairs it makes leave the maps again; its bytes do
-// go into the program's counters (use an instance of its own).
+// go into the program's counters (run_on_plane_program sets them back to zero).
 SelftestReport run_steps(bpf::SpliceProgram& program, StopAfter stop);
 
 // Loads an instance of the verdict with `options` (its max_sockets lowered to what the steps
 // need) and runs the steps. An error only when the program does not load.
 Result<SelftestReport> run_sockmap_selftest(bpf::LoadOptions options, StopAfter stop);
+
+// Runs the steps on `program`, loaded by the caller for its own use (`load_took` is reported
+// as the report's), then empties its maps and zeroes its counters again (SpliceProgram::clear),
+// so the caller starts from a program as fresh as a new load. Only before the program serves
+// anything. An error only when clearing fails (the program is then not to be used).
+Result<SelftestReport> run_on_plane_program(bpf::SpliceProgram& program,
+                                            std::chrono::microseconds load_took, StopAfter stop);
 
 }  // namespace splicer::selftest

@@ -1,0 +1,96 @@
+// A peer that resets mid-transfer (SO_LINGER 0 + close) on every data plane: the closed line
+// names that peer (`end=client_reset` / `end=backend_reset`), whichever call of the daemon met
+// the reset first (a read from the peer: ECONNRESET; a write into it: EPIPE or ECONNRESET).
+// Both ways stream at once, so the reset meets the daemon reading from and writing into it.
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "daemon_test_common.h"
+
+namespace test = splicer::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Bytes each way before the reset: enough that the plane is moving a stream, not a hello.
+constexpr std::size_t kBeforeReset = 256 * 1024;
+
+// Sends what the socket takes without blocking; recv drains what has arrived.
+void pump(int from, int to, const std::vector<char>& chunk, std::size_t& received) {
+    (void)::send(from, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    std::vector<char> sink(64 * 1024);
+    const ssize_t got = ::recv(to, sink.data(), sink.size(), MSG_DONTWAIT);
+    if (got > 0) {
+        received += static_cast<std::size_t>(got);
+    }
+}
+
+// A plain XMPP connection through the daemon to `backends`: {client, backend}.
+std::pair<splicer::UniqueFd, splicer::UniqueFd> connect_through(std::uint16_t listen_port,
+                                                                const test::Listener& backends) {
+    const std::string header = test::xmpp_stream_header();
+    auto client = test::connect_and_send(listen_port, header, "");
+    pollfd ready{.fd = backends.fd.get(), .events = POLLIN, .revents = 0};
+    REQUIRE(::poll(&ready, 1, 5000) == 1);
+    auto backend = test::accept_one(backends);
+    REQUIRE(test::read_exactly(backend.get(), header.size()) == header);
+    return {std::move(client), std::move(backend)};
+}
+
+}  // namespace
+
+TEST_CASE("peer reset: the closed line names the peer that reset mid-transfer, on every plane",
+          "[plane][reset]") {
+    test::require_root();
+    const std::string plane = GENERATE("sockmap", "splice", "copy");
+    CAPTURE(plane);
+    const test::Listener backends = test::listen_loopback();
+    test::SnikketPorts ports = test::unserved_snikket_ports();
+    ports.xmpp = backends.port;
+    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const std::vector<char> chunk(64 * 1024, 'x');
+
+    for (const std::string resetting : {"client", "backend"}) {
+        CAPTURE(resetting);
+        auto [client, backend] = connect_through(ports.listen, backends);
+        const std::uint16_t client_port = test::local_port(client.get());
+        std::size_t to_backend = 0;
+        std::size_t to_client = 0;
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while ((to_backend < kBeforeReset || to_client < kBeforeReset) &&
+               std::chrono::steady_clock::now() < deadline) {
+            pump(client.get(), backend.get(), chunk, to_backend);
+            pump(backend.get(), client.get(), chunk, to_client);
+        }
+        INFO("before the reset: " << to_backend << " bytes to the backend, " << to_client
+                                  << " to the client");
+        REQUIRE(to_backend >= kBeforeReset);
+        REQUIRE(to_client >= kBeforeReset);
+        // The other peer goes on reading, as a live one would, until the daemon ends it (a
+        // splice plane whose write toward it blocks notices nothing else meanwhile).
+        const bool client_resets = resetting == "client";
+        test::close_with_reset(client_resets ? std::move(client) : std::move(backend));
+        const splicer::UniqueFd& survivor = client_resets ? backend : client;
+        std::uint64_t drained = 0;
+        const std::string survivor_end = test::wait_for_close(survivor.get(), 10s, &drained);
+        INFO("the " << (client_resets ? "backend" : "client") << " read " << drained
+                    << " more bytes, then " << survivor_end);
+
+        const auto routed = test::routed_line(*daemon, client_port);
+        REQUIRE(routed.has_value());
+        const std::string conn(routed->get("conn"));
+        const auto closed = daemon->wait_for_log(
+            "closed", [&](const test::LogLine& line) { return line.get("conn") == conn; }, 10s);
+        INFO(daemon->log_tail(20));
+        REQUIRE(closed.has_value());
+        CHECK(closed->get("end") == resetting + "_reset");
+        // As if the two were connected directly: the other peer reads a reset, no clean EOF.
+        CHECK(survivor_end == "reset");
+    }
+    test::stop_daemon(*daemon);
+}

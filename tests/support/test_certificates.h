@@ -1,0 +1,32 @@
+#pragma once
+// A throw-away PKI made with the openssl CLI for the TLS termination tests: a CA, leaf
+// certificates with their full-chain files, and the odd cases the checks must name (an
+// expired certificate, a key that matches nothing, a chain in the wrong order, an OCSP
+// response for one leaf). EC P-256 keys throughout: a few milliseconds each, unlike RSA.
+
+#include <filesystem>
+#include <string>
+
+#include "support/process.h"
+
+namespace splicer::test {
+
+struct TestCertificates {
+    // Makes them all; throws std::runtime_error with openssl's output when a step fails.
+    TestCertificates();
+
+    TempDir dir{"splicer-tls-pki"};
+    std::filesystem::path ca;  // the CA certificate (also the OCSP responder)
+    std::filesystem::path ca_key;
+    // Full-chain files (leaf then CA) and keys. a: SAN a.test; b: SANs b.test and
+    // *.wild.test; expired: SAN old.test, its validity ended a day before it began.
+    std::filesystem::path a_chain, a_key;
+    std::filesystem::path b_chain, b_key;
+    std::filesystem::path expired_chain, expired_key;
+    std::filesystem::path stray_key;        // matches no certificate
+    std::filesystem::path reversed_chain;   // a's chain with the CA first
+    std::filesystem::path a_ocsp_response;  // DER, "good", signed by the CA
+    std::filesystem::path not_pem;          // a text file that is neither
+};
+
+}  // namespace splicer::test

@@ -1,0 +1,204 @@
+// tls::Session as a byte transport: 1 MiB each way byte-exact with a real libssl client over
+// loopback TCP, half-close by close_notify in both directions, a TCP FIN without
+// close_notify reported as a truncation, and hostile bytes in memory (no socket at all).
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "support/sockets.h"
+#include "support/streams.h"
+#include "support/test_certificates.h"
+#include "support/tls_session_server.h"
+#include "tls/openssl_handles.h"
+#include "tls/server_context.h"
+#include "tls/session.h"
+
+namespace splicer::test {
+namespace {
+
+const TestCertificates& shared_pki() {
+    static const TestCertificates pki;
+    return pki;
+}
+
+std::unique_ptr<tls::ServerContext> make_context() {
+    const TestCertificates& pki = shared_pki();
+    auto context = tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
+    if (!context) {
+        FAIL("ServerContext::create: " << context.error().message);
+    }
+    return std::move(*context);
+}
+
+// A blocking libssl client on a loopback socket with 10 s send/receive timeouts, trusting
+// the test CA and checking the name, so a stall fails the test rather than hanging it.
+struct Client {
+    tls::SslCtxPtr context;
+    UniqueFd socket;
+    tls::SslPtr ssl;
+
+    explicit Client(std::uint16_t port) : context(SSL_CTX_new(TLS_client_method())) {
+        REQUIRE(context);
+        REQUIRE(SSL_CTX_load_verify_locations(context.get(), shared_pki().ca.c_str(), nullptr) ==
+                1);
+        SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+        socket = connect_to(port);
+        const timeval timeout{10, 0};
+        ::setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        ::setsockopt(socket.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+        ssl.reset(SSL_new(context.get()));
+        REQUIRE(ssl);
+        SSL_set_fd(ssl.get(), socket.get());
+        SSL_set_tlsext_host_name(ssl.get(), "a.test");
+        SSL_set1_host(ssl.get(), "a.test");
+        REQUIRE(SSL_connect(ssl.get()) == 1);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("TLS session: 1 MiB each way is byte-exact across the client's close_notify",
+          "[tls_termination]") {
+    constexpr std::uint64_t kBytes = 1 << 20;
+    const auto context = make_context();
+    TlsSessionServer server(*context, TlsServerBehaviour::sink_then_reply, kBytes);
+    Client client(server.port());
+
+    ByteGenerator generator(3);
+    Sha256Hasher sent_hash;
+    for (std::uint64_t sent = 0; sent < kBytes;) {
+        const std::string chunk = generator.take(50000);  // not a record size on purpose
+        const std::size_t size =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), kBytes - sent));
+        std::size_t written = 0;
+        REQUIRE(SSL_write_ex(client.ssl.get(), chunk.data(), size, &written) == 1);
+        sent_hash.update(chunk.data(), size);
+        sent += size;
+    }
+    // The client's half-close: its close_notify; the server replies after it.
+    REQUIRE(SSL_shutdown(client.ssl.get()) == 0);
+
+    Sha256Hasher received_hash;
+    std::uint64_t received = 0;
+    std::string buffer(65536, '\0');
+    int last_error = SSL_ERROR_NONE;
+    for (int reads = 0; reads < 100000; ++reads) {
+        std::size_t got = 0;
+        const int result = SSL_read_ex(client.ssl.get(), buffer.data(), buffer.size(), &got);
+        if (result != 1) {
+            last_error = SSL_get_error(client.ssl.get(), result);
+            INFO("client: " << tls::take_openssl_error("none"));
+            CHECK(last_error == SSL_ERROR_ZERO_RETURN);
+            break;
+        }
+        received_hash.update(buffer.data(), got);
+        received += got;
+    }
+    // The server's close_notify ended the stream (not a FIN or an error).
+    CHECK(last_error == SSL_ERROR_ZERO_RETURN);
+    CHECK(received == kBytes);
+    CHECK(received_hash.hex() == sha256_of_generated("", 7, kBytes));
+
+    const auto report = server.next_report();
+    REQUIRE(report);
+    INFO("server: " << report->error);
+    CHECK(report->error.empty());
+    CHECK(report->received == kBytes);
+    CHECK(report->received_sha256 == sent_hash.hex());
+    CHECK(report->peer_close_notify);
+    CHECK(report->sent_plain == kBytes);
+}
+
+TEST_CASE("TLS session: a TCP FIN without close_notify is reported as a truncation",
+          "[tls_termination]") {
+    const auto context = make_context();
+    TlsSessionServer server(*context, TlsServerBehaviour::sink_then_reply, 10);
+    Client client(server.port());
+    std::size_t written = 0;
+    REQUIRE(SSL_write_ex(client.ssl.get(), "abc", 3, &written) == 1);
+    // A FIN with no close_notify before it: an attacker cutting the stream looks like this.
+    REQUIRE(::shutdown(client.socket.get(), SHUT_WR) == 0);
+
+    const auto report = server.next_report();
+    REQUIRE(report);
+    CHECK(report->received == 3);
+    CHECK(report->transport_eof);
+    CHECK_FALSE(report->peer_close_notify);
+    CHECK(report->error == "unexpected eof while reading");
+    CHECK(report->sent_plain == 0);  // the reply waits for a close_notify that never came
+}
+
+// In memory, no socket: what the io_uring handler will see for hostile first bytes on a
+// terminating rule (the probe matched a ClientHello prefix, the rest can be anything).
+TEST_CASE("TLS session: bytes that are not a ClientHello fail the handshake with an alert",
+          "[tls_termination]") {
+    const auto context = make_context();
+    // The alert waiting to be sent: 5 bytes of record header and 2 of alert; OpenSSL sends
+    // none to what looks like an HTTP request (a plain-HTTP client could not read it).
+    const auto [label, input, reason, alert_bytes] =
+        GENERATE(table<std::string, std::string, std::string, std::size_t>({
+            {"plain HTTP", "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", "http request", 0},
+            {"a TLS record of the wrong type", std::string("\x17\x03\x01\x00\x05hello", 10),
+             "unexpected message", 7},
+            {"a handshake record holding garbage",
+             std::string("\x16\x03\x01\x00\x08\x01\x00\x00\x04\xff\xff\xff\xff", 13),
+             "length mismatch", 7},
+        }));
+    CAPTURE(label);
+    auto session = tls::Session::create(*context);
+    REQUIRE(session);
+    CHECK(session->ingest(std::as_bytes(std::span(input))) == input.size());
+    CHECK(session->handshake() == tls::Status::failed);
+    CHECK(session->error() == reason);
+    CHECK_FALSE(session->handshake_done());
+    CHECK(session->pending_cipher_bytes() == alert_bytes);
+}
+
+// The io_uring handler starts the session on a connection whose ClientHello the probe has
+// only peeked at: it ingests from byte 0, in whatever pieces recv() returns. One byte at a
+// time is the worst case; a libssl client in memory is the peer.
+TEST_CASE("TLS session: a handshake fed one byte at a time completes", "[tls_termination]") {
+    const auto context = make_context();
+    auto server = tls::Session::create(*context);
+    REQUIRE(server);
+    tls::SslCtxPtr client_context(SSL_CTX_new(TLS_client_method()));
+    tls::SslPtr client(SSL_new(client_context.get()));
+    BIO* client_inner = nullptr;
+    BIO* client_outer = nullptr;
+    REQUIRE(BIO_new_bio_pair(&client_inner, 65536, &client_outer, 65536) == 1);
+    tls::BioPtr client_network(client_outer);
+    SSL_set_bio(client.get(), client_inner, client_inner);
+    SSL_set_connect_state(client.get());
+    SSL_set_tlsext_host_name(client.get(), "a.test");
+
+    std::string byte(1, '\0');
+    bool client_done = false;
+    for (int round = 0; round < 200000 && !(client_done && server->handshake_done()); ++round) {
+        client_done = SSL_do_handshake(client.get()) == 1;
+        ERR_clear_error();
+        if (BIO_read(client_network.get(), byte.data(), 1) == 1) {  // client -> server
+            REQUIRE(server->ingest(std::as_bytes(std::span(byte))) == 1);
+        }
+        if (server->handshake() == tls::Status::failed) {
+            FAIL("server handshake failed at round " << round << ": " << server->error());
+        }
+        const auto pending = server->pending_cipher();  // server -> client, one byte too
+        if (!pending.empty()) {
+            REQUIRE(BIO_write(client_network.get(), pending.data(), 1) == 1);
+            server->consume_cipher(1);
+        }
+    }
+    CHECK(client_done);
+    REQUIRE(server->handshake_done());
+    CHECK(server->server_name() == "a.test");
+    CHECK(server->version() == std::string_view("TLSv1.3"));
+}
+
+}  // namespace splicer::test

@@ -1,0 +1,192 @@
+#include "tls/session.h"
+
+#include <openssl/err.h>
+
+#include <climits>
+
+#include "tls/server_context.h"
+
+namespace splicer::tls {
+namespace {
+
+// OpenSSL's BIO calls take int lengths; larger spans are moved in INT_MAX parts.
+int clamp_length(std::size_t length) {
+    return static_cast<int>(std::min<std::size_t>(length, INT_MAX));
+}
+
+}  // namespace
+
+std::string_view to_string(Status status) {
+    switch (status) {
+        case Status::ok:
+            return "ok";
+        case Status::want_input:
+            return "want_input";
+        case Status::want_output:
+            return "want_output";
+        case Status::closed:
+            return "closed";
+        case Status::failed:
+            return "failed";
+    }
+    return "?";
+}
+
+Result<Session> Session::create(const ServerContext& context, std::size_t buffer_bytes) {
+    SslPtr ssl(SSL_new(context.get()));
+    if (!ssl) {
+        return Error{"creating a TLS session: " + take_openssl_error("out of memory")};
+    }
+    BIO* inner = nullptr;
+    BIO* outer = nullptr;
+    // inner: the SSL's side (its writes fill the outgoing buffer); outer: ours (ingest()
+    // fills the incoming one).
+    if (BIO_new_bio_pair(&inner, buffer_bytes, &outer, buffer_bytes) != 1) {
+        return Error{"creating a TLS session's buffers: " + take_openssl_error("out of memory")};
+    }
+    BioPtr network(outer);
+    SSL_set_bio(ssl.get(), inner, inner);  // one reference, owned by the SSL from here
+    SSL_set_accept_state(ssl.get());
+    return Session(std::move(ssl), std::move(network));
+}
+
+Status Session::status_of(int result) {
+    const int error = SSL_get_error(ssl_.get(), result);
+    switch (error) {
+        case SSL_ERROR_WANT_READ:
+            return Status::want_input;
+        case SSL_ERROR_WANT_WRITE:
+            return Status::want_output;
+        case SSL_ERROR_ZERO_RETURN:
+            return Status::closed;
+        default:
+            error_ =
+                take_openssl_error(error == SSL_ERROR_SYSCALL ? "transport error" : "TLS error");
+            return Status::failed;
+    }
+}
+
+std::size_t Session::ingest(std::span<const std::byte> cipher) {
+    std::size_t taken = 0;
+    while (taken < cipher.size()) {
+        const int written =
+            BIO_write(network_.get(), cipher.data() + taken, clamp_length(cipher.size() - taken));
+        if (written <= 0) {
+            break;  // full
+        }
+        taken += static_cast<std::size_t>(written);
+    }
+    return taken;
+}
+
+void Session::ingest_end() {
+    BIO_shutdown_wr(network_.get());
+}
+
+Status Session::handshake() {
+    if (SSL_is_init_finished(ssl_.get()) == 1) {
+        return Status::ok;
+    }
+    ERR_clear_error();
+    const int result = SSL_do_handshake(ssl_.get());
+    return result == 1 ? Status::ok : status_of(result);
+}
+
+bool Session::handshake_done() const {
+    return SSL_is_init_finished(ssl_.get()) == 1;
+}
+
+Session::Io Session::read_plain(std::span<std::byte> out) {
+    if (out.empty()) {
+        return {0, Status::ok};
+    }
+    ERR_clear_error();
+    std::size_t got = 0;
+    const int result = SSL_read_ex(ssl_.get(), out.data(), out.size(), &got);
+    if (result == 1) {
+        return {got, Status::ok};
+    }
+    return {0, status_of(result)};
+}
+
+Session::Io Session::write_plain(std::span<const std::byte> in) {
+    if (in.empty()) {
+        return {0, Status::ok};
+    }
+    ERR_clear_error();
+    std::size_t written = 0;
+    const int result = SSL_write_ex(ssl_.get(), in.data(), in.size(), &written);
+    if (result == 1) {
+        return {written, Status::ok};
+    }
+    return {0, status_of(result)};
+}
+
+std::span<const std::byte> Session::pending_cipher() {
+    char* data = nullptr;
+    const int available = BIO_nread0(network_.get(), &data);
+    if (available <= 0) {
+        return {};
+    }
+    return {reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(available)};
+}
+
+void Session::consume_cipher(std::size_t bytes) {
+    while (bytes > 0) {
+        char* data = nullptr;
+        const int taken = BIO_nread(network_.get(), &data, clamp_length(bytes));
+        if (taken <= 0) {
+            return;  // consuming more than was pending: nothing left to drop
+        }
+        bytes -= static_cast<std::size_t>(taken);
+    }
+}
+
+std::size_t Session::pending_cipher_bytes() const {
+    return BIO_ctrl_pending(network_.get());
+}
+
+Status Session::close_notify() {
+    if (close_sent_) {
+        return Status::ok;
+    }
+    if (SSL_is_init_finished(ssl_.get()) != 1) {
+        // No close_notify mid-handshake (OpenSSL refuses it): the caller just closes.
+        error_ = "close_notify before the handshake finished";
+        return Status::failed;
+    }
+    ERR_clear_error();
+    const int result = SSL_shutdown(ssl_.get());
+    // 0: ours is queued, the peer's not read yet; 1: both done. Both mean ours is on its way.
+    if (result >= 0) {
+        close_sent_ = true;
+        return Status::ok;
+    }
+    return status_of(result);
+}
+
+bool Session::peer_closed() const {
+    return (SSL_get_shutdown(ssl_.get()) & SSL_RECEIVED_SHUTDOWN) != 0;
+}
+
+std::string_view Session::server_name() const {
+    const char* name = SSL_get_servername(ssl_.get(), TLSEXT_NAMETYPE_host_name);
+    return name != nullptr ? name : "";
+}
+
+std::string_view Session::alpn() const {
+    const unsigned char* data = nullptr;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &data, &length);
+    return data != nullptr ? std::string_view(reinterpret_cast<const char*>(data), length) : "";
+}
+
+std::string_view Session::version() const {
+    return SSL_get_version(ssl_.get());
+}
+
+bool Session::resumed() const {
+    return SSL_session_reused(ssl_.get()) == 1;
+}
+
+}  // namespace splicer::tls

@@ -1,0 +1,106 @@
+#pragma once
+// One terminated TLS connection, server side, over memory: the io_uring handler moves the
+// bytes, this class only turns ciphertext into plaintext and back. It never touches a socket,
+// never blocks, and reports every outcome as a value (Status), never by exception.
+//
+// The transport is an OpenSSL BIO pair: two fixed-size ring buffers, so a peer that sends
+// faster than the proxy reads, or a proxy that writes faster than the socket drains, meets a
+// full buffer (a short ingest, Status::want_output) instead of growing memory.
+//
+//   socket --recv--> ingest() ..SSL.. read_plain()  --> HTTP proxy
+//   socket <--send-- pending_cipher()/consume_cipher() ..SSL.. write_plain() <-- HTTP proxy
+//
+// The probe on port 443 only peeks at the ClientHello (MSG_PEEK, probe/), so every byte of
+// the hello is still in the socket when a terminating rule matches: the handler recv()s and
+// ingest()s from the first byte like any other, and nothing has to be replayed.
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "splicer/result.h"
+#include "tls/openssl_handles.h"
+
+namespace splicer::tls {
+
+class ServerContext;
+
+enum class Status {
+    ok,           // done (or some bytes moved: see Io::bytes)
+    want_input,   // needs more ciphertext: ingest() what the socket has (send pending first)
+    want_output,  // the outgoing buffer is full: send pending_cipher() and consume it first
+    closed,       // read_plain(): the peer's close_notify arrived; no more plaintext comes
+    failed,       // a fatal TLS error (error() says which); send what is pending, then close
+};
+std::string_view to_string(Status status);
+
+class Session {
+public:
+    // Each direction's ciphertext buffer; a TLS record is at most 16 KiB plus 256 bytes of
+    // overhead, but records pass through in parts, so the buffer only bounds memory.
+    static constexpr std::size_t kDefaultBufferBytes = 16384;
+
+    static Result<Session> create(const ServerContext& context,
+                                  std::size_t buffer_bytes = kDefaultBufferBytes);
+
+    Session(Session&&) noexcept = default;
+    Session& operator=(Session&&) noexcept = default;
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+    ~Session() = default;
+
+    // Ciphertext received from the socket; returns how many bytes were taken, fewer than
+    // offered when the incoming buffer is full (read_plain() or handshake() make room).
+    std::size_t ingest(std::span<const std::byte> cipher);
+    // The socket's read side reached EOF: what is buffered is still read, then a read without
+    // the peer's close_notify fails ("unexpected eof while reading": a truncation).
+    void ingest_end();
+
+    // Drives the handshake: ok once it is done.
+    Status handshake();
+    [[nodiscard]] bool handshake_done() const;
+
+    struct Io {
+        std::size_t bytes = 0;
+        Status status = Status::ok;
+    };
+    // Plaintext from the peer into `out` (drives the handshake first if needed).
+    Io read_plain(std::span<std::byte> out);
+    // Plaintext to the peer; may take only part of `in` (then want_output: send, retry).
+    Io write_plain(std::span<const std::byte> in);
+
+    // Ciphertext to send, contiguous (after a send, consume and ask again: the ring buffer may
+    // hold more behind its wrap point). Valid until consume_cipher() or the next write.
+    std::span<const std::byte> pending_cipher();
+    void consume_cipher(std::size_t bytes);
+    [[nodiscard]] std::size_t pending_cipher_bytes() const;
+
+    // Queues our close_notify (once; later calls are no-ops returning ok): after it, no more
+    // plaintext can be written, but the peer's can still be read (a half-close).
+    Status close_notify();
+    // The peer's close_notify has been read.
+    [[nodiscard]] bool peer_closed() const;
+
+    // After the handshake: the SNI host name the client sent ("" if none), the ALPN protocol
+    // chosen ("" if none), "TLSv1.3" and the like, and whether a ticket resumed the session.
+    [[nodiscard]] std::string_view server_name() const;
+    [[nodiscard]] std::string_view alpn() const;
+    [[nodiscard]] std::string_view version() const;
+    [[nodiscard]] bool resumed() const;
+    // Why the last call failed (OpenSSL's reason text), "" when nothing failed.
+    [[nodiscard]] const std::string& error() const { return error_; }
+
+private:
+    Session(SslPtr ssl, BioPtr network) : ssl_(std::move(ssl)), network_(std::move(network)) {}
+
+    // SSL_get_error's verdict on `result` as a Status, recording the reason when it failed.
+    Status status_of(int result);
+
+    SslPtr ssl_;
+    BioPtr network_;  // our end of the BIO pair; the SSL owns the other end
+    std::string error_;
+    bool close_sent_ = false;
+};
+
+}  // namespace splicer::tls
