@@ -1,27 +1,91 @@
 // The event loop's bookkeeping: completion tags and the generation-checked connection slab.
 
 #include <catch2/catch.hpp>
+#include <cstdint>
+#include <set>
+#include <utility>
+#include <vector>
 
+#include "daemon/event_loop.h"
 #include "daemon/slab.h"
 #include "uring/tag.h"
 
+using splicer::daemon::ConnectionOp;
+using splicer::daemon::HttpOp;
+using splicer::daemon::LoopOp;
 using splicer::daemon::Slab;
-using splicer::uring::Op;
+using splicer::plane::PlaneOp;
+using splicer::uring::Owner;
 using splicer::uring::Tag;
 
-TEST_CASE("a tag survives the trip through user_data", "[loop]") {
-    auto [op, arg, generation, slot] = GENERATE(table<Op, std::uint8_t, std::uint16_t, std::uint32_t>({
-        {Op::accept, 3, 0, 0xffffffffU},
-        {Op::probe_poll, 0, 1, 0},
-        {Op::plane_send, 1, 0xffff, 16383},
-        {Op::cancel, 255, 12345, 0x7fffffffU},
-    }));
-    const Tag tag{op, arg, generation, slot};
+namespace {
+
+template <typename Operation>
+std::uint8_t code(Operation op) {
+    return static_cast<std::uint8_t>(op);
+}
+
+// Every operation of every owner, as (owner, code): the loop's dispatch table.
+std::vector<std::pair<Owner, std::uint8_t>> every_operation() {
+    std::vector<std::pair<Owner, std::uint8_t>> all;
+    for (unsigned op = 0; op <= code(LoopOp::cancel); ++op) {
+        all.emplace_back(Owner::loop, static_cast<std::uint8_t>(op));
+    }
+    for (unsigned op = 0; op <= code(ConnectionOp::cancel); ++op) {
+        all.emplace_back(Owner::connection, static_cast<std::uint8_t>(op));
+    }
+    for (unsigned op = 0; op <= code(PlaneOp::plane_watch); ++op) {
+        all.emplace_back(Owner::plane, static_cast<std::uint8_t>(op));
+    }
+    for (unsigned op = 0; op <= code(HttpOp::http_timeout); ++op) {
+        all.emplace_back(Owner::http, static_cast<std::uint8_t>(op));
+    }
+    return all;
+}
+
+}  // namespace
+
+TEST_CASE("a tag survives the trip through user_data, for every owner", "[loop]") {
+    auto [owner, op, arg, generation, slot] =
+        GENERATE(table<Owner, std::uint8_t, std::uint8_t, std::uint16_t, std::uint32_t>({
+            {Owner::loop, code(LoopOp::accept), 3, 0, 0xffffffffU},
+            {Owner::loop, code(LoopOp::cancel), 255, 0, 0xffffffffU},
+            {Owner::connection, code(ConnectionOp::probe_poll), 0, 1, 0},
+            {Owner::connection, code(ConnectionOp::cancel), 255, 12345, 0x7fffffffU},
+            {Owner::plane, code(PlaneOp::plane_send), 1, 0xffff, 16383},
+            {Owner::plane, code(PlaneOp::plane_watch), 0, 2, 0xfffffffeU},
+            {Owner::http, code(HttpOp::http_recv), 1, 0xffff, 0},
+            {Owner::http, code(HttpOp::http_timeout), 0, 7, 1},
+            // the widest codes the layout holds: owner 7, operation 31
+            {static_cast<Owner>(7), 31, 255, 0xffff, 0xffffffffU},
+        }));
+    CAPTURE(static_cast<int>(owner), static_cast<int>(op), static_cast<int>(arg), generation, slot);
+    const Tag tag{owner, op, arg, generation, slot};
     const Tag back = Tag::decode(tag.encode());
+    CHECK(back.owner == owner);
     CHECK(back.op == op);
     CHECK(back.arg == arg);
     CHECK(back.generation == generation);
     CHECK(back.slot == slot);
+}
+
+TEST_CASE("every owner's operations fit the tag and none is mistaken for another's", "[loop]") {
+    std::set<std::uint64_t> seen;
+    for (const auto& [owner, op] : every_operation()) {
+        CAPTURE(static_cast<int>(owner), static_cast<int>(op));
+        const Tag back = Tag::decode(Tag{owner, op, 1, 2, 3}.encode());
+        CHECK(back.owner == owner);
+        CHECK(back.op == op);
+        CHECK(seen.insert(Tag{owner, op, 1, 2, 3}.encode()).second);
+    }
+    CHECK(seen.size() == 5 + 5 + 8 + 4);
+}
+
+TEST_CASE("an owner reads its own operation back as its own enum", "[loop]") {
+    const Tag tag = Tag::of(Owner::plane, PlaneOp::plane_poll, 1, 9, 42);
+    const auto owned = Tag::decode(tag.encode()).owned<PlaneOp>();
+    CHECK(owned.op == PlaneOp::plane_poll);
+    CHECK(owned.arg == 1);
 }
 
 TEST_CASE("a reused slot has a new generation, so late completions are recognised", "[loop]") {

@@ -12,7 +12,7 @@
 
 namespace splicer::daemon {
 
-using uring::Op;
+using Op = ConnectionOp;
 
 void EventLoop::start_connect(Connection& connection) {
     leave_probing(connection);

@@ -2,7 +2,7 @@
 // One client connection through its life: accepted -> probing -> connecting -> spliced ->
 // closing, or on port 80 accepted -> proxying (-> spliced after a 101) -> closing. The record
 // owns both sockets until its teardown runs; the data plane keeps its per-direction state in
-// `directions`.
+// the plane::Flow it derives from (plane/flow.h).
 
 #include <linux/time_types.h>
 
@@ -16,13 +16,24 @@
 #include <vector>
 
 #include "net/address.h"
-#include "plane/drain_watch.h"
-#include "splicer/flow_accounting.h"
+#include "plane/flow.h"
 #include "splicer/unique_fd.h"
+#include "uring/tag.h"
 
 namespace splicer::daemon {
 
 enum class State { probing, connecting, spliced, proxying, closing };
+
+// The io_uring operations of a connection's own phases (uring::Owner::connection); the
+// plane's and the HTTP exchange's are theirs (plane/data_plane.h, daemon/http_exchange.h).
+enum class ConnectionOp : std::uint8_t {
+    probe_poll,       // client readable with more bytes than already peeked
+    probe_timeout,    // the probe deadline
+    connect,          // connect to the backend (linked to connect_timeout)
+    connect_timeout,  // the linked timeout; its own completion carries nothing to act on
+    cancel,           // an async cancel or timeout removal; nothing to act on
+};
+static_assert(uring::fits_in_tag(ConnectionOp::cancel));
 
 // Port 80: the HTTP exchange of a proxying connection (daemon/http_exchange.h).
 class HttpExchange;
@@ -30,61 +41,17 @@ struct HttpExchangeDeleter {
     void operator()(HttpExchange* exchange) const;
 };
 
-// Bytes flowing one way: direction 0 client -> backend, direction 1 backend -> client.
-inline constexpr std::size_t kClientToBackend = 0;
-inline constexpr std::size_t kBackendToClient = 1;
+// The directions of a pair, as the planes number them (plane/flow.h).
+using plane::kBackendToClient;
+using plane::kClientToBackend;
 
-struct Direction {
-    std::uint64_t bytes = 0;  // delivered to the sink (for logs)
-    bool source_eof = false;  // the source sent its FIN and every byte before it was read
-    bool sink_shut = false;   // shutdown(sink, SHUT_WR) done: this direction is finished
-
-    // copy plane (and the sockmap plane's copy of passed bytes): one buffer in flight
-    std::unique_ptr<std::byte[]> buffer;
-    std::size_t buffer_size = 0;  // sockmap plane: its size varies (sockmap_plane.cpp)
-    std::size_t filled = 0;
-    std::size_t sent = 0;
-
-    // splice plane: the pipe between source and sink, and how much it holds
-    UniqueFd pipe_read;
-    UniqueFd pipe_write;
-    std::size_t in_pipe = 0;
-
-    // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
-    std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
-    std::size_t taken = 0;     // passed bytes read into `buffer` (`filled` + urgent byte left out)
-    std::uint64_t urgent_removed = 0;  // of `copied`, urgent bytes left out (never written)
-    std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
-    bool copying = false;     // a copy round is under way (buffer filled or being sent)
-    bool sending = false;     // a send of `buffer` is in flight
-    bool poll_armed = false;
-    bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
-    std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
-    // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)
-    bool owed_idle = false;              // the last look: bytes owed, no copy under way
-    std::uint64_t owed_idle_copied = 0;  // `copied` at that look
-    std::chrono::steady_clock::time_point last_progress{};
-
-    // splice and copy planes: payload the source had consumed when the plane started, to
-    // count the urgent bytes recv() skipped (plane/urgent_data.h)
-    std::uint64_t consumed_at_start = 0;
-    bool consumed_known = false;
-    // every plane: does the sink's reader take the bytes waiting for it (plane/sink_watch.h)
-    plane::DrainWatch drain;
-    bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
-    bool braked_by_watch = false;  // ... by the watch, for a reader that stopped (sink_watch.h)
-};
-
-struct Connection {
-    std::uint32_t slot = 0;
-    std::uint16_t generation = 0;
+// The Flow part (slot, generation, id, both sockets, the plane's state) is what a data plane
+// is handed; the rest is the daemon's.
+struct Connection : plane::Flow {
     bool in_use = false;
     State state = State::probing;
-    std::uint64_t id = 0;  // for logs; never reused
     std::chrono::steady_clock::time_point accepted_at{};
 
-    UniqueFd client;
-    UniqueFd backend;
     // The client: the peer, or on a `proxyprotocol: true` listener the source its PROXY
     // header named (a LOCAL or UNKNOWN header: the peer).
     net::SocketAddress client_address;
@@ -124,30 +91,11 @@ struct Connection {
     // client_address. Taken when routed, like proxy_protocol.
     bool transparent = false;
 
-    std::array<Direction, 2> directions;
-    // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions
-    // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
-    std::array<std::uint64_t, 2> cookies{};
-    std::array<plane::SocketBaseline, 2> baselines{};
-    bool plane_started = false;   // DataPlane::start ran for this connection
-    bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
-    bool plane_timer_armed = false;
-    __kernel_timespec plane_timer{};
-    bool watch_armed = false;  // Op::plane_watch pending (plane/sink_watch.h)
-    __kernel_timespec watch_timer{};
-
     // port 80 only: the request/response state while proxying
     std::unique_ptr<HttpExchange, HttpExchangeDeleter> http;
 
     int outstanding = 0;  // io_uring operations in flight that name this connection
     std::string end;      // why it ended ("done", "client_reset", ...), for the close log
-
-    [[nodiscard]] int source_fd(std::size_t direction) const {
-        return direction == kClientToBackend ? client.get() : backend.get();
-    }
-    [[nodiscard]] int sink_fd(std::size_t direction) const {
-        return direction == kClientToBackend ? backend.get() : client.get();
-    }
 };
 
 }  // namespace splicer::daemon

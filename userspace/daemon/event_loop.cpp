@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "daemon/http_exchange.h"
@@ -17,7 +18,7 @@
 
 namespace splicer::daemon {
 
-using uring::Op;
+using uring::Owner;
 using uring::Tag;
 
 namespace {
@@ -28,6 +29,10 @@ constexpr std::uint32_t kNoSlot = 0xffffffffU;
 // accepting again at once would fail again at once: a busy loop. Pause this long instead;
 // clients wait in the listen backlog meanwhile.
 constexpr long kAcceptBackoffNanoseconds = 100'000'000;
+
+std::uint64_t loop_tag(LoopOp op, std::uint8_t arg) {
+    return Tag::of(Owner::loop, op, arg, 0, kNoSlot).encode();
+}
 
 }  // namespace
 
@@ -140,27 +145,17 @@ void EventLoop::count_reload(bool applied) {
     ++(applied ? counters_.reloads_ok : counters_.reloads_failed);
 }
 
-io_uring_sqe* EventLoop::sqe_for(Connection& connection, Op op, std::uint8_t arg) {
+io_uring_sqe* EventLoop::sqe_with(Connection& connection, const Tag& tag) {
     io_uring_sqe* sqe = ring_.sqe();
-    sqe->user_data = Tag{op, arg, connection.generation, connection.slot}.encode();
+    sqe->user_data = tag.encode();
     ++connection.outstanding;
     return sqe;
 }
 
 void EventLoop::dispatch(const uring::Completion& cqe) {
     const Tag tag = Tag::decode(cqe.user_data);
-    if (tag.slot == kNoSlot) {
-        if (tag.op == Op::accept) {
-            on_accept(tag.arg, cqe.res, cqe.flags);
-        } else if (tag.op == Op::accept_backoff) {
-            if (!stopping_) {
-                arm_accept(tag.arg);
-            }
-        } else if (tag.op == Op::signal) {
-            on_signal(cqe.res);
-        } else if (tag.op == Op::reload_done) {
-            on_reload_done(cqe.res);
-        }
+    if (tag.owner == Owner::loop) {
+        on_loop_completion(static_cast<LoopOp>(tag.op), tag.arg, cqe.res, cqe.flags);
         return;
     }
     Connection* connection = slab_.find(tag.slot, tag.generation);
@@ -170,39 +165,49 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         return;
     }
     --connection->outstanding;
-    switch (tag.op) {
-        case Op::probe_poll: on_probe_poll(*connection, cqe.res); break;
-        case Op::probe_timeout: on_probe_timeout(*connection, cqe.res); break;
-        case Op::connect: on_connect(*connection, cqe.res); break;
-        case Op::connect_timeout:
-        case Op::cancel: break;
-        case Op::plane_recv:
-        case Op::plane_send:
-        case Op::plane_splice_in:
-        case Op::plane_splice_out:
-        case Op::plane_poll:
-        case Op::plane_timer:
-        case Op::plane_readable:
-        case Op::plane_watch:
-            plane_.on_completion(*connection, tag, cqe.res, cqe.flags, *this);
+    switch (tag.owner) {
+        case Owner::connection:
+            on_connection_completion(*connection, static_cast<ConnectionOp>(tag.op), cqe.res);
             break;
-        case Op::http_recv:
-        case Op::http_send:
-        case Op::http_connect:
-        case Op::http_timeout: on_http_completion(*connection, tag, cqe.res); break;
-        case Op::accept:
-        case Op::accept_backoff:
-        case Op::signal:
-        case Op::reload_done: break;
+        case Owner::plane:
+            plane_.on_completion(*connection, tag.owned<plane::PlaneOp>(), cqe.res, cqe.flags,
+                                 *this);
+            break;
+        case Owner::http: on_http_completion(*connection, tag.owned<HttpOp>(), cqe.res); break;
+        case Owner::loop: break;
     }
     finish_if_idle(*connection);
+}
+
+void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std::uint32_t flags) {
+    switch (op) {
+        case LoopOp::accept: on_accept(arg, result, flags); break;
+        case LoopOp::accept_backoff:
+            if (!stopping_) {
+                arm_accept(arg);
+            }
+            break;
+        case LoopOp::signal: on_signal(result); break;
+        case LoopOp::reload_done: on_reload_done(result); break;
+        case LoopOp::cancel: break;
+    }
+}
+
+void EventLoop::on_connection_completion(Connection& connection, ConnectionOp op, int result) {
+    switch (op) {
+        case ConnectionOp::probe_poll: on_probe_poll(connection, result); break;
+        case ConnectionOp::probe_timeout: on_probe_timeout(connection, result); break;
+        case ConnectionOp::connect: on_connect(connection, result); break;
+        case ConnectionOp::connect_timeout:
+        case ConnectionOp::cancel: break;
+    }
 }
 
 void EventLoop::arm_accept(std::size_t listener) {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_multishot_accept(sqe, listeners_[listener].fd.get(), nullptr, nullptr,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
-    sqe->user_data = Tag{Op::accept, static_cast<std::uint8_t>(listener), 0, kNoSlot}.encode();
+    sqe->user_data = loop_tag(LoopOp::accept, static_cast<std::uint8_t>(listener));
 }
 
 void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags) {
@@ -264,7 +269,7 @@ void EventLoop::start_http(Connection& connection) {
     connection.http->start();
 }
 
-void EventLoop::on_http_completion(Connection& connection, const Tag& tag, int result) {
+void EventLoop::on_http_completion(Connection& connection, const HttpTag& tag, int result) {
     // Closing (or already spliced after a 101): what is still completing has no say.
     if (connection.state != State::proxying || !connection.http) {
         return;
@@ -292,8 +297,7 @@ void EventLoop::on_accept_failed(std::size_t listener, int error) {
     if (error == -EMFILE || error == -ENFILE || error == -ENOBUFS || error == -ENOMEM) {
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
-        sqe->user_data =
-            Tag{Op::accept_backoff, static_cast<std::uint8_t>(listener), 0, kNoSlot}.encode();
+        sqe->user_data = loop_tag(LoopOp::accept_backoff, static_cast<std::uint8_t>(listener));
         return;
     }
     arm_accept(listener);
@@ -327,13 +331,13 @@ void EventLoop::leave_probing(Connection& connection) {
 void EventLoop::arm_signal_read() {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_read(sqe, signal_fd_.get(), &signal_info_, sizeof(signal_info_), 0);
-    sqe->user_data = Tag{Op::signal, 0, 0, kNoSlot}.encode();
+    sqe->user_data = loop_tag(LoopOp::signal, 0);
 }
 
 void EventLoop::arm_reload_read() {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_read(sqe, reload_->done_fd(), reload_->done_buffer(), sizeof(std::uint64_t), 0);
-    sqe->user_data = Tag{Op::reload_done, 0, 0, kNoSlot}.encode();
+    sqe->user_data = loop_tag(LoopOp::reload_done, 0);
 }
 
 void EventLoop::on_reload_done(int result) {
@@ -377,9 +381,8 @@ void EventLoop::begin_shutdown() {
             // socket), and the next start would get a dead one. Cancel our accept instead;
             // clients that connect now wait in the backlog for the next start.
             io_uring_sqe* sqe = ring_.sqe();
-            io_uring_prep_cancel64(
-                sqe, Tag{Op::accept, static_cast<std::uint8_t>(i), 0, kNoSlot}.encode(), 0);
-            sqe->user_data = Tag{Op::cancel, 0, 0, kNoSlot}.encode();
+            io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);
+            sqe->user_data = loop_tag(LoopOp::cancel, 0);
         } else {
             ::shutdown(listeners_[i].fd.get(), SHUT_RDWR);
         }
@@ -405,17 +408,27 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
         }
     }
     if (connection.probe_timeout_armed) {
-        remove_pending(connection, Op::probe_timeout);
+        remove_pending(connection, ConnectionOp::probe_timeout);
     }
     if (connection.plane_timer_armed) {
-        remove_pending(connection, Op::plane_timer);
+        remove_pending(connection, plane::PlaneOp::plane_timer);
     }
     if (connection.watch_armed) {
-        remove_pending(connection, Op::plane_watch);
+        remove_pending(connection, plane::PlaneOp::plane_watch);
     }
 }
 
-void EventLoop::abort_connection(Connection& connection, std::string_view reason) {
+Connection& EventLoop::connection_of(plane::Flow& flow) {
+    Connection& connection = slab_.at(flow.slot);
+    if (static_cast<plane::Flow*>(&connection) != &flow) {
+        log::error("foreign_flow", {{"slot", std::to_string(flow.slot)}});
+        std::abort();
+    }
+    return connection;
+}
+
+void EventLoop::abort_connection(plane::Flow& flow, std::string_view reason) {
+    Connection& connection = connection_of(flow);
     if (connection.state == State::closing) {
         return;
     }
@@ -430,13 +443,23 @@ void EventLoop::abort_connection(Connection& connection, std::string_view reason
     close_connection(connection, reason);
 }
 
-void EventLoop::remove_pending(Connection& connection, Op op) {
-    const std::uint64_t target = Tag{op, 0, connection.generation, connection.slot}.encode();
-    io_uring_sqe* sqe = sqe_for(connection, Op::cancel, 0);
-    if (op == Op::probe_poll || op == Op::plane_poll) {
-        io_uring_prep_poll_remove(sqe, target);
+void EventLoop::remove_pending(Connection& connection, ConnectionOp op) {
+    remove_tagged(connection,
+                  Tag::of(Owner::connection, op, 0, connection.generation, connection.slot),
+                  op == ConnectionOp::probe_poll);
+}
+
+void EventLoop::remove_pending(Connection& connection, plane::PlaneOp op) {
+    remove_tagged(connection, Tag::of(Owner::plane, op, 0, connection.generation, connection.slot),
+                  op == plane::PlaneOp::plane_poll);
+}
+
+void EventLoop::remove_tagged(Connection& connection, const Tag& target, bool poll) {
+    io_uring_sqe* sqe = sqe_for(connection, ConnectionOp::cancel, 0);
+    if (poll) {
+        io_uring_prep_poll_remove(sqe, target.encode());
     } else {
-        io_uring_prep_timeout_remove(sqe, target, 0);
+        io_uring_prep_timeout_remove(sqe, target.encode(), 0);
     }
 }
 

@@ -30,6 +30,7 @@
 #include "splicer/router.h"
 #include "splicer/unique_fd.h"
 #include "uring/ring.h"
+#include "uring/tag.h"
 
 namespace splicer::daemon {
 
@@ -45,6 +46,16 @@ struct ListeningSocket {
     bool proxy_protocol = false;
     std::vector<config::Network> trusted_proxies;
 };
+
+// The loop's own io_uring operations (uring::Owner::loop): they name no connection.
+enum class LoopOp : std::uint8_t {
+    accept,          // multishot accept; arg = listener index
+    signal,          // read on the signalfd
+    accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
+    reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
+    cancel,          // the cancel of a listener's accept at a stop; nothing to act on
+};
+static_assert(uring::fits_in_tag(LoopOp::cancel));
 
 class EventLoop final : public plane::PlaneContext, public HttpContext {
 public:
@@ -88,16 +99,27 @@ public:
         publish_ = std::move(publish);
     }
 
-    // plane::PlaneContext
-    io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) override;
-    void close_connection(Connection& connection, std::string_view reason) override;
-    void abort_connection(Connection& connection, std::string_view reason) override;
+    // plane::PlaneContext: the Flow a plane names is always a connection of this loop's slab
+    io_uring_sqe* sqe_for(plane::Flow& flow, plane::PlaneOp op, std::uint8_t arg) override {
+        return sqe_tagged(connection_of(flow), uring::Owner::plane, op, arg);
+    }
+    void close_connection(plane::Flow& flow, std::string_view reason) override {
+        close_connection(connection_of(flow), reason);
+    }
+    void abort_connection(plane::Flow& flow, std::string_view reason) override;
+    [[nodiscard]] bool closing(const plane::Flow& flow) const override {
+        return slab_.at(flow.slot).state == State::closing;
+    }
     plane::ReaderStops& reader_stops() override { return reader_stops_; }
     [[nodiscard]] std::chrono::seconds stall_timeout() const override {
         return config_->stall_timeout;
     }
 
-    // HttpContext (sqe_for and close_connection above serve both)
+    // HttpContext
+    io_uring_sqe* sqe_for(Connection& connection, HttpOp op, std::uint8_t arg) override {
+        return sqe_tagged(connection, uring::Owner::http, op, arg);
+    }
+    void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
     [[nodiscard]] bool stopping() const override { return stopping_; }
     [[nodiscard]] const net::SocketAddress& http_backend(std::size_t route) const override {
@@ -108,7 +130,25 @@ public:
     void upgrade_to_plane(Connection& connection) override;
 
 private:
+    // The connection record `flow` is part of.
+    Connection& connection_of(plane::Flow& flow);
+    // An SQE whose completion comes back to `owner` of `connection`, tagged (op, arg), and
+    // counted in connection.outstanding until it completes.
+    template <typename Operation>
+    io_uring_sqe* sqe_tagged(Connection& connection, uring::Owner owner, Operation op,
+                             std::uint8_t arg) {
+        return sqe_with(connection,
+                        uring::Tag::of(owner, op, arg, connection.generation, connection.slot));
+    }
+    io_uring_sqe* sqe_with(Connection& connection, const uring::Tag& tag);
+    // The connection's own phases (probing.cpp, connecting.cpp).
+    io_uring_sqe* sqe_for(Connection& connection, ConnectionOp op, std::uint8_t arg) {
+        return sqe_tagged(connection, uring::Owner::connection, op, arg);
+    }
+    // Finds the completion's owner and hands it (operation, arg, result, flags).
     void dispatch(const uring::Completion& cqe);
+    void on_loop_completion(LoopOp op, std::uint8_t arg, int result, std::uint32_t flags);
+    void on_connection_completion(Connection& connection, ConnectionOp op, int result);
     void arm_accept(std::size_t listener);
     void on_accept(std::size_t listener, int result, std::uint32_t flags);
     void on_accept_failed(std::size_t listener, int error);
@@ -149,10 +189,12 @@ private:
 
     // port 80: the connection's HTTP exchange (daemon/http_exchange.h) runs it
     void start_http(Connection& connection);
-    void on_http_completion(Connection& connection, const uring::Tag& tag, int result);
+    void on_http_completion(Connection& connection, const HttpTag& tag, int result);
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
-    void remove_pending(Connection& connection, uring::Op op);
+    void remove_pending(Connection& connection, ConnectionOp op);
+    void remove_pending(Connection& connection, plane::PlaneOp op);
+    void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);
     void finish_if_idle(Connection& connection);
     void log_routed(const Connection& connection) const;
     void begin_shutdown();

@@ -13,7 +13,7 @@ namespace splicer::daemon {
 
 using http::Outcome;
 using http::Phase;
-using uring::Op;
+using Op = HttpOp;
 
 void HttpExchangeDeleter::operator()(HttpExchange* exchange) const { delete exchange; }
 
@@ -66,7 +66,7 @@ void HttpExchange::send_to(Side side, std::span<const char> bytes,
                                &timeout_, 0);
 }
 
-void HttpExchange::on_completion(const uring::Tag& tag, int result) {
+void HttpExchange::on_completion(const HttpTag& tag, int result) {
     switch (tag.op) {
         case Op::http_recv: on_recv(tag.arg == 0 ? Side::client : Side::backend, result); break;
         case Op::http_send: on_sent(result); break;

@@ -78,11 +78,21 @@ struct HttpBuffer {
     }
 };
 
+// The HTTP exchange's io_uring operations (uring::Owner::http).
+enum class HttpOp : std::uint8_t {
+    http_recv,     // recv from side `arg` (0 client, 1 backend) into its buffer
+    http_send,     // send to side `arg`
+    http_connect,  // connect to the route's backend (linked to http_timeout)
+    http_timeout,  // the timeout linked to an http op; the op itself reports -ECANCELED
+};
+static_assert(uring::fits_in_tag(HttpOp::http_timeout));
+using HttpTag = uring::OwnedTag<HttpOp>;
+
 // What an exchange asks of the event loop that runs it.
 class HttpContext {
 public:
     // An SQE whose completion comes back to the exchange of `connection`, tagged (op, arg).
-    virtual io_uring_sqe* sqe_for(Connection& connection, uring::Op op, std::uint8_t arg) = 0;
+    virtual io_uring_sqe* sqe_for(Connection& connection, HttpOp op, std::uint8_t arg) = 0;
     // Ends the connection (both sockets), logging `reason` as how it ended.
     virtual void close_connection(Connection& connection, std::string_view reason) = 0;
     // The configuration in force now (a reload replaces it between operations).
@@ -112,8 +122,8 @@ public:
 
     // The first request: its header clock runs from the accept.
     void start();
-    // A completion of an http operation (Op::http_*) this exchange submitted.
-    void on_completion(const uring::Tag& tag, int result);
+    // A completion of an http operation (HttpOp) this exchange submitted.
+    void on_completion(const HttpTag& tag, int result);
 
     [[nodiscard]] http::Phase phase() const { return phase_; }
 

@@ -17,7 +17,7 @@ namespace splicer::daemon {
 
 using http::Outcome;
 using http::Phase;
-using uring::Op;
+using Op = HttpOp;
 
 namespace {
 // The tag argument of a backend operation (the side's number).

@@ -15,7 +15,7 @@
 
 namespace splicer::daemon {
 
-using uring::Op;
+using Op = ConnectionOp;
 
 namespace {
 

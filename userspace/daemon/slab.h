@@ -54,6 +54,7 @@ public:
         return &slots_[slot];
     }
     Connection& at(std::uint32_t slot) { return slots_[slot]; }
+    [[nodiscard]] const Connection& at(std::uint32_t slot) const { return slots_[slot]; }
 
     [[nodiscard]] std::uint32_t capacity() const {
         return static_cast<std::uint32_t>(slots_.size());

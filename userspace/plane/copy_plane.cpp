@@ -13,8 +13,7 @@
 namespace splicer::plane {
 namespace {
 
-using daemon::Connection;
-using uring::Op;
+using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
 
@@ -29,7 +28,7 @@ public:
         }
     }
 
-    void start(Connection& connection, PlaneContext& context) override {
+    void start(Flow& connection, PlaneContext& context) override {
         note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
@@ -37,12 +36,12 @@ public:
         }
     }
 
-    void on_completion(Connection& connection, const uring::Tag& tag, int result,
-                       std::uint32_t /*flags*/, PlaneContext& context) override {
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
+                       PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
             connection.watch_armed = false;
         }
-        if (connection.state == daemon::State::closing) {
+        if (context.closing(connection)) {
             return;
         }
         if (tag.op == Op::plane_watch) {
@@ -53,7 +52,7 @@ public:
             return;
         }
         const std::uint8_t direction = tag.arg;
-        daemon::Direction& flow = connection.directions[direction];
+        Direction& flow = connection.directions[direction];
         if (tag.op == Op::plane_recv) {
             if (result == 0) {
                 // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
@@ -88,14 +87,14 @@ public:
     }
 
 private:
-    static void receive(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+    static void receive(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
         io_uring_prep_recv(sqe, connection.source_fd(direction),
                            connection.directions[direction].buffer.get(), kBufferBytes, 0);
     }
 
-    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);

@@ -2,7 +2,8 @@
 // A data plane moves a connection's bytes once it is routed and connected: `sockmap` (the
 // kernel redirects them through the BPF sockhash), `splice` (io_uring splice through a pipe
 // per direction) or `copy` (io_uring recv/send through a userspace buffer). The event loop
-// owns the connection and the ring; a plane acts only through PlaneContext.
+// owns the connection and the ring; a plane sees only its Flow (plane/flow.h) and acts only
+// through PlaneContext.
 
 #include <liburing.h>
 
@@ -10,25 +11,42 @@
 #include <cstdint>
 #include <string_view>
 
-#include "daemon/connection.h"
+#include "plane/flow.h"
 #include "plane/reader_stops.h"
 #include "splicer/daemon_counters.h"
 #include "uring/tag.h"
 
 namespace splicer::plane {
 
+// The planes' io_uring operations (uring::Owner::plane), named as in the flat list they came
+// from. `arg` is the direction unless said otherwise.
+enum class PlaneOp : std::uint8_t {
+    plane_recv,        // copy plane: recv on the source of direction `arg`
+    plane_send,        // copy plane / sockmap fallback copy: send to the destination
+    plane_splice_in,   // splice plane: source socket -> pipe
+    plane_splice_out,  // splice plane: pipe -> destination socket
+    plane_poll,        // sockmap plane: source of direction `arg` readable / closed / error
+    plane_timer,       // sockmap plane: recheck pending EOFs and copies
+    plane_readable,    // splice plane: source of direction `arg` has bytes, EOF or an error
+    plane_watch,       // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
+};
+static_assert(uring::fits_in_tag(PlaneOp::plane_watch));
+using PlaneTag = uring::OwnedTag<PlaneOp>;
+
 class PlaneContext {
 public:
     // An SQE whose completion comes back to the plane for `connection`, tagged (op, arg).
-    virtual io_uring_sqe* sqe_for(daemon::Connection& connection, uring::Op op,
-                                  std::uint8_t arg) = 0;
+    virtual io_uring_sqe* sqe_for(Flow& connection, PlaneOp op, std::uint8_t arg) = 0;
     // Ends the connection (both sockets), logging `reason` as how it ended. Each peer still
     // connected gets a FIN first: for endings where every byte was delivered.
-    virtual void close_connection(daemon::Connection& connection, std::string_view reason) = 0;
+    virtual void close_connection(Flow& connection, std::string_view reason) = 0;
     // Ends it with a RST to each peer and no FIN: for endings where bytes were or may have
     // been lost (a peer reset, a sink that can take nothing more), so that neither peer reads
     // a clean end of stream after a gap.
-    virtual void abort_connection(daemon::Connection& connection, std::string_view reason) = 0;
+    virtual void abort_connection(Flow& connection, std::string_view reason) = 0;
+    // The connection is closing (closed or aborted above, or by the daemon): a completion
+    // still arriving for it has nothing left to do.
+    [[nodiscard]] virtual bool closing(const Flow& connection) const = 0;
     // The configured stall_timeout (0: off), as of now: a reload changes it.
     [[nodiscard]] virtual std::chrono::seconds stall_timeout() const = 0;
     // Where the sink watch logs and counts readers that stop and resume.
@@ -45,14 +63,14 @@ public:
 
     // Both sockets are connected; the client's first bytes were only peeked and are still
     // queued on it, as is anything the backend already sent.
-    virtual void start(daemon::Connection& connection, PlaneContext& context) = 0;
+    virtual void start(Flow& connection, PlaneContext& context) = 0;
 
     // A completion of an operation this plane submitted for `connection`.
-    virtual void on_completion(daemon::Connection& connection, const uring::Tag& tag,
-                               int result, std::uint32_t flags, PlaneContext& context) = 0;
+    virtual void on_completion(Flow& connection, const PlaneTag& tag, int result,
+                               std::uint32_t flags, PlaneContext& context) = 0;
 
     // The connection is closing; called once, before its sockets are closed.
-    virtual void on_teardown(daemon::Connection& /*connection*/) {}
+    virtual void on_teardown(Flow& /*connection*/) {}
 
     // The fd plan's pipe budget (limits::FdPlan::max_pipes), set once before the first
     // connection; only the splice plane holds pipes.
@@ -72,7 +90,6 @@ public:
 
 // After direction `direction` saw EOF from its source and delivered everything before it:
 // shuts the sink for writing, and closes the connection when both directions are finished.
-void finish_direction(daemon::Connection& connection, std::size_t direction,
-                      PlaneContext& context);
+void finish_direction(Flow& connection, std::size_t direction, PlaneContext& context);
 
 }  // namespace splicer::plane

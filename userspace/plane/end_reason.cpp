@@ -3,12 +3,12 @@
 #include <cerrno>
 #include <cstring>
 
-#include "daemon/connection.h"
+#include "plane/flow.h"
 
 namespace splicer::plane {
 
 std::string peer_reset(std::size_t socket) {
-    return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
+    return socket == kClientToBackend ? "client_reset" : "backend_reset";
 }
 
 std::string failed_call(const char* call, int error, std::size_t socket) {

@@ -8,7 +8,7 @@
 
 namespace splicer::plane {
 
-// "client_reset" for the client's socket (daemon::kClientToBackend, the socket bytes
+// "client_reset" for the client's socket (kClientToBackend, the socket bytes
 // arrive on in that direction), "backend_reset" for the backend's.
 std::string peer_reset(std::size_t socket);
 

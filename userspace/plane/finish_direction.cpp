@@ -4,9 +4,8 @@
 
 namespace splicer::plane {
 
-void finish_direction(daemon::Connection& connection, std::size_t direction,
-                      PlaneContext& context) {
-    daemon::Direction& flow = connection.directions[direction];
+void finish_direction(Flow& connection, std::size_t direction, PlaneContext& context) {
+    Direction& flow = connection.directions[direction];
     flow.source_eof = true;
     if (!flow.sink_shut) {
         flow.sink_shut = true;

@@ -31,7 +31,7 @@ Result<SinkLook> look_at_sink(int fd, bool held) {
                     .held = held};
 }
 
-void brake_source(daemon::Connection& connection, std::size_t direction, int bytes) {
+void brake_source(Flow& connection, std::size_t direction, int bytes) {
     bool& braked = connection.directions[direction].source_braked;
     if (braked) {
         return;
@@ -40,7 +40,7 @@ void brake_source(daemon::Connection& connection, std::size_t direction, int byt
     ::setsockopt(connection.source_fd(direction), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
-void release_brake(daemon::Connection& connection, std::size_t direction) {
+void release_brake(Flow& connection, std::size_t direction) {
     connection.directions[direction].braked_by_watch = false;
     bool& braked = connection.directions[direction].source_braked;
     if (!braked) {
@@ -60,7 +60,7 @@ void release_brake(daemon::Connection& connection, std::size_t direction) {
     }
 }
 
-void resume_after_stop(daemon::Connection& connection, std::size_t direction) {
+void resume_after_stop(Flow& connection, std::size_t direction) {
     // The sink's send buffer goes back to TCP autotuning (SO_BUF_LOCK, Linux 5.14): it grows
     // from the lowered size as the reader acknowledges.
     const int sink = connection.sink_fd(direction);
@@ -72,7 +72,7 @@ void resume_after_stop(daemon::Connection& connection, std::size_t direction) {
     }
     // Only a brake the stop put on: the backend's brake from the start (brake_backend) is a
     // plane's choice for every connection and stays until the fast-reader proof.
-    daemon::Direction& flow = connection.directions[direction];
+    Direction& flow = connection.directions[direction];
     if (flow.braked_by_watch) {
         flow.braked_by_watch = false;
         release_brake(connection, direction);
@@ -92,7 +92,7 @@ std::uint64_t queued_bytes(int sink) {
 
 }  // namespace
 
-void arm_watch(daemon::Connection& connection, PlaneContext& context) {
+void arm_watch(Flow& connection, PlaneContext& context) {
     if (connection.watch_armed) {
         return;
     }
@@ -100,13 +100,12 @@ void arm_watch(daemon::Connection& connection, PlaneContext& context) {
     connection.watch_timer = {
         .tv_sec = static_cast<long long>(interval.count() / 1000),
         .tv_nsec = static_cast<long long>(interval.count() % 1000) * 1'000'000};
-    io_uring_sqe* sqe = context.sqe_for(connection, uring::Op::plane_watch, 0);
+    io_uring_sqe* sqe = context.sqe_for(connection, PlaneOp::plane_watch, 0);
     io_uring_prep_timeout(sqe, &connection.watch_timer, 0, 0);
     connection.watch_armed = true;
 }
 
-bool on_watch(daemon::Connection& connection, PlaneContext& context,
-              const std::array<bool, 2>& held) {
+bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>& held) {
     bool waiting = false;
     for (std::size_t direction = 0; direction < 2; ++direction) {
         const int sink = connection.sink_fd(direction);
@@ -126,7 +125,7 @@ bool on_watch(daemon::Connection& connection, PlaneContext& context,
                 // sender gets no more window than the brake leaves.
                 ::setsockopt(sink, SOL_SOCKET, SO_SNDBUF, &kLoweredSendBufferBytes,
                              sizeof(kLoweredSendBufferBytes));
-                daemon::Direction& flow = connection.directions[direction];
+                Direction& flow = connection.directions[direction];
                 flow.braked_by_watch = !flow.source_braked;
                 brake_source(connection, direction);
                 context.reader_stops().stopped(connection.id, direction, queued_bytes(sink),

@@ -12,9 +12,9 @@
 #include <chrono>
 #include <string_view>
 
-#include "daemon/connection.h"
 #include "plane/data_plane.h"
 #include "plane/drain_watch.h"
+#include "plane/flow.h"
 #include "splicer/result.h"
 
 namespace splicer::plane {
@@ -40,8 +40,7 @@ inline constexpr int kBrakedReceiveBufferBytes = 512 * 1024;
 // and by the splice plane, whose rounds read it fast enough for TCP autotuning to grow it to
 // 10 MiB before the client's sink is ever found full. The copy plane reads 64 KiB at a time
 // and autotuning keeps its receive buffers small.
-void brake_source(daemon::Connection& connection, std::size_t direction,
-                  int bytes = kBrakedReceiveBufferBytes);
+void brake_source(Flow& connection, std::size_t direction, int bytes = kBrakedReceiveBufferBytes);
 // The receive buffer of a source whose sink's reader has proven fast (DrainWatch::raised):
 // SO_RCVBUF, doubled by the kernel (8 MiB; capped by net.core.rmem_max), from which TCP
 // autotuning takes over again. The 1 MiB brake cost the sockmap plane 15% of one-stream bulk
@@ -56,7 +55,7 @@ inline constexpr int kReleasedReceiveBufferBytes = 4 * 1024 * 1024;
 // receive buffer goes to kReleasedReceiveBufferBytes and its size lock is lifted
 // (SO_BUF_LOCK, Linux 5.14), so TCP autotuning grows it as for a socket never braked; a later
 // brake_source (the reader stopped again) locks it small again.
-void release_brake(daemon::Connection& connection, std::size_t direction);
+void release_brake(Flow& connection, std::size_t direction);
 
 // A sink whose reader stopped (SinkVerdict::lower) reads again (SinkVerdict::resumed): its
 // send buffer goes back to TCP autotuning and the brake the stop put on its source is
@@ -65,12 +64,12 @@ void release_brake(daemon::Connection& connection, std::size_t direction);
 // held more than its buffer (issue 13: 2.3 MB against 1 MiB, the client in zero-window
 // probing with a doubling backoff); with the fast-reader proof (16 MiB at 32 MiB/s) the
 // only way out, a braked upload stayed braked to its end.
-void resume_after_stop(daemon::Connection& connection, std::size_t direction);
+void resume_after_stop(Flow& connection, std::size_t direction);
 
 // brake_source for the backend socket, which sits on this host or its LAN, where 1 MiB is
 // far over the bandwidth-delay product.
-inline void brake_backend(daemon::Connection& connection) {
-    brake_source(connection, daemon::kBackendToClient);
+inline void brake_backend(Flow& connection) {
+    brake_source(connection, kBackendToClient);
 }
 
 // How often the watch looks while bytes wait: a quarter of stall_timeout, between 250 ms
@@ -82,11 +81,10 @@ std::chrono::milliseconds watch_interval(std::chrono::seconds stall_timeout);
 Result<SinkLook> look_at_sink(int fd, bool held);
 
 // Arms the connection's watch unless it is armed.
-void arm_watch(daemon::Connection& connection, PlaneContext& context);
+void arm_watch(Flow& connection, PlaneContext& context);
 
-// The watch fired (Op::plane_watch; clears watch_armed). `held`, per direction: the plane
+// The watch fired (PlaneOp::plane_watch; clears watch_armed). `held`, per direction: the plane
 // holds bytes for that direction's sink. Returns false when it ended the pair (stalled).
-bool on_watch(daemon::Connection& connection, PlaneContext& context,
-              const std::array<bool, 2>& held);
+bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>& held);
 
 }  // namespace splicer::plane

@@ -27,8 +27,7 @@
 namespace splicer::plane {
 namespace {
 
-using daemon::Connection;
-using uring::Op;
+using Op = PlaneOp;
 
 // Send buffer of a sink whose reader keeps up (plane/send_buffer.h, plane/drain_watch.h).
 // Redirecting stops once the peer's send buffer has no room (flow control), so this sets the
@@ -56,7 +55,7 @@ constexpr int kCopyRoundsPerTurn = 8;
 constexpr long kRecheckNanoseconds = 2'000'000;
 
 std::string reset_reason(std::size_t socket) {
-    return socket == daemon::kClientToBackend ? "client_reset" : "backend_reset";
+    return socket == kClientToBackend ? "client_reset" : "backend_reset";
 }
 
 // Why a failed call on `socket` ends the pair: ETIMEDOUT is the kernel's TCP_USER_TIMEOUT
@@ -97,7 +96,7 @@ public:
         fallback_->count_bytes(counters);
     }
 
-    void start(Connection& connection, PlaneContext& context) override {
+    void start(Flow& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};
         for (std::size_t i = 0; i < 2; ++i) {
             auto baseline = take_baseline(sockets[i]);
@@ -139,8 +138,8 @@ public:
         brake_backend(connection);
     }
 
-    void on_completion(Connection& connection, const uring::Tag& tag, int result,
-                       std::uint32_t flags, PlaneContext& context) override {
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t flags,
+                       PlaneContext& context) override {
         if (connection.plane_fallback) {
             fallback_->on_completion(connection, tag, result, flags, context);
             return;
@@ -154,7 +153,7 @@ public:
         if (tag.op == Op::plane_watch) {
             connection.watch_armed = false;
         }
-        if (connection.state == daemon::State::closing) {
+        if (context.closing(connection)) {
             return;
         }
         switch (tag.op) {
@@ -172,7 +171,7 @@ public:
         }
     }
 
-    void on_teardown(Connection& connection) override {
+    void on_teardown(Flow& connection) override {
         if (connection.plane_fallback) {
             return;
         }
@@ -193,7 +192,7 @@ public:
 private:
     // The daemon owes the sink of this direction bytes: a copy of passed ones, or an EOF
     // waiting for the redirected ones to be absorbed.
-    static bool holds_bytes(const daemon::Direction& flow) {
+    static bool holds_bytes(const Direction& flow) {
         return (flow.copying && flow.filled > 0) || (flow.source_eof && !flow.sink_shut);
     }
 
@@ -218,7 +217,7 @@ private:
 
     // The verdict passed bytes because the sink of `direction` had no room: if its reader
     // keeps up, a larger send buffer lets more go by the kernel redirect (kernel fact 3).
-    void sink_full(Connection& connection, std::uint8_t direction) {
+    void sink_full(Flow& connection, std::uint8_t direction) {
         const int sink = connection.sink_fd(direction);
         auto look = look_at_sink(sink, true);
         if (look && connection.directions[direction].drain.full(*look)) {
@@ -227,7 +226,7 @@ private:
         }
     }
 
-    void fall_back(Connection& connection, PlaneContext& context, const Error& why) {
+    void fall_back(Flow& connection, PlaneContext& context, const Error& why) {
         ++fallbacks_;
         // Once a second at most, as the limit lines: a flood of half-closing clients (or a
         // kernel refusing every pair) must not become a line per connection.
@@ -241,9 +240,9 @@ private:
         fallback_->start(connection, context);
     }
 
-    static void arm_poll(Connection& connection, std::uint8_t direction, unsigned events,
+    static void arm_poll(Flow& connection, std::uint8_t direction, unsigned events,
                          PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+        Direction& flow = connection.directions[direction];
         if (flow.poll_armed) {
             return;
         }
@@ -252,7 +251,7 @@ private:
         flow.poll_armed = true;
     }
 
-    static void arm_timer(Connection& connection, PlaneContext& context) {
+    static void arm_timer(Flow& connection, PlaneContext& context) {
         if (connection.plane_timer_armed) {
             return;
         }
@@ -264,9 +263,9 @@ private:
 
     // The source of `direction` is readable, at EOF, or in error. Redirected bytes never
     // make it readable: what is queued there was passed up by flow control.
-    void on_source_event(Connection& connection, std::uint8_t direction, int result,
+    void on_source_event(Flow& connection, std::uint8_t direction, int result,
                          PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+        Direction& flow = connection.directions[direction];
         const int source = connection.source_fd(direction);
         if (result < 0) {
             context.abort_connection(connection, "poll_error");
@@ -302,7 +301,7 @@ private:
     }
 
     // Passed bytes are readable on the source of `direction`: copy them.
-    void start_copy(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+    void start_copy(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         connection.directions[direction].copying = true;
         // The source is not braked here: a full sink is every bulk stream's normal state
         // (its send buffer is what paces the redirect), and a brake put on now had TCP
@@ -320,12 +319,12 @@ private:
     // When they waited a whole interval with no copy under way, a peek at the source tells
     // whether they are readable: if so, the poll that should have reported them did not, and
     // the copy starts here (event=wakeup_missed).
-    void look_for_missed_wakeups(Connection& connection, PlaneContext& context) {
+    void look_for_missed_wakeups(Flow& connection, PlaneContext& context) {
         bool owed_any = false;
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            daemon::Direction& flow = connection.directions[direction];
+            Direction& flow = connection.directions[direction];
             // After the source's EOF the EOF rule copies late passes itself (copy_late_pass).
-            if (connection.state == daemon::State::closing || flow.source_eof) {
+            if (context.closing(connection) || flow.source_eof) {
                 continue;
             }
             auto link = program_.link_state(connection.cookies[direction]);
@@ -347,7 +346,7 @@ private:
                     break;
             }
         }
-        if (owed_any && connection.state != daemon::State::closing) {
+        if (owed_any && !context.closing(connection)) {
             arm_watch(connection, context);
         }
     }
@@ -355,7 +354,7 @@ private:
     // Passed bytes waited a whole watch interval with no copy under way: readable ones are
     // copied now. None readable: the kernel deferred them behind the source's own redirected
     // bytes (DESIGN.md kernel fact 8), and its wake-up comes when they land.
-    void copy_missed_wakeup(Connection& connection, std::uint8_t direction, std::uint64_t owed,
+    void copy_missed_wakeup(Flow& connection, std::uint8_t direction, std::uint64_t owed,
                             PlaneContext& context) {
         const int source = connection.source_fd(direction);
         std::byte probe{};
@@ -368,8 +367,7 @@ private:
             log::warning(
                 "wakeup_missed",
                 {{"conn", std::to_string(connection.id)},
-                 {"dir", direction == daemon::kClientToBackend ? "client_to_backend"
-                                                               : "backend_to_client"},
+                 {"dir", direction == kClientToBackend ? "client_to_backend" : "backend_to_client"},
                  {"owed", std::to_string(owed)},
                  {"readable", std::to_string(readable)},
                  {"poll_armed", connection.directions[direction].poll_armed ? "yes" : "no"},
@@ -382,8 +380,8 @@ private:
     // Copies passed bytes: read them, wait until every byte redirected before them has been
     // absorbed by the sink, then write them (order kept), then tell the verdict. The decisions
     // are copy_step's (plane/sockmap_steps.h); this carries them out.
-    void copy_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void copy_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         const int sink = connection.sink_fd(direction);
         for (int round = 0;; ++round) {
             CopyObservation seen{.holding = flow.taken > 0, .rounds = round, .absorbed = {},
@@ -447,8 +445,8 @@ private:
 
     // Reads passed bytes into the direction's buffer. False when there is nothing to copy now
     // (EOF, nothing queued, an error); the reason is handled here.
-    bool read_passed(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    bool read_passed(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         // Called with the buffer empty (taken == 0): it can be swapped for one of another size.
         const std::size_t size = flow.drain.raised() ? kCopyBufferBytes : kFirstCopyBufferBytes;
         if (!flow.buffer || flow.buffer_size != size) {
@@ -499,7 +497,7 @@ private:
     // TCP urgent data: the verdict passes an skb holding the urgent byte whole and says where
     // the byte is in the passed stream (bpf/splice.bpf.c); it is not delivered, as recv()
     // skips it for a reader connected directly. `urgent_at` counts from 1 (0: none).
-    void leave_out_urgent_byte(daemon::Direction& flow, std::uint64_t urgent_at) {
+    void leave_out_urgent_byte(Direction& flow, std::uint64_t urgent_at) {
         if (urgent_at == 0 || urgent_at - 1 < flow.copied ||
             urgent_at - 1 >= flow.copied + flow.taken) {
             return;
@@ -512,8 +510,8 @@ private:
     }
 
     // The whole buffer is in the sink: tell the verdict. False when the pair was ended.
-    bool finish_copy(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    bool finish_copy(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         flow.copied += flow.taken;
         flow.urgent_removed += flow.taken - flow.filled;
         flow.filled = 0;
@@ -527,17 +525,16 @@ private:
         return true;
     }
 
-    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         flow.sending = true;
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);
     }
 
-    void on_copy_sent(Connection& connection, std::uint8_t direction, int result,
-                      PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void on_copy_sent(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         flow.sending = false;
         if (result <= 0) {
             context.abort_connection(connection, failure_reason(-result, 1 - direction));
@@ -553,8 +550,8 @@ private:
         }
     }
 
-    void source_ended(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void source_ended(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         flow.source_eof = true;
         flow.last_progress = std::chrono::steady_clock::now();
         arm_watch(connection, context);  // the sink may never take what is before the EOF
@@ -565,9 +562,8 @@ private:
 
     // Kernel fact 4: the FIN must not overtake redirected bytes still queued for the sink.
     // The decisions are eof_step's (plane/sockmap_steps.h); this carries them out.
-    void try_propagate_eof(Connection& connection, std::uint8_t direction,
-                           PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void try_propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         const int sink = connection.sink_fd(direction);
         auto link = program_.link_state(connection.cookies[direction]);
         if (!link) {
@@ -633,12 +629,12 @@ private:
         return !broken || *broken;
     }
 
-    void recheck(Connection& connection, PlaneContext& context) {
+    void recheck(Flow& connection, PlaneContext& context) {
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            if (connection.state == daemon::State::closing) {
+            if (context.closing(connection)) {
                 return;
             }
-            daemon::Direction& flow = connection.directions[direction];
+            Direction& flow = connection.directions[direction];
             if (flow.poll_deferred) {
                 flow.poll_deferred = false;
                 if (!flow.source_eof && !flow.copying) {

@@ -17,8 +17,7 @@
 namespace splicer::plane {
 namespace {
 
-using daemon::Connection;
-using uring::Op;
+using Op = PlaneOp;
 
 // F_SETPIPE_SZ asks for this; the kernel may round it or refuse (then 64 KiB stays).
 constexpr int kPipeBytes = 1024 * 1024;
@@ -52,7 +51,7 @@ public:
         pipes_ = PipePool(max_pipes, kPipeBytes);
     }
 
-    void start(Connection& connection, PlaneContext& context) override {
+    void start(Flow& connection, PlaneContext& context) override {
         connection.plane_started = true;
         // Its rounds read the backend as fast as a pipe holds (1 MiB), which made TCP
         // autotuning grow the backend socket's receive buffer to 10 MiB and more, all of it
@@ -60,7 +59,7 @@ public:
         // client; 5.2 with this, HAProxy 4.5). Braking a source when its sink is found full
         // (a short splice out), as the sockmap plane does, cost a quarter of one-stream bulk:
         // a client's upload lost its window in every run.
-        brake_source(connection, daemon::kBackendToClient, kSpliceBackendReceiveBytes);
+        brake_source(connection, kBackendToClient, kSpliceBackendReceiveBytes);
         ++connections_;
         note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
@@ -68,12 +67,12 @@ public:
         }
     }
 
-    void on_completion(Connection& connection, const uring::Tag& tag, int result,
-                       std::uint32_t /*flags*/, PlaneContext& context) override {
+    void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
+                       PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
             connection.watch_armed = false;
         }
-        if (connection.state == daemon::State::closing) {
+        if (context.closing(connection)) {
             return;  // on_teardown gives the pipes back
         }
         if (tag.op == Op::plane_watch) {
@@ -94,11 +93,11 @@ public:
         }
     }
 
-    void on_teardown(Connection& connection) override {
+    void on_teardown(Flow& connection) override {
         if (!connection.plane_started) {
             return;
         }
-        for (daemon::Direction& flow : connection.directions) {
+        for (Direction& flow : connection.directions) {
             if (!flow.pipe_write.valid()) {
                 continue;
             }
@@ -129,26 +128,25 @@ public:
 
 private:
     // Bytes in the direction's pipe, or in its buffer and not yet sent.
-    static bool holds_bytes(const daemon::Direction& flow) {
+    static bool holds_bytes(const Direction& flow) {
         return flow.in_pipe > 0 || (flow.buffer && flow.sent < flow.filled);
     }
 
-    static Pipe take_pipe_from(daemon::Direction& flow) {
+    static Pipe take_pipe_from(Direction& flow) {
         return Pipe{std::move(flow.pipe_read), std::move(flow.pipe_write)};
     }
 
-    void give_pipe_back(daemon::Direction& flow) { pipes_.give_back(take_pipe_from(flow)); }
+    void give_pipe_back(Direction& flow) { pipes_.give_back(take_pipe_from(flow)); }
 
-    static void wait_for_input(Connection& connection, std::uint8_t direction,
-                               PlaneContext& context) {
+    static void wait_for_input(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_readable, direction);
         io_uring_prep_poll_add(sqe, connection.source_fd(direction), POLLIN | POLLRDHUP);
     }
 
     // The source has bytes, its EOF or an error: move them through a pipe if one is free,
     // else through a buffer. Either way the next operation reports EOF and errors.
-    void start_round(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void start_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         if (std::optional<Pipe> pipe = pipes_.take()) {
             flow.pipe_read = std::move(pipe->read);
             flow.pipe_write = std::move(pipe->write);
@@ -161,9 +159,8 @@ private:
     }
 
     // One round through a buffer: recv (which also steps over an urgent byte), then send.
-    static void copy_round(Connection& connection, std::uint8_t direction,
-                           PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    static void copy_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBytes);
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
         // MSG_DONTWAIT: a spurious wake-up comes back as -EAGAIN instead of parking the buffer.
@@ -172,14 +169,14 @@ private:
     }
 
     // The source sent its FIN and every byte before it was delivered.
-    void source_ended(Connection& connection, std::uint8_t direction, PlaneContext& context) {
+    void source_ended(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         urgent_bytes_ += urgent_bytes_skipped(connection, direction);
         finish_direction(connection, direction, context);
     }
 
-    void on_spliced_in(Connection& connection, std::uint8_t direction, int result,
+    void on_spliced_in(Flow& connection, std::uint8_t direction, int result,
                        PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+        Direction& flow = connection.directions[direction];
         if (result == -EAGAIN || result == 0) {
             give_pipe_back(flow);  // empty: nothing was spliced in
             // Splice stops at an urgent byte (EAGAIN, or 0 when the FIN follows) while poll
@@ -201,9 +198,9 @@ private:
         splice_out(connection, direction, context);
     }
 
-    void on_spliced_out(Connection& connection, std::uint8_t direction, int result,
+    void on_spliced_out(Flow& connection, std::uint8_t direction, int result,
                         PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+        Direction& flow = connection.directions[direction];
         if (result == -EAGAIN || result == -ECANCELED) {
             // A spurious wake-up, or the poll ended with an error the next attempt reports.
             splice_out(connection, direction, context);
@@ -232,9 +229,9 @@ private:
     // 12.4-13.0 unbraked). One TCP_INFO per splice out until then (the socket is blocking
     // for the io-wq worker, so a splice out is never short: there is no "sink full" moment
     // to wait for), none after; a reader that stops is braked again by the watch.
-    static void look_at_reader(Connection& connection, std::uint8_t direction) {
-        daemon::Direction& flow = connection.directions[direction];
-        if (direction != daemon::kBackendToClient || flow.drain.raised()) {
+    static void look_at_reader(Flow& connection, std::uint8_t direction) {
+        Direction& flow = connection.directions[direction];
+        if (direction != kBackendToClient || flow.drain.raised()) {
             return;
         }
         auto look = look_at_sink(connection.sink_fd(direction), true);
@@ -243,9 +240,8 @@ private:
         }
     }
 
-    static void splice_out(Connection& connection, std::uint8_t direction,
-                           PlaneContext& context) {
-        const daemon::Direction& flow = connection.directions[direction];
+    static void splice_out(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        const Direction& flow = connection.directions[direction];
         const int sink = connection.sink_fd(direction);
         io_uring_sqe* poll = context.sqe_for(connection, Op::plane_poll, direction);
         io_uring_prep_poll_add(poll, sink, POLLOUT);
@@ -255,9 +251,8 @@ private:
                              static_cast<unsigned>(flow.in_pipe), kSpliceFlags);
     }
 
-    void on_received(Connection& connection, std::uint8_t direction, int result,
-                     PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void on_received(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         if (result == -EAGAIN || result == 0) {
             flow.buffer.reset();
             if (result == 0) {
@@ -276,9 +271,8 @@ private:
         send_rest(connection, direction, context);
     }
 
-    void on_sent(Connection& connection, std::uint8_t direction, int result,
-                 PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    void on_sent(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         if (result <= 0) {
             context.abort_connection(connection, failed_call("send", -result, 1 - direction));
             return;
@@ -295,8 +289,8 @@ private:
         wait_for_input(connection, direction, context);
     }
 
-    static void send_rest(Connection& connection, std::uint8_t direction, PlaneContext& context) {
-        daemon::Direction& flow = connection.directions[direction];
+    static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);

@@ -12,7 +12,7 @@ bool at_urgent_mark(int fd) {
     return ::ioctl(fd, SIOCATMARK, &at_mark) == 0 && at_mark == 1;
 }
 
-void note_consumed_at_start(daemon::Connection& connection) {
+void note_consumed_at_start(Flow& connection) {
     for (std::size_t direction = 0; direction < 2; ++direction) {
         // take_baseline's `consumed`: payload taken from the socket so far (FIN and unread
         // bytes left out), read until the socket's counters stood still.
@@ -22,8 +22,8 @@ void note_consumed_at_start(daemon::Connection& connection) {
     }
 }
 
-std::uint64_t urgent_bytes_skipped(const daemon::Connection& connection, std::size_t direction) {
-    const daemon::Direction& flow = connection.directions[direction];
+std::uint64_t urgent_bytes_skipped(const Flow& connection, std::size_t direction) {
+    const Direction& flow = connection.directions[direction];
     if (!flow.consumed_known) {
         return 0;
     }

@@ -19,7 +19,7 @@
 
 #include <cstdint>
 
-#include "daemon/connection.h"
+#include "plane/flow.h"
 
 namespace splicer::plane {
 
@@ -28,10 +28,10 @@ bool at_urgent_mark(int fd);
 
 // At start: how much every source had consumed before the plane took over (bytes an HTTP
 // exchange read before a 101, say), kept in the connection's directions.
-void note_consumed_at_start(daemon::Connection& connection);
+void note_consumed_at_start(Flow& connection);
 
 // At a direction's EOF, once every byte received from its source was delivered
 // (Direction::bytes): the urgent bytes recv() skipped in that direction. 0 if unknown.
-std::uint64_t urgent_bytes_skipped(const daemon::Connection& connection, std::size_t direction);
+std::uint64_t urgent_bytes_skipped(const Flow& connection, std::size_t direction);
 
 }  // namespace splicer::plane

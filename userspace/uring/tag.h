@@ -1,49 +1,79 @@
 #pragma once
-// What an io_uring completion is about, packed into its 64-bit user_data: the operation, a
-// small argument (which direction, which listener), the connection's slab slot and that
-// slot's generation, so a late completion for a reused slot is recognised and dropped.
+// What an io_uring completion is about, packed into its 64-bit user_data: which owner handles
+// it (the loop itself, the connection's probe/connect phase, its data plane, its HTTP
+// exchange), that owner's own operation code, a small argument (which direction, which
+// listener), the connection's slab slot and that slot's generation, so a late completion for
+// a reused slot is recognised and dropped. Each owner defines its operations in its own
+// header (daemon/event_loop.h, daemon/connection.h, plane/data_plane.h,
+// daemon/http_exchange.h); the loop finds the owner and hands it (operation, arg, result,
+// flags).
+//
+// Layout, low bits first: owner (3 bits), operation (5 bits), arg (8), generation (16),
+// slot (32).
 
 #include <cstdint>
+#include <type_traits>
 
 namespace splicer::uring {
 
-enum class Op : std::uint8_t {
-    accept,          // multishot accept; arg = listener index
-    signal,          // read on the signalfd
-    probe_poll,      // client readable with more bytes than already peeked
-    probe_timeout,   // the probe deadline
-    connect,         // connect to the backend (linked to connect_timeout)
-    connect_timeout, // the linked timeout; its own completion carries nothing to act on
-    plane_recv,      // copy plane: recv on the source of direction `arg`
-    plane_send,      // copy plane / sockmap fallback copy: send to the destination
-    plane_splice_in, // splice plane: source socket -> pipe
-    plane_splice_out,// splice plane: pipe -> destination socket
-    plane_poll,      // sockmap plane: source of direction `arg` readable / closed / error
-    plane_timer,     // sockmap plane: recheck pending EOFs and copies
-    cancel,          // an async cancel or timeout removal; nothing to act on
-    http_recv,       // port 80: recv from side `arg` (0 client, 1 backend) into its buffer
-    http_send,       // port 80: send to side `arg`
-    http_connect,    // port 80: connect to the route's backend (linked to http_timeout)
-    http_timeout,    // the timeout linked to an http op; the op itself reports -ECANCELED
-    accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
-    plane_readable,  // splice plane: source of direction `arg` has bytes, EOF or an error
-    reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
-    plane_watch,     // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
+enum class Owner : std::uint8_t {
+    loop,        // no connection: accept, signals, reloads, the accept backoff
+    connection,  // the connection's own phases: probing, connecting, cancels
+    plane,       // its data plane (plane/data_plane.h)
+    http,        // its HTTP exchange (daemon/http_exchange.h)
+};
+
+inline constexpr unsigned kOwnerBits = 3;
+inline constexpr unsigned kOperationBits = 5;
+// An owner's operation codes must stay below this (checked where each owner defines them).
+inline constexpr unsigned kOperationsPerOwner = 1U << kOperationBits;
+
+// True when every code of an owner's operation enum, up to `last`, fits in the tag.
+template <typename Operation>
+constexpr bool fits_in_tag(Operation last) {
+    static_assert(std::is_enum_v<Operation>);
+    return static_cast<unsigned>(last) < kOperationsPerOwner;
+}
+
+// What an owner is handed: its own operation code and the argument it tagged it with.
+template <typename Operation>
+struct OwnedTag {
+    Operation op{};
+    std::uint8_t arg = 0;
 };
 
 struct Tag {
-    Op op = Op::accept;
+    Owner owner = Owner::loop;
+    std::uint8_t op = 0;  // the owner's operation code (its own enum)
     std::uint8_t arg = 0;
     std::uint16_t generation = 0;
     std::uint32_t slot = 0;
 
+    template <typename Operation>
+    static Tag of(Owner owner, Operation op, std::uint8_t arg, std::uint16_t generation,
+                  std::uint32_t slot) {
+        return Tag{owner, static_cast<std::uint8_t>(op), arg, generation, slot};
+    }
+
+    // The owner's view: its operation code as its own enum.
+    template <typename Operation>
+    [[nodiscard]] OwnedTag<Operation> owned() const {
+        return OwnedTag<Operation>{static_cast<Operation>(op), arg};
+    }
+
     [[nodiscard]] std::uint64_t encode() const {
-        return static_cast<std::uint64_t>(op) | (static_cast<std::uint64_t>(arg) << 8U) |
+        const auto head = static_cast<std::uint64_t>(
+            (static_cast<unsigned>(owner) & ((1U << kOwnerBits) - 1U)) |
+            ((static_cast<unsigned>(op) & (kOperationsPerOwner - 1U)) << kOwnerBits));
+        return head | (static_cast<std::uint64_t>(arg) << 8U) |
                (static_cast<std::uint64_t>(generation) << 16U) |
                (static_cast<std::uint64_t>(slot) << 32U);
     }
     static Tag decode(std::uint64_t data) {
-        return Tag{static_cast<Op>(data & 0xffU), static_cast<std::uint8_t>((data >> 8U) & 0xffU),
+        const auto head = static_cast<unsigned>(data & 0xffU);
+        return Tag{static_cast<Owner>(head & ((1U << kOwnerBits) - 1U)),
+                   static_cast<std::uint8_t>(head >> kOwnerBits),
+                   static_cast<std::uint8_t>((data >> 8U) & 0xffU),
                    static_cast<std::uint16_t>((data >> 16U) & 0xffffU),
                    static_cast<std::uint32_t>(data >> 32U)};
     }

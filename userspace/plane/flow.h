@@ -1,0 +1,101 @@
+#pragma once
+// What a data plane knows of a connection: a Flow, the pair of sockets it moves bytes between
+// (with the ids its io_uring tags and logs need) and the plane's own per-connection state,
+// PlaneState. The daemon's connection record (daemon/connection.h) is a Flow plus what only
+// the daemon needs (probing, routing, HTTP); a plane is handed the Flow and sees nothing
+// else, so nothing under plane/ depends on the daemon.
+
+#include <linux/time_types.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "plane/drain_watch.h"
+#include "splicer/flow_accounting.h"
+#include "splicer/unique_fd.h"
+
+namespace splicer::plane {
+
+// Bytes flowing one way: direction 0 client -> backend, direction 1 backend -> client.
+inline constexpr std::size_t kClientToBackend = 0;
+inline constexpr std::size_t kBackendToClient = 1;
+
+struct Direction {
+    std::uint64_t bytes = 0;  // delivered to the sink (for logs)
+    bool source_eof = false;  // the source sent its FIN and every byte before it was read
+    bool sink_shut = false;   // shutdown(sink, SHUT_WR) done: this direction is finished
+
+    // copy plane (and the sockmap plane's copy of passed bytes): one buffer in flight
+    std::unique_ptr<std::byte[]> buffer;
+    std::size_t buffer_size = 0;  // sockmap plane: its size varies (sockmap_plane.cpp)
+    std::size_t filled = 0;
+    std::size_t sent = 0;
+
+    // splice plane: the pipe between source and sink, and how much it holds
+    UniqueFd pipe_read;
+    UniqueFd pipe_write;
+    std::size_t in_pipe = 0;
+
+    // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
+    std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
+    std::size_t taken = 0;     // passed bytes read into `buffer` (`filled` + urgent byte left out)
+    std::uint64_t urgent_removed = 0;  // of `copied`, urgent bytes left out (never written)
+    std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
+    bool copying = false;     // a copy round is under way (buffer filled or being sent)
+    bool sending = false;     // a send of `buffer` is in flight
+    bool poll_armed = false;
+    bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
+    std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
+    // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)
+    bool owed_idle = false;              // the last look: bytes owed, no copy under way
+    std::uint64_t owed_idle_copied = 0;  // `copied` at that look
+    std::chrono::steady_clock::time_point last_progress{};
+
+    // splice and copy planes: payload the source had consumed when the plane started, to
+    // count the urgent bytes recv() skipped (plane/urgent_data.h)
+    std::uint64_t consumed_at_start = 0;
+    bool consumed_known = false;
+    // every plane: does the sink's reader take the bytes waiting for it (plane/sink_watch.h)
+    DrainWatch drain;
+    bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
+    bool braked_by_watch = false;  // ... by the watch, for a reader that stopped (sink_watch.h)
+};
+
+// The plane's per-connection state, kept in the connection record from accept to teardown
+// (empty until the plane starts).
+struct PlaneState {
+    std::array<Direction, 2> directions;
+    // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions
+    // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
+    std::array<std::uint64_t, 2> cookies{};
+    std::array<SocketBaseline, 2> baselines{};
+    bool plane_started = false;   // DataPlane::start ran for this connection
+    bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
+    bool plane_timer_armed = false;
+    __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
+    bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
+    __kernel_timespec watch_timer{};
+};
+
+// A connection as the planes see it. The record that holds it owns both sockets until its
+// teardown runs; slot and generation name it in io_uring tags (uring/tag.h).
+struct Flow : PlaneState {
+    std::uint32_t slot = 0;
+    std::uint16_t generation = 0;
+    std::uint64_t id = 0;  // for logs; never reused
+
+    UniqueFd client;
+    UniqueFd backend;
+
+    [[nodiscard]] int source_fd(std::size_t direction) const {
+        return direction == kClientToBackend ? client.get() : backend.get();
+    }
+    [[nodiscard]] int sink_fd(std::size_t direction) const {
+        return direction == kClientToBackend ? backend.get() : client.get();
+    }
+};
+
+}  // namespace splicer::plane
