@@ -13,7 +13,6 @@
 // source wake-up that finds passed bytes readable: nothing copies them and no poll is armed,
 // which is what a lost wake-up leaves. Everything after it is the production code.
 
-#include <stdlib.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -24,6 +23,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/scoped_environment.h"
 #include "support/raw_client.h"
 #include "support/sockets.h"
 #include "support/streams.h"
@@ -33,17 +33,6 @@ using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
 namespace {
-
-// Sets an environment variable for the daemons this test starts; unsets it on exit.
-struct ScopedEnvironment {
-    const char* name;
-    ScopedEnvironment(const char* variable, const char* value) : name(variable) {
-        ::setenv(name, value, 1);
-    }
-    ~ScopedEnvironment() { ::unsetenv(name); }
-    ScopedEnvironment(const ScopedEnvironment&) = delete;
-    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
-};
 
 constexpr std::uint64_t kDownload = 16ULL << 20;  // backend -> client
 constexpr std::uint64_t kSeed = 2107;
@@ -61,7 +50,7 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
           "[daemon][stall]") {
     test::require_root();
     // The first wake-up starts the copy; the second, once the copy has yielded, is lost.
-    const ScopedEnvironment miss("SPLICER_TEST_MISS_WAKEUP", "2");
+    const test::ScopedEnvironment miss("SPLICER_TEST_MISS_WAKEUP", "2");
     test::Listener listener = test::listen_loopback();
     const std::uint16_t unused = test::free_port();
     const test::SnikketPorts ports{

@@ -12,7 +12,6 @@
 // daemon's abort) is the production code, on real sockets.
 
 #include <poll.h>
-#include <stdlib.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
@@ -21,30 +20,16 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/scoped_environment.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
-namespace {
-
-// Sets an environment variable for the daemons this test starts; unsets it on exit.
-struct ScopedEnvironment {
-    const char* name;
-    ScopedEnvironment(const char* variable, const char* value) : name(variable) {
-        ::setenv(name, value, 1);
-    }
-    ~ScopedEnvironment() { ::unsetenv(name); }
-    ScopedEnvironment(const ScopedEnvironment&) = delete;
-    ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
-};
-
-}  // namespace
-
 TEST_CASE("sockmap: an overlap trim that fails passes the skb and ends the pair with RSTs",
           "[daemon]") {
     test::require_root();
-    const ScopedEnvironment fail_trims("SPLICER_TEST_FAIL_VERDICT_TRIM", "1");
+    const test::ScopedEnvironment fail_trims("SPLICER_TEST_FAIL_VERDICT_TRIM", "1");
     test::Listener backend_listener = test::listen_loopback();
     const std::uint16_t unused = test::free_port();
     const test::SnikketPorts ports{.listen = test::free_port(),
