@@ -56,7 +56,7 @@ public:
             return;
         }
         const std::uint8_t direction = tag.arg;
-        if (tag.op == Op::plane_source_error) {
+        if (tag.op == Op::plane_hangup) {
             on_source_error(connection, direction, result, context);
             return;
         }

@@ -176,7 +176,7 @@ public:
                 }
                 break;
             }
-            case Op::plane_source_error:
+            case Op::plane_hangup:
                 on_source_error(connection, tag.arg, result, context);
                 break;
             default: break;

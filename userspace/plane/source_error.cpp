@@ -13,12 +13,11 @@ void watch_source_error(Flow& connection, std::uint8_t direction, PlaneContext& 
         return;
     }
     flow.source_error_armed = true;
-    io_uring_sqe* sqe = context.sqe_for(connection, PlaneOp::plane_source_error, direction);
+    io_uring_sqe* sqe = context.sqe_for(connection, PlaneOp::plane_hangup, direction);
     io_uring_prep_poll_add(sqe, connection.source_fd(direction), POLLERR);
 }
 
-void watch_held_sources(Flow& connection, const std::array<bool, 2>& held,
-                        PlaneContext& context) {
+void watch_held_sources(Flow& connection, const std::array<bool, 2>& held, PlaneContext& context) {
     for (std::uint8_t direction = 0; direction < 2; ++direction) {
         if (held[direction]) {
             watch_source_error(connection, direction, context);
@@ -26,8 +25,7 @@ void watch_held_sources(Flow& connection, const std::array<bool, 2>& held,
     }
 }
 
-void on_source_error(Flow& connection, std::uint8_t direction, int result,
-                     PlaneContext& context) {
+void on_source_error(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
     Direction& flow = connection.directions[direction];
     flow.source_error_armed = false;
     if (result < 0 || (result & POLLERR) == 0) {
@@ -38,8 +36,7 @@ void on_source_error(Flow& connection, std::uint8_t direction, int result,
     // (that call then reports it).
     int error = 0;
     socklen_t length = sizeof(error);
-    if (::getsockopt(connection.source_fd(direction), SOL_SOCKET, SO_ERROR, &error, &length) !=
-            0 ||
+    if (::getsockopt(connection.source_fd(direction), SOL_SOCKET, SO_ERROR, &error, &length) != 0 ||
         error == 0) {
         flow.source_error_ended = true;
         return;

@@ -23,14 +23,12 @@ void watch_source_error(Flow& connection, std::uint8_t direction, PlaneContext& 
 
 // On the plane's watch: watch_source_error for each direction whose round holds bytes
 // (`held`, as given to on_watch). A direction holding none has its own call on its source.
-void watch_held_sources(Flow& connection, const std::array<bool, 2>& held,
-                        PlaneContext& context);
+void watch_held_sources(Flow& connection, const std::array<bool, 2>& held, PlaneContext& context);
 
-// The poll (PlaneOp::plane_source_error) completed with `result` (poll revents or -errno).
+// The poll (PlaneOp::plane_hangup) completed with `result` (poll revents or -errno).
 // A pending error on the source (SO_ERROR: ECONNRESET for a RST) ends the pair with a RST to
 // the other peer, named as the plane's own calls name it (plane/end_reason.h). A FIN ends
 // the watch: the poll would fire again at once, and the direction's own round meets the FIN.
-void on_source_error(Flow& connection, std::uint8_t direction, int result,
-                     PlaneContext& context);
+void on_source_error(Flow& connection, std::uint8_t direction, int result, PlaneContext& context);
 
 }  // namespace splicer::plane

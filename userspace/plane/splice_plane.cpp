@@ -86,7 +86,7 @@ public:
         }
         const std::uint8_t direction = tag.arg;
         switch (tag.op) {
-            case Op::plane_source_error:
+            case Op::plane_hangup:
                 on_source_error(connection, direction, result, context);
                 break;
             case Op::plane_readable: start_round(connection, direction, context); break;
