@@ -135,8 +135,8 @@ TEST_CASE("peer reset: the closed line names the peer that reset mid-transfer, o
                                   << " to the client");
         REQUIRE(to_backend >= kBeforeReset);
         REQUIRE(to_client >= kBeforeReset);
-        // The other peer goes on reading, as a live one would, until the daemon ends it (a
-        // splice plane whose write toward it blocks notices nothing else meanwhile).
+        // The other peer goes on reading, as a live one would, until the daemon ends it (one
+        // that reads nothing: the case above).
         const bool client_resets = resetting == "client";
         test::close_with_reset(client_resets ? std::move(client) : std::move(backend));
         const splicer::UniqueFd& survivor = client_resets ? backend : client;
