@@ -50,6 +50,26 @@ std::string stall_setting(int seconds = kStallTimeoutSeconds) {
     return "stall_timeout: " + std::to_string(seconds) + ";\n";
 }
 
+// Sends from `fd` without reading until nothing was taken for 300 ms (every buffer on the
+// way full, the sinks found full), at most 64 MiB or 5 s: the bytes sent.
+std::size_t send_until_blocked(int fd) {
+    const std::vector<char> chunk(256 * 1024, 'b');
+    std::size_t sent = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    auto last_taken = std::chrono::steady_clock::now();
+    while (sent < 64 * 1024 * 1024 && std::chrono::steady_clock::now() < deadline &&
+           std::chrono::steady_clock::now() - last_taken < 300ms) {
+        const ssize_t taken = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (taken > 0) {
+            sent += static_cast<std::size_t>(taken);
+            last_taken = std::chrono::steady_clock::now();
+        } else {
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+    return sent;
+}
+
 int socket_error(int fd) {
     int error = 0;
     socklen_t length = sizeof(error);
@@ -113,6 +133,16 @@ TEST_CASE("stall_timeout: an idle connection with nothing queued survives well p
     const std::string header = test::xmpp_stream_header();
     UniqueFd client = test::connect_and_send(listen, header, "");
     CHECK(test::read_exactly(client.get(), header.size()) == header);
+
+    // A burst the client reads only once the daemon stopped taking it, so that every plane's
+    // watch is armed before the pair goes idle: the watch must then find it idle and stop.
+    // Without the burst the sockmap plane never armed it (the kernel redirects a header and a
+    // ping without waking the daemon: only bytes passed by flow control, a sink found full,
+    // or an EOF arm it), so dropping DrainWatch's idle verdict went unnoticed there.
+    const std::size_t burst = send_until_blocked(client.get());
+    INFO("the client sent a burst of " << burst << " bytes before the daemon stopped taking");
+    REQUIRE(burst >= 1024 * 1024);
+    REQUIRE(test::read_exactly(client.get(), burst, 5000).size() == burst);
 
     // Three stall timeouts with nothing queued either way (an XMPP client idles for hours).
     std::this_thread::sleep_for(std::chrono::seconds(3 * kIdleStallSeconds));

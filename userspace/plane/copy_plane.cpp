@@ -8,6 +8,7 @@
 
 #include "plane/end_reason.h"
 #include "plane/sink_watch.h"
+#include "plane/source_error.h"
 #include "plane/urgent_data.h"
 
 namespace splicer::plane {
@@ -46,12 +47,19 @@ public:
         }
         if (tag.op == Op::plane_watch) {
             // A send in flight holds bytes for its sink.
-            on_watch(connection, context,
-                     {connection.directions[0].sent < connection.directions[0].filled,
-                      connection.directions[1].sent < connection.directions[1].filled});
+            const std::array<bool, 2> held{
+                connection.directions[0].sent < connection.directions[0].filled,
+                connection.directions[1].sent < connection.directions[1].filled};
+            if (on_watch(connection, context, held)) {
+                watch_held_sources(connection, held, context);
+            }
             return;
         }
         const std::uint8_t direction = tag.arg;
+        if (tag.op == Op::plane_hangup) {
+            on_source_error(connection, direction, result, context);
+            return;
+        }
         Direction& flow = connection.directions[direction];
         if (tag.op == Op::plane_recv) {
             if (result == 0) {

@@ -29,8 +29,10 @@ enum class PlaneOp : std::uint8_t {
     plane_timer,       // sockmap plane: recheck pending EOFs and copies
     plane_readable,    // splice plane: source of direction `arg` has bytes, EOF or an error
     plane_watch,       // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
+    plane_hangup,      // every plane: the source of direction `arg` reset or hung up while
+                       // its round waits for the sink (plane/source_error.h)
 };
-static_assert(uring::fits_in_tag(PlaneOp::plane_watch));
+static_assert(uring::fits_in_tag(PlaneOp::plane_hangup));
 using PlaneTag = uring::OwnedTag<PlaneOp>;
 
 class PlaneContext {

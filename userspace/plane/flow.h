@@ -62,6 +62,10 @@ struct Direction {
     DrainWatch drain;
     bool source_braked = false;  // the source's receive buffer was locked small (brake_source)
     bool braked_by_watch = false;  // ... by the watch, for a reader that stopped (sink_watch.h)
+    // every plane: a poll for the source's reset while the round waits for the
+    // sink (plane/source_error.h); ended, not armed again, once the source's FIN was seen
+    bool source_error_armed = false;
+    bool source_error_ended = false;
 };
 
 // The plane's per-connection state, kept in the connection record from accept to teardown

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include "plane/send_buffer.h"
 #include "plane/sink_watch.h"
 #include "plane/sockmap_steps.h"
+#include "plane/source_error.h"
 #include "splicer/flow_accounting.h"
 #include "splicer/log.h"
 #include "splicer/splice_program.h"
@@ -160,12 +162,22 @@ public:
             case Op::plane_poll: on_source_event(connection, tag.arg, result, context); break;
             case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
             case Op::plane_timer: recheck(connection, context); break;
-            case Op::plane_watch:
-                if (on_watch(connection, context,
-                             {holds_bytes(connection.directions[0]),
-                              holds_bytes(connection.directions[1])})) {
+            case Op::plane_watch: {
+                const std::array<bool, 2> held{holds_bytes(connection.directions[0]),
+                                               holds_bytes(connection.directions[1])};
+                if (on_watch(connection, context, held)) {
                     look_for_missed_wakeups(connection, context);
                 }
+                // A copy round waiting for its sink has no poll on its source (on_source_event
+                // leaves it unarmed while copying): a reset there went unseen until
+                // stall_timeout (plane/source_error.h).
+                if (!context.closing(connection)) {
+                    watch_held_sources(connection, held, context);
+                }
+                break;
+            }
+            case Op::plane_hangup:
+                on_source_error(connection, tag.arg, result, context);
                 break;
             default: break;
         }

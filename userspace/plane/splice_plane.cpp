@@ -12,6 +12,7 @@
 #include "plane/end_reason.h"
 #include "plane/pipe_pool.h"
 #include "plane/sink_watch.h"
+#include "plane/source_error.h"
 #include "plane/urgent_data.h"
 
 namespace splicer::plane {
@@ -76,12 +77,18 @@ public:
             return;  // on_teardown gives the pipes back
         }
         if (tag.op == Op::plane_watch) {
-            on_watch(connection, context, {holds_bytes(connection.directions[0]),
-                                           holds_bytes(connection.directions[1])});
+            const std::array<bool, 2> held{holds_bytes(connection.directions[0]),
+                                           holds_bytes(connection.directions[1])};
+            if (on_watch(connection, context, held)) {
+                watch_held_sources(connection, held, context);
+            }
             return;
         }
         const std::uint8_t direction = tag.arg;
         switch (tag.op) {
+            case Op::plane_hangup:
+                on_source_error(connection, direction, result, context);
+                break;
             case Op::plane_readable: start_round(connection, direction, context); break;
             case Op::plane_splice_in: on_spliced_in(connection, direction, result, context); break;
             case Op::plane_splice_out:
