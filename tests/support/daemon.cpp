@@ -10,7 +10,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <mutex>
+#include <random>
 #include <set>
 #include <stdexcept>
 
@@ -21,13 +24,38 @@ namespace splicer::test {
 
 // --- ports and pin dirs ---------------------------------------------------------------------
 
+namespace {
+
+// The first port the kernel hands out to connect() and bind(0) (ip_local_port_range).
+std::uint16_t first_ephemeral_port() {
+    std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    unsigned low = 0;
+    if (!(range >> low) || low > 65535) {
+        return 0;
+    }
+    return static_cast<std::uint16_t>(low);
+}
+
+}  // namespace
+
+// A port free on both 127.0.0.1 and ::1, taken below the ephemeral range when there is room:
+// a port from bind(0) is an ephemeral one, which any connect() on the machine (the daemon's own
+// start-up self-test, a test client) may take as its local port before the daemon binds it;
+// the daemon's bind then fails with EADDRINUSE. Below the range only an explicit bind takes it.
 std::uint16_t free_port() {
+    constexpr std::uint16_t kLowest = 10000;
     static std::mutex mutex;
     static std::set<std::uint16_t> handed_out;
+    static std::mt19937 random(static_cast<std::uint32_t>(::getpid()) ^
+                               static_cast<std::uint32_t>(std::random_device{}()));
     const std::lock_guard lock(mutex);
-    for (int attempt = 0; attempt < 200; ++attempt) {
+    const std::uint16_t ephemeral = first_ephemeral_port();
+    const bool below_range = ephemeral > kLowest + 1000;
+    std::uniform_int_distribution<unsigned> pick(kLowest, below_range ? ephemeral - 1u : kLowest);
+    for (int attempt = 0; attempt < 400; ++attempt) {
         // v4 holds the port while ::1 is tried.
-        const Listener v4 = bind_loopback(0, false);
+        const Listener v4 =
+            bind_loopback(below_range ? static_cast<std::uint16_t>(pick(random)) : 0, false);
         const std::uint16_t port = v4.port;
         if (port == 0 || handed_out.count(port) != 0) {
             continue;
