@@ -33,6 +33,16 @@ void pump(int from, int to, const std::vector<char>& chunk, std::size_t& receive
     }
 }
 
+// A daemon on `plane` whose plain-XMPP rule leads to `backends`, listening on `listen_port`.
+std::unique_ptr<test::DaemonProcess> start_xmpp_daemon(const std::string& plane,
+                                                       std::uint16_t listen_port,
+                                                       const test::Listener& backends) {
+    test::SnikketPorts ports = test::unserved_snikket_ports();
+    ports.listen = listen_port;
+    ports.xmpp = backends.port;
+    return test::start_daemon(plane, test::snikket_config(ports));
+}
+
 // A plain XMPP connection through the daemon to `backends`: {client, backend}.
 std::pair<splicer::UniqueFd, splicer::UniqueFd> connect_through(std::uint16_t listen_port,
                                                                 const test::Listener& backends) {
@@ -75,11 +85,10 @@ TEST_CASE("peer reset: a backend that resets while the client reads nothing is s
     const std::string plane = GENERATE("sockmap", "splice", "copy");
     CAPTURE(plane);
     const test::Listener backends = test::listen_loopback();
-    test::SnikketPorts ports = test::unserved_snikket_ports();
-    ports.xmpp = backends.port;
-    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const std::uint16_t listen_port = test::free_port();
+    auto daemon = start_xmpp_daemon(plane, listen_port, backends);
 
-    auto [client, backend] = connect_through(ports.listen, backends);
+    auto [client, backend] = connect_through(listen_port, backends);
     const std::uint16_t client_port = test::local_port(client.get());
     // The client reads nothing: the daemon's write toward it blocks once its buffers fill.
     const std::size_t sent = send_until_blocked(backend.get(), 500ms, 10s);
@@ -114,14 +123,13 @@ TEST_CASE("peer reset: the closed line names the peer that reset mid-transfer, o
     const std::string plane = GENERATE("sockmap", "splice", "copy");
     CAPTURE(plane);
     const test::Listener backends = test::listen_loopback();
-    test::SnikketPorts ports = test::unserved_snikket_ports();
-    ports.xmpp = backends.port;
-    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const std::uint16_t listen_port = test::free_port();
+    auto daemon = start_xmpp_daemon(plane, listen_port, backends);
     const std::vector<char> chunk(64 * 1024, 'x');
 
     for (const std::string resetting : {"client", "backend"}) {
         CAPTURE(resetting);
-        auto [client, backend] = connect_through(ports.listen, backends);
+        auto [client, backend] = connect_through(listen_port, backends);
         const std::uint16_t client_port = test::local_port(client.get());
         std::size_t to_backend = 0;
         std::size_t to_client = 0;
