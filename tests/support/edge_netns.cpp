@@ -1,20 +1,14 @@
 #include "support/edge_netns.h"
 
-#include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
-#include "splicer/unique_fd.h"
 #include "support/command.h"
+#include "support/netns_thread.h"
 
 namespace splicer::test {
 
@@ -89,37 +83,11 @@ void EdgeNetns::add_client_host(const std::string& name, const std::string& addr
 }
 
 bool EdgeNetns::listening(Side side, std::uint16_t port) const {
-    const CommandResult listed =
-        run_command(shell_prefix(side) + "ss -Htln 'sport = :" + std::to_string(port) + "'");
-    return listed.exit_code == 0 && listed.output.find("LISTEN") != std::string::npos;
+    return listening_in_netns(name(side), port);
 }
 
 void EdgeNetns::run_inside(Side side, const std::function<void()>& make) const {
-    const auto open_ns = [](const std::string& path) {
-        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) {
-            throw std::runtime_error("open " + path + ": " + std::strerror(errno));
-        }
-        return fd;
-    };
-    const UniqueFd home = open_ns("/proc/thread-self/ns/net");
-    const UniqueFd there = open_ns("/run/netns/" + name(side));
-    if (::setns(there.get(), CLONE_NEWNET) != 0) {
-        throw std::runtime_error("setns " + name(side) + ": " + std::strerror(errno));
-    }
-    // Back home whatever `make` does: the thread runs the rest of the test, whose sockets
-    // must not land in this namespace (a broken invariant if that fails: abort).
-    struct GoHome {
-        int fd;
-        ~GoHome() {
-            if (::setns(fd, CLONE_NEWNET) != 0) {
-                std::fprintf(stderr, "EdgeNetns::run_inside: setns back: %s\n",
-                             std::strerror(errno));
-                std::abort();
-            }
-        }
-    } const go_home{home.get()};
-    make();
+    run_in_netns(name(side), make);
 }
 
 }  // namespace splicer::test

@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "support/listening_child.h"
 #include "support/process.h"
 
 namespace splicer::test {
@@ -16,8 +18,11 @@ class HaproxyProcess {
 public:
     // Starts HAProxy with `config_text` and returns once every one of `ports` accepts on
     // 127.0.0.1; throws std::runtime_error with its log when they do not within 10 s (or it
-    // exits first).
-    HaproxyProcess(const std::string& config_text, const std::vector<std::uint16_t>& ports);
+    // exits first). In another network namespace: `command_prefix` before its argv (nsenter)
+    // and `listening` checking the ports there (listening_in_netns).
+    HaproxyProcess(const std::string& config_text, const std::vector<std::uint16_t>& ports,
+                   std::vector<std::string> command_prefix = {},
+                   std::function<bool(std::uint16_t)> listening = accepts_on_loopback);
     ~HaproxyProcess();
     HaproxyProcess(const HaproxyProcess&) = delete;
     HaproxyProcess& operator=(const HaproxyProcess&) = delete;
