@@ -75,8 +75,8 @@ std::string haproxy_config() {
     text << "global\n  maxconn 200\n"
          << "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 10s\n"
          << "  timeout server 10s\n  retries 2\n  option redispatch 1\n"
-         << "listen splicers\n  bind " << BalancerNetns::kBalancerFrontAddress << ":"
-         << kFrontPort << "\n  balance roundrobin\n"
+         << "listen splicers\n  bind " << BalancerNetns::kBalancerFrontAddress << ":" << kFrontPort
+         << "\n  balance roundrobin\n"
          << "  default-server send-proxy-v2 check inter 200ms fall 2 rise 1\n";
     for (std::size_t host = 0; host < kHosts; ++host) {
         text << "  server host" << host << " " << BalancerNetns::host_address(host) << ":"
@@ -161,8 +161,7 @@ std::size_t check_one_connection(const BalancerNetns& netns, std::array<Host, kH
     // The backend that recorded it, on whichever host the balancer chose.
     const std::string expected = expected_v2(client_port, sni);
     std::optional<Recorded> found;
-    for (const auto deadline = test::Clock::now() + 5s;
-         !found && test::Clock::now() < deadline;) {
+    for (const auto deadline = test::Clock::now() + 5s; !found && test::Clock::now() < deadline;) {
         found = find_record(hosts, expected);
         if (!found) {
             std::this_thread::sleep_for(10ms);
@@ -284,8 +283,8 @@ TEST_CASE(
     WARN("HAProxy marked the stopped host down after " << took.count() << " ms");
     const std::size_t served_before = hosts[1].served;
     for (int i = 0; i < 6; ++i) {
-        CHECK(check_one_connection(*netns, hosts, i % 2 == 0 ? "a.example" : "b.example",
-                                   seed++) == 1);
+        CHECK(check_one_connection(*netns, hosts, i % 2 == 0 ? "a.example" : "b.example", seed++) ==
+              1);
     }
     CHECK(hosts[1].served == served_before + 6);
     CHECK(hosts[1].daemon->logs("backend_failed").empty());

@@ -30,11 +30,11 @@ std::unique_ptr<BalancerNetns> BalancerNetns::create(std::size_t hosts, std::str
         const std::string h = netns->host_name(host);
         const std::string towards = "h" + std::to_string(host);
         script << " ip netns add " << h << ";"
-               << " ip link add e0 netns " << h << " type veth peer name " << towards
-               << " netns " << l << ";"
+               << " ip link add e0 netns " << h << " type veth peer name " << towards << " netns "
+               << l << ";"
                << " ip -n " << h << " addr add " << host_address(host) << "/24 dev e0;"
-               << " ip -n " << l << " addr add " << balancer_address_towards(host)
-               << "/24 dev " << towards << ";"
+               << " ip -n " << l << " addr add " << balancer_address_towards(host) << "/24 dev "
+               << towards << ";"
                << " ip -n " << h << " link set e0 up; ip -n " << l << " link set " << towards
                << " up;";
     }

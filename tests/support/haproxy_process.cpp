@@ -23,11 +23,10 @@ HaproxyProcess::HaproxyProcess(const std::string& config_text,
     spawn.stdout_fd = log_fd.get();
     spawn.stderr_fd = log_fd.get();
     process_ = ChildProcess(spawn);
-    wait_until_listening(process_,
-                         {.name = "haproxy",
-                          .ports = ports,
-                          .listening = std::move(listening),
-                          .log = [this] { return log(); }});
+    wait_until_listening(process_, {.name = "haproxy",
+                                    .ports = ports,
+                                    .listening = std::move(listening),
+                                    .log = [this] { return log(); }});
 }
 
 HaproxyProcess::~HaproxyProcess() {

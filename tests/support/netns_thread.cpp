@@ -43,8 +43,8 @@ void run_in_netns(const std::string& name, const std::function<void()>& make) {
 }
 
 bool listening_in_netns(const std::string& name, std::uint16_t port) {
-    const CommandResult listed = run_command("ip netns exec " + name + " ss -Htln 'sport = :" +
-                                             std::to_string(port) + "'");
+    const CommandResult listed =
+        run_command("ip netns exec " + name + " ss -Htln 'sport = :" + std::to_string(port) + "'");
     return listed.exit_code == 0 && listed.output.find("LISTEN") != std::string::npos;
 }
 
