@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "daemon/http_exchange.h"
+#include "daemon/plane_handler.h"
 #include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/sink_watch.h"
@@ -169,11 +170,14 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         case Owner::connection:
             on_connection_completion(*connection, static_cast<ConnectionOp>(tag.op), cqe.res);
             break;
-        case Owner::plane:
-            plane_.on_completion(*connection, tag.owned<plane::PlaneOp>(), cqe.res, cqe.flags,
-                                 *this);
+        case Owner::handler:
+            // A completion of a handler already replaced (the HTTP exchange's, after a 101)
+            // has nothing left to do.
+            if (connection->handler && tag.of_handler_epoch(connection->handler_epoch)) {
+                connection->handler->on_completion(tag.handler_op(), tag.arg, cqe.res,
+                                                   cqe.flags);
+            }
             break;
-        case Owner::http: on_http_completion(*connection, tag.owned<HttpOp>(), cqe.res); break;
         case Owner::loop: break;
     }
     finish_if_idle(*connection);
@@ -263,25 +267,26 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     }
 }
 
-void EventLoop::start_http(Connection& connection) {
-    connection.state = State::proxying;
-    connection.http.reset(new HttpExchange(connection, *this));
-    connection.http->start();
+void EventLoop::install_handler(Connection& connection,
+                                std::unique_ptr<ConnectionHandler> handler) {
+    ++connection.handler_epoch;
+    connection.handler = std::move(handler);
+    connection.handler->start();
 }
 
-void EventLoop::on_http_completion(Connection& connection, const HttpTag& tag, int result) {
-    // Closing (or already spliced after a 101): what is still completing has no say.
-    if (connection.state != State::proxying || !connection.http) {
-        return;
-    }
-    connection.http->on_completion(tag, result);
+void EventLoop::start_http(Connection& connection) {
+    connection.state = State::proxying;
+    install_handler(connection, std::make_unique<HttpExchange>(connection, *this));
+}
+
+void EventLoop::start_plane(Connection& connection) {
+    connection.state = State::spliced;
+    install_handler(connection, std::make_unique<PlaneHandler>(connection, plane_, *this));
 }
 
 void EventLoop::upgrade_to_plane(Connection& connection) {
     log_routed(connection);
-    connection.http.reset();
-    connection.state = State::spliced;
-    plane_.start(connection, *this);
+    start_plane(connection);  // destroys the exchange, which called this
 }
 
 void EventLoop::on_accept_failed(std::size_t listener, int error) {
@@ -450,7 +455,9 @@ void EventLoop::remove_pending(Connection& connection, ConnectionOp op) {
 }
 
 void EventLoop::remove_pending(Connection& connection, plane::PlaneOp op) {
-    remove_tagged(connection, Tag::of(Owner::plane, op, 0, connection.generation, connection.slot),
+    remove_tagged(connection,
+                  Tag::of_handler(op, 0, connection.handler_epoch, connection.generation,
+                                  connection.slot),
                   op == plane::PlaneOp::plane_poll);
 }
 
@@ -467,7 +474,9 @@ void EventLoop::finish_if_idle(Connection& connection) {
     if (connection.state != State::closing || connection.outstanding > 0) {
         return;
     }
-    plane_.on_teardown(connection);
+    if (connection.handler) {
+        connection.handler->teardown();
+    }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - connection.accepted_at);
     log::info("closed",

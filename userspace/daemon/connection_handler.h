@@ -1,0 +1,32 @@
+#pragma once
+// What serves a connection once the loop is done deciding where it goes: its data plane
+// (daemon/plane_handler.h) or, on port 80, its HTTP exchange (daemon/http_exchange.h). The
+// connection record holds exactly one, as opaque state; the loop only starts it, hands it the
+// completions of the operations it submitted (uring::Owner::handler, its own operation codes
+// inside) and tears it down. A new kind of connection (TLS termination) is a new handler, not
+// a new io_uring owner nor new fields in the record.
+
+#include <cstdint>
+
+namespace splicer::daemon {
+
+class ConnectionHandler {
+public:
+    ConnectionHandler() = default;
+    ConnectionHandler(const ConnectionHandler&) = delete;
+    ConnectionHandler& operator=(const ConnectionHandler&) = delete;
+    virtual ~ConnectionHandler() = default;
+
+    // Installed on its connection: submit the first operations.
+    virtual void start() = 0;
+    // A completion of an operation this handler submitted: its own operation code (its enum's
+    // value) and the argument it tagged it with. Also while the connection is closing: each
+    // handler decides what a late completion may still do.
+    virtual void on_completion(std::uint8_t op, std::uint8_t arg, int result,
+                               std::uint32_t flags) = 0;
+    // The connection is closing and no operation is in flight any more; called once, before
+    // its sockets are closed.
+    virtual void teardown() {}
+};
+
+}  // namespace splicer::daemon
