@@ -10,6 +10,20 @@
 
 namespace splicer::daemon {
 
+struct Connection;
+
+// What a handler asks of the loop beyond its own operations (each kind adds its own context:
+// plane::PlaneContext, HttpContext).
+class HandlerContext {
+public:
+    // Removes the pending timeout this connection's handler submitted as operation `op`
+    // (with arg 0); the removal itself is the connection's own operation.
+    virtual void remove_handler_timeout(Connection& connection, std::uint8_t op) = 0;
+
+protected:
+    ~HandlerContext() = default;
+};
+
 class ConnectionHandler {
 public:
     ConnectionHandler() = default;
@@ -24,6 +38,10 @@ public:
     // handler decides what a late completion may still do.
     virtual void on_completion(std::uint8_t op, std::uint8_t arg, int result,
                                std::uint32_t flags) = 0;
+    // The connection is closing (closed or aborted, by the handler or by the daemon): its
+    // sockets are shut down, which ends every pending recv, send and poll, but not a timeout:
+    // remove those here, so the slot is freed without waiting for them.
+    virtual void on_closing(HandlerContext& /*context*/) {}
     // The connection is closing and no operation is in flight any more; called once, before
     // its sockets are closed.
     virtual void teardown() {}

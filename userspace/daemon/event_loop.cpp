@@ -415,11 +415,8 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.probe_timeout_armed) {
         remove_pending(connection, ConnectionOp::probe_timeout);
     }
-    if (connection.plane_timer_armed) {
-        remove_pending(connection, plane::PlaneOp::plane_timer);
-    }
-    if (connection.watch_armed) {
-        remove_pending(connection, plane::PlaneOp::plane_watch);
+    if (connection.handler) {
+        connection.handler->on_closing(*this);
     }
 }
 
@@ -454,11 +451,11 @@ void EventLoop::remove_pending(Connection& connection, ConnectionOp op) {
                   op == ConnectionOp::probe_poll);
 }
 
-void EventLoop::remove_pending(Connection& connection, plane::PlaneOp op) {
+void EventLoop::remove_handler_timeout(Connection& connection, std::uint8_t op) {
     remove_tagged(connection,
                   Tag::of_handler(op, 0, connection.handler_epoch, connection.generation,
                                   connection.slot),
-                  op == plane::PlaneOp::plane_poll);
+                  false);
 }
 
 void EventLoop::remove_tagged(Connection& connection, const Tag& target, bool poll) {

@@ -57,7 +57,9 @@ enum class LoopOp : std::uint8_t {
 };
 static_assert(uring::fits_in_tag(LoopOp::cancel));
 
-class EventLoop final : public plane::PlaneContext, public HttpContext {
+class EventLoop final : public plane::PlaneContext,
+                        public HttpContext,
+                        public HandlerContext {
 public:
     EventLoop(const config::Config& config, route::Router router,
               std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
@@ -128,6 +130,9 @@ public:
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection) override;
+
+    // HandlerContext
+    void remove_handler_timeout(Connection& connection, std::uint8_t op) override;
 
 private:
     // The connection record `flow` is part of.
@@ -203,7 +208,6 @@ private:
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, ConnectionOp op);
-    void remove_pending(Connection& connection, plane::PlaneOp op);
     void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);
     void finish_if_idle(Connection& connection);
     void log_routed(const Connection& connection) const;

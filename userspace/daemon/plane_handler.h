@@ -21,9 +21,20 @@ public:
         plane_.on_completion(connection_, plane::PlaneTag{static_cast<plane::PlaneOp>(op), arg},
                              result, flags, context_);
     }
+    void on_closing(HandlerContext& context) override {
+        // the sockmap plane's recheck timer and every plane's sink watch (plane/sink_watch.h)
+        if (connection_.plane_timer_armed) {
+            context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_timer));
+        }
+        if (connection_.watch_armed) {
+            context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_watch));
+        }
+    }
     void teardown() override { plane_.on_teardown(connection_); }
 
 private:
+    static std::uint8_t code(plane::PlaneOp op) { return static_cast<std::uint8_t>(op); }
+
     Connection& connection_;
     plane::DataPlane& plane_;
     plane::PlaneContext& context_;
