@@ -6,6 +6,7 @@
 // inside) and tears it down. A new kind of connection (TLS termination) is a new handler, not
 // a new io_uring owner nor new fields in the record.
 
+#include <cstddef>
 #include <cstdint>
 
 namespace splicer::daemon {
@@ -42,6 +43,10 @@ public:
     // sockets are shut down, which ends every pending recv, send and poll, but not a timeout:
     // remove those here, so the slot is freed without waiting for them.
     virtual void on_closing(HandlerContext& /*context*/) {}
+    // Payload bytes delivered in `direction` (plane::kClientToBackend or kBackendToClient),
+    // for the close log; after teardown, which may still count some (the sockmap plane).
+    // An HTTP exchange counts its own on its access lines: 0 here.
+    [[nodiscard]] virtual std::uint64_t bytes(std::size_t /*direction*/) const { return 0; }
     // The connection is closing and no operation is in flight any more; called once, before
     // its sockets are closed.
     virtual void teardown() {}

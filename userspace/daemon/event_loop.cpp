@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -471,15 +472,18 @@ void EventLoop::finish_if_idle(Connection& connection) {
     if (connection.state != State::closing || connection.outstanding > 0) {
         return;
     }
+    std::array<std::uint64_t, 2> bytes{};
     if (connection.handler) {
         connection.handler->teardown();
+        bytes = {connection.handler->bytes(kClientToBackend),
+                 connection.handler->bytes(kBackendToClient)};
     }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - connection.accepted_at);
     log::info("closed",
               {{"conn", std::to_string(connection.id)},
-               {"bytes_in", std::to_string(connection.directions[kClientToBackend].bytes)},
-               {"bytes_out", std::to_string(connection.directions[kBackendToClient].bytes)},
+               {"bytes_in", std::to_string(bytes[kClientToBackend])},
+               {"bytes_out", std::to_string(bytes[kBackendToClient])},
                {"duration_ms", std::to_string(duration.count())},
                {"end", connection.end}});
     ++counters_.closed;

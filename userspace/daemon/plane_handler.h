@@ -31,6 +31,9 @@ public:
         }
     }
     void teardown() override { plane_.on_teardown(connection_); }
+    [[nodiscard]] std::uint64_t bytes(std::size_t direction) const override {
+        return connection_.directions.at(direction).bytes;
+    }
 
 private:
     static std::uint8_t code(plane::PlaneOp op) { return static_cast<std::uint8_t>(op); }
