@@ -21,11 +21,12 @@ using splicer::uring::Tag;
 namespace {
 
 template <typename Operation>
-std::uint8_t code(Operation op) {
+constexpr std::uint8_t code(Operation op) {
     return static_cast<std::uint8_t>(op);
 }
 
-// Every operation of every owner, as (owner, code): the loop's dispatch table.
+// Every operation of every owner, as (owner, code): the loop's dispatch table. A handler's
+// codes are its own (a plane's and an HTTP exchange's overlap), under either epoch parity.
 std::vector<std::pair<Owner, std::uint8_t>> every_operation() {
     std::vector<std::pair<Owner, std::uint8_t>> all;
     for (unsigned op = 0; op <= code(LoopOp::cancel); ++op) {
@@ -34,11 +35,11 @@ std::vector<std::pair<Owner, std::uint8_t>> every_operation() {
     for (unsigned op = 0; op <= code(ConnectionOp::cancel); ++op) {
         all.emplace_back(Owner::connection, static_cast<std::uint8_t>(op));
     }
-    for (unsigned op = 0; op <= code(PlaneOp::plane_hangup); ++op) {
-        all.emplace_back(Owner::plane, static_cast<std::uint8_t>(op));
-    }
-    for (unsigned op = 0; op <= code(HttpOp::http_timeout); ++op) {
-        all.emplace_back(Owner::http, static_cast<std::uint8_t>(op));
+    for (std::uint8_t epoch = 0; epoch < 2; ++epoch) {
+        for (unsigned op = 0; op <= code(PlaneOp::plane_hangup); ++op) {
+            all.emplace_back(Owner::handler,
+                             Tag::of_handler(static_cast<PlaneOp>(op), 0, epoch, 0, 0).op);
+        }
     }
     return all;
 }
@@ -52,10 +53,10 @@ TEST_CASE("a tag survives the trip through user_data, for every owner", "[loop]"
             {Owner::loop, code(LoopOp::cancel), 255, 0, 0xffffffffU},
             {Owner::connection, code(ConnectionOp::probe_poll), 0, 1, 0},
             {Owner::connection, code(ConnectionOp::cancel), 255, 12345, 0x7fffffffU},
-            {Owner::plane, code(PlaneOp::plane_send), 1, 0xffff, 16383},
-            {Owner::plane, code(PlaneOp::plane_watch), 0, 2, 0xfffffffeU},
-            {Owner::http, code(HttpOp::http_recv), 1, 0xffff, 0},
-            {Owner::http, code(HttpOp::http_timeout), 0, 7, 1},
+            {Owner::handler, code(PlaneOp::plane_send), 1, 0xffff, 16383},
+            {Owner::handler, code(PlaneOp::plane_watch), 0, 2, 0xfffffffeU},
+            {Owner::handler, code(HttpOp::http_recv), 1, 0xffff, 0},
+            {Owner::handler, code(HttpOp::http_timeout), 0, 7, 1},
             // the widest codes the layout holds: owner 7, operation 31
             {static_cast<Owner>(7), 31, 255, 0xffff, 0xffffffffU},
         }));
@@ -78,14 +79,49 @@ TEST_CASE("every owner's operations fit the tag and none is mistaken for another
         CHECK(back.op == op);
         CHECK(seen.insert(Tag{owner, op, 1, 2, 3}.encode()).second);
     }
-    CHECK(seen.size() == 5 + 5 + 9 + 4);
+    CHECK(seen.size() == 5 + 5 + 2 * 9);
 }
 
 TEST_CASE("an owner reads its own operation back as its own enum", "[loop]") {
-    const Tag tag = Tag::of(Owner::plane, PlaneOp::plane_poll, 1, 9, 42);
-    const auto owned = Tag::decode(tag.encode()).owned<PlaneOp>();
-    CHECK(owned.op == PlaneOp::plane_poll);
+    const Tag tag = Tag::of(Owner::connection, ConnectionOp::probe_timeout, 1, 9, 42);
+    const auto owned = Tag::decode(tag.encode()).owned<ConnectionOp>();
+    CHECK(owned.op == ConnectionOp::probe_timeout);
     CHECK(owned.arg == 1);
+}
+
+TEST_CASE("a handler gets its own operation codes back, whatever its epoch", "[loop]") {
+    for (unsigned epoch = 0; epoch < 256; ++epoch) {
+        CAPTURE(epoch);
+        for (unsigned op = 0; op <= code(PlaneOp::plane_hangup); ++op) {
+            const Tag tag = Tag::of_handler(static_cast<PlaneOp>(op), 1,
+                                            static_cast<std::uint8_t>(epoch), 9, 42);
+            const Tag back = Tag::decode(tag.encode());
+            CHECK(back.owner == Owner::handler);
+            CHECK(back.handler_op() == op);
+            CHECK(back.arg == 1);
+            CHECK(back.of_handler_epoch(static_cast<std::uint8_t>(epoch)));
+        }
+    }
+}
+
+TEST_CASE("a completion of a replaced handler is not taken for one of its successor's", "[loop]") {
+    // Port 80 after a 101: the HTTP exchange (epoch 1) is replaced by the plane (epoch 2)
+    // while the exchange's linked timeout is still to complete. Its code is the plane's
+    // plane_splice_out (both 3): only the epoch tells them apart.
+    static_assert(code(HttpOp::http_timeout) == code(PlaneOp::plane_splice_out));
+    const Tag late = Tag::decode(Tag::of_handler(HttpOp::http_timeout, 1, 1, 9, 42).encode());
+    CHECK_FALSE(late.of_handler_epoch(2));
+    const Tag current =
+        Tag::decode(Tag::of_handler(PlaneOp::plane_splice_out, 1, 2, 9, 42).encode());
+    CHECK(current.of_handler_epoch(2));
+    CHECK(current.handler_op() == late.handler_op());
+}
+
+TEST_CASE("a plane reads its own operation back as its own enum", "[loop]") {
+    const Tag tag = Tag::of_handler(PlaneOp::plane_poll, 1, 3, 9, 42);
+    const Tag back = Tag::decode(tag.encode());
+    CHECK(static_cast<PlaneOp>(back.handler_op()) == PlaneOp::plane_poll);
+    CHECK(back.arg == 1);
 }
 
 TEST_CASE("a reused slot has a new generation, so late completions are recognised", "[loop]") {

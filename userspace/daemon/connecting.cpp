@@ -72,8 +72,7 @@ void EventLoop::on_connect(Connection& connection, int result) {
     if (connection.proxy_protocol != 0 && !write_proxy_header(connection)) {
         return;
     }
-    connection.state = State::spliced;
-    plane_.start(connection, *this);
+    start_plane(connection);
 }
 
 bool EventLoop::write_proxy_header(Connection& connection) {

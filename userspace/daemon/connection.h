@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/connection_handler.h"
 #include "net/address.h"
 #include "plane/flow.h"
 #include "splicer/unique_fd.h"
@@ -24,8 +25,8 @@ namespace splicer::daemon {
 
 enum class State { probing, connecting, spliced, proxying, closing };
 
-// The io_uring operations of a connection's own phases (uring::Owner::connection); the
-// plane's and the HTTP exchange's are theirs (plane/data_plane.h, daemon/http_exchange.h).
+// The io_uring operations of a connection's own phases (uring::Owner::connection); its
+// handler's are the handler's (plane/data_plane.h, daemon/http_exchange.h).
 enum class ConnectionOp : std::uint8_t {
     probe_poll,       // client readable with more bytes than already peeked
     probe_timeout,    // the probe deadline
@@ -34,12 +35,6 @@ enum class ConnectionOp : std::uint8_t {
     cancel,           // an async cancel or timeout removal; nothing to act on
 };
 static_assert(uring::fits_in_tag(ConnectionOp::cancel));
-
-// Port 80: the HTTP exchange of a proxying connection (daemon/http_exchange.h).
-class HttpExchange;
-struct HttpExchangeDeleter {
-    void operator()(HttpExchange* exchange) const;
-};
 
 // The directions of a pair, as the planes number them (plane/flow.h).
 using plane::kBackendToClient;
@@ -91,8 +86,12 @@ struct Connection : plane::Flow {
     // client_address. Taken when routed, like proxy_protocol.
     bool transparent = false;
 
-    // port 80 only: the request/response state while proxying
-    std::unique_ptr<HttpExchange, HttpExchangeDeleter> http;
+    // What serves it once routed: its data plane or its HTTP exchange (connection_handler.h).
+    // Empty while probing and connecting. handler_epoch counts the handlers installed; its
+    // parity rides in their tags (uring::Tag::of_handler), so a completion for the handler
+    // replaced (port 80 after a 101) never reaches the next one.
+    std::unique_ptr<ConnectionHandler> handler;
+    std::uint8_t handler_epoch = 0;
 
     int outstanding = 0;  // io_uring operations in flight that name this connection
     std::string end;      // why it ended ("done", "client_reset", ...), for the close log

@@ -4,12 +4,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 
 #include "daemon/http_exchange.h"
+#include "daemon/plane_handler.h"
 #include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/sink_watch.h"
@@ -169,11 +171,14 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         case Owner::connection:
             on_connection_completion(*connection, static_cast<ConnectionOp>(tag.op), cqe.res);
             break;
-        case Owner::plane:
-            plane_.on_completion(*connection, tag.owned<plane::PlaneOp>(), cqe.res, cqe.flags,
-                                 *this);
+        case Owner::handler:
+            // A completion of a handler already replaced (the HTTP exchange's, after a 101)
+            // has nothing left to do.
+            if (connection->handler && tag.of_handler_epoch(connection->handler_epoch)) {
+                connection->handler->on_completion(tag.handler_op(), tag.arg, cqe.res,
+                                                   cqe.flags);
+            }
             break;
-        case Owner::http: on_http_completion(*connection, tag.owned<HttpOp>(), cqe.res); break;
         case Owner::loop: break;
     }
     finish_if_idle(*connection);
@@ -263,25 +268,26 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     }
 }
 
-void EventLoop::start_http(Connection& connection) {
-    connection.state = State::proxying;
-    connection.http.reset(new HttpExchange(connection, *this));
-    connection.http->start();
+void EventLoop::install_handler(Connection& connection,
+                                std::unique_ptr<ConnectionHandler> handler) {
+    ++connection.handler_epoch;
+    connection.handler = std::move(handler);
+    connection.handler->start();
 }
 
-void EventLoop::on_http_completion(Connection& connection, const HttpTag& tag, int result) {
-    // Closing (or already spliced after a 101): what is still completing has no say.
-    if (connection.state != State::proxying || !connection.http) {
-        return;
-    }
-    connection.http->on_completion(tag, result);
+void EventLoop::start_http(Connection& connection) {
+    connection.state = State::proxying;
+    install_handler(connection, std::make_unique<HttpExchange>(connection, *this));
+}
+
+void EventLoop::start_plane(Connection& connection) {
+    connection.state = State::spliced;
+    install_handler(connection, std::make_unique<PlaneHandler>(connection, plane_, *this));
 }
 
 void EventLoop::upgrade_to_plane(Connection& connection) {
     log_routed(connection);
-    connection.http.reset();
-    connection.state = State::spliced;
-    plane_.start(connection, *this);
+    start_plane(connection);  // destroys the exchange, which called this
 }
 
 void EventLoop::on_accept_failed(std::size_t listener, int error) {
@@ -410,11 +416,8 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     if (connection.probe_timeout_armed) {
         remove_pending(connection, ConnectionOp::probe_timeout);
     }
-    if (connection.plane_timer_armed) {
-        remove_pending(connection, plane::PlaneOp::plane_timer);
-    }
-    if (connection.watch_armed) {
-        remove_pending(connection, plane::PlaneOp::plane_watch);
+    if (connection.handler) {
+        connection.handler->on_closing(*this);
     }
 }
 
@@ -449,9 +452,11 @@ void EventLoop::remove_pending(Connection& connection, ConnectionOp op) {
                   op == ConnectionOp::probe_poll);
 }
 
-void EventLoop::remove_pending(Connection& connection, plane::PlaneOp op) {
-    remove_tagged(connection, Tag::of(Owner::plane, op, 0, connection.generation, connection.slot),
-                  op == plane::PlaneOp::plane_poll);
+void EventLoop::remove_handler_timeout(Connection& connection, std::uint8_t op) {
+    remove_tagged(connection,
+                  Tag::of_handler(op, 0, connection.handler_epoch, connection.generation,
+                                  connection.slot),
+                  false);
 }
 
 void EventLoop::remove_tagged(Connection& connection, const Tag& target, bool poll) {
@@ -467,13 +472,18 @@ void EventLoop::finish_if_idle(Connection& connection) {
     if (connection.state != State::closing || connection.outstanding > 0) {
         return;
     }
-    plane_.on_teardown(connection);
+    std::array<std::uint64_t, 2> bytes{};
+    if (connection.handler) {
+        connection.handler->teardown();
+        bytes = {connection.handler->bytes(kClientToBackend),
+                 connection.handler->bytes(kBackendToClient)};
+    }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - connection.accepted_at);
     log::info("closed",
               {{"conn", std::to_string(connection.id)},
-               {"bytes_in", std::to_string(connection.directions[kClientToBackend].bytes)},
-               {"bytes_out", std::to_string(connection.directions[kBackendToClient].bytes)},
+               {"bytes_in", std::to_string(bytes[kClientToBackend])},
+               {"bytes_out", std::to_string(bytes[kBackendToClient])},
                {"duration_ms", std::to_string(duration.count())},
                {"end", connection.end}});
     ++counters_.closed;

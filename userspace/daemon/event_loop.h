@@ -57,7 +57,9 @@ enum class LoopOp : std::uint8_t {
 };
 static_assert(uring::fits_in_tag(LoopOp::cancel));
 
-class EventLoop final : public plane::PlaneContext, public HttpContext {
+class EventLoop final : public plane::PlaneContext,
+                        public HttpContext,
+                        public HandlerContext {
 public:
     EventLoop(const config::Config& config, route::Router router,
               std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
@@ -101,7 +103,7 @@ public:
 
     // plane::PlaneContext: the Flow a plane names is always a connection of this loop's slab
     io_uring_sqe* sqe_for(plane::Flow& flow, plane::PlaneOp op, std::uint8_t arg) override {
-        return sqe_tagged(connection_of(flow), uring::Owner::plane, op, arg);
+        return sqe_for_handler(connection_of(flow), op, arg);
     }
     void close_connection(plane::Flow& flow, std::string_view reason) override {
         close_connection(connection_of(flow), reason);
@@ -117,7 +119,7 @@ public:
 
     // HttpContext
     io_uring_sqe* sqe_for(Connection& connection, HttpOp op, std::uint8_t arg) override {
-        return sqe_tagged(connection, uring::Owner::http, op, arg);
+        return sqe_for_handler(connection, op, arg);
     }
     void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
@@ -128,6 +130,9 @@ public:
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection) override;
+
+    // HandlerContext
+    void remove_handler_timeout(Connection& connection, std::uint8_t op) override;
 
 private:
     // The connection record `flow` is part of.
@@ -140,7 +145,18 @@ private:
         return sqe_with(connection,
                         uring::Tag::of(owner, op, arg, connection.generation, connection.slot));
     }
+    // An SQE whose completion comes back to the connection's current handler, tagged (op, arg).
+    template <typename Operation>
+    io_uring_sqe* sqe_for_handler(Connection& connection, Operation op, std::uint8_t arg) {
+        return sqe_with(connection, uring::Tag::of_handler(op, arg, connection.handler_epoch,
+                                                           connection.generation, connection.slot));
+    }
     io_uring_sqe* sqe_with(Connection& connection, const uring::Tag& tag);
+    // Makes `handler` the one serving `connection` (the one before, if any, is destroyed) and
+    // starts it.
+    void install_handler(Connection& connection, std::unique_ptr<ConnectionHandler> handler);
+    // Hands a routed and connected pair to the data plane.
+    void start_plane(Connection& connection);
     // The connection's own phases (probing.cpp, connecting.cpp).
     io_uring_sqe* sqe_for(Connection& connection, ConnectionOp op, std::uint8_t arg) {
         return sqe_tagged(connection, uring::Owner::connection, op, arg);
@@ -189,11 +205,9 @@ private:
 
     // port 80: the connection's HTTP exchange (daemon/http_exchange.h) runs it
     void start_http(Connection& connection);
-    void on_http_completion(Connection& connection, const HttpTag& tag, int result);
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, ConnectionOp op);
-    void remove_pending(Connection& connection, plane::PlaneOp op);
     void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);
     void finish_if_idle(Connection& connection);
     void log_routed(const Connection& connection) const;

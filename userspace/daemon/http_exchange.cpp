@@ -15,8 +15,6 @@ using http::Outcome;
 using http::Phase;
 using Op = HttpOp;
 
-void HttpExchangeDeleter::operator()(HttpExchange* exchange) const { delete exchange; }
-
 namespace {
 
 __kernel_timespec to_timespec(std::chrono::steady_clock::duration timeout) {
@@ -66,7 +64,13 @@ void HttpExchange::send_to(Side side, std::span<const char> bytes,
                                &timeout_, 0);
 }
 
-void HttpExchange::on_completion(const HttpTag& tag, int result) {
+void HttpExchange::on_completion(std::uint8_t op, std::uint8_t arg, int result,
+                                 std::uint32_t /*flags*/) {
+    // Closing: what is still completing has no say.
+    if (connection_.state != State::proxying) {
+        return;
+    }
+    const HttpTag tag{static_cast<Op>(op), arg};
     switch (tag.op) {
         case Op::http_recv: on_recv(tag.arg == 0 ? Side::client : Side::backend, result); break;
         case Op::http_send: on_sent(result); break;

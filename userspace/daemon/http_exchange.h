@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "daemon/connection.h"
+#include "daemon/connection_handler.h"
 #include "http/exchange_table.h"
 #include "http/message_parser.h"
 #include "metrics/rule_series.h"
@@ -78,14 +79,14 @@ struct HttpBuffer {
     }
 };
 
-// The HTTP exchange's io_uring operations (uring::Owner::http).
+// The HTTP exchange's io_uring operations (uring::Owner::handler).
 enum class HttpOp : std::uint8_t {
     http_recv,     // recv from side `arg` (0 client, 1 backend) into its buffer
     http_send,     // send to side `arg`
     http_connect,  // connect to the route's backend (linked to http_timeout)
     http_timeout,  // the timeout linked to an http op; the op itself reports -ECANCELED
 };
-static_assert(uring::fits_in_tag(HttpOp::http_timeout));
+static_assert(uring::fits_in_handler_tag(HttpOp::http_timeout));
 using HttpTag = uring::OwnedTag<HttpOp>;
 
 // What an exchange asks of the event loop that runs it.
@@ -103,27 +104,25 @@ public:
     [[nodiscard]] virtual const net::SocketAddress& http_backend(std::size_t route) const = 0;
     virtual metrics::RuleSeriesTable& rule_series() = 0;
     virtual DaemonCounters& live_counters() = 0;
-    // A 101 went through and every byte read past it was flushed: destroys the exchange
-    // (connection.http) and hands both sockets to the data plane. The caller returns at once.
+    // A 101 went through and every byte read past it was flushed: replaces the exchange (the
+    // connection's handler, destroyed here) by the data plane's. The caller returns at once.
     virtual void upgrade_to_plane(Connection& connection) = 0;
 
 protected:
     ~HttpContext() = default;
 };
 
-// Owned by its Connection (connection.http), which the slab never moves: the reference
-// stays valid for the exchange's whole life.
-class HttpExchange {
+// The handler of a proxying connection, owned by its Connection (connection.handler), which
+// the slab never moves: the reference stays valid for the exchange's whole life.
+class HttpExchange final : public ConnectionHandler {
 public:
     HttpExchange(Connection& connection, HttpContext& context)
         : connection_(connection), context_(context) {}
-    HttpExchange(const HttpExchange&) = delete;
-    HttpExchange& operator=(const HttpExchange&) = delete;
 
     // The first request: its header clock runs from the accept.
-    void start();
+    void start() override;
     // A completion of an http operation (HttpOp) this exchange submitted.
-    void on_completion(const HttpTag& tag, int result);
+    void on_completion(std::uint8_t op, std::uint8_t arg, int result, std::uint32_t flags) override;
 
     [[nodiscard]] http::Phase phase() const { return phase_; }
 

@@ -18,7 +18,8 @@
 
 namespace splicer::plane {
 
-// The planes' io_uring operations (uring::Owner::plane), named as in the flat list they came
+// The planes' io_uring operations (uring::Owner::handler: a plane serves a connection as its
+// handler; codes below uring::kHandlerOperations), named as in the flat list they came
 // from. `arg` is the direction unless said otherwise.
 enum class PlaneOp : std::uint8_t {
     plane_recv,        // copy plane: recv on the source of direction `arg`
@@ -32,7 +33,7 @@ enum class PlaneOp : std::uint8_t {
     plane_hangup,      // every plane: the source of direction `arg` reset or hung up while
                        // its round waits for the sink (plane/source_error.h)
 };
-static_assert(uring::fits_in_tag(PlaneOp::plane_hangup));
+static_assert(uring::fits_in_handler_tag(PlaneOp::plane_hangup));
 using PlaneTag = uring::OwnedTag<PlaneOp>;
 
 class PlaneContext {

@@ -1,10 +1,10 @@
 #pragma once
 // What an io_uring completion is about, packed into its 64-bit user_data: which owner handles
-// it (the loop itself, the connection's probe/connect phase, its data plane, its HTTP
-// exchange), that owner's own operation code, a small argument (which direction, which
-// listener), the connection's slab slot and that slot's generation, so a late completion for
-// a reused slot is recognised and dropped. Each owner defines its operations in its own
-// header (daemon/event_loop.h, daemon/connection.h, plane/data_plane.h,
+// it (the loop itself, the connection's probe/connect phase, the connection's handler: its
+// data plane or its HTTP exchange), that owner's own operation code, a small argument (which
+// direction, which listener), the connection's slab slot and that slot's generation, so a late
+// completion for a reused slot is recognised and dropped. Each owner defines its operations in its
+// own header (daemon/event_loop.h, daemon/connection.h, and each handler's: plane/data_plane.h,
 // daemon/http_exchange.h); the loop finds the owner and hands it (operation, arg, result,
 // flags).
 //
@@ -19,8 +19,9 @@ namespace splicer::uring {
 enum class Owner : std::uint8_t {
     loop,        // no connection: accept, signals, reloads, the accept backoff
     connection,  // the connection's own phases: probing, connecting, cancels
-    plane,       // its data plane (plane/data_plane.h)
-    http,        // its HTTP exchange (daemon/http_exchange.h)
+    // its handler (daemon/connection_handler.h): a data plane or an HTTP exchange, each with
+    // its own operation codes (below kHandlerOperations)
+    handler,
 };
 
 inline constexpr unsigned kOwnerBits = 3;
@@ -33,6 +34,20 @@ template <typename Operation>
 constexpr bool fits_in_tag(Operation last) {
     static_assert(std::is_enum_v<Operation>);
     return static_cast<unsigned>(last) < kOperationsPerOwner;
+}
+
+// Owner::handler: a connection's handler can be replaced while operations of the one before
+// are still in flight (port 80 after a 101: the HTTP exchange's linked timeout completes
+// after the plane took over). So the top bit of a handler's operation field is the parity of
+// the handler's epoch (Connection::handler_epoch, one step per handler installed): a
+// completion of the handler replaced is recognised and not taken for one of its successor's
+// own operations. A handler's codes stay below kHandlerOperations.
+inline constexpr unsigned kHandlerOperations = kOperationsPerOwner / 2;
+
+template <typename Operation>
+constexpr bool fits_in_handler_tag(Operation last) {
+    static_assert(std::is_enum_v<Operation>);
+    return static_cast<unsigned>(last) < kHandlerOperations;
 }
 
 // What an owner is handed: its own operation code and the argument it tagged it with.
@@ -53,6 +68,22 @@ struct Tag {
     static Tag of(Owner owner, Operation op, std::uint8_t arg, std::uint16_t generation,
                   std::uint32_t slot) {
         return Tag{owner, static_cast<std::uint8_t>(op), arg, generation, slot};
+    }
+
+    // An operation of the connection's handler of epoch `epoch`.
+    template <typename Operation>
+    static Tag of_handler(Operation op, std::uint8_t arg, std::uint8_t epoch,
+                          std::uint16_t generation, std::uint32_t slot) {
+        const auto code = static_cast<unsigned>(op) | ((epoch & 1U) != 0 ? kHandlerOperations : 0U);
+        return Tag{Owner::handler, static_cast<std::uint8_t>(code), arg, generation, slot};
+    }
+    // Owner::handler: was it submitted by the handler of epoch `epoch` (the current one)?
+    [[nodiscard]] bool of_handler_epoch(std::uint8_t epoch) const {
+        return ((op & kHandlerOperations) != 0) == ((epoch & 1U) != 0);
+    }
+    // Owner::handler: the handler's own operation code, without the epoch bit.
+    [[nodiscard]] std::uint8_t handler_op() const {
+        return static_cast<std::uint8_t>(op & (kHandlerOperations - 1U));
     }
 
     // The owner's view: its operation code as its own enum.

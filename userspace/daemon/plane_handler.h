@@ -1,0 +1,46 @@
+#pragma once
+// The handler of a connection whose bytes a data plane moves (after routing and connecting,
+// or on port 80 after a 101): forwards to the daemon's one DataPlane, which keeps its
+// per-connection state in the connection's plane::Flow.
+
+#include "daemon/connection.h"
+#include "daemon/connection_handler.h"
+#include "plane/data_plane.h"
+
+namespace splicer::daemon {
+
+class PlaneHandler final : public ConnectionHandler {
+public:
+    // `connection` owns this handler and outlives it; `plane` and `context` outlive both.
+    PlaneHandler(Connection& connection, plane::DataPlane& plane, plane::PlaneContext& context)
+        : connection_(connection), plane_(plane), context_(context) {}
+
+    void start() override { plane_.start(connection_, context_); }
+    void on_completion(std::uint8_t op, std::uint8_t arg, int result,
+                       std::uint32_t flags) override {
+        plane_.on_completion(connection_, plane::PlaneTag{static_cast<plane::PlaneOp>(op), arg},
+                             result, flags, context_);
+    }
+    void on_closing(HandlerContext& context) override {
+        // the sockmap plane's recheck timer and every plane's sink watch (plane/sink_watch.h)
+        if (connection_.plane_timer_armed) {
+            context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_timer));
+        }
+        if (connection_.watch_armed) {
+            context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_watch));
+        }
+    }
+    void teardown() override { plane_.on_teardown(connection_); }
+    [[nodiscard]] std::uint64_t bytes(std::size_t direction) const override {
+        return connection_.directions.at(direction).bytes;
+    }
+
+private:
+    static std::uint8_t code(plane::PlaneOp op) { return static_cast<std::uint8_t>(op); }
+
+    Connection& connection_;
+    plane::DataPlane& plane_;
+    plane::PlaneContext& context_;
+};
+
+}  // namespace splicer::daemon
