@@ -76,8 +76,17 @@ struct Rule {
     // backend connection leaves from the client's own address and port; unset, the
     // top-level Config::transparent does (README "Transparent mode").
     std::optional<bool> transparent;
+    // `terminate: true` (tls rules only): splicer answers the ClientHello itself with the
+    // certificates of the `https` section, and the decrypted requests go through the https
+    // routes (Config::https); such a rule has no host or port of its own.
+    bool terminate = false;
     int line = 0;
 };
+
+// How an http route reaches its backend: `backend: "host:port"` or "http://host:port" is
+// plain HTTP; "https://host:port" (https routes only) is TLS, with SNI from the request's
+// Host, as nginx's proxy_ssl_server_name on.
+enum class BackendScheme { http, https };
 
 struct HttpRoute {
     // Lowercase, without port or trailing dot: exact names, "*.suffix" or "*".
@@ -93,6 +102,13 @@ struct HttpRoute {
     // $remote_addr transparent`). Per route only: the top-level `transparent` is sslh's and
     // covers the port-443 rules.
     bool transparent = false;
+    // https routes only. The scheme of `backend`, and for https:// whether the backend's
+    // certificate is verified (on unless the route says `verify: false`, nginx's
+    // proxy_ssl_verify off) and against which CA file (unset: the system store).
+    BackendScheme backend_scheme = BackendScheme::http;
+    bool verify = true;
+    std::optional<std::string> ca_file;
+    int ca_file_line = 0;
     int line = 0;
 };
 
@@ -103,6 +119,35 @@ struct HttpConfig {
     std::chrono::seconds header_timeout{10};
     std::chrono::seconds idle_timeout{60};
     std::chrono::seconds backend_timeout{60};
+};
+
+// One `https.certificates` entry: PEM files as written (relative paths are relative to the
+// daemon's working directory, as nginx's are to its prefix), with where each was set, so
+// `splicer check` and a failed reload can name the setting and line.
+struct CertificateConfig {
+    std::string certificate;    // the leaf, then its intermediates (full chain)
+    std::string key;            // unencrypted private key
+    std::string ocsp_response;  // DER OCSP response to staple; empty: none
+    std::string path;           // "https.certificates.[0]"
+    int line = 0;               // of the entry
+    int certificate_line = 0;
+    int key_line = 0;
+    int ocsp_response_line = 0;
+};
+
+// `https: { ... }`: TLS termination for the rules marked `terminate` (README "TLS
+// termination"). No listeners of its own: terminated connections arrive on the 443 listeners.
+// The decrypted requests go through `routes` as port 80's go through http.routes, with
+// X-Forwarded-Proto https.
+struct HttpsConfig {
+    std::vector<CertificateConfig> certificates;  // the first is the default (no SNI match)
+    std::chrono::seconds ticket_key_rotation{3600};
+    std::vector<HttpRoute> routes;
+    std::uint64_t max_body_size = 20ULL * 1024 * 1024;
+    std::chrono::seconds header_timeout{10};
+    std::chrono::seconds idle_timeout{60};
+    std::chrono::seconds backend_timeout{60};
+    int line = 0;
 };
 
 // `metrics: { host: "127.0.0.1"; port: N; };`: the Prometheus endpoint (README
@@ -154,6 +199,7 @@ struct Config {
     // it); over it a round is copied through a buffer instead. Unset: limits::default_pipes.
     std::optional<std::uint32_t> max_pipes;
     std::optional<HttpConfig> http;
+    std::optional<HttpsConfig> https;
     std::optional<MetricsConfig> metrics;
     // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
     // dropped and counted, never waited for.

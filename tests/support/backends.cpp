@@ -337,7 +337,9 @@ Certificate make_self_signed_certificate(const TempDir& dir, const std::string& 
 
 OpensslServer::OpensslServer(OpensslServerOptions options)
     : options_(std::move(options)), dir_("splicer-s_server") {
-    const Certificate certificate = make_self_signed_certificate(dir_, options_.common_name);
+    const Certificate certificate = options_.certificate.cert_path.empty()
+                                        ? make_self_signed_certificate(dir_, options_.common_name)
+                                        : options_.certificate;
     log_path_ = (dir_.path() / "s_server.log").string();
     // s_server prints "ACCEPT" once it listens; a port taken meanwhile makes it exit: retry.
     for (int attempt = 0; attempt < 5; ++attempt) {
@@ -351,6 +353,11 @@ OpensslServer::OpensslServer(OpensslServerOptions options)
             argv.push_back("-6");
         }
         add_alpn_option(argv, options_.alpn);
+        if (!options_.servername.empty()) {
+            argv.insert(argv.end(), {"-servername", options_.servername, "-cert2",
+                                     options_.servername_certificate.cert_path, "-key2",
+                                     options_.servername_certificate.key_path});
+        }
         const UniqueFd log(
             ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         SpawnOptions spawn;

@@ -171,6 +171,11 @@ struct OpensslServerOptions {
     std::string common_name = "backend.test";  // the certificate's subject CN
     std::vector<std::string> alpn;             // -alpn list (empty: none)
     bool ipv6 = false;                         // listen on ::1 instead of 127.0.0.1
+    // A certificate (chain) and key of the test's own instead of a self-signed one for
+    // common_name; and a second pair served when the client's SNI is `servername`.
+    Certificate certificate;
+    std::string servername;
+    Certificate servername_certificate;
 };
 
 // `openssl s_server -www` on a free port: answers "GET /" with a status page. Killed by pid.

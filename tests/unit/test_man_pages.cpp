@@ -110,6 +110,22 @@ const Place kPlaces[] = {
      "http: { listen: ( { host: \"127.0.0.1\"; port: 3; } );\n"
      "  routes: ( { hosts: [ \"*\" ]; backend: \"127.0.0.1:4\";\n@ } ); };\n",
      {"hosts", "backend"}},
+    {"https",
+     "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
+     "protocols: ( { name: \"tls\"; terminate: true; } );\n"
+     "https: { certificates: ( { certificate: \"c\"; key: \"k\"; } );\n@ };\n",
+     {"certificates"}},
+    {"https.certificates entry",
+     "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
+     "protocols: ( { name: \"tls\"; terminate: true; } );\n"
+     "https: { certificates: ( { certificate: \"c\"; key: \"k\";\n@ } ); };\n",
+     {"certificate", "key"}},
+    {"https.routes entry",
+     "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
+     "protocols: ( { name: \"tls\"; terminate: true; } );\n"
+     "https: { certificates: ( { certificate: \"c\"; key: \"k\"; } );\n"
+     "  routes: ( { hosts: [ \"*\" ]; backend: \"https://127.0.0.1:4\";\n@ } ); };\n",
+     {"hosts", "backend"}},
     {"metrics",
      "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
      "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: 2; } );\n"

@@ -202,6 +202,10 @@ Rule read_rule(const Setting& group, std::string& name_written, Diagnostics& dia
             }
         } else if (key == "transparent") {
             rule.transparent = detail::read_bool(member, diagnostics);
+        } else if (key == "terminate") {
+            if (only_on(member, ProbeKind::tls)) {
+                rule.terminate = detail::read_bool(member, diagnostics).value_or(false);
+            }
         } else if (key == "is_udp") {
             if (auto udp = detail::read_bool(member, diagnostics); udp && *udp) {
                 diagnostics.error(member, "UDP is not supported");
@@ -227,12 +231,24 @@ Rule read_rule(const Setting& group, std::string& name_written, Diagnostics& dia
                 {"name", "host", "port", "sni_hostnames", "alpn_protocols", "regex_patterns",
                  "proxyprotocol", "is_udp", "probe", "service", "fork", "tfo_ok", "transparent",
                  "log_level", "keepalive", "resolve_on_forward", "minlength", "udp_timeout",
-                 "max_connections"},
+                 "max_connections", "terminate"},
                 diagnostics);
         }
     }
-    detail::require_member(group, "host", diagnostics);
-    detail::require_member(group, "port", diagnostics);
+    if (rule.terminate) {
+        // The decrypted requests are routed by the https routes, each to its own backend: a
+        // backend here would be a second, contradicting answer to where they go.
+        for (const char* name : {"host", "port", "proxyprotocol", "transparent"}) {
+            if (const Setting* member = detail::find_member(group, name)) {
+                diagnostics.error(*member,
+                                  "not allowed on a terminating rule: its requests "
+                                  "go to the backends of the https routes");
+            }
+        }
+    } else {
+        detail::require_member(group, "host", diagnostics);
+        detail::require_member(group, "port", diagnostics);
+    }
     if (probe == ProbeKind::regex && !has_patterns) {
         diagnostics.error_at(detail::member_path(group, "regex_patterns"), rule.line,
                              "missing required setting: a regex rule needs regex_patterns");
@@ -278,6 +294,7 @@ public:
                                   "missing required setting: at least one rule is needed");
         }
         resolve_on_timeout();
+        check_termination();
         check_listeners();
         if (rules_ok_ && protocols_ != nullptr) {
             notice_unreachable_rules(config_.rules, *protocols_, diagnostics_);
@@ -348,6 +365,14 @@ private:
                 return;
             }
             config_.http = detail::read_http_section(setting, diagnostics_);
+        } else if (key == "https") {
+            if (!setting.isGroup()) {
+                diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
+                                                std::string(detail::type_name(setting)));
+                return;
+            }
+            https_ = &setting;
+            config_.https = detail::read_https_section(setting, diagnostics_);
         } else if (key == "metrics") {
             if (!setting.isGroup()) {
                 diagnostics_.error(setting, "wrong type: expected a group { ... }, found " +
@@ -519,6 +544,28 @@ private:
                                              (names.empty() ? "" : " (names: " + names + ")"));
     }
 
+    // A terminating rule needs certificates to answer with; an https section no rule uses
+    // is harmless but surely not what was meant.
+    void check_termination() {
+        bool any_terminates = false;
+        for (std::size_t i = 0; i < config_.rules.size(); ++i) {
+            const Rule& rule = config_.rules[i];
+            if (!rule.terminate) {
+                continue;
+            }
+            any_terminates = true;
+            if (https_ == nullptr) {
+                diagnostics_.error_at(
+                    "protocols.[" + std::to_string(i) + "].terminate", rule.line,
+                    "terminate needs an https section with certificates (and routes for the "
+                    "decrypted requests)");
+            }
+        }
+        if (https_ != nullptr && !any_terminates && rules_ok_) {
+            diagnostics_.notice(*https_, "unused: no tls rule has terminate: true");
+        }
+    }
+
     void check_listeners() {
         std::vector<Listener> seen;
         for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
@@ -535,11 +582,11 @@ private:
             }
         }
         if (config_.metrics) {
-            detail::check_duplicate_listeners(
-                seen, Listener{.address = config_.metrics->address,
-                               .max_connections = std::nullopt,
-                               .line = config_.metrics->line},
-                "metrics", diagnostics_);
+            detail::check_duplicate_listeners(seen,
+                                              Listener{.address = config_.metrics->address,
+                                                       .max_connections = std::nullopt,
+                                                       .line = config_.metrics->line},
+                                              "metrics", diagnostics_);
         }
     }
 
@@ -550,6 +597,7 @@ private:
     bool rules_ok_ = true;
     const Setting* protocols_ = nullptr;
     const Setting* on_timeout_ = nullptr;
+    const Setting* https_ = nullptr;
     std::vector<std::string> rule_names_;      // per protocols entry; empty when unreadable
     std::vector<std::string> listener_paths_;  // per config_.listeners entry
 };

@@ -2,6 +2,7 @@
 // and routes numbered in the order they are tried (0-based, as in diagnostics' setting paths).
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/values.h"
@@ -35,7 +36,8 @@ std::string describe_rule(std::size_t index, const Rule& rule, bool transparent)
     if (!rule.regex_patterns.empty()) {
         out += " regex=" + list(rule.regex_patterns);
     }
-    out += " -> " + to_string(rule.backend);
+    out += rule.terminate ? std::string(" -> terminate (https routes)")
+                          : " -> " + to_string(rule.backend);
     if (rule.proxy_protocol != 0) {
         out += " proxyprotocol=" + std::to_string(rule.proxy_protocol);
     }
@@ -45,12 +47,20 @@ std::string describe_rule(std::size_t index, const Rule& rule, bool transparent)
     return out + line_suffix(rule.line);
 }
 
-std::string describe_route(std::size_t index, const HttpRoute& route) {
-    std::string out = "http route " + std::to_string(index) + ": hosts=" + list(route.hosts);
+// `section` is "http" or "https"; an https backend shows its scheme and how it is verified.
+std::string describe_route(std::string_view section, std::size_t index, const HttpRoute& route) {
+    std::string out =
+        std::string(section) + " route " + std::to_string(index) + ": hosts=" + list(route.hosts);
     if (route.path_prefix != "/") {
         out += " path=" + route.path_prefix;
     }
-    out += " -> " + to_string(route.backend);
+    if (route.backend_scheme == BackendScheme::https) {
+        out += " -> https://" + to_string(route.backend);
+        out += route.verify ? " verify=" + route.ca_file.value_or("system CA store")
+                            : std::string(" verify=off");
+    } else {
+        out += " -> " + to_string(route.backend);
+    }
     if (route.set_host) {
         out += " set_host=" + *route.set_host;
     }
@@ -84,6 +94,29 @@ std::string describe_listener(const Listener& listener) {
         out += " trusted_proxies=" + (networks.empty() ? std::string("any") : networks);
     }
     return out + line_suffix(listener.line);
+}
+
+std::string describe_https(const HttpsConfig& https) {
+    std::string out;
+    for (std::size_t i = 0; i < https.certificates.size(); ++i) {
+        const CertificateConfig& entry = https.certificates[i];
+        out += "https certificate " + std::to_string(i) + ": " + entry.certificate + " key " +
+               entry.key;
+        if (!entry.ocsp_response.empty()) {
+            out += " ocsp_response " + entry.ocsp_response;
+        }
+        out += (i == 0 ? " (default)" : "") + line_suffix(entry.line) + "\n";
+    }
+    out +=
+        "https ticket key rotation: " + std::to_string(https.ticket_key_rotation.count()) + " s\n";
+    out += "https max body size: " + detail::format_size(https.max_body_size) + "\n";
+    out += "https timeouts: header " + std::to_string(https.header_timeout.count()) + " s, idle " +
+           std::to_string(https.idle_timeout.count()) + " s, backend " +
+           std::to_string(https.backend_timeout.count()) + " s\n";
+    for (std::size_t i = 0; i < https.routes.size(); ++i) {
+        out += describe_route("https", i, https.routes[i]) + "\n";
+    }
+    return out;
 }
 
 }  // namespace
@@ -146,8 +179,11 @@ std::string describe(const Config& config) {
                " s, idle " + std::to_string(http.idle_timeout.count()) + " s, backend " +
                std::to_string(http.backend_timeout.count()) + " s\n";
         for (std::size_t i = 0; i < http.routes.size(); ++i) {
-            out += describe_route(i, http.routes[i]) + "\n";
+            out += describe_route("http", i, http.routes[i]) + "\n";
         }
+    }
+    if (config.https) {
+        out += describe_https(*config.https);
     }
     return out;
 }

@@ -1,5 +1,6 @@
 // The `http` group: splicer's own port-80 reverse proxy settings (DESIGN.md, "Port 80").
 // Validated here in full, so a config that passes `splicer check` is one the proxy can use.
+// The route reader is shared with the `https` section (https_section.cpp).
 
 #include <string>
 #include <string_view>
@@ -47,7 +48,56 @@ void read_route_hosts(const Setting& setting, HttpRoute& route, Diagnostics& dia
     }
 }
 
-std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnostics) {
+// "host:port", "http://host:port" or, on an https route, "https://host:port". No path: the
+// request's own path goes up unchanged (nginx's proxy_pass without a URI part).
+void read_route_backend(const Setting& member, RouteKind kind, HttpRoute& route,
+                        Diagnostics& diagnostics) {
+    std::optional<std::string> text = read_string(member, diagnostics);
+    if (!text) {
+        return;
+    }
+    std::string_view address = *text;
+    if (address.starts_with("https://")) {
+        if (kind != RouteKind::https) {
+            diagnostics.error(member,
+                              "an https:// backend is for https routes only (the port "
+                              "80 proxy connects to its backends in plain HTTP)");
+            return;
+        }
+        route.backend_scheme = BackendScheme::https;
+        address.remove_prefix(std::string_view("https://").size());
+    } else if (address.starts_with("http://")) {
+        address.remove_prefix(std::string_view("http://").size());
+    }
+    Result<Endpoint> backend = parse_backend(address);
+    if (backend) {
+        route.backend = std::move(backend.value());
+    } else {
+        diagnostics.error(member, backend.error().message);
+    }
+}
+
+// verify and ca_file say how to check a TLS backend: on a plain one they would be silently
+// meaningless, so they are refused there.
+void check_tls_options(const Setting& group, const HttpRoute& route, Diagnostics& diagnostics) {
+    if (route.backend_scheme == BackendScheme::https) {
+        if (!route.verify && route.ca_file) {
+            diagnostics.notice(*find_member(group, "ca_file"),
+                               "unused: verify is false, so no CA is consulted");
+        }
+        return;
+    }
+    for (const char* name : {"verify", "ca_file"}) {
+        if (const Setting* member = find_member(group, name)) {
+            diagnostics.error(*member,
+                              "only with an https:// backend (this route's backend "
+                              "is plain HTTP)");
+        }
+    }
+}
+
+std::optional<HttpRoute> read_route(const Setting& group, RouteKind kind,
+                                    Diagnostics& diagnostics) {
     const std::size_t errors_before = diagnostics.error_count();
     HttpRoute route;
     route.line = line_of(group);
@@ -66,12 +116,20 @@ std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnosti
                 }
             }
         } else if (key == "backend") {
-            if (auto text = read_string(member, diagnostics)) {
-                Result<Endpoint> backend = parse_backend(*text);
-                if (backend) {
-                    route.backend = std::move(backend.value());
+            read_route_backend(member, kind, route, diagnostics);
+        } else if (kind == RouteKind::https && key == "verify") {
+            if (auto verify = read_bool(member, diagnostics)) {
+                route.verify = *verify;
+            }
+        } else if (kind == RouteKind::https && key == "ca_file") {
+            if (auto file = read_string(member, diagnostics)) {
+                if (file->empty()) {
+                    diagnostics.error(member,
+                                      "empty: a CA file path (PEM), or leave it out "
+                                      "for the system store");
                 } else {
-                    diagnostics.error(member, backend.error().message);
+                    route.ca_file = std::move(*file);
+                    route.ca_file_line = line_of(member);
                 }
             }
         } else if (key == "set_host") {
@@ -97,16 +155,23 @@ std::optional<HttpRoute> read_route(const Setting& group, Diagnostics& diagnosti
             if (auto transparent = read_bool(member, diagnostics)) {
                 route.transparent = *transparent;
             }
+        } else if (kind == RouteKind::https) {
+            check_known(member,
+                        {"hosts", "path_prefix", "backend", "set_host", "redirect_https",
+                         "max_body_size", "proxyprotocol", "transparent", "verify", "ca_file"},
+                        diagnostics);
         } else {
-            check_known(
-                member,
-                {"hosts", "path_prefix", "backend", "set_host", "redirect_https", "max_body_size",
-                 "proxyprotocol", "transparent"},
-                diagnostics);
+            check_known(member,
+                        {"hosts", "path_prefix", "backend", "set_host", "redirect_https",
+                         "max_body_size", "proxyprotocol", "transparent"},
+                        diagnostics);
         }
     }
     require_member(group, "hosts", diagnostics);
     require_member(group, "backend", diagnostics);
+    if (kind == RouteKind::https && diagnostics.error_count() == errors_before) {
+        check_tls_options(group, route, diagnostics);
+    }
     if (diagnostics.error_count() != errors_before) {
         return std::nullopt;
     }
@@ -129,19 +194,20 @@ void read_http_listen(const Setting& setting, HttpConfig& http, Diagnostics& dia
     }
 }
 
-void read_routes(const Setting& setting, HttpConfig& http, Diagnostics& diagnostics) {
+}  // namespace
+
+void read_http_routes(const Setting& setting, RouteKind kind, std::vector<HttpRoute>& routes,
+                      Diagnostics& diagnostics) {
     std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
     if (!groups) {
         return;
     }
     for (const Setting* group : *groups) {
-        if (auto route = read_route(*group, diagnostics)) {
-            http.routes.push_back(std::move(*route));
+        if (auto route = read_route(*group, kind, diagnostics)) {
+            routes.push_back(std::move(*route));
         }
     }
 }
-
-}  // namespace
 
 std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& diagnostics) {
     const std::size_t errors_before = diagnostics.error_count();
@@ -152,7 +218,7 @@ std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& di
         if (key == "listen") {
             read_http_listen(member, config, diagnostics);
         } else if (key == "routes") {
-            read_routes(member, config, diagnostics);
+            read_http_routes(member, RouteKind::http, config.routes, diagnostics);
         } else if (key == "max_body_size") {
             if (auto size = read_size(member, diagnostics)) {
                 config.max_body_size = *size;

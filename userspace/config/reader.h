@@ -98,9 +98,21 @@ std::optional<Listener> read_listener(const libconfig::Setting& group, bool sslh
 void check_duplicate_listeners(const std::vector<Listener>& earlier, const Listener& added,
                                const std::string& setting, Diagnostics& diagnostics);
 
+// Which section an http route is in: port 80's `http` (plain backends only) or `https` (TLS
+// termination: also https:// backends, verify and ca_file).
+enum class RouteKind { http, https };
+
+// The `routes` list of either section (http_section.cpp), appended to `routes`.
+void read_http_routes(const libconfig::Setting& setting, RouteKind kind,
+                      std::vector<HttpRoute>& routes, Diagnostics& diagnostics);
+
 // Loads the `http` group (http_section.cpp).
 std::optional<HttpConfig> read_http_section(const libconfig::Setting& http,
                                             Diagnostics& diagnostics);
+
+// Loads the `https` group (https_section.cpp).
+std::optional<HttpsConfig> read_https_section(const libconfig::Setting& https,
+                                              Diagnostics& diagnostics);
 
 // Loads the `metrics` group (metrics_section.cpp).
 std::optional<MetricsConfig> read_metrics_section(const libconfig::Setting& metrics,

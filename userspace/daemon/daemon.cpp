@@ -23,6 +23,7 @@
 #include "service/notify.h"
 #include "splicer/log.h"
 #include "splicer/router.h"
+#include "tls/certificate_store.h"
 
 namespace splicer::daemon {
 namespace {
@@ -152,7 +153,40 @@ struct PreparedConfig {
     std::optional<route::Router> router;
     std::vector<net::SocketAddress> backends;
     std::vector<net::SocketAddress> http_backends;
+    // The https section's certificates and backend TLS contexts; nullptr without one. Not
+    // served yet: the connection handler will take it (issue 14 point 2).
+    std::shared_ptr<const tls::CertificateStore> tls_store;
 };
+
+// Terminating rules are configured and checked, but no connection handler serves them yet:
+// starting would route their ClientHellos nowhere, so the file is refused, saying why.
+Result<void> refuse_terminating_rules(const config::Config& config) {
+    for (std::size_t i = 0; i < config.rules.size(); ++i) {
+        if (config.rules[i].terminate) {
+            return Error{"protocols.[" + std::to_string(i) + "] (line " +
+                         std::to_string(config.rules[i].line) +
+                         "): terminate is not served by this version yet (splicer check "
+                         "accepts it)"};
+        }
+    }
+    return {};
+}
+
+// Reads every https file (as the user running now: root at start, the dropped user on a
+// SIGHUP) into the store; an error names the setting, line and file. Notices are logged.
+Result<std::shared_ptr<const tls::CertificateStore>> build_tls_store(const config::Config& config) {
+    if (!config.https) {
+        return std::shared_ptr<const tls::CertificateStore>();
+    }
+    auto store = tls::build_certificate_store(*config.https);
+    if (!store) {
+        return store.error();
+    }
+    for (const config::Diagnostic& notice : store->notices) {
+        log::warning("tls_certificate", {{"setting", notice.setting}, {"notice", notice.message}});
+    }
+    return std::make_shared<const tls::CertificateStore>(std::move(store).value());
+}
 
 // Reads the file (with --splice-mode over its splice_mode), builds the rules and resolves
 // every backend, which may wait on DNS. Touches nothing the loop owns.
@@ -163,6 +197,13 @@ Result<PreparedConfig> prepare_config(const RunOptions& options) {
     }
     if (options.splice_mode) {
         next->splice_mode = *options.splice_mode;
+    }
+    if (auto refused = refuse_terminating_rules(*next); !refused) {
+        return refused.error();
+    }
+    auto tls_store = build_tls_store(*next);
+    if (!tls_store) {
+        return tls_store.error();
     }
     auto router = route::Router::create(*next);
     if (!router) {
@@ -181,6 +222,7 @@ Result<PreparedConfig> prepare_config(const RunOptions& options) {
     prepared.router.emplace(std::move(router).value());
     prepared.backends = std::move(backends).value();
     prepared.http_backends = std::move(http_backends).value();
+    prepared.tls_store = std::move(tls_store).value();
     return prepared;
 }
 
@@ -188,7 +230,8 @@ Result<PreparedConfig> prepare_config(const RunOptions& options) {
 // keeps the new config alive. A bad file changes nothing. Listeners and limits are start-up
 // settings: they stay.
 void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
-                  const config::Config& running, std::unique_ptr<config::Config>& owner) {
+                  const config::Config& running, std::unique_ptr<config::Config>& owner,
+                  std::shared_ptr<const tls::CertificateStore>& tls_store) {
     if (!prepared) {
         loop.count_reload(false);
         log::error("reload_failed",
@@ -211,6 +254,7 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
     loop.replace_rules(*prepared->config, std::move(*prepared->router),
                        std::move(prepared->backends), std::move(prepared->http_backends));
     owner = std::move(prepared->config);
+    tls_store = std::move(prepared->tls_store);
     loop.count_reload(true);
     log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
 }
@@ -365,6 +409,8 @@ Result<void> run(const RunOptions& options) {
     log::start_writer(config->log_buffer_size);
     loop.watch_signals(std::move(signal_fd).value());
     std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
+    // The certificates in force: a failed reload leaves them, as it leaves the rules.
+    std::shared_ptr<const tls::CertificateStore> tls_store = prepared->tls_store;
     auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
         // std::function needs a copyable closure: the result is shared with it.
         // systemd (ExecReload= sends the SIGHUP) shows the unit reloading until READY=1, sent
@@ -372,7 +418,7 @@ Result<void> run(const RunOptions& options) {
         service::notify_reloading();
         auto next = std::make_shared<Result<PreparedConfig>>(prepare_config(options));
         return [&, next] {
-            apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded);
+            apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded, tls_store);
             service::notify_ready("serving, reloaded");
         };
     });

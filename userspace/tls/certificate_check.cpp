@@ -90,11 +90,12 @@ void check_chain_order(const CertificateChain& chain, const std::string& name,
 
 std::vector<config::Diagnostic> check_certificate_files(const CertificateFiles& files,
                                                         const CertificatePlaces& places,
-                                                        std::time_t now) {
+                                                        std::time_t now,
+                                                        const FileReader& read_file) {
     Collector out;
     const std::string certificate_name = quoted_path(files.certificate);
     std::optional<CertificateChain> chain;
-    if (auto pem = read_file_bytes(files.certificate); !pem) {
+    if (auto pem = read_file(files.certificate); !pem) {
         out.add(Severity::error, places.certificate, pem.error().message);
     } else if (auto parsed = parse_certificate_chain(*pem); !parsed) {
         out.add(Severity::error, places.certificate,
@@ -106,7 +107,7 @@ std::vector<config::Diagnostic> check_certificate_files(const CertificateFiles& 
     }
 
     const std::string key_name = quoted_path(files.key);
-    if (auto pem = read_file_bytes(files.key); !pem) {
+    if (auto pem = read_file(files.key); !pem) {
         out.add(Severity::error, places.key, pem.error().message);
     } else if (auto key = parse_private_key(*pem); !key) {
         out.add(Severity::error, places.key, key_name + " " + key.error().message);
@@ -117,7 +118,7 @@ std::vector<config::Diagnostic> check_certificate_files(const CertificateFiles& 
     }
 
     if (!files.ocsp_response.empty()) {
-        if (auto response = read_file_bytes(files.ocsp_response); !response) {
+        if (auto response = read_file(files.ocsp_response); !response) {
             out.add(Severity::error, places.ocsp_response, response.error().message);
         } else {
             const auto* bytes = reinterpret_cast<const unsigned char*>(response->data());

@@ -5,7 +5,7 @@
 // certificate not yet valid (errors); an expired certificate or a chain out of order (notices:
 // the daemon still starts, as nginx does, and clients decide).
 //
-// The config loader (next step of issue 14) passes where each setting sits; this file does no
+// `splicer check` (cli/check_command.cpp) passes where each setting sits; this file does no
 // config parsing of its own.
 
 #include <ctime>
@@ -31,8 +31,9 @@ struct CertificatePlaces {
 
 // Every problem found, in file order (certificate, key, OCSP response); empty when all is
 // well. `now` decides expiry (the tests pass a shifted clock).
-std::vector<config::Diagnostic> check_certificate_files(const CertificateFiles& files,
-                                                        const CertificatePlaces& places,
-                                                        std::time_t now = std::time(nullptr));
+// Every file is read through `read_file` (pem_files.h: the privileged parent's seam).
+std::vector<config::Diagnostic> check_certificate_files(
+    const CertificateFiles& files, const CertificatePlaces& places,
+    std::time_t now = std::time(nullptr), const FileReader& read_file = read_file_bytes);
 
 }  // namespace splicer::tls

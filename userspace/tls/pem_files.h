@@ -4,6 +4,7 @@
 // worker, which parses them with the same functions.
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,12 @@ namespace splicer::tls {
 
 // The whole file, or an error "cannot read "PATH": REASON" (REASON is strerror's text).
 Result<std::string> read_file_bytes(const std::filesystem::path& path);
+
+// How every certificate, key, OCSP response and CA file is read: read_file_bytes in one
+// process; the privileged parent (issue 14 point 3) will pass a reader that asks it for the
+// bytes, since after the privilege drop the worker cannot open root-only files (Let's
+// Encrypt's live/ is 0700). Errors as read_file_bytes words them.
+using FileReader = std::function<Result<std::string>(const std::filesystem::path&)>;
 
 // A leaf certificate and the chain the file holds after it, in file order.
 struct CertificateChain {

@@ -47,10 +47,12 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerSetting
     if (settings.ticket_key_rotation.count() <= 0) {
         return Error{"ticket key rotation must be positive"};
     }
+    const FileReader read_file =
+        settings.read_file ? settings.read_file : FileReader(read_file_bytes);
     std::unique_ptr<ServerContext> self(new ServerContext(settings));
     for (const CertificateFiles& files : settings.certificates) {
         const std::string where = "certificate " + quoted_path(files.certificate);
-        auto certificate_pem = read_file_bytes(files.certificate);
+        auto certificate_pem = read_file(files.certificate);
         if (!certificate_pem) {
             return certificate_pem.error();
         }
@@ -58,7 +60,7 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerSetting
         if (!chain) {
             return chain.error().with_context(quoted_path(files.certificate));
         }
-        auto key_pem = read_file_bytes(files.key);
+        auto key_pem = read_file(files.key);
         if (!key_pem) {
             return key_pem.error();
         }
@@ -72,7 +74,7 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerSetting
         }
         Entry entry{std::move(*chain), std::move(*key), {}};
         if (!files.ocsp_response.empty()) {
-            auto response = read_file_bytes(files.ocsp_response);
+            auto response = read_file(files.ocsp_response);
             if (!response) {
                 return response.error();
             }

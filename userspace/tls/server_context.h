@@ -37,7 +37,8 @@ struct CertificateFiles {
 struct ServerSettings {
     std::vector<CertificateFiles> certificates;  // at least one; the first is the default
     std::chrono::seconds ticket_key_rotation{std::chrono::hours(1)};
-    Clock clock;  // empty: std::chrono::steady_clock::now (tests step their own)
+    Clock clock;           // empty: std::chrono::steady_clock::now (tests step their own)
+    FileReader read_file;  // empty: read_file_bytes (pem_files.h)
 };
 
 class ServerContext {
