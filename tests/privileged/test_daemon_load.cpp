@@ -239,8 +239,9 @@ TEST_CASE("5000 concurrent spliced connections held idle, byte-exact, nothing le
 
     // One daemon and echo backend per plane, each warmed up and measured in turn, then every
     // plane's connections opened and held at the same time: the planes share one hold instead
-    // of taking one each (session 22: 39 s -> about 17 s in debug). The load threads only
-    // record; every check runs on this thread (Catch2's assertions are not thread-safe).
+    // of taking one each (session 22, debug: 39 s in CI before; 29-30 s after, here at load
+    // 6-8). The load threads only record; every check runs on this thread (Catch2's
+    // assertions are not thread-safe).
     struct PlaneRun {
         std::string plane;
         std::unique_ptr<EchoSetup> setup;
