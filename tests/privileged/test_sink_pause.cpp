@@ -44,6 +44,11 @@ constexpr std::uint64_t kDownloadSeed = 1302;
 // without progress: plane::kLowerAfter), sending all the while, then reads as fast as it can.
 constexpr std::uint64_t kPauseAfter = 4ULL << 20;
 constexpr auto kPause = 2500ms;
+// The pause goes on past kPause until the test has seen the brake, up to this long: on a
+// loaded machine the watch may brake late in the pause and the test's `ss` samples come
+// slowly, and a brake on for a moment could be missed (saw_brake failed so under load). A
+// daemon that never brakes still fails, 5.5 s later.
+constexpr auto kLongestPause = 8s;
 // Once the backend reads again, the rest of the upload (at most 12 MiB over loopback, which
 // moves hundreds of MiB/s) must arrive within this. A client stuck in zero-window probing
 // waits out its backoff instead: tens of seconds.
@@ -68,6 +73,8 @@ struct PeerScript {
     std::uint64_t send_seed = 1;
     std::uint64_t pause_after = 0;  // read this much, then pause (0: never)
     std::chrono::milliseconds pause{0};
+    // If given, the pause lasts until it is set too (at most kLongestPause).
+    const std::atomic<bool>* pause_until_set = nullptr;
     // Once everything is sent, shut down the write side only when this is set (if given).
     const std::atomic<bool>* shut_when = nullptr;
     std::atomic<std::uint64_t>* received_so_far = nullptr;  // live count (if given)
@@ -102,8 +109,19 @@ PeerReport run_peer(int fd, const PeerScript& script, const std::string& ss_filt
     bool send_done = script.send_bytes == 0;
     bool shut = false;
     const Clock::time_point start = Clock::now();
-    Clock::time_point paused_until{};
+    Clock::time_point paused_at{};
     bool paused_once = script.pause_after == 0;
+    // Paused (once pause_after bytes were read): for script.pause, and on until
+    // pause_until_set is set, at most kLongestPause.
+    const auto pausing = [&](Clock::time_point now) {
+        if (!paused_once || paused_at == Clock::time_point{}) {
+            return false;
+        }
+        const bool waiting_for_flag =
+            script.pause_until_set != nullptr && !script.pause_until_set->load();
+        return now < paused_at + script.pause ||
+               (waiting_for_flag && now < paused_at + kLongestPause);
+    };
     while (!(shut && report.eof)) {
         const Clock::time_point now = Clock::now();
         if (now - start > kDeadline) {
@@ -117,7 +135,7 @@ PeerReport run_peer(int fd, const PeerScript& script, const std::string& ss_filt
             break;
         }
         // Paused: no POLLIN (it would spin), a look every 10 ms.
-        const bool held_back = paused_once && now < paused_until;
+        const bool held_back = pausing(now);
         pollfd entry{.fd = fd, .events = 0, .revents = 0};
         if (!send_done) {
             entry.events |= POLLOUT;
@@ -153,7 +171,7 @@ PeerReport run_peer(int fd, const PeerScript& script, const std::string& ss_filt
             shut = true;
             ::shutdown(fd, SHUT_WR);
         }
-        if (Clock::now() < paused_until || report.eof) {
+        if (pausing(Clock::now()) || report.eof) {
             continue;
         }
         if (paused_once && report.resumed == Clock::time_point{}) {
@@ -176,7 +194,7 @@ PeerReport run_peer(int fd, const PeerScript& script, const std::string& ss_filt
             }
             if (!paused_once && report.received >= script.pause_after) {
                 paused_once = true;
-                paused_until = Clock::now() + script.pause;
+                paused_at = Clock::now();
                 break;
             }
         }
@@ -252,11 +270,13 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
     const std::uint64_t braked = braked_buffer();
     std::atomic<bool> go_ahead{false};
     std::atomic<std::uint64_t> upload_read{0};
+    std::atomic<bool> saw_brake{false};  // the backend's pause lasts until this is seen
     const PeerScript backend_script{
         .send_bytes = kDownload,
         .send_seed = kDownloadSeed,
         .pause_after = header.size() + kPauseAfter,
         .pause = kPause,
+        .pause_until_set = &saw_brake,
         .shut_when = nullptr,
         .received_so_far = &upload_read};
     const PeerScript client_script{
@@ -264,6 +284,7 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
         .send_seed = kUploadSeed,
         .pause_after = 0,
         .pause = {},
+        .pause_until_set = nullptr,
         .shut_when = &go_ahead,
         .received_so_far = nullptr};
     auto backend_run = std::async(std::launch::async, [&] {
@@ -277,10 +298,11 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
     // watch intervals (plane::watch_interval: 1 s here).
     // Meanwhile: the stop brakes the client's socket (else this test proves nothing).
     const Clock::time_point deadline = Clock::now() + kDeadline;
-    bool saw_brake = false;
     while (upload_read.load() < header.size() + kUpload && Clock::now() < deadline) {
         std::this_thread::sleep_for(100ms);
-        saw_brake = saw_brake || daemon_receive_buffer(ports.listen) == braked;
+        if (!saw_brake.load() && daemon_receive_buffer(ports.listen) == braked) {
+            saw_brake.store(true);
+        }
     }
     const Clock::time_point upload_done = Clock::now();
     std::uint64_t client_buffer = daemon_receive_buffer(ports.listen);
@@ -314,7 +336,7 @@ TEST_CASE("a backend that stops reading for 2.5 s mid-upload is unbraked once it
                                                        << " when the upload was read, "
                                                        << client_buffer << " "
                                                        << released_after << " s later");
-    CHECK(saw_brake);
+    CHECK(saw_brake.load());
     CHECK(client_buffer != braked);
     CHECK(backend.received == header.size() + kUpload);
     CHECK(backend.received_sha256 == test::sha256_of_generated(header, kUploadSeed, kUpload));

