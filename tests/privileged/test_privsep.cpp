@@ -118,8 +118,16 @@ TEST_CASE("the privileged helper holds no listener, BPF object or io_uring, the 
     CHECK(status_field(daemon->pid(), "CapPrm") == "0000000000000000");
     CHECK(status_field(daemon->pid(), "NoNewPrivs") == "1");
 
-    // The helper: root, and nothing but stdio and unix sockets.
+    // The helper: root with no capability but CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    // (bits 1 and 2), and nothing but stdio and unix sockets.
     CHECK(status_field(helper, "Uid").rfind("0\t", 0) == 0);
+    for (const char* set : {"CapEff", "CapPrm", "CapBnd"}) {
+        CAPTURE(set);
+        CHECK((std::stoull(status_field(helper, set), nullptr, 16) & ~0x6ULL) == 0);
+    }
+    CHECK(status_field(helper, "CapInh") == "0000000000000000");
+    CHECK(status_field(helper, "CapAmb") == "0000000000000000");
+    CHECK(status_field(helper, "NoNewPrivs") == "1");
     const std::string unix_sockets = proc_file(helper, "net/unix");
     int sockets = 0;
     for (const auto& entry :

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "privsep/channel.h"
+#include "security/privilege_drop.h"
 #include "splicer/log.h"
 
 namespace splicer::privsep {
@@ -83,6 +84,13 @@ void run_helper(int socket, const std::filesystem::path& config_path) {
     close_all_but(socket);
     for (const int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) {
         ::signal(signal_number, SIG_IGN);
+    }
+    // (Not root, as in a unit test run by a user, there is nothing to narrow.)
+    if (auto narrowed = ::geteuid() == 0 ? security::keep_only_file_reading() : Result<void>();
+        !narrowed) {
+        // Fail closed: the worker sees the exit and stops (privsep_helper_exited).
+        log::error("privsep_helper_failed", {{"error", narrowed.error().message}});
+        ::_exit(1);
     }
     // Named apart from the worker in ps and /proc/PID/comm.
     ::prctl(PR_SET_NAME, "splicer-priv", 0, 0, 0);
