@@ -81,7 +81,8 @@ TEST_CASE("SIGHUP after the privilege drop rereads a root-only config file (mode
     const std::size_t from = daemon->log_count();
     ::kill(daemon->pid(), SIGHUP);
     const auto outcome = daemon->wait_for_log(
-        "", [](const LogLine& line) {
+        "",
+        [](const LogLine& line) {
             return line.event() == "reloaded" || line.event() == "reload_failed";
         },
         5s, from);
@@ -95,8 +96,9 @@ TEST_CASE("SIGHUP after the privilege drop rereads a root-only config file (mode
     stop_daemon(*daemon);
 }
 
-TEST_CASE("the privileged helper holds no listener, BPF object or io_uring, the worker no privilege",
-          "[daemon][privileges]") {
+TEST_CASE(
+    "the privileged helper holds no listener, BPF object or io_uring, the worker no privilege",
+    "[daemon][privileges]") {
     require_root();
     HttpSite site;
     auto daemon = start_daemon("sockmap", http_site_config(site));

@@ -107,8 +107,8 @@ TEST_CASE("privsep: a 300 KiB bundle crosses a seqpacket socketpair, a longer on
     auto refused = receive_message(two.get(), message.size() - 1);
     CHECK_FALSE(refused.has_value());
     // The rest of the refused message is still queued: the sender finishes once it is read.
-    const std::size_t records = 1 + (message.size() - (kRecordBytes - 8) + kRecordBytes - 1) /
-                                        kRecordBytes;
+    const std::size_t records =
+        1 + (message.size() - (kRecordBytes - 8) + kRecordBytes - 1) / kRecordBytes;
     char drop[1];
     for (std::size_t i = 1; i < records; ++i) {
         CHECK(::recv(two.get(), drop, sizeof drop, MSG_TRUNC) > 0);

@@ -13,11 +13,10 @@ config::LoadResult load_read(const privsep::FileRead& read, const std::string& p
         return config::load_string(read.bytes, path);
     }
     config::LoadResult result;
-    result.diagnostics.push_back(
-        config::Diagnostic{config::Diagnostic::Severity::error, 0, std::string(),
-                           read.error == EFBIG
-                               ? "cannot read: larger than 16 MiB, not a config file"
-                               : "cannot read: " + errno_text(read.error)});
+    result.diagnostics.push_back(config::Diagnostic{
+        config::Diagnostic::Severity::error, 0, std::string(),
+        read.error == EFBIG ? "cannot read: larger than 16 MiB, not a config file"
+                            : "cannot read: " + errno_text(read.error)});
     return result;
 }
 

@@ -141,7 +141,9 @@ Result<FileBundle> decode(std::span<const std::byte> bytes) {
     return bundle;
 }
 
-FileSource disk_source() { return read_file_now; }
+FileSource disk_source() {
+    return read_file_now;
+}
 
 FileSource bundle_source(FileBundle bundle) {
     auto shared = std::make_shared<const FileBundle>(std::move(bundle));

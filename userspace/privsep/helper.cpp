@@ -52,7 +52,9 @@ void answer(int socket, const std::filesystem::path& config_path) {
 
 }  // namespace
 
-std::vector<std::filesystem::path> files_named_by(const config::Config& /*config*/) { return {}; }
+std::vector<std::filesystem::path> files_named_by(const config::Config& /*config*/) {
+    return {};
+}
 
 FileBundle read_config_files(const std::filesystem::path& config_path) {
     const FileRead config_read = read_file_now(config_path);

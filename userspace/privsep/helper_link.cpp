@@ -58,8 +58,8 @@ Result<std::unique_ptr<HelperLink>> HelperLink::start(const std::filesystem::pat
         run_helper(helper_end.get(), config_path);
     }
     helper_end.reset();
-    if (auto timeouts = set_timeouts(worker_end.get(), kAnswerTimeoutSeconds,
-                                     kAnswerTimeoutSeconds);
+    if (auto timeouts =
+            set_timeouts(worker_end.get(), kAnswerTimeoutSeconds, kAnswerTimeoutSeconds);
         !timeouts) {
         return timeouts.error().with_context("privileged helper");
     }
