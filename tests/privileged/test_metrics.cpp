@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -156,15 +157,13 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     curl_fields >> code >> header_bytes >> body_bytes;
     REQUIRE(code == 404);
 
-    // 4. A reload the dropped daemon cannot read (the test's private temp dir), then one it
-    // can.
+    // 4. A reload of a broken file, then of the good one again. (The file itself stays
+    // root-only: the privileged helper reads it for the dropped daemon.)
+    const std::string good = read_file(daemon->config_path());
+    std::ofstream(daemon->config_path(), std::ios::trunc) << "listen: ( { host: ; } );\n";
     REQUIRE(::kill(daemon->pid(), SIGHUP) == 0);
     REQUIRE(daemon->wait_for_log("reload_failed", {}, 5s).has_value());
-    namespace fs = std::filesystem;
-    fs::permissions(daemon->config_path().parent_path(),
-                    fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-    fs::permissions(daemon->config_path(),
-                    fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+    std::ofstream(daemon->config_path(), std::ios::trunc) << good;
     REQUIRE(::kill(daemon->pid(), SIGHUP) == 0);
     REQUIRE(daemon->wait_for_log("reloaded", {}, 5s).has_value());
 

@@ -1,23 +1,41 @@
 #include "daemon/config_source.h"
 
-#include <unistd.h>
+#include <cerrno>
 
 #include "splicer/log.h"
 
 namespace splicer::daemon {
+namespace {
 
-Result<config::Config> load_run_config(const std::optional<std::string>& path) {
-    std::string source;
+// What config::load_file says for the same outcome.
+config::LoadResult load_read(const privsep::FileRead& read, const std::string& path) {
+    if (read.error == 0) {
+        return config::load_string(read.bytes, path);
+    }
+    config::LoadResult result;
+    result.diagnostics.push_back(config::Diagnostic{
+        config::Diagnostic::Severity::error, 0, std::string(),
+        read.error == EFBIG ? "cannot read: larger than 16 MiB, not a config file"
+                            : "cannot read: " + errno_text(read.error)});
+    return result;
+}
+
+}  // namespace
+
+std::string run_config_path(const std::optional<std::string>& path) {
+    return path ? *path : kSystemConfigPath;
+}
+
+Result<config::Config> load_run_config(const std::optional<std::string>& path,
+                                       const privsep::FileSource& files) {
+    std::string source = run_config_path(path);
+    const privsep::FileRead read = files(source);
     config::LoadResult loaded;
-    if (path) {
-        source = *path;
-        loaded = config::load_file(*path);
-    } else if (::access(kSystemConfigPath, F_OK) == 0) {
-        source = kSystemConfigPath;
-        loaded = config::load_file(kSystemConfigPath);
-    } else {
+    if (!path && read.error == ENOENT) {
         source = "embedded default";
         loaded = config::load_string(config::embedded_default_text(), "<embedded default>");
+    } else {
+        loaded = load_read(read, source);
     }
     for (const config::Diagnostic& diagnostic : loaded.diagnostics) {
         const bool is_error = diagnostic.severity == config::Diagnostic::Severity::error;

@@ -18,6 +18,7 @@
 #include "metrics/metrics_server.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
+#include "privsep/helper_link.h"
 #include "security/privilege_drop.h"
 #include "service/activation.h"
 #include "service/notify.h"
@@ -172,13 +173,15 @@ Result<void> refuse_terminating_rules(const config::Config& config) {
     return {};
 }
 
-// Reads every https file (as the user running now: root at start, the dropped user on a
-// SIGHUP) into the store; an error names the setting, line and file. Notices are logged.
-Result<std::shared_ptr<const tls::CertificateStore>> build_tls_store(const config::Config& config) {
+// Reads every https file through `files` (the disk at start, as root; on a SIGHUP the bundle
+// the privileged helper read as root) into the store; an error names the setting, line and
+// file. Notices are logged.
+Result<std::shared_ptr<const tls::CertificateStore>> build_tls_store(
+    const config::Config& config, const privsep::FileSource& files) {
     if (!config.https) {
         return std::shared_ptr<const tls::CertificateStore>();
     }
-    auto store = tls::build_certificate_store(*config.https);
+    auto store = tls::build_certificate_store(*config.https, privsep::as_reader(files));
     if (!store) {
         return store.error();
     }
@@ -188,10 +191,11 @@ Result<std::shared_ptr<const tls::CertificateStore>> build_tls_store(const confi
     return std::make_shared<const tls::CertificateStore>(std::move(store).value());
 }
 
-// Reads the file (with --splice-mode over its splice_mode), builds the rules and resolves
-// every backend, which may wait on DNS. Touches nothing the loop owns.
-Result<PreparedConfig> prepare_config(const RunOptions& options) {
-    auto next = load_run_config(options.config_path);
+// Reads the file from `files` (with --splice-mode over its splice_mode), builds the rules and
+// resolves every backend, which may wait on DNS. Touches nothing the loop owns.
+Result<PreparedConfig> prepare_config(const RunOptions& options,
+                                      const privsep::FileSource& files = privsep::disk_source()) {
+    auto next = load_run_config(options.config_path, files);
     if (!next) {
         return next.error();
     }
@@ -201,7 +205,7 @@ Result<PreparedConfig> prepare_config(const RunOptions& options) {
     if (auto refused = refuse_terminating_rules(*next); !refused) {
         return refused.error();
     }
-    auto tls_store = build_tls_store(*next);
+    auto tls_store = build_tls_store(*next, files);
     if (!tls_store) {
         return tls_store.error();
     }
@@ -291,6 +295,16 @@ bpf::PinDirOwners pin_dir_owners(const std::optional<security::RunUser>& run_use
     return owners;
 }
 
+// A reload's prepare step after the drop: the file as the privileged helper read it.
+Result<PreparedConfig> prepare_from_helper(const RunOptions& options,
+                                           privsep::HelperLink& helper) {
+    auto bundle = helper.fetch();
+    if (!bundle) {
+        return bundle.error();
+    }
+    return prepare_config(options, privsep::bundle_source(std::move(bundle).value()));
+}
+
 // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`. Without them
 // (no bpffs, or a pin dir refused) the sockmap plane is unavailable; one line says why.
 std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinDirOwners& owners) {
@@ -324,6 +338,17 @@ Result<void> run(const RunOptions& options) {
     auto run_user = security::user_to_become(config->user);
     if (!run_user) {
         return run_user.error().with_context("privilege drop");
+    }
+    // The privileged helper (privsep/helper_link.h), forked now while this process is root,
+    // has one thread and holds no listener, BPF object or ring yet. Not started as root,
+    // there is nothing to keep: the daemon reads its files itself, as it can.
+    std::unique_ptr<privsep::HelperLink> helper;
+    if (*run_user) {
+        auto started = privsep::HelperLink::start(run_config_path(options.config_path));
+        if (!started) {
+            return started.error();
+        }
+        helper = std::move(started).value();
     }
     std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
     std::optional<bpf::DaemonCountersMap> counters_map;
@@ -403,6 +428,11 @@ Result<void> run(const RunOptions& options) {
     if (auto dropped = security::drop_after_start_up(*run_user, kept); !dropped) {
         return dropped.error();
     }
+    if (helper) {
+        if (auto watching = helper->watch(); !watching) {
+            return watching.error();
+        }
+    }
     // Log lines go through a bounded buffer and a writer thread from here on: a stderr that
     // stops reading costs lines, never the loop. Started after the drop, which is per thread
     // for capabilities; stopped (bounded wait) on every way out of run() by writer_stop.
@@ -416,7 +446,8 @@ Result<void> run(const RunOptions& options) {
         // systemd (ExecReload= sends the SIGHUP) shows the unit reloading until READY=1, sent
         // once the result is applied or refused: the daemon serves on either way.
         service::notify_reloading();
-        auto next = std::make_shared<Result<PreparedConfig>>(prepare_config(options));
+        auto next = std::make_shared<Result<PreparedConfig>>(
+            helper ? prepare_from_helper(options, *helper) : prepare_config(options));
         return [&, next] {
             apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded, tls_store);
             service::notify_ready("serving, reloaded");
@@ -450,6 +481,9 @@ Result<void> run(const RunOptions& options) {
     auto ran = loop.run();
     log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},
                           {"closed", std::to_string(loop.counters().closed)}});
+    if (ran && helper && helper->failed()) {
+        return Error{"the privileged helper exited (privsep_helper_exited above)"};
+    }
     return ran;
 }
 

@@ -195,6 +195,39 @@ Result<void> drop_privileges(const RunUser& user, KeptCapabilities kept) {
     return check_dropped(user, kept);
 }
 
+Result<void> keep_only_file_reading() {
+    constexpr std::uint64_t kReading =
+        (std::uint64_t{1} << CAP_DAC_OVERRIDE) | (std::uint64_t{1} << CAP_DAC_READ_SEARCH);
+    for (int capability = 0; capability <= last_capability(); ++capability) {
+        if ((kReading >> capability & 1U) == 0 &&
+            ::prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 && errno != EINVAL) {
+            return errno_error("dropping capability " + std::to_string(capability) +
+                               " from the bounding set");
+        }
+    }
+    auto held = capabilities();
+    if (!held) {
+        return held.error();
+    }
+    __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+    for (std::size_t i = 0; i < held->size(); ++i) {
+        const auto reading = static_cast<std::uint32_t>(kReading >> (32 * i));
+        data[i].permitted = held.value()[i].permitted & reading;
+        data[i].effective = data[i].permitted;
+    }
+    if (::syscall(SYS_capset, &header, data) != 0) {
+        return errno_error("capset");
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+        return errno_error("clearing ambient capabilities");
+    }
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+        return errno_error("PR_SET_NO_NEW_PRIVS");
+    }
+    return {};
+}
+
 Result<void> drop_after_start_up(const std::optional<RunUser>& user, KeptCapabilities kept) {
     if (!user) {
         log::notice("privileges_kept", {{"reason", "not started as root"}});

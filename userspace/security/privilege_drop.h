@@ -46,6 +46,13 @@ Result<std::optional<RunUser>> user_to_become(const std::optional<std::string>& 
 Result<void> drop_privileges(const RunUser& user,
                              KeptCapabilities kept = KeptCapabilities::none);
 
+// The privileged helper's narrowing (privsep/helper.h): it stays uid 0, to open root-only
+// files, but keeps only the capabilities that reading a file can need, CAP_DAC_OVERRIDE and
+// CAP_DAC_READ_SEARCH (a file or directory of another owner), where held: every other one
+// leaves the bounding, effective, permitted, inheritable and ambient sets, and no_new_privs
+// is set, so nothing it executes regains them.
+Result<void> keep_only_file_reading();
+
 // What `splicer run` calls once start-up is done (the pin dir already handed over to `user`,
 // see bpf::PinDir::hand_over): drops to `user` and logs one line; with no user (not started
 // as root) changes nothing and says so.
