@@ -1,5 +1,6 @@
 // The daemon builds its TLS certificate store (tls/certificate_store.h) from the https
-// section at start and again on SIGHUP: a renewed certificate is read, a broken one is refused
+// section at start and again on SIGHUP, the files root-only and read after the privilege drop
+// by the privileged helper (privsep/helper.h): a renewed certificate is read, a broken one is refused
 // with reload_failed naming the setting, line and file while everything in force stays, and a
 // terminating rule, which no connection handler serves yet, is refused at start saying so.
 
@@ -19,12 +20,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The dropped daemon (not root any more) rereads the config and the certificates: let it.
-void make_world_readable(const fs::path& dir) {
-    fs::permissions(dir, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+// As Let's Encrypt keeps live/: the directory 0700 and its files 0600, root's. The dropped
+// daemon cannot read them; its privileged helper reads them for it on SIGHUP.
+void make_root_only(const fs::path& dir) {
+    fs::permissions(dir, fs::perms::owner_all);
     for (const auto& entry : fs::directory_iterator(dir)) {
-        fs::permissions(entry.path(),
-                        fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+        fs::permissions(entry.path(), fs::perms::owner_read | fs::perms::owner_write);
     }
 }
 
@@ -38,11 +39,11 @@ std::string config_with(const SnikketPorts& ports, const fs::path& certificate,
 
 }  // namespace
 
-TEST_CASE("SIGHUP: renewed certificates are read, a key that does not match is refused",
+TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not match is refused",
           "[daemon][reload][tls_termination]") {
     require_root();
     const TestCertificates pki;
-    make_world_readable(pki.dir.path());
+    make_root_only(pki.dir.path());
     TcpBackend https(BackendScript::exchange(1024, 1));
     TcpBackend unused(BackendScript::record());
     const SnikketPorts ports{.listen = free_port(),
@@ -56,7 +57,7 @@ TEST_CASE("SIGHUP: renewed certificates are read, a key that does not match is r
     DaemonProcess daemon(options);
     INFO(daemon.log_tail());
     REQUIRE(daemon.wait_ready(15s));
-    make_world_readable(daemon.config_path().parent_path());
+    fs::permissions(daemon.config_path(), fs::perms::owner_read | fs::perms::owner_write);
     // The key is on the file's second last line ("};" is the last).
     const auto key_line =
         std::count(options.config_text.begin(), options.config_text.end(), '\n') - 1;
