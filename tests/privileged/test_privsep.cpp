@@ -50,6 +50,16 @@ bool ended(pid_t pid) {
     return state.empty() || state[0] == 'Z';
 }
 
+// A daemon serving `site`, ready, and its privileged helper's pid.
+std::pair<std::unique_ptr<DaemonProcess>, pid_t> start_with_helper(const HttpSite& site) {
+    auto daemon = start_http_daemon(site);
+    REQUIRE(daemon->wait_ready());
+    const pid_t helper = helper_pid(*daemon);
+    INFO(daemon->log_tail(20));
+    REQUIRE(helper > 0);
+    return {std::move(daemon), helper};
+}
+
 bool wait_ended(pid_t pid, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!ended(pid)) {
@@ -163,11 +173,7 @@ TEST_CASE("killing the privileged helper stops the worker with a non-zero status
           "[daemon][privileges]") {
     require_root();
     HttpSite site;
-    auto daemon = start_http_daemon(site);
-    REQUIRE(daemon->wait_ready());
-    const pid_t helper = helper_pid(*daemon);
-    INFO(daemon->log_tail(20));
-    REQUIRE(helper > 0);
+    auto [daemon, helper] = start_with_helper(site);
     REQUIRE(::kill(helper, SIGKILL) == 0);
     const auto logged = daemon->wait_for_log("privsep_helper_exited", {}, 5s);
     REQUIRE(logged.has_value());
@@ -184,11 +190,7 @@ TEST_CASE("killing the privileged helper stops the worker with a non-zero status
 TEST_CASE("killing the worker ends the privileged helper, logged", "[daemon][privileges]") {
     require_root();
     HttpSite site;
-    auto daemon = start_http_daemon(site);
-    REQUIRE(daemon->wait_ready());
-    const pid_t helper = helper_pid(*daemon);
-    INFO(daemon->log_tail(20));
-    REQUIRE(helper > 0);
+    auto [daemon, helper] = start_with_helper(site);
     REQUIRE(::kill(daemon->pid(), SIGKILL) == 0);
     CHECK(wait_ended(helper, 5s));
     CHECK(daemon->wait_for_log("privsep_worker_gone", {}, 5s).has_value());

@@ -21,6 +21,9 @@ namespace {
 // A worker that stops reading (compromised, or stuck) must not keep the helper in send().
 constexpr long kSendTimeoutSeconds = 10;
 
+// How long the helper's last line ("privsep_worker_gone") may wait for room on stderr.
+constexpr unsigned kLastLineSeconds = 1;
+
 // Closes every fd but 0, 1, 2 and `keep` (>= 3): the listeners, the systemd-passed sockets
 // and anything else the forked process inherited.
 void close_all_but(int keep) {
@@ -120,7 +123,16 @@ void run_helper(int socket, const std::filesystem::path& config_path) {
             continue;
         }
         if (got < 0 || peer_closed(socket)) {
-            // The worker exited, crashed or was killed: its end closed with it.
+            // The worker exited, crashed or was killed: its end closed with it. The shared
+            // stderr may be a pipe nobody reads (the worker's own writer drops lines then;
+            // this process writes them directly, blocking), and a stopping worker waits for
+            // this exit: SIGALRM's default action ends the process if the line cannot go out.
+            ::signal(SIGALRM, SIG_DFL);
+            sigset_t alarm_only;
+            sigemptyset(&alarm_only);
+            sigaddset(&alarm_only, SIGALRM);
+            ::sigprocmask(SIG_UNBLOCK, &alarm_only, nullptr);
+            ::alarm(kLastLineSeconds);
             log::info("privsep_worker_gone",
                       {{"reason", got == 0 ? "socket closed" : errno_text(errno)}});
             ::_exit(0);

@@ -9,7 +9,8 @@
 // after the drop, can neither signal nor trace the root helper (a different uid and no
 // capability); it can only wait for it and talk to it over their socketpair.
 // Either ending ends the other: the worker's end of the socket closes when it exits however
-// it exits, and the helper, which reads nothing else, logs that and exits; the helper's exit
+// it exits, and the helper, which reads nothing else, logs that and exits (within a second
+// even when nobody reads stderr: privsep/helper.cpp); the helper's exit
 // is seen by the worker's waitpid thread, which logs it and stops the worker (SIGTERM to
 // itself: connections are closed as at any stop), which then exits non-zero.
 
