@@ -16,6 +16,7 @@
 #include "limits/fd_limit.h"
 #include "log/line_queue.h"
 #include "metrics/metrics_server.h"
+#include "net/ktls_probe.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "privsep/helper_link.h"
@@ -437,6 +438,15 @@ Result<void> run(const RunOptions& options) {
         if (auto handed = pins->hand_over(user.uid, user.gid, user.name); !handed) {
             return handed.error().with_context("privilege drop");
         }
+    }
+    if (config->https) {
+        // Asked while still root (the kernel may load its tls module for it). Either way the
+        // TLS runs in userspace this version; the line says whether kTLS could take over.
+        const net::KtlsSupport ktls = net::probe_ktls();
+        log::info("tls", {{"tls_path", "userspace"},
+                          {"ktls", ktls.available ? "available" : "absent"},
+                          {"reason", ktls.available ? "kTLS data path not implemented yet"
+                                                    : ktls.reason}});
     }
     // Transparent rules set IP_TRANSPARENT on each backend socket: that keeps CAP_NET_RAW.
     const security::KeptCapabilities kept = config::uses_transparent(*config)
