@@ -18,8 +18,8 @@
 #include <stdexcept>
 
 #include "support/backends.h"
-#include "support/tls_test_client.h"
 #include "support/streams.h"
+#include "support/tls_test_client.h"
 #include "tls_termination_common.h"
 
 using namespace splicer::test;
@@ -41,8 +41,8 @@ void replace_once(std::string& text, const std::string& from, const std::string&
 struct NginxBlockSite {
     TestCertificates pki;
     IssuedCertificate snikket = pki.issue("snikket", kSnikketNames);
-    HttpBackend https_backend{"snikket-https"};  // Snikket's :5443 in the page
-    HttpBackend http_backend{"snikket-http"};    // Snikket's :5080 (port 80, ACME)
+    HttpBackend https_backend{"snikket-https"};              // Snikket's :5443 in the page
+    HttpBackend http_backend{"snikket-http"};                // Snikket's :5080 (port 80, ACME)
     OpensslServer spliced{{.common_name = "spliced.test"}};  // other names: spliced as before
     std::uint16_t listen = free_port();
     std::uint16_t http_listen = free_port();
@@ -63,7 +63,8 @@ std::string nginx_block_config(const NginxBlockSite& site) {
     replace_once(text, "\"/path/to/key.pem\"", "\"" + site.snikket.key.string() + "\"");
     replace_once(text, "backend: \"https://127.0.0.1:5443\"; verify: false;",
                  "backend: \"http://" + site.https_backend.address() + "\";");
-    replace_once(text, "\"http://127.0.0.1:5080\"", "\"http://" + site.http_backend.address() + "\"");
+    replace_once(text, "\"http://127.0.0.1:5080\"",
+                 "\"http://" + site.http_backend.address() + "\"");
     return text;
 }
 
@@ -73,8 +74,8 @@ CommandResult curl_https(const NginxBlockSite& site, const std::string& name,
                          const std::string& path, const std::string& arguments = "") {
     const std::string port = std::to_string(site.listen);
     return run_command("curl -sS --max-time 60 --http1.1 --interface 127.0.0.2 --cacert " +
-                       site.pki.ca.string() + " --resolve " + name + ":" + port +
-                       ":127.0.0.1 " + arguments + " 'https://" + name + ":" + port + path + "'");
+                       site.pki.ca.string() + " --resolve " + name + ":" + port + ":127.0.0.1 " +
+                       arguments + " 'https://" + name + ":" + port + path + "'");
 }
 
 }  // namespace
@@ -122,23 +123,23 @@ TEST_CASE("tls termination: the nginx :443 block as splicer config, curl for the
     CHECK(refused.output == "413");
 
     // ACME http-01 on port 80 in the same daemon: still proxied to Snikket's plain port.
-    const CommandResult acme = run_command(
-        "curl -sS --max-time 10 -H 'Host: chat.example.com' 'http://127.0.0.1:" +
-        std::to_string(site.http_listen) + "/.well-known/acme-challenge/token-1'");
+    const CommandResult acme =
+        run_command("curl -sS --max-time 10 -H 'Host: chat.example.com' 'http://127.0.0.1:" +
+                    std::to_string(site.http_listen) + "/.well-known/acme-challenge/token-1'");
     CHECK(acme.output == "snikket-http GET /.well-known/acme-challenge/token-1");
     REQUIRE(site.http_backend.wait_for_requests(1, 5s));
     CHECK(site.http_backend.requests().at(0).head.header("x-forwarded-proto") == "http");
 
     // Another name on the same listener: spliced to the backend, which does the handshake
     // itself (its own certificate, its own status page).
-    const SClientResult other = run_s_client({.port = site.listen, .servername = "other.example.org"});
+    const SClientResult other =
+        run_s_client({.port = site.listen, .servername = "other.example.org"});
     CAPTURE(other.output);
     CHECK(other.handshake_done);
     CHECK(other.subject_cn == "spliced.test");
     CHECK(other.output.find("Ciphers supported in s_server binary") != std::string::npos);
-    const auto routed = daemon->wait_for_log("routed", [&](const LogLine& line) {
-        return line.get("sni") == "other.example.org";
-    });
+    const auto routed = daemon->wait_for_log(
+        "routed", [&](const LogLine& line) { return line.get("sni") == "other.example.org"; });
     REQUIRE(routed.has_value());
     CHECK(routed->get("backend") == site.spliced.address());
     CHECK(routed->get("plane") == "sockmap");
@@ -155,9 +156,9 @@ TEST_CASE("tls termination: SNI picks among several certificates, the first is t
     require_root();
     TerminatingSite site;
     auto daemon = start_daemon(
-        "copy", terminating_config(site, {.more_certificates = {
-                                              {site.pki.a_chain, site.pki.a_key},
-                                              {site.pki.b_chain, site.pki.b_key}}}));
+        "copy",
+        terminating_config(site, {.more_certificates = {{site.pki.a_chain, site.pki.a_key},
+                                                        {site.pki.b_chain, site.pki.b_key}}}));
     INFO(daemon->log_tail());
     struct Case {
         std::string servername;
@@ -223,9 +224,8 @@ TEST_CASE("tls termination: TLS 1.2 and 1.3 only, ALPN http/1.1 only",
     // that allows it shows the refusal below is the daemon's, not the client's.
     const std::vector<std::string> tls11 = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"};
     OpensslServer old_server({.common_name = "old.test", .extra_args = tls11});
-    const SClientResult control = run_s_client({.port = old_server.port(),
-                                                .servername = "old.test",
-                                                .extra_args = tls11});
+    const SClientResult control =
+        run_s_client({.port = old_server.port(), .servername = "old.test", .extra_args = tls11});
     CAPTURE(control.output);
     REQUIRE(control.handshake_done);
     REQUIRE(control.protocol == "TLSv1.1");
@@ -246,9 +246,10 @@ TEST_CASE("tls termination: TLS 1.2 and 1.3 only, ALPN http/1.1 only",
     CAPTURE(h2_only.output);
     CHECK_FALSE(h2_only.handshake_done);
     CHECK(h2_only.output.find("no application protocol") != std::string::npos);
-    for (const auto& offered : std::vector<std::vector<std::string>>{{"http/1.1"},
-                                                                     {"h2", "http/1.1"}}) {
-        const SClientResult result = s_client_request(site, "chat.example.com", "/alpn", {}, offered);
+    for (const auto& offered :
+         std::vector<std::vector<std::string>>{{"http/1.1"}, {"h2", "http/1.1"}}) {
+        const SClientResult result =
+            s_client_request(site, "chat.example.com", "/alpn", {}, offered);
         CAPTURE(result.output);
         CHECK(result.handshake_done);
         CHECK(result.alpn == "http/1.1");
@@ -257,9 +258,10 @@ TEST_CASE("tls termination: TLS 1.2 and 1.3 only, ALPN http/1.1 only",
     stop_daemon(*daemon);
 }
 
-TEST_CASE("tls termination: a renewed root-only certificate is served after SIGHUP, "
-          "an established connection keeps working",
-          "[daemon][tls_termination][reload]") {
+TEST_CASE(
+    "tls termination: a renewed root-only certificate is served after SIGHUP, "
+    "an established connection keeps working",
+    "[daemon][tls_termination][reload]") {
     require_root();
     TerminatingSite site;
     // As Let's Encrypt's live/: a 0700 directory of 0600 files, root's. The daemon reads

@@ -44,9 +44,10 @@ void check_served(TlsTestClient& client, const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("tls termination: garbage after a ClientHello, a silent client and a client leaving "
-          "mid-handshake are closed, logged and counted, others served",
-          "[daemon][tls_termination][hostile]") {
+TEST_CASE(
+    "tls termination: garbage after a ClientHello, a silent client and a client leaving "
+    "mid-handshake are closed, logged and counted, others served",
+    "[daemon][tls_termination][hostile]") {
     require_root();
     TerminatingSite site;
     auto daemon = start_daemon(
@@ -56,9 +57,10 @@ TEST_CASE("tls termination: garbage after a ClientHello, a silent client and a c
     check_served(bystander, "/bystander-before");
 
     // 1. A whole, valid ClientHello for a terminated name, then a record of no known type.
-    const std::string garbage_record = std::string("\x63\x03\x03\x00\x10", 5) + std::string(16, 'Z');
-    UniqueFd garbage = send_client_hello(
-        site.listen, {.server_name = "chat.example.com"}, garbage_record);
+    const std::string garbage_record =
+        std::string("\x63\x03\x03\x00\x10", 5) + std::string(16, 'Z');
+    UniqueFd garbage =
+        send_client_hello(site.listen, {.server_name = "chat.example.com"}, garbage_record);
     const Ending garbage_end = wait_ended(garbage.get(), 5s);
     CHECK(garbage_end.how != "open");
 

@@ -34,8 +34,8 @@ struct AcceptedCipher {
 };
 
 struct ScanResult {
-    bool complete = false;               // the XML document ended
-    std::set<std::string> enabled;       // "tls1.2", "ssl3", ...
+    bool complete = false;          // the XML document ended
+    std::set<std::string> enabled;  // "tls1.2", "ssl3", ...
     std::set<std::string> disabled;
     std::vector<AcceptedCipher> ciphers;
     std::string output;

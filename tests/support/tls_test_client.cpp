@@ -80,8 +80,8 @@ TlsTestClient::TlsTestClient(const TlsClientOptions& options)
         }
     }
     if (SSL_connect(ssl_.get()) != 1) {
-        throw std::runtime_error(openssl_error("handshake with 127.0.0.1:" +
-                                               std::to_string(options.port)));
+        throw std::runtime_error(
+            openssl_error("handshake with 127.0.0.1:" + std::to_string(options.port)));
     }
 }
 
@@ -103,7 +103,9 @@ std::string TlsTestClient::peer_common_name() const {
     return name;
 }
 
-std::string TlsTestClient::protocol() const { return SSL_get_version(ssl_.get()); }
+std::string TlsTestClient::protocol() const {
+    return SSL_get_version(ssl_.get());
+}
 
 std::string TlsTestClient::alpn() const {
     const unsigned char* data = nullptr;

@@ -18,9 +18,9 @@
 namespace splicer::test {
 
 struct TlsClientOptions {
-    std::uint16_t port = 0;              // on 127.0.0.1
-    std::string servername;              // SNI; empty: none
-    std::vector<std::string> alpn;       // offered, in order; empty: no ALPN extension
+    std::uint16_t port = 0;                   // on 127.0.0.1
+    std::string servername;                   // SNI; empty: none
+    std::vector<std::string> alpn;            // offered, in order; empty: no ALPN extension
     std::chrono::milliseconds timeout{5000};  // per blocking call
 };
 
