@@ -101,6 +101,12 @@ SClientResult run_s_client(const SClientOptions& options) {
             break;
         }
     }
+    // That line names the cipher's version ("TLSv1.0" for a TLS 1.1 session's CBC cipher);
+    // the session block says which protocol was negotiated.
+    if (const std::string negotiated = value_after(result.output, "Protocol  : ");
+        !result.session.empty() && !negotiated.empty()) {
+        result.protocol = negotiated;
+    }
     const std::size_t begin = result.output.find("-----BEGIN CERTIFICATE-----");
     const std::string end_marker = "-----END CERTIFICATE-----";
     const std::size_t end = result.output.find(end_marker, begin);

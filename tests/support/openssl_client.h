@@ -29,8 +29,9 @@ struct SClientResult {
     std::string subject_cn;  // of the server certificate ("" if none was seen)
     std::string alpn;        // negotiated ALPN protocol ("" if none)
     bool handshake_done = false;
-    // From the "New, TLSv1.3, Cipher is ..." / "Reused, TLSv1.2, ..." line: "New" or "Reused",
-    // and the protocol ("" when the line is absent: no handshake).
+    // From the "New, TLSv1.3, Cipher is ..." / "Reused, TLSv1.2, ..." line: "New" or "Reused"
+    // ("" when the line is absent: no handshake); the protocol from the session block's
+    // "Protocol  :" line.
     std::string session;
     std::string protocol;
     std::string peer_certificate_pem;  // the first PEM block printed ("" if none)
