@@ -30,6 +30,7 @@ struct TerminatingOptions {
     int header_timeout = 10;
     int idle_timeout = 60;
     std::string max_body_size = "20M";
+    std::uint16_t metrics_port = 0;  // 0: no metrics endpoint
 };
 
 // One tls rule terminating every ClientHello (no sni_hostnames), every Host to site.web.
@@ -38,8 +39,11 @@ inline std::string terminating_config(const TerminatingSite& site,
     std::ostringstream text;
     text << "listen: ( { host: \"127.0.0.1\"; port: \"" << site.listen << "\"; } );\n"
          << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
-         << "timeout: 2;\nconnect_timeout: 2;\n"
-         << "https: {\n  certificates: (\n"
+         << "timeout: 2;\nconnect_timeout: 2;\n";
+    if (options.metrics_port != 0) {
+        text << "metrics: { host: \"127.0.0.1\"; port: " << options.metrics_port << "; };\n";
+    }
+    text << "https: {\n  certificates: (\n"
          << "    { certificate: \"" << site.snikket.chain.string() << "\"; key: \""
          << site.snikket.key.string() << "\"; }";
     for (const IssuedCertificate& more : options.more_certificates) {
