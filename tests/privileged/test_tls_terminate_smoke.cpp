@@ -84,15 +84,13 @@ TEST_CASE("tls terminate: requests on one TLS connection reach an http backend, 
     const fs::path body = site.pki.dir.path() / "upload.bin";
     const fs::path downloaded = site.pki.dir.path() / "download.bin";
     std::string upload = ByteGenerator(99).take(kUpload);
-    {
-        std::ofstream(body, std::ios::binary) << upload;
-    }
+    { std::ofstream(body, std::ios::binary) << upload; }
     const std::string tls = curl_tls(site, "a.test");
     const CommandResult result = run_command(
         "curl -sS --max-time 60 " + tls + "-H 'X-Forwarded-For: 198.18.0.9' " +
-        url(site, "a.test", "/first") + " --next " + tls + "--data-binary @" + body.string() +
-        " " + url(site, "a.test", "/upload") + " --next " + tls + "-o " + downloaded.string() +
-        " " + url(site, "a.test", "/huge/" + std::to_string(kDownload)));
+        url(site, "a.test", "/first") + " --next " + tls + "--data-binary @" + body.string() + " " +
+        url(site, "a.test", "/upload") + " --next " + tls + "-o " + downloaded.string() + " " +
+        url(site, "a.test", "/huge/" + std::to_string(kDownload)));
     INFO(result.output << daemon->log_tail());
     CHECK(result.exit_code == 0);
     CHECK(result.output == "web GET /firstweb POST /upload");
@@ -203,19 +201,19 @@ TEST_CASE("tls terminate: a 101 reaches the client, then the connection closes f
     auto daemon = start_daemon("copy", terminating_config(site));
     // The backend's /ws answers 101 and would echo; a spliced plane cannot carry a TLS client
     // side, so until the TLS relay lands the daemon closes after relaying the 101.
-    const SClientResult result = run_s_client(
-        {.port = site.tls_listen,
-         .servername = "a.test",
-         .input = "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\n\r\n",
-         .timeout = 10s});
+    const SClientResult result =
+        run_s_client({.port = site.tls_listen,
+                      .servername = "a.test",
+                      .input = "GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n\r\n",
+                      .timeout = 10s});
     INFO(result.output << daemon->log_tail());
     CHECK(result.handshake_done);
     CHECK(result.output.find("HTTP/1.1 101") != std::string::npos);
     CHECK_FALSE(result.timed_out);
     const auto closed = daemon->wait_for_log(
-        "closed", [](const LogLine& line) { return line.get("end") == "upgrade_unsupported_over_tls"; },
-        5s);
+        "closed",
+        [](const LogLine& line) { return line.get("end") == "upgrade_unsupported_over_tls"; }, 5s);
     CHECK(closed.has_value());
     const auto line = access_line(*daemon, "/ws", 101);
     REQUIRE(line.has_value());

@@ -73,10 +73,10 @@ void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
     connection.peek_offset = enable_peek_offset(connection.client.get());
     // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
-    const auto timeout =
-        listeners_[connection.listener].http
-            ? std::chrono::duration_cast<std::chrono::milliseconds>(config_->http->limits.header_timeout)
-            : config_->probe_timeout;
+    const auto timeout = listeners_[connection.listener].http
+                             ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   config_->http->limits.header_timeout)
+                             : config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
     io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);

@@ -84,7 +84,9 @@ bool TlsTransport::step_read() {
         return false;
     }
     switch (io.status) {
-        case tls::Status::closed: finish(0); return false;
+        case tls::Status::closed:
+            finish(0);
+            return false;
         case tls::Status::failed:
             if (eof_) {
                 // The stream ended without a close_notify (a truncation), or mid-handshake:
@@ -140,7 +142,8 @@ bool TlsTransport::step_send() {
         return true;  // flushed next round
     }
     switch (io.status) {
-        case tls::Status::want_output: return true;  // a record partly written: flush, retry
+        case tls::Status::want_output:
+            return true;  // a record partly written: flush, retry
         case tls::Status::want_input:
             // A client's handshake (or a renegotiation refused) waits on the peer.
             feed_input();
@@ -158,7 +161,9 @@ bool TlsTransport::step_send() {
             error_ = session_.error();
             failing_ = true;
             return true;
-        case tls::Status::ok: fail(-EPROTO); return false;
+        case tls::Status::ok:
+            fail(-EPROTO);
+            return false;
     }
     return false;
 }
@@ -200,8 +205,7 @@ void TlsTransport::receive() {
         input_ = std::make_unique_for_overwrite<std::byte[]>(kInputBytes);
     }
     io_uring_sqe* recv = ring_.transport_sqe(HttpOp::http_recv, side_);
-    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_,
-                       0);
+    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_, 0);
     recv->flags |= IOSQE_IO_LINK;
     link_timeout(remaining());
 }
@@ -265,7 +269,8 @@ void TlsTransport::on_completion(HttpOp op, int result) {
                 nop_result_.reset();
             }
             break;
-        default: break;
+        default:
+            break;
     }
     in_completion_ = false;
     if (!done_) {
@@ -278,10 +283,17 @@ void TlsTransport::on_completion(HttpOp op, int result) {
     failing_ = false;
     // Reported last: the user may start the next operation from here.
     switch (finished) {
-        case Mode::reading: user_.on_read(side_, result_now); return;
-        case Mode::sending: user_.on_sent(side_, result_now); return;
-        case Mode::closing: user_.on_closed(side_, result_now); return;
-        case Mode::idle: return;
+        case Mode::reading:
+            user_.on_read(side_, result_now);
+            return;
+        case Mode::sending:
+            user_.on_sent(side_, result_now);
+            return;
+        case Mode::closing:
+            user_.on_closed(side_, result_now);
+            return;
+        case Mode::idle:
+            return;
     }
 }
 

@@ -32,9 +32,8 @@ public:
     // At most this much plaintext per write_plain: one TLS record.
     static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
 
-    TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring,
-                 TransportUser& user, std::shared_ptr<const void> context_owner,
-                 tls::Session session);
+    TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring, TransportUser& user,
+                 std::shared_ptr<const void> context_owner, tls::Session session);
 
     void read(std::span<char> room, std::chrono::steady_clock::duration timeout) override;
     void send(std::span<const char> bytes, std::chrono::steady_clock::duration timeout) override;
@@ -80,11 +79,11 @@ private:
     std::unique_ptr<std::byte[]> input_;
     std::size_t input_start_ = 0;
     std::size_t input_end_ = 0;
-    bool eof_ = false;          // the peer's FIN was read
-    bool failing_ = false;      // a fatal TLS error: its alert is flushed, then -EPROTO
+    bool eof_ = false;      // the peer's FIN was read
+    bool failing_ = false;  // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
     bool in_completion_ = false;
-    std::optional<int> done_;      // to report at the end of the current completion
+    std::optional<int> done_;        // to report at the end of the current completion
     std::optional<int> nop_result_;  // to report when the NOP completes
     std::string error_;
 };
