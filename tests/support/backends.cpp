@@ -358,6 +358,7 @@ OpensslServer::OpensslServer(OpensslServerOptions options)
                                      options_.servername_certificate.cert_path, "-key2",
                                      options_.servername_certificate.key_path});
         }
+        argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
         const UniqueFd log(
             ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         SpawnOptions spawn;

@@ -176,6 +176,8 @@ struct OpensslServerOptions {
     Certificate certificate;
     std::string servername;
     Certificate servername_certificate;
+    // Appended to s_server's command line as they are ("-tls1_1", "-cipher", ...).
+    std::vector<std::string> extra_args;
 };
 
 // `openssl s_server -www` on a free port: answers "GET /" with a status page. Killed by pid.
