@@ -309,7 +309,7 @@ struct Rig {
         set_nonblocking(relay_client.get());
         set_nonblocking(relay_backend.get());
         start.emplace(daemon::TlsRelayStart{.session = std::move(handshaken.session),
-                                      .server_context = {},
+                                      .context_owner = {},
                                       .client_cipher = std::move(handshaken.unread),
                                       .client_plain = bytes_of(setup.client_plain),
                                       .backend_plain = bytes_of(setup.backend_plain),

@@ -68,8 +68,8 @@ void RelayBuffer::consumed(std::size_t bytes) {
 TlsRelay::TlsRelay(Connection& connection, TlsRelayContext& context, TlsRelayStart start)
     : connection_(connection),
       context_(context),
+      context_owner_(std::move(start.context_owner)),
       session_(std::move(start.session)),
-      server_context_(std::move(start.server_context)),
       idle_timeout_(start.idle_timeout) {
     from_client_.assign(start.client_cipher);
     to_backend_.assign(start.client_plain);

@@ -41,10 +41,6 @@
 #include "tls/session.h"
 #include "uring/tag.h"
 
-namespace splicer::tls {
-class ServerContext;
-}
-
 namespace splicer::daemon {
 
 // The relay's io_uring operations (uring::Owner::handler). `arg` is the side: 0 the client
@@ -74,10 +70,10 @@ protected:
 // What the HTTP exchange hands over after the 101 went to the client.
 struct TlsRelayStart {
     tls::Session session;  // handshake done; may still hold ciphertext to send, plaintext to read
-    // The context the session was made from: its callbacks (ticket keys) run for as long as
-    // the session does, so a reload must not free it under a live relay. May be empty when
-    // the caller keeps it alive otherwise (tests).
-    std::shared_ptr<const tls::ServerContext> server_context;
+    // Whatever keeps the session's tls::ServerContext alive (the certificate store it came
+    // from): its callbacks (ticket keys) run for as long as the session does, so a reload must
+    // not free it under a live relay. May be empty when the caller keeps it alive otherwise.
+    std::shared_ptr<const void> context_owner;
     std::vector<std::byte> client_cipher;  // read from the client, not yet ingested
     std::vector<std::byte> client_plain;   // decrypted, past the request head: for the backend
     std::vector<std::byte> backend_plain;  // past the 101 response head: for the client
@@ -167,8 +163,8 @@ private:
 
     Connection& connection_;
     TlsRelayContext& context_;
+    std::shared_ptr<const void> context_owner_;  // declared first: destroyed after the session
     tls::Session session_;
-    std::shared_ptr<const tls::ServerContext> server_context_;
     std::chrono::steady_clock::duration idle_timeout_;
 
     RelayBuffer from_client_;  // ciphertext received, not yet ingested
