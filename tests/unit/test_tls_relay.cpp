@@ -73,6 +73,7 @@ std::string openssl_error() {
 enum class ClientCloses {
     after_sending,             // close_notify as soon as everything is sent (a half-close)
     after_relay_close_notify,  // close_notify once the relay's has been read
+    tcp_fin_after_sending,     // shutdown(SHUT_WR) without a close_notify
     never,                     // until the relay ends the connection
 };
 
@@ -83,6 +84,7 @@ struct ClientPlan {
     std::chrono::milliseconds trickle_every{0};
     const std::atomic<bool>* may_read = nullptr;  // null: read from the start
     int receive_buffer = 0;                        // SO_RCVBUF; 0: the default
+    std::string raw_after_handshake;  // written on the socket itself, past TLS (hostile bytes)
     std::chrono::milliseconds limit{30s};
 };
 
@@ -122,6 +124,9 @@ ClientReport run_client(std::uint16_t port, ClientPlan plan) {
     if (SSL_connect(ssl.get()) != 1) {
         report.error = "SSL_connect: " + openssl_error();
         return report;
+    }
+    if (!plan.raw_after_handshake.empty()) {
+        write_all(socket.get(), plan.raw_after_handshake);
     }
     set_nonblocking(socket.get());
 
@@ -170,6 +175,11 @@ ClientReport run_client(std::uint16_t port, ClientPlan plan) {
                     break;
                 }
             }
+        } else if (all_sent && !close_sent &&
+                   plan.closes == ClientCloses::tcp_fin_after_sending) {
+            ::shutdown(socket.get(), SHUT_WR);
+            close_sent = true;
+            progress = true;
         } else if (all_sent && !close_sent &&
                    (plan.closes == ClientCloses::after_sending ||
                     (plan.closes == ClientCloses::after_relay_close_notify &&
@@ -509,6 +519,57 @@ TEST_CASE("TLS relay: idle_timeout ends a relay where nothing moves, not one tha
     CHECK(read.eof);
     CHECK(client.eof);
     CHECK_FALSE(client.close_notify);
+}
+
+TEST_CASE("TLS relay: the client's FIN without close_notify also half-closes toward the backend",
+          "[tls_relay]") {
+    const Outgoing up{"", 256 * 1024, 71};
+    constexpr std::uint64_t kReply = 256 * 1024;
+    Rig rig({.up = up, .closes = ClientCloses::tcp_fin_after_sending}, {});
+    const int backend_fd = rig.backend.get();
+    auto backend = std::async(std::launch::async, [backend_fd] {
+        const ReadReport read = read_stream(backend_fd, {.max_time = 20s});
+        const SendReport sent = send_stream(
+            backend_fd, {.max_bytes = kReply, .max_time = 20s, .seed = 72, .shutdown_after = true});
+        return std::make_pair(read, sent);
+    });
+    auto loop = rig.run();
+    const ClientReport client = rig.client.get();
+    const auto answered = backend.get();
+    const ReadReport& read = answered.first;
+    const TlsRelayOutcome outcome = loop->wait();
+
+    CAPTURE(client.error, read.error, outcome.end);
+    CHECK(read.eof);
+    CHECK(read.bytes == up.generated);
+    CHECK(read.sha256 == sha256_of_generated("", up.seed, up.generated));
+    CHECK(client.received == kReply);
+    CHECK(client.received_sha256 == sha256_of_generated("", 72, kReply));
+    CHECK(client.close_notify);
+    REQUIRE(outcome.finished);
+    CHECK(outcome.end == "done");
+}
+
+TEST_CASE("TLS relay: bytes from the client that are not TLS records end it as tls_error",
+          "[tls_relay]") {
+    // An application data record header, then bytes no key decrypts: bad_record_mac.
+    const std::string forged = std::string("\x17\x03\x03\x00\x20", 5) + std::string(32, 'x');
+    Rig rig({.up = {}, .closes = ClientCloses::never, .raw_after_handshake = forged}, {});
+    const int backend_fd = rig.backend.get();
+    auto backend = std::async(std::launch::async, [backend_fd] {
+        return read_stream(backend_fd, {.max_time = 10s});
+    });
+    auto loop = rig.run(10s);
+    const ClientReport client = rig.client.get();
+    const ReadReport read = backend.get();
+    const TlsRelayOutcome outcome = loop->wait();
+
+    CAPTURE(client.error, outcome.end);
+    REQUIRE(outcome.finished);
+    CHECK(outcome.end == "tls_error");
+    CHECK(read.bytes == 0);  // nothing forged reached the backend
+    CHECK(read.eof);
+    CHECK(client.eof);
 }
 
 }  // namespace splicer::test

@@ -118,10 +118,6 @@ bool TlsRelay::pump_up() {
     for (;;) {
         const std::size_t taken = session_.ingest(from_client_.pending());
         from_client_.consumed(taken);
-        if (eof_[kClient] && from_client_.empty() && !ingest_ended_) {
-            ingest_ended_ = true;
-            session_.ingest_end();
-        }
         const tls::Session::Io io = session_.read_plain(to_backend_.room());
         if (io.status == tls::Status::ok && io.bytes > 0) {
             to_backend_.filled(io.bytes);
@@ -132,17 +128,20 @@ bool TlsRelay::pump_up() {
             continue;
         }
         to_backend_.release();
+        if (io.status == tls::Status::want_input && eof_[kClient] && from_client_.empty()) {
+            // The client's FIN without a close_notify, every whole record before it relayed:
+            // the end of its bytes all the same (a WebSocket frames its own messages; nginx
+            // relays this too). The session is not told (Session::ingest_end): OpenSSL 3 takes
+            // an unexpected EOF for a fatal error, and the backend's bytes still go to the
+            // client through the same session.
+            finish_up();
+            return true;
+        }
         switch (io.status) {
             case tls::Status::closed:  // the client's close_notify
                 finish_up();
                 return true;
             case tls::Status::failed:
-                if (eof_[kClient]) {
-                    // The client's FIN without a close_notify: the end of its bytes all the
-                    // same (a WebSocket frames its own messages; nginx relays this too).
-                    finish_up();
-                    return true;
-                }
                 log::info("tls_relay_error", {{"conn", std::to_string(connection_.id)},
                                               {"error", session_.error()}});
                 end("tls_error");

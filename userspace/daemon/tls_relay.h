@@ -15,7 +15,7 @@
 //   back on the backend.
 // - One cipher send in flight: TLS 1.3 post-handshake messages (tickets, key updates) and
 //   data share the session's outgoing buffer, and their order on the wire is that buffer's.
-// - Half-close: the client's close_notify (or its EOF without one, as nginx treats it) ->
+// - Half-close: the client's close_notify (or its FIN without one, as nginx treats it) ->
 //   shutdown(backend, SHUT_WR); the backend's EOF -> close_notify to the client, then
 //   shutdown(client, SHUT_WR) once it is sent. Both done: the connection ends ("done").
 // - Idle bound: no byte moved either way for `idle_timeout` ends it ("idle_timeout"); one
@@ -175,7 +175,6 @@ private:
     std::array<bool, 2> receiving_{};  // a recv in flight, per side
     std::array<bool, 2> sending_{};    // a send in flight, per side
     std::array<bool, 2> eof_{};        // the side's recv returned 0
-    bool ingest_ended_ = false;        // the session was told of the client's EOF
     bool up_done_ = false;    // shutdown(backend, SHUT_WR) done
     bool close_notify_queued_ = false;  // our close_notify is in the session's outgoing buffer
     bool down_done_ = false;  // close_notify sent and shutdown(client, SHUT_WR) done
