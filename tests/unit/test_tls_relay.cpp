@@ -85,6 +85,7 @@ struct ClientPlan {
     const std::atomic<bool>* may_read = nullptr;  // null: read from the start
     int receive_buffer = 0;                        // SO_RCVBUF; 0: the default
     std::string raw_after_handshake;  // written on the socket itself, past TLS (hostile bytes)
+    int max_version = TLS1_3_VERSION;
     std::chrono::milliseconds limit{30s};
 };
 
@@ -107,6 +108,7 @@ ClientReport run_client(std::uint16_t port, ClientPlan plan) {
         return report;
     }
     SSL_CTX_set_verify(context.get(), SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_max_proto_version(context.get(), plan.max_version);
     SSL_CTX_set_mode(context.get(),
                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     UniqueFd socket = connect_to(port);
@@ -336,9 +338,11 @@ struct Rig {
 
 TEST_CASE("TLS relay: 8 MiB each way at once arrive byte-exact, bytes read before it first",
           "[tls_relay]") {
+    const int version = GENERATE(TLS1_3_VERSION, TLS1_2_VERSION);
+    CAPTURE(version);
     const Outgoing up{"", 8 * kMiB, 21};
     const Outgoing down{"", 8 * kMiB, 22};
-    Rig rig({.up = up, .closes = ClientCloses::after_sending},
+    Rig rig({.up = up, .closes = ClientCloses::after_sending, .max_version = version},
             {.client_plain = "early-up:", .backend_plain = "early-down:"});
     const int backend_fd = rig.backend.get();
     auto backend = std::async(std::launch::async, [backend_fd, down] {
@@ -374,9 +378,11 @@ TEST_CASE("TLS relay: 8 MiB each way at once arrive byte-exact, bytes read befor
 
 TEST_CASE("TLS relay: the client's close_notify half-closes toward the backend, which answers",
           "[tls_relay]") {
+    const int version = GENERATE(TLS1_3_VERSION, TLS1_2_VERSION);
+    CAPTURE(version);
     const Outgoing up{"", kMiB, 31};
     constexpr std::uint64_t kReply = 4 * kMiB;
-    Rig rig({.up = up, .closes = ClientCloses::after_sending}, {});
+    Rig rig({.up = up, .closes = ClientCloses::after_sending, .max_version = version}, {});
     const int backend_fd = rig.backend.get();
     // The backend answers only once it has read the client's end.
     auto backend = std::async(std::launch::async, [backend_fd] {
