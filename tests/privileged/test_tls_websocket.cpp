@@ -29,8 +29,8 @@ struct WebSocketSite {
     ChildProcess echo;
 
     WebSocketSite()
-        : echo(SpawnOptions{.argv = {"/usr/bin/python3", kPeer, "server",
-                                     std::to_string(echo_port)}}) {
+        : echo(SpawnOptions{
+              .argv = {"/usr/bin/python3", kPeer, "server", std::to_string(echo_port)}}) {
         wait_until_listening(echo, {.name = "websocket echo server", .ports = {echo_port}});
     }
 };
@@ -59,9 +59,10 @@ CommandResult websocket_client(const WebSocketSite& site, int messages, int size
 
 }  // namespace
 
-TEST_CASE("tls websocket: a terminated WebSocket echoes 4 MiB both ways at once, closed by "
-          "either side",
-          "[tls][tls_relay]") {
+TEST_CASE(
+    "tls websocket: a terminated WebSocket echoes 4 MiB both ways at once, closed by "
+    "either side",
+    "[tls][tls_relay]") {
     require_root();
     WebSocketSite site;
     auto daemon = start_daemon("copy", websocket_config(site));

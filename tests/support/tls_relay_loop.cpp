@@ -96,9 +96,9 @@ void TlsRelayLoop::dispatch(const uring::Completion& completion) {
 io_uring_sqe* TlsRelayLoop::sqe_for(daemon::Connection& connection, daemon::TlsRelayOp op,
                                     std::uint8_t arg) {
     io_uring_sqe* sqe = ring_.sqe();
-    sqe->user_data = Tag::of_handler(op, arg, connection.handler_epoch, connection.generation,
-                                     connection.slot)
-                         .encode();
+    sqe->user_data =
+        Tag::of_handler(op, arg, connection.handler_epoch, connection.generation, connection.slot)
+            .encode();
     ++connection.outstanding;
     return sqe;
 }

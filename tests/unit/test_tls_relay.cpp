@@ -83,7 +83,7 @@ struct ClientPlan {
     // Non-zero: the bytes go one at a time, this far apart.
     std::chrono::milliseconds trickle_every{0};
     const std::atomic<bool>* may_read = nullptr;  // null: read from the start
-    int receive_buffer = 0;                        // SO_RCVBUF; 0: the default
+    int receive_buffer = 0;                       // SO_RCVBUF; 0: the default
     std::string raw_after_handshake;  // written on the socket itself, past TLS (hostile bytes)
     int max_version = TLS1_3_VERSION;
     std::chrono::milliseconds limit{30s};
@@ -177,8 +177,7 @@ ClientReport run_client(std::uint16_t port, ClientPlan plan) {
                     break;
                 }
             }
-        } else if (all_sent && !close_sent &&
-                   plan.closes == ClientCloses::tcp_fin_after_sending) {
+        } else if (all_sent && !close_sent && plan.closes == ClientCloses::tcp_fin_after_sending) {
             ::shutdown(socket.get(), SHUT_WR);
             close_sent = true;
             progress = true;
@@ -215,8 +214,7 @@ ClientReport run_client(std::uint16_t port, ClientPlan plan) {
                 }
             }
         }
-        const bool done_sending =
-            all_sent && (close_sent || plan.closes == ClientCloses::never);
+        const bool done_sending = all_sent && (close_sent || plan.closes == ClientCloses::never);
         if (report.close_notify && done_sending) {
             break;
         }
@@ -321,11 +319,11 @@ struct Rig {
         set_nonblocking(relay_client.get());
         set_nonblocking(relay_backend.get());
         start.emplace(daemon::TlsRelayStart{.session = std::move(handshaken.session),
-                                      .context_owner = {},
-                                      .client_cipher = std::move(handshaken.unread),
-                                      .client_plain = bytes_of(setup.client_plain),
-                                      .backend_plain = bytes_of(setup.backend_plain),
-                                      .idle_timeout = setup.idle_timeout});
+                                            .context_owner = {},
+                                            .client_cipher = std::move(handshaken.unread),
+                                            .client_plain = bytes_of(setup.client_plain),
+                                            .backend_plain = bytes_of(setup.backend_plain),
+                                            .idle_timeout = setup.idle_timeout});
     }
 
     std::unique_ptr<TlsRelayLoop> run(std::chrono::milliseconds limit = 30s) {
@@ -346,9 +344,9 @@ TEST_CASE("TLS relay: 8 MiB each way at once arrive byte-exact, bytes read befor
             {.client_plain = "early-up:", .backend_plain = "early-down:"});
     const int backend_fd = rig.backend.get();
     auto backend = std::async(std::launch::async, [backend_fd, down] {
-        return transfer_both_ways(backend_fd, {.send = down,
-                                               .expect = kUntilEof,
-                                               .after_send = AfterSend::shutdown_write});
+        return transfer_both_ways(
+            backend_fd,
+            {.send = down, .expect = kUntilEof, .after_send = AfterSend::shutdown_write});
     });
     auto loop = rig.run();
     const ClientReport client = rig.client.get();
@@ -387,9 +385,8 @@ TEST_CASE("TLS relay: the client's close_notify half-closes toward the backend, 
     // The backend answers only once it has read the client's end.
     auto backend = std::async(std::launch::async, [backend_fd] {
         const ReadReport read = read_stream(backend_fd, {.max_time = 20s});
-        const SendReport sent =
-            send_stream(backend_fd, {.max_bytes = kReply, .max_time = 20s, .seed = 32,
-                                     .shutdown_after = true});
+        const SendReport sent = send_stream(
+            backend_fd, {.max_bytes = kReply, .max_time = 20s, .seed = 32, .shutdown_after = true});
         return std::make_pair(read, sent);
     });
     auto loop = rig.run();
@@ -421,8 +418,8 @@ TEST_CASE("TLS relay: a backend closing right after its last write loses none of
         const std::string hello = read_exactly(backend_fd, 5, 10000);
         // close() at once after the last byte: the relay reads the rest and the FIN from its
         // socket after the backend is gone.
-        SendReport sent = send_stream(backend_fd, {.max_bytes = kReply, .max_time = 20s,
-                                                   .seed = 42, .close_after = true});
+        SendReport sent = send_stream(
+            backend_fd, {.max_bytes = kReply, .max_time = 20s, .seed = 42, .close_after = true});
         static_cast<void>(backend_end.release());  // closed by send_stream
         return std::make_pair(hello, sent);
     });
@@ -448,15 +445,20 @@ TEST_CASE("TLS relay: a client that stops reading stops the backend being read, 
     constexpr std::uint64_t kStream = 8 * kMiB;
     constexpr int kSocketBuffer = 64 * 1024;
     std::atomic<bool> may_read{false};
-    Rig rig({.up = {}, .closes = ClientCloses::after_relay_close_notify, .may_read = &may_read,
+    Rig rig({.up = {},
+             .closes = ClientCloses::after_relay_close_notify,
+             .may_read = &may_read,
              .receive_buffer = kSocketBuffer},
             {.relay_buffers = kSocketBuffer});
     ::setsockopt(rig.backend.get(), SOL_SOCKET, SO_SNDBUF, &kSocketBuffer, sizeof kSocketBuffer);
     const int backend_fd = rig.backend.get();
     std::atomic<std::uint64_t> written{0};
     auto backend = std::async(std::launch::async, [backend_fd, &written] {
-        return send_stream(backend_fd, {.max_bytes = kStream, .max_time = 30s, .seed = 51,
-                                        .shutdown_after = true, .progress = &written});
+        return send_stream(backend_fd, {.max_bytes = kStream,
+                                        .max_time = 30s,
+                                        .seed = 51,
+                                        .shutdown_after = true,
+                                        .progress = &written});
     });
     auto loop = rig.run();
 
@@ -506,9 +508,8 @@ TEST_CASE("TLS relay: idle_timeout ends a relay where nothing moves, not one tha
     Rig rig({.up = {"", kTrickled, 61}, .closes = ClientCloses::never, .trickle_every = 100ms},
             {.idle_timeout = kIdle});
     const int backend_fd = rig.backend.get();
-    auto backend = std::async(std::launch::async, [backend_fd] {
-        return read_stream(backend_fd, {.max_time = 10s});
-    });
+    auto backend = std::async(std::launch::async,
+                              [backend_fd] { return read_stream(backend_fd, {.max_time = 10s}); });
     auto loop = rig.run(10s);
     const ClientReport client = rig.client.get();
     const ReadReport read = backend.get();
@@ -562,9 +563,8 @@ TEST_CASE("TLS relay: bytes from the client that are not TLS records end it as t
     const std::string forged = std::string("\x17\x03\x03\x00\x20", 5) + std::string(32, 'x');
     Rig rig({.up = {}, .closes = ClientCloses::never, .raw_after_handshake = forged}, {});
     const int backend_fd = rig.backend.get();
-    auto backend = std::async(std::launch::async, [backend_fd] {
-        return read_stream(backend_fd, {.max_time = 10s});
-    });
+    auto backend = std::async(std::launch::async,
+                              [backend_fd] { return read_stream(backend_fd, {.max_time = 10s}); });
     auto loop = rig.run(10s);
     const ClientReport client = rig.client.get();
     const ReadReport read = backend.get();

@@ -29,7 +29,9 @@ std::size_t direction_from(TlsRelay::Side side) {
     return side == TlsRelay::Side::client ? kClientToBackend : kBackendToClient;
 }
 
-std::uint8_t code(TlsRelayOp op) { return static_cast<std::uint8_t>(op); }
+std::uint8_t code(TlsRelayOp op) {
+    return static_cast<std::uint8_t>(op);
+}
 
 // Indexes of the per-side flags (TlsRelay::Side's values).
 constexpr std::size_t kClient = 0;
@@ -142,8 +144,8 @@ bool TlsRelay::pump_up() {
                 finish_up();
                 return true;
             case tls::Status::failed:
-                log::info("tls_relay_error", {{"conn", std::to_string(connection_.id)},
-                                              {"error", session_.error()}});
+                log::info("tls_relay_error",
+                          {{"conn", std::to_string(connection_.id)}, {"error", session_.error()}});
                 end("tls_error");
                 return false;
             default:
@@ -169,8 +171,8 @@ bool TlsRelay::pump_down() {
             continue;
         }
         if (io.status == tls::Status::failed) {
-            log::info("tls_relay_error", {{"conn", std::to_string(connection_.id)},
-                                          {"error", session_.error()}});
+            log::info("tls_relay_error",
+                      {{"conn", std::to_string(connection_.id)}, {"error", session_.error()}});
             end("tls_error");
             return false;
         }
@@ -230,7 +232,8 @@ void TlsRelay::arm_recvs() {
     if (!up_done_ && !eof_[kClient] && !receiving_[kClient] && from_client_.empty()) {
         recv_from(Side::client);
     }
-    if (!close_notify_queued_ && !eof_[kBackend] && !receiving_[kBackend] && from_backend_.empty()) {
+    if (!close_notify_queued_ && !eof_[kBackend] && !receiving_[kBackend] &&
+        from_backend_.empty()) {
         recv_from(Side::backend);
     }
 }
@@ -252,23 +255,23 @@ void TlsRelay::recv_from(Side side) {
     RelayBuffer& buffer = side == Side::client ? from_client_ : from_backend_;
     const std::span<std::byte> room = buffer.room();
     receiving_[static_cast<std::size_t>(side)] = true;
-    io_uring_sqe* sqe = context_.sqe_for(connection_, TlsRelayOp::relay_recv,
-                                         static_cast<std::uint8_t>(side));
+    io_uring_sqe* sqe =
+        context_.sqe_for(connection_, TlsRelayOp::relay_recv, static_cast<std::uint8_t>(side));
     io_uring_prep_recv(sqe, fd_of(side), room.data(), room.size(), 0);
 }
 
 void TlsRelay::send_to(Side side, std::span<const std::byte> bytes) {
     sending_[static_cast<std::size_t>(side)] = true;
-    io_uring_sqe* sqe = context_.sqe_for(connection_, TlsRelayOp::relay_send,
-                                         static_cast<std::uint8_t>(side));
+    io_uring_sqe* sqe =
+        context_.sqe_for(connection_, TlsRelayOp::relay_send, static_cast<std::uint8_t>(side));
     io_uring_prep_send(sqe, fd_of(side), bytes.data(), bytes.size(), MSG_NOSIGNAL);
 }
 
 void TlsRelay::arm_idle_timer(std::chrono::steady_clock::duration after) {
     idle_armed_ = true;
     idle_timespec_ = to_timespec(after);
-    io_uring_prep_timeout(context_.sqe_for(connection_, TlsRelayOp::relay_idle, 0),
-                          &idle_timespec_, 0, 0);
+    io_uring_prep_timeout(context_.sqe_for(connection_, TlsRelayOp::relay_idle, 0), &idle_timespec_,
+                          0, 0);
 }
 
 void TlsRelay::on_completion(std::uint8_t op, std::uint8_t arg, int result,

@@ -24,8 +24,8 @@
 // The relay reaches the event loop only through TlsRelayContext, like the HTTP exchange
 // through HttpContext.
 
-#include <linux/time_types.h>
 #include <liburing.h>
+#include <linux/time_types.h>
 
 #include <array>
 #include <chrono>
@@ -153,9 +153,7 @@ private:
     void fail(const char* call, Side side, int result);
     void end(std::string_view reason);
     // The relay ended, or the daemon is closing the connection: completions only release.
-    [[nodiscard]] bool closing() const {
-        return ended_ || connection_.state == State::closing;
-    }
+    [[nodiscard]] bool closing() const { return ended_ || connection_.state == State::closing; }
 
     [[nodiscard]] int fd_of(Side side) const {
         return side == Side::client ? connection_.client.get() : connection_.backend.get();
@@ -167,18 +165,18 @@ private:
     tls::Session session_;
     std::chrono::steady_clock::duration idle_timeout_;
 
-    RelayBuffer from_client_;  // ciphertext received, not yet ingested
-    RelayBuffer to_backend_;   // plaintext read from the session, being sent to the backend
+    RelayBuffer from_client_;   // ciphertext received, not yet ingested
+    RelayBuffer to_backend_;    // plaintext read from the session, being sent to the backend
     RelayBuffer from_backend_;  // plaintext received, not yet taken by the session
     RelayBuffer to_client_;     // ciphertext taken from the session, being sent to the client
 
-    std::array<bool, 2> receiving_{};  // a recv in flight, per side
-    std::array<bool, 2> sending_{};    // a send in flight, per side
-    std::array<bool, 2> eof_{};        // the side's recv returned 0
-    bool up_done_ = false;    // shutdown(backend, SHUT_WR) done
+    std::array<bool, 2> receiving_{};   // a recv in flight, per side
+    std::array<bool, 2> sending_{};     // a send in flight, per side
+    std::array<bool, 2> eof_{};         // the side's recv returned 0
+    bool up_done_ = false;              // shutdown(backend, SHUT_WR) done
     bool close_notify_queued_ = false;  // our close_notify is in the session's outgoing buffer
-    bool down_done_ = false;  // close_notify sent and shutdown(client, SHUT_WR) done
-    bool ended_ = false;      // close_connection was asked for
+    bool down_done_ = false;            // close_notify sent and shutdown(client, SHUT_WR) done
+    bool ended_ = false;                // close_connection was asked for
 
     std::array<std::uint64_t, 2> bytes_{};
     std::chrono::steady_clock::time_point last_progress_{};
