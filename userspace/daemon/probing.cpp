@@ -278,7 +278,7 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     start_connect(connection);
 }
 
-void EventLoop::log_routed(const Connection& connection) const {
+void EventLoop::log_routed(const Connection& connection, std::string_view plane) const {
     log::info("routed", {{"conn", std::to_string(connection.id)},
                          {"client", net::to_string(connection.client_address)},
                          {"protocol", connection.protocol},
@@ -286,7 +286,7 @@ void EventLoop::log_routed(const Connection& connection) const {
                          {"alpn", connection.alpn},
                          {"rule", std::to_string(connection.rule.value_or(0))},
                          {"backend", net::to_string(connection.backend_address)},
-                         {"plane", std::string(plane_.name())},
+                         {"plane", std::string(plane.empty() ? plane_.name() : plane)},
                          {"probe_peeks", std::to_string(connection.probe_peeks)},
                          {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
 }

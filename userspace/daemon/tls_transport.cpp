@@ -297,4 +297,14 @@ void TlsTransport::on_completion(HttpOp op, int result) {
     }
 }
 
+TlsRelayStart TlsTransport::release_for_relay() {
+    TlsRelayStart start{.session = std::move(session_), .context_owner = context_owner_};
+    if (input_ && input_start_ < input_end_) {
+        start.client_cipher.assign(input_.get() + input_start_, input_.get() + input_end_);
+    }
+    input_.reset();
+    input_start_ = input_end_ = 0;
+    return start;
+}
+
 }  // namespace splicer::daemon

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 
+#include "daemon/tls_relay.h"
 #include "daemon/transport.h"
 #include "tls/session.h"
 
@@ -47,6 +48,10 @@ public:
 
     // For a TLS relay after a 101 (the session's state and what it buffered).
     tls::Session& session() { return session_; }
+    // After a 101, with no operation in flight: the session, its context's owner and the
+    // ciphertext received but not yet ingested, for daemon::TlsRelay. The transport is
+    // spent afterwards (only its destructor may run).
+    TlsRelayStart release_for_relay();
 
 private:
     enum class Mode { idle, reading, sending, closing };
