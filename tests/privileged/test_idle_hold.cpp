@@ -181,6 +181,19 @@ std::size_t closed_lines(const test::DaemonProcess& daemon) {
     return daemon.logs("closed").size();
 }
 
+// Lines the daemon's log queue dropped (event=log_dropped dropped=N): thousands of closed
+// lines at once may outrun a test reader thread on a loaded machine, which costs lines by
+// design (test_log_backpressure.cpp), never the connections.
+std::size_t dropped_lines(const test::DaemonProcess& daemon) {
+    std::size_t dropped = 0;
+    for (const auto& line : daemon.logs("log_dropped")) {
+        if (line.has("dropped")) {
+            dropped += std::stoull(std::string(line.get("dropped")));
+        }
+    }
+    return dropped;
+}
+
 }  // namespace
 
 TEST_CASE("20000 idle spliced connections on each plane cost bounded memory and all still echo",
@@ -293,10 +306,15 @@ TEST_CASE("20000 idle spliced connections on each plane cost bounded memory and 
         }
         const std::size_t expected = kWarmUp + split.per_shard;
         const auto deadline = test::Clock::now() + 20s;
-        while (closed_lines(daemon) < expected && test::Clock::now() < deadline) {
+        while (closed_lines(daemon) + dropped_lines(daemon) < expected &&
+               test::Clock::now() < deadline) {
             std::this_thread::sleep_for(100ms);
         }
-        CHECK(closed_lines(daemon) == expected);
+        const std::size_t closed = closed_lines(daemon);
+        const std::size_t dropped = dropped_lines(daemon);
+        CAPTURE(closed, dropped, expected);
+        CHECK(closed <= expected);
+        CHECK(closed + dropped >= expected);
         test::stop_daemon(*shard->daemon);
     }
     WARN("plane " << plane << ": whole run "

@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstddef>
 #include <cstdio>
+#include <span>
 #include <string>
 #include <vector>
 
