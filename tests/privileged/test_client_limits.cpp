@@ -112,7 +112,7 @@ bool closed_by_daemon(const UniqueFd& client, std::chrono::milliseconds within) 
 }  // namespace
 
 TEST_CASE("2000 connections at once from one address on an idle daemon are all served",
-          "[daemon][limits]") {
+          "[daemon][limits][serial]") {
     test::require_root();
     constexpr std::size_t kConnections = 2000;
     // The client's 2,000 sockets and some slack (the echo server and the daemon are other

@@ -192,7 +192,7 @@ void check_xmpp_still_served(std::uint16_t listen_port) {
 
 }  // namespace
 
-TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon]") {
+TEST_CASE("256 MiB each way on one connection arrive byte-exact", "[daemon][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const std::uint64_t size = big_transfer_bytes();
@@ -421,7 +421,7 @@ TEST_CASE("nothing is truncated at close or half-close, in either direction", "[
 }
 
 TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byte delivered",
-          "[daemon]") {
+          "[daemon][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const bool backend_slow = GENERATE(true, false);
@@ -502,7 +502,7 @@ TEST_CASE("a slow reader keeps bytes in flight bounded, memory steady, every byt
 }
 
 TEST_CASE("500 concurrent connections x 1 MiB each way, byte-exact, nothing left over",
-          "[daemon]") {
+          "[daemon][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     constexpr std::size_t kConnections = 500;

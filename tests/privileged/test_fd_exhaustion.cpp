@@ -56,7 +56,8 @@ rlim_t planned_fds(const std::string& plane, rlim_t connections) {
 
 }  // namespace
 
-TEST_CASE("the fd limit is raised to what a configured max_connections needs", "[daemon][fd]") {
+TEST_CASE("the fd limit is raised to what a configured max_connections needs",
+          "[daemon][fd][serial]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
     auto [plane, max_connections, needed] = GENERATE(table<std::string, int, rlim_t>({
@@ -88,7 +89,7 @@ TEST_CASE("the fd limit is raised to what a configured max_connections needs", "
 }
 
 TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot be raised",
-          "[daemon][fd]") {
+          "[daemon][fd][serial]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
     auto daemon = start_daemon("splice", snikket_config(ports));
@@ -113,7 +114,7 @@ TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot
 }
 
 TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear error",
-          "[daemon][fd]") {
+          "[daemon][fd][serial]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
     DaemonOptions options;
@@ -136,7 +137,7 @@ TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear
 }
 
 TEST_CASE("EMFILE on accept: no busy loop, held connections go on, serving resumes",
-          "[daemon][fd]") {
+          "[daemon][fd][serial]") {
     require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     TcpBackend https(BackendScript::exchange(64 * 1024));

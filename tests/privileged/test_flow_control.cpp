@@ -405,7 +405,7 @@ SlowReaderResult slow_reader_run(std::uint64_t flow_limit, int direction,
 
 }  // namespace
 
-TEST_CASE("flow control bounds memory under a slow reader, byte-exact", "[bpf]") {
+TEST_CASE("flow control bounds memory under a slow reader, byte-exact", "[bpf][serial]") {
     test::require_root();
     const int direction = GENERATE(SPLICER_DIR_CLIENT_TO_BACKEND, SPLICER_DIR_BACKEND_TO_CLIENT);
     CAPTURE(direction);
@@ -433,7 +433,7 @@ TEST_CASE("flow control bounds memory under a slow reader, byte-exact", "[bpf]")
 }
 
 TEST_CASE("without flow control a slow reader lets memory pile up (flow control is what holds)",
-          "[bpf]") {
+          "[bpf][serial]") {
     test::require_root();
     // Flow control switched off: the test that it bounds memory can fail.
     const auto r = slow_reader_run(kNoFlowControl, SPLICER_DIR_CLIENT_TO_BACKEND, 3s, 256 * kMiB);
@@ -473,7 +473,7 @@ TEST_CASE("bench: in-flight bytes under a slow reader per send buffer and limit"
 // a backend that does not read while it writes). Each socket is the source of one direction and
 // the destination of the other; without the verdict's room check, passes wait uncharged behind
 // the socket's own stuck egress and memory grows without bound (2.4 GB in 4 s).
-TEST_CASE("flow control holds with slow readers on both sides at once", "[bpf]") {
+TEST_CASE("flow control holds with slow readers on both sides at once", "[bpf][serial]") {
     test::require_root();
     SpliceProgram program = load_program();
     Connection c = connect_through();
@@ -523,7 +523,7 @@ TEST_CASE("flow control holds with slow readers on both sides at once", "[bpf]")
 }
 
 TEST_CASE("a fast 256 MiB transfer is byte-exact, throughput against a direct connection",
-          "[bpf]") {
+          "[bpf][serial]") {
     test::require_root();
     constexpr std::uint64_t kBytes = 256 * kMiB;
     constexpr int kUp = SPLICER_DIR_CLIENT_TO_BACKEND;
@@ -564,7 +564,7 @@ TEST_CASE("a fast 256 MiB transfer is byte-exact, throughput against a direct co
 }
 
 TEST_CASE("send buffer and flow limit sizes against throughput over veth (kernel fact 3)",
-          "[bpf]") {
+          "[bpf][serial]") {
     test::require_root();
     // On loopback a send completes at once, so a full send buffer (what makes the psock
     // backlog wait a jiffy) hardly happens: the veths make the wait real.

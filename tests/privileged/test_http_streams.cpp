@@ -15,7 +15,7 @@
 using namespace splicer::test;
 using splicer::UniqueFd;
 
-TEST_CASE("http: a 1 GiB response streams through with bounded daemon RSS", "[http]") {
+TEST_CASE("http: a 1 GiB response streams through with bounded daemon RSS", "[http][serial]") {
     constexpr std::uint64_t kSize = 1ULL << 30;
     // Two 64 KiB buffers per connection: a growth anywhere near the body size would mean
     // buffering. Bounded above the daemon's own RSS before the request, not as an absolute
@@ -57,7 +57,7 @@ TEST_CASE("http: a 1 GiB response streams through with bounded daemon RSS", "[ht
 }
 
 TEST_CASE("http: a WebSocket upgrade hands the pair to the data plane, 64 MiB each way",
-          "[http]") {
+          "[http][serial]") {
     SPLICER_FOR_EACH_PLANE(plane);
     constexpr std::uint64_t kSize = 64ULL << 20;
     HttpSite site;

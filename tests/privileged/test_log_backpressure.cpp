@@ -36,7 +36,7 @@ bool serve_one(const test::SnikketPorts& ports, const test::TcpBackend& backend,
 }  // namespace
 
 TEST_CASE("a stderr nobody reads costs log lines (counted) and never the connections",
-          "[daemon][log]") {
+          "[daemon][log][serial]") {
     test::require_root();
     test::TcpBackend https(test::BackendScript::exchange(4096));
     test::TcpBackend unused(test::BackendScript::record());

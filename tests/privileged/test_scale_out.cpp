@@ -196,7 +196,7 @@ std::size_t check_one_connection(const BalancerNetns& netns, std::array<Host, kH
 TEST_CASE(
     "scale-out: two splicer hosts behind HAProxy send-proxy-v2 share the connections, route "
     "by SNI byte-exact, show backends the real client, and a stopped host is taken out",
-    "[daemon][scale_out]") {
+    "[daemon][scale_out][serial]") {
     test::require_root();
     {
         const test::CommandResult tools = test::run_command("command -v haproxy");

@@ -80,7 +80,7 @@ int socket_error(int fd) {
 }  // namespace
 
 TEST_CASE("stall_timeout: a client that never reads a backend's stream is ended with RSTs to both",
-          "[daemon][stall]") {
+          "[daemon][stall][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const std::string header = test::xmpp_stream_header();
@@ -117,7 +117,7 @@ TEST_CASE("stall_timeout: a client that never reads a backend's stream is ended 
 }
 
 TEST_CASE("stall_timeout: an idle connection with nothing queued survives well past it",
-          "[daemon][stall]") {
+          "[daemon][stall][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     test::EchoProcess echo(SPLICER_ECHO_SERVER);
@@ -155,7 +155,8 @@ TEST_CASE("stall_timeout: an idle connection with nothing queued survives well p
     test::stop_daemon(*daemon);
 }
 
-TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended", "[daemon][stall]") {
+TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended",
+          "[daemon][stall][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     const std::string header = test::xmpp_stream_header();
@@ -186,7 +187,7 @@ TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended", "[daem
 }
 
 TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded amount",
-          "[daemon][stall]") {
+          "[daemon][stall][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     constexpr int kClients = 16;
@@ -252,7 +253,7 @@ TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded 
 }
 
 TEST_CASE("memory per never-reading backend: a client's upload into it holds a bounded amount",
-          "[daemon][stall]") {
+          "[daemon][stall][serial]") {
     test::require_root();
     // Not the splice plane: it reads a client into 1 MiB pipes, TCP autotuning grows the
     // client's receive buffer with that, and it holds 12-14.5 MiB per client here (13.4 before

@@ -116,7 +116,7 @@ void urgent_script(int sender, int receiver, std::uint64_t seed,
 TEST_CASE(
     "urgent data: every other byte arrives in order, urgent bytes dropped and counted, "
     "no spin",
-    "[daemon][urgent]") {
+    "[daemon][urgent][serial]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     test::Listener backend_listener = test::listen_loopback();
