@@ -353,6 +353,7 @@ OpensslServer::OpensslServer(OpensslServerOptions options)
             argv.push_back("-6");
         }
         add_alpn_option(argv, options_.alpn);
+        argv.insert(argv.end(), options_.extra_arguments.begin(), options_.extra_arguments.end());
         if (!options_.servername.empty()) {
             argv.insert(argv.end(), {"-servername", options_.servername, "-cert2",
                                      options_.servername_certificate.cert_path, "-key2",

@@ -176,6 +176,7 @@ struct OpensslServerOptions {
     Certificate certificate;
     std::string servername;
     Certificate servername_certificate;
+    std::vector<std::string> extra_arguments;  // more s_server options ("-tls1_1", ...)
 };
 
 // `openssl s_server -www` on a free port: answers "GET /" with a status page. Killed by pid.

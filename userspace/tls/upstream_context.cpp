@@ -85,6 +85,11 @@ Result<SslPtr> UpstreamContext::new_connection(std::string_view host) const {
         return context_error("setting SNI " + name);
     }
     if (verify_) {
+        if (name.empty()) {
+            // Without a name OpenSSL checks the chain only: any certificate the CA ever
+            // issued would pass for this backend.
+            return Error{"no host name to check the backend's certificate against"};
+        }
         // The certificate must name the host: a DNS name against its subjectAltName DNS
         // entries, an IP literal against its IP entries.
         X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
