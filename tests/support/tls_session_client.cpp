@@ -42,6 +42,7 @@ TlsClientReport run_tls_client(tls::Session& session, const UniqueFd& socket,
                 report.handshake_done = true;
                 report.server_name = session.server_name();
                 report.version = session.version();
+                report.resumed = session.resumed();
             }
         }
         while (!failed && session.handshake_done() && request_taken < request.size()) {

@@ -17,6 +17,7 @@ struct TlsClientReport {
     bool handshake_done = false;
     std::string server_name;  // the SNI the session sent ("" none)
     std::string version;      // "TLSv1.3" and the like
+    bool resumed = false;     // the backend took the session offered
     std::string received;     // plaintext up to the server's close_notify or EOF
     bool peer_close_notify = false;
     std::string error;  // Session::error() of a failure, or "timed out"

@@ -170,4 +170,53 @@ TEST_CASE("upstream TLS session: a server below TLS 1.2 is refused", "[tls_termi
     CHECK(report.error == "tlsv1 alert protocol version");
 }
 
+TEST_CASE("upstream TLS session: the next connection for a name resumes the backend's session",
+          "[tls_termination]") {
+    const TestCertificates& pki = shared_pki();
+    auto server_context =
+        tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
+    REQUIRE(server_context);
+    TlsSessionServer server(**server_context, TlsServerBehaviour::greet_and_close);
+    const auto verifying = upstream(true, pki.ca.string());
+
+    // The first connection is a full handshake; the ticket it brought is kept for a.test.
+    const TlsClientReport first = connect_as(*verifying, server.port(), "a.test");
+    INFO(first.error);
+    REQUIRE(first.peer_close_notify);
+    CHECK(verifying->cached_sessions() == 1);
+    const TlsClientReport second = connect_as(*verifying, server.port(), "a.test");
+    CHECK(second.received == "hello a.test\n");
+    CHECK(second.resumed);
+    const auto full = server.next_report();
+    const auto resumed = server.next_report();
+    REQUIRE(full);
+    REQUIRE(resumed);
+    CHECK_FALSE(full->resumed);
+    CHECK(resumed->resumed);
+
+    // s_server -www says so in its status page too.
+    OpensslServerOptions options;
+    options.certificate = {pki.a_chain.string(), pki.a_key.string()};
+    const OpensslServer s_server(options);
+    const std::string get = "GET / HTTP/1.0\r\n\r\n";
+    const auto s_server_verifying = upstream(true, pki.ca.string());
+    const TlsClientReport new_one = connect_as(*s_server_verifying, s_server.port(), "a.test", get);
+    INFO(new_one.received);
+    CHECK(new_one.received.find("\nNew, TLSv1.3") != std::string::npos);
+    const TlsClientReport reused = connect_as(*s_server_verifying, s_server.port(), "a.test", get);
+    INFO(reused.received);
+    CHECK(reused.resumed);
+    CHECK(reused.received.find("\nReused, TLSv1.3") != std::string::npos);
+
+    // Without SNI (an IP literal) nothing is kept: a session is bound to a checked name.
+    const auto unverified = upstream(false, "");
+    for (int round = 0; round < 2; ++round) {
+        CHECK(connect_as(*unverified, server.port(), "127.0.0.1").peer_close_notify);
+        const auto report = server.next_report();
+        REQUIRE(report);
+        CHECK_FALSE(report->resumed);
+    }
+    CHECK(unverified->cached_sessions() == 0);
+}
+
 }  // namespace splicer::test
