@@ -84,7 +84,7 @@ TEST_CASE("upstream TLS session: an IP literal Host sends no SNI", "[tls_termina
     TlsSessionServer server(**server_context, TlsServerBehaviour::greet_and_close);
     // RFC 6066 section 3: SNI carries names only. Unverified, since a's certificate names no
     // address: only what went on the wire is checked here.
-    const auto host = GENERATE(as<std::string>{}, "127.0.0.1", "::1");
+    const auto host = GENERATE(as<std::string>{}, "127.0.0.1", "::1", "[::1]");
     CAPTURE(host);
     const TlsClientReport report = connect_as(*upstream(false, ""), server.port(), host);
     INFO(report.error);

@@ -129,6 +129,11 @@ Result<SslPtr> UpstreamContext::new_connection(std::string_view host) const {
     if (!ssl) {
         return context_error("creating a backend TLS connection");
     }
+    // An IPv6 Host keeps its brackets ("[::1]", http::host_without_port): the address is
+    // inside.
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
     const std::string name(host);
     const bool ip = is_ip_literal(name);
     if (!ip && !name.empty()) {

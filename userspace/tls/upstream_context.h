@@ -42,9 +42,9 @@ public:
 
     // An SSL in client mode for one connection to a backend reached for `host` (the request's
     // Host without port): SNI set to it unless it is an IP literal (RFC 6066 section 3 allows
-    // only names), and, when verifying, the certificate must name it. The caller attaches
-    // its transport (a BIO pair or an fd) and drives the handshake. When verifying, an empty
-    // `host` is an error (the caller passes the backend's address instead).
+    // only names; "[::1]" is taken as ::1), and, when verifying, the certificate must name it.
+    // The caller attaches its transport (a BIO pair or an fd) and drives the handshake. When
+    // verifying, an empty `host` is an error (the caller passes the backend's address instead).
     [[nodiscard]] Result<SslPtr> new_connection(std::string_view host) const;
 
     [[nodiscard]] SSL_CTX* get() const { return context_.get(); }
