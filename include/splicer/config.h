@@ -95,7 +95,7 @@ struct HttpRoute {
     Endpoint backend;
     std::optional<std::string> set_host;
     bool redirect_https = false;
-    std::optional<std::uint64_t> max_body_size;  // overrides HttpConfig::max_body_size
+    std::optional<std::uint64_t> max_body_size;  // overrides its section's HttpLimits
     // PROXY protocol version (1 or 2) written first on every backend connection; 0: none.
     std::uint8_t proxy_protocol = 0;
     // Backend connections leave from the client's address and port (nginx's `proxy_bind
@@ -112,13 +112,19 @@ struct HttpRoute {
     int line = 0;
 };
 
+// What bounds one proxied HTTP/1.1 connection, the same settings (and defaults) in the `http`
+// section (port 80) and the `https` one (terminated TLS): one reader, one proxy.
+struct HttpLimits {
+    std::uint64_t max_body_size = 20ULL * 1024 * 1024;  // a route may override it
+    std::chrono::seconds header_timeout{10};  // a request head (and a TLS handshake) must arrive
+    std::chrono::seconds idle_timeout{60};    // between requests, and a client that stops reading
+    std::chrono::seconds backend_timeout{60};  // a backend that neither answers nor reads
+};
+
 struct HttpConfig {
     std::vector<Listener> listeners;
     std::vector<HttpRoute> routes;
-    std::uint64_t max_body_size = 20ULL * 1024 * 1024;
-    std::chrono::seconds header_timeout{10};
-    std::chrono::seconds idle_timeout{60};
-    std::chrono::seconds backend_timeout{60};
+    HttpLimits limits;
 };
 
 // One `https.certificates` entry: PEM files as written (relative paths are relative to the
@@ -143,10 +149,7 @@ struct HttpsConfig {
     std::vector<CertificateConfig> certificates;  // the first is the default (no SNI match)
     std::chrono::seconds ticket_key_rotation{3600};
     std::vector<HttpRoute> routes;
-    std::uint64_t max_body_size = 20ULL * 1024 * 1024;
-    std::chrono::seconds header_timeout{10};
-    std::chrono::seconds idle_timeout{60};
-    std::chrono::seconds backend_timeout{60};
+    HttpLimits limits;
     int line = 0;
 };
 

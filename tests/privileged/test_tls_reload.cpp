@@ -83,24 +83,3 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
     check_still_serving(ports, https);
     stop_daemon(daemon);
 }
-
-TEST_CASE("a terminating rule is refused at start until connections can be terminated",
-          "[daemon][tls_termination]") {
-    require_root();
-    const TempDir dir("splicer-terminate");
-    // Refused before any file of the https section is read: the paths need not exist.
-    const std::string text =
-        "listen: ( { host: \"127.0.0.1\"; port: " + std::to_string(free_port()) +
-        "; } );\nprotocols: ( { name: \"tls\"; terminate: true; } );\n"
-        "https: { certificates: ( { certificate: \"/c.pem\"; key: "
-        "\"/k.pem\"; } ); };\n";
-    const fs::path config = dir.path() / "terminate.conf";
-    std::ofstream(config) << text;
-    const auto result =
-        run_command(std::string(SPLICER_BINARY) + " run --config " + config.string() +
-                    " --pin-dir " + (dir.path() / "pins").string());
-    CAPTURE(result.output);
-    CHECK(result.exit_code != 0);
-    CHECK_THAT(result.output, Catch::Contains("protocols.[0] (line 2): terminate is not served "
-                                              "by this version yet"));
-}

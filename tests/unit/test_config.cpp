@@ -242,7 +242,7 @@ TEST_CASE("the embedded default loads cleanly with Snikket's rules", "[config]")
     CHECK(config.http->routes[0].hosts == std::vector<std::string>{"*"});
     CHECK(config.http->routes[0].path_prefix == "/");
     CHECK(splicer::config::to_string(config.http->routes[0].backend) == "127.0.0.1:5080");
-    CHECK(config.http->max_body_size == 20ULL * 1024 * 1024);
+    CHECK(config.http->limits.max_body_size == 20ULL * 1024 * 1024);
 }
 
 TEST_CASE("ports as strings and numbers", "[config]") {
@@ -911,9 +911,9 @@ TEST_CASE("the full splicer fixture with an http section", "[config]") {
     const auto& http = *config.http;
     REQUIRE(http.listeners.size() == 2);
     CHECK(splicer::config::to_string(http.listeners[1].address) == "[::]:80");
-    CHECK(http.max_body_size == 20ULL * 1024 * 1024);
-    CHECK(http.header_timeout == std::chrono::seconds{15});
-    CHECK(http.idle_timeout == std::chrono::seconds{60});
+    CHECK(http.limits.max_body_size == 20ULL * 1024 * 1024);
+    CHECK(http.limits.header_timeout == std::chrono::seconds{15});
+    CHECK(http.limits.idle_timeout == std::chrono::seconds{60});
     REQUIRE(http.routes.size() == 4);
     CHECK(http.routes[0].hosts.size() == 3);
     CHECK(http.routes[0].line == 33);
@@ -941,10 +941,10 @@ TEST_CASE("http section details", "[config]") {
                    "};\n");
     REQUIRE(config.http.has_value());
     CHECK(config.http->listeners[0].address.host == "::1");
-    CHECK(config.http->max_body_size == 1048576);
-    CHECK(config.http->header_timeout == std::chrono::seconds{5});
-    CHECK(config.http->idle_timeout == std::chrono::seconds{30});
-    CHECK(config.http->backend_timeout == std::chrono::seconds{20});
+    CHECK(config.http->limits.max_body_size == 1048576);
+    CHECK(config.http->limits.header_timeout == std::chrono::seconds{5});
+    CHECK(config.http->limits.idle_timeout == std::chrono::seconds{30});
+    CHECK(config.http->limits.backend_timeout == std::chrono::seconds{20});
     REQUIRE(config.http->routes.size() == 1);
     CHECK(config.http->routes[0].hosts ==
           std::vector<std::string>{"www.example.com", "*.example.net", "192.0.2.1"});

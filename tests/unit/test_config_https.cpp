@@ -59,7 +59,7 @@ TEST_CASE("https config: Snikket's nginx 443 block as shipped in dist/examples l
     CHECK(config.https->certificates[0].certificate == "/path/to/certificate.pem");
     CHECK(config.https->certificates[0].key == "/path/to/key.pem");
     CHECK(config.https->certificates[0].ocsp_response.empty());
-    CHECK(config.https->max_body_size == 20ULL * 1024 * 1024);  // client_max_body_size 20MB
+    CHECK(config.https->limits.max_body_size == 20ULL * 1024 * 1024);  // client_max_body_size 20MB
     REQUIRE(config.https->routes.size() == 1);
     const config::HttpRoute& route = config.https->routes[0];
     CHECK(route.hosts == names);
@@ -94,8 +94,8 @@ TEST_CASE("https config: defaults and every setting read", "[config][tls_termina
     CHECK(https.certificates[0].certificate_line == 4);
     CHECK(https.certificates[1].key_line == 5);
     CHECK(https.ticket_key_rotation == std::chrono::seconds(600));
-    CHECK(https.max_body_size == 1024 * 1024);
-    CHECK(https.backend_timeout == std::chrono::seconds(7));
+    CHECK(https.limits.max_body_size == 1024 * 1024);
+    CHECK(https.limits.backend_timeout == std::chrono::seconds(7));
     REQUIRE(https.routes.size() == 2);
     CHECK(https.routes[0].backend_scheme == BackendScheme::https);
     CHECK(https.routes[0].verify);  // on unless the route says otherwise

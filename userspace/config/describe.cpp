@@ -109,10 +109,10 @@ std::string describe_https(const HttpsConfig& https) {
     }
     out +=
         "https ticket key rotation: " + std::to_string(https.ticket_key_rotation.count()) + " s\n";
-    out += "https max body size: " + detail::format_size(https.max_body_size) + "\n";
-    out += "https timeouts: header " + std::to_string(https.header_timeout.count()) + " s, idle " +
-           std::to_string(https.idle_timeout.count()) + " s, backend " +
-           std::to_string(https.backend_timeout.count()) + " s\n";
+    out += "https max body size: " + detail::format_size(https.limits.max_body_size) + "\n";
+    out += "https timeouts: header " + std::to_string(https.limits.header_timeout.count()) + " s, idle " +
+           std::to_string(https.limits.idle_timeout.count()) + " s, backend " +
+           std::to_string(https.limits.backend_timeout.count()) + " s\n";
     for (std::size_t i = 0; i < https.routes.size(); ++i) {
         out += describe_route("https", i, https.routes[i]) + "\n";
     }
@@ -174,10 +174,10 @@ std::string describe(const Config& config) {
         for (const Listener& listener : http.listeners) {
             out += "http listen " + describe_listener(listener) + "\n";
         }
-        out += "http max body size: " + detail::format_size(http.max_body_size) + "\n";
-        out += "http timeouts: header " + std::to_string(http.header_timeout.count()) +
-               " s, idle " + std::to_string(http.idle_timeout.count()) + " s, backend " +
-               std::to_string(http.backend_timeout.count()) + " s\n";
+        out += "http max body size: " + detail::format_size(http.limits.max_body_size) + "\n";
+        out += "http timeouts: header " + std::to_string(http.limits.header_timeout.count()) +
+               " s, idle " + std::to_string(http.limits.idle_timeout.count()) + " s, backend " +
+               std::to_string(http.limits.backend_timeout.count()) + " s\n";
         for (std::size_t i = 0; i < http.routes.size(); ++i) {
             out += describe_route("http", i, http.routes[i]) + "\n";
         }

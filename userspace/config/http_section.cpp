@@ -209,6 +209,27 @@ void read_http_routes(const Setting& setting, RouteKind kind, std::vector<HttpRo
     }
 }
 
+bool read_http_limit(const Setting& member, HttpLimits& limits, Diagnostics& diagnostics) {
+    const std::string_view key = member.getName();
+    if (key == "max_body_size") {
+        if (auto size = read_size(member, diagnostics)) {
+            limits.max_body_size = *size;
+        }
+        return true;
+    }
+    std::chrono::seconds* timeout = key == "header_timeout"    ? &limits.header_timeout
+                                    : key == "idle_timeout"    ? &limits.idle_timeout
+                                    : key == "backend_timeout" ? &limits.backend_timeout
+                                                               : nullptr;
+    if (timeout == nullptr) {
+        return false;
+    }
+    if (auto seconds = read_seconds(member, diagnostics)) {
+        *timeout = *seconds;
+    }
+    return true;
+}
+
 std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& diagnostics) {
     const std::size_t errors_before = diagnostics.error_count();
     HttpConfig config;
@@ -219,22 +240,8 @@ std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& di
             read_http_listen(member, config, diagnostics);
         } else if (key == "routes") {
             read_http_routes(member, RouteKind::http, config.routes, diagnostics);
-        } else if (key == "max_body_size") {
-            if (auto size = read_size(member, diagnostics)) {
-                config.max_body_size = *size;
-            }
-        } else if (key == "header_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.header_timeout = *seconds;
-            }
-        } else if (key == "idle_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.idle_timeout = *seconds;
-            }
-        } else if (key == "backend_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.backend_timeout = *seconds;
-            }
+        } else if (read_http_limit(member, config.limits, diagnostics)) {
+            continue;
         } else {
             check_known(member,
                         {"listen", "routes", "max_body_size", "header_timeout", "idle_timeout",

@@ -106,22 +106,8 @@ std::optional<HttpsConfig> read_https_section(const Setting& https, Diagnostics&
             read_http_routes(member, RouteKind::https, config.routes, diagnostics);
         } else if (key == "ticket_key_rotation") {
             read_ticket_key_rotation(member, config, diagnostics);
-        } else if (key == "max_body_size") {
-            if (auto size = read_size(member, diagnostics)) {
-                config.max_body_size = *size;
-            }
-        } else if (key == "header_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.header_timeout = *seconds;
-            }
-        } else if (key == "idle_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.idle_timeout = *seconds;
-            }
-        } else if (key == "backend_timeout") {
-            if (auto seconds = read_seconds(member, diagnostics)) {
-                config.backend_timeout = *seconds;
-            }
+        } else if (read_http_limit(member, config.limits, diagnostics)) {
+            continue;
         } else {
             check_known(member,
                         {"certificates", "routes", "ticket_key_rotation", "max_body_size",

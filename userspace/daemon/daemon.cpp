@@ -16,6 +16,7 @@
 #include "limits/fd_limit.h"
 #include "log/line_queue.h"
 #include "metrics/metrics_server.h"
+#include "net/ktls_probe.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "privsep/helper_link.h"
@@ -52,6 +53,11 @@ Result<UniqueFd> block_signals() {
 Result<std::vector<net::SocketAddress>> resolve_backends(const config::Config& config) {
     std::vector<net::SocketAddress> backends;
     for (const config::Rule& rule : config.rules) {
+        if (rule.terminate) {
+            // splicer itself answers it: the backends are the https routes'.
+            backends.emplace_back();
+            continue;
+        }
         auto address = net::resolve(rule.backend);
         if (!address) {
             return address.error().with_context("rule " + rule.name + " (line " +
@@ -62,18 +68,36 @@ Result<std::vector<net::SocketAddress>> resolve_backends(const config::Config& c
     return backends;
 }
 
-Result<std::vector<net::SocketAddress>> resolve_http_backends(const config::Config& config) {
+Result<std::vector<net::SocketAddress>> resolve_routes(const std::vector<config::HttpRoute>& routes,
+                                                       std::string_view section) {
     std::vector<net::SocketAddress> backends;
-    if (!config.http) {
-        return backends;
-    }
-    for (const config::HttpRoute& route : config.http->routes) {
+    for (const config::HttpRoute& route : routes) {
         auto address = net::resolve(route.backend);
         if (!address) {
-            return address.error().with_context("http route (line " +
+            return address.error().with_context(std::string(section) + " route (line " +
                                                 std::to_string(route.line) + ")");
         }
         backends.push_back(*address);
+    }
+    return backends;
+}
+
+// The http section's routes' backends and the https section's (terminated TLS).
+Result<HttpBackends> resolve_http_backends(const config::Config& config) {
+    HttpBackends backends;
+    if (config.http) {
+        auto resolved = resolve_routes(config.http->routes, "http");
+        if (!resolved) {
+            return resolved.error();
+        }
+        backends.http = std::move(resolved).value();
+    }
+    if (config.https) {
+        auto resolved = resolve_routes(config.https->routes, "https");
+        if (!resolved) {
+            return resolved.error();
+        }
+        backends.https = std::move(resolved).value();
     }
     return backends;
 }
@@ -153,25 +177,11 @@ struct PreparedConfig {
     std::unique_ptr<config::Config> config;
     std::optional<route::Router> router;
     std::vector<net::SocketAddress> backends;
-    std::vector<net::SocketAddress> http_backends;
-    // The https section's certificates and backend TLS contexts; nullptr without one. Not
-    // served yet: the connection handler will take it (issue 14 point 2).
+    HttpBackends http_backends;
+    // The https section's certificates and backend TLS contexts; nullptr without one. The
+    // loop terminates `terminate` rules' connections with it (EventLoop::set_tls_store).
     std::shared_ptr<const tls::CertificateStore> tls_store;
 };
-
-// Terminating rules are configured and checked, but no connection handler serves them yet:
-// starting would route their ClientHellos nowhere, so the file is refused, saying why.
-Result<void> refuse_terminating_rules(const config::Config& config) {
-    for (std::size_t i = 0; i < config.rules.size(); ++i) {
-        if (config.rules[i].terminate) {
-            return Error{"protocols.[" + std::to_string(i) + "] (line " +
-                         std::to_string(config.rules[i].line) +
-                         "): terminate is not served by this version yet (splicer check "
-                         "accepts it)"};
-        }
-    }
-    return {};
-}
 
 // Reads every https file through `files` (the disk at start, as root; on a SIGHUP the bundle
 // the privileged helper read as root) into the store; an error names the setting, line and
@@ -201,9 +211,6 @@ Result<PreparedConfig> prepare_config(const RunOptions& options,
     }
     if (options.splice_mode) {
         next->splice_mode = *options.splice_mode;
-    }
-    if (auto refused = refuse_terminating_rules(*next); !refused) {
-        return refused.error();
     }
     auto tls_store = build_tls_store(*next, files);
     if (!tls_store) {
@@ -250,6 +257,15 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
                     {"kept", "old rules"}});
         return;
     }
+    // Connections terminated under the https section read its routes and limits until they
+    // end: it may be added by a reload, not removed.
+    if (running.https && !prepared->config->https) {
+        loop.count_reload(false);
+        log::error("reload_failed",
+                   {{"error", "the https section was removed (restart to change)"},
+                    {"kept", "old rules"}});
+        return;
+    }
     if (start_up_settings(*prepared->config) != start_up_settings(running)) {
         log::notice("reload_partial",
                     {{"applied", "rules, http routes, timeouts"},
@@ -259,6 +275,7 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
                        std::move(prepared->backends), std::move(prepared->http_backends));
     owner = std::move(prepared->config);
     tls_store = std::move(prepared->tls_store);
+    loop.set_tls_store(tls_store);
     loop.count_reload(true);
     log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
 }
@@ -400,8 +417,9 @@ Result<void> run(const RunOptions& options) {
     if (auto listening = listen_all(loop, config->listeners, false, *activated); !listening) {
         return listening.error();
     }
+    loop.set_http_backends(std::move(prepared->http_backends));
+    loop.set_tls_store(prepared->tls_store);
     if (config->http) {
-        loop.set_http_backends(std::move(prepared->http_backends));
         if (auto listening = listen_all(loop, config->http->listeners, true, *activated);
             !listening) {
             return listening.error();
@@ -420,6 +438,15 @@ Result<void> run(const RunOptions& options) {
         if (auto handed = pins->hand_over(user.uid, user.gid, user.name); !handed) {
             return handed.error().with_context("privilege drop");
         }
+    }
+    if (config->https) {
+        // Asked while still root (the kernel may load its tls module for it). Either way the
+        // TLS runs in userspace this version; the line says whether kTLS could take over.
+        const net::KtlsSupport ktls = net::probe_ktls();
+        log::info("tls", {{"tls_path", "userspace"},
+                          {"ktls", ktls.available ? "available" : "absent"},
+                          {"reason", ktls.available ? "kTLS data path not implemented yet"
+                                                    : ktls.reason}});
     }
     // Transparent rules set IP_TRANSPARENT on each backend socket: that keeps CAP_NET_RAW.
     const security::KeptCapabilities kept = config::uses_transparent(*config)

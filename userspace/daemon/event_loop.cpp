@@ -12,6 +12,7 @@
 
 #include "daemon/http_exchange.h"
 #include "daemon/plane_handler.h"
+#include "daemon/tls_transport.h"
 #include "log/line_queue.h"
 #include "net/sockets.h"
 #include "plane/sink_watch.h"
@@ -78,7 +79,7 @@ Result<void> EventLoop::reload_with(ReloadRunner::Prepare prepare) {
 
 void EventLoop::replace_rules(const config::Config& config, route::Router router,
                               std::vector<net::SocketAddress> backends,
-                              std::vector<net::SocketAddress> http_backends) {
+                              HttpBackends http_backends) {
     // A decision and the use of its rule index (backend, protocol name) happen in one
     // callback, so no connection can hold an index into the rules being replaced; the same
     // holds for an http route (http_route -> http_connect); only its number stays, for the
@@ -280,12 +281,47 @@ void EventLoop::start_http(Connection& connection) {
     install_handler(connection, std::make_unique<HttpExchange>(connection, *this));
 }
 
+void EventLoop::start_terminated(Connection& connection) {
+    // Counted as port 80's: each request routed to an https route's backend, under plane
+    // http (HttpExchange::on_connect), not the connection as a whole.
+    connection.state = State::proxying;
+    std::shared_ptr<const tls::ServerContext> server = tls_store_ ? tls_store_->server : nullptr;
+    // The transport keeps the store (and so its server context) alive; a SIGHUP replaces
+    // tls_store_ for the connections after this one.
+    auto make_client = [this, server, &connection](const UniqueFd& socket, TransportRing& ring,
+                                                   TransportUser& user)
+        -> std::unique_ptr<Transport> {
+        if (!server) {
+            return nullptr;
+        }
+        auto session = tls::Session::create(*server);
+        if (!session) {
+            log::warning("tls_session_failed", {{"conn", std::to_string(connection.id)},
+                                                {"error", session.error().message}});
+            return nullptr;
+        }
+        return std::make_unique<TlsTransport>(socket, http::Side::client, ring, user, server,
+                                              std::move(session).value());
+    };
+    install_handler(connection, std::make_unique<HttpExchange>(connection, *this,
+                                                               HttpSection::https, make_client));
+}
+
 void EventLoop::start_plane(Connection& connection) {
     connection.state = State::spliced;
     install_handler(connection, std::make_unique<PlaneHandler>(connection, plane_, *this));
 }
 
-void EventLoop::upgrade_to_plane(Connection& connection) {
+void EventLoop::upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) {
+    if (!client->spliceable()) {
+        // A terminated connection: the client's bytes on the socket are TLS records, which no
+        // splice plane can relay; the upgraded stream has to go through OpenSSL both ways.
+        // TLS relay: the lead plugs the relay handler in here (install_handler with it,
+        // handing it `client`, whose session holds the TLS state). Until then: closed.
+        close_connection(connection, "upgrade_unsupported_over_tls");
+        return;
+    }
+    client.reset();  // plain: the plane takes the socket itself
     log_routed(connection);
     start_plane(connection);  // destroys the exchange, which called this
 }

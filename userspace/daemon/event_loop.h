@@ -29,6 +29,7 @@
 #include "splicer/daemon_counters.h"
 #include "splicer/router.h"
 #include "splicer/unique_fd.h"
+#include "tls/certificate_store.h"
 #include "uring/ring.h"
 #include "uring/tag.h"
 
@@ -45,6 +46,13 @@ struct ListeningSocket {
     // `trusted_proxies` (empty: any peer) (proxy_header_accept.cpp).
     bool proxy_protocol = false;
     std::vector<config::Network> trusted_proxies;
+};
+
+// The resolved backend of every route of the http section (port 80) and of the https one
+// (terminated TLS), in route order.
+struct HttpBackends {
+    std::vector<net::SocketAddress> http;
+    std::vector<net::SocketAddress> https;
 };
 
 // The loop's own io_uring operations (uring::Owner::loop): they name no connection.
@@ -70,10 +78,13 @@ public:
 
     Result<void> init();
     void add_listener(ListeningSocket listener);
-    // The backend of each config.http route, in route order.
-    void set_http_backends(std::vector<net::SocketAddress> backends) {
-        http_backends_ = std::move(backends);
+    // The certificates terminated connections are served with from now on (start-up, each
+    // SIGHUP); connections already terminating keep the store's context they started with.
+    void set_tls_store(std::shared_ptr<const tls::CertificateStore> store) {
+        tls_store_ = std::move(store);
     }
+    // The backend of each config.http and config.https route, in route order.
+    void set_http_backends(HttpBackends backends) { http_backends_ = std::move(backends); }
     // SIGTERM and SIGINT end run(), SIGHUP calls the reload callback; they must already be
     // blocked in the calling thread.
     void watch_signals(UniqueFd signal_fd);
@@ -83,12 +94,12 @@ public:
 
     // New rules for every decision from now on (SIGHUP): `config` (which must outlive its
     // use here, until the next replace_rules), its router, one backend per rule and one per
-    // http route. Connections already routed keep their backend; those still probing, and
+    // http and https route. Connections already routed keep their backend; those still probing, and
     // port 80 requests whose head is not complete yet, decide by these. Listeners and
     // connection limits stay as they were at start.
     void replace_rules(const config::Config& config, route::Router router,
                        std::vector<net::SocketAddress> backends,
-                       std::vector<net::SocketAddress> http_backends);
+                       HttpBackends http_backends);
 
     // Serves until a stop signal, then closes every connection and returns.
     Result<void> run();
@@ -124,12 +135,14 @@ public:
     void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
     [[nodiscard]] bool stopping() const override { return stopping_; }
-    [[nodiscard]] const net::SocketAddress& http_backend(std::size_t route) const override {
-        return http_backends_[route];
+    [[nodiscard]] const net::SocketAddress& http_backend(HttpSection section,
+                                                         std::size_t route) const override {
+        return section == HttpSection::https ? http_backends_.https[route]
+                                             : http_backends_.http[route];
     }
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
-    void upgrade_to_plane(Connection& connection) override;
+    void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) override;
 
     // HandlerContext
     void remove_handler_timeout(Connection& connection, std::uint8_t op) override;
@@ -205,6 +218,9 @@ private:
 
     // port 80: the connection's HTTP exchange (daemon/http_exchange.h) runs it
     void start_http(Connection& connection);
+    // a `terminate` rule matched: an HTTP exchange of the https section over TLS
+    // (daemon/tls_transport.h), the handshake starting from the ClientHello still queued
+    void start_terminated(Connection& connection);
 
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, ConnectionOp op);
@@ -216,7 +232,8 @@ private:
     const config::Config* config_;
     route::Router router_;
     std::vector<net::SocketAddress> backends_;  // per rule
-    std::vector<net::SocketAddress> http_backends_;  // per http route
+    HttpBackends http_backends_;
+    std::shared_ptr<const tls::CertificateStore> tls_store_;  // nullptr: no https section
     plane::DataPlane& plane_;
     uring::Ring ring_;
     Slab slab_;

@@ -1,6 +1,7 @@
-// Port 80 I/O: every http operation is a recv, send or connect with a linked timeout, one at
-// a time per connection; a timed-out operation completes with -ECANCELED. An operation that
-// does not deliver ends the exchange as http::ending_for says.
+// An exchange's I/O: every operation is a transport's read or send (daemon/transport.h) or
+// the exchange's connect, each with a linked timeout, one at a time per connection; a
+// timed-out operation completes with -ECANCELED. An operation that does not deliver ends the
+// exchange as http::ending_for says.
 
 #include "daemon/http_exchange.h"
 
@@ -8,6 +9,8 @@
 
 #include <algorithm>
 #include <cerrno>
+
+#include "splicer/log.h"
 
 namespace splicer::daemon {
 
@@ -17,15 +20,6 @@ using Op = HttpOp;
 
 namespace {
 
-__kernel_timespec to_timespec(std::chrono::steady_clock::duration timeout) {
-    // Never 0: a zero timeout would fire before the operation had a chance.
-    const auto ns = std::max<std::int64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(), 1'000'000);
-    return {.tv_sec = ns / 1'000'000'000, .tv_nsec = ns % 1'000'000'000};
-}
-
-std::uint8_t tag_arg(http::Side side) { return static_cast<std::uint8_t>(side); }
-
 Outcome recv_outcome(int result) {
     return result == 0 ? Outcome::recv_eof
            : result == -ECANCELED ? Outcome::recv_timeout
@@ -34,19 +28,38 @@ Outcome recv_outcome(int result) {
 
 }  // namespace
 
-int HttpExchange::fd_of(Side side) const {
-    return side == Side::client ? connection_.client.get() : connection_.backend.get();
+HttpExchange::HttpExchange(Connection& connection, HttpContext& context, HttpSection section,
+                           const ClientTransportMaker& make_client)
+    : connection_(connection), context_(context), section_(section) {
+    TransportRing& ring = *this;
+    TransportUser& user = *this;
+    if (make_client) {
+        client_io_ = make_client(connection_.client, ring, user);
+    } else {
+        client_io_ = std::make_unique<PlainTransport>(connection_.client, Side::client, ring, user);
+    }
+    // Plain until a route says otherwise (connect_backend).
+    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+}
+
+const config::HttpLimits& HttpExchange::limits() const {
+    return section_ == HttpSection::https ? context_.config().https->limits
+                                          : context_.config().http->limits;
+}
+
+const std::vector<config::HttpRoute>& HttpExchange::routes() const {
+    return section_ == HttpSection::https ? context_.config().https->routes
+                                          : context_.config().http->routes;
+}
+
+io_uring_sqe* HttpExchange::transport_sqe(HttpOp op, Side side) {
+    return context_.sqe_for(connection_, op, static_cast<std::uint8_t>(side));
 }
 
 void HttpExchange::read_from(Side side, std::chrono::steady_clock::duration timeout) {
     HttpBuffer& buffer = buffer_from(side);
     char* room = buffer.room();
-    io_uring_sqe* recv = context_.sqe_for(connection_, Op::http_recv, tag_arg(side));
-    io_uring_prep_recv(recv, fd_of(side), room, kHttpBufferBytes - buffer.end, 0);
-    recv->flags |= IOSQE_IO_LINK;
-    timeout_ = to_timespec(timeout);
-    io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, tag_arg(side)),
-                               &timeout_, 0);
+    transport(side).read({room, kHttpBufferBytes - buffer.end}, timeout);
 }
 
 void HttpExchange::send_to(Side side, std::span<const char> bytes,
@@ -54,14 +67,30 @@ void HttpExchange::send_to(Side side, std::span<const char> bytes,
     sending_ = bytes;
     sending_to_ = side;
     consumed_on_send_ = consumed_on_send;
-    io_uring_sqe* send = context_.sqe_for(connection_, Op::http_send, tag_arg(side));
-    io_uring_prep_send(send, fd_of(side), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    send->flags |= IOSQE_IO_LINK;
     // A peer that stops reading is given as long as an idle client or a slow backend.
-    const auto& http = *context_.config().http;
-    timeout_ = to_timespec(side == Side::client ? http.idle_timeout : http.backend_timeout);
-    io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, tag_arg(side)),
-                               &timeout_, 0);
+    transport(side).send(bytes,
+                         side == Side::client ? limits().idle_timeout : limits().backend_timeout);
+}
+
+void HttpExchange::finish(std::string_view reason) {
+    if (!client_io_->closes_gracefully()) {
+        context_.close_connection(connection_, reason);
+        return;
+    }
+    finish_reason_ = std::string(reason);
+    client_io_->close_write(limits().idle_timeout);
+}
+
+void HttpExchange::on_closed(Side /*side*/, int result) {
+    if (!finish_reason_.empty()) {
+        context_.close_connection(connection_, finish_reason_);
+        return;
+    }
+    if (phase_ != Phase::lingering || result < 0) {
+        context_.close_connection(connection_, "answered");
+        return;
+    }
+    read_from(Side::client, head_deadline_ - std::chrono::steady_clock::now());
 }
 
 void HttpExchange::on_completion(std::uint8_t op, std::uint8_t arg, int result,
@@ -71,9 +100,11 @@ void HttpExchange::on_completion(std::uint8_t op, std::uint8_t arg, int result,
         return;
     }
     const HttpTag tag{static_cast<Op>(op), arg};
+    const Side side = tag.arg == 0 ? Side::client : Side::backend;
     switch (tag.op) {
-        case Op::http_recv: on_recv(tag.arg == 0 ? Side::client : Side::backend, result); break;
-        case Op::http_send: on_sent(result); break;
+        case Op::http_recv:
+        case Op::http_send:
+        case Op::http_close: transport(side).on_completion(tag.op, result); break;
         case Op::http_connect: on_connect(result); break;
         default: break;  // the linked timeout: its operation reports -ECANCELED
     }
@@ -81,6 +112,23 @@ void HttpExchange::on_completion(std::uint8_t op, std::uint8_t arg, int result,
 
 void HttpExchange::end_with(Outcome outcome, Side side, std::string_view detail) {
     const http::Ending ending = http::ending_for(phase_, side, outcome);
+    if (const std::string_view why = transport(side).error(); !why.empty()) {
+        // What TLS said went wrong (a handshake the client gave up, a bad record): the
+        // table's reason alone would only say the read failed.
+        log::info("tls_error", {{"conn", std::to_string(connection_.id)},
+                                {"side", side == Side::client ? "client" : "backend"},
+                                {"error", std::string(why)}});
+    }
+    if (side == Side::client && !client_io_->established()) {
+        // The TLS handshake did not finish (timed out, failed, or the client left): no
+        // answer can reach the client, so no 408 or 400; nginx closes the same way.
+        context_.close_connection(connection_, outcome == Outcome::recv_timeout
+                                                   ? "tls_handshake_timeout"
+                                               : outcome == Outcome::recv_eof
+                                                   ? "tls_handshake_eof"
+                                                   : "tls_handshake_failed");
+        return;
+    }
     switch (ending.action) {
         case http::Action::close:
             if (phase_ == Phase::answering) {
@@ -105,7 +153,7 @@ void HttpExchange::end_with(Outcome outcome, Side side, std::string_view detail)
     }
 }
 
-void HttpExchange::on_sent(int result) {
+void HttpExchange::on_sent(Side /*side*/, int result) {
     if (result <= 0) {
         end_with(result == -ECANCELED ? Outcome::send_timeout : Outcome::send_error,
                  sending_to_);
@@ -170,7 +218,7 @@ void HttpExchange::on_recv(Side side, int result) {
             // A keep-alive connection was idle: this request's header clock starts now.
             phase_ = Phase::read_head;
             started_ = std::chrono::steady_clock::now();
-            head_deadline_ = started_ + context_.config().http->header_timeout;
+            head_deadline_ = started_ + limits().header_timeout;
             frame_head();
             return;
         case Phase::read_head: frame_head(); return;

@@ -1,5 +1,6 @@
 #pragma once
-// Port 80: a proxying connection's HTTP exchange, which owns its state and its transitions.
+// A proxying connection's HTTP exchange (port 80, and TLS terminated on 443 for `terminate`
+// rules), which owns its state and its transitions.
 // One operation (and its linked timeout) is in flight at a time, so the phases
 // (http/exchange_table.h) run strictly one after another: read the request head, connect,
 // send the head and stream the body up, stream the response down, then read the next request
@@ -7,8 +8,10 @@
 // table (http::ending_for). Memory per connection is the two fixed buffers (none while idle
 // between requests) plus one head, whatever the body sizes.
 //
-// The exchange reaches the event loop only through HttpContext: submit an operation, close
-// the connection, read the config in force, count, and hand over to the data plane after a 101.
+// The exchange works on plaintext: each side reads and sends through its Transport
+// (daemon/transport.h), plain on port 80, TLS on a terminated connection. It reaches the event
+// loop only through HttpContext: submit an operation, close the connection, read the config in
+// force, count, and hand over to the data plane after a 101.
 
 #include <linux/time_types.h>
 #include <liburing.h>
@@ -17,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -25,6 +29,7 @@
 
 #include "daemon/connection.h"
 #include "daemon/connection_handler.h"
+#include "daemon/transport.h"
 #include "http/exchange_table.h"
 #include "http/message_parser.h"
 #include "metrics/rule_series.h"
@@ -79,15 +84,22 @@ struct HttpBuffer {
     }
 };
 
-// The HTTP exchange's io_uring operations (uring::Owner::handler).
+// The HTTP exchange's io_uring operations (uring::Owner::handler). recv, send and close are
+// its transports' (daemon/transport.h), on the socket of side `arg` (0 client, 1 backend).
 enum class HttpOp : std::uint8_t {
-    http_recv,     // recv from side `arg` (0 client, 1 backend) into its buffer
+    http_recv,     // recv from side `arg` (plaintext, or TLS records a transport decrypts)
     http_send,     // send to side `arg`
     http_connect,  // connect to the route's backend (linked to http_timeout)
     http_timeout,  // the timeout linked to an http op; the op itself reports -ECANCELED
+    http_close,    // a transport's shutdown(SHUT_WR), or the NOP that reports a TLS answer
 };
-static_assert(uring::fits_in_handler_tag(HttpOp::http_timeout));
+static_assert(uring::fits_in_handler_tag(HttpOp::http_close));
 using HttpTag = uring::OwnedTag<HttpOp>;
+
+// Which configuration section an exchange serves: `http` (port 80: config().http routes and
+// limits, X-Forwarded-Proto http) or `https` (a connection a `terminate` rule matched:
+// config().https routes and limits, X-Forwarded-Proto https).
+enum class HttpSection : std::uint8_t { http, https };
 
 // What an exchange asks of the event loop that runs it.
 class HttpContext {
@@ -100,13 +112,17 @@ public:
     [[nodiscard]] virtual const config::Config& config() const = 0;
     // A stop was asked for: no further request on any connection.
     [[nodiscard]] virtual bool stopping() const = 0;
-    // The resolved backend of config().http->routes[route].
-    [[nodiscard]] virtual const net::SocketAddress& http_backend(std::size_t route) const = 0;
+    // The resolved backend of route `route` of `section` (config().http->routes or
+    // config().https->routes).
+    [[nodiscard]] virtual const net::SocketAddress& http_backend(HttpSection section,
+                                                                 std::size_t route) const = 0;
     virtual metrics::RuleSeriesTable& rule_series() = 0;
     virtual DaemonCounters& live_counters() = 0;
     // A 101 went through and every byte read past it was flushed: replaces the exchange (the
     // connection's handler, destroyed here) by the data plane's. The caller returns at once.
-    virtual void upgrade_to_plane(Connection& connection) = 0;
+    // `client` is the exchange's client transport: a plain one is just dropped (the plane
+    // takes the socket); a TLS one cannot go to a splice plane (event_loop.cpp: its branch).
+    virtual void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) = 0;
 
 protected:
     ~HttpContext() = default;
@@ -114,10 +130,19 @@ protected:
 
 // The handler of a proxying connection, owned by its Connection (connection.handler), which
 // the slab never moves: the reference stays valid for the exchange's whole life.
-class HttpExchange final : public ConnectionHandler {
+class HttpExchange final : public ConnectionHandler,
+                           private TransportUser,
+                           private TransportRing {
 public:
-    HttpExchange(Connection& connection, HttpContext& context)
-        : connection_(connection), context_(context) {}
+    // Makes the client side's transport over `socket` (a TlsTransport for a terminated
+    // connection); nullptr: it could not be made (the exchange closes the connection).
+    using ClientTransportMaker = std::function<std::unique_ptr<Transport>(
+        const UniqueFd& socket, TransportRing& ring, TransportUser& user)>;
+
+    // `section`'s exchange; without `make_client` its client side is plain (port 80).
+    HttpExchange(Connection& connection, HttpContext& context,
+                 HttpSection section = HttpSection::http,
+                 const ClientTransportMaker& make_client = {});
 
     // The first request: its header clock runs from the accept.
     void start() override;
@@ -129,18 +154,32 @@ public:
 private:
     using Side = http::Side;
 
-    // I/O: every operation is a recv, send or connect with a linked timeout.
+    // I/O: every read and send goes through the side's transport, a connect is the
+    // exchange's own; each with a linked timeout.
     void read_from(Side side, std::chrono::steady_clock::duration timeout);
     void send_to(Side side, std::span<const char> bytes, std::size_t consumed_on_send);
     HttpBuffer& buffer_from(Side side) {
         return side == Side::client ? from_client_ : from_backend_;
     }
-    [[nodiscard]] int fd_of(Side side) const;
+    Transport& transport(Side side) {
+        return side == Side::client ? *client_io_ : *backend_io_;
+    }
+    // The section's settings in force now (a reload replaces them between operations).
+    [[nodiscard]] const config::HttpLimits& limits() const;
+    [[nodiscard]] const std::vector<config::HttpRoute>& routes() const;
+    // Ends the connection after the client side's transport closed its direction cleanly
+    // (TLS: a close_notify); plain: at once, as before the seam.
+    void finish(std::string_view reason);
+
+    // TransportRing, TransportUser: the transports' operations and outcomes.
+    io_uring_sqe* transport_sqe(HttpOp op, Side side) override;
+    void on_read(Side side, int result) override { on_recv(side, result); }
+    void on_sent(Side side, int result) override;
+    void on_closed(Side side, int result) override;
 
     // Completions (http_exchange.cpp).
     void on_recv(Side side, int result);
     void on_recv_end(Side side, int result);
-    void on_sent(int result);
     // Carries out the table's row for an operation that did not deliver; `detail` names the
     // answer's error where the row leaves it to the caller.
     void end_with(http::Outcome outcome, Side side, std::string_view detail = {});
@@ -165,6 +204,10 @@ private:
 
     Connection& connection_;
     HttpContext& context_;
+    HttpSection section_ = HttpSection::http;
+    std::unique_ptr<Transport> client_io_;
+    std::unique_ptr<Transport> backend_io_;
+    std::string finish_reason_;  // set while the client transport closes before the end
 
     http::Phase phase_ = http::Phase::read_head;
     http::MessageParser request_{http::MessageParser::Kind::request};
@@ -195,7 +238,7 @@ private:
     std::string method_;
     std::string path_;
 
-    __kernel_timespec timeout_{};  // read by the kernel when the linked timeout is submitted
+    __kernel_timespec timeout_{};  // the connect's; read by the kernel when it is submitted
 };
 
 }  // namespace splicer::daemon

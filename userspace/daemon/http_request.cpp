@@ -1,4 +1,4 @@
-// Port 80, client side of an exchange: frame the request head, route it, answer what splicer
+// The client side of an exchange: frame the request head, route it, answer what splicer
 // answers itself, connect to the backend and stream the request up.
 
 #include <sys/socket.h>
@@ -27,9 +27,15 @@ constexpr auto kBackendArg = static_cast<std::uint8_t>(http::Side::backend);
 void HttpExchange::start() {
     // The first request's header clock runs from the accept: a client that connects and
     // sends nothing (or trickles) gets 408 after header_timeout.
+    // On a terminated connection the same clock bounds the TLS handshake: the first read
+    // drives it.
     phase_ = Phase::read_head;
     started_ = connection_.accepted_at;
-    head_deadline_ = started_ + context_.config().http->header_timeout;
+    head_deadline_ = started_ + limits().header_timeout;
+    if (!client_io_) {
+        context_.close_connection(connection_, "tls_session_failed");
+        return;
+    }
     frame_head();
 }
 
@@ -51,7 +57,7 @@ void HttpExchange::next_request() {
     // connection is idle until the next byte arrives.
     phase_ = from_client_.pending().empty() ? Phase::idle : Phase::read_head;
     started_ = std::chrono::steady_clock::now();
-    head_deadline_ = started_ + context_.config().http->header_timeout;
+    head_deadline_ = started_ + limits().header_timeout;
     frame_head();
 }
 
@@ -69,13 +75,12 @@ void HttpExchange::frame_head() {
     const auto now = std::chrono::steady_clock::now();
     read_from(Side::client, phase_ == Phase::read_head
                                 ? head_deadline_ - now
-                                : std::chrono::steady_clock::duration(
-                                      context_.config().http->idle_timeout));
+                                : std::chrono::steady_clock::duration(limits().idle_timeout));
 }
 
 void HttpExchange::route() {
     const http::MessageHead& head = request_.head();
-    const config::HttpConfig& http = *context_.config().http;
+    const std::vector<config::HttpRoute>& routes = this->routes();
     // One validated authority: the absolute-form target's, else Host's (the parser refused
     // anything else). It routes, goes up as Host (unless set_host) and X-Forwarded-Host, and
     // names the host of a redirect.
@@ -83,13 +88,13 @@ void HttpExchange::route() {
     method_ = head.method;
     path_ = http::target_path(head.target);
     close_client_ = !head.keep_alive || context_.stopping();
-    route_ = http::match_route(http.routes, host_, head.target);
+    route_ = http::match_route(routes, host_, head.target);
     if (!route_) {
         answer(404, "no route");
         return;
     }
-    const config::HttpRoute& route = http.routes[*route_];
-    const std::uint64_t max_body = route.max_body_size.value_or(http.max_body_size);
+    const config::HttpRoute& route = routes[*route_];
+    const std::uint64_t max_body = route.max_body_size.value_or(limits().max_body_size);
     // Refused before a byte of the body is read (curl waits for it with Expect).
     if (head.content_length && *head.content_length > max_body) {
         answer(413, "Content-Length over max_body_size");
@@ -107,7 +112,8 @@ void HttpExchange::route() {
     composed_ = http::upstream_request_head(
         head, {.client_address = net::ip_to_string(connection_.client_address),
                .set_host = route.set_host,
-               .drop_expect = expect != nullptr});
+               .drop_expect = expect != nullptr,
+               .forwarded_proto = section_ == HttpSection::https ? "https" : "http"});
     response_.set_no_body(head.method == "HEAD");
     connect_backend();
 }
@@ -115,10 +121,20 @@ void HttpExchange::route() {
 void HttpExchange::connect_backend() {
     phase_ = Phase::connecting;
     backend_contacted_ = true;
-    const config::HttpRoute& route = context_.config().http->routes[*route_];
-    connection_.backend_address = context_.http_backend(*route_);
+    const config::HttpRoute& route = routes()[*route_];
+    connection_.backend_address = context_.http_backend(section_, *route_);
     // Kept by the connection: a reload during the connect may renumber the routes.
-    connection_.series = context_.rule_series().for_route(*route_);
+    connection_.series = section_ == HttpSection::https
+                             ? context_.rule_series().for_https_route(*route_)
+                             : context_.rule_series().for_route(*route_);
+    if (route.backend_scheme == config::BackendScheme::https) {
+        // TLS to the backend (a client TlsTransport made once the connect is done) is not
+        // served by this version yet: a clear answer instead of plaintext to a TLS port.
+        ++context_.live_counters().backend_failures;
+        context_.rule_series().count_backend_failure(connection_.series);
+        answer(502, "https:// backends are not served yet");
+        return;
+    }
     proxy_protocol_ = route.proxy_protocol;
     connection_.transparent = route.transparent;
     auto socket = net::stream_socket_for(connection_.backend_address);
@@ -198,7 +214,7 @@ void HttpExchange::pump_request() {
             return;
         }
         if (!request_done_) {
-            read_from(Side::client, context_.config().http->idle_timeout);
+            read_from(Side::client, limits().idle_timeout);
             return;
         }
     }
@@ -220,11 +236,12 @@ void HttpExchange::linger() {
     // Closing with unread bytes queued would make the kernel send a reset, which can destroy
     // the answer before the client reads it: shut our side, read and drop what the client
     // still sends for a short while (nginx's lingering close), then close.
+    // On TLS the close_notify goes out first (the transport's close_write); the read then
+    // goes on in on_closed.
     log_access(error_);
-    ::shutdown(connection_.client.get(), SHUT_WR);
     phase_ = Phase::lingering;
     head_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    read_from(Side::client, std::chrono::seconds(2));
+    client_io_->close_write(std::chrono::seconds(2));
 }
 
 }  // namespace splicer::daemon

@@ -1,4 +1,4 @@
-// Port 80, backend side of an exchange: relay the response head (rewritten) and stream the
+// The backend side of an exchange: relay the response head (rewritten) and stream the
 // body down; then the next request, a close, or after a 101 the data plane.
 
 #include <cerrno>
@@ -31,7 +31,7 @@ void HttpExchange::pump_response() {
         response_done();
         return;
     }
-    read_from(Side::backend, context_.config().http->backend_timeout);
+    read_from(Side::backend, limits().backend_timeout);
 }
 
 void HttpExchange::response_head() {
@@ -72,7 +72,7 @@ void HttpExchange::response_done() {
     }
     log_access();
     if (close_client_) {
-        context_.close_connection(connection_, "done");
+        finish("done");
         return;
     }
     next_request();
@@ -91,7 +91,8 @@ void HttpExchange::upgrade() {
     }
     log_access();
     connection_.protocol = "http-upgrade";
-    context_.upgrade_to_plane(connection_);  // destroys this exchange: nothing may follow
+    // Destroys this exchange: nothing may follow.
+    context_.upgrade_to_plane(connection_, std::move(client_io_));
 }
 
 void HttpExchange::log_access(std::string_view error) {
@@ -115,7 +116,8 @@ void HttpExchange::log_access(std::string_view error) {
                                        ? net::to_string(connection_.backend_address)
                                        : "-"},
                        {"duration_ms", std::to_string(duration.count())},
-                       {"error", std::string(error)}});
+                       {"error", std::string(error)},
+                       {"tls", section_ == HttpSection::https ? "1" : "0"}});
 }
 
 }  // namespace splicer::daemon

@@ -75,7 +75,7 @@ void EventLoop::start_probing(Connection& connection) {
     // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
     const auto timeout =
         listeners_[connection.listener].http
-            ? std::chrono::duration_cast<std::chrono::milliseconds>(config_->http->header_timeout)
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(config_->http->limits.header_timeout)
             : config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
@@ -257,6 +257,24 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     }
     connection.peeked.clear();
     connection.peeked.shrink_to_fit();
+    if (rule.terminate) {
+        // splicer answers the ClientHello itself: the probe only peeked, so the whole hello
+        // is still queued on the socket for the TLS transport's first recv.
+        leave_probing(connection);
+        connection.series = rule_series_.for_rule(*decision.rule);
+        log::info("routed", {{"conn", std::to_string(connection.id)},
+                             {"client", net::to_string(connection.client_address)},
+                             {"protocol", connection.protocol},
+                             {"sni", connection.sni},
+                             {"alpn", connection.alpn},
+                             {"rule", std::to_string(*decision.rule)},
+                             {"backend", "-"},
+                             {"plane", "tls-terminate"},
+                             {"probe_peeks", std::to_string(connection.probe_peeks)},
+                             {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
+        start_terminated(connection);
+        return;
+    }
     start_connect(connection);
 }
 

@@ -134,7 +134,7 @@ std::string upstream_request_head(const MessageHead& request, const UpstreamOpti
     }
     forwarded_for.append(forwarded_for.empty() ? "" : ", ").append(options.client_address);
     append_field(out, "X-Forwarded-For", forwarded_for);
-    append_field(out, "X-Forwarded-Proto", "http");
+    append_field(out, "X-Forwarded-Proto", options.forwarded_proto);
     if (!host.empty()) {
         append_field(out, "X-Forwarded-Host", host);
     }

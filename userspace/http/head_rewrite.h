@@ -22,6 +22,8 @@ struct UpstreamOptions {
     std::optional<std::string> set_host;  // replaces Host when set
     // splicer answers "Expect: 100-continue" itself (as nginx does), so it is not forwarded.
     bool drop_expect = false;
+    // X-Forwarded-Proto: "http" on port 80, "https" for a request splicer decrypted.
+    std::string_view forwarded_proto = "http";
 };
 
 // The request head for the backend. One backend connection serves one request, so it says

@@ -54,8 +54,17 @@ void RuleSeriesTable::bind(const config::Config& config) {
                 series_for("http route -> " + config::to_string(route.backend), "http"));
         }
     }
+    std::vector<std::uint32_t> https_routes;
+    if (config.https) {
+        https_routes.reserve(config.https->routes.size());
+        for (const config::HttpRoute& route : config.https->routes) {
+            https_routes.push_back(
+                series_for("https route -> " + config::to_string(route.backend), "https"));
+        }
+    }
     by_rule_ = std::move(rules);
     by_route_ = std::move(routes);
+    by_https_route_ = std::move(https_routes);
 }
 
 void RuleSeriesTable::count_routed(std::uint32_t series, PlaneLabel plane) {

@@ -4,7 +4,8 @@
 // protocol (sslh's schema: "tls", "xmpp", ...), so several rules share it; what tells them
 // apart for an administrator is where they lead. A series is therefore named
 // "NAME -> BACKEND" ("tls -> 127.0.0.1:5443", as `splicer check` prints the rule), protocol
-// NAME; port 80 routes are "http route -> BACKEND", protocol "http". Rules with the same name
+// NAME; port 80 routes are "http route -> BACKEND", protocol "http", and the https section's
+// (terminated TLS) "https route -> BACKEND", protocol "https". Rules with the same name
 // and backend share a series.
 //
 // A SIGHUP may add, remove, reorder or re-point rules. Counters never go back (Prometheus
@@ -33,6 +34,10 @@ public:
     // keep this index: it stays valid across later binds, unlike the rule's index.
     [[nodiscard]] std::uint32_t for_rule(std::size_t rule) const { return by_rule_.at(rule); }
     [[nodiscard]] std::uint32_t for_route(std::size_t route) const { return by_route_.at(route); }
+    // The series of https route `route` (config.https->routes, TLS terminated by splicer).
+    [[nodiscard]] std::uint32_t for_https_route(std::size_t route) const {
+        return by_https_route_.at(route);
+    }
 
     void count_routed(std::uint32_t series, PlaneLabel plane);
     void count_backend_failure(std::uint32_t series);
@@ -48,6 +53,7 @@ private:
     std::vector<RuleSeries> series_;
     std::vector<std::uint32_t> by_rule_;
     std::vector<std::uint32_t> by_route_;
+    std::vector<std::uint32_t> by_https_route_;
 };
 
 // `text` cut to fit `bytes` - 1 bytes without splitting a UTF-8 character, NUL-terminated.

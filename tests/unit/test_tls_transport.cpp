@@ -1,0 +1,277 @@
+// daemon::TlsTransport on a real io_uring and a loopback TCP pair, a blocking libssl client on
+// the other end in its own thread: the first read drives the handshake from the ClientHello,
+// reads and sends report plaintext counts, close_write sends a close_notify, a FIN without
+// one reads as an EOF, and a silent peer times the operation out as the contract says
+// (daemon/transport.h).
+
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/http_exchange.h"
+#include "daemon/tls_transport.h"
+#include "support/sockets.h"
+#include "support/streams.h"
+#include "support/test_certificates.h"
+#include "tls/openssl_handles.h"
+#include "tls/server_context.h"
+#include "uring/ring.h"
+
+namespace splicer::test {
+namespace {
+
+using daemon::HttpOp;
+using namespace std::chrono_literals;
+
+const TestCertificates& shared_pki() {
+    static const TestCertificates pki;
+    return pki;
+}
+
+std::shared_ptr<const tls::ServerContext> make_context() {
+    const TestCertificates& pki = shared_pki();
+    auto context = tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
+    if (!context) {
+        FAIL("ServerContext::create: " << context.error().message);
+    }
+    return std::shared_ptr<const tls::ServerContext>(std::move(*context));
+}
+
+struct Event {
+    char kind = 0;  // 'r' read, 's' sent, 'c' closed
+    int result = 0;
+};
+
+// The exchange's part: a ring that tags each operation with its op code, and a record of
+// what the transport reported.
+struct Harness final : daemon::TransportRing, daemon::TransportUser {
+    uring::Ring ring;
+    std::vector<Event> events;
+    daemon::Transport* transport = nullptr;
+
+    Harness() { REQUIRE(uring::Ring::init(ring, 64)); }
+
+    io_uring_sqe* transport_sqe(HttpOp op, http::Side /*side*/) override {
+        io_uring_sqe* sqe = ring.sqe();
+        sqe->user_data = static_cast<std::uint64_t>(op);
+        return sqe;
+    }
+    void on_read(http::Side /*side*/, int result) override { events.push_back({'r', result}); }
+    void on_sent(http::Side /*side*/, int result) override { events.push_back({'s', result}); }
+    void on_closed(http::Side /*side*/, int result) override { events.push_back({'c', result}); }
+
+    // Runs the ring until the transport reports (at most 15 s).
+    Event next() {
+        const auto deadline = std::chrono::steady_clock::now() + 15s;
+        while (events.empty() && std::chrono::steady_clock::now() < deadline) {
+            ring.submit_and_wait(100);
+            ring.drain([this](const uring::Completion& cqe) {
+                const auto op = static_cast<HttpOp>(cqe.user_data);
+                if (op != HttpOp::http_timeout) {
+                    transport->on_completion(op, cqe.res);
+                }
+            });
+        }
+        REQUIRE_FALSE(events.empty());
+        const Event event = events.front();
+        events.erase(events.begin());
+        return event;
+    }
+};
+
+// A blocking libssl client on `socket` (10 s timeouts), trusting the test CA, run by `script`
+// in its own thread.
+class Client {
+public:
+    Client(UniqueFd socket, std::function<void(SSL*, int)> script)
+        : socket_(std::move(socket)), context_(SSL_CTX_new(TLS_client_method())) {
+        SSL_CTX_load_verify_locations(context_.get(), shared_pki().ca.c_str(), nullptr);
+        SSL_CTX_set_verify(context_.get(), SSL_VERIFY_PEER, nullptr);
+        const timeval timeout{10, 0};
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        ::setsockopt(socket_.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+        ssl_.reset(SSL_new(context_.get()));
+        SSL_set_fd(ssl_.get(), socket_.get());
+        SSL_set_tlsext_host_name(ssl_.get(), "a.test");
+        SSL_set1_host(ssl_.get(), "a.test");
+        thread_ = std::thread([this, script = std::move(script)] {
+            handshake_ok_ = SSL_connect(ssl_.get()) == 1;
+            if (handshake_ok_) {
+                script(ssl_.get(), socket_.get());
+            }
+        });
+    }
+    ~Client() { join(); }
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    void join() {
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    [[nodiscard]] bool handshake_ok() const { return handshake_ok_; }
+
+private:
+    UniqueFd socket_;
+    tls::SslCtxPtr context_;
+    tls::SslPtr ssl_;
+    bool handshake_ok_ = false;
+    std::thread thread_;
+};
+
+std::unique_ptr<daemon::TlsTransport> transport_on(const UniqueFd& socket, Harness& harness,
+                                                   std::shared_ptr<const tls::ServerContext> ctx) {
+    auto session = tls::Session::create(*ctx);
+    REQUIRE(session);
+    auto transport = std::make_unique<daemon::TlsTransport>(
+        socket, http::Side::client, harness, harness, ctx, std::move(session).value());
+    harness.transport = transport.get();
+    return transport;
+}
+
+std::string read_all_plain(SSL* ssl, std::size_t want) {
+    std::string got;
+    std::string buffer(16384, '\0');
+    for (int reads = 0; reads < 10000 && got.size() < want; ++reads) {
+        std::size_t n = 0;
+        if (SSL_read_ex(ssl, buffer.data(), buffer.size(), &n) != 1) {
+            break;
+        }
+        got.append(buffer.data(), n);
+    }
+    return got;
+}
+
+}  // namespace
+
+TEST_CASE("tls transport: the first read drives the handshake, then plaintext both ways",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    const std::string request = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    constexpr std::size_t kReply = 200000;  // several records, more than the BIO buffer
+    const std::string reply = ByteGenerator(5).take(kReply);
+    std::string client_got;
+    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, request.data(), request.size(), &written);
+        client_got = read_all_plain(ssl, kReply);
+    });
+
+    std::vector<char> room(65536);
+    transport->read(room, 10s);
+    const Event read = harness.next();
+    CHECK(read.kind == 'r');
+    REQUIRE(read.result == static_cast<int>(request.size()));
+    CHECK(std::string(room.data(), request.size()) == request);
+
+    // The exchange's loop: send what was not taken yet until all of it went.
+    std::size_t sent = 0;
+    for (int sends = 0; sends < 1000 && sent < kReply; ++sends) {
+        transport->send(std::span<const char>(reply).subspan(sent), 10s);
+        const Event event = harness.next();
+        REQUIRE(event.kind == 's');
+        REQUIRE(event.result > 0);
+        CHECK(static_cast<std::size_t>(event.result) <= daemon::TlsTransport::kMaxRecordPlaintext);
+        sent += static_cast<std::size_t>(event.result);
+    }
+    CHECK(sent == kReply);
+    client.join();
+    CHECK(client.handshake_ok());
+    CHECK(client_got.size() == kReply);
+    CHECK(sha256_hex(client_got) == sha256_hex(reply));
+    CHECK(transport->error().empty());
+}
+
+TEST_CASE("tls transport: close_write sends a close_notify the client reads as a clean end",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    int client_end = SSL_ERROR_NONE;
+    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "x", 1, &written);
+        char byte = 0;
+        std::size_t n = 0;
+        const int result = SSL_read_ex(ssl, &byte, 1, &n);
+        client_end = SSL_get_error(ssl, result);
+    });
+    std::vector<char> room(1024);
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 1);
+    transport->close_write(10s);
+    const Event closed = harness.next();
+    CHECK(closed.kind == 'c');
+    CHECK(closed.result == 0);
+    client.join();
+    CHECK(client_end == SSL_ERROR_ZERO_RETURN);  // close_notify, not a bare FIN
+}
+
+TEST_CASE("tls transport: a FIN without close_notify ends a read like an EOF",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    Client client(std::move(client_socket), [](SSL* ssl, int fd) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "abc", 3, &written);
+        ::shutdown(fd, SHUT_WR);  // cut: no close_notify
+    });
+    std::vector<char> room(1024);
+    transport->read(room, 10s);
+    const Event first = harness.next();
+    REQUIRE(first.result == 3);
+    client.join();
+    transport->read(room, 10s);
+    const Event end = harness.next();
+    CHECK(end.kind == 'r');
+    CHECK(end.result == 0);
+}
+
+TEST_CASE("tls transport: a peer silent after its handshake times a read out",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    Client client(std::move(client_socket), [](SSL*, int) {});  // handshake, then nothing
+    std::vector<char> room(1024);
+    const auto started = std::chrono::steady_clock::now();
+    transport->read(room, 300ms);
+    const Event read = harness.next();
+    const auto took = std::chrono::steady_clock::now() - started;
+    CHECK(read.kind == 'r');
+    CHECK(read.result == -ECANCELED);
+    CHECK(took >= 250ms);
+    CHECK(took < 5s);
+    client.join();
+    CHECK(client.handshake_ok());
+}
+
+TEST_CASE("tls transport: bytes that are not TLS fail the read with the reason kept",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    write_all(client_socket.get(), "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    std::vector<char> room(1024);
+    transport->read(room, 5s);
+    const Event read = harness.next();
+    CHECK(read.kind == 'r');
+    CHECK(read.result == -EPROTO);
+    CHECK_FALSE(transport->error().empty());
+}
+
+}  // namespace splicer::test

@@ -1,0 +1,288 @@
+// TLS between the socket and the exchange: each logical operation runs the session one step
+// at a time, each io_uring operation (recv or send of ciphertext) under what is left of the
+// logical operation's timeout.
+
+#include "daemon/tls_transport.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/http_exchange.h"
+
+namespace splicer::daemon {
+
+namespace {
+// Rounds of the session in one step() without an io_uring operation: each takes or gives
+// bytes, so a handful suffices; past it something does not progress (a bug, not a peer).
+constexpr int kMaxRoundsPerStep = 64;
+}  // namespace
+
+TlsTransport::TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring,
+                           TransportUser& user, std::shared_ptr<const void> context_owner,
+                           tls::Session session)
+    : Transport(socket, side, ring, user),
+      context_owner_(std::move(context_owner)),
+      session_(std::move(session)) {}
+
+void TlsTransport::begin(Mode mode, std::chrono::steady_clock::duration timeout) {
+    mode_ = mode;
+    deadline_ = std::chrono::steady_clock::now() + timeout;
+    step();
+}
+
+void TlsTransport::read(std::span<char> room, std::chrono::steady_clock::duration timeout) {
+    room_ = room;
+    begin(Mode::reading, timeout);
+}
+
+void TlsTransport::send(std::span<const char> bytes, std::chrono::steady_clock::duration timeout) {
+    out_ = bytes;
+    taken_ = 0;
+    begin(Mode::sending, timeout);
+}
+
+void TlsTransport::close_write(std::chrono::steady_clock::duration timeout) {
+    begin(Mode::closing, timeout);
+}
+
+std::chrono::steady_clock::duration TlsTransport::remaining() const {
+    return deadline_ - std::chrono::steady_clock::now();
+}
+
+void TlsTransport::step() {
+    for (int round = 0; round < kMaxRoundsPerStep; ++round) {
+        if (mode_ == Mode::idle) {
+            return;
+        }
+        if (failing_) {
+            // The session queued its alert: it goes out (best effort), then the failure.
+            if (!flush()) {
+                finish(-EPROTO);
+            }
+            return;
+        }
+        const bool again = mode_ == Mode::reading   ? step_read()
+                           : mode_ == Mode::sending ? step_send()
+                                                    : step_close();
+        if (!again) {
+            return;
+        }
+    }
+    error_ = "TLS session made no progress";
+    finish(-EPROTO);
+}
+
+bool TlsTransport::step_read() {
+    feed_input();
+    const tls::Session::Io io = session_.read_plain(std::as_writable_bytes(room_));
+    if (io.bytes > 0) {
+        finish(static_cast<int>(io.bytes));
+        return false;
+    }
+    switch (io.status) {
+        case tls::Status::closed: finish(0); return false;
+        case tls::Status::failed:
+            if (eof_) {
+                // The stream ended without a close_notify (a truncation), or mid-handshake:
+                // for the exchange that is the peer's EOF.
+                finish(0);
+                return false;
+            }
+            error_ = session_.error();
+            failing_ = true;
+            return true;
+        case tls::Status::want_output:
+            if (!flush()) {
+                fail(-EPROTO);
+            }
+            return false;
+        case tls::Status::ok:
+        case tls::Status::want_input:
+            // Handshake flights and tickets go out before we wait for the peer, who may be
+            // waiting for them.
+            if (flush()) {
+                return false;
+            }
+            if (input_start_ < input_end_) {
+                // Received bytes the session could not take yet: it has room now.
+                if (!feed_input()) {
+                    fail(-EPROTO);
+                    return false;
+                }
+                return true;
+            }
+            if (eof_) {
+                finish(0);
+                return false;
+            }
+            receive();
+            return false;
+    }
+    return false;
+}
+
+bool TlsTransport::step_send() {
+    if (flush()) {
+        return false;  // what the session wrote goes out before it takes more
+    }
+    if (taken_ > 0) {
+        finish(static_cast<int>(taken_));
+        return false;
+    }
+    const std::size_t chunk = std::min(out_.size(), kMaxRecordPlaintext);
+    const tls::Session::Io io = session_.write_plain(std::as_bytes(out_.first(chunk)));
+    if (io.bytes > 0) {
+        taken_ = io.bytes;
+        return true;  // flushed next round
+    }
+    switch (io.status) {
+        case tls::Status::want_output: return true;  // a record partly written: flush, retry
+        case tls::Status::want_input:
+            // A client's handshake (or a renegotiation refused) waits on the peer.
+            feed_input();
+            if (input_start_ < input_end_) {
+                return true;
+            }
+            if (eof_) {
+                fail(-EPIPE);
+                return false;
+            }
+            receive();
+            return false;
+        case tls::Status::closed:
+        case tls::Status::failed:
+            error_ = session_.error();
+            failing_ = true;
+            return true;
+        case tls::Status::ok: fail(-EPROTO); return false;
+    }
+    return false;
+}
+
+bool TlsTransport::step_close() {
+    if (!close_queued_) {
+        close_queued_ = true;
+        // Before the handshake finished there is no close_notify to send (OpenSSL refuses
+        // it); the shutdown alone ends our direction.
+        if (session_.handshake_done()) {
+            (void)session_.close_notify();
+        }
+    }
+    if (flush()) {
+        return false;
+    }
+    const int result = ::shutdown(socket_.get(), SHUT_WR) == 0 ? 0 : -errno;
+    finish(result);
+    return false;
+}
+
+bool TlsTransport::feed_input() {
+    if (input_start_ >= input_end_) {
+        return false;
+    }
+    const std::size_t taken = session_.ingest(
+        std::span<const std::byte>(input_.get() + input_start_, input_end_ - input_start_));
+    input_start_ += taken;
+    if (input_start_ == input_end_) {
+        // Everything is in the session: an idle connection holds no receive buffer.
+        input_.reset();
+        input_start_ = input_end_ = 0;
+    }
+    return taken > 0;
+}
+
+void TlsTransport::receive() {
+    if (!input_) {
+        input_ = std::make_unique_for_overwrite<std::byte[]>(kInputBytes);
+    }
+    io_uring_sqe* recv = ring_.transport_sqe(HttpOp::http_recv, side_);
+    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_,
+                       0);
+    recv->flags |= IOSQE_IO_LINK;
+    link_timeout(remaining());
+}
+
+bool TlsTransport::flush() {
+    const std::span<const std::byte> cipher = session_.pending_cipher();
+    if (cipher.empty()) {
+        return false;
+    }
+    io_uring_sqe* send = ring_.transport_sqe(HttpOp::http_send, side_);
+    io_uring_prep_send(send, socket_.get(), cipher.data(), cipher.size(), MSG_NOSIGNAL);
+    send->flags |= IOSQE_IO_LINK;
+    link_timeout(remaining());
+    return true;
+}
+
+void TlsTransport::fail(int result) {
+    if (error_.empty()) {
+        error_ = session_.error().empty() ? std::string(std::strerror(-result)) : session_.error();
+    }
+    finish(result);
+}
+
+void TlsTransport::finish(int result) {
+    if (in_completion_) {
+        done_ = result;
+        return;
+    }
+    nop_result_ = result;
+    io_uring_prep_nop(ring_.transport_sqe(HttpOp::http_close, side_));
+}
+
+void TlsTransport::on_completion(HttpOp op, int result) {
+    in_completion_ = true;
+    switch (op) {
+        case HttpOp::http_recv:
+            if (result > 0) {
+                input_end_ += static_cast<std::size_t>(result);
+                step();
+            } else if (result == 0) {
+                eof_ = true;
+                session_.ingest_end();
+                step();
+            } else if (failing_) {
+                finish(-EPROTO);
+            } else {
+                finish(result);
+            }
+            break;
+        case HttpOp::http_send:
+            if (result > 0) {
+                session_.consume_cipher(static_cast<std::size_t>(result));
+                step();
+            } else {
+                finish(failing_ ? -EPROTO : result == 0 ? -EPIPE : result);
+            }
+            break;
+        case HttpOp::http_close:
+            if (nop_result_) {
+                done_ = *nop_result_;
+                nop_result_.reset();
+            }
+            break;
+        default: break;
+    }
+    in_completion_ = false;
+    if (!done_) {
+        return;
+    }
+    const int result_now = *done_;
+    done_.reset();
+    const Mode finished = mode_;
+    mode_ = Mode::idle;
+    failing_ = false;
+    // Reported last: the user may start the next operation from here.
+    switch (finished) {
+        case Mode::reading: user_.on_read(side_, result_now); return;
+        case Mode::sending: user_.on_sent(side_, result_now); return;
+        case Mode::closing: user_.on_closed(side_, result_now); return;
+        case Mode::idle: return;
+    }
+}
+
+}  // namespace splicer::daemon

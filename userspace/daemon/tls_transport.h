@@ -1,0 +1,92 @@
+#pragma once
+// A Transport (daemon/transport.h) through TLS: a tls::Session between the socket and the
+// exchange. One logical read or send becomes as many io_uring operations as TLS needs, one
+// at a time: recv ciphertext -> ingest -> read_plain; write_plain -> send the pending
+// ciphertext; the handshake's flights on the way (the first read drives a server's, the first
+// send a client's). The logical operation reports once, when it is done.
+//
+// Memory: the session's two BIO buffers (16 KiB each, tls/session.h), one 16 KiB buffer for
+// ciphertext received and not yet taken by the session (released whenever it is empty), and
+// OpenSSL's own record buffers; ciphertext is sent straight out of the session's buffer. A
+// plaintext send is cut to one record's worth per round, so nothing grows with the body.
+//
+// The session's context (tls::ServerContext, whose callbacks the SSL points at) is kept
+// alive by `context_owner` for the transport's life: a SIGHUP swaps the certificate store for
+// new connections, this one keeps what it started with.
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "daemon/transport.h"
+#include "tls/session.h"
+
+namespace splicer::daemon {
+
+class TlsTransport final : public Transport {
+public:
+    static constexpr std::size_t kInputBytes = 16 * 1024;
+    // At most this much plaintext per write_plain: one TLS record.
+    static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
+
+    TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring,
+                 TransportUser& user, std::shared_ptr<const void> context_owner,
+                 tls::Session session);
+
+    void read(std::span<char> room, std::chrono::steady_clock::duration timeout) override;
+    void send(std::span<const char> bytes, std::chrono::steady_clock::duration timeout) override;
+    void close_write(std::chrono::steady_clock::duration timeout) override;
+    void on_completion(HttpOp op, int result) override;
+
+    [[nodiscard]] std::string_view error() const override { return error_; }
+    [[nodiscard]] bool established() const override { return session_.handshake_done(); }
+    [[nodiscard]] bool closes_gracefully() const override { return true; }
+    [[nodiscard]] bool spliceable() const override { return false; }
+
+    // For a TLS relay after a 101 (the session's state and what it buffered).
+    tls::Session& session() { return session_; }
+
+private:
+    enum class Mode { idle, reading, sending, closing };
+
+    void begin(Mode mode, std::chrono::steady_clock::duration timeout);
+    // Drives the session until an io_uring operation is submitted or the logical operation
+    // is done. Each round either submits, finishes, or makes progress the session counts.
+    void step();
+    [[nodiscard]] bool step_read();
+    [[nodiscard]] bool step_send();
+    [[nodiscard]] bool step_close();
+    // Ingests what was received and not yet taken; false when nothing could be taken.
+    bool feed_input();
+    void receive();
+    // Sends the session's pending ciphertext; false when there is none.
+    bool flush();
+    // The logical operation is done with `result`: reported from the current completion, or
+    // (called from read/send/close_write) from a NOP's, so the user is never re-entered.
+    void finish(int result);
+    void fail(int result);
+    [[nodiscard]] std::chrono::steady_clock::duration remaining() const;
+
+    std::shared_ptr<const void> context_owner_;  // declared first: destroyed after the session
+    tls::Session session_;
+    Mode mode_ = Mode::idle;
+    std::chrono::steady_clock::time_point deadline_{};
+    std::span<char> room_;
+    std::span<const char> out_;
+    std::size_t taken_ = 0;  // plaintext of out_ the session took (sent once flushed)
+    std::unique_ptr<std::byte[]> input_;
+    std::size_t input_start_ = 0;
+    std::size_t input_end_ = 0;
+    bool eof_ = false;          // the peer's FIN was read
+    bool failing_ = false;      // a fatal TLS error: its alert is flushed, then -EPROTO
+    bool close_queued_ = false;
+    bool in_completion_ = false;
+    std::optional<int> done_;      // to report at the end of the current completion
+    std::optional<int> nop_result_;  // to report when the NOP completes
+    std::string error_;
+};
+
+}  // namespace splicer::daemon

@@ -1,0 +1,56 @@
+// The transport seam's shared part and the plain transport: port 80's recv and send exactly as
+// before the seam (same operations, same linked timeouts, straight into the exchange's buffers).
+
+#include "daemon/transport.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "daemon/http_exchange.h"
+
+namespace splicer::daemon {
+
+__kernel_timespec to_timespec(std::chrono::steady_clock::duration timeout) {
+    const auto ns = std::max<std::int64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count(), 1'000'000);
+    return {.tv_sec = ns / 1'000'000'000, .tv_nsec = ns % 1'000'000'000};
+}
+
+void Transport::link_timeout(std::chrono::steady_clock::duration timeout) {
+    timeout_ = to_timespec(timeout);
+    io_uring_prep_link_timeout(ring_.transport_sqe(HttpOp::http_timeout, side_), &timeout_, 0);
+}
+
+void PlainTransport::read(std::span<char> room, std::chrono::steady_clock::duration timeout) {
+    io_uring_sqe* recv = ring_.transport_sqe(HttpOp::http_recv, side_);
+    io_uring_prep_recv(recv, socket_.get(), room.data(), room.size(), 0);
+    recv->flags |= IOSQE_IO_LINK;
+    link_timeout(timeout);
+}
+
+void PlainTransport::send(std::span<const char> bytes,
+                          std::chrono::steady_clock::duration timeout) {
+    io_uring_sqe* send = ring_.transport_sqe(HttpOp::http_send, side_);
+    io_uring_prep_send(send, socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    send->flags |= IOSQE_IO_LINK;
+    link_timeout(timeout);
+}
+
+void PlainTransport::close_write(std::chrono::steady_clock::duration /*timeout*/) {
+    // A shutdown does not wait on the peer: no timeout needed.
+    io_uring_prep_shutdown(ring_.transport_sqe(HttpOp::http_close, side_), socket_.get(),
+                           SHUT_WR);
+}
+
+void PlainTransport::on_completion(HttpOp op, int result) {
+    switch (op) {
+        case HttpOp::http_recv: user_.on_read(side_, result); return;
+        case HttpOp::http_send: user_.on_sent(side_, result); return;
+        case HttpOp::http_close: user_.on_closed(side_, result); return;
+        default: return;
+    }
+}
+
+}  // namespace splicer::daemon
