@@ -186,3 +186,41 @@ TEST_CASE("tls upstream: verify false reaches a self-signed backend, encrypted",
                  "sni=self.a.test \"GET /blob HTTP/1.1\" 200"));
     stop_daemon(*daemon);
 }
+
+TEST_CASE("tls upstream: a route's PROXY header goes in the clear before the TLS handshake",
+          "[tls][tls_upstream]") {
+    require_root();
+    const TestCertificates pki;
+    // nginx's `listen ... ssl proxy_protocol`: the header first, then TLS, as HAProxy sends.
+    const NginxServer nginx({.address = "127.0.0.1",
+                             .https_port = free_port(),
+                             .http_port = free_port(),
+                             .server_name = "a.test",
+                             .certificate = pki.a_chain.string(),
+                             .key = pki.a_key.string()},
+                            accepts_on_loopback);
+    const std::uint16_t tls_listen = free_port();
+    std::ostringstream config;
+    config << "listen: ( { host: \"127.0.0.1\"; port: \"" << tls_listen << "\"; } );\n"
+           << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
+           << "https: {\n"
+           << "  certificates: ( { certificate: \"" << pki.a_chain.string() << "\"; key: \""
+           << pki.a_key.string() << "\"; } );\n"
+           << "  routes: ( { hosts: [ \"a.test\" ]; backend: \"" << https_backend(nginx)
+           << "\"; ca_file: \"" << pki.ca.string() << "\"; proxyprotocol: 1; } );\n"
+           << "};\n";
+    auto daemon = start_daemon("copy", config.str());
+    const std::string port = std::to_string(tls_listen);
+    const CommandResult result = run_command(
+        "curl -sS --max-time 30 --cacert " + pki.ca.string() + " --resolve a.test:" + port +
+        ":127.0.0.1 --local-port 40000-40999 -o /dev/null -w '%{http_code} %{local_port}' "
+        "'https://a.test:" +
+        port + "/blob'");
+    INFO(result.output << daemon->log_tail() << nginx.error_log());
+    REQUIRE(result.output.rfind("200 ", 0) == 0);
+    // nginx read the header (the client's address and port) and then the handshake: SNI a.test.
+    const std::string client_port = result.output.substr(4);
+    CHECK(logged([&] { return nginx.https_log(); },
+                 "pp=127.0.0.1:" + client_port + " remote=127.0.0.1 sni=a.test \"GET /blob"));
+    stop_daemon(*daemon);
+}
