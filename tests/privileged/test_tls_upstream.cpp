@@ -8,8 +8,8 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -66,7 +66,8 @@ std::string upstream_config(const UpstreamSite& site) {
          << "    { hosts: [ \"a.test\" ]; path_prefix: \"/untrusted/\"; backend: \""
          << https_backend(site.verified) << "\"; },\n"
          << "    { hosts: [ \"a.test\" ]; backend: \"" << https_backend(site.verified)
-         << "\"; ca_file: \"" << ca << "\"; },\n"
+         << "\"; ca_file: \"" << ca
+         << "\"; },\n"
          // The backend answers with a.test's certificate: not this name.
          << "    { hosts: [ \"wrong.a.test\" ]; backend: \"" << https_backend(site.verified)
          << "\"; ca_file: \"" << ca << "\"; },\n"
@@ -83,8 +84,8 @@ std::string upstream_config(const UpstreamSite& site) {
 CommandResult curl_via(const UpstreamSite& site, const std::string& host, const std::string& path,
                        const std::string& arguments) {
     const std::string port = std::to_string(site.tls_listen);
-    return run_command("curl -sS -k --max-time 30 --resolve " + host + ":" + port +
-                       ":127.0.0.1 " + arguments + " 'https://" + host + ":" + port + path + "'");
+    return run_command("curl -sS -k --max-time 30 --resolve " + host + ":" + port + ":127.0.0.1 " +
+                       arguments + " 'https://" + host + ":" + port + path + "'");
 }
 
 // nginx writes a request's log line as it finishes it, maybe just after curl has the response.
@@ -100,22 +101,23 @@ bool logged(const std::function<std::string()>& log, const std::string& needle) 
 
 std::string file_sha256(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)),
-                            std::istreambuf_iterator<char>());
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return sha256_hex(bytes);
 }
 
 }  // namespace
 
-TEST_CASE("tls upstream: a verified https backend answers 200 byte-exact, SNI the Host without port",
-          "[tls][tls_upstream]") {
+TEST_CASE(
+    "tls upstream: a verified https backend answers 200 byte-exact, SNI the Host without port",
+    "[tls][tls_upstream]") {
     require_root();
     UpstreamSite site;
     auto daemon = start_daemon("copy", upstream_config(site));
     const fs::path downloaded = site.pki.dir.path() / "blob.out";
-    // Two requests on one client connection: each opens its own backend TLS connection.
+    // Two requests, each on a backend TLS connection of its own (the second offered the
+    // session the first one brought).
     const CommandResult result =
-        curl_via(site, "a.test", "/blob", "-o " + downloaded.string() + " -w '%{http_code} '") ;
+        curl_via(site, "a.test", "/blob", "-o " + downloaded.string() + " -w '%{http_code} '");
     const CommandResult again = curl_via(site, "a.test", "/blob", "-o /dev/null -w '%{http_code}'");
     INFO(result.output << again.output << daemon->log_tail() << site.verified.error_log());
     CHECK(result.output == "200 ");
@@ -125,7 +127,8 @@ TEST_CASE("tls upstream: a verified https backend answers 200 byte-exact, SNI th
 
     const auto line = access_line(*daemon, "/blob", 200);
     REQUIRE(line.has_value());
-    CHECK(line->get("backend") == "127.0.0.1:" + std::to_string(site.verified.options().https_port));
+    CHECK(line->get("backend") ==
+          "127.0.0.1:" + std::to_string(site.verified.options().https_port));
     CHECK(line->get("error").empty());
     // The backend saw a.test as SNI: the Host (curl sent "a.test:PORT") without its port.
     CHECK(logged([&] { return site.verified.https_log(); },

@@ -96,21 +96,33 @@ TEST_CASE("upstream TLS session: an IP literal Host sends no SNI", "[tls_termina
     CHECK(seen->server_name.empty());
 }
 
-TEST_CASE("upstream TLS session: a certificate the route cannot trust fails the handshake, naming why",
-          "[tls_termination]") {
+TEST_CASE(
+    "upstream TLS session: a certificate the route cannot trust fails the handshake, naming why",
+    "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
     const auto [label, certificate, verify_ca, host, reason] =
         GENERATE_REF(table<std::string, Certificate, std::string, std::string, std::string>({
             // ca_file unset: the system store, which does not know the test CA.
-            {"another CA", {pki.a_chain.string(), pki.a_key.string()}, "", "a.test",
+            {"another CA",
+             {pki.a_chain.string(), pki.a_key.string()},
+             "",
+             "a.test",
              "certificate: unable to get local issuer certificate"},
-            {"the wrong name", {pki.a_chain.string(), pki.a_key.string()}, pki.ca.string(),
-             "c.test", "certificate: hostname mismatch"},
+            {"the wrong name",
+             {pki.a_chain.string(), pki.a_key.string()},
+             pki.ca.string(),
+             "c.test",
+             "certificate: hostname mismatch"},
             // An IP literal Host is checked against the certificate's IP entries (a has none).
-            {"an address the certificate lacks", {pki.a_chain.string(), pki.a_key.string()},
-             pki.ca.string(), "127.0.0.1", "certificate: IP address mismatch"},
+            {"an address the certificate lacks",
+             {pki.a_chain.string(), pki.a_key.string()},
+             pki.ca.string(),
+             "127.0.0.1",
+             "certificate: IP address mismatch"},
             {"an expired certificate",
-             {pki.expired_chain.string(), pki.expired_key.string()}, pki.ca.string(), "old.test",
+             {pki.expired_chain.string(), pki.expired_key.string()},
+             pki.ca.string(),
+             "old.test",
              "certificate: certificate has expired"},
         }));
     CAPTURE(label);
@@ -125,8 +137,9 @@ TEST_CASE("upstream TLS session: a certificate the route cannot trust fails the 
     CHECK(report.received.empty());
 }
 
-TEST_CASE("upstream TLS session: a self-signed backend is refused when verifying, served with verify off",
-          "[tls_termination]") {
+TEST_CASE(
+    "upstream TLS session: a self-signed backend is refused when verifying, served with verify off",
+    "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
     OpensslServerOptions options;
     options.common_name = "a.test";  // the right name, no issuer the route knows

@@ -79,7 +79,7 @@ Status Session::status_of(int result) {
                          ? "certificate: " + std::string(X509_verify_cert_error_string(
                                                  SSL_get_verify_result(ssl_.get())))
                          : take_openssl_error(error == SSL_ERROR_SYSCALL ? "transport error"
-                                                                          : "TLS error");
+                                                                         : "TLS error");
             ERR_clear_error();
             return Status::failed;
     }
