@@ -116,8 +116,8 @@ struct HttpRoute {
 // section (port 80) and the `https` one (terminated TLS): one reader, one proxy.
 struct HttpLimits {
     std::uint64_t max_body_size = 20ULL * 1024 * 1024;  // a route may override it
-    std::chrono::seconds header_timeout{10};  // a request head (and a TLS handshake) must arrive
-    std::chrono::seconds idle_timeout{60};    // between requests, and a client that stops reading
+    std::chrono::seconds header_timeout{10};   // a request head (and a TLS handshake) must arrive
+    std::chrono::seconds idle_timeout{60};     // between requests, and a client that stops reading
     std::chrono::seconds backend_timeout{60};  // a backend that neither answers nor reads
 };
 

@@ -353,12 +353,12 @@ OpensslServer::OpensslServer(OpensslServerOptions options)
             argv.push_back("-6");
         }
         add_alpn_option(argv, options_.alpn);
-        argv.insert(argv.end(), options_.extra_arguments.begin(), options_.extra_arguments.end());
         if (!options_.servername.empty()) {
             argv.insert(argv.end(), {"-servername", options_.servername, "-cert2",
                                      options_.servername_certificate.cert_path, "-key2",
                                      options_.servername_certificate.key_path});
         }
+        argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
         const UniqueFd log(
             ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         SpawnOptions spawn;

@@ -176,7 +176,8 @@ struct OpensslServerOptions {
     Certificate certificate;
     std::string servername;
     Certificate servername_certificate;
-    std::vector<std::string> extra_arguments;  // more s_server options ("-tls1_1", ...)
+    // Appended to s_server's command line as they are ("-tls1_1", "-cipher", ...).
+    std::vector<std::string> extra_args;
 };
 
 // `openssl s_server -www` on a free port: answers "GET /" with a status page. Killed by pid.

@@ -70,6 +70,7 @@ SClientResult run_s_client(const SClientOptions& options) {
         argv.insert(argv.end(), {"-servername", options.servername});
     }
     add_alpn_option(argv, options.alpn);
+    argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     const UniqueFd input(::open(input_path.c_str(), O_RDONLY | O_CLOEXEC));
     const UniqueFd output(
         ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
@@ -92,6 +93,26 @@ SClientResult run_s_client(const SClientOptions& options) {
     result.alpn = value_after(result.output, "ALPN protocol: ");
     result.handshake_done = result.output.find("SSL handshake has read") != std::string::npos &&
                             result.output.find("Cipher is (NONE)") == std::string::npos;
+    for (const char* kind : {"New", "Reused"}) {
+        const std::string line = value_after(result.output, std::string("\n") + kind + ", ");
+        if (!line.empty() && !line.starts_with("(NONE)")) {
+            result.session = kind;
+            result.protocol = line.substr(0, line.find(','));
+            break;
+        }
+    }
+    // That line names the cipher's version ("TLSv1.0" for a TLS 1.1 session's CBC cipher);
+    // the session block says which protocol was negotiated.
+    if (const std::string negotiated = value_after(result.output, "Protocol  : ");
+        !result.session.empty() && !negotiated.empty()) {
+        result.protocol = negotiated;
+    }
+    const std::size_t begin = result.output.find("-----BEGIN CERTIFICATE-----");
+    const std::string end_marker = "-----END CERTIFICATE-----";
+    const std::size_t end = result.output.find(end_marker, begin);
+    if (begin != std::string::npos && end != std::string::npos) {
+        result.peer_certificate_pem = result.output.substr(begin, end + end_marker.size() - begin);
+    }
     return result;
 }
 

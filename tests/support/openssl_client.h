@@ -18,6 +18,8 @@ struct SClientOptions {
     // Written to s_client's stdin; the default asks an `s_server -www` for its status page.
     std::string input = "GET / HTTP/1.0\r\n\r\n";
     std::chrono::milliseconds timeout{10000};
+    // Appended as they are: "-tls1_2", "-sess_out", PATH, ...
+    std::vector<std::string> extra_args;
 };
 
 struct SClientResult {
@@ -27,6 +29,12 @@ struct SClientResult {
     std::string subject_cn;  // of the server certificate ("" if none was seen)
     std::string alpn;        // negotiated ALPN protocol ("" if none)
     bool handshake_done = false;
+    // From the "New, TLSv1.3, Cipher is ..." / "Reused, TLSv1.2, ..." line: "New" or "Reused"
+    // ("" when the line is absent: no handshake); the protocol from the session block's
+    // "Protocol  :" line.
+    std::string session;
+    std::string protocol;
+    std::string peer_certificate_pem;  // the first PEM block printed ("" if none)
 };
 
 SClientResult run_s_client(const SClientOptions& options);

@@ -80,4 +80,17 @@ TestCertificates::TestCertificates() {
     pki.not_pem = root / "not_pem.txt";
 }
 
+IssuedCertificate TestCertificates::issue(const std::string& name,
+                                          const std::vector<std::string>& dns_names) const {
+    if (dns_names.empty()) {
+        throw std::runtime_error("test PKI: a certificate for no name");
+    }
+    std::string names;
+    for (const std::string& dns_name : dns_names) {
+        names += (names.empty() ? "DNS:" : ",DNS:") + dns_name;
+    }
+    make_leaf(dir.path(), name, dns_names.front(), names, 2);
+    return {.chain = dir.path() / (name + ".pem"), .key = dir.path() / (name + ".key")};
+}
+
 }  // namespace splicer::test

@@ -6,14 +6,26 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "support/process.h"
 
 namespace splicer::test {
 
+struct IssuedCertificate {
+    std::filesystem::path chain;  // leaf then CA
+    std::filesystem::path key;
+};
+
 struct TestCertificates {
     // Makes them all; throws std::runtime_error with openssl's output when a step fails.
     TestCertificates();
+
+    // One more leaf signed by the CA, for `dns_names` (its CN the first name), as NAME.pem and
+    // NAME.key in dir. Each gets a new serial (the CA's serial file counts up): a renewal of
+    // the same names is told apart from the first by it. Throws as the constructor does.
+    [[nodiscard]] IssuedCertificate issue(const std::string& name,
+                                          const std::vector<std::string>& dns_names) const;
 
     TempDir dir{"splicer-tls-pki"};
     std::filesystem::path ca;  // the CA certificate (also the OCSP responder)

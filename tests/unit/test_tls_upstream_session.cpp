@@ -176,7 +176,7 @@ TEST_CASE("upstream TLS session: a server below TLS 1.2 is refused", "[tls_termi
     const Certificate certificate = make_self_signed_certificate(dir, "a.test");
     OpensslServerOptions options;
     options.certificate = certificate;
-    options.extra_arguments = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"};
+    options.extra_args = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"};
     const OpensslServer server(options);
     const TlsClientReport report = connect_as(*upstream(false, ""), server.port(), "a.test");
     CHECK_FALSE(report.handshake_done);

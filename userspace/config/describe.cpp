@@ -110,9 +110,10 @@ std::string describe_https(const HttpsConfig& https) {
     out +=
         "https ticket key rotation: " + std::to_string(https.ticket_key_rotation.count()) + " s\n";
     out += "https max body size: " + detail::format_size(https.limits.max_body_size) + "\n";
-    out += "https timeouts: header " + std::to_string(https.limits.header_timeout.count()) + " s, idle " +
-           std::to_string(https.limits.idle_timeout.count()) + " s, backend " +
-           std::to_string(https.limits.backend_timeout.count()) + " s\n";
+    const config::HttpLimits& limits = https.limits;
+    out += "https timeouts: header " + std::to_string(limits.header_timeout.count()) +
+           " s, idle " + std::to_string(limits.idle_timeout.count()) + " s, backend " +
+           std::to_string(limits.backend_timeout.count()) + " s\n";
     for (std::size_t i = 0; i < https.routes.size(); ++i) {
         out += describe_route("https", i, https.routes[i]) + "\n";
     }

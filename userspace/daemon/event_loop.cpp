@@ -315,10 +315,21 @@ void EventLoop::start_plane(Connection& connection) {
 void EventLoop::upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) {
     if (!client->spliceable()) {
         // A terminated connection: the client's bytes on the socket are TLS records, which no
-        // splice plane can relay; the upgraded stream has to go through OpenSSL both ways.
-        // TLS relay: the lead plugs the relay handler in here (install_handler with it,
-        // handing it `client`, whose session holds the TLS state). Until then: closed.
-        close_connection(connection, "upgrade_unsupported_over_tls");
+        // splice plane can relay; the upgraded stream goes through OpenSSL both ways
+        // (daemon/tls_relay.h), bounded by the https section's idle_timeout.
+        auto* tls = dynamic_cast<TlsTransport*>(client.get());
+        if (tls == nullptr || !config_->https) {
+            close_connection(connection, "upgrade_unsupported_over_tls");
+            return;
+        }
+        TlsRelayStart start = tls->release_for_relay();
+        start.idle_timeout = config_->https->limits.idle_timeout;
+        client.reset();
+        log_routed(connection, "tls_relay");
+        connection.state = State::spliced;
+        // Destroys the exchange, which called this.
+        install_handler(connection,
+                        std::make_unique<TlsRelay>(connection, *this, std::move(start)));
         return;
     }
     client.reset();  // plain: the plane takes the socket itself

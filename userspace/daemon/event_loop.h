@@ -20,6 +20,7 @@
 #include "daemon/http_exchange.h"
 #include "daemon/reload_runner.h"
 #include "daemon/slab.h"
+#include "daemon/tls_relay.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
 #include "metrics/rule_series.h"
@@ -67,6 +68,7 @@ static_assert(uring::fits_in_tag(LoopOp::cancel));
 
 class EventLoop final : public plane::PlaneContext,
                         public HttpContext,
+                        public TlsRelayContext,
                         public HandlerContext {
 public:
     EventLoop(const config::Config& config, route::Router router,
@@ -147,6 +149,15 @@ public:
         std::size_t route) const override {
         return tls_store_ && route < tls_store_->upstreams.size() ? tls_store_->upstreams[route]
                                                                   : nullptr;
+    }
+
+    // TlsRelayContext (close_connection: the one above)
+    io_uring_sqe* sqe_for(Connection& connection, TlsRelayOp op, std::uint8_t arg) override {
+        return sqe_for_handler(connection, op, arg);
+    }
+    void count_relayed(std::size_t direction, std::uint64_t bytes) override {
+        // A terminated WebSocket's bytes count as port 80's upgraded ones do: under http.
+        counters_.bytes[static_cast<std::size_t>(PlaneLabel::http)][direction] += bytes;
     }
 
     // HandlerContext
@@ -231,7 +242,8 @@ private:
     void remove_pending(Connection& connection, ConnectionOp op);
     void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);
     void finish_if_idle(Connection& connection);
-    void log_routed(const Connection& connection) const;
+    // `plane`: what serves it when not the data plane (a terminated WebSocket: "tls_relay").
+    void log_routed(const Connection& connection, std::string_view plane = {}) const;
     void begin_shutdown();
 
     const config::Config* config_;

@@ -82,6 +82,15 @@ void HttpExchange::finish(std::string_view reason) {
 }
 
 void HttpExchange::on_closed(Side /*side*/, int result) {
+    if (!finish_reason_.empty() && result >= 0) {
+        // Our close_notify is out: read (and drop) until the client's close_notify or FIN,
+        // a short while at most, so that no unread byte turns our close into a reset that
+        // could cut the response's last bytes (port 80's lingering close).
+        phase_ = Phase::lingering;
+        head_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        read_from(Side::client, std::chrono::seconds(2));
+        return;
+    }
     if (!finish_reason_.empty()) {
         context_.close_connection(connection_, finish_reason_);
         return;
@@ -202,10 +211,13 @@ void HttpExchange::on_recv(Side side, int result) {
         from_client_.discard();
         lingered_ += result > 0 ? static_cast<std::uint64_t>(result) : 0;
         const auto left = head_deadline_ - std::chrono::steady_clock::now();
-        if (result <= 0) {
+        if (result <= 0 && !finish_reason_.empty()) {
+            context_.close_connection(connection_, finish_reason_);  // the response was done
+        } else if (result <= 0) {
             end_with(recv_outcome(result), side);
         } else if (lingered_ > kMaxLingerBytes || left.count() <= 0) {
-            context_.close_connection(connection_, "answered");
+            context_.close_connection(connection_,
+                                      finish_reason_.empty() ? "answered" : finish_reason_);
         } else {
             read_from(Side::client, left);
         }

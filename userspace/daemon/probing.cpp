@@ -73,10 +73,10 @@ void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
     connection.peek_offset = enable_peek_offset(connection.client.get());
     // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
-    const auto timeout =
-        listeners_[connection.listener].http
-            ? std::chrono::duration_cast<std::chrono::milliseconds>(config_->http->limits.header_timeout)
-            : config_->probe_timeout;
+    const auto timeout = listeners_[connection.listener].http
+                             ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   config_->http->limits.header_timeout)
+                             : config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
     io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
@@ -278,7 +278,7 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     start_connect(connection);
 }
 
-void EventLoop::log_routed(const Connection& connection) const {
+void EventLoop::log_routed(const Connection& connection, std::string_view plane) const {
     log::info("routed", {{"conn", std::to_string(connection.id)},
                          {"client", net::to_string(connection.client_address)},
                          {"protocol", connection.protocol},
@@ -286,7 +286,7 @@ void EventLoop::log_routed(const Connection& connection) const {
                          {"alpn", connection.alpn},
                          {"rule", std::to_string(connection.rule.value_or(0))},
                          {"backend", net::to_string(connection.backend_address)},
-                         {"plane", std::string(plane_.name())},
+                         {"plane", std::string(plane.empty() ? plane_.name() : plane)},
                          {"probe_peeks", std::to_string(connection.probe_peeks)},
                          {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
 }

@@ -84,7 +84,9 @@ bool TlsTransport::step_read() {
         return false;
     }
     switch (io.status) {
-        case tls::Status::closed: finish(0); return false;
+        case tls::Status::closed:
+            finish(0);
+            return false;
         case tls::Status::failed:
             if (eof_) {
                 // The stream ended without a close_notify (a truncation), or mid-handshake:
@@ -140,7 +142,8 @@ bool TlsTransport::step_send() {
         return true;  // flushed next round
     }
     switch (io.status) {
-        case tls::Status::want_output: return true;  // a record partly written: flush, retry
+        case tls::Status::want_output:
+            return true;  // a record partly written: flush, retry
         case tls::Status::want_input:
             // A client's handshake (or a renegotiation refused) waits on the peer, once its
             // own flight (the ClientHello first) is out.
@@ -161,7 +164,9 @@ bool TlsTransport::step_send() {
             error_ = session_.error();
             failing_ = true;
             return true;
-        case tls::Status::ok: fail(-EPROTO); return false;
+        case tls::Status::ok:
+            fail(-EPROTO);
+            return false;
     }
     return false;
 }
@@ -203,8 +208,7 @@ void TlsTransport::receive() {
         input_ = std::make_unique_for_overwrite<std::byte[]>(kInputBytes);
     }
     io_uring_sqe* recv = ring_.transport_sqe(HttpOp::http_recv, side_);
-    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_,
-                       0);
+    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_, 0);
     recv->flags |= IOSQE_IO_LINK;
     link_timeout(remaining());
 }
@@ -268,7 +272,8 @@ void TlsTransport::on_completion(HttpOp op, int result) {
                 nop_result_.reset();
             }
             break;
-        default: break;
+        default:
+            break;
     }
     in_completion_ = false;
     if (!done_) {
@@ -281,11 +286,28 @@ void TlsTransport::on_completion(HttpOp op, int result) {
     failing_ = false;
     // Reported last: the user may start the next operation from here.
     switch (finished) {
-        case Mode::reading: user_.on_read(side_, result_now); return;
-        case Mode::sending: user_.on_sent(side_, result_now); return;
-        case Mode::closing: user_.on_closed(side_, result_now); return;
-        case Mode::idle: return;
+        case Mode::reading:
+            user_.on_read(side_, result_now);
+            return;
+        case Mode::sending:
+            user_.on_sent(side_, result_now);
+            return;
+        case Mode::closing:
+            user_.on_closed(side_, result_now);
+            return;
+        case Mode::idle:
+            return;
     }
+}
+
+TlsRelayStart TlsTransport::release_for_relay() {
+    TlsRelayStart start{.session = std::move(session_), .context_owner = context_owner_};
+    if (input_ && input_start_ < input_end_) {
+        start.client_cipher.assign(input_.get() + input_start_, input_.get() + input_end_);
+    }
+    input_.reset();
+    input_start_ = input_end_ = 0;
+    return start;
 }
 
 }  // namespace splicer::daemon

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 
+#include "daemon/tls_relay.h"
 #include "daemon/transport.h"
 #include "tls/session.h"
 
@@ -32,9 +33,8 @@ public:
     // At most this much plaintext per write_plain: one TLS record.
     static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
 
-    TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring,
-                 TransportUser& user, std::shared_ptr<const void> context_owner,
-                 tls::Session session);
+    TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring, TransportUser& user,
+                 std::shared_ptr<const void> context_owner, tls::Session session);
 
     void read(std::span<char> room, std::chrono::steady_clock::duration timeout) override;
     void send(std::span<const char> bytes, std::chrono::steady_clock::duration timeout) override;
@@ -48,6 +48,10 @@ public:
 
     // For a TLS relay after a 101 (the session's state and what it buffered).
     tls::Session& session() { return session_; }
+    // After a 101, with no operation in flight: the session, its context's owner and the
+    // ciphertext received but not yet ingested, for daemon::TlsRelay. The transport is
+    // spent afterwards (only its destructor may run).
+    TlsRelayStart release_for_relay();
 
 private:
     enum class Mode { idle, reading, sending, closing };
@@ -80,11 +84,11 @@ private:
     std::unique_ptr<std::byte[]> input_;
     std::size_t input_start_ = 0;
     std::size_t input_end_ = 0;
-    bool eof_ = false;          // the peer's FIN was read
-    bool failing_ = false;      // a fatal TLS error: its alert is flushed, then -EPROTO
+    bool eof_ = false;      // the peer's FIN was read
+    bool failing_ = false;  // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
     bool in_completion_ = false;
-    std::optional<int> done_;      // to report at the end of the current completion
+    std::optional<int> done_;        // to report at the end of the current completion
     std::optional<int> nop_result_;  // to report when the NOP completes
     std::string error_;
 };

@@ -40,16 +40,22 @@ void PlainTransport::send(std::span<const char> bytes,
 
 void PlainTransport::close_write(std::chrono::steady_clock::duration /*timeout*/) {
     // A shutdown does not wait on the peer: no timeout needed.
-    io_uring_prep_shutdown(ring_.transport_sqe(HttpOp::http_close, side_), socket_.get(),
-                           SHUT_WR);
+    io_uring_prep_shutdown(ring_.transport_sqe(HttpOp::http_close, side_), socket_.get(), SHUT_WR);
 }
 
 void PlainTransport::on_completion(HttpOp op, int result) {
     switch (op) {
-        case HttpOp::http_recv: user_.on_read(side_, result); return;
-        case HttpOp::http_send: user_.on_sent(side_, result); return;
-        case HttpOp::http_close: user_.on_closed(side_, result); return;
-        default: return;
+        case HttpOp::http_recv:
+            user_.on_read(side_, result);
+            return;
+        case HttpOp::http_send:
+            user_.on_sent(side_, result);
+            return;
+        case HttpOp::http_close:
+            user_.on_closed(side_, result);
+            return;
+        default:
+            return;
     }
 }
 

@@ -30,7 +30,7 @@
 //   or closes it; the connection's teardown does.
 //
 // Transports: PlainTransport (below: today's recv/send on the fd, no copy, no extra
-// operation) and TlsTransport (daemon/tls_transport.h: a tls::Session between the socket and
+// operation; its close_write is an io_uring shutdown where port 80 called shutdown(2)) and TlsTransport (daemon/tls_transport.h: a tls::Session between the socket and
 // the exchange). A backend reached over TLS (an https:// route) is a TlsTransport over a
 // session in client (connect) state, made once the exchange's connect completed: its first
 // operation (the upstream request's send) drives the handshake, then reads and sends as on the
