@@ -4,6 +4,18 @@
 # (iperf3 for bulk, the echo server for ping-pong and idle connections).
 
 readonly sni_name=bench.example tls_port=8443 plain_port=9000 http_port=8080
+# The name the terminating forwarders answer for (workloads tls_term_*), with one certificate
+# for all of them: $term_dir/cert.pem, key.pem, and both in one file (HAProxy's crt).
+readonly term_name=term.example term_port=4443
+
+make_term_certificate() {
+  term_dir=$1/term-certificate
+  mkdir -p "$term_dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=$term_name" -addext "subjectAltName=DNS:$term_name" \
+    -keyout "$term_dir/key.pem" -out "$term_dir/cert.pem" 2>/dev/null
+  cat "$term_dir/cert.pem" "$term_dir/key.pem" >"$term_dir/both.pem"
+}
 
 start_nginx_backend() {
   local dir=$1/nginx-backend

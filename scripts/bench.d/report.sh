@@ -16,6 +16,12 @@ readonly table_columns=(
   "never-read TCP MiB/client|neverread|tcp_mem_mib_per_client"
   "never-read RSS KiB/client|neverread|rss_kib_per_client"
   ":80 req/s|http80|rate" ":80 p99 ms|http80|p99_ms"
+  "terminating handshakes/s|tls_term_new|rate"
+  "terminating req/s|tls_term_keepalive|rate"
+  "terminating p99 ms|tls_term_keepalive|p99_ms"
+  "terminating CPU µs/req|tls_term_keepalive|cpu_us_per_req"
+  "terminating idle conns|tls_term_idle|connections"
+  "terminating RSS KiB/idle conn|tls_term_idle|rss_kib_per_conn"
 )
 
 # Metrics the loss list compares: "workload|metric|higher or lower is better".
@@ -26,6 +32,8 @@ readonly compared_metrics=(
   "pingpong|rate|higher" "pingpong|p99_us|lower" "idle|rss_kib_per_conn|lower"
   "slowread|tcp_mem_mib|lower" "neverread|tcp_mem_mib_per_client|lower"
   "neverread|rss_kib_per_client|lower" "http80|rate|higher"
+  "tls_term_new|rate|higher" "tls_term_keepalive|rate|higher"
+  "tls_term_keepalive|cpu_us_per_req|lower" "tls_term_idle|rss_kib_per_conn|lower"
 )
 
 print_table() {

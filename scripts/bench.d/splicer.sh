@@ -1,10 +1,12 @@
 # splicer on one data plane (forwarders/splicer-*.sh set splicer_plane and source this):
-# SNI $sni_name to the TLS backend, anything else to the plain backend, and the port 80
-# HTTP proxy to the HTTP backend (the DESIGN.md `http` schema; a daemon that does not serve
-# port 80 yet leaves that workload "failed").
+# SNI $sni_name to the TLS backend, SNI $term_name terminated by splicer and proxied to the
+# HTTP backend, anything else to the plain backend, and the port 80 HTTP proxy to the HTTP
+# backend (the DESIGN.md `http` schema; a daemon that does not serve port 80 yet leaves that
+# workload "failed"). Termination does not depend on the plane: every plane runs it.
 fwd_tls=$forwarder_ip:443
 fwd_plain=$forwarder_ip:443
 fwd_http=$forwarder_ip:80
+fwd_term=$forwarder_ip:443
 fwd_configure() {
   local dir=$1
   # One client address opens every connection of the idle workload.
@@ -12,11 +14,16 @@ fwd_configure() {
 max_connections_per_client: 20000;
 listen: ( { host: "$forwarder_ip"; port: "443"; } );
 protocols: (
+    { name: "tls"; sni_hostnames: [ "$term_name" ]; terminate: true; },
     { name: "tls"; host: "$backend_ip"; port: "$tls_port"; sni_hostnames: [ "$sni_name" ]; },
     { name: "anyprot"; host: "$backend_ip"; port: "$plain_port"; }
 );
 http: {
     listen: ( { host: "$forwarder_ip"; port: "80"; } );
+    routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
+};
+https: {
+    certificates: ( { certificate: "$term_dir/cert.pem"; key: "$term_dir/key.pem"; } );
     routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
 };
 CONF

@@ -4,7 +4,8 @@
 # stopped short: value says how far it got), failed or n/a. Every client runs under
 # `timeout`, so a stalled forwarder costs a bounded time.
 
-workloads=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80)  # --workloads
+workloads=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80
+  tls_term_new tls_term_keepalive tls_term_idle)  # --workloads
 
 row() { echo "$fwd,$1,$2,$3,$4" >>"$csv"; }
 
@@ -14,12 +15,12 @@ fail_workload() { row "$1" status "" "$2"; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
 # in_client_resolving IP COMMAND...: runs COMMAND in the client namespace with /etc/hosts naming
-# $sni_name as the address $1 (a private mount namespace: the host's /etc/hosts is untouched), so
-# TLS clients send the SNI the forwarders route on.
+# $sni_name and $term_name as the address $1 (a private mount namespace: the host's /etc/hosts
+# is untouched), so TLS clients send the SNI the forwarders route on.
 in_client_resolving() {
   local address=$1
   shift
-  echo "$address $sni_name" >"$work/hosts"
+  echo "$address $sni_name $term_name" >"$work/hosts"
   ip netns exec "$ns_client" unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' \
     "$work/hosts" "$@"
 }
@@ -79,7 +80,8 @@ workload_bulk() {
 workload_cpu() { :; }
 
 # run_wrk WORKLOAD IP URL [wrk options...]: wrk from the client namespace, $sni_name resolving
-# to IP; rows rate, p50, p99 and max (ms). Fails when no request succeeded or most errored.
+# to IP; rows rate, p50, p99 and max (ms). Fails (false) when no request succeeded or most
+# errored. Sets wrk_requests, the requests completed.
 run_wrk() {
   local workload=$1 address=$2 url=$3
   shift 3
@@ -106,24 +108,26 @@ run_wrk() {
   ' "$log")
   local requests errors rate p50 p99 max
   read -r requests errors rate p50 p99 max <<<"$parsed"
+  wrk_requests=$requests
   if ((requests == 0 || errors * 2 > requests)) || [[ -z $rate ]]; then
     fail_workload "$workload" failed
-    return
+    return 1
   fi
   row "$workload" rate "$(calc "$rate" 0)" ok
   row "$workload" p50_ms "$(calc "$p50")" ok
   row "$workload" p99_ms "$(calc "$p99")" ok
   row "$workload" max_ms "$(calc "$max")" ok
   ((errors == 0)) || row "$workload" errors "$errors" ok
+  return 0
 }
 
 # --- 3: new TLS connections per second, and the keep-alive variant --------------------------
 workload_tls_new() {
-  run_wrk tls_new "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/" -H "Connection: close"
+  run_wrk tls_new "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/" -H "Connection: close" || true
 }
 
 workload_tls_keepalive() {
-  run_wrk tls_keepalive "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/"
+  run_wrk tls_keepalive "${fwd_tls%:*}" "https://$sni_name:${fwd_tls##*:}/" || true
 }
 
 # --- 4: small request/response latency on one established connection -----------------------
@@ -274,5 +278,81 @@ workload_http80() {
     fail_workload http80 n/a
     return
   fi
-  run_wrk http80 "${fwd_http%:*}" "http://$fwd_http/"
+  run_wrk http80 "${fwd_http%:*}" "http://$fwd_http/" || true
+}
+
+# --- 9, 10, 11: the forwarder terminating TLS itself ---------------------------------------
+# The forwarder answers the handshake for $term_name with the certificate made at the start
+# ($term_dir, the same files for every forwarder) and proxies the decrypted GETs to the
+# plain HTTP backend ($fwd_term; empty where the forwarder cannot terminate: n/a). direct is
+# the backend nginx terminating its own TLS: the limit without a proxy hop.
+
+# tls_term_new: handshakes per second. wrk asks with `Connection: close`, a new connection
+# per request; it keeps each connection's session for the next, so where the forwarder issues
+# tickets the handshakes are resumptions, as browsers make them.
+workload_tls_term_new() {
+  if [[ -z $fwd_term ]]; then
+    fail_workload tls_term_new n/a
+    return
+  fi
+  run_wrk tls_term_new "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" \
+    -H "Connection: close" || true
+}
+
+# tls_term_keepalive: requests per second on kept-alive terminated connections, and the
+# forwarder's CPU per request (its cgroup; n/a for direct, whose nginx is the backend).
+workload_tls_term_keepalive() {
+  if [[ -z $fwd_term ]]; then
+    fail_workload tls_term_keepalive n/a
+    return
+  fi
+  local cpu_before=0 cpu_after=0
+  [[ -n $fwd_pid ]] && cpu_before=$(forwarder_cpu_usec "$fwd_pid")
+  run_wrk tls_term_keepalive "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" || return 0
+  [[ -n $fwd_pid ]] && cpu_after=$(forwarder_cpu_usec "$fwd_pid")
+  if [[ -n $fwd_pid ]]; then
+    row tls_term_keepalive cpu_us_per_req "$(calc "($cpu_after - $cpu_before) / $wrk_requests")" ok
+  else
+    row tls_term_keepalive cpu_us_per_req "" n/a
+  fi
+}
+
+# tls_term_idle: $tls_idle_count terminated connections, each a full handshake and one GET
+# answered 200, then held idle (tools/bench/tls_idle_holder.cpp): the forwarder's RSS growth
+# per connection (its TLS session, buffers and HTTP state).
+workload_tls_term_idle() {
+  if [[ -z $fwd_term ]]; then
+    fail_workload tls_term_idle n/a
+    return
+  fi
+  local log=$logs/$fwd-tls_term_idle.log rss_before=0 rss_after=0
+  [[ -n $fwd_pid ]] && rss_before=$(tree_rss_kib "$fwd_pid")
+  start_in "$ns_client" "$log" "$tools/bench_tls_idle_holder" "${fwd_term%:*}" \
+    "${fwd_term##*:}" "$term_name" "$tls_idle_count" "$idle_seconds"
+  local holder=$last_pid i
+  for ((i = 0; i < (idle_seconds + 5) * 10; i++)); do
+    grep -q '^established=' "$log" && break
+    running "$holder" || break
+    sleep 0.1
+  done
+  sleep 0.5  # let the forwarder finish its side of the last connections
+  local established
+  established=$(sed -n 's/^established=//p' "$log")
+  [[ -n $fwd_pid ]] && rss_after=$(tree_rss_kib "$fwd_pid")
+  if [[ -n $fwd_pid ]] && ! running "$fwd_pid"; then
+    row tls_term_idle forwarder_died "${established:-0}" failed
+  fi
+  stop_pid "$holder"
+  if [[ -z $established || $established == 0 ]]; then
+    fail_workload tls_term_idle failed
+    return
+  fi
+  local status=ok
+  ((established < tls_idle_count)) && status=partial
+  row tls_term_idle connections "$established" "$status"
+  if [[ -n $fwd_pid ]]; then
+    row tls_term_idle rss_kib_per_conn "$(calc "($rss_after - $rss_before) / $established")" "$status"
+  else
+    row tls_term_idle rss_kib_per_conn "" n/a
+  fi
 }

@@ -32,8 +32,9 @@ for file in "$source_dir"/scripts/bench.d/forwarders/*.sh; do
 done
 # --quick runs every workload on direct and splicer-sockmap, and on every other forwarder
 # the ones that cross each of its listeners (scripts/bench: quick_every_workload).
-every_workload=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80)
-route_workloads=(pingpong tls_keepalive http80)
+every_workload=(bulk cpu tls_new tls_keepalive pingpong idle slowread neverread http80
+  tls_term_new tls_term_keepalive tls_term_idle)
+route_workloads=(pingpong tls_keepalive http80 tls_term_keepalive)
 for forwarder in "${forwarders[@]}"; do
   workloads=("${route_workloads[@]}")
   [[ $forwarder == direct || $forwarder == splicer-sockmap ]] && workloads=("${every_workload[@]}")
@@ -53,14 +54,15 @@ done
 # a forwarder process (the figures measured on it: its CPU, RSS and memory per connection).
 for metric in bulk,gbps_1_up bulk,gbps_4_down cpu,softirq_s_per_gb tls_new,rate \
     tls_keepalive,p99_ms pingpong,p99_us idle,connections slowread,tcp_mem_mib \
-    neverread,tcp_mem_mib_per_client http80,rate; do
+    neverread,tcp_mem_mib_per_client http80,rate tls_term_new,rate tls_term_keepalive,rate; do
   if ! grep -Eq "^direct,$metric,[0-9.]+,ok$" "$csv"; then
     echo "direct has no figure for $metric" >&2
     failures=$((failures + 1))
   fi
 done
 for metric in cpu,process_s_per_gb idle,rss_kib_per_conn slowread,rss_mib \
-    neverread,rss_kib_per_client; do
+    neverread,rss_kib_per_client tls_term_new,rate tls_term_keepalive,cpu_us_per_req \
+    tls_term_idle,rss_kib_per_conn; do
   if ! grep -Eq "^splicer-sockmap,$metric,[0-9.]+,ok$" "$csv"; then
     echo "splicer-sockmap has no figure for $metric" >&2
     failures=$((failures + 1))

@@ -11,18 +11,24 @@ namespace splicer::test {
 NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uint16_t)>& listening)
     : options_(std::move(options)), dir_("splicer-nginx") {
     const std::string dir = dir_.path().string();
-    cert_path_ = dir + "/" + options_.server_name + ".crt";
-    const std::string key_path = dir + "/" + options_.server_name + ".key";
+    const bool own_certificate = !options_.certificate.empty();
+    cert_path_ = own_certificate ? options_.certificate : dir + "/" + options_.server_name + ".crt";
+    const std::string key_path =
+        own_certificate ? options_.key : dir + "/" + options_.server_name + ".key";
     blob_path_ = dir + "/html/blob";
     // The SAN is what curl matches the name against. The blob is random: a byte lost,
     // duplicated or reordered anywhere changes it.
     const std::string name = options_.server_name;
+    const std::string make_certificate =
+        own_certificate
+            ? std::string()
+            : "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1" +
+                  std::string(" -subj '/CN=") + name + "' -addext 'subjectAltName=DNS:" + name +
+                  "' -keyout '" + key_path + "' -out '" + cert_path_ + "' 2>&1; ";
     const CommandResult made =
         run_command("set -e; mkdir -p '" + dir + "/html' '" + dir + "/logs'; " +
-                    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1" +
-                    " -subj '/CN=" + name + "' -addext 'subjectAltName=DNS:" + name +
-                    "' -keyout '" + key_path + "' -out '" + cert_path_ + "' 2>&1; " + "head -c " +
-                    std::to_string(options_.blob_bytes) + " /dev/urandom > '" + blob_path_ + "'");
+                    make_certificate + "head -c " + std::to_string(options_.blob_bytes) +
+                    " /dev/urandom > '" + blob_path_ + "'");
     if (made.exit_code != 0) {
         throw std::runtime_error("nginx files: " + made.output);
     }
@@ -46,7 +52,7 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
            << " \"$request\" $status $body_bytes_sent';\n"
            << "  server {\n"
            << "    listen " << options_.address << ":" << options_.https_port
-           << " ssl proxy_protocol;\n"
+           << (options_.https_proxy_protocol ? " ssl proxy_protocol;\n" : " ssl;\n")
            << "    server_name " << name << ";\n"
            << "    ssl_certificate " << cert_path_ << ";\n"
            << "    ssl_certificate_key " << key_path << ";\n"

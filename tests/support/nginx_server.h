@@ -22,6 +22,12 @@ struct NginxOptions {
     std::uint16_t http_port = 5280;   // plain, behind splicer's port 80
     std::string server_name = "chat.example.com";
     std::size_t blob_bytes = 1 << 20;
+    // false: the HTTPS server reads no PROXY header (a plain https:// backend).
+    bool https_proxy_protocol = true;
+    // The HTTPS server's certificate (full chain) and key instead of a self-signed one for
+    // server_name (ca_file() is then this chain).
+    std::string certificate;
+    std::string key;
 };
 
 class NginxServer {

@@ -145,6 +145,11 @@ public:
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) override;
+    [[nodiscard]] std::shared_ptr<tls::UpstreamContext> upstream_tls(
+        std::size_t route) const override {
+        return tls_store_ && route < tls_store_->upstreams.size() ? tls_store_->upstreams[route]
+                                                                  : nullptr;
+    }
 
     // TlsRelayContext (close_connection: the one above)
     io_uring_sqe* sqe_for(Connection& connection, TlsRelayOp op, std::uint8_t arg) override {

@@ -164,6 +164,9 @@ void HttpExchange::end_with(Outcome outcome, Side side, std::string_view detail)
 
 void HttpExchange::on_sent(Side /*side*/, int result) {
     if (result <= 0) {
+        if (backend_handshake_failed(result)) {
+            return;
+        }
         end_with(result == -ECANCELED ? Outcome::send_timeout : Outcome::send_error,
                  sending_to_);
         return;

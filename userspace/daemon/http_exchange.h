@@ -36,6 +36,7 @@
 #include "net/address.h"
 #include "splicer/config.h"
 #include "splicer/daemon_counters.h"
+#include "tls/upstream_context.h"
 #include "uring/tag.h"
 
 namespace splicer::daemon {
@@ -116,6 +117,11 @@ public:
     // config().https->routes).
     [[nodiscard]] virtual const net::SocketAddress& http_backend(HttpSection section,
                                                                  std::size_t route) const = 0;
+    // The TLS client context of https route `route` (config().https->routes[route], an
+    // https:// backend), or nullptr. The exchange keeps it for the backend connection's life:
+    // a reload may replace the store meanwhile.
+    [[nodiscard]] virtual std::shared_ptr<tls::UpstreamContext> upstream_tls(
+        std::size_t route) const = 0;
     virtual metrics::RuleSeriesTable& rule_series() = 0;
     virtual DaemonCounters& live_counters() = 0;
     // A 101 went through and every byte read past it was flushed: replaces the exchange (the
@@ -190,6 +196,12 @@ private:
     void route();
     void connect_backend();
     void on_connect(int result);
+    // The connect of an https:// backend is done: its TlsTransport, whose first send (the
+    // request head) drives the handshake. False when it could not be made (answered 502).
+    bool start_backend_tls();
+    // A backend send failed before its TLS handshake finished: 502 (504 timed out) naming
+    // what TLS said; true when that was the case.
+    bool backend_handshake_failed(int result);
     void pump_request();
     void answer(int status, std::string_view error, std::string composed = {});
     void linger();
@@ -207,6 +219,10 @@ private:
     HttpSection section_ = HttpSection::http;
     std::unique_ptr<Transport> client_io_;
     std::unique_ptr<Transport> backend_io_;
+    // The route's TLS client context while its backend connection is being made (an https://
+    // backend); the backend's TlsTransport keeps it from then on.
+    std::shared_ptr<tls::UpstreamContext> backend_tls_;
+    std::string backend_tls_name_;  // its SNI and the name its certificate must carry
     std::string finish_reason_;  // set while the client transport closes before the end
 
     http::Phase phase_ = http::Phase::read_head;

@@ -7,6 +7,7 @@
 
 #include "daemon/http_exchange.h"
 #include "daemon/proxy_header_send.h"
+#include "daemon/tls_transport.h"
 #include "http/canned_response.h"
 #include "http/head_rewrite.h"
 #include "http/route_match.h"
@@ -127,13 +128,26 @@ void HttpExchange::connect_backend() {
     connection_.series = section_ == HttpSection::https
                              ? context_.rule_series().for_https_route(*route_)
                              : context_.rule_series().for_route(*route_);
+    // Plain unless the route's backend is https:// (start_backend_tls, once connected).
+    TransportRing& ring = *this;  // private bases: converted here, not in make_unique
+    TransportUser& user = *this;
+    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+    backend_tls_.reset();
     if (route.backend_scheme == config::BackendScheme::https) {
-        // TLS to the backend (a client TlsTransport made once the connect is done) is not
-        // served by this version yet: a clear answer instead of plaintext to a TLS port.
-        ++context_.live_counters().backend_failures;
-        context_.rule_series().count_backend_failure(connection_.series);
-        answer(502, "https:// backends are not served yet");
-        return;
+        backend_tls_ = section_ == HttpSection::https ? context_.upstream_tls(*route_) : nullptr;
+        // SNI and the name the certificate must carry: the Host the backend is sent
+        // (set_host, else the request's, without port), or with neither its address.
+        backend_tls_name_ = http::host_without_port(route.set_host ? *route.set_host : host_);
+        if (backend_tls_name_.empty()) {
+            backend_tls_name_ = net::ip_to_string(connection_.backend_address);
+        }
+        if (!backend_tls_) {
+            // The store is built with the config it serves: this is a bug, not a peer.
+            ++context_.live_counters().backend_failures;
+            context_.rule_series().count_backend_failure(connection_.series);
+            answer(502, "backend TLS: no client context for the route");
+            return;
+        }
     }
     proxy_protocol_ = route.proxy_protocol;
     connection_.transparent = route.transparent;
@@ -192,12 +206,65 @@ void HttpExchange::on_connect(int result) {
             answer(502, header.error().message);
             return;
         }
-        composed_.insert(0, header.value());
+        if (backend_tls_) {
+            // Before the TLS handshake, in the clear (nginx's `listen ... ssl proxy_protocol`
+            // reads it so). A fresh connection's empty send buffer takes its at most 232
+            // bytes whole; a short send is refused rather than waited for.
+            const ssize_t sent = ::send(connection_.backend.get(), header->data(),
+                                        header->size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (sent != static_cast<ssize_t>(header->size())) {
+                ++context_.live_counters().backend_failures;
+                context_.rule_series().count_backend_failure(connection_.series);
+                answer(502, "backend PROXY header: " +
+                                (sent < 0 ? errno_text(-errno) : std::string("short send")));
+                return;
+            }
+        } else {
+            composed_.insert(0, header.value());
+        }
+    }
+    if (backend_tls_ && !start_backend_tls()) {
+        return;
     }
     ++context_.live_counters().routed;
     context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
     phase_ = Phase::request;
     send_to(Side::backend, composed_, 0);
+}
+
+bool HttpExchange::start_backend_tls() {
+    auto session = tls::Session::create_client(*backend_tls_, backend_tls_name_);
+    if (!session) {
+        ++context_.live_counters().backend_failures;
+        context_.rule_series().count_backend_failure(connection_.series);
+        answer(502, "backend TLS: " + session.error().message);
+        return false;
+    }
+    TransportRing& ring = *this;
+    TransportUser& user = *this;
+    backend_io_ = std::make_unique<TlsTransport>(connection_.backend, Side::backend, ring, user,
+                                                 std::move(backend_tls_),
+                                                 std::move(session).value());
+    return true;
+}
+
+bool HttpExchange::backend_handshake_failed(int result) {
+    if (sending_to_ != Side::backend || backend_io_->established()) {
+        return false;
+    }
+    ++context_.live_counters().backend_failures;
+    context_.rule_series().count_backend_failure(connection_.series);
+    if (result == -ECANCELED) {
+        answer(504, "backend TLS handshake timeout");
+        return true;
+    }
+    // "certificate: unable to get local issuer certificate" (tls::Session names a refused
+    // certificate so) or OpenSSL's reason for any other failure.
+    const std::string_view why = backend_io_->error();
+    answer(502, why.starts_with("certificate: ") ? "backend " + std::string(why)
+                : why.empty()                    ? "backend TLS: " + errno_text(result)
+                                                 : "backend TLS: " + std::string(why));
+    return true;
 }
 
 void HttpExchange::pump_request() {

@@ -46,6 +46,12 @@ void HttpExchange::response_head() {
             answer(502, "101 without an upgrade request");
             return;
         }
+        if (!backend_io_->spliceable()) {
+            // The backend's side is TLS records: no plane can relay it (a TLS relay covers
+            // the client's side only). Refused before anything reaches the client.
+            answer(502, "upgrade from an https:// backend is not supported");
+            return;
+        }
         status_ = 101;
         phase_ = Phase::upgrading;
         composed_ = http::client_response_head(head, false);

@@ -145,10 +145,13 @@ bool TlsTransport::step_send() {
         case tls::Status::want_output:
             return true;  // a record partly written: flush, retry
         case tls::Status::want_input:
-            // A client's handshake (or a renegotiation refused) waits on the peer.
-            feed_input();
-            if (input_start_ < input_end_) {
-                return true;
+            // A client's handshake (or a renegotiation refused) waits on the peer, once its
+            // own flight (the ClientHello first) is out.
+            if (flush()) {
+                return false;
+            }
+            if (feed_input()) {
+                return true;  // what was received is in the session now: try again
             }
             if (eof_) {
                 fail(-EPIPE);

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "tls/server_context.h"
+#include "tls/upstream_context.h"
 
 namespace splicer::tls {
 namespace {
@@ -37,6 +38,21 @@ Result<Session> Session::create(const ServerContext& context, std::size_t buffer
     if (!ssl) {
         return Error{"creating a TLS session: " + take_openssl_error("out of memory")};
     }
+    SSL_set_accept_state(ssl.get());
+    return over_memory(std::move(ssl), buffer_bytes);
+}
+
+Result<Session> Session::create_client(const UpstreamContext& context, std::string_view host,
+                                       std::size_t buffer_bytes) {
+    auto ssl = context.new_connection(host);
+    if (!ssl) {
+        return ssl.error();
+    }
+    SSL_set_connect_state(ssl->get());
+    return over_memory(std::move(ssl).value(), buffer_bytes);
+}
+
+Result<Session> Session::over_memory(SslPtr ssl, std::size_t buffer_bytes) {
     BIO* inner = nullptr;
     BIO* outer = nullptr;
     // inner: the SSL's side (its writes fill the outgoing buffer); outer: ours (ingest()
@@ -46,7 +62,6 @@ Result<Session> Session::create(const ServerContext& context, std::size_t buffer
     }
     BioPtr network(outer);
     SSL_set_bio(ssl.get(), inner, inner);  // one reference, owned by the SSL from here
-    SSL_set_accept_state(ssl.get());
     return Session(std::move(ssl), std::move(network));
 }
 
@@ -60,10 +75,23 @@ Status Session::status_of(int result) {
         case SSL_ERROR_ZERO_RETURN:
             return Status::closed;
         default:
-            error_ =
-                take_openssl_error(error == SSL_ERROR_SYSCALL ? "transport error" : "TLS error");
+            error_ = certificate_refused()
+                         ? "certificate: " + std::string(X509_verify_cert_error_string(
+                                                 SSL_get_verify_result(ssl_.get())))
+                         : take_openssl_error(error == SSL_ERROR_SYSCALL ? "transport error"
+                                                                         : "TLS error");
+            ERR_clear_error();
             return Status::failed;
     }
+}
+
+bool Session::certificate_refused() const {
+    // Only a verifying client fails on the peer's certificate; OpenSSL's own error for it is
+    // the bare "certificate verify failed", the verifier's result says why. With verify off
+    // the result may be set too, but it never fails the handshake.
+    return SSL_is_server(ssl_.get()) == 0 &&
+           (SSL_get_verify_mode(ssl_.get()) & SSL_VERIFY_PEER) != 0 &&
+           SSL_get_verify_result(ssl_.get()) != X509_V_OK;
 }
 
 std::size_t Session::ingest(std::span<const std::byte> cipher) {

@@ -1,7 +1,9 @@
 #pragma once
-// One terminated TLS connection, server side, over memory: the io_uring handler moves the
-// bytes, this class only turns ciphertext into plaintext and back. It never touches a socket,
-// never blocks, and reports every outcome as a value (Status), never by exception.
+// One TLS connection over memory: the io_uring handler moves the bytes, this class only turns
+// ciphertext into plaintext and back. It never touches a socket, never blocks, and reports
+// every outcome as a value (Status), never by exception. The same class serves both ends a
+// terminating splicer has: the client's connection (server side, create()) and, for an
+// https:// backend, the connection to it (client side, create_client()).
 //
 // The transport is an OpenSSL BIO pair: two fixed-size ring buffers, so a peer that sends
 // faster than the proxy reads, or a proxy that writes faster than the socket drains, meets a
@@ -25,6 +27,7 @@
 namespace splicer::tls {
 
 class ServerContext;
+class UpstreamContext;
 
 enum class Status {
     ok,           // done (or some bytes moved: see Io::bytes)
@@ -41,8 +44,16 @@ public:
     // overhead, but records pass through in parts, so the buffer only bounds memory.
     static constexpr std::size_t kDefaultBufferBytes = 16384;
 
+    // The server side of a client's connection.
     static Result<Session> create(const ServerContext& context,
                                   std::size_t buffer_bytes = kDefaultBufferBytes);
+    // The client side of a connection to an https:// backend reached for `host` (the
+    // request's Host without port): SNI and the name the certificate must carry, as
+    // UpstreamContext::new_connection sets them. The first handshake() call produces the
+    // ClientHello. A refused certificate fails the handshake with error() "certificate: "
+    // and the verifier's reason ("certificate: unable to get local issuer certificate").
+    static Result<Session> create_client(const UpstreamContext& context, std::string_view host,
+                                         std::size_t buffer_bytes = kDefaultBufferBytes);
 
     Session(Session&&) noexcept = default;
     Session& operator=(Session&&) noexcept = default;
@@ -82,8 +93,9 @@ public:
     // The peer's close_notify has been read.
     [[nodiscard]] bool peer_closed() const;
 
-    // After the handshake: the SNI host name the client sent ("" if none), the ALPN protocol
-    // chosen ("" if none), "TLSv1.3" and the like, and whether a ticket resumed the session.
+    // After the handshake: the SNI host name the client sent (on the client side: the one we
+    // sent; "" if none), the ALPN protocol chosen ("" if none), "TLSv1.3" and the like, and
+    // whether a ticket resumed the session.
     [[nodiscard]] std::string_view server_name() const;
     [[nodiscard]] std::string_view alpn() const;
     [[nodiscard]] std::string_view version() const;
@@ -93,9 +105,13 @@ public:
 
 private:
     Session(SslPtr ssl, BioPtr network) : ssl_(std::move(ssl)), network_(std::move(network)) {}
+    // `ssl` attached to a new BIO pair of `buffer_bytes` each way: the part both sides share.
+    static Result<Session> over_memory(SslPtr ssl, std::size_t buffer_bytes);
 
     // SSL_get_error's verdict on `result` as a Status, recording the reason when it failed.
     Status status_of(int result);
+    // A verifying client's handshake stopped at the peer's certificate.
+    [[nodiscard]] bool certificate_refused() const;
 
     SslPtr ssl_;
     BioPtr network_;  // our end of the BIO pair; the SSL owns the other end

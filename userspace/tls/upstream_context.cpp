@@ -70,8 +70,58 @@ Result<std::unique_ptr<UpstreamContext>> UpstreamContext::create(const UpstreamS
     } else {
         SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
     }
-    return std::unique_ptr<UpstreamContext>(
-        new UpstreamContext(std::move(context), settings.verify));
+    // Sessions go to on_new_session only (no internal store: lookups are by name, ours).
+    SSL_CTX_set_session_cache_mode(context.get(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(context.get(), &UpstreamContext::on_new_session);
+    std::unique_ptr<UpstreamContext> self(new UpstreamContext(std::move(context), settings.verify));
+    SSL_CTX_set_app_data(self->context_.get(), self.get());
+    return self;
+}
+
+int UpstreamContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
+    auto* self = static_cast<UpstreamContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (self == nullptr || name == nullptr || SSL_SESSION_is_resumable(session) != 1) {
+        return 0;  // not kept
+    }
+    // A copy: OpenSSL marks the connection's own session object not resumable when the SSL is
+    // freed without a close_notify sent, which is how a backend connection often ends.
+    SslSessionPtr copy(SSL_SESSION_dup(session));
+    if (copy) {
+        self->keep_session(name, std::move(copy));
+    }
+    return 0;  // OpenSSL keeps its reference to the original
+}
+
+void UpstreamContext::keep_session(const std::string& name, SslSessionPtr session) {
+    const std::lock_guard lock(sessions_mutex_);
+    auto found = sessions_.find(name);
+    if (found != sessions_.end()) {
+        found->second = std::move(session);
+        return;
+    }
+    if (sessions_.size() >= kMaxCachedSessions) {
+        // Names come from clients' Host headers (a "*" route takes any): a flood of names
+        // only churns the cache, it never grows past the bound.
+        sessions_.erase(sessions_.begin());
+    }
+    sessions_.emplace(name, std::move(session));
+}
+
+SslSessionPtr UpstreamContext::session_for(const std::string& name) const {
+    const std::lock_guard lock(sessions_mutex_);
+    const auto found = sessions_.find(name);
+    if (found == sessions_.end()) {
+        return {};
+    }
+    SSL_SESSION_up_ref(found->second.get());
+    return SslSessionPtr(found->second.get());
+}
+
+std::size_t UpstreamContext::cached_sessions() const {
+    const std::lock_guard lock(sessions_mutex_);
+    return sessions_.size();
 }
 
 Result<SslPtr> UpstreamContext::new_connection(std::string_view host) const {
@@ -79,12 +129,30 @@ Result<SslPtr> UpstreamContext::new_connection(std::string_view host) const {
     if (!ssl) {
         return context_error("creating a backend TLS connection");
     }
+    // An IPv6 Host keeps its brackets ("[::1]", http::host_without_port): the address is
+    // inside.
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
     const std::string name(host);
     const bool ip = is_ip_literal(name);
-    if (!ip && !name.empty() && SSL_set_tlsext_host_name(ssl.get(), name.c_str()) != 1) {
-        return context_error("setting SNI " + name);
+    if (!ip && !name.empty()) {
+        if (SSL_set_tlsext_host_name(ssl.get(), name.c_str()) != 1) {
+            return context_error("setting SNI " + name);
+        }
+        // The last session this backend gave for the name, if any: offered for resumption
+        // (the backend may still insist on a full handshake).
+        if (const SslSessionPtr session = session_for(name);
+            session && SSL_set_session(ssl.get(), session.get()) != 1) {
+            return context_error("offering the kept session for " + name);
+        }
     }
     if (verify_) {
+        if (name.empty()) {
+            // Without a name OpenSSL checks the chain only: any certificate the CA ever
+            // issued would pass for this backend.
+            return Error{"no host name to check the backend's certificate against"};
+        }
         // The certificate must name the host: a DNS name against its subjectAltName DNS
         // entries, an IP literal against its IP entries.
         X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());

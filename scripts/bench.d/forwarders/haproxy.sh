@@ -1,9 +1,11 @@
 # HAProxy 2.6 in tcp mode: waits for a complete ClientHello (req.ssl_hello_type), routes
 # SNI $sni_name to the TLS backend and anything that is not TLS to the plain backend, moving
-# bytes with splice(2) both ways. Port 80 in http mode as a reverse proxy.
+# bytes with splice(2) both ways. Port 80 in http mode as a reverse proxy, and $term_port
+# terminating TLS for $term_name in front of the same backend.
 fwd_tls=$forwarder_ip:443
 fwd_plain=$forwarder_ip:443
 fwd_http=$forwarder_ip:80
+fwd_term=$forwarder_ip:$term_port
 fwd_configure() {
   local dir=$1
   cat >"$dir/haproxy.cfg" <<CONF
@@ -34,6 +36,10 @@ backend plain
 frontend web
     mode http
     bind $forwarder_ip:80 backlog 4096
+    default_backend web
+frontend term
+    mode http
+    bind $forwarder_ip:$term_port ssl crt $term_dir/both.pem backlog 4096
     default_backend web
 backend web
     mode http

@@ -1,9 +1,11 @@
 # nginx 1.22: the stream module with ssl_preread routes SNI $sni_name to the TLS backend and
 # everything else (no ClientHello) to the plain backend; port 80 is an http reverse proxy
-# with upstream keep-alive.
+# with upstream keep-alive. On $term_port it terminates TLS for $term_name and proxies to the
+# HTTP backend as its port 80 does.
 fwd_tls=$forwarder_ip:443
 fwd_plain=$forwarder_ip:443
 fwd_http=$forwarder_ip:80
+fwd_term=$forwarder_ip:$term_port
 fwd_configure() {
   local dir=$1
   mkdir -p "$dir/logs"
@@ -38,6 +40,17 @@ http {
     scgi_temp_path $dir/scgi;
     server {
         listen $forwarder_ip:80 backlog=4096;
+        location / {
+            proxy_pass http://$backend_ip:$http_port/;
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            client_max_body_size 20m;
+        }
+    }
+    server {
+        listen $forwarder_ip:$term_port ssl backlog=4096;
+        ssl_certificate $term_dir/cert.pem;
+        ssl_certificate_key $term_dir/key.pem;
         location / {
             proxy_pass http://$backend_ip:$http_port/;
             proxy_set_header Host \$host;
