@@ -5,10 +5,12 @@
 // ciphertext; the handshake's flights on the way (the first read drives a server's, the first
 // send a client's). The logical operation reports once, when it is done.
 //
-// Memory: the session's two BIO buffers (16 KiB each, tls/session.h), one 16 KiB buffer for
-// ciphertext received and not yet taken by the session (released whenever it is empty), and
-// OpenSSL's own record buffers; ciphertext is sent straight out of the session's buffer. A
-// plaintext send is cut to one record's worth per round, so nothing grows with the body.
+// Memory: the session's two ciphertext queues (16 KiB each, tls/cipher_channel.h), each
+// held only while bytes wait in it, and OpenSSL's own record buffers (released when empty,
+// SSL_MODE_RELEASE_BUFFERS). Ciphertext is received straight into the session's incoming
+// queue and sent straight out of its outgoing one; a read that waits for the peer with
+// nothing buffered polls first, so an idle connection holds no receive buffer. A plaintext
+// send is cut to one record's worth per round, so nothing grows with the body.
 //
 // The session's context (tls::ServerContext, whose callbacks the SSL points at) is kept
 // alive by `context_owner` for the transport's life: a SIGHUP swaps the certificate store for
@@ -29,7 +31,6 @@ namespace splicer::daemon {
 
 class TlsTransport final : public Transport {
 public:
-    static constexpr std::size_t kInputBytes = 16 * 1024;
     // At most this much plaintext per write_plain: one TLS record.
     static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
 
@@ -63,9 +64,11 @@ private:
     [[nodiscard]] bool step_read();
     [[nodiscard]] bool step_send();
     [[nodiscard]] bool step_close();
-    // Ingests what was received and not yet taken; false when nothing could be taken.
-    bool feed_input();
+    // Waits for the peer's bytes: a poll first when the session holds none (an idle
+    // connection then holds no receive buffer), then receive_now().
     void receive();
+    // A recv into the session's incoming queue.
+    void receive_now();
     // Sends the session's pending ciphertext; false when there is none.
     bool flush();
     // The logical operation is done with `result`: reported from the current completion, or
@@ -81,9 +84,7 @@ private:
     std::span<char> room_;
     std::span<const char> out_;
     std::size_t taken_ = 0;  // plaintext of out_ the session took (sent once flushed)
-    std::unique_ptr<std::byte[]> input_;
-    std::size_t input_start_ = 0;
-    std::size_t input_end_ = 0;
+    bool polling_ = false;  // the http_recv in flight is receive()'s poll, not a recv
     bool eof_ = false;      // the peer's FIN was read
     bool failing_ = false;  // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
