@@ -5,12 +5,15 @@
 // (daemon/transport.h).
 
 #include <openssl/ssl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -308,6 +311,50 @@ TEST_CASE("tls transport: a read waiting on an idle client holds no ciphertext b
     CHECK(second.result == 6);
     CHECK(std::string(room.data(), 6) == "second");
     CHECK_FALSE(transport->session().holds_cipher_buffers());
+    client.join();
+}
+
+TEST_CASE("tls transport: a read left idle gives the pages of its room back to the kernel",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    std::promise<void> speak;
+    std::future<void> spoken = speak.get_future();
+    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "first", 5, &written);
+        spoken.wait_for(10s);
+        SSL_write_ex(ssl, "second", 6, &written);
+    });
+    std::vector<char> room(64 * 1024, 'x');  // every page touched, as a reused buffer is
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 5);
+    transport->read(room, 10s);
+    const auto idle_since = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - idle_since <
+           daemon::TlsTransport::kIdleAfter * 3) {
+        harness.run_once();
+    }
+    CHECK(harness.events.empty());
+    // The room's whole pages: none resident any more.
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto start = reinterpret_cast<std::uintptr_t>(room.data());
+    const std::uintptr_t first = (start + page - 1) & ~(page - 1);
+    const std::uintptr_t last = (start + room.size()) & ~(page - 1);
+    std::vector<unsigned char> resident((last - first) / page);
+    REQUIRE(::mincore(reinterpret_cast<void*>(first), last - first, resident.data()) == 0);
+    std::size_t resident_pages = 0;
+    for (const unsigned char flags : resident) {
+        resident_pages += flags & 1U;
+    }
+    CHECK(resident.size() >= 14);
+    CHECK(resident_pages == 0);
+    // The room still works: the next bytes land in it.
+    speak.set_value();
+    const Event second = harness.next();
+    CHECK(second.result == 6);
+    CHECK(std::string(room.data(), 6) == "second");
     client.join();
 }
 
