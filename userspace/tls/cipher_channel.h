@@ -3,7 +3,7 @@
 // one each way, that hold memory only while bytes wait in them. OpenSSL's BIO pair, used
 // before, allocates both of its ring buffers (16 KiB each) when the pair is made and keeps
 // them for the connection's life: 32 KiB per idle terminated connection, the largest part of
-// what one cost (README "Memory per idle TLS connection"). Here an idle connection's
+// what one cost (README, TLS termination). Here an idle connection's
 // queues are empty and hold no buffer, as the HTTP exchange's HttpBuffer does.
 //
 //   handler --ingest--> incoming --BIO read--> SSL --BIO write--> outgoing --send--> socket
