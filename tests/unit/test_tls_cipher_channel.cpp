@@ -113,35 +113,36 @@ TEST_CASE("tls cipher channel: after a handshake and data both ways no session h
     std::string buffer(16384, '\0');
     std::size_t up_sent = 0;
     std::size_t down_sent = 0;
-    for (int rounds = 0; rounds < 1000 && (server_got.size() < up.size() ||
-                                           client_got.size() < down.size());
+    for (int rounds = 0;
+         rounds < 1000 && (server_got.size() < up.size() || client_got.size() < down.size());
          ++rounds) {
         // One record's worth at a time, as the daemon's transports write (a retry after
         // want_output passes the same bytes again, as OpenSSL requires).
         if (up_sent < up.size()) {
-            up_sent += client->write_plain(bytes_of(up).subspan(up_sent).first(
-                                               std::min<std::size_t>(16384, up.size() - up_sent)))
+            up_sent += client
+                           ->write_plain(bytes_of(up).subspan(up_sent).first(
+                               std::min<std::size_t>(16384, up.size() - up_sent)))
                            .bytes;
         }
         if (down_sent < down.size()) {
-            down_sent +=
-                server->write_plain(bytes_of(down).subspan(down_sent).first(
-                                        std::min<std::size_t>(16384, down.size() - down_sent)))
-                    .bytes;
+            down_sent += server
+                             ->write_plain(bytes_of(down).subspan(down_sent).first(
+                                 std::min<std::size_t>(16384, down.size() - down_sent)))
+                             .bytes;
         }
         pass_cipher(*client, *server);
         pass_cipher(*server, *client);
         for (int reads = 0; reads < 16; ++reads) {
-            const tls::Session::Io got = server->read_plain(std::as_writable_bytes(
-                std::span<char>(buffer)));
+            const tls::Session::Io got =
+                server->read_plain(std::as_writable_bytes(std::span<char>(buffer)));
             if (got.bytes == 0) {
                 break;
             }
             server_got.append(buffer.data(), got.bytes);
         }
         for (int reads = 0; reads < 16; ++reads) {
-            const tls::Session::Io got = client->read_plain(std::as_writable_bytes(
-                std::span<char>(buffer)));
+            const tls::Session::Io got =
+                client->read_plain(std::as_writable_bytes(std::span<char>(buffer)));
             if (got.bytes == 0) {
                 break;
             }

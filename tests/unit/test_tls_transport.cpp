@@ -332,8 +332,7 @@ TEST_CASE("tls transport: a read left idle gives the pages of its room back to t
     REQUIRE(harness.next().result == 5);
     transport->read(room, 10s);
     const auto idle_since = std::chrono::steady_clock::now();
-    while (std::chrono::steady_clock::now() - idle_since <
-           daemon::TlsTransport::kIdleAfter * 3) {
+    while (std::chrono::steady_clock::now() - idle_since < daemon::TlsTransport::kIdleAfter * 3) {
         harness.run_once();
     }
     CHECK(harness.events.empty());
