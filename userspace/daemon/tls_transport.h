@@ -89,12 +89,12 @@ private:
     std::chrono::steady_clock::time_point deadline_{};
     std::span<char> room_;
     std::span<const char> out_;
-    std::size_t taken_ = 0;  // plaintext of out_ the session took (sent once flushed)
-    bool polling_ = false;     // the http_recv in flight is receive()'s poll, not a recv
-    bool idle_check_ = false;  // ... timed to kIdleAfter, not to the read's deadline
+    std::size_t taken_ = 0;         // plaintext of out_ the session took (sent once flushed)
+    bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
+    bool idle_check_ = false;       // ... timed to kIdleAfter, not to the read's deadline
     bool room_given_back_ = false;  // this read's room pages were given back
-    bool eof_ = false;      // the peer's FIN was read
-    bool failing_ = false;  // a fatal TLS error: its alert is flushed, then -EPROTO
+    bool eof_ = false;              // the peer's FIN was read
+    bool failing_ = false;          // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
     bool in_completion_ = false;
     std::optional<int> done_;        // to report at the end of the current completion
