@@ -171,6 +171,9 @@ void HttpExchange::on_sent(Side /*side*/, int result) {
                  sending_to_);
         return;
     }
+    if (routed_on_first_send_ && sending_to_ == Side::backend) {
+        count_routed();
+    }
     const auto sent = static_cast<std::size_t>(result);
     context_.live_counters()
         .bytes[static_cast<std::size_t>(PlaneLabel::http)]

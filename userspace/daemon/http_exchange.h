@@ -199,6 +199,8 @@ private:
     // The connect of an https:// backend is done: its TlsTransport, whose first send (the
     // request head) drives the handshake. False when it could not be made (answered 502).
     bool start_backend_tls();
+    // The `routed` counters, once per backend connection (routed_on_first_send_ says when).
+    void count_routed();
     // A backend send failed before its TLS handshake finished: 502 (504 timed out) naming
     // what TLS said; true when that was the case.
     bool backend_handshake_failed(int result);
@@ -223,6 +225,9 @@ private:
     // backend); the backend's TlsTransport keeps it from then on.
     std::shared_ptr<tls::UpstreamContext> backend_tls_;
     std::string backend_tls_name_;  // its SNI and the name its certificate must carry
+    // A TLS backend counts as routed once its handshake is done (the first send that gets
+    // through), not at the TCP connect: a failed handshake is a backend failure only.
+    bool routed_on_first_send_ = false;
     std::string finish_reason_;  // set while the client transport closes before the end
 
     http::Phase phase_ = http::Phase::read_head;

@@ -223,13 +223,23 @@ void HttpExchange::on_connect(int result) {
             composed_.insert(0, header.value());
         }
     }
+    routed_on_first_send_ = backend_tls_ != nullptr;
     if (backend_tls_ && !start_backend_tls()) {
         return;
     }
-    ++context_.live_counters().routed;
-    context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
+    if (!routed_on_first_send_) {
+        count_routed();
+    }
     phase_ = Phase::request;
     send_to(Side::backend, composed_, 0);
+}
+
+void HttpExchange::count_routed() {
+    // A plain backend once connected, a TLS one once its handshake is done (on_sent): as a
+    // refused connect, a refused handshake counts as a backend failure and nothing else.
+    routed_on_first_send_ = false;
+    ++context_.live_counters().routed;
+    context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
 }
 
 bool HttpExchange::start_backend_tls() {
