@@ -54,8 +54,7 @@ struct Setup {
 
     // `splicer stats` shows `counter` at `expected`; then the daemon stops cleanly.
     void expect_counted_and_stop(const std::string& counter, std::uint64_t expected) const {
-        std::this_thread::sleep_for(1500ms);  // counters are published once a second
-        CHECK(daemon_counter(*daemon, counter) == expected);
+        CHECK(wait_for_counter(*daemon, counter, expected) == expected);
         stop_daemon(*daemon);
     }
 };
