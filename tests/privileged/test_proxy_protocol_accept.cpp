@@ -441,7 +441,7 @@ TEST_CASE("proxyprotocol and trusted_proxies are start-up settings: a reload cha
         "copy", config_for(listen, ssh_backend.port(), tls_backend.port(), "", "", 5));
     {
         // The dropped daemon (not root any more) rereads the file: let it.
-        make_readable_by_all(daemon->config_path());
+        test::make_readable_by_all(daemon->config_path());
         std::ofstream out(daemon->config_path(), std::ios::trunc);
         out << config_for(listen, ssh_backend.port(), tls_backend.port(),
                           "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5);
