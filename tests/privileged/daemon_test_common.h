@@ -137,8 +137,9 @@ inline std::uint64_t daemon_counter(const DaemonProcess& daemon, const std::stri
 // daemon_counter polled every 100 ms until it reaches `expected`, or its value once `timeout`
 // passed: the count is there as soon as the daemon published it (on average half a second),
 // where a sleep had to last the whole interval and more. The caller still checks the value
-// (CHECK(... == expected) catches a count past it). A count that must stay 0 cannot be
-// waited for this way: sleep the interval out, then read daemon_counter.
+// (CHECK(... == expected) catches a count past it). A count that must stay 0, or one read
+// as the total of events still under way, cannot be waited for this way: sleep the interval
+// out, then read daemon_counter.
 inline std::uint64_t wait_for_counter(const DaemonProcess& daemon, const std::string& counter,
                                       std::uint64_t expected,
                                       std::chrono::milliseconds timeout = 3s) {
