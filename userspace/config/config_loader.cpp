@@ -422,12 +422,8 @@ private:
 
     void read_listen(const Setting& setting) {
         std::optional<std::vector<const Setting*>> groups =
-            detail::read_group_list(setting, diagnostics_);
+            detail::read_nonempty_groups(setting, "listener", diagnostics_);
         if (!groups) {
-            return;
-        }
-        if (setting.getLength() == 0) {
-            diagnostics_.error(setting, "empty list: at least one listener is needed");
             return;
         }
         for (const Setting* group : *groups) {
@@ -440,13 +436,9 @@ private:
 
     void read_protocols(const Setting& setting) {
         std::optional<std::vector<const Setting*>> groups =
-            detail::read_group_list(setting, diagnostics_);
+            detail::read_nonempty_groups(setting, "rule", diagnostics_);
         if (!groups) {
-            rules_ok_ = false;
-            return;
-        }
-        if (setting.getLength() == 0) {
-            diagnostics_.error(setting, "empty list: at least one rule is needed");
+            rules_ok_ = false;  // no rules to check further (an empty list was reported)
             return;
         }
         const std::size_t errors_before = diagnostics_.error_count();

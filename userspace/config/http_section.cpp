@@ -179,12 +179,9 @@ std::optional<HttpRoute> read_route(const Setting& group, RouteKind kind,
 }
 
 void read_http_listen(const Setting& setting, HttpConfig& http, Diagnostics& diagnostics) {
-    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    std::optional<std::vector<const Setting*>> groups =
+        read_nonempty_groups(setting, "listener", diagnostics);
     if (!groups) {
-        return;
-    }
-    if (setting.getLength() == 0) {
-        diagnostics.error(setting, "empty list: at least one listener is needed");
         return;
     }
     for (const Setting* group : *groups) {

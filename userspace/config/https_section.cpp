@@ -61,12 +61,9 @@ std::optional<CertificateConfig> read_certificate(const Setting& group, Diagnost
 }
 
 void read_certificates(const Setting& setting, HttpsConfig& https, Diagnostics& diagnostics) {
-    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    std::optional<std::vector<const Setting*>> groups =
+        read_nonempty_groups(setting, "certificate", diagnostics);
     if (!groups) {
-        return;
-    }
-    if (setting.getLength() == 0) {
-        diagnostics.error(setting, "empty list: at least one certificate is needed");
         return;
     }
     for (const Setting* group : *groups) {
