@@ -47,7 +47,7 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
     config << "  default_type application/octet-stream;\n"
            << "  log_format from_proxy 'pp=$proxy_protocol_addr:$proxy_protocol_port"
            << " remote=$remote_addr sni=$ssl_server_name \"$request\" $status"
-           << " $body_bytes_sent';\n"
+           << " $body_bytes_sent conn=$connection';\n"
            << "  log_format from_http 'xff=$http_x_forwarded_for remote=$remote_addr"
            << " \"$request\" $status $body_bytes_sent';\n"
            << "  server {\n"
