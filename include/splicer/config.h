@@ -119,7 +119,12 @@ struct HttpLimits {
     std::chrono::seconds header_timeout{10};   // a request head (and a TLS handshake) must arrive
     std::chrono::seconds idle_timeout{60};     // between requests, and a client that stops reading
     std::chrono::seconds backend_timeout{60};  // a backend that neither answers nor reads
+    // Idle backend connections kept for reuse, per backend (address, and for an https://
+    // backend its TLS name); 0: a new connection per request (daemon/backend_pool.h).
+    std::uint32_t keepalive_connections = 32;
+    std::chrono::seconds keepalive_timeout{30};  // how long an idle backend connection is kept
 };
+inline constexpr std::uint32_t kMaxKeepaliveConnections = 1024;
 
 struct HttpConfig {
     std::vector<Listener> listeners;

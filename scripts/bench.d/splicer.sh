@@ -20,6 +20,7 @@ protocols: (
 );
 http: {
     listen: ( { host: "$forwarder_ip"; port: "80"; } );
+    keepalive_connections: 32;   # the default, as nginx's keepalive 32 and HAProxy's reuse
     routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
 };
 https: {

@@ -1031,3 +1031,32 @@ TEST_CASE("describe lists the effective configuration in order", "[config]") {
                                           "redirect_https (line 37)\n"));
     CHECK(full_text.find("http route 2") < full_text.find("http route 3"));
 }
+
+TEST_CASE("http keepalive_connections and keepalive_timeout: defaults, values and errors",
+          "[config][pool]") {
+    const std::string listen = "  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n";
+    const Config defaults = load_clean(std::string(kBase) + "http: {\n" + listen + "};\n");
+    REQUIRE(defaults.http.has_value());
+    CHECK(defaults.http->limits.keepalive_connections == 32);
+    CHECK(defaults.http->limits.keepalive_timeout == std::chrono::seconds{30});
+    CHECK_THAT(splicer::config::describe(defaults),
+               Catch::Contains("http backend keepalive: 32 idle per backend, 30 s\n"));
+
+    const Config set = load_clean(std::string(kBase) + "http: {\n" + listen +
+                                  "  keepalive_connections: 0;\n  keepalive_timeout: 5;\n};\n");
+    REQUIRE(set.http.has_value());
+    CHECK(set.http->limits.keepalive_connections == 0);
+    CHECK(set.http->limits.keepalive_timeout == std::chrono::seconds{5});
+
+    const LoadResult bad = splicer::config::load_string(
+        std::string(kBase) + "http: {\n" + listen +
+        "  keepalive_connections: 1025;\n  keepalive_timeout: 0;\n};\n");
+    const std::string text = all_diagnostics(bad);
+    CHECK_THAT(text, Catch::Contains("<config>:5: error: http.keepalive_connections: out of range: "
+                                     "expected 0..1024 (0: no backend connection reuse)\n"));
+    CHECK_THAT(text, Catch::Contains("<config>:6: error: http.keepalive_timeout: bad duration 0"));
+    const LoadResult wrong_type = splicer::config::load_string(
+        std::string(kBase) + "http: {\n" + listen + "  keepalive_connections: \"many\";\n};\n");
+    CHECK_THAT(all_diagnostics(wrong_type),
+               Catch::Contains("<config>:5: error: http.keepalive_connections:"));
+}

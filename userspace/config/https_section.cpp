@@ -108,7 +108,8 @@ std::optional<HttpsConfig> read_https_section(const Setting& https, Diagnostics&
         } else {
             check_known(member,
                         {"certificates", "routes", "ticket_key_rotation", "max_body_size",
-                         "header_timeout", "idle_timeout", "backend_timeout"},
+                         "header_timeout", "idle_timeout", "backend_timeout",
+                         "keepalive_connections", "keepalive_timeout"},
                         diagnostics);
         }
     }

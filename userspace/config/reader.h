@@ -111,7 +111,8 @@ enum class RouteKind { http, https };
 void read_http_routes(const libconfig::Setting& setting, RouteKind kind,
                       std::vector<HttpRoute>& routes, Diagnostics& diagnostics);
 
-// A setting of HttpLimits (max_body_size, header_timeout, idle_timeout, backend_timeout), as
+// A setting of HttpLimits (max_body_size, header_timeout, idle_timeout, backend_timeout,
+// keepalive_connections, keepalive_timeout), as
 // both the `http` and the `https` group take them (http_section.cpp): reads it into `limits`
 // and returns true, or returns false when `member` is no such setting.
 bool read_http_limit(const libconfig::Setting& member, HttpLimits& limits,

@@ -117,6 +117,7 @@ Result<void> EventLoop::run() {
         }
         if (now - trimmed >= std::chrono::seconds(1)) {
             heap_trim_.after_closes(counters_.closed);
+            backend_pool_.expire(now);  // keepalive_timeout, to the second
             trimmed = now;
         }
     }
@@ -138,6 +139,7 @@ DaemonCounters EventLoop::counters() const {
     current.log_dropped = log::dropped_lines();
     current.readers_stopped = reader_stops_.stopped_count();
     current.readers_resumed = reader_stops_.resumed_count();
+    current.backend_pool_idle_closed = backend_pool_.counts().idle_closed;
     current.plane = static_cast<__u32>(plane_label_);
     plane_.count_bytes(current);  // added to port 80's, counted here
     rule_series_.copy_to(current);
@@ -161,6 +163,11 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         on_loop_completion(static_cast<LoopOp>(tag.op), tag.arg, cqe.res, cqe.flags);
         return;
     }
+    if (tag.owner == Owner::pool) {
+        backend_pool_.on_completion(static_cast<PoolOp>(tag.op), tag.slot, tag.generation,
+                                    cqe.res);
+        return;
+    }
     Connection* connection = slab_.find(tag.slot, tag.generation);
     if (connection == nullptr) {
         // Every operation is counted and the slot is only freed once all completed.
@@ -180,7 +187,8 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
                                                    cqe.flags);
             }
             break;
-        case Owner::loop: break;
+        case Owner::loop:
+        case Owner::pool: break;
     }
     finish_if_idle(*connection);
 }
@@ -440,6 +448,7 @@ void EventLoop::begin_shutdown() {
             ::shutdown(listeners_[i].fd.get(), SHUT_RDWR);
         }
     }
+    backend_pool_.clear();
     slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
         close_connection(connection, "shutdown");
         finish_if_idle(connection);

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/backend_pool.h"
 #include "daemon/heap_trim.h"
 #include "daemon/http_exchange.h"
 #include "daemon/reload_runner.h"
@@ -142,6 +143,7 @@ public:
         return section == HttpSection::https ? http_backends_.https[route]
                                              : http_backends_.http[route];
     }
+    BackendPool& backend_pool() override { return backend_pool_; }
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) override;
@@ -253,6 +255,8 @@ private:
     std::shared_ptr<const tls::CertificateStore> tls_store_;  // nullptr: no https section
     plane::DataPlane& plane_;
     uring::Ring ring_;
+    // Idle HTTP backend connections; declared after the ring, so it goes first.
+    BackendPool backend_pool_{ring_};
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
