@@ -1031,3 +1031,30 @@ TEST_CASE("describe lists the effective configuration in order", "[config]") {
                                           "redirect_https (line 37)\n"));
     CHECK(full_text.find("http route 2") < full_text.find("http route 3"));
 }
+
+TEST_CASE("workers: default unset (one per allowed CPU), 1..1024, errors name the line",
+          "[config][workers]") {
+    CHECK_FALSE(load_clean(kBase).workers.has_value());
+    CHECK_THAT(splicer::config::describe(load_clean(kBase)),
+               Catch::Contains("workers: one per CPU splicer may run on (default)\n"));
+    const Config config = load_clean(std::string(kBase) + "workers: 4;\n");
+    CHECK(config.workers == std::optional<std::uint32_t>(4));
+    CHECK_THAT(splicer::config::describe(config), Catch::Contains("workers: 4\n"));
+    CHECK(load_clean(std::string(kBase) + "workers: 1024;\n").workers ==
+          std::optional<std::uint32_t>(1024));
+    auto [text, message] = GENERATE(table<std::string, std::string>({
+        {"workers: 0;", "out of range 0: expected 1..1024 event loops"},
+        {"workers: -2;", "out of range -2: expected 1..1024 event loops"},
+        {"workers: 1025;", "out of range 1025: expected 1..1024 event loops"},
+        {"workers: 4294967297;", "out of range 4294967297: expected 1..1024 event loops"},
+        {"workers: \"two\";", "wrong type"},
+    }));
+    CAPTURE(text);
+    const LoadResult result = splicer::config::load_string(std::string(kBase) + text + "\n");
+    REQUIRE_FALSE(result.ok());
+    const auto errors = errors_of(result);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].setting == "workers");
+    CHECK(errors[0].line == 3);
+    CHECK_THAT(errors[0].message, Catch::StartsWith(message));
+}
