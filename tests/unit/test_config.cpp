@@ -1046,7 +1046,7 @@ TEST_CASE("workers: default unset (one per allowed CPU), 1..1024, errors name th
         {"workers: 0;", "out of range 0: expected 1..1024 event loops"},
         {"workers: -2;", "out of range -2: expected 1..1024 event loops"},
         {"workers: 1025;", "out of range 1025: expected 1..1024 event loops"},
-        {"workers: 4294967297;", "out of range 4294967297: expected 1..1024 event loops"},
+        {"workers: 100000;", "out of range 100000: expected 1..1024 event loops"},
         {"workers: \"two\";", "wrong type"},
     }));
     CAPTURE(text);
