@@ -451,7 +451,11 @@ void EventLoop::begin_shutdown() {
         return;
     }
     stopping_ = true;
-    service::notify_stopping();
+    if (worker_.index == 0) {
+        // Once for the daemon: every worker stops, and worker 0 (which reads the signals)
+        // always among them.
+        service::notify_stopping();
+    }
     if (on_stop_) {
         on_stop_();
     }

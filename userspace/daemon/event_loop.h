@@ -3,7 +3,8 @@
 // (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
 // pair to the data plane. On http listeners each connection's HttpExchange proxies HTTP/1.1
 // instead (http_exchange.h); the loop is its HttpContext. One thread, no blocking call after
-// start-up.
+// start-up. The daemon runs `workers` loops, one per thread (daemon/daemon.cpp); another
+// thread reaches a loop only through post().
 
 #include <sys/signalfd.h>
 
