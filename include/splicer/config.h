@@ -212,7 +212,14 @@ struct Config {
     // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
     // dropped and counted, never waited for.
     std::uint64_t log_buffer_size = 1024 * 1024;
+    // io_uring event loops, one per thread, each pinned to one CPU with its own listening
+    // sockets (SO_REUSEPORT when more than one); limits stay global. Unset: the CPUs splicer
+    // may run on (sched_getaffinity), at most kMaxWorkers.
+    std::optional<std::uint32_t> workers;
 };
+
+// More loops than this is a typo, not a machine: `workers` above it is an error.
+inline constexpr std::uint32_t kMaxWorkers = 1024;
 
 struct Diagnostic {
     enum class Severity { error, notice };

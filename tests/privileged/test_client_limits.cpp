@@ -196,8 +196,10 @@ TEST_CASE("under pressure the addresses of one IPv6 /64 are one client", "[daemo
         refused.push_back(test::closed_by_peer(client, 300ms));
     }
     CAPTURE(refused);
+    // Four held, five refused. Which four is not the connect order: with several workers
+    // (`workers`, one per CPU by default) the nine are accepted by different loops, each in
+    // its own order, and the shared admission takes whichever asks first.
     CHECK(std::count(refused.begin(), refused.end(), true) == 5);
-    CHECK(std::count(refused.begin(), refused.begin() + 4, false) == 4);
     // Another /64 is another client: held.
     const UniqueFd other = netns.connect("2001:db8:0:1::1", "2001:db8::1", port);
     CHECK_FALSE(test::closed_by_peer(other, 500ms));

@@ -1060,3 +1060,30 @@ TEST_CASE("http keepalive_connections and keepalive_timeout: defaults, values an
     CHECK_THAT(all_diagnostics(wrong_type),
                Catch::Contains("<config>:5: error: http.keepalive_connections:"));
 }
+
+TEST_CASE("workers: default unset (one per allowed CPU), 1..1024, errors name the line",
+          "[config][workers]") {
+    CHECK_FALSE(load_clean(kBase).workers.has_value());
+    CHECK_THAT(splicer::config::describe(load_clean(kBase)),
+               Catch::Contains("workers: one per CPU splicer may run on (default)\n"));
+    const Config config = load_clean(std::string(kBase) + "workers: 4;\n");
+    CHECK(config.workers == std::optional<std::uint32_t>(4));
+    CHECK_THAT(splicer::config::describe(config), Catch::Contains("workers: 4\n"));
+    CHECK(load_clean(std::string(kBase) + "workers: 1024;\n").workers ==
+          std::optional<std::uint32_t>(1024));
+    auto [text, message] = GENERATE(table<std::string, std::string>({
+        {"workers: 0;", "out of range 0: expected 1..1024 event loops"},
+        {"workers: -2;", "out of range -2: expected 1..1024 event loops"},
+        {"workers: 1025;", "out of range 1025: expected 1..1024 event loops"},
+        {"workers: 100000;", "out of range 100000: expected 1..1024 event loops"},
+        {"workers: \"two\";", "wrong type"},
+    }));
+    CAPTURE(text);
+    const LoadResult result = splicer::config::load_string(std::string(kBase) + text + "\n");
+    REQUIRE_FALSE(result.ok());
+    const auto errors = errors_of(result);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].setting == "workers");
+    CHECK(errors[0].line == 3);
+    CHECK_THAT(errors[0].message, Catch::StartsWith(message));
+}

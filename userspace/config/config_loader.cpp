@@ -350,6 +350,8 @@ private:
             }
         } else if (key == "log_buffer_size") {
             read_log_buffer_size(setting);
+        } else if (key == "workers") {
+            read_workers(setting);
         } else if (key == "client_ipv4_prefix_length") {
             if (auto bits = detail::read_prefix_length(setting, 32, diagnostics_)) {
                 config_.client_ipv4_prefix_length = *bits;
@@ -390,6 +392,21 @@ private:
         } else {
             diagnostics_.error(setting, "unknown setting");
         }
+    }
+
+    // 1..kMaxWorkers event loops.
+    void read_workers(const Setting& setting) {
+        const auto value = detail::read_integer(setting, diagnostics_);
+        if (!value) {
+            return;
+        }
+        if (*value < 1 || *value > kMaxWorkers) {
+            diagnostics_.error(setting, "out of range " + std::to_string(*value) +
+                                            ": expected 1.." + std::to_string(kMaxWorkers) +
+                                            " event loops");
+            return;
+        }
+        config_.workers = static_cast<std::uint32_t>(*value);
     }
 
     void read_log_buffer_size(const Setting& setting) {

@@ -158,6 +158,10 @@ std::string describe(const Config& config) {
            " (under pressure; a client is an IPv4 /" +
            std::to_string(config.client_ipv4_prefix_length) + " or an IPv6 /" +
            std::to_string(config.client_ipv6_prefix_length) + ")\n";
+    out += "workers: " +
+           (config.workers ? std::to_string(*config.workers)
+                           : std::string("one per CPU splicer may run on (default)")) +
+           "\n";
     out += "log buffer: " + detail::format_size(config.log_buffer_size) + "\n";
     out += "max pipes (splice plane): " +
            (config.max_pipes ? std::to_string(*config.max_pipes)

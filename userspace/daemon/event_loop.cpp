@@ -41,15 +41,18 @@ std::uint64_t loop_tag(LoopOp op, std::uint8_t arg) {
 
 EventLoop::EventLoop(const config::Config& config, route::Router router,
                      std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
-                     std::uint32_t max_connections)
+                     std::uint32_t max_connections, limits::Admission& admission,
+                     WorkerPlace worker)
     : config_(&config),
       router_(std::move(router)),
       backends_(std::move(backends)),
       plane_(plane),
       slab_(max_connections),
-      admission_(config, max_connections),
+      admission_(admission),
       client_prefix_{.ipv4 = config.client_ipv4_prefix_length,
-                     .ipv6 = config.client_ipv6_prefix_length} {
+                     .ipv6 = config.client_ipv6_prefix_length},
+      worker_(worker),
+      next_id_(std::uint64_t{worker.index} + 1) {
     rule_series_.bind(config);
     const std::string_view name = plane.name();
     plane_label_ = name == "sockmap" ? PlaneLabel::sockmap
@@ -59,7 +62,12 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
 
 EventLoop::~EventLoop() = default;
 
-Result<void> EventLoop::init() { return uring::Ring::init(ring_, 4096); }
+Result<void> EventLoop::init() {
+    if (auto made = mailbox_.init(); !made) {
+        return made.error();
+    }
+    return uring::Ring::init(ring_, 4096);
+}
 
 void EventLoop::add_listener(ListeningSocket listener) {
     listeners_.push_back(std::move(listener));
@@ -101,6 +109,7 @@ Result<void> EventLoop::run() {
     if (reload_) {
         arm_reload_read();
     }
+    arm_mailbox_read();
     auto published = std::chrono::steady_clock::now();
     auto trimmed = published;
     // After a stop signal, connections close; the loop ends once every operation completed.
@@ -203,6 +212,15 @@ void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std:
             break;
         case LoopOp::signal: on_signal(result); break;
         case LoopOp::reload_done: on_reload_done(result); break;
+        case LoopOp::mailbox:
+            if (result < 0 && result != -EINTR && result != -EAGAIN) {
+                // Not expected from an eventfd; re-arming would spin.
+                log::error("mailbox_unavailable", {{"error", errno_text(-result)}});
+                return;
+            }
+            mailbox_.run_posted();
+            arm_mailbox_read();
+            break;
         case LoopOp::cancel: break;
     }
 }
@@ -259,7 +277,8 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     const auto slot = slab_.acquire();  // cannot fail: capacity was checked above
     ++counters_.accepted;
     Connection& connection = slab_.at(*slot);
-    connection.id = next_id_++;
+    connection.id = next_id_;
+    next_id_ += worker_.count;
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
     connection.client_address = peer;
@@ -395,6 +414,12 @@ void EventLoop::arm_signal_read() {
     sqe->user_data = loop_tag(LoopOp::signal, 0);
 }
 
+void EventLoop::arm_mailbox_read() {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_read(sqe, mailbox_.wake_fd(), mailbox_.wake_buffer(), sizeof(std::uint64_t), 0);
+    sqe->user_data = loop_tag(LoopOp::mailbox, 0);
+}
+
 void EventLoop::arm_reload_read() {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_read(sqe, reload_->done_fd(), reload_->done_buffer(), sizeof(std::uint64_t), 0);
@@ -434,7 +459,14 @@ void EventLoop::begin_shutdown() {
         return;
     }
     stopping_ = true;
-    service::notify_stopping();
+    if (worker_.index == 0) {
+        // Once for the daemon: every worker stops, and worker 0 (which reads the signals)
+        // always among them.
+        service::notify_stopping();
+    }
+    if (on_stop_) {
+        on_stop_();
+    }
     // Shutting the listeners down ends their multishot accepts; no new connection arrives.
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         if (listeners_[i].from_systemd) {
@@ -541,7 +573,8 @@ void EventLoop::finish_if_idle(Connection& connection) {
                {"bytes_in", std::to_string(bytes[kClientToBackend])},
                {"bytes_out", std::to_string(bytes[kBackendToClient])},
                {"duration_ms", std::to_string(duration.count())},
-               {"end", connection.end}});
+               {"end", connection.end},
+               {"worker", std::to_string(worker_.index)}});
     ++counters_.closed;
     admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets

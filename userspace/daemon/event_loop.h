@@ -3,7 +3,8 @@
 // (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
 // pair to the data plane. On http listeners each connection's HttpExchange proxies HTTP/1.1
 // instead (http_exchange.h); the loop is its HttpContext. One thread, no blocking call after
-// start-up.
+// start-up. The daemon runs `workers` loops, one per thread (daemon/daemon.cpp); another
+// thread reaches a loop only through post().
 
 #include <sys/signalfd.h>
 
@@ -19,6 +20,7 @@
 #include "daemon/backend_pool.h"
 #include "daemon/heap_trim.h"
 #include "daemon/http_exchange.h"
+#include "daemon/mailbox.h"
 #include "daemon/reload_runner.h"
 #include "daemon/slab.h"
 #include "daemon/tls_relay.h"
@@ -64,17 +66,27 @@ enum class LoopOp : std::uint8_t {
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
     cancel,          // the cancel of a listener's accept at a stop; nothing to act on
+    mailbox,         // read on the mailbox's eventfd: work posted by another thread
 };
-static_assert(uring::fits_in_tag(LoopOp::cancel));
+static_assert(uring::fits_in_tag(LoopOp::mailbox));
+
+// Which of the daemon's event loops this one is (`workers`, daemon/daemon.cpp).
+struct WorkerPlace {
+    std::uint32_t index = 0;
+    std::uint32_t count = 1;
+};
 
 class EventLoop final : public plane::PlaneContext,
                         public HttpContext,
                         public TlsRelayContext,
                         public HandlerContext {
 public:
+    // `admission` is shared by every worker (the limits are the daemon's) and must outlive
+    // the loop; `max_connections` sizes this loop's slab.
     EventLoop(const config::Config& config, route::Router router,
               std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
-              std::uint32_t max_connections);
+              std::uint32_t max_connections, limits::Admission& admission,
+              WorkerPlace worker = {});
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
     ~EventLoop();
@@ -104,8 +116,17 @@ public:
                        std::vector<net::SocketAddress> backends,
                        HttpBackends http_backends);
 
-    // Serves until a stop signal, then closes every connection and returns.
+    // Serves until a stop signal (or stop()), then closes every connection and returns.
     Result<void> run();
+
+    // From any thread: `work` runs on this loop's thread between two completions (mailbox.h).
+    void post(Mailbox::Work work) { mailbox_.post(std::move(work)); }
+    // On the loop: stops it as a SIGTERM would (other workers post it).
+    void stop() { begin_shutdown(); }
+    // Called on the loop when it begins to stop, whatever made it (the other workers are
+    // told from there).
+    void on_stop(std::function<void()> stopping) { on_stop_ = std::move(stopping); }
+    [[nodiscard]] const WorkerPlace& worker() const { return worker_; }
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
@@ -204,6 +225,7 @@ private:
     void leave_probing(Connection& connection);
     void arm_signal_read();
     void arm_reload_read();
+    void arm_mailbox_read();
     void on_reload_done(int result);
     void on_signal(int result);
 
@@ -262,7 +284,7 @@ private:
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
     log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
-    limits::Admission admission_;
+    limits::Admission& admission_;  // shared by every worker
     net::ClientPrefix client_prefix_;  // a start-up setting: a reload keeps it
     // One log line per second per limit, whatever the flood: max_connections, per listener,
     // per client, probing.
@@ -274,7 +296,12 @@ private:
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;
+    WorkerPlace worker_;
+    // Connection ids: worker i numbers i+1, i+1+count, ... so that ids stay unique across
+    // workers without a shared counter.
     std::uint64_t next_id_ = 1;
+    Mailbox mailbox_;
+    std::function<void()> on_stop_;
     DaemonCounters counters_;  // ~20 KiB (tables of labelled series): copied only to publish
     metrics::RuleSeriesTable rule_series_;
     PlaneLabel plane_label_ = PlaneLabel::copy;
