@@ -28,6 +28,10 @@ using splicer::UniqueFd;
 
 namespace {
 
+// Each worker (event loop) has a pool of its own: with one, every request of a test meets
+// the same pool, so the backend's accept count says what the pool did.
+constexpr const char* kOneWorker = "workers: 1;\n";
+
 struct PoolSite {
     HttpBackend backend{"pooled", KeepAlive::on};
     std::uint16_t listen = free_port();
@@ -42,6 +46,7 @@ std::unique_ptr<DaemonProcess> start_pool_daemon(const PoolSite& site, int keepa
          << "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"" << site.unused
          << "\"; } );\n"
          << "connect_timeout: 1;\n"
+         << kOneWorker
          << "http: {\n"
          << "  listen: ( { host: \"127.0.0.1\"; port: \"" << site.listen << "\"; } );\n"
          << "  header_timeout: 5;\n  idle_timeout: 10;\n  backend_timeout: 5;\n"
@@ -330,6 +335,7 @@ TEST_CASE("backend pool: an https backend's TLS connection and session are reuse
     text << "listen: ( { host: \"127.0.0.1\"; port: \"" << tls_listen << "\"; } );\n"
          << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
          << "connect_timeout: 2;\n"
+         << kOneWorker
          << "https: {\n"
          << "  certificates: ( { certificate: \"" << pki.a_chain.string() << "\"; key: \""
          << pki.a_key.string() << "\"; } );\n"
