@@ -61,21 +61,6 @@ std::string get(const std::string& path, const std::string& extra = "") {
     return get_request("pool.example.com", path, extra);
 }
 
-// Waits (at most 5 s: the counters are published once a second) for `counter` to reach
-// `expected`; returns the last value read.
-std::uint64_t wait_counter(const DaemonProcess& daemon, const std::string& counter,
-                           std::uint64_t expected) {
-    std::uint64_t value = 0;
-    for (int round = 0; round < 50; ++round) {
-        value = daemon_counter(daemon, counter);
-        if (value >= expected) {
-            return value;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
-    return value;
-}
-
 // Waits at most `timeout` for the backend to hold exactly `count` open connections.
 bool wait_open(const HttpBackend& backend, std::size_t count, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -124,7 +109,8 @@ TEST_CASE("backend pool: requests from many clients share one backend connection
         }
     }
     CHECK(site.backend.accepted() == 1);
-    CHECK(wait_counter(*daemon, "backend_pool_hits", 4 * kRounds - 1) == 4 * kRounds - 1);
+    CHECK(wait_for_counter(*daemon, "backend_pool_hits", 4 * kRounds - 1, 5s) ==
+          4 * kRounds - 1);
     CHECK(daemon_counter(*daemon, "backend_pool_misses") == 1);
     CHECK(daemon_counter(*daemon, "backend_pool_retries") == 0);
     stop_daemon(*daemon);
@@ -183,7 +169,7 @@ TEST_CASE("backend pool: keepalive_connections bounds the idle connections per b
     CHECK(site.backend.accepted() == kClients);
     // Three closed by splicer (the pool was full), two kept idle.
     CHECK(wait_open(site.backend, 2, 3s));
-    CHECK(wait_counter(*daemon, "backend_pool_idle_closed", 3) == 3);
+    CHECK(wait_for_counter(*daemon, "backend_pool_idle_closed", 3, 5s) == 3);
     stop_daemon(*daemon);
     CHECK(wait_open(site.backend, 0, 3s));  // the stop closes the pooled ones
 }
@@ -198,7 +184,7 @@ TEST_CASE("backend pool: keepalive_timeout closes an idle backend connection",
     std::this_thread::sleep_for(300ms);
     CHECK(site.backend.open_connections() == 1);
     CHECK(wait_open(site.backend, 0, 3s));
-    CHECK(wait_counter(*daemon, "backend_pool_idle_closed", 1) == 1);
+    CHECK(wait_for_counter(*daemon, "backend_pool_idle_closed", 1, 5s) == 1);
     CHECK(http_exchange(site.listen, get("/two")).status == 200);
     CHECK(site.backend.accepted() == 2);
     stop_daemon(*daemon);
@@ -210,7 +196,7 @@ TEST_CASE("backend pool: a backend closing an idle connection costs no request",
     auto daemon = start_pool_daemon(site, 4);
     // The backend closes 100 ms after answering: the pool's watch sees the FIN and drops it.
     CHECK(http_exchange(site.listen, get("/then-close")).status == 200);
-    CHECK(wait_counter(*daemon, "backend_pool_idle_closed", 1) == 1);
+    CHECK(wait_for_counter(*daemon, "backend_pool_idle_closed", 1, 5s) == 1);
     const HttpResponse next = http_exchange(site.listen, get("/next"));
     CHECK(next.status == 200);
     CHECK(next.body == "pooled GET /next");
@@ -230,7 +216,7 @@ TEST_CASE("backend pool: a reused connection that fails before the response is r
     INFO(daemon->log_tail());
     CHECK(retried.status == 200);
     CHECK(retried.body == "pooled GET /get-retried");
-    CHECK(wait_counter(*daemon, "backend_pool_retries", 1) == 1);
+    CHECK(wait_for_counter(*daemon, "backend_pool_retries", 1, 5s) == 1);
     CHECK(daemon->wait_for_log("backend_retry").has_value());
 
     // A POST was all sent before the connection failed: the backend may have acted on it,
@@ -386,6 +372,6 @@ TEST_CASE("backend pool: an https backend's TLS connection and session are reuse
     }
     CHECK(served == kRequests);
     CHECK(connections.size() == 1);
-    CHECK(wait_counter(*daemon, "backend_pool_hits", kRequests - 1) == kRequests - 1);
+    CHECK(wait_for_counter(*daemon, "backend_pool_hits", kRequests - 1, 5s) == kRequests - 1);
     stop_daemon(*daemon);
 }
