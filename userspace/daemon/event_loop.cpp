@@ -199,6 +199,10 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         case Owner::loop:
         case Owner::pool: break;
     }
+    if (connection->quiescing) {
+        note_quiesced_if_done(*connection);  // may free the slot (exported)
+        return;
+    }
     finish_if_idle(*connection);
 }
 

@@ -24,6 +24,7 @@
 #include "daemon/reload_runner.h"
 #include "daemon/slab.h"
 #include "daemon/tls_relay.h"
+#include "handoff/batch.h"
 #include "limits/admission.h"
 #include "log/interval_gate.h"
 #include "metrics/rule_series.h"
@@ -127,6 +128,16 @@ public:
     // told from there).
     void on_stop(std::function<void()> stopping) { on_stop_ = std::move(stopping); }
     [[nodiscard]] const WorkerPlace& worker() const { return worker_; }
+
+    // handoff (userspace/handoff/README.md), on the loop's thread. Quiesces every
+    // connection a data plane serves (cancels its operations and waits for their
+    // completions), then hands their sockets and state to `done`, still on this loop, and
+    // forgets them (slots freed, no socket closed). Other connections stay and are drained
+    // here. One export at a time: a second call while one runs gets an empty outcome.
+    void export_connections(std::function<void(handoff::ExportOutcome)> done);
+    // Serves the connections in `batch` (records checked by handoff::decode and
+    // handoff::check_fds) from where they stood; a record it cannot take is reset.
+    handoff::AdoptOutcome adopt_connections(handoff::Batch batch);
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
@@ -269,6 +280,12 @@ private:
     // `plane`: what serves it when not the data plane (a terminated WebSocket: "tls_relay").
     void log_routed(const Connection& connection, std::string_view plane = {}) const;
     void begin_shutdown();
+    // handoff (handoff_loop.cpp)
+    void quiesce(Connection& connection);
+    void note_quiesced_if_done(Connection& connection);
+    void finish_export();
+    void adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueFd>& fds,
+                   handoff::AdoptOutcome& outcome);
 
     const config::Config* config_;
     route::Router router_;
@@ -308,6 +325,11 @@ private:
     std::function<void(const DaemonCounters&)> publish_;
     HeapTrim heap_trim_;
     std::unique_ptr<ReloadRunner> reload_;
+    // handoff: the export under way (export_connections)
+    std::function<void(handoff::ExportOutcome)> export_done_;
+    std::vector<std::uint32_t> exporting_;  // slots being quiesced
+    std::size_t quiescing_left_ = 0;
+    std::size_t export_left_ = 0;
 };
 
 }  // namespace splicer::daemon

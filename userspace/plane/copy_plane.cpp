@@ -7,6 +7,7 @@
 #include <string>
 
 #include "plane/end_reason.h"
+#include "plane/flow_handoff.h"
 #include "plane/sink_watch.h"
 #include "plane/source_error.h"
 #include "plane/urgent_data.h"
@@ -17,6 +18,7 @@ namespace {
 using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
+static_assert(kBufferBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
 
 class CopyPlane final : public DataPlane {
 public:
@@ -43,6 +45,13 @@ public:
             connection.watch_armed = false;
         }
         if (context.closing(connection)) {
+            return;
+        }
+        if (connection.quiescing) {
+            settle_flags(connection, tag);
+            if (tag.op == Op::plane_recv || tag.op == Op::plane_send) {
+                bytes_[tag.arg & 1U] += settle_copy_round(connection, tag, result, true);
+            }
             return;
         }
         if (tag.op == Op::plane_watch) {
@@ -86,6 +95,40 @@ public:
             flow.bytes += static_cast<std::uint64_t>(result);
             bytes_[direction] += static_cast<std::uint64_t>(result);
             arm_watch(connection, context);  // the sink may hold them a while
+            if (flow.sent < flow.filled) {
+                send_rest(connection, direction, context);
+            } else {
+                receive(connection, direction, context);
+            }
+        }
+    }
+
+    [[nodiscard]] std::optional<handoff::PlaneKind> handoff_kind() const override {
+        return handoff::PlaneKind::copy;
+    }
+
+    void export_flow(Flow& connection, handoff::ConnectionRecord& record,
+                     std::vector<UniqueFd>& fds) override {
+        record.plane = handoff::PlaneKind::copy;
+        export_flow_common(connection, record, fds);
+    }
+
+    // Each direction goes on where it stood: bytes a recv took and no send delivered yet
+    // are sent first; a direction whose sink is shut is over. A source whose FIN was read
+    // before the move is read again: it returns 0 again and finishes the direction here.
+    void adopt(Flow& connection, PlaneContext& context) override {
+        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+            context.close_connection(connection, "done");
+            return;
+        }
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            Direction& flow = connection.directions[direction];
+            if (!flow.buffer) {
+                flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
+            }
+            if (flow.sink_shut) {
+                continue;
+            }
             if (flow.sent < flow.filled) {
                 send_rest(connection, direction, context);
             } else {

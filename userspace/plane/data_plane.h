@@ -9,8 +9,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <vector>
 
+#include "handoff/record.h"
 #include "plane/flow.h"
 #include "plane/reader_stops.h"
 #include "splicer/daemon_counters.h"
@@ -78,6 +81,21 @@ public:
     // The fd plan's pipe budget (limits::FdPlan::max_pipes), set once before the first
     // connection; only the splice plane holds pipes.
     virtual void set_max_pipes(std::uint32_t /*max_pipes*/) {}
+
+    // handoff (userspace/handoff/README.md): established connections exported from one
+    // loop and adopted by another. The kind of record this plane writes and reads; nullopt:
+    // it does neither (its connections stay with the old loop, which drains them).
+    [[nodiscard]] virtual std::optional<handoff::PlaneKind> handoff_kind() const {
+        return std::nullopt;
+    }
+    // `connection` is quiesced (no operation in flight, flow.quiescing): moves its sockets
+    // and pipes into `fds` and its state into `record` (the flow keeps no fd afterwards;
+    // on_teardown still runs).
+    virtual void export_flow(Flow& /*connection*/, handoff::ConnectionRecord& /*record*/,
+                             std::vector<UniqueFd>& /*fds*/) {}
+    // `connection` was filled from a record (plane/flow_handoff.h, import_flow): resumes
+    // every direction where it stood.
+    virtual void adopt(Flow& /*connection*/, PlaneContext& /*context*/) {}
 
     // Connections this plane handed to a fallback plane (the sockhash refused them).
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }

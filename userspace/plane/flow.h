@@ -82,6 +82,12 @@ struct PlaneState {
     __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
     bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
     __kernel_timespec watch_timer{};
+    // handoff (userspace/handoff/README.md): the loop cancelled every operation of this
+    // connection to export it; completions still arriving only record what they did
+    // (plane/flow_handoff.h, settle_*), nothing new is submitted.
+    bool quiescing = false;
+    bool quiesced = false;       // ... and the last one arrived
+    bool export_failed = false;  // one reported an error: ended here (RST), not exported
 };
 
 // A connection as the planes see it. The record that holds it owns both sockets until its

@@ -31,6 +31,15 @@ public:
     void give_back(Pipe pipe);
     // A pipe that may still hold bytes (its connection ended mid-round): closed, never reused.
     void discard(Pipe pipe);
+    // handoff: a pipe in use left with its connection (it now counts nowhere here), or one
+    // came with an adopted connection (it counts as taken from here, and comes back by
+    // give_back or discard like any other; the fd budget may be passed for a while).
+    void handed_away() {
+        if (in_use_ > 0) {
+            --in_use_;
+        }
+    }
+    void adopted() { ++in_use_; }
     // Closes the spares: the plane has no connection left, an idle daemon holds no pipe.
     void drop_spares() { spares_.clear(); }
 

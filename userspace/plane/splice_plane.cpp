@@ -4,12 +4,14 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <limits>
 #include <string>
 
 #include "plane/end_reason.h"
+#include "plane/flow_handoff.h"
 #include "plane/pipe_pool.h"
 #include "plane/sink_watch.h"
 #include "plane/source_error.h"
@@ -32,6 +34,7 @@ constexpr int kSpliceBackendReceiveBytes = 512 * 1024;
 
 // A round without a pipe (every pipe taken) moves at most this much through a buffer.
 constexpr std::size_t kCopyBytes = 64 * 1024;
+static_assert(kCopyBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
 
 // The kernel runs IORING_OP_SPLICE in an io-wq worker; without SPLICE_F_NONBLOCK that worker
 // would block in the socket until data arrives, a kernel thread per idle direction. So a
@@ -75,6 +78,10 @@ public:
         }
         if (context.closing(connection)) {
             return;  // on_teardown gives the pipes back
+        }
+        if (connection.quiescing) {
+            settle(connection, tag, result);
+            return;
         }
         if (tag.op == Op::plane_watch) {
             const std::array<bool, 2> held{holds_bytes(connection.directions[0]),
@@ -133,7 +140,109 @@ public:
         }
     }
 
+    [[nodiscard]] std::optional<handoff::PlaneKind> handoff_kind() const override {
+        return handoff::PlaneKind::splice;
+    }
+
+    // A pipe holding bytes moves with its connection (its two fds and the count): the bytes
+    // stay in the kernel, nothing is copied or waited for, and the adopting loop splices
+    // them out first. Draining it here instead would mean a userspace copy of up to 1 MiB
+    // per direction into the record, or waiting for a sink that may not read. An empty pipe
+    // goes back to this plane's pool.
+    void export_flow(Flow& connection, handoff::ConnectionRecord& record,
+                     std::vector<UniqueFd>& fds) override {
+        record.plane = handoff::PlaneKind::splice;
+        export_flow_common(connection, record, fds);
+        for (std::size_t d = 0; d < 2; ++d) {
+            Direction& flow = connection.directions[d];
+            if (!flow.pipe_write.valid()) {
+                continue;
+            }
+            int queued = 0;
+            if (::ioctl(flow.pipe_read.get(), FIONREAD, &queued) == 0 && queued == 0) {
+                give_pipe_back(flow);
+                continue;
+            }
+            // The count the record carries is the pipe's own: the receiver checks it.
+            record.directions[d].in_pipe = static_cast<std::uint32_t>(std::max(queued, 0));
+            record.directions[d].pipe_read =
+                static_cast<std::uint32_t>(fds.size());
+            fds.push_back(std::move(flow.pipe_read));
+            record.directions[d].pipe_write =
+                static_cast<std::uint32_t>(fds.size());
+            fds.push_back(std::move(flow.pipe_write));
+            pipes_.handed_away();
+            flow.in_pipe = 0;
+        }
+    }
+
+    // Each direction goes on where it stood: a pipe's bytes are spliced out first, a copy
+    // round's buffered bytes sent; a direction whose sink is shut is over; the others wait
+    // for their source (which reports a FIN read before the move again).
+    void adopt(Flow& connection, PlaneContext& context) override {
+        connection.plane_started = true;
+        ++connections_;
+        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+            context.close_connection(connection, "done");
+            return;
+        }
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            Direction& flow = connection.directions[direction];
+            if (flow.pipe_write.valid()) {
+                pipes_.adopted();
+            }
+            if (flow.sink_shut) {
+                continue;
+            }
+            if (flow.pipe_write.valid() && flow.in_pipe > 0) {
+                splice_out(connection, direction, context);
+            } else if (flow.buffer && flow.sent < flow.filled) {
+                send_rest(connection, direction, context);
+            } else {
+                wait_for_input(connection, direction, context);
+            }
+        }
+    }
+
 private:
+    // A completion while the connection is quiesced for export: what it moved is recorded,
+    // nothing is submitted (plane/flow_handoff.h).
+    void settle(Flow& connection, const PlaneTag& tag, int result) {
+        settle_flags(connection, tag);
+        const std::uint8_t direction = tag.arg & 1U;
+        Direction& flow = connection.directions[direction];
+        const bool quiet = result == -ECANCELED || result == -EINTR || result == -EAGAIN;
+        switch (tag.op) {
+            case Op::plane_recv:
+            case Op::plane_send:
+                bytes_[direction] += settle_copy_round(connection, tag, result, false);
+                break;
+            case Op::plane_splice_in:
+                if (result > 0) {
+                    flow.in_pipe = static_cast<std::size_t>(result);
+                    break;
+                }
+                if (result < 0 && !quiet) {
+                    connection.export_failed = true;
+                }
+                give_pipe_back(flow);  // nothing was spliced in
+                break;
+            case Op::plane_splice_out:
+                if (result > 0) {
+                    flow.in_pipe -= std::min(flow.in_pipe, static_cast<std::size_t>(result));
+                    flow.bytes += static_cast<std::uint64_t>(result);
+                    bytes_[direction] += static_cast<std::uint64_t>(result);
+                    if (flow.in_pipe == 0) {
+                        give_pipe_back(flow);
+                    }
+                } else if (result < 0 && !quiet) {
+                    connection.export_failed = true;
+                }
+                break;
+            default: break;  // polls: what they waited for is looked at again after the move
+        }
+    }
+
     // Bytes in the direction's pipe, or in its buffer and not yet sent.
     static bool holds_bytes(const Direction& flow) {
         return flow.in_pipe > 0 || (flow.buffer && flow.sent < flow.filled);

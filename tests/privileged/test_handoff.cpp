@@ -1,0 +1,396 @@
+// Established connections moved between two event loops in one process (handoff,
+// userspace/handoff/README.md): real EventLoops with real data planes, a real client and
+// backend on loopback, transfers in flight both ways while the pair is exported from loop A,
+// its records encoded, sent with its fds over a unix socket (SCM_RIGHTS) as an upgrade sends
+// them, decoded, checked and adopted by loop B. Afterwards A holds nothing of it, and B
+// finishes it: every byte both ways (sha256), the half-close after the move, a peer that
+// closes right after its last write, the close and the counters.
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/event_loop.h"
+#include "handoff/fd_check.h"
+#include "handoff/wire.h"
+#include "limits/admission.h"
+#include "net/address.h"
+#include "net/sockets.h"
+#include "plane/copy_plane.h"
+#include "plane/splice_plane.h"
+#include "splicer/config.h"
+#include "splicer/router.h"
+#include "support/daemon.h"
+#include "support/privileged.h"
+#include "support/sockets.h"
+#include "support/streams.h"
+
+using namespace splicer;
+using namespace std::chrono_literals;
+using splicer::test::Clock;
+
+namespace {
+
+constexpr std::uint32_t kSlots = 64;
+
+std::unique_ptr<plane::DataPlane> make_plane(const std::string& name) {
+    return name == "splice" ? plane::make_splice_plane() : plane::make_copy_plane();
+}
+
+// Two event loops (workers 0 and 1 of one daemon, as it were) serving one listener on A and
+// none on B, every rule to `backend_port`. Each runs on a thread of its own until the rig
+// goes.
+class TwoLoops {
+public:
+    TwoLoops(const std::string& plane_name, std::uint16_t backend_port) {
+        port_ = test::free_port();
+        const std::string text =
+            "listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(port_) +
+            "\"; } );\n"
+            "protocols: ( { name: \"anyprot\"; host: \"127.0.0.1\"; port: \"" +
+            std::to_string(backend_port) + "\"; } );\n"
+            "timeout: 5;\n";
+        auto loaded = config::load_string(text);
+        REQUIRE(loaded.ok());
+        config_ = std::make_unique<config::Config>(std::move(*loaded.config));
+        admission_ = std::make_unique<limits::Admission>(*config_, kSlots);
+        std::vector<net::SocketAddress> backends;
+        for (const config::Rule& rule : config_->rules) {
+            auto address = net::resolve(rule.backend);
+            REQUIRE(address);
+            backends.push_back(*address);
+        }
+        for (std::uint32_t i = 0; i < 2; ++i) {
+            planes_[i] = make_plane(plane_name);
+            planes_[i]->set_max_pipes(16);
+            auto router = route::Router::create(*config_);
+            REQUIRE(router);
+            loops_[i] = std::make_unique<daemon::EventLoop>(
+                *config_, std::move(*router), backends, *planes_[i], kSlots, *admission_,
+                daemon::WorkerPlace{.index = i, .count = 2});
+            REQUIRE(loops_[i]->init());
+        }
+        auto resolved = net::resolve(config::Endpoint{.host = "127.0.0.1", .port = port_});
+        REQUIRE(resolved);
+        const net::SocketAddress address = *resolved;
+        auto listening = net::listen_on(address, 64);
+        REQUIRE(listening);
+        loops_[0]->add_listener(daemon::ListeningSocket{.fd = std::move(*listening),
+                                                        .address = address});
+        for (std::uint32_t i = 0; i < 2; ++i) {
+            threads_[i] = std::thread([this, i] { (void)loops_[i]->run(); });
+        }
+    }
+    ~TwoLoops() {
+        for (std::uint32_t i = 0; i < 2; ++i) {
+            loops_[i]->post([loop = loops_[i].get()] { loop->stop(); });
+        }
+        for (auto& thread : threads_) {
+            thread.join();
+        }
+    }
+    TwoLoops(const TwoLoops&) = delete;
+    TwoLoops& operator=(const TwoLoops&) = delete;
+
+    [[nodiscard]] std::uint16_t port() const { return port_; }
+
+    // `work(loop)` run on loop `index`'s thread; its value, or a failed REQUIRE after 10 s.
+    template <typename Work>
+    auto on(std::uint32_t index, Work work) {
+        using Value = decltype(work(*loops_[index]));
+        auto promise = std::make_shared<std::promise<Value>>();
+        auto future = promise->get_future();
+        daemon::EventLoop* loop = loops_[index].get();
+        loop->post([promise, loop, work] { promise->set_value(work(*loop)); });
+        REQUIRE(future.wait_for(10s) == std::future_status::ready);
+        return future.get();
+    }
+
+    // Exports every connection of A it can (waits for the quiesce, at most 10 s).
+    handoff::ExportOutcome export_from_a() {
+        auto promise = std::make_shared<std::promise<handoff::ExportOutcome>>();
+        auto future = promise->get_future();
+        daemon::EventLoop* loop = loops_[0].get();
+        loop->post([promise, loop] {
+            loop->export_connections(
+                [promise](handoff::ExportOutcome outcome) { promise->set_value(std::move(outcome)); });
+        });
+        REQUIRE(future.wait_for(10s) == std::future_status::ready);
+        return future.get();
+    }
+
+    [[nodiscard]] DaemonCounters counters(std::uint32_t index) {
+        return on(index, [](daemon::EventLoop& loop) { return loop.counters(); });
+    }
+
+    // Waits (at most 15 s) until loop `index` counted `closed` closed connections.
+    bool wait_closed(std::uint32_t index, std::uint64_t closed) {
+        const auto deadline = Clock::now() + 15s;
+        while (Clock::now() < deadline) {
+            if (counters(index).closed >= closed) {
+                return true;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return false;
+    }
+
+private:
+    std::uint16_t port_ = 0;
+    std::unique_ptr<config::Config> config_;
+    std::unique_ptr<limits::Admission> admission_;
+    std::array<std::unique_ptr<plane::DataPlane>, 2> planes_;
+    std::array<std::unique_ptr<daemon::EventLoop>, 2> loops_;
+    std::array<std::thread, 2> threads_;
+};
+
+// The batch's bytes and fds through a unix socket as an upgrade sends them (the fds arrive
+// as new numbers; the sender's copies are closed), then decoded and checked as the
+// receiving process does.
+handoff::Batch pass_through_unix_socket(handoff::Batch batch) {
+    const auto count = static_cast<std::uint32_t>(batch.fds.size());
+    std::vector<std::byte> bytes = handoff::encode(batch.records, count);
+    int pair[2] = {-1, -1};
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    UniqueFd sender(pair[0]);
+    UniqueFd receiver(pair[1]);
+    REQUIRE(count <= 250);  // one SCM_RIGHTS message (SCM_MAX_FD 253)
+    // The length, with the fds.
+    std::uint64_t length = bytes.size();
+    iovec vector{.iov_base = &length, .iov_len = sizeof(length)};
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::uint32_t>(count, 1)));
+    msghdr message{};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    if (count > 0) {
+        message.msg_control = control.data();
+        message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        cmsghdr* header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        for (std::uint32_t i = 0; i < count; ++i) {
+            const int fd = batch.fds[i].get();
+            std::memcpy(CMSG_DATA(header) + i * sizeof(int), &fd, sizeof(int));
+        }
+    }
+    REQUIRE(::sendmsg(sender.get(), &message, 0) == static_cast<ssize_t>(sizeof(length)));
+    batch.fds.clear();  // the sender's copies: closed, as the old process's are at its exit
+    std::thread writer([&] { test::write_all(sender.get(), bytes.data(), bytes.size()); });
+
+    std::uint64_t received_length = 0;
+    iovec in_vector{.iov_base = &received_length, .iov_len = sizeof(received_length)};
+    std::vector<char> in_control(CMSG_SPACE(sizeof(int) * 250));
+    msghdr in{};
+    in.msg_iov = &in_vector;
+    in.msg_iovlen = 1;
+    in.msg_control = in_control.data();
+    in.msg_controllen = in_control.size();
+    const ssize_t got = ::recvmsg(receiver.get(), &in, MSG_CMSG_CLOEXEC);
+    handoff::Batch arrived;
+    for (cmsghdr* header = CMSG_FIRSTHDR(&in); header != nullptr;
+         header = CMSG_NXTHDR(&in, header)) {
+        if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
+            const std::size_t fds = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < fds; ++i) {
+                int fd = -1;
+                std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+                arrived.fds.emplace_back(fd);
+            }
+        }
+    }
+    const std::string body = test::read_exactly(receiver.get(), received_length, 10000);
+    writer.join();
+    REQUIRE(got == static_cast<ssize_t>(sizeof(received_length)));
+    REQUIRE(body.size() == received_length);
+    REQUIRE(arrived.fds.size() == count);
+    const auto* first = reinterpret_cast<const std::byte*>(body.data());
+    auto records = handoff::decode(std::span(first, body.size()),
+                                   static_cast<std::uint32_t>(arrived.fds.size()));
+    INFO((records ? std::string() : records.error().message));
+    REQUIRE(records);
+    auto checked = handoff::check_fds(*records, arrived.fds);
+    INFO((checked ? std::string() : checked.error().message));
+    REQUIRE(checked);
+    arrived.records = std::move(records).value();
+    return arrived;
+}
+
+// Moves everything A can export to B; returns what A's export said.
+handoff::ExportOutcome move_a_to_b(TwoLoops& loops) {
+    handoff::ExportOutcome exported = loops.export_from_a();
+    std::vector<handoff::ConnectionRecord> records = exported.batch.records;
+    handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
+    const handoff::AdoptOutcome adopted = loops.on(1, [&arrived](daemon::EventLoop& loop) {
+        return loop.adopt_connections(std::move(arrived));
+    });
+    INFO(adopted.first_refusal);
+    REQUIRE(adopted.adopted == records.size());
+    REQUIRE(adopted.refused == 0);
+    exported.batch.records = std::move(records);
+    return exported;
+}
+
+bool wait_until(const std::atomic<std::uint64_t>& progress, std::uint64_t at_least) {
+    const auto deadline = Clock::now() + 10s;
+    while (progress.load() < at_least && Clock::now() < deadline) {
+        std::this_thread::sleep_for(5ms);
+    }
+    return progress.load() >= at_least;
+}
+
+// What direction `d` of an exported record still held: a copy round's bytes or a pipe's.
+std::uint64_t held(const handoff::ConnectionRecord& record, std::size_t d) {
+    return record.directions[d].buffered.size() + record.directions[d].in_pipe;
+}
+
+}  // namespace
+
+TEST_CASE("handoff: a pair with transfers in flight both ways moves to another loop and finishes there byte-exact",
+          "[handoff][privileged]") {
+    test::require_root();
+    const std::string plane_name = GENERATE("copy", "splice");
+    CAPTURE(plane_name);
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops(plane_name, backend_listener.port);
+
+    constexpr std::uint64_t kUp = 24ULL << 20;
+    constexpr std::uint64_t kDown = 24ULL << 20;
+    UniqueFd client = test::connect_loopback(loops.port());
+    UniqueFd backend = test::accept_one(backend_listener);  // A connected on the first bytes
+    // Both readers slow until the move, so both directions hold bytes in the planes then.
+    std::atomic<std::uint64_t> client_rate{2ULL << 20};
+    std::atomic<std::uint64_t> backend_rate{2ULL << 20};
+    std::atomic<std::uint64_t> client_read{0};
+    std::atomic<std::uint64_t> backend_read{0};
+    test::SendReport up;
+    test::SendReport down;
+    test::ReadReport at_backend;
+    test::ReadReport at_client;
+    {
+        // The client's FIN (its half-close) comes after the move: 24 MiB outlast it.
+        std::jthread client_sender([&] {
+            up = test::send_stream(client.get(), {.max_bytes = kUp, .max_time = 40s, .seed = 11,
+                                                  .shutdown_after = true});
+        });
+        std::jthread backend_sender([&] {
+            down = test::send_stream(backend.get(), {.max_bytes = kDown, .max_time = 40s,
+                                                     .seed = 22, .shutdown_after = true});
+        });
+        std::jthread client_reader([&] {
+            at_client = test::read_stream(client.get(), {.max_time = 40s, .rate = &client_rate,
+                                                         .progress = &client_read});
+        });
+        std::jthread backend_reader([&] {
+            at_backend = test::read_stream(backend.get(), {.max_time = 40s, .rate = &backend_rate,
+                                                           .progress = &backend_read});
+        });
+        REQUIRE(wait_until(client_read, 1ULL << 20));
+        REQUIRE(wait_until(backend_read, 1ULL << 20));
+
+        const handoff::ExportOutcome moved = move_a_to_b(loops);
+        client_rate = 0;  // full speed from here
+        backend_rate = 0;
+        REQUIRE(moved.batch.records.size() == 1);
+        CHECK(moved.left == 0);
+        CHECK(moved.failed == 0);
+        // The move took state in flight with it: bytes the plane held for each sink.
+        const handoff::ConnectionRecord& record = moved.batch.records.front();
+        CHECK(held(record, 0) + held(record, 1) > 0);
+        // A holds nothing of it: no record, so no socket or pipe either.
+        const DaemonCounters a = loops.counters(0);
+        CHECK(a.active == 0);
+        CHECK(a.closed == 0);
+    }
+    // Every byte both ways, each stream ending with its FIN.
+    CHECK(up.error.empty());
+    CHECK(down.error.empty());
+    CHECK(at_backend.bytes == kUp);
+    CHECK(at_backend.sha256 == test::sha256_of_generated("", 11, kUp));
+    CHECK(at_backend.eof);
+    CHECK(at_client.bytes == kDown);
+    CHECK(at_client.sha256 == test::sha256_of_generated("", 22, kDown));
+    CHECK(at_client.eof);
+    client.reset();
+    backend.reset();
+    // B closed it and counted it; A never did.
+    REQUIRE(loops.wait_closed(1, 1));
+    const DaemonCounters b = loops.counters(1);
+    CHECK(b.active == 0);
+    CHECK(b.closed == 1);
+    CHECK(loops.counters(0).closed == 0);
+}
+
+TEST_CASE("handoff: a backend that closes right after its last write while its reply is in flight is delivered whole by the adopting loop",
+          "[handoff][privileged]") {
+    test::require_root();
+    const std::string plane_name = GENERATE("copy", "splice");
+    CAPTURE(plane_name);
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops(plane_name, backend_listener.port);
+
+    constexpr std::uint64_t kReply = 16ULL << 20;
+    UniqueFd client = test::connect_loopback(loops.port());
+    test::write_all(client.get(), std::string("request\n"));
+    REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
+    UniqueFd backend = test::accept_one(backend_listener);
+    // The backend reads the request to its end, then replies and closes at once.
+    CHECK(test::read_exactly(backend.get(), 8) == "request\n");
+    char end = 0;
+    REQUIRE(::recv(backend.get(), &end, 1, 0) == 0);  // the client's FIN came through A
+    std::atomic<std::uint64_t> client_rate{1ULL << 20};
+    std::atomic<std::uint64_t> client_read{0};
+    test::SendReport reply;
+    test::ReadReport at_client;
+    {
+        std::jthread backend_sender([&] {
+            reply = test::send_stream(backend.release(), {.max_bytes = kReply, .max_time = 40s,
+                                                          .seed = 33, .close_after = true});
+        });
+        std::jthread client_reader([&] {
+            at_client = test::read_stream(client.get(), {.max_time = 40s, .rate = &client_rate,
+                                                         .progress = &client_read});
+        });
+        REQUIRE(wait_until(client_read, 512ULL << 10));
+        const handoff::ExportOutcome moved = move_a_to_b(loops);
+        client_rate = 0;
+        REQUIRE(moved.batch.records.size() == 1);
+        // The client's FIN went through A already: that direction moved finished.
+        CHECK(moved.batch.records.front().directions[0].sink_shut);
+        CHECK(loops.counters(0).active == 0);
+    }
+    CHECK(reply.error.empty());
+    CHECK(at_client.bytes == kReply);
+    CHECK(at_client.sha256 == test::sha256_of_generated("", 33, kReply));
+    CHECK(at_client.eof);
+    REQUIRE(loops.wait_closed(1, 1));
+    CHECK(loops.counters(1).active == 0);
+}
+
+TEST_CASE("handoff: export leaves connections still probing with the old loop and says how many",
+          "[handoff][privileged]") {
+    test::require_root();
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops("copy", backend_listener.port);
+    // A client that sent nothing yet: probing (timeout 5 s), not movable.
+    UniqueFd silent = test::connect_loopback(loops.port());
+    const auto deadline = Clock::now() + 5s;
+    while (loops.counters(0).active < 1 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(loops.counters(0).active == 1);
+    const handoff::ExportOutcome moved = move_a_to_b(loops);
+    CHECK(moved.batch.records.empty());
+    CHECK(moved.left == 1);
+    CHECK(loops.counters(0).active == 1);  // still A's, which drains it
+    CHECK(loops.counters(1).active == 0);
+}

@@ -1,0 +1,211 @@
+// EventLoop's handoff entry points (userspace/handoff/README.md): established connections
+// exported from this loop, and adopted from another.
+
+#include <liburing.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "daemon/event_loop.h"
+#include "daemon/plane_handler.h"
+#include "net/sockets.h"
+#include "plane/flow_handoff.h"
+#include "splicer/log.h"
+
+namespace splicer::daemon {
+
+void EventLoop::export_connections(std::function<void(handoff::ExportOutcome)> done) {
+    if (export_done_) {
+        done(handoff::ExportOutcome{.batch = {}, .left = slab_.in_use(), .failed = 0});
+        return;
+    }
+    export_done_ = std::move(done);
+    exporting_.clear();
+    quiescing_left_ = 0;
+    export_left_ = 0;
+    const bool exports = plane_.handoff_kind().has_value();
+    slab_.for_each_in_use([&](std::uint32_t slot, Connection& connection) {
+        // Only a data plane's pair can move: TLS state cannot, an HTTP exchange answers and
+        // closes, a connection still probing or connecting has no plane state yet.
+        const bool plane_pair = connection.state == State::spliced &&
+                                dynamic_cast<PlaneHandler*>(connection.handler.get()) != nullptr;
+        if (!exports || !plane_pair) {
+            ++export_left_;
+            return;
+        }
+        exporting_.push_back(slot);
+        ++quiescing_left_;
+        quiesce(connection);
+    });
+    log::info("handoff_export", {{"worker", std::to_string(worker_.index)},
+                                 {"quiescing", std::to_string(quiescing_left_)},
+                                 {"left", std::to_string(export_left_)}});
+    if (quiescing_left_ == 0) {
+        finish_export();
+    }
+}
+
+void EventLoop::quiesce(Connection& connection) {
+    connection.quiescing = true;
+    // Every operation on the pair's fds is cancelled: polls, recv, send, and splices (a
+    // splice into a pipe is keyed by the pipe's write end, its output). Each completes
+    // (-ECANCELED, or with what it did if it had already run) and the plane records it
+    // without submitting anything new (plane/flow_handoff.h). The cancels themselves count
+    // in `outstanding`, so the last completion is always one of this connection's.
+    std::vector<int> fds{connection.client.get(), connection.backend.get()};
+    for (const plane::Direction& flow : connection.directions) {
+        fds.push_back(flow.pipe_read.get());
+        fds.push_back(flow.pipe_write.get());
+    }
+    for (const int fd : fds) {
+        if (fd < 0) {
+            continue;
+        }
+        io_uring_sqe* sqe = sqe_for(connection, ConnectionOp::cancel, 0);
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    }
+    // The plane's timers (sink watch, sockmap recheck) are keyed by tag, not fd.
+    connection.handler->on_closing(*this);
+}
+
+void EventLoop::note_quiesced_if_done(Connection& connection) {
+    if (connection.outstanding > 0 || connection.quiesced) {
+        return;
+    }
+    connection.quiesced = true;
+    --quiescing_left_;
+    if (connection.state == State::closing) {
+        // Closed meanwhile (a stop): not exported; its teardown runs now.
+        connection.quiescing = false;
+        ++export_left_;
+        finish_if_idle(connection);
+    }
+    if (quiescing_left_ == 0 && export_done_) {
+        finish_export();
+    }
+}
+
+void EventLoop::finish_export() {
+    handoff::ExportOutcome outcome;
+    outcome.left = export_left_;
+    const auto now = std::chrono::steady_clock::now();
+    for (const std::uint32_t slot : exporting_) {
+        Connection& connection = slab_.at(slot);
+        if (!connection.in_use || !connection.quiescing) {
+            continue;  // closed while quiescing; its slot may serve another by now
+        }
+        connection.quiescing = false;
+        if (connection.state != State::spliced) {
+            ++outcome.left;
+            finish_if_idle(connection);
+            continue;
+        }
+        if (connection.export_failed) {
+            // A peer reset or a call failed while quiescing: ended here as the plane would
+            // have ended it, never handed over half-known.
+            ++outcome.failed;
+            abort_connection(connection, "failed_during_handoff");
+            finish_if_idle(connection);
+            continue;
+        }
+        handoff::ConnectionRecord record;
+        record.id = connection.id;
+        record.listener = static_cast<std::uint32_t>(connection.listener);
+        record.age_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - connection.accepted_at)
+                .count());
+        record.protocol = connection.protocol.substr(0, handoff::kMaxProtocolBytes);
+        plane_.export_flow(connection, record, outcome.batch.fds);
+        log::info("exported", {{"conn", std::to_string(connection.id)},
+                               {"bytes_in", std::to_string(record.directions[0].bytes)},
+                               {"bytes_out", std::to_string(record.directions[1].bytes)},
+                               {"worker", std::to_string(worker_.index)}});
+        outcome.batch.records.push_back(std::move(record));
+        connection.handler->teardown();  // the plane's own part (pipes already moved)
+        admission_.release(connection.listener, connection.client_key);
+        slab_.release(slot);  // no fd left in it: nothing is closed
+    }
+    exporting_.clear();
+    auto done = std::move(export_done_);
+    export_done_ = nullptr;
+    done(std::move(outcome));
+}
+
+handoff::AdoptOutcome EventLoop::adopt_connections(handoff::Batch batch) {
+    handoff::AdoptOutcome outcome;
+    for (handoff::ConnectionRecord& record : batch.records) {
+        adopt_one(record, batch.fds, outcome);
+    }
+    log::info("handoff_adopt", {{"worker", std::to_string(worker_.index)},
+                                {"adopted", std::to_string(outcome.adopted)},
+                                {"refused", std::to_string(outcome.refused)}});
+    return outcome;  // fds no record took (none, after check_fds) close with the batch
+}
+
+void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueFd>& fds,
+                          handoff::AdoptOutcome& outcome) {
+    auto refuse_record = [&](const std::string& why) {
+        for (const std::uint32_t index : {record.client, record.backend}) {
+            if (index < fds.size() && fds[index].valid()) {
+                net::reset_connection(fds[index].get());
+            }
+        }
+        ++outcome.refused;
+        if (outcome.first_refusal.empty()) {
+            outcome.first_refusal = why;
+        }
+        log::warning("adopt_refused", {{"from_conn", std::to_string(record.id)}, {"why", why}});
+    };
+    const auto kind = plane_.handoff_kind();
+    if (!kind || *kind != record.plane) {
+        refuse_record("the record is for another data plane than this loop's " +
+                      std::string(plane_.name()));
+        return;
+    }
+    if (record.client >= fds.size() || !fds[record.client].valid()) {
+        refuse_record("no client socket");
+        return;
+    }
+    // The client as the socket says, not as the sender said (a PROXY header's source is
+    // not carried: per-client limits count the socket's peer).
+    const net::SocketAddress peer = net::peer_address(fds[record.client].get());
+    std::string key = net::host_key(peer, client_prefix_);
+    if (slab_.in_use() >= slab_.capacity()) {
+        refuse_record("no free connection slot");
+        return;
+    }
+    if (const auto refusal = admission_.admit(record.listener, key);
+        refusal != limits::Refusal::none) {
+        refuse_record("over " + std::string(limits::to_string(refusal)));
+        return;
+    }
+    if (admission_.probes(record.listener)) {
+        admission_.end_probing();  // admitted as a new connection would be; it is spliced
+    }
+    const auto slot = slab_.acquire();  // capacity was checked above
+    Connection& connection = slab_.at(*slot);
+    connection.id = next_id_;
+    next_id_ += worker_.count;
+    const auto age = std::chrono::milliseconds(
+        std::min<std::uint64_t>(record.age_ms, std::uint64_t{1} << 40));
+    connection.accepted_at = std::chrono::steady_clock::now() - age;
+    connection.client_address = peer;
+    connection.peer_address = peer;
+    connection.client_key = std::move(key);
+    connection.listener = record.listener;
+    connection.protocol = record.protocol;
+    connection.state = State::spliced;
+    plane::import_flow(record, fds, connection, handoff::kMaxBufferedBytes);
+    ++connection.handler_epoch;
+    connection.handler = std::make_unique<PlaneHandler>(connection, plane_, *this);
+    ++counters_.accepted;
+    ++outcome.adopted;
+    log::info("adopted", {{"conn", std::to_string(connection.id)},
+                          {"from_conn", std::to_string(record.id)},
+                          {"worker", std::to_string(worker_.index)}});
+    plane_.adopt(connection, *this);
+    finish_if_idle(connection);
+}
+
+}  // namespace splicer::daemon
