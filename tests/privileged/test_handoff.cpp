@@ -11,14 +11,18 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bpf/pins.h"
 #include "daemon/event_loop.h"
 #include "handoff/fd_check.h"
 #include "handoff/wire.h"
@@ -26,6 +30,7 @@
 #include "net/address.h"
 #include "net/sockets.h"
 #include "plane/copy_plane.h"
+#include "plane/plane_factory.h"
 #include "plane/splice_plane.h"
 #include "splicer/config.h"
 #include "splicer/router.h"
@@ -42,8 +47,31 @@ namespace {
 
 constexpr std::uint32_t kSlots = 64;
 
-std::unique_ptr<plane::DataPlane> make_plane(const std::string& name) {
-    return name == "splice" ? plane::make_splice_plane() : plane::make_copy_plane();
+// One plane per loop: copy and splice each their own; sockmap two sharing one program and
+// its sockhash, pinned in a pin dir of the test's own (as a daemon's workers share them, and
+// as an upgraded process adopts the pinned maps).
+std::array<std::unique_ptr<plane::DataPlane>, 2> make_two_planes(
+    const std::string& name, std::optional<bpf::PinDir>& pins) {
+    std::array<std::unique_ptr<plane::DataPlane>, 2> planes;
+    if (name == "sockmap") {
+        const std::string dir = test::unique_pin_dir();
+        REQUIRE(bpf::ensure_bpffs_mounted(dir));
+        auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
+        INFO((opened ? std::string() : opened.error().message));
+        REQUIRE(opened);
+        pins.emplace(std::move(opened).value());
+        // Fails (never skips) where BPF is unavailable: these tests run as root in CI.
+        auto made = plane::make_planes(config::SpliceMode::sockmap, &*pins, kSlots, 2);
+        INFO((made ? std::string() : made.error().message));
+        REQUIRE(made);
+        planes[0] = std::move((*made)[0]);
+        planes[1] = std::move((*made)[1]);
+        return planes;
+    }
+    for (auto& plane : planes) {
+        plane = name == "splice" ? plane::make_splice_plane() : plane::make_copy_plane();
+    }
+    return planes;
 }
 
 // Two event loops (workers 0 and 1 of one daemon, as it were) serving one listener on A and
@@ -69,8 +97,8 @@ public:
             REQUIRE(address);
             backends.push_back(*address);
         }
+        planes_ = make_two_planes(plane_name, pins_);
         for (std::uint32_t i = 0; i < 2; ++i) {
-            planes_[i] = make_plane(plane_name);
             planes_[i]->set_max_pipes(16);
             auto router = route::Router::create(*config_);
             REQUIRE(router);
@@ -148,6 +176,7 @@ private:
     std::uint16_t port_ = 0;
     std::unique_ptr<config::Config> config_;
     std::unique_ptr<limits::Admission> admission_;
+    std::optional<bpf::PinDir> pins_;  // sockmap: outlives the planes
     std::array<std::unique_ptr<plane::DataPlane>, 2> planes_;
     std::array<std::unique_ptr<daemon::EventLoop>, 2> loops_;
     std::array<std::thread, 2> threads_;
@@ -225,9 +254,16 @@ handoff::Batch pass_through_unix_socket(handoff::Batch batch) {
     return arrived;
 }
 
-// Moves everything A can export to B; returns what A's export said.
-handoff::ExportOutcome move_a_to_b(TwoLoops& loops) {
+// Moves everything A can export to B; returns what A's export said. Until `expect`
+// records came out, exports again (every 5 ms, at most 10 s): the sockmap plane exports a
+// pair only between copy rounds.
+handoff::ExportOutcome move_a_to_b(TwoLoops& loops, std::size_t expect = 0) {
     handoff::ExportOutcome exported = loops.export_from_a();
+    const auto deadline = Clock::now() + 10s;
+    while (exported.batch.records.size() < expect && Clock::now() < deadline) {
+        std::this_thread::sleep_for(5ms);
+        exported = loops.export_from_a();
+    }
     std::vector<handoff::ConnectionRecord> records = exported.batch.records;
     handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
     const handoff::AdoptOutcome adopted = loops.on(1, [&arrived](daemon::EventLoop& loop) {
@@ -258,18 +294,23 @@ std::uint64_t held(const handoff::ConnectionRecord& record, std::size_t d) {
 TEST_CASE("handoff: a pair with transfers in flight both ways moves to another loop and finishes there byte-exact",
           "[handoff][privileged]") {
     test::require_root();
-    const std::string plane_name = GENERATE("copy", "splice");
+    const std::string plane_name = GENERATE("copy", "splice", "sockmap");
     CAPTURE(plane_name);
     test::Listener backend_listener = test::listen_loopback();
     TwoLoops loops(plane_name, backend_listener.port);
 
-    constexpr std::uint64_t kUp = 24ULL << 20;
-    constexpr std::uint64_t kDown = 24ULL << 20;
+    // copy and splice: both readers slow until the move, so both directions hold bytes in
+    // the plane then (a buffer, a pipe). sockmap: the kernel holds them; a pair moves between
+    // copy rounds, which slow readers would keep under way, so the readers run at full speed
+    // and the streams are long enough to be in flight at the move.
+    const bool sockmap = plane_name == "sockmap";
+    const std::uint64_t kUp = sockmap ? 128ULL << 20 : 24ULL << 20;
+    const std::uint64_t kDown = kUp;
+    const std::uint64_t slow = sockmap ? 0 : 2ULL << 20;
     UniqueFd client = test::connect_loopback(loops.port());
     UniqueFd backend = test::accept_one(backend_listener);  // A connected on the first bytes
-    // Both readers slow until the move, so both directions hold bytes in the planes then.
-    std::atomic<std::uint64_t> client_rate{2ULL << 20};
-    std::atomic<std::uint64_t> backend_rate{2ULL << 20};
+    std::atomic<std::uint64_t> client_rate{slow};
+    std::atomic<std::uint64_t> backend_rate{slow};
     std::atomic<std::uint64_t> client_read{0};
     std::atomic<std::uint64_t> backend_read{0};
     test::SendReport up;
@@ -297,15 +338,17 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
         REQUIRE(wait_until(client_read, 1ULL << 20));
         REQUIRE(wait_until(backend_read, 1ULL << 20));
 
-        const handoff::ExportOutcome moved = move_a_to_b(loops);
+        const handoff::ExportOutcome moved = move_a_to_b(loops, 1);
         client_rate = 0;  // full speed from here
         backend_rate = 0;
         REQUIRE(moved.batch.records.size() == 1);
         CHECK(moved.left == 0);
         CHECK(moved.failed == 0);
-        // The move took state in flight with it: bytes the plane held for each sink.
-        const handoff::ConnectionRecord& record = moved.batch.records.front();
-        CHECK(held(record, 0) + held(record, 1) > 0);
+        if (!sockmap) {
+            // The move took state in flight with it: bytes the plane held for each sink.
+            const handoff::ConnectionRecord& record = moved.batch.records.front();
+            CHECK(held(record, 0) + held(record, 1) > 0);
+        }
         // A holds nothing of it: no record, so no socket or pipe either.
         const DaemonCounters a = loops.counters(0);
         CHECK(a.active == 0);
@@ -333,12 +376,14 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
 TEST_CASE("handoff: a backend that closes right after its last write while its reply is in flight is delivered whole by the adopting loop",
           "[handoff][privileged]") {
     test::require_root();
-    const std::string plane_name = GENERATE("copy", "splice");
+    const std::string plane_name = GENERATE("copy", "splice", "sockmap");
     CAPTURE(plane_name);
     test::Listener backend_listener = test::listen_loopback();
     TwoLoops loops(plane_name, backend_listener.port);
 
-    constexpr std::uint64_t kReply = 16ULL << 20;
+    // As above: the sockmap pair moves between copy rounds, with a fast reader.
+    const bool sockmap = plane_name == "sockmap";
+    const std::uint64_t kReply = sockmap ? 128ULL << 20 : 16ULL << 20;
     UniqueFd client = test::connect_loopback(loops.port());
     test::write_all(client.get(), std::string("request\n"));
     REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
@@ -347,7 +392,7 @@ TEST_CASE("handoff: a backend that closes right after its last write while its r
     CHECK(test::read_exactly(backend.get(), 8) == "request\n");
     char end = 0;
     REQUIRE(::recv(backend.get(), &end, 1, 0) == 0);  // the client's FIN came through A
-    std::atomic<std::uint64_t> client_rate{1ULL << 20};
+    std::atomic<std::uint64_t> client_rate{sockmap ? 0 : 1ULL << 20};
     std::atomic<std::uint64_t> client_read{0};
     test::SendReport reply;
     test::ReadReport at_client;
@@ -361,7 +406,7 @@ TEST_CASE("handoff: a backend that closes right after its last write while its r
                                                          .progress = &client_read});
         });
         REQUIRE(wait_until(client_read, 512ULL << 10));
-        const handoff::ExportOutcome moved = move_a_to_b(loops);
+        const handoff::ExportOutcome moved = move_a_to_b(loops, 1);
         client_rate = 0;
         REQUIRE(moved.batch.records.size() == 1);
         // The client's FIN went through A already: that direction moved finished.

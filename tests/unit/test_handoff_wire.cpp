@@ -38,6 +38,10 @@ std::vector<ConnectionRecord> sample_records() {
     copy.directions[0].buffered = {std::byte{1}, std::byte{2}, std::byte{3}};
     copy.directions[0].consumed_known = true;
     copy.directions[0].consumed_at_start = 17;
+    copy.directions[0].baseline_consumed = 100;
+    copy.directions[0].baseline_written = 101;
+    copy.directions[0].copied = 102;
+    copy.directions[0].urgent_removed = 1;
     copy.directions[1].bytes = 5;
     copy.directions[1].source_eof = true;
     copy.directions[1].sink_shut = true;
@@ -70,7 +74,8 @@ constexpr std::size_t kDirection0 = kRecord0 + 32 + 4;  // after "xmpp"
 constexpr std::size_t kFlagsAt = kDirection0 + 8;
 constexpr std::size_t kPipeReadAt = kDirection0 + 17;
 constexpr std::size_t kInPipeAt = kDirection0 + 25;
-constexpr std::size_t kBufferedAt = kDirection0 + 29;
+constexpr std::size_t kUrgentRemovedAt = kDirection0 + 53;
+constexpr std::size_t kBufferedAt = kDirection0 + 61;
 
 void put32(std::vector<std::byte>& bytes, std::size_t at, std::uint32_t value) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -120,6 +125,10 @@ TEST_CASE("handoff wire: records survive encode and decode unchanged", "[handoff
             CHECK(a.directions[d].pipe_read == b.directions[d].pipe_read);
             CHECK(a.directions[d].pipe_write == b.directions[d].pipe_write);
             CHECK(a.directions[d].in_pipe == b.directions[d].in_pipe);
+            CHECK(a.directions[d].baseline_consumed == b.directions[d].baseline_consumed);
+            CHECK(a.directions[d].baseline_written == b.directions[d].baseline_written);
+            CHECK(a.directions[d].copied == b.directions[d].copied);
+            CHECK(a.directions[d].urgent_removed == b.directions[d].urgent_removed);
             CHECK(a.directions[d].buffered == b.directions[d].buffered);
         }
     }
@@ -141,7 +150,7 @@ TEST_CASE("handoff wire: every prefix of a message is refused as truncated, neve
 
 TEST_CASE("handoff wire: a bad message is refused with an error that names the problem",
           "[handoff]") {
-    auto bad = GENERATE(table<BadMessage>({
+    auto bad = GENERATE(values<BadMessage>({
         {"bad magic", [](auto& b) { b[0] = std::byte{'X'}; }, 6, "bad magic"},
         {"another version", [](auto& b) { put32(b, kVersionAt, 2); }, 6, "version 2"},
         {"record count over the bound",
@@ -174,6 +183,10 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
          [](auto& b) { b[kFlagsAt] = std::byte{0x03}; }, 6, "after the end of the stream"},
         {"sink shut before the source ended", [](auto& b) { b[kFlagsAt] = std::byte{0x02}; }, 6,
          "sink shut before"},
+        {"more urgent bytes left out than copied",
+         [](auto& b) { put32(b, kUrgentRemovedAt, 1000); }, 6, "more urgent bytes"},
+        {"buffered bytes on the sockmap plane", [](auto& b) { b[kPlaneAt] = std::byte{3}; }, 6,
+         "buffered bytes on the sockmap plane"},
         {"bytes after the last record", [](auto& b) { b.push_back(std::byte{0}); }, 6,
          "after the last record"},
     }));
@@ -197,8 +210,8 @@ TEST_CASE("handoff wire: an fd nobody names is refused", "[handoff]") {
 TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[handoff]") {
     // Record 1 of the sample: client 2, backend 3, a pipe (4, 5) holding 4096 bytes; record
     // 0's fds (0, 1) are a real TCP pair.
-    auto [client0, server0] = test::tcp_pair();
-    auto [client1, server1] = test::tcp_pair();
+    const auto pair0 = test::tcp_pair();
+    const auto pair1 = test::tcp_pair();
     int ends[2] = {-1, -1};
     REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
     UniqueFd read_end(ends[0]);
@@ -208,8 +221,8 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
     const auto records = sample_records();
     auto fds_with = [&](int replace_at, int fd) {
         std::vector<UniqueFd> fds;
-        const int plain[6] = {client0.get(), server0.get(), client1.get(), server1.get(),
-                              read_end.get(), write_end.get()};
+        const int plain[6] = {pair0.first.get(), pair0.second.get(), pair1.first.get(),
+                              pair1.second.get(), read_end.get(), write_end.get()};
         for (int i = 0; i < 6; ++i) {
             fds.emplace_back(::fcntl(i == replace_at ? fd : plain[i], F_DUPFD_CLOEXEC, 0));
         }

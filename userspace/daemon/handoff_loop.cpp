@@ -24,13 +24,13 @@ void EventLoop::export_connections(std::function<void(handoff::ExportOutcome)> d
     exporting_.clear();
     quiescing_left_ = 0;
     export_left_ = 0;
-    const bool exports = plane_.handoff_kind().has_value();
     slab_.for_each_in_use([&](std::uint32_t slot, Connection& connection) {
         // Only a data plane's pair can move: TLS state cannot, an HTTP exchange answers and
-        // closes, a connection still probing or connecting has no plane state yet.
+        // closes, a connection still probing or connecting has no plane state yet; and only
+        // where its plane can export it now.
         const bool plane_pair = connection.state == State::spliced &&
                                 dynamic_cast<PlaneHandler*>(connection.handler.get()) != nullptr;
-        if (!exports || !plane_pair) {
+        if (!plane_pair || !plane_.can_export(connection)) {
             ++export_left_;
             return;
         }

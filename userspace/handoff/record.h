@@ -34,7 +34,7 @@ inline constexpr std::uint32_t kMaxFds = 6 * kMaxRecords;
 // "No fd" in an fd index field.
 inline constexpr std::uint32_t kNoFd = 0xffffffffU;
 
-enum class PlaneKind : std::uint8_t { copy = 1, splice = 2 };
+enum class PlaneKind : std::uint8_t { copy = 1, splice = 2, sockmap = 3 };
 
 struct DirectionRecord {
     std::uint64_t bytes = 0;         // delivered to the sink so far (for the close line)
@@ -49,6 +49,13 @@ struct DirectionRecord {
     std::uint32_t pipe_read = kNoFd;
     std::uint32_t pipe_write = kNoFd;
     std::uint32_t in_pipe = 0;
+    // sockmap plane (include/splicer/flow_accounting.h, plane/flow.h): the source socket's
+    // baseline taken at insertion, and the passed bytes copied so far (as told to the
+    // verdict) with the urgent bytes left out of them
+    std::uint64_t baseline_consumed = 0;
+    std::uint64_t baseline_written = 0;
+    std::uint64_t copied = 0;
+    std::uint64_t urgent_removed = 0;
     // copy round: bytes read from the source and not yet written to the sink, in order
     std::vector<std::byte> buffered;
 };

@@ -120,6 +120,10 @@ std::vector<std::byte> encode(const std::vector<ConnectionRecord>& records,
             out.put(direction.pipe_read);
             out.put(direction.pipe_write);
             out.put(direction.in_pipe);
+            out.put(direction.baseline_consumed);
+            out.put(direction.baseline_written);
+            out.put(direction.copied);
+            out.put(direction.urgent_removed);
             out.put(static_cast<std::uint32_t>(direction.buffered.size()));
             out.put_bytes(direction.buffered.data(), direction.buffered.size());
         }
@@ -166,7 +170,8 @@ Result<std::vector<ConnectionRecord>> decode(std::span<const std::byte> bytes,
             return refused(i, "truncated");
         }
         if (plane != static_cast<std::uint8_t>(PlaneKind::copy) &&
-            plane != static_cast<std::uint8_t>(PlaneKind::splice)) {
+            plane != static_cast<std::uint8_t>(PlaneKind::splice) &&
+            plane != static_cast<std::uint8_t>(PlaneKind::sockmap)) {
             return refused(i, "unknown plane " + std::to_string(plane));
         }
         record.plane = static_cast<PlaneKind>(plane);
@@ -196,6 +201,8 @@ Result<std::vector<ConnectionRecord>> decode(std::span<const std::byte> bytes,
             if (!in.get(direction.bytes) || !in.get(flags) ||
                 !in.get(direction.consumed_at_start) || !in.get(direction.pipe_read) ||
                 !in.get(direction.pipe_write) || !in.get(direction.in_pipe) ||
+                !in.get(direction.baseline_consumed) || !in.get(direction.baseline_written) ||
+                !in.get(direction.copied) || !in.get(direction.urgent_removed) ||
                 !in.get(buffered)) {
                 return refused(i, which + "truncated");
             }
@@ -239,6 +246,13 @@ Result<std::vector<ConnectionRecord>> decode(std::span<const std::byte> bytes,
             if (buffered > 0 && (direction.source_eof || direction.sink_shut)) {
                 // Bytes are only read while the sink is open, and the FIN only after them.
                 return refused(i, which + "buffered bytes after the end of the stream");
+            }
+            if (direction.urgent_removed > direction.copied) {
+                return refused(i, which + "more urgent bytes left out than copied");
+            }
+            if (record.plane == PlaneKind::sockmap && buffered > 0) {
+                // A sockmap pair moves only between copy rounds (plane/sockmap_plane.cpp).
+                return refused(i, which + "buffered bytes on the sockmap plane");
             }
             if (in.left() < buffered) {
                 return refused(i, which + "truncated buffered bytes");

@@ -11,6 +11,7 @@
 //            u32 backend fd index, u32 listener, u64 age_ms, protocol bytes,
 //            then per direction: u64 bytes, u8 flags, u64 consumed_at_start,
 //            u32 pipe_read index, u32 pipe_write index, u32 in_pipe,
+//            u64 baseline_consumed, u64 baseline_written, u64 copied, u64 urgent_removed,
 //            u32 buffered length, buffered bytes
 //   nothing after the last record.
 

@@ -88,6 +88,12 @@ public:
     [[nodiscard]] virtual std::optional<handoff::PlaneKind> handoff_kind() const {
         return std::nullopt;
     }
+    // Whether `connection` can be exported now (asked before it is quiesced; a plane whose
+    // connection is mid-way through something it cannot hand over says no, and the old loop
+    // keeps serving it).
+    [[nodiscard]] virtual bool can_export(const Flow& /*connection*/) const {
+        return handoff_kind().has_value();
+    }
     // `connection` is quiesced (no operation in flight, flow.quiescing): moves its sockets
     // and pipes into `fds` and its state into `record` (the flow keeps no fd afterwards;
     // on_teardown still runs).

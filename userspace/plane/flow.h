@@ -88,6 +88,7 @@ struct PlaneState {
     bool quiescing = false;
     bool quiesced = false;       // ... and the last one arrived
     bool export_failed = false;  // one reported an error: ended here (RST), not exported
+    bool exported = false;       // its sockets went to another loop: teardown leaves the maps
 };
 
 // A connection as the planes see it. The record that holds it owns both sockets until its

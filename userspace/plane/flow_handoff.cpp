@@ -20,6 +20,7 @@ UniqueFd take_fd(std::vector<UniqueFd>& fds, std::uint32_t index) {
 
 void export_flow_common(Flow& connection, handoff::ConnectionRecord& record,
                         std::vector<UniqueFd>& fds) {
+    connection.exported = true;
     record.client = push_fd(fds, std::move(connection.client));
     record.backend = push_fd(fds, std::move(connection.backend));
     for (std::size_t d = 0; d < 2; ++d) {
@@ -53,6 +54,11 @@ void import_flow(const handoff::ConnectionRecord& record, std::vector<UniqueFd>&
         flow.braked_by_watch = in.braked_by_watch;
         flow.consumed_known = in.consumed_known;
         flow.consumed_at_start = in.consumed_at_start;
+        // sockmap plane (socket d is the source of direction d)
+        connection.baselines[d].consumed = in.baseline_consumed;
+        connection.baselines[d].written = in.baseline_written;
+        flow.copied = in.copied;
+        flow.urgent_removed = in.urgent_removed;
         if (!in.buffered.empty() && in.buffered.size() <= buffer_bytes) {
             flow.buffer = std::make_unique_for_overwrite<std::byte[]>(buffer_bytes);
             std::memcpy(flow.buffer.get(), in.buffered.data(), in.buffered.size());

@@ -18,6 +18,7 @@
 #include "bpf/pins.h"
 #include "log/interval_gate.h"
 #include "plane/copy_plane.h"
+#include "plane/flow_handoff.h"
 #include "plane/send_buffer.h"
 #include "plane/sink_watch.h"
 #include "plane/sockmap_steps.h"
@@ -170,6 +171,12 @@ public:
         if (context.closing(connection)) {
             return;
         }
+        if (connection.quiescing) {
+            // Nothing to record: no copy round is under way (can_export), and what a poll
+            // saw is seen again by the adopting loop's own polls.
+            settle_flags(connection, tag);
+            return;
+        }
         switch (tag.op) {
             case Op::plane_poll: on_source_event(connection, tag.arg, result, context); break;
             case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
@@ -196,7 +203,9 @@ public:
     }
 
     void on_teardown(Flow& connection) override {
-        if (connection.plane_fallback) {
+        // An exported pair's sockets are in the sockhash still, with their links: the
+        // adopting loop serves them and unpairs them at its teardown.
+        if (connection.plane_fallback || connection.exported) {
             return;
         }
         for (std::size_t direction = 0; direction < 2; ++direction) {
@@ -211,6 +220,84 @@ public:
         connection.client.reset();
         connection.backend.reset();
         program_->unpair_cookies(connection.cookies[0], connection.cookies[1]);
+    }
+
+    // handoff (userspace/handoff/README.md): a pair moves between copy rounds, its sockets
+    // staying in the sockhash (their fds are passed, never closed, so the kernel keeps their
+    // entries and links; the verdict goes on redirecting meanwhile). The state that moves is
+    // the flow accounting: each socket's baseline and the passed bytes copied so far.
+    [[nodiscard]] std::optional<handoff::PlaneKind> handoff_kind() const override {
+        return handoff::PlaneKind::sockmap;
+    }
+
+    // Not while a copy of passed bytes is under way (its buffer, the redirects it waits on)
+    // nor while an EOF waits for the sink to absorb what came before it (the recheck timer's
+    // progress rule), nor a pair the copy plane serves for it: those stay with the old loop,
+    // which drains them. Each lasts milliseconds at most while the sink reads.
+    [[nodiscard]] bool can_export(const Flow& connection) const override {
+        if (connection.plane_fallback) {
+            return false;
+        }
+        for (const Direction& flow : connection.directions) {
+            if (flow.copying || flow.sending || flow.taken > 0 || flow.filled > flow.sent ||
+                flow.source_eof != flow.sink_shut) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    void export_flow(Flow& connection, handoff::ConnectionRecord& record,
+                     std::vector<UniqueFd>& fds) override {
+        record.plane = handoff::PlaneKind::sockmap;
+        export_flow_common(connection, record, fds);
+        for (std::size_t d = 0; d < 2; ++d) {
+            const Direction& flow = connection.directions[d];
+            handoff::DirectionRecord& out = record.directions[d];
+            out.buffered.clear();  // between copy rounds: nothing (can_export)
+            out.baseline_consumed = connection.baselines[d].consumed;
+            out.baseline_written = connection.baselines[d].written;
+            out.copied = flow.copied;
+            out.urgent_removed = flow.urgent_removed;
+        }
+    }
+
+    // The sockets must be a pair of this program's sockhash (their links name each other):
+    // a record for sockets that are not is ended, never relayed through a copy. `copied`
+    // is taken from the kernel's link, which the verdict acts on, not from the record.
+    void adopt(Flow& connection, PlaneContext& context) override {
+        const int sockets[2] = {connection.client.get(), connection.backend.get()};
+        for (std::size_t i = 0; i < 2; ++i) {
+            auto cookie = bpf::socket_cookie(sockets[i]);
+            if (!cookie) {
+                context.abort_connection(connection, "adopt_not_paired");
+                return;
+            }
+            connection.cookies[i] = *cookie;
+        }
+        for (std::size_t i = 0; i < 2; ++i) {
+            auto link = program_->link_state(connection.cookies[i]);
+            if (!link || link->peer_cookie != connection.cookies[1 - i] || link->abort) {
+                // Not this pair's links: leave the maps alone (unpairing would touch
+                // another pair's entries), end the sockets.
+                connection.cookies = {};
+                context.abort_connection(connection, "adopt_not_paired");
+                return;
+            }
+            Direction& flow = connection.directions[i];
+            flow.copied = link->copied;
+            flow.urgent_removed = std::min(flow.urgent_removed, flow.copied);
+        }
+        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+            context.close_connection(connection, "done");
+            return;
+        }
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            if (!connection.directions[direction].source_eof) {
+                // Passed bytes still owed, an EOF, an error: the poll reports each at once.
+                arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+            }
+        }
     }
 
 private:

@@ -209,7 +209,7 @@ private:
     // nothing is submitted (plane/flow_handoff.h).
     void settle(Flow& connection, const PlaneTag& tag, int result) {
         settle_flags(connection, tag);
-        const std::uint8_t direction = tag.arg & 1U;
+        const std::size_t direction = tag.arg & 1U;
         Direction& flow = connection.directions[direction];
         const bool quiet = result == -ECANCELED || result == -EINTR || result == -EAGAIN;
         switch (tag.op) {
