@@ -6,6 +6,7 @@
 // finishes it: every byte both ways (sha256), the half-close after the move, a peer that
 // closes right after its last write, the close and the counters.
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -276,6 +277,14 @@ handoff::ExportOutcome move_a_to_b(TwoLoops& loops, std::size_t expect = 0) {
     return exported;
 }
 
+// The backend's side of the pair A connects (at most 10 s: a loop that never routes fails
+// the test instead of hanging it).
+UniqueFd accept_backend(const test::Listener& listener) {
+    pollfd ready{.fd = listener.fd.get(), .events = POLLIN, .revents = 0};
+    REQUIRE(::poll(&ready, 1, 10000) == 1);
+    return test::accept_one(listener);
+}
+
 bool wait_until(const std::atomic<std::uint64_t>& progress, std::uint64_t at_least) {
     const auto deadline = Clock::now() + 10s;
     while (progress.load() < at_least && Clock::now() < deadline) {
@@ -308,7 +317,9 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
     const std::uint64_t kDown = kUp;
     const std::uint64_t slow = sockmap ? 0 : 2ULL << 20;
     UniqueFd client = test::connect_loopback(loops.port());
-    UniqueFd backend = test::accept_one(backend_listener);  // A connected on the first bytes
+    const std::string hello = "hello\n";  // routed on its first bytes (anyprot)
+    test::write_all(client.get(), hello);
+    UniqueFd backend = accept_backend(backend_listener);  // A connected on the first bytes
     std::atomic<std::uint64_t> client_rate{slow};
     std::atomic<std::uint64_t> backend_rate{slow};
     std::atomic<std::uint64_t> client_read{0};
@@ -357,8 +368,8 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
     // Every byte both ways, each stream ending with its FIN.
     CHECK(up.error.empty());
     CHECK(down.error.empty());
-    CHECK(at_backend.bytes == kUp);
-    CHECK(at_backend.sha256 == test::sha256_of_generated("", 11, kUp));
+    CHECK(at_backend.bytes == hello.size() + kUp);
+    CHECK(at_backend.sha256 == test::sha256_of_generated(hello, 11, kUp));
     CHECK(at_backend.eof);
     CHECK(at_client.bytes == kDown);
     CHECK(at_client.sha256 == test::sha256_of_generated("", 22, kDown));
@@ -387,9 +398,11 @@ TEST_CASE("handoff: a backend that closes right after its last write while its r
     UniqueFd client = test::connect_loopback(loops.port());
     test::write_all(client.get(), std::string("request\n"));
     REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
-    UniqueFd backend = test::accept_one(backend_listener);
+    UniqueFd backend = accept_backend(backend_listener);
     // The backend reads the request to its end, then replies and closes at once.
     CHECK(test::read_exactly(backend.get(), 8) == "request\n");
+    pollfd fin{.fd = backend.get(), .events = POLLIN, .revents = 0};
+    REQUIRE(::poll(&fin, 1, 10000) == 1);
     char end = 0;
     REQUIRE(::recv(backend.get(), &end, 1, 0) == 0);  // the client's FIN came through A
     std::atomic<std::uint64_t> client_rate{sockmap ? 0 : 1ULL << 20};

@@ -163,8 +163,11 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
                       std::string(plane_.name()));
         return;
     }
-    if (record.client >= fds.size() || !fds[record.client].valid()) {
-        refuse_record("no client socket");
+    // handoff::check_fds proved each fd is what the record says; without it, at least a
+    // record names two fds that are there.
+    if (record.client >= fds.size() || !fds[record.client].valid() ||
+        record.backend >= fds.size() || !fds[record.backend].valid()) {
+        refuse_record("a socket missing from the fds");
         return;
     }
     // The client as the socket says, not as the sender said (a PROXY header's source is
