@@ -270,6 +270,7 @@ public:
         for (std::size_t i = 0; i < 2; ++i) {
             auto cookie = bpf::socket_cookie(sockets[i]);
             if (!cookie) {
+                connection.cookies = {};
                 context.abort_connection(connection, "adopt_not_paired");
                 return;
             }
