@@ -215,7 +215,7 @@ handoff::Batch pass_through_unix_socket(handoff::Batch batch) {
     }
     REQUIRE(::sendmsg(sender.get(), &message, 0) == static_cast<ssize_t>(sizeof(length)));
     batch.fds.clear();  // the sender's copies: closed, as the old process's are at its exit
-    std::thread writer([&] { test::write_all(sender.get(), bytes.data(), bytes.size()); });
+    std::jthread writer([&] { test::write_all(sender.get(), bytes.data(), bytes.size()); });
 
     std::uint64_t received_length = 0;
     iovec in_vector{.iov_base = &received_length, .iov_len = sizeof(received_length)};
