@@ -81,8 +81,12 @@ struct DaemonCounters {
     // readers that took 1 MiB again (the brake came off): plane/reader_stops.h.
     __u64 readers_stopped = 0;
     __u64 readers_resumed = 0;
+    // SIGUSR2 / `splicer upgrade`: handed to a new process that said ready, or failed
+    // (upgrade_failed: that process never became ready; this one serves on).
+    __u64 upgrades_ok = 0;
+    __u64 upgrades_failed = 0;
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 16,
               "DaemonCounters layout");
 
 }  // namespace splicer

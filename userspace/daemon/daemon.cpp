@@ -26,6 +26,9 @@
 #include "splicer/log.h"
 #include "splicer/router.h"
 #include "tls/certificate_store.h"
+#include "upgrade/adoption.h"
+#include "upgrade/handover.h"
+#include "upgrade/launcher.h"
 
 namespace splicer::daemon {
 namespace {
@@ -37,7 +40,8 @@ Result<UniqueFd> block_signals() {
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);  // reload
+    sigaddset(&signals, SIGHUP);   // reload
+    sigaddset(&signals, SIGUSR2);  // upgrade (upgrade/handover.h)
     if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
         return errno_error("sigprocmask");
     }
@@ -102,14 +106,22 @@ Result<HttpBackends> resolve_http_backends(const config::Config& config) {
     return backends;
 }
 
-// Each listen entry gets the socket systemd passed for its address (socket activation), else
-// one bound here.
+// Each listen entry gets the socket the old process handed over (`splicer upgrade`), else the
+// one systemd passed for its address (socket activation), else one bound here.
 Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners, bool http,
-                        service::ActivatedListeners& activated) {
+                        service::ActivatedListeners& activated, upgrade::Adoption& adopted) {
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
             return address.error().with_context("listener");
+        }
+        if (std::optional<upgrade::AdoptedListener> handed = adopted.claim(*address, http)) {
+            log::info("listening", {{"addr", net::to_string(*address)},
+                                    {"http", http ? "yes" : "no"},
+                                    {"from", "upgrade"}});
+            loop.add_listener({std::move(handed->fd), *address, http, handed->from_systemd,
+                               listener.proxy_protocol, listener.trusted_proxies});
+            continue;
         }
         if (std::optional<UniqueFd> passed = activated.claim(*address)) {
             // Accepted sockets inherit TCP_NODELAY from the listener, as from ours.
@@ -339,9 +351,44 @@ std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinD
     return std::move(opened).value();
 }
 
+// The argv `splicer upgrade` starts the new binary with: this run's own options.
+std::vector<std::string> upgrade_argv(const std::string& binary, const RunOptions& options) {
+    std::vector<std::string> argv{binary, "run"};
+    if (options.config_path) {
+        argv.insert(argv.end(), {"--config", *options.config_path});
+    }
+    if (options.splice_mode) {
+        argv.insert(argv.end(), {"--splice-mode", std::string(config::to_string(*options.splice_mode))});
+    }
+    argv.insert(argv.end(), {"--pin-dir", options.pin_dir});
+    return argv;
+}
+
+// On the loop, once the handover thread is done: the new process serves (stop accepting,
+// leave the pins to it, tell systemd its pid) or the upgrade failed (serve on).
+void apply_upgrade(const Result<pid_t>& handed, EventLoop& loop, std::optional<bpf::PinDir>& pins) {
+    loop.count_upgrade(handed.has_value());
+    if (!handed) {
+        log::error("upgrade_failed", {{"reason", handed.error().message}, {"kept", "serving"}});
+        return;
+    }
+    log::notice("upgraded", {{"new_pid", std::to_string(*handed)},
+                             {"draining", std::to_string(loop.counters().active)}});
+    if (pins) {
+        pins->leave_to_successor();
+    }
+    service::notify_main_pid(*handed);
+    loop.stop_accepting_after_handover();
+}
+
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
+    // First: the old process is waiting for this start (upgrade/adoption.h).
+    auto adoption = upgrade::Adoption::take();
+    if (!adoption) {
+        return adoption.error();
+    }
     auto prepared = prepare_config(options);
     if (!prepared) {
         return prepared.error();
@@ -366,6 +413,16 @@ Result<void> run(const RunOptions& options) {
             return started.error();
         }
         helper = std::move(started).value();
+    }
+    // The launcher (upgrade/launcher.h) keeps root to start the next binary at SIGUSR2; forked
+    // now, single-threaded, like the helper.
+    auto binary = upgrade::upgrade_binary_path();
+    if (!binary) {
+        return binary.error().with_context("upgrade");
+    }
+    auto launcher = upgrade::Launcher::start(*binary, upgrade_argv(*binary, options));
+    if (!launcher) {
+        return launcher.error();
     }
     std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
     std::optional<bpf::DaemonCountersMap> counters_map;
@@ -414,18 +471,23 @@ Result<void> run(const RunOptions& options) {
     if (auto ready = loop.init(); !ready) {
         return ready.error();
     }
-    if (auto listening = listen_all(loop, config->listeners, false, *activated); !listening) {
+    if (auto listening = listen_all(loop, config->listeners, false, *activated, *adoption);
+        !listening) {
         return listening.error();
     }
     loop.set_http_backends(std::move(prepared->http_backends));
     loop.set_tls_store(prepared->tls_store);
     if (config->http) {
-        if (auto listening = listen_all(loop, config->http->listeners, true, *activated);
+        if (auto listening =
+                listen_all(loop, config->http->listeners, true, *activated, *adoption);
             !listening) {
             return listening.error();
         }
     }
     if (auto claimed = activated->check_all_claimed(); !claimed) {
+        return claimed.error();
+    }
+    if (auto claimed = adoption->check_all_claimed(); !claimed) {
         return claimed.error();
     }
     auto endpoint = metrics_server(*config);
@@ -483,6 +545,19 @@ Result<void> run(const RunOptions& options) {
     if (!reloads) {
         return reloads.error();
     }
+    // SIGUSR2: the handover runs off the loop (it waits for the new process), its outcome is
+    // applied on it. One at a time; none once handed over.
+    auto upgrades = loop.upgrade_with([&]() -> ReloadRunner::Apply {
+        if (loop.handed_over()) {
+            return [] {};
+        }
+        auto handed = std::make_shared<Result<pid_t>>(
+            upgrade::hand_over(**launcher, loop.listeners_to_hand()));
+        return [&, handed] { apply_upgrade(*handed, loop, pins); };
+    });
+    if (!upgrades) {
+        return upgrades.error();
+    }
     if (counters_map || *endpoint) {
         loop.publish_counters_with([&counters_map, &endpoint](const DaemonCounters& counters) {
             if (*endpoint) {
@@ -505,6 +580,13 @@ Result<void> run(const RunOptions& options) {
     // Every listener is listening: a client that connects from here on waits in the backlog
     // at most until the loop's first submission below arms its accept.
     service::notify_ready("serving on the " + std::string((*plane)->name()) + " plane");
+    if (adoption->active()) {
+        // The old process stops accepting once it reads this; until then both accept.
+        if (auto ready = adoption->send_ready(); !ready) {
+            return ready.error();
+        }
+        log::info("adopted", {{"listeners", std::to_string(config->listeners.size())}});
+    }
     auto ran = loop.run();
     log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},
                           {"closed", std::to_string(loop.counters().closed)}});

@@ -33,6 +33,7 @@
 #include "tls/certificate_store.h"
 #include "uring/ring.h"
 #include "uring/tag.h"
+#include "upgrade/handover.h"
 
 namespace splicer::daemon {
 
@@ -63,8 +64,9 @@ enum class LoopOp : std::uint8_t {
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
     cancel,          // the cancel of a listener's accept at a stop; nothing to act on
+    upgrade_done,    // read on the upgrade eventfd: a SIGUSR2's handover ended (ok or not)
 };
-static_assert(uring::fits_in_tag(LoopOp::cancel));
+static_assert(uring::fits_in_tag(LoopOp::upgrade_done));
 
 class EventLoop final : public plane::PlaneContext,
                         public HttpContext,
@@ -93,6 +95,21 @@ public:
     // SIGHUP: `prepare` runs on a thread of its own (daemon/reload_runner.h), the closure it
     // returns runs on the loop.
     Result<void> reload_with(ReloadRunner::Prepare prepare);
+
+    // SIGUSR2 (`splicer upgrade`): `hand_over` runs on a thread of its own, as a reload's
+    // prepare does, and the closure it returns runs on the loop (daemon.cpp: upgrade/).
+    Result<void> upgrade_with(ReloadRunner::Prepare hand_over);
+    // What an upgrade can hand to the new process: every listening socket. Their fds stay
+    // the loop's; the set is fixed once run() started, so the handover thread may read it.
+    [[nodiscard]] std::vector<upgrade::ListenerToHand> listeners_to_hand() const;
+    // The new process said ready: stop accepting (cancel the accepts, never shut the shared
+    // sockets down), let every connection held finish as it would (probing, HTTP exchanges
+    // and TLS sessions cannot move; spliced pairs end when their peers end them), and make
+    // run() return once none is left. A later SIGTERM closes what is left, as at any stop.
+    void stop_accepting_after_handover();
+    [[nodiscard]] bool handed_over() const { return handed_over_; }
+    // A SIGUSR2's outcome: splicer_upgrades_total{result}.
+    void count_upgrade(bool handed);
 
     // New rules for every decision from now on (SIGHUP): `config` (which must outlive its
     // use here, until the next replace_rules), its router, one backend per rule and one per
@@ -136,7 +153,8 @@ public:
     }
     void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
-    [[nodiscard]] bool stopping() const override { return stopping_; }
+    // After a handover too: an HTTP exchange answers its request and closes (no keep-alive).
+    [[nodiscard]] bool stopping() const override { return stopping_ || handed_over_; }
     [[nodiscard]] const net::SocketAddress& http_backend(HttpSection section,
                                                          std::size_t route) const override {
         return section == HttpSection::https ? http_backends_.https[route]
@@ -203,6 +221,8 @@ private:
     void arm_signal_read();
     void arm_reload_read();
     void on_reload_done(int result);
+    void arm_upgrade_read();
+    void on_upgrade_done(int result);
     void on_signal(int result);
 
     // probing (probing.cpp)
@@ -277,6 +297,12 @@ private:
     std::function<void(const DaemonCounters&)> publish_;
     HeapTrim heap_trim_;
     std::unique_ptr<ReloadRunner> reload_;
+    std::unique_ptr<ReloadRunner> upgrade_;
+    // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
+    // after a handover, run() waits for their last completions so that a connection accepted
+    // in the meantime is served here, not dropped.
+    std::size_t accepts_armed_ = 0;
+    bool handed_over_ = false;
 };
 
 }  // namespace splicer::daemon

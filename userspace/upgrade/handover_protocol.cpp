@@ -1,0 +1,100 @@
+#include "upgrade/handover_protocol.h"
+
+#include <cstring>
+
+namespace splicer::upgrade {
+namespace {
+
+constexpr char kOfferMagic[4] = {'S', 'P', 'L', 'U'};
+constexpr char kReadyMagic[4] = {'S', 'P', 'L', 'R'};
+constexpr std::uint8_t kFlagHttp = 1U << 0;
+constexpr std::uint8_t kFlagFromSystemd = 1U << 1;
+constexpr std::uint8_t kKnownFlags = kFlagHttp | kFlagFromSystemd;
+// magic (4) + version (2, big-endian) + count (2, big-endian)
+constexpr std::size_t kOfferHeaderBytes = 8;
+// magic (4) + version (2) + pid (4, big-endian)
+constexpr std::size_t kReadyBytes = 10;
+
+void put_u16(std::string& out, std::uint16_t value) {
+    out.push_back(static_cast<char>(value >> 8));
+    out.push_back(static_cast<char>(value & 0xff));
+}
+
+std::uint16_t get_u16(std::span<const std::byte> bytes, std::size_t at) {
+    return static_cast<std::uint16_t>(std::to_integer<unsigned>(bytes[at]) << 8 |
+                                      std::to_integer<unsigned>(bytes[at + 1]));
+}
+
+bool has_magic(std::span<const std::byte> bytes, const char (&magic)[4]) {
+    return bytes.size() >= sizeof magic && std::memcmp(bytes.data(), magic, sizeof magic) == 0;
+}
+
+}  // namespace
+
+std::string encode_offer(std::span<const OfferedListener> listeners) {
+    std::string out(kOfferMagic, sizeof kOfferMagic);
+    put_u16(out, kProtocolVersion);
+    put_u16(out, static_cast<std::uint16_t>(listeners.size()));
+    for (const OfferedListener& listener : listeners) {
+        out.push_back(static_cast<char>((listener.http ? kFlagHttp : 0) |
+                                        (listener.from_systemd ? kFlagFromSystemd : 0)));
+    }
+    return out;
+}
+
+Result<std::vector<OfferedListener>> decode_offer(std::span<const std::byte> bytes) {
+    if (bytes.size() < kOfferHeaderBytes || !has_magic(bytes, kOfferMagic)) {
+        return Error{"not a handover offer"};
+    }
+    if (const std::uint16_t version = get_u16(bytes, 4); version != kProtocolVersion) {
+        return Error{"handover protocol version " + std::to_string(version) + ", this binary speaks " +
+                     std::to_string(kProtocolVersion)};
+    }
+    const std::size_t count = get_u16(bytes, 6);
+    if (count == 0 || count > kMaxListeners) {
+        return Error{"an offer of " + std::to_string(count) + " listeners (1 to " +
+                     std::to_string(kMaxListeners) + ")"};
+    }
+    if (bytes.size() != kOfferHeaderBytes + count) {
+        return Error{"an offer of " + std::to_string(bytes.size()) + " bytes for " +
+                     std::to_string(count) + " listeners"};
+    }
+    std::vector<OfferedListener> listeners;
+    listeners.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        const auto flags = std::to_integer<std::uint8_t>(bytes[kOfferHeaderBytes + i]);
+        if ((flags & ~kKnownFlags) != 0) {
+            return Error{"unknown flags on offered listener " + std::to_string(i)};
+        }
+        listeners.push_back({.http = (flags & kFlagHttp) != 0,
+                             .from_systemd = (flags & kFlagFromSystemd) != 0});
+    }
+    return listeners;
+}
+
+std::string encode_ready(pid_t pid) {
+    std::string out(kReadyMagic, sizeof kReadyMagic);
+    put_u16(out, kProtocolVersion);
+    const auto value = static_cast<std::uint32_t>(pid);
+    put_u16(out, static_cast<std::uint16_t>(value >> 16));
+    put_u16(out, static_cast<std::uint16_t>(value & 0xffff));
+    return out;
+}
+
+Result<pid_t> decode_ready(std::span<const std::byte> bytes) {
+    if (bytes.size() != kReadyBytes || !has_magic(bytes, kReadyMagic)) {
+        return Error{"not a ready message"};
+    }
+    if (const std::uint16_t version = get_u16(bytes, 4); version != kProtocolVersion) {
+        return Error{"ready of protocol version " + std::to_string(version)};
+    }
+    const std::uint32_t value =
+        static_cast<std::uint32_t>(get_u16(bytes, 6)) << 16 | get_u16(bytes, 8);
+    // pid_t is an int: a value above INT_MAX or 0/1 names no process that could be the new one.
+    if (value <= 1 || value > 0x7fffffffU) {
+        return Error{"ready with pid " + std::to_string(value)};
+    }
+    return static_cast<pid_t>(value);
+}
+
+}  // namespace splicer::upgrade
