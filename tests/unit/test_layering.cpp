@@ -40,7 +40,7 @@ TEST_CASE("no folder below the daemon includes daemon headers", "[layering]") {
     const std::string folder =
         GENERATE(as<std::string>{}, "plane", "http", "probe", "uring", "net", "route", "limits",
                  "config", "bpf", "selftest", "log", "metrics", "security", "service",
-                 "tls", "privsep");
+                 "tls", "privsep", "upgrade");
     CAPTURE(folder);
     REQUIRE(std::filesystem::is_directory(kSource + "/userspace/" + folder));
     const std::vector<std::string> found = daemon_includes(folder);

@@ -1,0 +1,254 @@
+// `splicer upgrade` / SIGUSR2 (README "Upgrading without dropping connections"): the running
+// daemon starts the binary again (the same one here), hands it the listening sockets over a
+// unix socket, and stops accepting only once the new process said ready; what it still holds
+// it finishes itself, then exits. A binary that fails leaves the old process serving.
+
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <thread>
+
+#include "daemon_test_common.h"
+#include "support/scoped_environment.h"
+
+using namespace splicer::test;
+using splicer::UniqueFd;
+
+namespace {
+
+constexpr std::uint64_t kFirstPart = 1 << 20;   // client -> backend before the swap
+constexpr std::uint64_t kSecondPart = 2 << 20;  // ... and after it
+constexpr std::uint64_t kReplyBytes = 4 << 20;  // backend -> client, mostly read after it
+constexpr std::uint64_t kLoopReply = 16 * 1024;
+
+// A process that is gone (or a zombie nobody reaped yet: it serves nothing either).
+bool process_gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) {
+        return true;
+    }
+    const std::size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!process_gone(pid)) {
+        if (Clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    return true;
+}
+
+// The new daemon is nobody's child here: the test ends it itself (SIGTERM, then SIGKILL).
+class AdoptedDaemon {
+public:
+    explicit AdoptedDaemon(pid_t pid) : pid_(pid) {}
+    ~AdoptedDaemon() {
+        if (pid_ > 1 && !process_gone(pid_)) {
+            ::kill(pid_, SIGKILL);
+            wait_gone(pid_, 5s);
+        }
+    }
+    AdoptedDaemon(const AdoptedDaemon&) = delete;
+    AdoptedDaemon& operator=(const AdoptedDaemon&) = delete;
+    // SIGTERM: gone within 10 s.
+    bool stop() {
+        ::kill(pid_, SIGTERM);
+        return wait_gone(pid_, 10s);
+    }
+
+private:
+    pid_t pid_;
+};
+
+// Clients that connect one after another, each through the SNI rule with a short exchange,
+// until stopped (bounded: at most kMaxAttempts and 30 s). Every one must be served whole:
+// a refused, reset or short connection is counted.
+class ConnectLoop {
+public:
+    static constexpr int kMaxAttempts = 400;
+
+    ConnectLoop(std::uint16_t port, const Outgoing& reply) : port_(port), reply_(reply) {
+        thread_ = std::thread([this] { run(); });
+    }
+    ~ConnectLoop() { finish(); }
+    ConnectLoop(const ConnectLoop&) = delete;
+    ConnectLoop& operator=(const ConnectLoop&) = delete;
+
+    void finish() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    [[nodiscard]] int served() const { return served_; }
+    [[nodiscard]] int failed() const { return failed_; }
+    [[nodiscard]] const std::string& first_failure() const { return first_failure_; }
+
+private:
+    void run() {
+        const std::string hello = make_client_hello({.server_name = "chat.example.com"});
+        const auto deadline = Clock::now() + 30s;
+        for (int i = 0; i < kMaxAttempts && !stop_ && Clock::now() < deadline; ++i) {
+            std::string failure;
+            try {
+                UniqueFd client = connect_to(port_, false, 3s);
+                TransferOptions options;
+                options.send = Outgoing{hello, 1024, 7000 + static_cast<std::uint64_t>(i)};
+                options.expect = reply_.generated;
+                options.timeout = 10s;
+                const TransferResult result = transfer_both_ways(client.get(), options);
+                if (!result.complete(options) || result.reset) {
+                    failure = describe_stream(result);
+                }
+            } catch (const std::exception& error) {
+                failure = error.what();  // refused, or no answer to the SYN
+            }
+            if (failure.empty()) {
+                ++served_;
+            } else {
+                if (failed_ == 0) {
+                    first_failure_ = failure;
+                }
+                ++failed_;
+            }
+        }
+    }
+
+    std::uint16_t port_;
+    Outgoing reply_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> served_{0};
+    std::atomic<int> failed_{0};
+    std::string first_failure_;
+    std::thread thread_;
+};
+
+// `splicer upgrade --pid PID`, then the old daemon's upgraded line: the new pid.
+pid_t upgrade(DaemonProcess& daemon) {
+    const auto asked =
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(daemon.pid()));
+    INFO(asked.output);
+    REQUIRE(asked.exit_code == 0);
+    const auto upgraded = daemon.wait_for_log("upgraded", {}, 30s);
+    INFO(daemon.log_tail());
+    REQUIRE(upgraded.has_value());
+    const pid_t new_pid = std::stoi(upgraded->get("new_pid"));
+    REQUIRE(new_pid > 1);
+    REQUIRE(new_pid != daemon.pid());
+    return new_pid;
+}
+
+}  // namespace
+
+TEST_CASE("an upgrade hands the listeners over with no refused connection and no lost byte",
+          "[daemon][upgrade]") {
+    require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    TcpBackend streaming(BackendScript::exchange(kReplyBytes, 500));  // ALPN xmpp-client rule
+    TcpBackend https(BackendScript::exchange(kLoopReply, 900));       // SNI rule
+    SnikketPorts ports;
+    ports.listen = free_port();
+    ports.xmpp_tls = streaming.port();
+    ports.https = https.port();
+    ports.xmpp = free_port();
+    auto daemon = start_daemon(plane, snikket_config(ports));
+
+    // A transfer in flight across the swap: its first part is through before, the rest after;
+    // the backend's reply waits on the client's socket and in the plane meanwhile.
+    const std::string hello = make_client_hello({.alpn = {"xmpp-client"}});
+    const std::string first = hello + ByteGenerator(41).take(kFirstPart);
+    UniqueFd streaming_client = connect_to(ports.listen);
+    write_all(streaming_client.get(), first);
+    REQUIRE(streaming.wait_for_accepted(1, 10s));
+
+    ConnectLoop loop(ports.listen, https.script().reply);
+    std::this_thread::sleep_for(300ms);  // some clients before the swap
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    std::this_thread::sleep_for(500ms);  // and some after it, served by the new process
+
+    TransferOptions rest;
+    rest.sent_before = first;
+    rest.send = Outgoing{"", kSecondPart, 42};
+    rest.expect = kReplyBytes;
+    rest.timeout = 30s;
+    const TransferResult streamed = transfer_both_ways(streaming_client.get(), rest);
+    INFO("in flight: " << describe_stream(streamed));
+    CHECK(streamed.complete(rest));
+    REQUIRE(streaming.wait_for_finished(1, 10s));
+    const BackendConnection backend_side = streaming.finished().front();
+    CHECK(backend_side.received == first.size() + kSecondPart);
+    CHECK(backend_side.received_sha256 == streamed.sent_sha256);
+    CHECK(backend_side.sent_sha256 == streamed.received_sha256);
+    streaming_client.reset();
+
+    // The old process held only that connection: it exits once it is over, cleanly.
+    const auto deadline = Clock::now() + 20s;
+    while (daemon->running() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(50ms);
+    }
+    INFO(daemon->log_tail());
+    REQUIRE_FALSE(daemon->running());
+    CHECK(daemon->exit_status() == 0);
+    CHECK(daemon->logs("upgrade_failed").empty());
+
+    loop.finish();
+    INFO("first failure: " << loop.first_failure());
+    CHECK(loop.failed() == 0);
+    CHECK(loop.served() > 5);
+
+    // The new process serves alone now, on the same plane, with its own pins in place.
+    CHECK_FALSE(process_gone(new_pid));
+    check_still_serving(ports, https);
+    if (plane == "sockmap") {
+        CHECK_FALSE(pinned_objects(daemon->pin_dir()).empty());
+    }
+    CHECK(adopted.stop());
+    CHECK(pinned_objects(daemon->pin_dir()).empty());
+}
+
+TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[daemon][upgrade]") {
+    require_root();
+    // Debug builds only (SPLICER_TEST_HOOKS): the binary the upgrade starts, read at start.
+    const std::string binary = GENERATE(as<std::string>{}, "/bin/false", "/nonexistent/splicer");
+    CAPTURE(binary);
+    const ScopedEnvironment failing("SPLICER_TEST_UPGRADE_BINARY", binary.c_str());
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.https = https.port();
+    auto daemon = start_daemon("splice", snikket_config(ports));
+
+    const auto asked = run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                                   std::to_string(daemon->pid()));
+    REQUIRE(asked.exit_code == 0);
+    const auto failed = daemon->wait_for_log("upgrade_failed", {}, 35s);
+    INFO(daemon->log_tail());
+    REQUIRE(failed.has_value());
+    // Gone before or after it read the offer: the send fails, or the wait sees the close.
+    CHECK_THAT(failed->get("reason"), Catch::StartsWith("the new process exited before ready"));
+    CHECK(daemon->logs("upgraded").empty());
+    CHECK(daemon->running());
+    check_still_serving(ports, https);
+    std::this_thread::sleep_for(1500ms);  // counters are published once a second
+    CHECK(daemon_counter(*daemon, "upgrades_failed") == 1);
+    CHECK(daemon_counter(*daemon, "upgrades_ok") == 0);
+    stop_daemon(*daemon);
+}
+
+TEST_CASE("splicer upgrade refuses a pid that is not a running splicer", "[upgrade]") {
+    // Its default action would kill whatever process it reached.
+    const auto refused =
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(::getpid()));
+    CHECK(refused.exit_code == 1);
+    CHECK_THAT(refused.output, Catch::Contains("not a running `splicer run`"));
+    const auto no_pid = run_command(std::string(SPLICER_BINARY) + " upgrade --pid 0");
+    CHECK(no_pid.exit_code == 2);
+}
