@@ -140,7 +140,7 @@ pid_t upgrade(DaemonProcess& daemon) {
     const auto upgraded = daemon.wait_for_log("upgraded", {}, 30s);
     INFO(daemon.log_tail());
     REQUIRE(upgraded.has_value());
-    const pid_t new_pid = std::stoi(upgraded->get("new_pid"));
+    const pid_t new_pid = std::stoi(std::string(upgraded->get("new_pid")));
     REQUIRE(new_pid > 1);
     REQUIRE(new_pid != daemon.pid());
     return new_pid;
@@ -233,7 +233,7 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     INFO(daemon->log_tail());
     REQUIRE(failed.has_value());
     // Gone before or after it read the offer: the send fails, or the wait sees the close.
-    CHECK_THAT(failed->get("reason"), Catch::StartsWith("the new process exited before ready"));
+    CHECK_THAT(std::string(failed->get("reason")), Catch::StartsWith("the new process exited before ready"));
     CHECK(daemon->logs("upgraded").empty());
     CHECK(daemon->running());
     check_still_serving(ports, https);
@@ -251,4 +251,41 @@ TEST_CASE("splicer upgrade refuses a pid that is not a running splicer", "[upgra
     CHECK_THAT(refused.output, Catch::Contains("not a running `splicer run`"));
     const auto no_pid = run_command(std::string(SPLICER_BINARY) + " upgrade --pid 0");
     CHECK(no_pid.exit_code == 2);
+}
+
+TEST_CASE("the upgrade launcher is root with nothing but stdio and its socket, and ends with "
+          "the daemon",
+          "[daemon][upgrade][privileges]") {
+    require_root();
+    SnikketPorts ports = unserved_snikket_ports();
+    auto daemon = start_daemon("sockmap", snikket_config(ports));
+    const auto line = daemon->wait_for_log("upgrade_launcher", {}, 5s);
+    INFO(daemon->log_tail(20));
+    REQUIRE(line.has_value());
+    CHECK(line->get("binary") == std::filesystem::canonical(SPLICER_BINARY).string());
+    const pid_t launcher = std::stoi(std::string(line->get("pid")));
+    REQUIRE(launcher > 1);
+    const std::string proc = "/proc/" + std::to_string(launcher);
+    std::string status = read_file(proc + "/status");
+    CHECK_THAT(status, Catch::Contains("PPid:\t" + std::to_string(daemon->pid()) + "\n"));
+    CHECK_THAT(status, Catch::Contains("Uid:\t0\t0\t0\t0\n"));
+    CHECK(read_file(proc + "/comm") == "splicer-launch\n");
+    // No listener, map, program, ring or signalfd of the daemon's: stdio and one socket, the
+    // worker's request channel.
+    int sockets = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(proc + "/fd")) {
+        const std::string target = std::filesystem::read_symlink(entry.path()).string();
+        CAPTURE(entry.path().filename().string(), target);
+        if (target.rfind("socket:[", 0) == 0 && std::stoi(entry.path().filename().string()) > 2) {
+            ++sockets;
+            const std::string inode = target.substr(8, target.size() - 9);
+            CHECK_THAT(read_file("/proc/net/unix"), Catch::Contains(" " + inode));
+            continue;
+        }
+        CHECK(std::stoi(entry.path().filename().string()) <= 2);
+    }
+    CHECK(sockets == 1);
+    // SIGKILL to the worker runs none of its clean-up: the launcher goes with it anyway.
+    daemon->stop(5s, SIGKILL);
+    CHECK(wait_gone(launcher, 5s));
 }

@@ -424,6 +424,8 @@ Result<void> run(const RunOptions& options) {
     if (!launcher) {
         return launcher.error();
     }
+    log::info("upgrade_launcher",
+              {{"pid", std::to_string((*launcher)->pid())}, {"binary", *binary}});
     std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
     std::optional<bpf::DaemonCountersMap> counters_map;
     if (pins) {

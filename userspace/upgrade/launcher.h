@@ -44,6 +44,7 @@ public:
     // handover socket (or its closing, when the start failed).
     Result<void> launch(int handover);
     [[nodiscard]] const std::string& binary() const { return binary_; }
+    [[nodiscard]] pid_t pid() const { return pid_; }
 
 private:
     Launcher(pid_t pid, UniqueFd socket, std::string binary)
