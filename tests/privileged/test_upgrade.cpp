@@ -233,7 +233,8 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     INFO(daemon->log_tail());
     REQUIRE(failed.has_value());
     // Gone before or after it read the offer: the send fails, or the wait sees the close.
-    CHECK_THAT(std::string(failed->get("reason")), Catch::StartsWith("the new process exited before ready"));
+    CHECK_THAT(std::string(failed->get("reason")),
+               Catch::StartsWith("the new process exited before ready"));
     CHECK(daemon->logs("upgraded").empty());
     CHECK(daemon->running());
     check_still_serving(ports, https);
@@ -253,9 +254,10 @@ TEST_CASE("splicer upgrade refuses a pid that is not a running splicer", "[upgra
     CHECK(no_pid.exit_code == 2);
 }
 
-TEST_CASE("the upgrade launcher is root with nothing but stdio and its socket, and ends with "
-          "the daemon",
-          "[daemon][upgrade][privileges]") {
+TEST_CASE(
+    "the upgrade launcher is root with nothing but stdio and its socket, and ends with "
+    "the daemon",
+    "[daemon][upgrade][privileges]") {
     require_root();
     SnikketPorts ports = unserved_snikket_ports();
     auto daemon = start_daemon("sockmap", snikket_config(ports));

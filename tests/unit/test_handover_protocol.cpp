@@ -32,11 +32,10 @@ std::pair<UniqueFd, UniqueFd> seqpacket_pair() {
 }  // namespace
 
 TEST_CASE("an offer round-trips its listeners' flags in order", "[upgrade]") {
-    const std::vector<upgrade::OfferedListener> listeners = {
-        {.http = false, .from_systemd = false},
-        {.http = true, .from_systemd = false},
-        {.http = false, .from_systemd = true},
-        {.http = true, .from_systemd = true}};
+    const std::vector<upgrade::OfferedListener> listeners = {{.http = false, .from_systemd = false},
+                                                             {.http = true, .from_systemd = false},
+                                                             {.http = false, .from_systemd = true},
+                                                             {.http = true, .from_systemd = true}};
     const std::string offer = upgrade::encode_offer(listeners);
     auto decoded = upgrade::decode_offer(bytes_of(offer));
     REQUIRE(decoded);

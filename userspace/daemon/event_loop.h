@@ -31,9 +31,9 @@
 #include "splicer/router.h"
 #include "splicer/unique_fd.h"
 #include "tls/certificate_store.h"
+#include "upgrade/handover.h"
 #include "uring/ring.h"
 #include "uring/tag.h"
-#include "upgrade/handover.h"
 
 namespace splicer::daemon {
 

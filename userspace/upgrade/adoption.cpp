@@ -1,8 +1,8 @@
 #include "upgrade/adoption.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -105,8 +105,8 @@ Result<Adoption> Adoption::take() {
                          " is not a listening TCP socket"};
         }
         const net::SocketAddress address = net::local_address(fd.get());
-        adoption.offered_.push_back({std::move(fd), address, (*listeners)[i].http,
-                                     (*listeners)[i].from_systemd});
+        adoption.offered_.push_back(
+            {std::move(fd), address, (*listeners)[i].http, (*listeners)[i].from_systemd});
     }
     adoption.socket_ = std::move(socket).value();
     return adoption;
@@ -132,8 +132,10 @@ Result<void> Adoption::check_all_claimed() const {
         names += (names.empty() ? "" : ", ") + net::to_string(offered.address) +
                  (offered.http ? " (http)" : "");
     }
-    return Error{"upgrade: offered listeners no listen entry names (restart to change "
-                 "listeners): " + names};
+    return Error{
+        "upgrade: offered listeners no listen entry names (restart to change "
+        "listeners): " +
+        names};
 }
 
 Result<void> Adoption::send_ready() {

@@ -47,8 +47,8 @@ Result<std::vector<OfferedListener>> decode_offer(std::span<const std::byte> byt
         return Error{"not a handover offer"};
     }
     if (const std::uint16_t version = get_u16(bytes, 4); version != kProtocolVersion) {
-        return Error{"handover protocol version " + std::to_string(version) + ", this binary speaks " +
-                     std::to_string(kProtocolVersion)};
+        return Error{"handover protocol version " + std::to_string(version) +
+                     ", this binary speaks " + std::to_string(kProtocolVersion)};
     }
     const std::size_t count = get_u16(bytes, 6);
     if (count == 0 || count > kMaxListeners) {
@@ -66,8 +66,8 @@ Result<std::vector<OfferedListener>> decode_offer(std::span<const std::byte> byt
         if ((flags & ~kKnownFlags) != 0) {
             return Error{"unknown flags on offered listener " + std::to_string(i)};
         }
-        listeners.push_back({.http = (flags & kFlagHttp) != 0,
-                             .from_systemd = (flags & kFlagFromSystemd) != 0});
+        listeners.push_back(
+            {.http = (flags & kFlagHttp) != 0, .from_systemd = (flags & kFlagFromSystemd) != 0});
     }
     return listeners;
 }
