@@ -32,10 +32,12 @@ std::pair<UniqueFd, UniqueFd> seqpacket_pair() {
 }  // namespace
 
 TEST_CASE("an offer round-trips its listeners' flags in order", "[upgrade]") {
-    const std::vector<upgrade::OfferedListener> listeners = {{.http = false, .from_systemd = false},
-                                                             {.http = true, .from_systemd = false},
-                                                             {.http = false, .from_systemd = true},
-                                                             {.http = true, .from_systemd = true}};
+    const std::vector<upgrade::OfferedListener> listeners = {
+        {.http = false, .from_systemd = false},
+        {.http = true, .from_systemd = false},
+        {.http = false, .from_systemd = true},
+        {.http = true, .from_systemd = true},
+        {.http = false, .from_systemd = false, .metrics = true}};
     const std::string offer = upgrade::encode_offer(listeners);
     auto decoded = upgrade::decode_offer(bytes_of(offer));
     REQUIRE(decoded);
@@ -44,6 +46,7 @@ TEST_CASE("an offer round-trips its listeners' flags in order", "[upgrade]") {
         CAPTURE(i);
         CHECK((*decoded)[i].http == listeners[i].http);
         CHECK((*decoded)[i].from_systemd == listeners[i].from_systemd);
+        CHECK((*decoded)[i].metrics == listeners[i].metrics);
     }
 }
 
@@ -53,7 +56,7 @@ TEST_CASE("a malformed offer is refused with its reason", "[upgrade]") {
     std::string other_version = good;
     other_version[5] = 2;
     std::string unknown_flag = good;
-    unknown_flag[8] = 4;
+    unknown_flag[8] = 8;
     std::string too_many = good;
     too_many[6] = 0x01;  // 256 + 1 listeners
     std::string none = good.substr(0, 8);

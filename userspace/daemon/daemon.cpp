@@ -294,13 +294,18 @@ void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
 
 // The metrics endpoint's listener (metrics/metrics_server.h), bound at start-up like the
 // others; nullptr when the config has no `metrics` group.
-Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Config& config) {
+Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Config& config,
+                                                               upgrade::Adoption& adopted) {
     if (!config.metrics) {
         return std::unique_ptr<metrics::MetricsServer>();
     }
     auto address = net::resolve(config.metrics->address);
     if (!address) {
         return address.error().with_context("metrics listener");
+    }
+    if (std::optional<UniqueFd> handed = adopted.claim_metrics(*address)) {
+        log::info("metrics_listening", {{"addr", net::to_string(*address)}, {"from", "upgrade"}});
+        return metrics::MetricsServer::create(std::move(*handed), SPLICER_VERSION);
     }
     auto fd = net::listen_on(*address, 16);
     if (!fd) {
@@ -366,7 +371,8 @@ std::vector<std::string> upgrade_argv(const std::string& binary, const RunOption
 
 // On the loop, once the handover thread is done: the new process serves (stop accepting,
 // leave the pins to it, tell systemd its pid) or the upgrade failed (serve on).
-void apply_upgrade(const Result<pid_t>& handed, EventLoop& loop, std::optional<bpf::PinDir>& pins) {
+void apply_upgrade(const Result<pid_t>& handed, EventLoop& loop, std::optional<bpf::PinDir>& pins,
+                   std::unique_ptr<metrics::MetricsServer>& endpoint) {
     loop.count_upgrade(handed.has_value());
     if (!handed) {
         log::error("upgrade_failed", {{"reason", handed.error().message}, {"kept", "serving"}});
@@ -379,6 +385,9 @@ void apply_upgrade(const Result<pid_t>& handed, EventLoop& loop, std::optional<b
     }
     service::notify_main_pid(*handed);
     loop.stop_accepting_after_handover();
+    // Scrapes go to the new process's endpoint from now on (its thread stops within one
+    // scrape's deadline).
+    endpoint.reset();
 }
 
 }  // namespace
@@ -489,10 +498,10 @@ Result<void> run(const RunOptions& options) {
     if (auto claimed = activated->check_all_claimed(); !claimed) {
         return claimed.error();
     }
+    auto endpoint = metrics_server(*config, *adoption);
     if (auto claimed = adoption->check_all_claimed(); !claimed) {
         return claimed.error();
     }
-    auto endpoint = metrics_server(*config);
     if (!endpoint) {
         return endpoint.error();
     }
@@ -553,9 +562,12 @@ Result<void> run(const RunOptions& options) {
         if (loop.handed_over()) {
             return [] {};
         }
-        auto handed = std::make_shared<Result<pid_t>>(
-            upgrade::hand_over(**launcher, loop.listeners_to_hand()));
-        return [&, handed] { apply_upgrade(*handed, loop, pins); };
+        std::vector<upgrade::ListenerToHand> listeners = loop.listeners_to_hand();
+        if (*endpoint) {
+            listeners.push_back({.fd = (*endpoint)->listener_fd(), .what = {.metrics = true}});
+        }
+        auto handed = std::make_shared<Result<pid_t>>(upgrade::hand_over(**launcher, listeners));
+        return [&, handed] { apply_upgrade(*handed, loop, pins, *endpoint); };
     });
     if (!upgrades) {
         return upgrades.error();

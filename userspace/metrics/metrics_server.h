@@ -35,6 +35,8 @@ public:
     MetricsServer(const MetricsServer&) = delete;
     MetricsServer& operator=(const MetricsServer&) = delete;
 
+    // The listening socket, for `splicer upgrade` to offer the new process (it stays ours).
+    [[nodiscard]] int listener_fd() const { return listener_.get(); }
     // Starts the serving thread (after the privilege drop: capabilities are per thread).
     void start();
     // On the loop: the counters scrapes will see. Never waits: skipped while a scrape copies.

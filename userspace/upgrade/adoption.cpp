@@ -105,8 +105,9 @@ Result<Adoption> Adoption::take() {
                          " is not a listening TCP socket"};
         }
         const net::SocketAddress address = net::local_address(fd.get());
+        const OfferedListener& what = (*listeners)[i];
         adoption.offered_.push_back(
-            {std::move(fd), address, (*listeners)[i].http, (*listeners)[i].from_systemd});
+            {std::move(fd), address, what.http, what.from_systemd, what.metrics});
     }
     adoption.socket_ = std::move(socket).value();
     return adoption;
@@ -114,8 +115,19 @@ Result<Adoption> Adoption::take() {
 
 std::optional<AdoptedListener> Adoption::claim(const net::SocketAddress& address, bool http) {
     for (auto it = offered_.begin(); it != offered_.end(); ++it) {
-        if (it->http == http && service::same_endpoint(it->address, address)) {
+        if (!it->metrics && it->http == http && service::same_endpoint(it->address, address)) {
             AdoptedListener claimed{std::move(it->fd), it->from_systemd};
+            offered_.erase(it);
+            return claimed;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<UniqueFd> Adoption::claim_metrics(const net::SocketAddress& address) {
+    for (auto it = offered_.begin(); it != offered_.end(); ++it) {
+        if (it->metrics && service::same_endpoint(it->address, address)) {
+            UniqueFd claimed = std::move(it->fd);
             offered_.erase(it);
             return claimed;
         }
@@ -130,7 +142,7 @@ Result<void> Adoption::check_all_claimed() const {
     std::string names;
     for (const Offered& offered : offered_) {
         names += (names.empty() ? "" : ", ") + net::to_string(offered.address) +
-                 (offered.http ? " (http)" : "");
+                 (offered.http ? " (http)" : "") + (offered.metrics ? " (metrics)" : "");
     }
     return Error{
         "upgrade: offered listeners no listen entry names (restart to change "

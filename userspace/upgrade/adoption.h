@@ -35,6 +35,8 @@ public:
     // The offered listener bound to exactly `address` and served as `http` says; none when
     // the old process offered no such socket.
     std::optional<AdoptedListener> claim(const net::SocketAddress& address, bool http);
+    // The metrics endpoint's listener bound to `address`, if offered.
+    std::optional<UniqueFd> claim_metrics(const net::SocketAddress& address);
     // An error naming every offered listener no listen entry claimed: the config changed
     // between the two starts in a way a restart, not an upgrade, must apply.
     [[nodiscard]] Result<void> check_all_claimed() const;
@@ -48,6 +50,7 @@ private:
         net::SocketAddress address;
         bool http = false;
         bool from_systemd = false;
+        bool metrics = false;
     };
     UniqueFd socket_;
     std::vector<Offered> offered_;

@@ -9,7 +9,8 @@ constexpr char kOfferMagic[4] = {'S', 'P', 'L', 'U'};
 constexpr char kReadyMagic[4] = {'S', 'P', 'L', 'R'};
 constexpr std::uint8_t kFlagHttp = 1U << 0;
 constexpr std::uint8_t kFlagFromSystemd = 1U << 1;
-constexpr std::uint8_t kKnownFlags = kFlagHttp | kFlagFromSystemd;
+constexpr std::uint8_t kFlagMetrics = 1U << 2;
+constexpr std::uint8_t kKnownFlags = kFlagHttp | kFlagFromSystemd | kFlagMetrics;
 // magic (4) + version (2, big-endian) + count (2, big-endian)
 constexpr std::size_t kOfferHeaderBytes = 8;
 // magic (4) + version (2) + pid (4, big-endian)
@@ -37,7 +38,8 @@ std::string encode_offer(std::span<const OfferedListener> listeners) {
     put_u16(out, static_cast<std::uint16_t>(listeners.size()));
     for (const OfferedListener& listener : listeners) {
         out.push_back(static_cast<char>((listener.http ? kFlagHttp : 0) |
-                                        (listener.from_systemd ? kFlagFromSystemd : 0)));
+                                        (listener.from_systemd ? kFlagFromSystemd : 0) |
+                                        (listener.metrics ? kFlagMetrics : 0)));
     }
     return out;
 }
@@ -66,8 +68,9 @@ Result<std::vector<OfferedListener>> decode_offer(std::span<const std::byte> byt
         if ((flags & ~kKnownFlags) != 0) {
             return Error{"unknown flags on offered listener " + std::to_string(i)};
         }
-        listeners.push_back(
-            {.http = (flags & kFlagHttp) != 0, .from_systemd = (flags & kFlagFromSystemd) != 0});
+        listeners.push_back({.http = (flags & kFlagHttp) != 0,
+                             .from_systemd = (flags & kFlagFromSystemd) != 0,
+                             .metrics = (flags & kFlagMetrics) != 0});
     }
     return listeners;
 }

@@ -34,6 +34,7 @@ inline constexpr std::size_t kMaxRecordBytes = 256;
 struct OfferedListener {
     bool http = false;          // served as port 80 (HTTP proxy), not probed
     bool from_systemd = false;  // systemd's socket: never shut down at a stop
+    bool metrics = false;       // the metrics endpoint's (`metrics:`), not a data listener
 };
 
 std::string encode_offer(std::span<const OfferedListener> listeners);
