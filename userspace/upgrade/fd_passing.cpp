@@ -56,6 +56,11 @@ Result<Record> receive_record(int socket, std::size_t max_bytes, std::size_t max
     do {
         got = ::recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
     } while (got < 0 && errno == EINTR);
+    if (got < 0 && errno == ECONNRESET) {
+        // The peer closed with our record unread in its queue (a unix seqpacket socket says
+        // so): it is gone all the same.
+        return Error{"closed"};
+    }
     if (got < 0) {
         return errno_error(errno == EAGAIN || errno == EWOULDBLOCK ? "timed out waiting"
                                                                    : "recvmsg");
