@@ -73,7 +73,7 @@ private:
 // a refused, reset or short connection is counted.
 class ConnectLoop {
 public:
-    static constexpr int kMaxAttempts = 400;
+    static constexpr int kMaxAttempts = 3000;
 
     ConnectLoop(std::uint16_t port, const Outgoing& reply) : port_(port), reply_(reply) {
         thread_ = std::thread([this] { run(); });
@@ -88,7 +88,10 @@ public:
             thread_.join();
         }
     }
+    // From now on, served connections also count as served after the swap.
+    void mark_swapped() { swapped_ = true; }
     [[nodiscard]] int served() const { return served_; }
+    [[nodiscard]] int served_after_swap() const { return served_after_swap_; }
     [[nodiscard]] int failed() const { return failed_; }
     [[nodiscard]] const std::string& first_failure() const { return first_failure_; }
 
@@ -97,6 +100,9 @@ private:
         const std::string hello = make_client_hello({.server_name = "chat.example.com"});
         const auto deadline = Clock::now() + 30s;
         for (int i = 0; i < kMaxAttempts && !stop_ && Clock::now() < deadline; ++i) {
+            // Paced, so that the attempts span the whole swap however long it takes.
+            std::this_thread::sleep_for(2ms);
+            const bool after_swap = swapped_;
             std::string failure;
             try {
                 UniqueFd client = connect_to(port_, false, 3s);
@@ -113,6 +119,7 @@ private:
             }
             if (failure.empty()) {
                 ++served_;
+                served_after_swap_ += after_swap ? 1 : 0;
             } else {
                 if (failed_ == 0) {
                     first_failure_ = failure;
@@ -125,7 +132,9 @@ private:
     std::uint16_t port_;
     Outgoing reply_;
     std::atomic<bool> stop_{false};
+    std::atomic<bool> swapped_{false};
     std::atomic<int> served_{0};
+    std::atomic<int> served_after_swap_{0};
     std::atomic<int> failed_{0};
     std::string first_failure_;
     std::thread thread_;
@@ -173,6 +182,7 @@ TEST_CASE("an upgrade hands the listeners over with no refused connection and no
     std::this_thread::sleep_for(300ms);  // some clients before the swap
     const pid_t new_pid = upgrade(*daemon);
     AdoptedDaemon adopted(new_pid);
+    loop.mark_swapped();
     std::this_thread::sleep_for(500ms);  // and some after it, served by the new process
 
     TransferOptions rest;
@@ -204,6 +214,7 @@ TEST_CASE("an upgrade hands the listeners over with no refused connection and no
     INFO("first failure: " << loop.first_failure());
     CHECK(loop.failed() == 0);
     CHECK(loop.served() > 5);
+    CHECK(loop.served_after_swap() > 5);  // by the new process (the old one stopped accepting)
 
     // The new process serves alone now, on the same plane, with its own pins in place.
     CHECK_FALSE(process_gone(new_pid));
