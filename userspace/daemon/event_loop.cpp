@@ -111,6 +111,7 @@ void EventLoop::stop_accepting_after_handover() {
 }
 
 void EventLoop::count_upgrade(bool handed) {
+    upgrade_in_flight_ = false;
     ++(handed ? counters_.upgrades_ok : counters_.upgrades_failed);
 }
 
@@ -490,6 +491,7 @@ void EventLoop::on_signal(int result) {
     if (signal_info_.ssi_signo == SIGUSR2) {
         // `splicer upgrade`. Once handed over, the new process is the one to upgrade.
         if (upgrade_ && !handed_over_ && !stopping_) {
+            upgrade_in_flight_ = true;
             upgrade_->request();
         }
         arm_signal_read();
@@ -516,8 +518,9 @@ void EventLoop::begin_shutdown() {
         if (handed_over_) {
             break;  // the new process's: our accepts are already cancelled
         }
-        if (listeners_[i].from_systemd) {
-            // systemd's socket: shutdown() would stop it listening for systemd too (it is one
+        if (listeners_[i].from_systemd || upgrade_in_flight_) {
+            // During an upgrade, the new process may already hold the socket (the same
+            // reasoning as for systemd's). systemd's socket: shutdown() would stop it listening for systemd too (it is one
             // socket), and the next start would get a dead one. Cancel our accept instead;
             // clients that connect now wait in the backlog for the next start.
             io_uring_sqe* sqe = ring_.sqe();

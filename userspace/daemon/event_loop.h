@@ -303,6 +303,9 @@ private:
     // in the meantime is served here, not dropped.
     std::size_t accepts_armed_ = 0;
     bool handed_over_ = false;
+    // From a SIGUSR2 until its outcome is applied: a new process may hold these listening
+    // sockets already, so a stop meanwhile must not shut them down (begin_shutdown).
+    bool upgrade_in_flight_ = false;
 };
 
 }  // namespace splicer::daemon
