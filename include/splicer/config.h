@@ -119,7 +119,12 @@ struct HttpLimits {
     std::chrono::seconds header_timeout{10};   // a request head (and a TLS handshake) must arrive
     std::chrono::seconds idle_timeout{60};     // between requests, and a client that stops reading
     std::chrono::seconds backend_timeout{60};  // a backend that neither answers nor reads
+    // Idle backend connections kept for reuse, per backend (address, and for an https://
+    // backend its TLS name); 0: a new connection per request (daemon/backend_pool.h).
+    std::uint32_t keepalive_connections = 32;
+    std::chrono::seconds keepalive_timeout{30};  // how long an idle backend connection is kept
 };
+inline constexpr std::uint32_t kMaxKeepaliveConnections = 1024;
 
 struct HttpConfig {
     std::vector<Listener> listeners;
@@ -207,7 +212,14 @@ struct Config {
     // Bytes of log lines that may wait for stderr (log/line_queue.h); past it lines are
     // dropped and counted, never waited for.
     std::uint64_t log_buffer_size = 1024 * 1024;
+    // io_uring event loops, one per thread, each pinned to one CPU with its own listening
+    // sockets (SO_REUSEPORT when more than one); limits stay global. Unset: the CPUs splicer
+    // may run on (sched_getaffinity), at most kMaxWorkers.
+    std::optional<std::uint32_t> workers;
 };
+
+// More loops than this is a typo, not a machine: `workers` above it is an error.
+inline constexpr std::uint32_t kMaxWorkers = 1024;
 
 struct Diagnostic {
     enum class Severity { error, notice };

@@ -81,12 +81,20 @@ struct DaemonCounters {
     // readers that took 1 MiB again (the brake came off): plane/reader_stops.h.
     __u64 readers_stopped = 0;
     __u64 readers_resumed = 0;
+    // HTTP backend connections (daemon/backend_pool.h): requests sent on an idle pooled
+    // connection (pool hits), on a new one while reuse was on (misses), idle ones closed
+    // (the backend closed them, keepalive_timeout, or the pool was full), and requests sent
+    // again on a new connection after a reused one failed before any response byte.
+    __u64 backend_pool_hits = 0;
+    __u64 backend_pool_misses = 0;
+    __u64 backend_pool_idle_closed = 0;
+    __u64 backend_pool_retries = 0;
     // SIGUSR2 / `splicer upgrade`: handed to a new process that said ready, or failed
     // (upgrade_failed: that process never became ready; this one serves on).
     __u64 upgrades_ok = 0;
     __u64 upgrades_failed = 0;
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 16,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16,
               "DaemonCounters layout");
 
 }  // namespace splicer

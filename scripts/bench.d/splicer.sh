@@ -9,9 +9,11 @@ fwd_http=$forwarder_ip:80
 fwd_term=$forwarder_ip:443
 fwd_configure() {
   local dir=$1
-  # One client address opens every connection of the idle workload.
+  # One client address opens every connection of the idle workload. SPLICER_BENCH_WORKERS
+  # sets `workers` (unset: splicer's default, one loop per CPU it may run on).
   cat >"$dir/splicer.conf" <<CONF
 max_connections_per_client: 20000;
+${SPLICER_BENCH_WORKERS:+workers: $SPLICER_BENCH_WORKERS;}
 listen: ( { host: "$forwarder_ip"; port: "443"; } );
 protocols: (
     { name: "tls"; sni_hostnames: [ "$term_name" ]; terminate: true; },
@@ -20,6 +22,7 @@ protocols: (
 );
 http: {
     listen: ( { host: "$forwarder_ip"; port: "80"; } );
+    keepalive_connections: 32;   # the default, as nginx's keepalive 32 and HAProxy's reuse
     routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
 };
 https: {

@@ -287,14 +287,19 @@ workload_http80() {
 # plain HTTP backend ($fwd_term; empty where the forwarder cannot terminate: n/a). direct is
 # the backend nginx terminating its own TLS: the limit without a proxy hop.
 
+# have_terminating_target WORKLOAD: true when the forwarder terminates TLS here ($fwd_term set);
+# otherwise the workload's row is n/a and the caller returns.
+have_terminating_target() {
+  [[ -n $fwd_term ]] && return 0
+  fail_workload "$1" n/a
+  return 1
+}
+
 # tls_term_new: handshakes per second. wrk asks with `Connection: close`, a new connection
 # per request; it keeps each connection's session for the next, so where the forwarder issues
 # tickets the handshakes are resumptions, as browsers make them.
 workload_tls_term_new() {
-  if [[ -z $fwd_term ]]; then
-    fail_workload tls_term_new n/a
-    return
-  fi
+  have_terminating_target tls_term_new || return 0
   run_wrk tls_term_new "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" \
     -H "Connection: close" || true
 }
@@ -302,10 +307,7 @@ workload_tls_term_new() {
 # tls_term_keepalive: requests per second on kept-alive terminated connections, and the
 # forwarder's CPU per request (its cgroup; n/a for direct, whose nginx is the backend).
 workload_tls_term_keepalive() {
-  if [[ -z $fwd_term ]]; then
-    fail_workload tls_term_keepalive n/a
-    return
-  fi
+  have_terminating_target tls_term_keepalive || return 0
   local cpu_before=0 cpu_after=0
   [[ -n $fwd_pid ]] && cpu_before=$(forwarder_cpu_usec "$fwd_pid")
   run_wrk tls_term_keepalive "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" || return 0
@@ -321,10 +323,7 @@ workload_tls_term_keepalive() {
 # answered 200, then held idle (tools/bench/tls_idle_holder.cpp): the forwarder's RSS growth
 # per connection (its TLS session, buffers and HTTP state).
 workload_tls_term_idle() {
-  if [[ -z $fwd_term ]]; then
-    fail_workload tls_term_idle n/a
-    return
-  fi
+  have_terminating_target tls_term_idle || return 0
   local log=$logs/$fwd-tls_term_idle.log rss_before=0 rss_after=0
   [[ -n $fwd_pid ]] && rss_before=$(tree_rss_kib "$fwd_pid")
   start_in "$ns_client" "$log" "$tools/bench_tls_idle_holder" "${fwd_term%:*}" \

@@ -2,7 +2,8 @@
 // the seeds should cover): real ClientHellos made by libssl (as the unit tests make them) and
 // one captured from a real `openssl s_client`, odd hellos from the unit tests' field-by-field
 // builder, real XMPP, SSH, HTTP and OpenVPN openings, and the repository's configurations.
-// Built in the ordinary (debug) build: `build/debug/tests/splicer_fuzz_seeds OUT_DIR`.
+// Built on request in the debug build (`scripts/build debug splicer_fuzz_seeds`, not part of
+// `all`): `build/debug/tests/splicer_fuzz_seeds OUT_DIR`.
 
 #include <sys/socket.h>
 

@@ -134,6 +134,25 @@ inline std::uint64_t daemon_counter(const DaemonProcess& daemon, const std::stri
     return std::stoull(result.output.substr(at + counter.size() + 3));
 }
 
+// daemon_counter polled every 100 ms until it reaches `expected`, or its value once `timeout`
+// passed: the count is there as soon as the daemon published it (on average half a second),
+// where a sleep had to last the whole interval and more. The caller still checks the value
+// (CHECK(... == expected) catches a count past it). A count that must stay 0, or one read
+// as the total of events still under way, cannot be waited for this way: sleep the interval
+// out, then read daemon_counter.
+inline std::uint64_t wait_for_counter(const DaemonProcess& daemon, const std::string& counter,
+                                      std::uint64_t expected,
+                                      std::chrono::milliseconds timeout = 3s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        const std::uint64_t value = daemon_counter(daemon, counter);
+        if (value >= expected || std::chrono::steady_clock::now() >= deadline) {
+            return value;
+        }
+        std::this_thread::sleep_for(100ms);
+    }
+}
+
 // How a transfer ended, for a failure message: counts, flags, and where the stream first
 // differed from what was expected (TransferOptions::verify).
 inline std::string describe_stream(std::uint64_t sent, std::uint64_t received, bool eof, bool reset,

@@ -27,18 +27,6 @@ UniqueFd connect_from(const char* source, std::uint16_t port) {
     return fd;
 }
 
-// True when the daemon closed (or reset) this client within `within`; a client still held
-// (silent, probing) sees nothing.
-bool closed_by_daemon(const UniqueFd& client, std::chrono::milliseconds within) {
-    pollfd waiting{.fd = client.get(), .events = POLLIN, .revents = 0};
-    if (::poll(&waiting, 1, static_cast<int>(within.count())) <= 0) {
-        return false;
-    }
-    char byte = 0;
-    const ssize_t got = ::recv(client.get(), &byte, 1, MSG_DONTWAIT);
-    return got == 0 || (got < 0 && errno == ECONNRESET);
-}
-
 struct Setup {
     std::unique_ptr<TcpBackend> https = std::make_unique<TcpBackend>(BackendScript::exchange(4096));
     std::unique_ptr<TcpBackend> unused = std::make_unique<TcpBackend>(BackendScript::record());
@@ -66,8 +54,7 @@ struct Setup {
 
     // `splicer stats` shows `counter` at `expected`; then the daemon stops cleanly.
     void expect_counted_and_stop(const std::string& counter, std::uint64_t expected) const {
-        std::this_thread::sleep_for(1500ms);  // counters are published once a second
-        CHECK(daemon_counter(*daemon, counter) == expected);
+        CHECK(wait_for_counter(*daemon, counter, expected) == expected);
         stop_daemon(*daemon);
     }
 };
@@ -79,7 +66,7 @@ std::vector<UniqueFd> held_clients(const char* source, std::uint16_t port, int c
         clients.push_back(connect_from(source, port));
     }
     for (const UniqueFd& client : clients) {
-        CHECK_FALSE(closed_by_daemon(client, 200ms));
+        CHECK_FALSE(closed_by_peer(client, 200ms));
     }
     return clients;
 }
@@ -89,7 +76,7 @@ void expect_refused(const char* source, std::uint16_t port, int count) {
     for (int i = 0; i < count; ++i) {
         const UniqueFd client = connect_from(source, port);
         CAPTURE(i);
-        CHECK(closed_by_daemon(client, 2s));
+        CHECK(closed_by_peer(client, 2s));
     }
 }
 
@@ -115,7 +102,7 @@ TEST_CASE("max_connections: the newest is closed, the held ones stay, then servi
     expect_refused("127.0.0.1", setup.ports.listen, 20);
     expect_one_log_line(*setup.daemon, "max_connections");
     for (const UniqueFd& client : held) {
-        CHECK_FALSE(closed_by_daemon(client, 10ms));  // never dropped to make room
+        CHECK_FALSE(closed_by_peer(client, 10ms));  // never dropped to make room
     }
     held.clear();
     std::this_thread::sleep_for(300ms);  // the daemon sees the three closes

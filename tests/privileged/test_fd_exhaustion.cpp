@@ -11,7 +11,9 @@
 
 #include <vector>
 
+#include "daemon/worker_cpus.h"
 #include "daemon_test_common.h"
+#include "limits/fd_limit.h"
 #include "support/command.h"
 
 using namespace splicer::test;
@@ -45,13 +47,22 @@ rlimit fd_limit_of(pid_t pid) {
     return {};
 }
 
+// The fds each worker past the first adds to the plan (limits::worker_fds), with `workers`
+// at its default: one per CPU this process may run on, which the daemon inherits. The
+// Snikket config has two listen entries.
+rlim_t extra_worker_fds() {
+    const auto workers = static_cast<std::uint32_t>(splicer::daemon::allowed_cpus().size());
+    return splicer::limits::worker_fds(workers, 2);
+}
+
 // The fds the daemon plans for (limits::fds_needed): 256 of its own, 2 per connection, and
-// on the splice plane 2 per pipe, a quarter as many pipes as connections by default.
+// on the splice plane 2 per pipe, a quarter as many pipes as connections by default; plus
+// the extra workers' fds.
 rlim_t planned_fds(const std::string& plane, rlim_t connections) {
     const rlim_t pipes = plane == "splice" ? std::max<rlim_t>((connections + 3) / 4,
                                                               std::min<rlim_t>(16, 2 * connections))
                                            : 0;
-    return 256 + 2 * connections + 2 * pipes;
+    return 256 + 2 * connections + 2 * pipes + extra_worker_fds();
 }
 
 }  // namespace
@@ -64,6 +75,7 @@ TEST_CASE("the fd limit is raised to what a configured max_connections needs",
         {"copy", 3000, 256 + 2 * 3000},
         {"splice", 1500, 256 + 2 * 1500 + 2 * 375},
     }));
+    needed += extra_worker_fds();
     CAPTURE(plane);
     // The daemon inherits a soft limit of 1024 from the test; its hard limit stays.
     const rlimit own = own_fd_limit();
@@ -129,7 +141,8 @@ TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear
     INFO(daemon.log_tail());
     REQUIRE(fatal.has_value());
     CHECK_THAT(std::string(fatal->get("error")),
-               Catch::Contains("RLIMIT_NOFILE: max_connections needs 2500256 fds") &&
+               Catch::Contains("RLIMIT_NOFILE: max_connections needs " +
+                               std::to_string(2500256 + extra_worker_fds()) + " fds") &&
                    Catch::Contains("lower max_connections"));
     const auto status = daemon.stop(5s, 0);  // signal 0: it has already exited
     REQUIRE(status.has_value());

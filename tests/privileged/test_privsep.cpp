@@ -17,6 +17,8 @@
 
 #include "daemon_test_common.h"
 #include "http_test_common.h"
+#include "support/daemon_reload.h"
+#include "support/file_modes.h"
 
 using namespace splicer::test;
 
@@ -75,11 +77,10 @@ bool wait_ended(pid_t pid, std::chrono::milliseconds timeout) {
 
 TEST_CASE("SIGHUP after the privilege drop rereads a root-only config file (mode 0600)",
           "[daemon][privileges][reload]") {
-    namespace fs = std::filesystem;
     HttpSite site;
     auto daemon = start_http_daemon(site);
     // Root-only, as /etc/splicer/splicer.conf may be: the dropped worker cannot open it.
-    fs::permissions(daemon->config_path(), fs::perms::owner_read | fs::perms::owner_write);
+    make_root_only(daemon->config_path());
     struct stat file {};
     REQUIRE(::stat(daemon->config_path().c_str(), &file) == 0);
     REQUIRE(file.st_uid == 0);
@@ -88,14 +89,7 @@ TEST_CASE("SIGHUP after the privilege drop rereads a root-only config file (mode
     // Changed on disk: a default route appears and takes unknown hosts.
     std::ofstream(daemon->config_path(), std::ios::trunc)
         << http_site_config(site, {.default_route = true});
-    const std::size_t from = daemon->log_count();
-    ::kill(daemon->pid(), SIGHUP);
-    const auto outcome = daemon->wait_for_log(
-        "",
-        [](const LogLine& line) {
-            return line.event() == "reloaded" || line.event() == "reload_failed";
-        },
-        5s, from);
+    const auto outcome = reload_daemon(*daemon, 5s);
     INFO(daemon->log_tail(20));
     REQUIRE(outcome.has_value());
     CHECK(outcome->event() == "reloaded");

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/file_modes.h"
 #include "support/haproxy_process.h"
 #include "support/http_backend.h"
 #include "support/net_address.h"
@@ -440,11 +441,7 @@ TEST_CASE("proxyprotocol and trusted_proxies are start-up settings: a reload cha
         "copy", config_for(listen, ssh_backend.port(), tls_backend.port(), "", "", 5));
     {
         // The dropped daemon (not root any more) rereads the file: let it.
-        namespace fs = std::filesystem;
-        fs::permissions(daemon->config_path().parent_path(),
-                        fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
-        fs::permissions(daemon->config_path(), fs::perms::owner_read | fs::perms::owner_write |
-                                                   fs::perms::others_read);
+        test::make_readable_by_all(daemon->config_path());
         std::ofstream out(daemon->config_path(), std::ios::trunc);
         out << config_for(listen, ssh_backend.port(), tls_backend.port(),
                           "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5);

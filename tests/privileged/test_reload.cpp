@@ -14,31 +14,27 @@
 
 #include "daemon_test_common.h"
 #include "http_test_common.h"
+#include "support/daemon_reload.h"
+#include "support/file_modes.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
 
 namespace {
 
-// The dropped daemon (not root any more) rereads the file: let it.
-void make_readable(const std::filesystem::path& config) {
-    namespace fs = std::filesystem;
-    fs::permissions(config.parent_path(), fs::perms::owner_all | fs::perms::group_read |
-                                              fs::perms::group_exec | fs::perms::others_read |
-                                              fs::perms::others_exec);
-    fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write |
-                                fs::perms::group_read | fs::perms::others_read);
-}
-
 void rewrite(const std::filesystem::path& config, const std::string& text) {
     std::ofstream(config, std::ios::trunc) << text;
 }
 
-// Sends SIGHUP and waits for the `event` it causes (reloaded or reload_failed).
-std::optional<LogLine> reload(DaemonProcess& daemon, const std::string& event) {
-    const std::size_t from = daemon.log_count();
-    ::kill(daemon.pid(), SIGHUP);
-    return daemon.wait_for_log(event, {}, 5s, from);
+// Sends SIGHUP and waits for its outcome: the line when it is `event` (reloaded or
+// reload_failed), nullopt when the other came (its error shown) or neither within 5 s.
+std::optional<LogLine> reload(const DaemonProcess& daemon, std::string_view event) {
+    std::optional<LogLine> outcome = reload_daemon(daemon, 5s);
+    if (outcome && outcome->event() != event) {
+        UNSCOPED_INFO("the reload ended " << outcome->event() << ": " << outcome->get("error"));
+        return std::nullopt;
+    }
+    return outcome;
 }
 
 // A DNS server that never answers: a UDP socket on ADDRESS:53 that nobody reads. (With no
@@ -89,7 +85,7 @@ TEST_CASE("SIGHUP: a reload waiting on a silent DNS server does not stall the da
     DaemonProcess daemon(options);
     INFO(daemon.log_tail());
     REQUIRE(daemon.wait_ready(15s));
-    make_readable(daemon.config_path());
+    make_readable_by_all(daemon.config_path());
 
     // The new file names a backend only DNS can answer for (.test is reserved: no answer
     // exists anywhere; here none even comes).
@@ -154,7 +150,7 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
                        .https = old_https.port(),
                        .xmpp = unused.port()};
     auto daemon = start_daemon("sockmap", snikket_config(ports));
-    make_readable(daemon->config_path());
+    make_readable_by_all(daemon->config_path());
 
     // The long transfer, started under the old rules.
     UniqueFd client = connect_and_send(ports.listen, hello, "");
@@ -215,7 +211,7 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
 TEST_CASE("SIGHUP: port 80 routes reload, dropping the http section is refused", "[http][reload]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);
-    make_readable(daemon->config_path());
+    make_readable_by_all(daemon->config_path());
     CHECK(http_exchange(site.listen, get_request("nobody.example.org", "/before")).status == 404);
 
     // A default route appears (a new route, so a new backend index) and takes unknown hosts.

@@ -111,8 +111,7 @@ TEST_CASE("stall_timeout: a client that never reads a backend's stream is ended 
     CHECK(backend.finished().front().reset);
     CHECK_FALSE(backend.finished().front().eof);
 
-    std::this_thread::sleep_for(1200ms);  // counters are published once a second
-    CHECK(test::daemon_counter(*daemon, "stalled") == 1);
+    CHECK(test::wait_for_counter(*daemon, "stalled", 1) == 1);
     test::stop_daemon(*daemon);
 }
 

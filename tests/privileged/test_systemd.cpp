@@ -30,6 +30,7 @@
 
 #include "daemon_test_common.h"
 #include "http_test_common.h"
+#include "support/file_modes.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
@@ -126,16 +127,6 @@ std::uint64_t monotonic_microseconds() {
            static_cast<std::uint64_t>(now.tv_nsec) / 1'000U;
 }
 
-// The dropped daemon rereads its file on SIGHUP: let it.
-void make_readable(const std::filesystem::path& config) {
-    namespace fs = std::filesystem;
-    fs::permissions(config.parent_path(), fs::perms::owner_all | fs::perms::group_read |
-                                              fs::perms::group_exec | fs::perms::others_read |
-                                              fs::perms::others_exec);
-    fs::permissions(config, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                                fs::perms::others_read);
-}
-
 // One TLS-routed stream through an already connected client socket: hello plus 64 KiB to the
 // HTTPS backend, its reply back, both byte-exact.
 void stream_through(UniqueFd client, TcpBackend& https_backend, const std::string& what) {
@@ -205,7 +196,7 @@ TEST_CASE(
     options.splice_mode = "copy";
     options.command_prefix = {"env", notify.env()};  // env execs: the pid is the daemon's
     DaemonProcess daemon(options);
-    make_readable(daemon.config_path());
+    make_readable_by_all(daemon.config_path());
 
     // Start: the first message is READY=1, and by then both listeners accept.
     const auto ready = notify.next(15s);

@@ -12,6 +12,8 @@
 
 #include "daemon_test_common.h"
 #include "support/command.h"
+#include "support/daemon_reload.h"
+#include "support/file_modes.h"
 #include "support/test_certificates.h"
 
 using namespace splicer::test;
@@ -19,15 +21,6 @@ using namespace splicer::test;
 namespace {
 
 namespace fs = std::filesystem;
-
-// As Let's Encrypt keeps live/: the directory 0700 and its files 0600, root's. The dropped
-// daemon cannot read them; its privileged helper reads them for it on SIGHUP.
-void make_root_only(const fs::path& dir) {
-    fs::permissions(dir, fs::perms::owner_all);
-    for (const auto& entry : fs::directory_iterator(dir)) {
-        fs::permissions(entry.path(), fs::perms::owner_read | fs::perms::owner_write);
-    }
-}
 
 // The Snikket rules, plus an https section with one certificate entry (its key on the
 // section's third line) that no rule terminates with yet.
@@ -43,6 +36,8 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
           "[daemon][reload][tls_termination]") {
     require_root();
     const TestCertificates pki;
+    // As Let's Encrypt keeps live/: the dropped daemon cannot read the files; its privileged
+    // helper reads them for it on SIGHUP.
     make_root_only(pki.dir.path());
     TcpBackend https(BackendScript::exchange(1024, 1));
     TcpBackend unused(BackendScript::record());
@@ -57,17 +52,16 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
     DaemonProcess daemon(options);
     INFO(daemon.log_tail());
     REQUIRE(daemon.wait_ready(15s));
-    fs::permissions(daemon.config_path(), fs::perms::owner_read | fs::perms::owner_write);
+    make_root_only(daemon.config_path());
     // The key is on the file's second last line ("};" is the last).
     const auto key_line =
         std::count(options.config_text.begin(), options.config_text.end(), '\n') - 1;
 
     std::ofstream(daemon.config_path(), std::ios::trunc)
         << config_with(ports, pki.a_chain, pki.stray_key);
-    std::size_t from = daemon.log_count();
-    ::kill(daemon.pid(), SIGHUP);
-    const auto refused = daemon.wait_for_log("reload_failed", {}, 10s, from);
+    const auto refused = reload_daemon(daemon);
     REQUIRE(refused.has_value());
+    REQUIRE(refused->event() == "reload_failed");
     CHECK(std::string(refused->get("error")) ==
           "https.certificates.[0].key (line " + std::to_string(key_line) + "): key \"" +
               pki.stray_key.string() + "\" does not match certificate \"" + pki.a_chain.string() +
@@ -77,9 +71,9 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
     // Renewed: another certificate and its key.
     std::ofstream(daemon.config_path(), std::ios::trunc)
         << config_with(ports, pki.b_chain, pki.b_key);
-    from = daemon.log_count();
-    ::kill(daemon.pid(), SIGHUP);
-    CHECK(daemon.wait_for_log("reloaded", {}, 10s, from).has_value());
+    const auto renewed = reload_daemon(daemon);
+    REQUIRE(renewed.has_value());
+    CHECK(renewed->event() == "reloaded");
     check_still_serving(ports, https);
     stop_daemon(daemon);
 }

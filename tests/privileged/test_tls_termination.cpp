@@ -18,6 +18,8 @@
 #include <stdexcept>
 
 #include "support/backends.h"
+#include "support/daemon_reload.h"
+#include "support/file_modes.h"
 #include "support/streams.h"
 #include "support/tls_test_client.h"
 #include "tls_termination_common.h"
@@ -271,9 +273,7 @@ TEST_CASE(
     const fs::path key = live.path() / "privkey.pem";
     fs::copy_file(site.snikket.chain, chain);
     fs::copy_file(site.snikket.key, key);
-    fs::permissions(live.path(), fs::perms::owner_all);
-    fs::permissions(chain, fs::perms::owner_read | fs::perms::owner_write);
-    fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write);
+    make_root_only(live.path());
     std::string config = terminating_config(site, {.idle_timeout = 60});
     for (const auto& [from, to] : {std::pair{site.snikket.chain, chain}, {site.snikket.key, key}}) {
         const std::size_t at = config.find(from.string());
@@ -307,14 +307,7 @@ TEST_CASE(
     REQUIRE(::stat(key.c_str(), &file) == 0);
     REQUIRE((file.st_mode & 0777) == 0600);
     REQUIRE(file.st_uid == 0);
-    const std::size_t from = daemon->log_count();
-    ::kill(daemon->pid(), SIGHUP);
-    const auto outcome = daemon->wait_for_log(
-        "",
-        [](const LogLine& line) {
-            return line.event() == "reloaded" || line.event() == "reload_failed";
-        },
-        10s, from);
+    const auto outcome = reload_daemon(*daemon);
     REQUIRE(outcome.has_value());
     CHECK(outcome->event() == "reloaded");
 

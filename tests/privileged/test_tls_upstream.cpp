@@ -4,7 +4,7 @@
 // ca_file (or the system store) and must name the request's Host, which also goes out as SNI
 // without its port (nginx's proxy_ssl_server_name on); `verify: false` reaches a self-signed
 // backend. A certificate the route cannot verify is answered 502, the access line naming the
-// verifier's reason, and counted as a backend failure.
+// verifier's reason, and counted as a backend failure only (not also as routed).
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -163,13 +163,19 @@ TEST_CASE("tls upstream: a backend certificate the route cannot verify is answer
     // Nothing reached the backend's HTTP layer.
     CHECK(site.verified.https_log().find(path) == std::string::npos);
     CHECK(site.self_signed.https_log().find(path) == std::string::npos);
-    // Counted once a second by the daemon: wait for it.
+    // Counted once a second by the daemon: wait for it. Counted once, as a refused connect
+    // is: a backend failure, not also routed (the TCP connect to it succeeded).
     std::this_thread::sleep_for(std::chrono::milliseconds(1200));
     CHECK(daemon_counter(*daemon, "backend_failures") == 1);
+    CHECK(daemon_counter(*daemon, "routed") == 0);
 
-    // The daemon serves on: the verified route still answers on a new connection.
+    // The daemon serves on: the verified route still answers on a new connection, routed
+    // once its handshake is done.
     const CommandResult after = curl_via(site, "a.test", "/blob", "-o /dev/null -w '%{http_code}'");
     CHECK(after.output == "200");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    CHECK(daemon_counter(*daemon, "routed") == 1);
+    CHECK(daemon_counter(*daemon, "backend_failures") == 1);
     stop_daemon(*daemon);
 }
 

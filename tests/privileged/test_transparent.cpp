@@ -362,8 +362,7 @@ TEST_CASE(
         std::this_thread::sleep_for(100ms);
     }
     CHECK(seen);
-    std::this_thread::sleep_for(1500ms);  // counters are published once a second
-    CHECK(test::daemon_counter(*daemon, "backend_failures") == 2);
+    CHECK(test::wait_for_counter(*daemon, "backend_failures", 2) == 2);
     CHECK(daemon->running());
     test::stop_daemon(*daemon);
 }

@@ -2,6 +2,8 @@
 // daemon starts the binary again (the same one here), hands it the listening sockets over a
 // unix socket, and stops accepting only once the new process said ready; what it still holds
 // it finishes itself, then exits. A binary that fails leaves the old process serving.
+// With `workers: N` every address has N sockets in one SO_REUSEPORT group: all of them are
+// handed over and adopted, whatever worker count the new process runs.
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "daemon_test_common.h"
@@ -23,6 +26,35 @@ constexpr std::uint64_t kFirstPart = 1 << 20;   // client -> backend before the 
 constexpr std::uint64_t kSecondPart = 2 << 20;  // ... and after it
 constexpr std::uint64_t kReplyBytes = 4 << 20;  // backend -> client, mostly read after it
 constexpr std::uint64_t kLoopReply = 16 * 1024;
+
+std::string with_workers(std::uint32_t workers, const std::string& config) {
+    return "workers: " + std::to_string(workers) + ";\n" + config;
+}
+
+// The closed lines' `worker` field from line `from` on: how many connections each worker
+// served.
+std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon,
+                                                     std::size_t from) {
+    std::map<std::string, std::size_t> counts;
+    const auto lines = daemon.logs("closed");
+    for (std::size_t i = from; i < lines.size(); ++i) {
+        ++counts[std::string(lines[i].get("worker"))];
+    }
+    return counts;
+}
+
+// The new process's listening lines: one per address of the Snikket config (127.0.0.1 and
+// ::1), each adopting every socket the old process's workers had on it.
+void check_adopted(const DaemonProcess& daemon, std::uint32_t old_workers) {
+    const auto adopted = daemon.logs(
+        "listening", [](const LogLine& line) { return line.get("from") == "upgrade"; });
+    INFO(daemon.log_tail());
+    REQUIRE(adopted.size() == 2);
+    for (const LogLine& line : adopted) {
+        CAPTURE(line.get("addr"));
+        CHECK(line.number("received") == old_workers);
+    }
+}
 
 // A process that is gone (or a zombie nobody reaped yet: it serves nothing either).
 bool process_gone(pid_t pid) {
@@ -92,6 +124,9 @@ public:
     void mark_swapped() { swapped_ = true; }
     [[nodiscard]] int served() const { return served_; }
     [[nodiscard]] int served_after_swap() const { return served_after_swap_; }
+    // From now on the old process is gone: what is served is the new one's alone.
+    void mark_old_gone() { old_gone_ = true; }
+    [[nodiscard]] int served_after_old_gone() const { return served_after_old_gone_; }
     [[nodiscard]] int failed() const { return failed_; }
     [[nodiscard]] const std::string& first_failure() const { return first_failure_; }
 
@@ -103,6 +138,7 @@ private:
             // Paced, so that the attempts span the whole swap however long it takes.
             std::this_thread::sleep_for(2ms);
             const bool after_swap = swapped_;
+            const bool after_old_gone = old_gone_;
             std::string failure;
             try {
                 UniqueFd client = connect_to(port_, false, 3s);
@@ -120,6 +156,7 @@ private:
             if (failure.empty()) {
                 ++served_;
                 served_after_swap_ += after_swap ? 1 : 0;
+                served_after_old_gone_ += after_old_gone ? 1 : 0;
             } else {
                 if (failed_ == 0) {
                     first_failure_ = failure;
@@ -135,6 +172,8 @@ private:
     std::atomic<bool> swapped_{false};
     std::atomic<int> served_{0};
     std::atomic<int> served_after_swap_{0};
+    std::atomic<bool> old_gone_{false};
+    std::atomic<int> served_after_old_gone_{0};
     std::atomic<int> failed_{0};
     std::string first_failure_;
     std::thread thread_;
@@ -155,10 +194,26 @@ pid_t upgrade(DaemonProcess& daemon) {
     return new_pid;
 }
 
+// The old process exits once what it held is over (bounded), with status 0.
+void check_old_exits(DaemonProcess& daemon, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (daemon.running() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(50ms);
+    }
+    INFO(daemon.log_tail());
+    REQUIRE_FALSE(daemon.running());
+    CHECK(daemon.exit_status() == 0);
+    CHECK(daemon.logs("upgrade_failed").empty());
+    // Its last line read: every line after it is the new process's (both write to the same
+    // stderr, the new one inherited it).
+    REQUIRE(daemon.wait_for_log("stopped", {}, 5s).has_value());
+}
+
 }  // namespace
 
-TEST_CASE("an upgrade hands the listeners over with no refused connection and no lost byte",
-          "[daemon][upgrade]") {
+TEST_CASE(
+    "an upgrade hands every worker's listeners over with no refused connection and no lost byte",
+    "[daemon][upgrade]") {
     require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     TcpBackend streaming(BackendScript::exchange(kReplyBytes, 500));  // ALPN xmpp-client rule
@@ -168,7 +223,7 @@ TEST_CASE("an upgrade hands the listeners over with no refused connection and no
     ports.xmpp_tls = streaming.port();
     ports.https = https.port();
     ports.xmpp = free_port();
-    auto daemon = start_daemon(plane, snikket_config(ports));
+    auto daemon = start_daemon(plane, with_workers(2, snikket_config(ports)));
 
     // A transfer in flight across the swap: its first part is through before, the rest after;
     // the backend's reply waits on the client's socket and in the plane meanwhile.
@@ -201,20 +256,23 @@ TEST_CASE("an upgrade hands the listeners over with no refused connection and no
     streaming_client.reset();
 
     // The old process held only that connection: it exits once it is over, cleanly.
-    const auto deadline = Clock::now() + 20s;
-    while (daemon->running() && Clock::now() < deadline) {
-        std::this_thread::sleep_for(50ms);
-    }
-    INFO(daemon->log_tail());
-    REQUIRE_FALSE(daemon->running());
-    CHECK(daemon->exit_status() == 0);
-    CHECK(daemon->logs("upgrade_failed").empty());
+    check_old_exits(*daemon, 20s);
+    check_adopted(*daemon, 2);
+    const std::size_t closed_before = daemon->logs("closed").size();
+    loop.mark_old_gone();
+    std::this_thread::sleep_for(500ms);  // clients served by the new process alone
 
     loop.finish();
     INFO("first failure: " << loop.first_failure());
     CHECK(loop.failed() == 0);
     CHECK(loop.served() > 5);
     CHECK(loop.served_after_swap() > 5);  // by the new process (the old one stopped accepting)
+    CHECK(loop.served_after_old_gone() > 5);
+    // Both of the new process's workers accept: every old socket was adopted.
+    REQUIRE(https.wait_for_finished(https.accepted(), 10s));
+    const auto per_worker = closed_per_worker(*daemon, closed_before);
+    CHECK(per_worker.count("0") == 1);
+    CHECK(per_worker.count("1") == 1);
 
     // The new process serves alone now, on the same plane, with its own pins in place.
     CHECK_FALSE(process_gone(new_pid));
@@ -238,7 +296,7 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     TcpBackend https(BackendScript::exchange(64 * 1024));
     SnikketPorts ports = unserved_snikket_ports();
     ports.https = https.port();
-    auto daemon = start_daemon("splice", snikket_config(ports));
+    auto daemon = start_daemon("splice", with_workers(2, snikket_config(ports)));
 
     const auto asked = run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
                                    std::to_string(daemon->pid()));
@@ -255,7 +313,61 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     std::this_thread::sleep_for(1500ms);  // counters are published once a second
     CHECK(daemon_counter(*daemon, "upgrades_failed") == 1);
     CHECK(daemon_counter(*daemon, "upgrades_ok") == 0);
+    // A second try runs again (one failed upgrade blocks none after it), and a stop then
+    // shuts the listeners down as usual: nobody else holds them.
+    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                        std::to_string(daemon->pid()))
+                .exit_code == 0);
+    REQUIRE(wait_for_counter(*daemon, "upgrades_failed", 2, 35s) == 2);
+    check_still_serving(ports, https);
     stop_daemon(*daemon);
+}
+
+TEST_CASE("an upgrade to another worker count adopts every listener with no refused connection",
+          "[daemon][upgrade][workers]") {
+    require_root();
+    const auto [old_workers, new_workers] =
+        GENERATE(table<std::uint32_t, std::uint32_t>({{2, 1}, {1, 2}}));
+    CAPTURE(old_workers, new_workers);
+    TcpBackend https(BackendScript::exchange(kLoopReply, 900));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.https = https.port();
+    auto daemon = start_daemon("sockmap", with_workers(old_workers, snikket_config(ports)));
+
+    ConnectLoop loop(ports.listen, https.script().reply);
+    std::this_thread::sleep_for(300ms);
+    // The new process reads the file at its start: it runs the new count.
+    std::ofstream(daemon->config_path(), std::ios::trunc)
+        << with_workers(new_workers, snikket_config(ports));
+    const std::size_t ready_lines = daemon->logs("ready").size();
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    loop.mark_swapped();
+    const auto new_ready = daemon->wait_for_log("ready", {}, 5s, ready_lines);
+    REQUIRE(new_ready.has_value());
+    CHECK(new_ready->number("workers") == new_workers);
+    check_adopted(*daemon, old_workers);
+
+    check_old_exits(*daemon, 20s);
+    const std::size_t closed_before = daemon->logs("closed").size();
+    loop.mark_old_gone();
+    std::this_thread::sleep_for(700ms);
+    loop.finish();
+    INFO("first failure: " << loop.first_failure());
+    CHECK(loop.failed() == 0);
+    CHECK(loop.served_after_swap() > 5);
+    CHECK(loop.served_after_old_gone() > 5);
+    REQUIRE(https.wait_for_finished(https.accepted(), 10s));
+    // Every worker of the new process accepts (with 1 -> 2, the second from the socket that
+    // joined the group).
+    const auto per_worker = closed_per_worker(*daemon, closed_before);
+    CHECK(per_worker.size() == new_workers);
+    for (std::uint32_t i = 0; i < new_workers; ++i) {
+        CHECK(per_worker.count(std::to_string(i)) == 1);
+    }
+    check_still_serving(ports, https);
+    CHECK(adopted.stop());
+    CHECK(pinned_objects(daemon->pin_dir()).empty());
 }
 
 TEST_CASE("splicer upgrade refuses a pid that is not a running splicer", "[upgrade]") {
@@ -274,7 +386,7 @@ TEST_CASE(
     "[daemon][upgrade][privileges]") {
     require_root();
     SnikketPorts ports = unserved_snikket_ports();
-    auto daemon = start_daemon("sockmap", snikket_config(ports));
+    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
     const auto line = daemon->wait_for_log("upgrade_launcher", {}, 5s);
     INFO(daemon->log_tail(20));
     REQUIRE(line.has_value());

@@ -161,7 +161,7 @@ TEST_CASE(
     REQUIRE(closed.has_value());
     CHECK(closed->get("end") == "done");
 
-    std::this_thread::sleep_for(1500ms);  // counters are published once a second
-    CHECK(test::daemon_counter(*daemon, "urgent_bytes_dropped") == 2 * kUrgentPerSide);
+    CHECK(test::wait_for_counter(*daemon, "urgent_bytes_dropped", 2 * kUrgentPerSide) ==
+          2 * kUrgentPerSide);
     test::stop_daemon(*daemon);
 }

@@ -58,7 +58,6 @@ TEST_CASE("sockmap: an overlap trim that fails passes the skb and ends the pair 
     REQUIRE(closed.has_value());
     CHECK(closed->get("end") == "verdict_edit_failed");
 
-    std::this_thread::sleep_for(1500ms);  // counters are published once a second
-    CHECK(test::daemon_counter(*daemon, "edit_failed_aborts") == 1);
+    CHECK(test::wait_for_counter(*daemon, "edit_failed_aborts", 1) == 1);
     test::stop_daemon(*daemon);
 }

@@ -11,6 +11,15 @@
 //   /ws               101 Switching Protocols, then echoes every byte until EOF
 //   /early            401 right after the head, then close with the body unread
 //   anything else     200 with body "NAME METHOD TARGET" and Content-Length
+// With KeepAlive::on (the backend connection reuse tests) a connection serves requests until
+// the client closes it or sends "Connection: close"; the default answers carry no
+// "Connection: close" then, and further paths say what to do after the answer:
+//   /then-close       closes the connection 100 ms later (an idle pooled connection the
+//                     backend ends, as its keepalive_timeout would)
+//   /then-drop        reads the next request head on the connection, records it, and closes
+//                     without answering (the backend's close racing the reuse)
+//   /say-close        answers with "Connection: close", then closes
+//   /http10           answers HTTP/1.0 without keep-alive, then closes
 
 #include <atomic>
 #include <chrono>
@@ -40,9 +49,11 @@ struct RecordedRequest {
     std::string peer;  // the connecting side's address, "198.18.0.2:PORT" (getpeername)
 };
 
+enum class KeepAlive { off, on };
+
 class HttpBackend {
 public:
-    explicit HttpBackend(std::string name = "backend");
+    explicit HttpBackend(std::string name = "backend", KeepAlive keep_alive = KeepAlive::off);
     ~HttpBackend();
     HttpBackend(const HttpBackend&) = delete;
     HttpBackend& operator=(const HttpBackend&) = delete;
@@ -51,14 +62,21 @@ public:
     [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port()); }
     [[nodiscard]] std::vector<RecordedRequest> requests() const;
     bool wait_for_requests(std::size_t count, std::chrono::milliseconds timeout) const;
+    // Connections accepted so far, and of those, still open (waiting for a request).
+    [[nodiscard]] std::size_t accepted() const { return accepted_.load(); }
+    [[nodiscard]] std::size_t open_connections() const;
 
 private:
     void accept_loop();
     void serve(int fd);
+    // One request of a keep-alive connection; false: the connection ends.
+    bool serve_one(int fd, BufferedReader& reader);
     void record(RecordedRequest request);
 
     std::string name_;
+    KeepAlive keep_alive_;
     Listener listener_;
+    std::atomic<std::size_t> accepted_{0};
     std::atomic<bool> stopping_{false};
     mutable std::mutex mutex_;
     mutable std::condition_variable changed_;

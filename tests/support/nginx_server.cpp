@@ -48,6 +48,7 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
            << "  log_format from_proxy 'pp=$proxy_protocol_addr:$proxy_protocol_port"
            << " remote=$remote_addr sni=$ssl_server_name \"$request\" $status"
            << " $body_bytes_sent';\n"
+           << "  log_format by_connection 'conn=$connection \"$request\" $status';\n"
            << "  log_format from_http 'xff=$http_x_forwarded_for remote=$remote_addr"
            << " \"$request\" $status $body_bytes_sent';\n"
            << "  server {\n"
@@ -57,6 +58,7 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
            << "    ssl_certificate " << cert_path_ << ";\n"
            << "    ssl_certificate_key " << key_path << ";\n"
            << "    access_log " << dir << "/logs/https.log from_proxy;\n"
+           << "    access_log " << dir << "/logs/https_connections.log by_connection;\n"
            << "    root " << dir << "/html;\n"
            << "  }\n"
            << "  server {\n"
@@ -87,6 +89,9 @@ NginxServer::~NginxServer() {
 
 std::string NginxServer::https_log() const {
     return read_file(dir_.path() / "logs" / "https.log");
+}
+std::string NginxServer::https_connection_log() const {
+    return read_file(dir_.path() / "logs" / "https_connections.log");
 }
 std::string NginxServer::http_log() const {
     return read_file(dir_.path() / "logs" / "http.log");

@@ -45,6 +45,9 @@ public:
     //   https: `pp=ADDR:PORT remote=ADDR sni=NAME "REQUEST" STATUS BYTES`
     //   http:  `xff=X-FORWARDED-FOR remote=ADDR "REQUEST" STATUS BYTES`
     [[nodiscard]] std::string https_log() const;
+    // One line per HTTPS request: `conn=N "REQUEST" STATUS`, N nginx's connection serial
+    // (requests on one connection share it: backend connection reuse).
+    [[nodiscard]] std::string https_connection_log() const;
     [[nodiscard]] std::string http_log() const;
     [[nodiscard]] std::string error_log() const;
 

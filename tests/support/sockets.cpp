@@ -224,6 +224,16 @@ void close_with_reset(UniqueFd fd) {
     fd.reset();
 }
 
+bool closed_by_peer(const UniqueFd& socket, std::chrono::milliseconds within) {
+    pollfd waiting{.fd = socket.get(), .events = POLLIN, .revents = 0};
+    if (::poll(&waiting, 1, static_cast<int>(within.count())) <= 0) {
+        return false;
+    }
+    char byte = 0;
+    const ssize_t got = ::recv(socket.get(), &byte, 1, MSG_DONTWAIT);
+    return got == 0 || (got < 0 && errno == ECONNRESET);
+}
+
 void write_all(int fd, const void* data, std::size_t size) {
     const auto* bytes = static_cast<const char*>(data);
     while (size > 0) {

@@ -65,6 +65,9 @@ std::uint16_t local_port(int fd);  // 0 if unknown
 void set_nonblocking(int fd, bool nonblocking = true);
 // SO_LINGER {1, 0} then close: the peer gets a RST instead of a FIN.
 void close_with_reset(UniqueFd fd);
+// True when the peer closed (FIN) or reset this socket within `within`; false when it is still
+// open (a client the daemon holds, silent or probing, sees nothing) or data came instead.
+bool closed_by_peer(const UniqueFd& socket, std::chrono::milliseconds within);
 
 void write_all(int fd, const void* data, std::size_t size);
 void write_all(int fd, const std::string& data);

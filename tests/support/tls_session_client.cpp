@@ -9,6 +9,8 @@
 #include <span>
 #include <vector>
 
+#include "support/tls_cipher_flush.h"
+
 namespace splicer::test {
 
 TlsClientReport run_tls_client(tls::Session& session, const UniqueFd& socket,
@@ -70,18 +72,8 @@ TlsClientReport run_tls_client(tls::Session& session, const UniqueFd& socket,
             break;
         }
         // What the session queued (an alert after a failure too) goes out before returning.
-        for (;;) {
-            const std::span<const std::byte> pending = session.pending_cipher();
-            if (pending.empty()) {
-                break;
-            }
-            const ssize_t sent =
-                ::send(socket.get(), pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (sent <= 0) {
-                break;
-            }
-            session.consume_cipher(static_cast<std::size_t>(sent));
-        }
+        // A send error is left to the next read (the server's reset or EOF) to report.
+        (void)flush_pending_cipher(session, socket);
         if (failed) {
             return finish(session.error());
         }

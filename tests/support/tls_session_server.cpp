@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "support/streams.h"
+#include "support/tls_cipher_flush.h"
 
 namespace splicer::test {
 namespace {
@@ -182,23 +183,11 @@ TlsConnectionReport TlsSessionServer::serve(UniqueFd socket) {
                 break;  // send first
             }
         }
-        for (;;) {
-            const std::span<const std::byte> pending = session.pending_cipher();
-            if (pending.empty()) {
-                break;
+        if (const int error = flush_pending_cipher(session, socket); error != 0) {
+            if (!failed) {
+                fail(std::string("send: ") + std::strerror(error));
             }
-            const ssize_t sent =
-                ::send(socket.get(), pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (sent < 0) {
-                if (errno != EAGAIN && errno != EINTR) {
-                    if (!failed) {
-                        fail(std::string("send: ") + std::strerror(errno));
-                    }
-                    return report;
-                }
-                break;
-            }
-            session.consume_cipher(static_cast<std::size_t>(sent));
+            return report;
         }
         const bool flushed = session.pending_cipher_bytes() == 0;
         if (output_blocked && flushed && !failed) {

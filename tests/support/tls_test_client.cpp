@@ -126,17 +126,28 @@ bool TlsTestClient::read_more() {
 }
 
 HttpResponse TlsTestClient::exchange(const std::string& request) {
-    HttpResponse response;
+    if (!write(request)) {
+        return {};
+    }
+    return read_response();
+}
+
+bool TlsTestClient::write(const std::string& request) {
     std::size_t written = 0;
     while (written < request.size()) {
         const int n = SSL_write(ssl_.get(), request.data() + written,
                                 static_cast<int>(request.size() - written));
         if (n <= 0) {
             ERR_clear_error();
-            return response;
+            return false;
         }
         written += static_cast<std::size_t>(n);
     }
+    return true;
+}
+
+HttpResponse TlsTestClient::read_response() {
+    HttpResponse response;
     std::size_t head_end = std::string::npos;
     // Bounded: each read waits at most the socket timeout, and a head over 64 KiB is refused.
     while ((head_end = buffered_.find("\r\n\r\n")) == std::string::npos) {

@@ -41,6 +41,11 @@ public:
     // Writes `request`, reads one response with a Content-Length body (or none). An
     // incomplete response (EOF, error, timeout) comes back with complete == false.
     HttpResponse exchange(const std::string& request);
+    // The two halves of exchange(), for a test that does something between them (a bare
+    // FIN: ::shutdown(fd(), SHUT_WR) with no close_notify). write() is false when the
+    // connection failed before all of `request` was written.
+    bool write(const std::string& request);
+    HttpResponse read_response();
 
     // Waits up to `timeout` for the server to end the connection without sending data:
     // "close_notify", "eof" (TCP FIN without close_notify), "reset", "data" (it sent

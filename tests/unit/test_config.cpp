@@ -1031,3 +1031,59 @@ TEST_CASE("describe lists the effective configuration in order", "[config]") {
                                           "redirect_https (line 37)\n"));
     CHECK(full_text.find("http route 2") < full_text.find("http route 3"));
 }
+
+TEST_CASE("http keepalive_connections and keepalive_timeout: defaults, values and errors",
+          "[config][pool]") {
+    const std::string listen = "  listen: ( { host: \"0.0.0.0\"; port: 80; } );\n";
+    const Config defaults = load_clean(std::string(kBase) + "http: {\n" + listen + "};\n");
+    REQUIRE(defaults.http.has_value());
+    CHECK(defaults.http->limits.keepalive_connections == 32);
+    CHECK(defaults.http->limits.keepalive_timeout == std::chrono::seconds{30});
+    CHECK_THAT(splicer::config::describe(defaults),
+               Catch::Contains("http backend keepalive: 32 idle per backend, 30 s\n"));
+
+    const Config set = load_clean(std::string(kBase) + "http: {\n" + listen +
+                                  "  keepalive_connections: 0;\n  keepalive_timeout: 5;\n};\n");
+    REQUIRE(set.http.has_value());
+    CHECK(set.http->limits.keepalive_connections == 0);
+    CHECK(set.http->limits.keepalive_timeout == std::chrono::seconds{5});
+
+    const LoadResult bad = splicer::config::load_string(
+        std::string(kBase) + "http: {\n" + listen +
+        "  keepalive_connections: 1025;\n  keepalive_timeout: 0;\n};\n");
+    const std::string text = all_diagnostics(bad);
+    CHECK_THAT(text, Catch::Contains("<config>:5: error: http.keepalive_connections: out of range: "
+                                     "expected 0..1024 (0: no backend connection reuse)\n"));
+    CHECK_THAT(text, Catch::Contains("<config>:6: error: http.keepalive_timeout: bad duration 0"));
+    const LoadResult wrong_type = splicer::config::load_string(
+        std::string(kBase) + "http: {\n" + listen + "  keepalive_connections: \"many\";\n};\n");
+    CHECK_THAT(all_diagnostics(wrong_type),
+               Catch::Contains("<config>:5: error: http.keepalive_connections:"));
+}
+
+TEST_CASE("workers: default unset (one per allowed CPU), 1..1024, errors name the line",
+          "[config][workers]") {
+    CHECK_FALSE(load_clean(kBase).workers.has_value());
+    CHECK_THAT(splicer::config::describe(load_clean(kBase)),
+               Catch::Contains("workers: one per CPU splicer may run on (default)\n"));
+    const Config config = load_clean(std::string(kBase) + "workers: 4;\n");
+    CHECK(config.workers == std::optional<std::uint32_t>(4));
+    CHECK_THAT(splicer::config::describe(config), Catch::Contains("workers: 4\n"));
+    CHECK(load_clean(std::string(kBase) + "workers: 1024;\n").workers ==
+          std::optional<std::uint32_t>(1024));
+    auto [text, message] = GENERATE(table<std::string, std::string>({
+        {"workers: 0;", "out of range 0: expected 1..1024 event loops"},
+        {"workers: -2;", "out of range -2: expected 1..1024 event loops"},
+        {"workers: 1025;", "out of range 1025: expected 1..1024 event loops"},
+        {"workers: 100000;", "out of range 100000: expected 1..1024 event loops"},
+        {"workers: \"two\";", "wrong type"},
+    }));
+    CAPTURE(text);
+    const LoadResult result = splicer::config::load_string(std::string(kBase) + text + "\n");
+    REQUIRE_FALSE(result.ok());
+    const auto errors = errors_of(result);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].setting == "workers");
+    CHECK(errors[0].line == 3);
+    CHECK_THAT(errors[0].message, Catch::StartsWith(message));
+}

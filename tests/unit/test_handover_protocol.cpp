@@ -38,39 +38,79 @@ TEST_CASE("an offer round-trips its listeners' flags in order", "[upgrade]") {
         {.http = false, .from_systemd = true},
         {.http = true, .from_systemd = true},
         {.http = false, .from_systemd = false, .metrics = true}};
-    const std::string offer = upgrade::encode_offer(listeners);
-    auto decoded = upgrade::decode_offer(bytes_of(offer));
+    const std::vector<std::string> offer = upgrade::encode_offer(listeners);
+    REQUIRE(offer.size() == 1);
+    auto decoded = upgrade::decode_offer(bytes_of(offer.front()));
     REQUIRE(decoded);
-    REQUIRE(decoded->size() == listeners.size());
+    CHECK(decoded->total == listeners.size());
+    CHECK(decoded->first == 0);
+    REQUIRE(decoded->listeners.size() == listeners.size());
     for (std::size_t i = 0; i < listeners.size(); ++i) {
         CAPTURE(i);
-        CHECK((*decoded)[i].http == listeners[i].http);
-        CHECK((*decoded)[i].from_systemd == listeners[i].from_systemd);
-        CHECK((*decoded)[i].metrics == listeners[i].metrics);
+        CHECK(decoded->listeners[i].http == listeners[i].http);
+        CHECK(decoded->listeners[i].from_systemd == listeners[i].from_systemd);
+        CHECK(decoded->listeners[i].metrics == listeners[i].metrics);
     }
 }
 
+TEST_CASE("an offer of more listeners than one record carries goes in records, in order",
+          "[upgrade]") {
+    // 8 addresses on 64 workers, plus the metrics endpoint's.
+    std::vector<upgrade::OfferedListener> listeners(8 * 64 + 1);
+    for (std::size_t i = 0; i < listeners.size(); ++i) {
+        listeners[i].http = i % 3 == 0;
+    }
+    listeners.back() = {.metrics = true};
+    const std::vector<std::string> offer = upgrade::encode_offer(listeners);
+    REQUIRE(offer.size() == 3);  // 250 + 250 + 13
+    std::size_t next = 0;
+    for (const std::string& record : offer) {
+        CHECK(record.size() <= upgrade::kMaxRecordBytes);
+        auto decoded = upgrade::decode_offer(bytes_of(record));
+        REQUIRE(decoded);
+        CHECK(decoded->total == listeners.size());
+        CHECK(decoded->first == next);
+        CHECK(decoded->listeners.size() <= upgrade::kListenersPerRecord);
+        for (std::size_t i = 0; i < decoded->listeners.size(); ++i) {
+            CAPTURE(next + i);
+            CHECK(decoded->listeners[i].http == listeners[next + i].http);
+            CHECK(decoded->listeners[i].metrics == listeners[next + i].metrics);
+        }
+        next += decoded->listeners.size();
+    }
+    CHECK(next == listeners.size());
+}
+
 TEST_CASE("a malformed offer is refused with its reason", "[upgrade]") {
+    // Header: magic (4), version (2), total (2), first (2), count (2); then one flags byte.
     const std::string good =
-        upgrade::encode_offer(std::vector<upgrade::OfferedListener>{{.http = true}});
-    std::string other_version = good;
-    other_version[5] = 2;
-    std::string unknown_flag = good;
-    unknown_flag[8] = 8;
-    std::string too_many = good;
-    too_many[6] = 0x01;  // 256 + 1 listeners
-    std::string none = good.substr(0, 8);
-    none[7] = 0;
+        upgrade::encode_offer(std::vector<upgrade::OfferedListener>{{.http = true}}).front();
+    REQUIRE(good.size() == 13);
+    const auto with = [&good](std::size_t at, char byte) {
+        std::string changed = good;
+        changed[at] = byte;
+        return changed;
+    };
+    std::string too_many = with(6, 0x10);  // a total of 4096 + 1
+    too_many[7] = 1;
+    std::string big_record = with(6, 0x01);  // 256 + 1 of 257 in one record
+    big_record[7] = 1;
+    big_record[10] = 0x01;
+    big_record[11] = 1;
     const auto [bytes, reason] = GENERATE_COPY(table<std::string, std::string>({
         {"", "not a handover offer"},
         {"SPLX" + good.substr(4), "not a handover offer"},
-        {good.substr(0, 7), "not a handover offer"},
-        {other_version, "handover protocol version 2"},
-        {unknown_flag, "unknown flags"},
-        {too_many, "an offer of 257 listeners"},
-        {none, "an offer of 0 listeners"},
-        {good + "x", "an offer of 10 bytes for 1 listeners"},
-        {good.substr(0, 8), "an offer of 8 bytes for 1 listeners"},
+        {good.substr(0, 11), "not a handover offer"},
+        {with(5, 1), "handover protocol version 1"},
+        {with(12, 8), "unknown flags"},
+        {too_many, "an offer of 4097 listeners"},
+        {with(7, 0), "an offer of 0 listeners"},
+        {with(11, 0), "an offer record of 0 listeners"},
+        {big_record, "an offer record of 257 listeners"},
+        {with(9, 1), "an offer record of listeners 1 to 1 of 1"},
+        {with(11, 2), "an offer record of listeners 0 to 1 of 1"},
+        {good + "x", "an offer record of 14 bytes for 1 listeners"},
+        {good.substr(0, 12), "an offer record of 12 bytes for 1 listeners"},
     }));
     CAPTURE(reason);
     auto decoded = upgrade::decode_offer(bytes_of(bytes));
@@ -79,8 +119,9 @@ TEST_CASE("a malformed offer is refused with its reason", "[upgrade]") {
 }
 
 TEST_CASE("every prefix of an offer is refused", "[upgrade]") {
-    const std::string offer = upgrade::encode_offer(
-        std::vector<upgrade::OfferedListener>{{.http = false}, {.http = true}});
+    const std::string offer = upgrade::encode_offer(std::vector<upgrade::OfferedListener>{
+                                                        {.http = false}, {.http = true}})
+                                  .front();
     for (std::size_t length = 0; length < offer.size(); ++length) {
         CAPTURE(length);
         CHECK_FALSE(upgrade::decode_offer(bytes_of(offer.substr(0, length))));
@@ -100,7 +141,7 @@ TEST_CASE("a ready message carries a real pid and nothing else", "[upgrade]") {
     CHECK_FALSE(upgrade::decode_ready(bytes_of(huge)));
     CHECK_FALSE(upgrade::decode_ready(bytes_of(upgrade::encode_ready(5) + "x")));
     CHECK_FALSE(upgrade::decode_ready(
-        bytes_of(upgrade::encode_offer(std::vector<upgrade::OfferedListener>{{}}))));
+        bytes_of(upgrade::encode_offer(std::vector<upgrade::OfferedListener>{{}}).front())));
 }
 
 TEST_CASE("a record carries its fds, owned and close-on-exec on arrival", "[upgrade]") {

@@ -4,10 +4,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <tuple>
+#include <vector>
 
 #include "limits/admission.h"
 #include "limits/fd_limit.h"
@@ -285,4 +289,75 @@ TEST_CASE(
     admission.release(0, "a");
     CHECK(admission.from_client("a") == 1);
     CHECK(admission.held() == 4);
+}
+
+TEST_CASE("Admission: max_connections is counted here, across every worker's loop",
+          "[limits][workers]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);
+    config.max_connections_per_client = 100;
+    config.max_probing = 100;
+    splicer::limits::Admission admission(config, 3);
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(admission.admit(0, "c" + std::to_string(i)) == Refusal::none);
+    }
+    CHECK(admission.admit(0, "d") == Refusal::all_full);
+    CHECK(admission.held() == 3);
+    admission.release(0, "c0");
+    CHECK(admission.admit(0, "d") == Refusal::none);
+}
+
+TEST_CASE("Admission: two threads admitting and releasing at once never exceed the limit",
+          "[limits][workers]") {
+    using splicer::limits::Refusal;
+    splicer::config::Config config;
+    config.listeners.resize(1);
+    config.max_connections_per_client = 1'000'000;
+    config.max_probing = 1'000'000;
+    constexpr std::uint32_t kLimit = 50;
+    splicer::limits::Admission admission(config, kLimit);
+    std::atomic<std::uint32_t> held{0};
+    std::atomic<std::uint32_t> most{0};
+    std::atomic<std::uint64_t> refused{0};
+    const auto worker = [&](const std::string& client) {
+        std::vector<bool> mine;
+        for (int round = 0; round < 20'000; ++round) {
+            if (round % 3 != 2) {
+                if (admission.admit(0, client) == Refusal::none) {
+                    const std::uint32_t now = ++held;
+                    std::uint32_t seen = most.load();
+                    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                    }
+                    mine.push_back(true);
+                } else {
+                    ++refused;
+                }
+            } else if (!mine.empty()) {
+                mine.pop_back();
+                --held;
+                admission.release(0, client);
+            }
+        }
+        for (std::size_t i = 0; i < mine.size(); ++i) {
+            --held;
+            admission.release(0, client);
+        }
+    };
+    std::thread first(worker, "a");
+    std::thread second(worker, "b");
+    first.join();
+    second.join();
+    CHECK(most.load() <= kLimit);
+    CHECK(refused.load() > 0);  // the limit was reached, so it was tested
+    CHECK(admission.held() == 0);
+    CHECK(admission.from_client("a") == 0);
+    CHECK(admission.from_client("b") == 0);
+}
+
+TEST_CASE("worker_fds: each worker past the first adds its ring, mailbox and listeners",
+          "[limits][workers]") {
+    CHECK(splicer::limits::worker_fds(1, 4) == 0);
+    CHECK(splicer::limits::worker_fds(2, 4) == splicer::limits::kFdsPerWorker + 4);
+    CHECK(splicer::limits::worker_fds(8, 2) == 7 * (splicer::limits::kFdsPerWorker + 2));
 }

@@ -5,13 +5,17 @@
 // (daemon/transport.h).
 
 #include <openssl/ssl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,17 +74,22 @@ struct Harness final : daemon::TransportRing, daemon::TransportUser {
     void on_sent(http::Side /*side*/, int result) override { events.push_back({'s', result}); }
     void on_closed(http::Side /*side*/, int result) override { events.push_back({'c', result}); }
 
+    // One round of the ring: submits, waits up to 100 ms, hands the completions over.
+    void run_once() {
+        ring.submit_and_wait(100);
+        ring.drain([this](const uring::Completion& cqe) {
+            const auto op = static_cast<HttpOp>(cqe.user_data);
+            if (op != HttpOp::http_timeout) {
+                transport->on_completion(op, cqe.res);
+            }
+        });
+    }
+
     // Runs the ring until the transport reports (at most 15 s).
     Event next() {
         const auto deadline = std::chrono::steady_clock::now() + 15s;
         while (events.empty() && std::chrono::steady_clock::now() < deadline) {
-            ring.submit_and_wait(100);
-            ring.drain([this](const uring::Completion& cqe) {
-                const auto op = static_cast<HttpOp>(cqe.user_data);
-                if (op != HttpOp::http_timeout) {
-                    transport->on_completion(op, cqe.res);
-                }
-            });
+            run_once();
         }
         REQUIRE_FALSE(events.empty());
         const Event event = events.front();
@@ -239,6 +248,113 @@ TEST_CASE("tls transport: a FIN without close_notify ends a read like an EOF",
     const Event end = harness.next();
     CHECK(end.kind == 'r');
     CHECK(end.result == 0);
+}
+
+TEST_CASE("tls transport: after a bare FIN from the client the response still goes out",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    const std::string reply = ByteGenerator(9).take(100000);  // several records
+    std::string client_got;
+    Client client(std::move(client_socket), [&](SSL* ssl, int fd) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "GET", 3, &written);
+        ::shutdown(fd, SHUT_WR);  // a bare FIN: the request is all, the answer still wanted
+        client_got = read_all_plain(ssl, reply.size());
+    });
+    std::vector<char> room(1024);
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 3);
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 0);  // the FIN: the end of the client's bytes
+    std::size_t sent = 0;
+    for (int sends = 0; sends < 100 && sent < reply.size(); ++sends) {
+        transport->send(std::span<const char>(reply).subspan(sent), 10s);
+        const Event event = harness.next();
+        REQUIRE(event.kind == 's');
+        REQUIRE(event.result > 0);
+        sent += static_cast<std::size_t>(event.result);
+    }
+    CHECK(sent == reply.size());
+    transport->close_write(10s);
+    CHECK(harness.next().result == 0);
+    client.join();
+    CHECK(client_got == reply);
+    CHECK(transport->error().empty());
+}
+
+TEST_CASE("tls transport: a read waiting on an idle client holds no ciphertext buffer",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    std::promise<void> speak;
+    std::future<void> spoken = speak.get_future();
+    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "first", 5, &written);
+        spoken.wait_for(10s);  // idle until the test has looked
+        SSL_write_ex(ssl, "second", 6, &written);
+    });
+    std::vector<char> room(1024);
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 5);
+    transport->read(room, 10s);
+    for (int rounds = 0; rounds < 3; ++rounds) {
+        harness.run_once();  // the read is armed and waits
+    }
+    CHECK(harness.events.empty());
+    CHECK_FALSE(transport->session().holds_cipher_buffers());
+    speak.set_value();
+    const Event second = harness.next();
+    CHECK(second.result == 6);
+    CHECK(std::string(room.data(), 6) == "second");
+    CHECK_FALSE(transport->session().holds_cipher_buffers());
+    client.join();
+}
+
+TEST_CASE("tls transport: a read left idle gives the pages of its room back to the kernel",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_context());
+    std::promise<void> speak;
+    std::future<void> spoken = speak.get_future();
+    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "first", 5, &written);
+        spoken.wait_for(10s);
+        SSL_write_ex(ssl, "second", 6, &written);
+    });
+    std::vector<char> room(64 * 1024, 'x');  // every page touched, as a reused buffer is
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 5);
+    transport->read(room, 10s);
+    const auto idle_since = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - idle_since < daemon::TlsTransport::kIdleAfter * 3) {
+        harness.run_once();
+    }
+    CHECK(harness.events.empty());
+    // The room's whole pages: none resident any more.
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto start = reinterpret_cast<std::uintptr_t>(room.data());
+    const std::uintptr_t first = (start + page - 1) & ~(page - 1);
+    const std::uintptr_t last = (start + room.size()) & ~(page - 1);
+    std::vector<unsigned char> resident((last - first) / page);
+    REQUIRE(::mincore(reinterpret_cast<void*>(first), last - first, resident.data()) == 0);
+    std::size_t resident_pages = 0;
+    for (const unsigned char flags : resident) {
+        resident_pages += flags & 1U;
+    }
+    CHECK(resident.size() >= 14);
+    CHECK(resident_pages == 0);
+    // The room still works: the next bytes land in it.
+    speak.set_value();
+    const Event second = harness.next();
+    CHECK(second.result == 6);
+    CHECK(std::string(room.data(), 6) == "second");
+    client.join();
 }
 
 TEST_CASE("tls transport: a peer silent after its handshake times a read out",

@@ -123,6 +123,10 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "stalled", counters->stalled);
     print_row(out, "readers_stopped", counters->readers_stopped);
     print_row(out, "readers_resumed", counters->readers_resumed);
+    print_row(out, "backend_pool_hits", counters->backend_pool_hits);
+    print_row(out, "backend_pool_misses", counters->backend_pool_misses);
+    print_row(out, "backend_pool_idle_closed", counters->backend_pool_idle_closed);
+    print_row(out, "backend_pool_retries", counters->backend_pool_retries);
     print_row(out, "accept_errors", counters->accept_errors);
     print_row(out, "urgent_bytes_dropped", counters->urgent_bytes_dropped);
     print_row(out, "log_dropped", counters->log_dropped);

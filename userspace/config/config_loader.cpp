@@ -350,6 +350,8 @@ private:
             }
         } else if (key == "log_buffer_size") {
             read_log_buffer_size(setting);
+        } else if (key == "workers") {
+            read_workers(setting);
         } else if (key == "client_ipv4_prefix_length") {
             if (auto bits = detail::read_prefix_length(setting, 32, diagnostics_)) {
                 config_.client_ipv4_prefix_length = *bits;
@@ -392,6 +394,21 @@ private:
         }
     }
 
+    // 1..kMaxWorkers event loops.
+    void read_workers(const Setting& setting) {
+        const auto value = detail::read_integer(setting, diagnostics_);
+        if (!value) {
+            return;
+        }
+        if (*value < 1 || *value > kMaxWorkers) {
+            diagnostics_.error(setting, "out of range " + std::to_string(*value) +
+                                            ": expected 1.." + std::to_string(kMaxWorkers) +
+                                            " event loops");
+            return;
+        }
+        config_.workers = static_cast<std::uint32_t>(*value);
+    }
+
     void read_log_buffer_size(const Setting& setting) {
         // At least a few lines; at most what a log buffer has any business holding.
         constexpr std::uint64_t kMin = 4 * 1024;
@@ -422,12 +439,8 @@ private:
 
     void read_listen(const Setting& setting) {
         std::optional<std::vector<const Setting*>> groups =
-            detail::read_group_list(setting, diagnostics_);
+            detail::read_nonempty_groups(setting, "listener", diagnostics_);
         if (!groups) {
-            return;
-        }
-        if (setting.getLength() == 0) {
-            diagnostics_.error(setting, "empty list: at least one listener is needed");
             return;
         }
         for (const Setting* group : *groups) {
@@ -440,13 +453,9 @@ private:
 
     void read_protocols(const Setting& setting) {
         std::optional<std::vector<const Setting*>> groups =
-            detail::read_group_list(setting, diagnostics_);
+            detail::read_nonempty_groups(setting, "rule", diagnostics_);
         if (!groups) {
-            rules_ok_ = false;
-            return;
-        }
-        if (setting.getLength() == 0) {
-            diagnostics_.error(setting, "empty list: at least one rule is needed");
+            rules_ok_ = false;  // no rules to check further (an empty list was reported)
             return;
         }
         const std::size_t errors_before = diagnostics_.error_count();

@@ -114,6 +114,8 @@ std::string describe_https(const HttpsConfig& https) {
     out += "https timeouts: header " + std::to_string(limits.header_timeout.count()) +
            " s, idle " + std::to_string(limits.idle_timeout.count()) + " s, backend " +
            std::to_string(limits.backend_timeout.count()) + " s\n";
+    out += "https backend keepalive: " + std::to_string(limits.keepalive_connections) +
+           " idle per backend, " + std::to_string(limits.keepalive_timeout.count()) + " s\n";
     for (std::size_t i = 0; i < https.routes.size(); ++i) {
         out += describe_route("https", i, https.routes[i]) + "\n";
     }
@@ -156,6 +158,10 @@ std::string describe(const Config& config) {
            " (under pressure; a client is an IPv4 /" +
            std::to_string(config.client_ipv4_prefix_length) + " or an IPv6 /" +
            std::to_string(config.client_ipv6_prefix_length) + ")\n";
+    out += "workers: " +
+           (config.workers ? std::to_string(*config.workers)
+                           : std::string("one per CPU splicer may run on (default)")) +
+           "\n";
     out += "log buffer: " + detail::format_size(config.log_buffer_size) + "\n";
     out += "max pipes (splice plane): " +
            (config.max_pipes ? std::to_string(*config.max_pipes)
@@ -179,6 +185,9 @@ std::string describe(const Config& config) {
         out += "http timeouts: header " + std::to_string(http.limits.header_timeout.count()) +
                " s, idle " + std::to_string(http.limits.idle_timeout.count()) + " s, backend " +
                std::to_string(http.limits.backend_timeout.count()) + " s\n";
+        out += "http backend keepalive: " + std::to_string(http.limits.keepalive_connections) +
+               " idle per backend, " + std::to_string(http.limits.keepalive_timeout.count()) +
+               " s\n";
         for (std::size_t i = 0; i < http.routes.size(); ++i) {
             out += describe_route("http", i, http.routes[i]) + "\n";
         }

@@ -179,12 +179,9 @@ std::optional<HttpRoute> read_route(const Setting& group, RouteKind kind,
 }
 
 void read_http_listen(const Setting& setting, HttpConfig& http, Diagnostics& diagnostics) {
-    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    std::optional<std::vector<const Setting*>> groups =
+        read_nonempty_groups(setting, "listener", diagnostics);
     if (!groups) {
-        return;
-    }
-    if (setting.getLength() == 0) {
-        diagnostics.error(setting, "empty list: at least one listener is needed");
         return;
     }
     for (const Setting* group : *groups) {
@@ -217,10 +214,23 @@ bool read_http_limit(const Setting& member, HttpLimits& limits, Diagnostics& dia
         }
         return true;
     }
-    std::chrono::seconds* timeout = key == "header_timeout"    ? &limits.header_timeout
-                                    : key == "idle_timeout"    ? &limits.idle_timeout
-                                    : key == "backend_timeout" ? &limits.backend_timeout
-                                                               : nullptr;
+    if (key == "keepalive_connections") {
+        if (auto count = read_integer(member, diagnostics)) {
+            if (*count < 0 || *count > kMaxKeepaliveConnections) {
+                diagnostics.error(member, "out of range: expected 0.." +
+                                              std::to_string(kMaxKeepaliveConnections) +
+                                              " (0: no backend connection reuse)");
+            } else {
+                limits.keepalive_connections = static_cast<std::uint32_t>(*count);
+            }
+        }
+        return true;
+    }
+    std::chrono::seconds* timeout = key == "header_timeout"      ? &limits.header_timeout
+                                    : key == "idle_timeout"      ? &limits.idle_timeout
+                                    : key == "backend_timeout"   ? &limits.backend_timeout
+                                    : key == "keepalive_timeout" ? &limits.keepalive_timeout
+                                                                 : nullptr;
     if (timeout == nullptr) {
         return false;
     }
@@ -245,7 +255,7 @@ std::optional<HttpConfig> read_http_section(const Setting& http, Diagnostics& di
         } else {
             check_known(member,
                         {"listen", "routes", "max_body_size", "header_timeout", "idle_timeout",
-                         "backend_timeout"},
+                         "backend_timeout", "keepalive_connections", "keepalive_timeout"},
                         diagnostics);
         }
     }

@@ -61,12 +61,9 @@ std::optional<CertificateConfig> read_certificate(const Setting& group, Diagnost
 }
 
 void read_certificates(const Setting& setting, HttpsConfig& https, Diagnostics& diagnostics) {
-    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    std::optional<std::vector<const Setting*>> groups =
+        read_nonempty_groups(setting, "certificate", diagnostics);
     if (!groups) {
-        return;
-    }
-    if (setting.getLength() == 0) {
-        diagnostics.error(setting, "empty list: at least one certificate is needed");
         return;
     }
     for (const Setting* group : *groups) {
@@ -111,7 +108,8 @@ std::optional<HttpsConfig> read_https_section(const Setting& https, Diagnostics&
         } else {
             check_known(member,
                         {"certificates", "routes", "ticket_key_rotation", "max_body_size",
-                         "header_timeout", "idle_timeout", "backend_timeout"},
+                         "header_timeout", "idle_timeout", "backend_timeout",
+                         "keepalive_connections", "keepalive_timeout"},
                         diagnostics);
         }
     }

@@ -321,6 +321,17 @@ std::optional<std::vector<const Setting*>> read_group_list(const Setting& settin
     return groups;
 }
 
+std::optional<std::vector<const Setting*>> read_nonempty_groups(const Setting& setting,
+                                                                std::string_view what,
+                                                                Diagnostics& diagnostics) {
+    std::optional<std::vector<const Setting*>> groups = read_group_list(setting, diagnostics);
+    if (groups && setting.getLength() == 0) {
+        diagnostics.error(setting, "empty list: at least one " + std::string(what) + " is needed");
+        return std::nullopt;
+    }
+    return groups;
+}
+
 namespace {
 
 // sslh listen options that have no meaning here, and why (shown in the notice).

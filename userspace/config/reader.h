@@ -87,6 +87,11 @@ std::optional<std::vector<Network>> read_network_list(const libconfig::Setting& 
 // nullopt when the setting is not a list at all.
 std::optional<std::vector<const libconfig::Setting*>> read_group_list(
     const libconfig::Setting& setting, Diagnostics& diagnostics);
+// read_group_list for a list that must hold at least one group (`listen`, `protocols`,
+// `certificates`): an empty one is an error "empty list: at least one `what` is needed"
+// (what: "listener", "rule", ...). nullopt when not a list or empty.
+std::optional<std::vector<const libconfig::Setting*>> read_nonempty_groups(
+    const libconfig::Setting& setting, std::string_view what, Diagnostics& diagnostics);
 
 // One listener group { host; port; }. With `sslh_options`, also sslh's listen options
 // (is_udp, keepalive, transparent, max_connections). nullopt if anything was wrong.
@@ -106,7 +111,8 @@ enum class RouteKind { http, https };
 void read_http_routes(const libconfig::Setting& setting, RouteKind kind,
                       std::vector<HttpRoute>& routes, Diagnostics& diagnostics);
 
-// A setting of HttpLimits (max_body_size, header_timeout, idle_timeout, backend_timeout), as
+// A setting of HttpLimits (max_body_size, header_timeout, idle_timeout, backend_timeout,
+// keepalive_connections, keepalive_timeout), as
 // both the `http` and the `https` group take them (http_section.cpp): reads it into `limits`
 // and returns true, or returns false when `member` is no such setting.
 bool read_http_limit(const libconfig::Setting& member, HttpLimits& limits,

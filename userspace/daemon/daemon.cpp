@@ -4,19 +4,27 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <system_error>
+#include <thread>
 
 #include "bpf/daemon_counters_map.h"
 #include "bpf/pins.h"
 #include "daemon/config_source.h"
 #include "daemon/event_loop.h"
+#include "daemon/worker_cpus.h"
 #include "limits/fd_limit.h"
 #include "log/line_queue.h"
+#include "metrics/counters_sum.h"
 #include "metrics/metrics_server.h"
 #include "net/ktls_probe.h"
+#include "net/listen_group.h"
 #include "net/sockets.h"
 #include "plane/plane_factory.h"
 #include "privsep/helper_link.h"
@@ -29,6 +37,7 @@
 #include "upgrade/adoption.h"
 #include "upgrade/handover.h"
 #include "upgrade/launcher.h"
+#include "upgrade/listener_shares.h"
 
 namespace splicer::daemon {
 namespace {
@@ -106,21 +115,58 @@ Result<HttpBackends> resolve_http_backends(const config::Config& config) {
     return backends;
 }
 
-// Each listen entry gets the socket the old process handed over (`splicer upgrade`), else the
-// one systemd passed for its address (socket activation), else one bound here.
-Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& listeners, bool http,
-                        service::ActivatedListeners& activated, upgrade::Adoption& adopted) {
+// What one worker (one event loop on its own thread, `workers`) holds. The loop, its plane
+// and the rules in force are touched only on that worker's thread once it runs.
+struct Worker {
+    std::unique_ptr<plane::DataPlane> plane;  // declared before the loop: outlives it
+    std::unique_ptr<EventLoop> loop;
+    // The config the loop decides by (its rules, timeouts): kept alive here until this
+    // worker applied the next one; other workers may still read the older one meanwhile.
+    std::shared_ptr<const config::Config> config;
+    std::shared_ptr<const tls::CertificateStore> tls_store;
+    std::thread thread;
+    Result<void> result;
+};
+
+// Each listen entry gets, in every worker: the sockets the old process handed over for its
+// address (`splicer upgrade`: every one of them accepted from, upgrade/listener_shares.h),
+// else the socket systemd passed for its address (socket activation: systemd passes one
+// socket per address, which every worker's ring accepts from: a multishot accept per ring on
+// one socket works, each connection going to one of them), else a listener of its own bound
+// here (net/listen_group.h: SO_REUSEPORT with more than one worker, the kernel spreading
+// connections over the workers).
+Result<void> listen_all(std::vector<Worker>& workers, const std::vector<config::Listener>& listeners,
+                        bool http, service::ActivatedListeners& activated,
+                        upgrade::Adoption& adopted) {
+    const auto count = static_cast<std::uint32_t>(workers.size());
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
             return address.error().with_context("listener");
         }
-        if (std::optional<upgrade::AdoptedListener> handed = adopted.claim(*address, http)) {
+        if (std::vector<upgrade::AdoptedListener> handed = adopted.claim(*address, http);
+            !handed.empty()) {
+            const std::size_t received = handed.size();
+            auto shares =
+                upgrade::share_listeners(std::move(handed), *address, count, kListenBacklog);
+            if (!shares) {
+                return shares.error().with_context("listener " +
+                                                   config::to_string(listener.address));
+            }
             log::info("listening", {{"addr", net::to_string(*address)},
                                     {"http", http ? "yes" : "no"},
-                                    {"from", "upgrade"}});
-            loop.add_listener({std::move(handed->fd), *address, http, handed->from_systemd,
-                               listener.proxy_protocol, listener.trusted_proxies});
+                                    {"from", "upgrade"},
+                                    {"received", std::to_string(received)}});
+            for (std::uint32_t i = 0; i < count; ++i) {
+                for (upgrade::AdoptedListener& share : (*shares)[i]) {
+                    if (auto added = workers[i].loop->add_listener(
+                            {std::move(share.fd), *address, http, share.from_systemd,
+                             listener.proxy_protocol, listener.trusted_proxies});
+                        !added) {
+                        return added.error().with_context("worker " + std::to_string(i));
+                    }
+                }
+            }
             continue;
         }
         if (std::optional<UniqueFd> passed = activated.claim(*address)) {
@@ -129,19 +175,42 @@ Result<void> listen_all(EventLoop& loop, const std::vector<config::Listener>& li
             log::info("listening", {{"addr", net::to_string(*address)},
                                     {"http", http ? "yes" : "no"},
                                     {"from", "systemd"}});
-            loop.add_listener({std::move(*passed), *address, http, true, listener.proxy_protocol,
-                               listener.trusted_proxies});
+            for (std::uint32_t i = 1; i < count; ++i) {
+                UniqueFd copy(::fcntl(passed->get(), F_DUPFD_CLOEXEC, 0));
+                if (!copy) {
+                    return errno_error("duplicating the systemd socket for " +
+                                       net::to_string(*address));
+                }
+                if (auto added = workers[i].loop->add_listener(
+                        {std::move(copy), *address, http, true, listener.proxy_protocol,
+                         listener.trusted_proxies});
+                    !added) {
+                    return added.error();
+                }
+            }
+            if (auto added = workers[0].loop->add_listener({std::move(*passed), *address, http,
+                                                            true, listener.proxy_protocol,
+                                                            listener.trusted_proxies});
+                !added) {
+                return added.error();
+            }
             continue;
         }
-        auto fd = net::listen_on(*address, kListenBacklog);
-        if (!fd) {
-            return fd.error().with_context("listener " + config::to_string(listener.address));
+        auto group = net::listen_group(*address, kListenBacklog, count);
+        if (!group) {
+            return group.error().with_context("listener " + config::to_string(listener.address));
         }
         // Port 0 in a config gets a kernel-chosen port: log the real one.
-        const net::SocketAddress bound = net::local_address(fd->get());
+        const net::SocketAddress bound = net::local_address(group->front().get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
-        loop.add_listener({std::move(fd).value(), bound, http, false, listener.proxy_protocol,
-                           listener.trusted_proxies});
+        for (std::uint32_t i = 0; i < count; ++i) {
+            if (auto added = workers[i].loop->add_listener({std::move((*group)[i]), bound, http,
+                                                            false, listener.proxy_protocol,
+                                                            listener.trusted_proxies});
+                !added) {
+                return added.error();
+            }
+        }
     }
     return {};
 }
@@ -165,7 +234,8 @@ std::string start_up_settings(const config::Config& config) {
         std::to_string(config.max_connections_per_client) + " " +
         std::to_string(config.client_ipv4_prefix_length) + "/" +
         std::to_string(config.client_ipv6_prefix_length) + " " +
-        std::to_string(config.max_pipes.value_or(0)) + " " + std::to_string(config.log_buffer_size);
+        std::to_string(config.max_pipes.value_or(0)) + " " + std::to_string(config.log_buffer_size) +
+        " workers:" + std::to_string(config.workers.value_or(0));
     if (config.metrics) {
         text += " metrics:" + config::to_string(config.metrics->address);
     }
@@ -186,8 +256,9 @@ std::string start_up_settings(const config::Config& config) {
 // A configuration with what it needs before it can serve: its rules built and every backend
 // resolved. Made at start-up, and for a SIGHUP off the loop (daemon/reload_runner.h).
 struct PreparedConfig {
-    std::unique_ptr<config::Config> config;
-    std::optional<route::Router> router;
+    std::shared_ptr<const config::Config> config;
+    // One per worker: a Router is used by one loop at a time (it is moved into it).
+    std::vector<route::Router> routers;
     std::vector<net::SocketAddress> backends;
     HttpBackends http_backends;
     // The https section's certificates and backend TLS contexts; nullptr without one. The
@@ -213,10 +284,12 @@ Result<std::shared_ptr<const tls::CertificateStore>> build_tls_store(
     return std::make_shared<const tls::CertificateStore>(std::move(store).value());
 }
 
-// Reads the file from `files` (with --splice-mode over its splice_mode), builds the rules and
-// resolves every backend, which may wait on DNS. Touches nothing the loop owns.
+// Reads the file from `files` (with --splice-mode over its splice_mode), builds the rules for
+// `workers` loops (0: as many as the file's `workers` asks for) and resolves every backend,
+// which may wait on DNS. Touches nothing the loops own.
 Result<PreparedConfig> prepare_config(const RunOptions& options,
-                                      const privsep::FileSource& files = privsep::disk_source()) {
+                                      const privsep::FileSource& files = privsep::disk_source(),
+                                      std::uint32_t workers = 0) {
     auto next = load_run_config(options.config_path, files);
     if (!next) {
         return next.error();
@@ -228,9 +301,16 @@ Result<PreparedConfig> prepare_config(const RunOptions& options,
     if (!tls_store) {
         return tls_store.error();
     }
-    auto router = route::Router::create(*next);
-    if (!router) {
-        return router.error();
+    if (workers == 0) {
+        workers = worker_count(next->workers.value_or(0), allowed_cpus());
+    }
+    std::vector<route::Router> routers;
+    for (std::uint32_t i = 0; i < workers; ++i) {
+        auto router = route::Router::create(*next);
+        if (!router) {
+            return router.error();
+        }
+        routers.push_back(std::move(router).value());
     }
     auto backends = resolve_backends(*next);
     if (!backends) {
@@ -241,55 +321,77 @@ Result<PreparedConfig> prepare_config(const RunOptions& options,
         return http_backends.error();
     }
     PreparedConfig prepared;
-    prepared.config = std::make_unique<config::Config>(std::move(next).value());
-    prepared.router.emplace(std::move(router).value());
+    prepared.config = std::make_shared<const config::Config>(std::move(next).value());
+    prepared.routers = std::move(routers);
     prepared.backends = std::move(backends).value();
     prepared.http_backends = std::move(http_backends).value();
     prepared.tls_store = std::move(tls_store).value();
     return prepared;
 }
 
-// On the loop: gives the prepared rules to the loop for every decision from now on; `owner`
-// keeps the new config alive. A bad file changes nothing. Listeners and limits are start-up
-// settings: they stay.
-void apply_reload(Result<PreparedConfig>& prepared, EventLoop& loop,
-                  const config::Config& running, std::unique_ptr<config::Config>& owner,
-                  std::shared_ptr<const tls::CertificateStore>& tls_store) {
+// Whether a prepared reload may replace `running` (logged when not). A bad file changes
+// nothing. Listeners and limits are start-up settings: they stay.
+bool reload_acceptable(const Result<PreparedConfig>& prepared, const config::Config& running) {
     if (!prepared) {
-        loop.count_reload(false);
         log::error("reload_failed",
                    {{"error", prepared.error().message}, {"kept", "old rules"}});
-        return;
+        return false;
     }
     // The port 80 listeners serve by config.http: it cannot come or go without a restart.
     if (prepared->config->http.has_value() != running.http.has_value()) {
-        loop.count_reload(false);
         log::error("reload_failed",
                    {{"error", "the http section was added or removed (restart to change)"},
                     {"kept", "old rules"}});
-        return;
+        return false;
     }
     // Connections terminated under the https section read its routes and limits until they
     // end: it may be added by a reload, not removed.
     if (running.https && !prepared->config->https) {
-        loop.count_reload(false);
         log::error("reload_failed",
                    {{"error", "the https section was removed (restart to change)"},
                     {"kept", "old rules"}});
-        return;
+        return false;
     }
     if (start_up_settings(*prepared->config) != start_up_settings(running)) {
         log::notice("reload_partial",
                     {{"applied", "rules, http routes, timeouts"},
-                     {"unchanged", "listeners, limits, user, splice_mode (restart to change)"}});
+                     {"unchanged",
+                      "listeners, limits, user, splice_mode, workers (restart to change)"}});
     }
-    loop.replace_rules(*prepared->config, std::move(*prepared->router),
-                       std::move(prepared->backends), std::move(prepared->http_backends));
-    owner = std::move(prepared->config);
-    tls_store = std::move(prepared->tls_store);
-    loop.set_tls_store(tls_store);
-    loop.count_reload(true);
-    log::info("reloaded", {{"rules", std::to_string(owner->rules.size())}});
+    return true;
+}
+
+// On worker 0's loop (which reads the signals and runs the reload): hands the prepared
+// rules to every worker, each applying them on its own thread between two completions
+// (EventLoop::post), so a connection is decided by the old rules or the new, never a mix.
+// The last worker to apply them logs `reloaded` and tells systemd: from that line on every
+// new connection, on every worker, follows the new rules.
+void apply_reload(Result<PreparedConfig>& prepared, std::vector<Worker>& workers) {
+    Worker& first = workers.front();
+    if (!reload_acceptable(prepared, *first.config)) {
+        first.loop->count_reload(false);
+        service::notify_ready("serving, reload refused");
+        return;
+    }
+    const auto shared = std::make_shared<PreparedConfig>(std::move(prepared).value());
+    const auto remaining = std::make_shared<std::atomic<std::size_t>>(workers.size());
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+        Worker& worker = workers[i];
+        // Each worker moves only its own router out of `shared`; the rest it copies.
+        worker.loop->post([&worker, i, shared, remaining, count = workers.size()] {
+            worker.loop->replace_rules(*shared->config, std::move(shared->routers[i]),
+                                       shared->backends, shared->http_backends);
+            worker.config = shared->config;
+            worker.tls_store = shared->tls_store;
+            worker.loop->set_tls_store(worker.tls_store);
+            if (remaining->fetch_sub(1) == 1) {
+                worker.loop->count_reload(true);
+                log::info("reloaded", {{"rules", std::to_string(shared->config->rules.size())},
+                                       {"workers", std::to_string(count)}});
+                service::notify_ready("serving, reloaded");
+            }
+        });
+    }
 }
 
 // The metrics endpoint's listener (metrics/metrics_server.h), bound at start-up like the
@@ -331,12 +433,12 @@ bpf::PinDirOwners pin_dir_owners(const std::optional<security::RunUser>& run_use
 
 // A reload's prepare step after the drop: the file as the privileged helper read it.
 Result<PreparedConfig> prepare_from_helper(const RunOptions& options,
-                                           privsep::HelperLink& helper) {
+                                           privsep::HelperLink& helper, std::uint32_t workers) {
     auto bundle = helper.fetch();
     if (!bundle) {
         return bundle.error();
     }
-    return prepare_config(options, privsep::bundle_source(std::move(bundle).value()));
+    return prepare_config(options, privsep::bundle_source(std::move(bundle).value()), workers);
 }
 
 // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`. Without them
@@ -363,31 +465,111 @@ std::vector<std::string> upgrade_argv(const std::string& binary, const RunOption
         argv.insert(argv.end(), {"--config", *options.config_path});
     }
     if (options.splice_mode) {
-        argv.insert(argv.end(), {"--splice-mode", std::string(config::to_string(*options.splice_mode))});
+        argv.insert(argv.end(),
+                    {"--splice-mode", std::string(config::to_string(*options.splice_mode))});
     }
     argv.insert(argv.end(), {"--pin-dir", options.pin_dir});
     return argv;
 }
 
-// On the loop, once the handover thread is done: the new process serves (stop accepting,
-// leave the pins to it, tell systemd its pid) or the upgrade failed (serve on).
-void apply_upgrade(const Result<pid_t>& handed, EventLoop& loop, std::optional<bpf::PinDir>& pins,
-                   std::unique_ptr<metrics::MetricsServer>& endpoint) {
-    loop.count_upgrade(handed.has_value());
+// Every listening socket of every worker, for the handover thread: the sets are fixed once
+// the workers run, and only the fds' numbers are read (upgrade/handover.h offers each socket
+// once, systemd's shared one too).
+std::vector<upgrade::ListenerToHand> listeners_to_hand(const std::vector<Worker>& workers,
+                                                       const metrics::MetricsServer* endpoint) {
+    std::vector<upgrade::ListenerToHand> listeners;
+    for (const Worker& worker : workers) {
+        std::vector<upgrade::ListenerToHand> own = worker.loop->listeners_to_hand();
+        listeners.insert(listeners.end(), own.begin(), own.end());
+    }
+    if (endpoint != nullptr) {
+        listeners.push_back({.fd = endpoint->listener_fd(), .what = {.metrics = true}});
+    }
+    return listeners;
+}
+
+// On worker 0's loop, once the handover thread is done: the new process serves (every
+// worker stops accepting, the pins and the metrics endpoint are left to it, systemd follows
+// its pid) or the upgrade failed (serve on).
+void apply_upgrade(const Result<pid_t>& handed, std::vector<Worker>& workers,
+                   std::optional<bpf::PinDir>& pins, metrics::MetricsServer* endpoint,
+                   std::atomic<bool>& upgrading) {
+    EventLoop& first = *workers.front().loop;
+    first.count_upgrade(handed.has_value());
     if (!handed) {
+        // Nobody else holds our listeners: a stop may shut them down again.
+        upgrading = false;
         log::error("upgrade_failed", {{"reason", handed.error().message}, {"kept", "serving"}});
         return;
     }
+    // `upgrading` stays set: the listeners are the new process's too from now on, so no
+    // stop of this process may shut them down (EventLoop::begin_shutdown).
     log::notice("upgraded", {{"new_pid", std::to_string(*handed)},
-                             {"draining", std::to_string(loop.counters().active)}});
+                             {"workers", std::to_string(workers.size())}});
     if (pins) {
         pins->leave_to_successor();
     }
     service::notify_main_pid(*handed);
-    loop.stop_accepting_after_handover();
-    // Scrapes go to the new process's endpoint from now on (its thread stops within one
-    // scrape's deadline).
-    endpoint.reset();
+    for (Worker& worker : workers) {
+        // Each on its own thread: what a worker holds is read there only.
+        worker.loop->post([loop = worker.loop.get()] {
+            loop->stop_accepting_after_handover();
+            log::info("draining", {{"worker", std::to_string(loop->worker().index)},
+                                   {"connections", std::to_string(loop->counters().active)}});
+        });
+    }
+    // Scrapes go to the new process's endpoint from now on (this thread stops within one
+    // scrape's deadline; the workers may still publish to it).
+    if (endpoint != nullptr) {
+        endpoint->stop();
+    }
+}
+
+// From any thread: every worker's loop stops (posted, so each stops on its own thread).
+void stop_all(std::vector<Worker>& workers) {
+    for (Worker& worker : workers) {
+        worker.loop->post([loop = worker.loop.get()] { loop->stop(); });
+    }
+}
+
+// Runs each worker's loop on a thread of its own, pinned to one allowed CPU when there are
+// several (one worker runs where the scheduler puts it, as before `workers`). A worker whose
+// loop fails logs it and stops the others: the daemon ends, cleanly, with that error.
+// Returns once every worker's thread has ended.
+void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
+    const bool pin = workers.size() > 1;
+    std::size_t started = 0;
+    for (; started < workers.size(); ++started) {
+        Worker& worker = workers[started];
+        const int cpu = cpus[started % cpus.size()];
+        const auto index = started;
+        try {
+            worker.thread = std::thread([&workers, &worker, pin, cpu, index] {
+                if (pin) {
+                    if (auto pinned = pin_this_thread(cpu); !pinned) {
+                        log::warning("worker_not_pinned", {{"worker", std::to_string(index)},
+                                                           {"error", pinned.error().message}});
+                    }
+                }
+                worker.result = worker.loop->run();
+                if (!worker.result) {
+                    log::error("worker_failed", {{"worker", std::to_string(index)},
+                                                 {"error", worker.result.error().message}});
+                    stop_all(workers);
+                }
+            });
+        } catch (const std::system_error& error) {
+            worker.result = Error{"starting worker " + std::to_string(index) + ": " +
+                                  error.what()};
+            log::error("worker_failed", {{"worker", std::to_string(index)},
+                                         {"error", worker.result.error().message}});
+            stop_all(workers);
+            break;
+        }
+    }
+    for (std::size_t i = 0; i < started; ++i) {
+        workers[i].thread.join();
+    }
 }
 
 }  // namespace
@@ -402,7 +584,9 @@ Result<void> run(const RunOptions& options) {
     if (!prepared) {
         return prepared.error();
     }
-    const std::unique_ptr<config::Config>& config = prepared->config;
+    const std::shared_ptr<const config::Config> config = prepared->config;
+    const std::vector<int> cpus = allowed_cpus();
+    const auto worker_total = static_cast<std::uint32_t>(prepared->routers.size());
     auto activated = service::ActivatedListeners::take();
     if (!activated) {
         return activated.error();
@@ -445,14 +629,16 @@ Result<void> run(const RunOptions& options) {
     }
     // Sized for the configured max_connections (or its default): the fd plan below may lower
     // an unset one to fit the fd limit, never raise it.
-    auto plane =
-        plane::make_plane(config->splice_mode, pins ? &*pins : nullptr,
-                          config->max_connections.value_or(config::kDefaultMaxConnections));
-    if (!plane) {
-        return plane.error().with_context("data plane");
+    // One plane per worker, all of one kind; on sockmap they share one program and sockhash.
+    auto planes = plane::make_planes(
+        config->splice_mode, pins ? &*pins : nullptr,
+        config->max_connections.value_or(config::kDefaultMaxConnections), worker_total);
+    if (!planes) {
+        return planes.error().with_context("data plane");
     }
+    const std::string plane_name(planes->front()->name());
     // Before the privilege drop: only root may raise the hard limit.
-    auto fd_plan = limits::plan_fd_limit(*config, (*plane)->name());
+    auto fd_plan = limits::plan_fd_limit(*config, plane_name, worker_total);
     if (!fd_plan) {
         return fd_plan.error();
     }
@@ -462,7 +648,12 @@ Result<void> run(const RunOptions& options) {
                 {"max_connections", std::to_string(fd_plan->max_connections)},
                 {"max_pipes", std::to_string(fd_plan->max_pipes)},
                 {"fitted", fd_plan->fitted ? "true" : "false"}});
-    (*plane)->set_max_pipes(fd_plan->max_pipes);
+    // The pipes are the daemon's: shared out among the workers' planes.
+    const std::uint32_t pipes_each =
+        fd_plan->max_pipes == 0 ? 0 : std::max<std::uint32_t>(1, fd_plan->max_pipes / worker_total);
+    for (const auto& plane : *planes) {
+        plane->set_max_pipes(pipes_each);
+    }
     auto signal_fd = block_signals();
     if (!signal_fd) {
         return signal_fd.error();
@@ -477,20 +668,31 @@ Result<void> run(const RunOptions& options) {
         WriterStop& operator=(const WriterStop&) = delete;
         ~WriterStop() { log::stop_writer(); }
     } const writer_stop;
-    EventLoop loop(*config, std::move(*prepared->router), std::move(prepared->backends), **plane,
-                   fd_plan->max_connections);
-    if (auto ready = loop.init(); !ready) {
-        return ready.error();
+    // The limits are the daemon's, whichever worker a connection lands on; each worker's slab
+    // can hold them all (the kernel's spread of connections over workers is not even).
+    limits::Admission admission(*config, fd_plan->max_connections);
+    std::vector<Worker> workers(worker_total);
+    for (std::uint32_t i = 0; i < worker_total; ++i) {
+        Worker& worker = workers[i];
+        worker.plane = std::move((*planes)[i]);
+        worker.config = config;
+        worker.tls_store = prepared->tls_store;
+        worker.loop = std::make_unique<EventLoop>(
+            *config, std::move(prepared->routers[i]), prepared->backends, *worker.plane,
+            fd_plan->max_connections, admission, WorkerPlace{.index = i, .count = worker_total});
+        if (auto ready = worker.loop->init(); !ready) {
+            return ready.error();
+        }
+        worker.loop->set_http_backends(prepared->http_backends);
+        worker.loop->set_tls_store(worker.tls_store);
     }
-    if (auto listening = listen_all(loop, config->listeners, false, *activated, *adoption);
+    if (auto listening = listen_all(workers, config->listeners, false, *activated, *adoption);
         !listening) {
         return listening.error();
     }
-    loop.set_http_backends(std::move(prepared->http_backends));
-    loop.set_tls_store(prepared->tls_store);
     if (config->http) {
         if (auto listening =
-                listen_all(loop, config->http->listeners, true, *activated, *adoption);
+                listen_all(workers, config->http->listeners, true, *activated, *adoption);
             !listening) {
             return listening.error();
         }
@@ -499,11 +701,11 @@ Result<void> run(const RunOptions& options) {
         return claimed.error();
     }
     auto endpoint = metrics_server(*config, *adoption);
-    if (auto claimed = adoption->check_all_claimed(); !claimed) {
-        return claimed.error();
-    }
     if (!endpoint) {
         return endpoint.error();
+    }
+    if (auto claimed = adoption->check_all_claimed(); !claimed) {
+        return claimed.error();
     }
     // Everything that needs root is done: from here on only held fds are used.
     if (pins && *run_user) {
@@ -537,77 +739,113 @@ Result<void> run(const RunOptions& options) {
     // stops reading costs lines, never the loop. Started after the drop, which is per thread
     // for capabilities; stopped (bounded wait) on every way out of run() by writer_stop.
     log::start_writer(config->log_buffer_size);
-    loop.watch_signals(std::move(signal_fd).value());
-    std::unique_ptr<config::Config> reloaded;  // the config in force after the last SIGHUP
-    // The certificates in force: a failed reload leaves them, as it leaves the rules.
-    std::shared_ptr<const tls::CertificateStore> tls_store = prepared->tls_store;
-    auto reloads = loop.reload_with([&]() -> ReloadRunner::Apply {
+    // Worker 0 reads the signals (blocked in every thread, as the workers start from this
+    // one) and runs the reloads; it tells the others (EventLoop::post).
+    EventLoop& first = *workers.front().loop;
+    first.watch_signals(std::move(signal_fd).value());
+    auto reloads = first.reload_with([&options, &helper, &workers,
+                                      worker_total]() -> ReloadRunner::Apply {
         // std::function needs a copyable closure: the result is shared with it.
         // systemd (ExecReload= sends the SIGHUP) shows the unit reloading until READY=1, sent
         // once the result is applied or refused: the daemon serves on either way.
         service::notify_reloading();
         auto next = std::make_shared<Result<PreparedConfig>>(
-            helper ? prepare_from_helper(options, *helper) : prepare_config(options));
-        return [&, next] {
-            apply_reload(*next, loop, reloaded ? *reloaded : *config, reloaded, tls_store);
-            service::notify_ready("serving, reloaded");
-        };
+            helper ? prepare_from_helper(options, *helper, worker_total)
+                   : prepare_config(options, privsep::disk_source(), worker_total));
+        return [&workers, next] { apply_reload(*next, workers); };
     });
     if (!reloads) {
         return reloads.error();
     }
-    // SIGUSR2: the handover runs off the loop (it waits for the new process), its outcome is
-    // applied on it. One at a time; none once handed over.
-    auto upgrades = loop.upgrade_with([&]() -> ReloadRunner::Apply {
-        if (loop.handed_over()) {
-            return [] {};
-        }
-        std::vector<upgrade::ListenerToHand> listeners = loop.listeners_to_hand();
-        if (*endpoint) {
-            listeners.push_back({.fd = (*endpoint)->listener_fd(), .what = {.metrics = true}});
-        }
-        auto handed = std::make_shared<Result<pid_t>>(upgrade::hand_over(**launcher, listeners));
-        return [&, handed] { apply_upgrade(*handed, loop, pins, *endpoint); };
+    // SIGUSR2 (read by worker 0): the handover runs off the loops (it waits for the new
+    // process), its outcome is applied on worker 0, which tells the others. One at a time;
+    // none once handed over (EventLoop::on_signal). `upgrading` is every worker's: set from
+    // the signal until a failure is applied, so no stop meanwhile shuts down a listener the
+    // new process may already hold.
+    std::atomic<bool> upgrading{false};
+    for (Worker& worker : workers) {
+        worker.loop->share_upgrade_flag(upgrading);
+    }
+    auto upgrades = first.upgrade_with([&workers, &launcher, &endpoint, &pins,
+                                        &upgrading]() -> ReloadRunner::Apply {
+        metrics::MetricsServer* server = endpoint->get();
+        auto handed = std::make_shared<Result<pid_t>>(
+            upgrade::hand_over(**launcher, listeners_to_hand(workers, server)));
+        return [&workers, &pins, &upgrading, server, handed] {
+            apply_upgrade(*handed, workers, pins, server, upgrading);
+        };
     });
     if (!upgrades) {
         return upgrades.error();
     }
-    if (counters_map || *endpoint) {
-        loop.publish_counters_with([&counters_map, &endpoint](const DaemonCounters& counters) {
-            if (*endpoint) {
-                (*endpoint)->publish(counters);
-            }
-            if (!counters_map) {
-                return;
-            }
-            if (auto published = counters_map->publish(counters); !published) {
-                log::warning("stats", {{"error", published.error().message}});
-            }
-        });
+    // Each worker publishes its own counters about once a second; `splicer stats` and the
+    // metrics endpoint get the sum over the latest of every worker (metrics/counters_sum.h).
+    metrics::CountersBoard board(worker_total);
+    const auto publish_sum = [&counters_map, &endpoint](const DaemonCounters& total) {
+        if (*endpoint) {
+            (*endpoint)->publish(total);
+        }
+        if (!counters_map) {
+            return;
+        }
+        if (auto published = counters_map->publish(total); !published) {
+            log::warning("stats", {{"error", published.error().message}});
+        }
+    };
+    for (std::uint32_t i = 0; i < worker_total; ++i) {
+        if (counters_map || *endpoint) {
+            workers[i].loop->publish_counters_with(
+                [&board, &publish_sum, i](const DaemonCounters& counters) {
+                    board.publish(i, counters, publish_sum);
+                });
+        }
+        // A worker that stops, whatever stopped it, stops the others.
+        workers[i].loop->on_stop([&workers] { stop_all(workers); });
     }
     if (*endpoint) {
-        (*endpoint)->publish(loop.counters());  // what scrapes see until the first second
+        // What scrapes see until the first second.
+        for (std::uint32_t i = 0; i < worker_total; ++i) {
+            board.publish(i, workers[i].loop->counters(),
+                          [&endpoint](const DaemonCounters& total) { (*endpoint)->publish(total); });
+        }
         (*endpoint)->start();
     }
-    log::info("ready", {{"plane", std::string((*plane)->name())},
-                        {"rules", std::to_string(config->rules.size())}});
+    log::info("ready", {{"plane", plane_name},
+                        {"rules", std::to_string(config->rules.size())},
+                        {"workers", std::to_string(worker_total)},
+                        {"cpus", cpu_list(cpus)}});
     // Every listener is listening: a client that connects from here on waits in the backlog
-    // at most until the loop's first submission below arms its accept.
-    service::notify_ready("serving on the " + std::string((*plane)->name()) + " plane");
+    // at most until its worker's first submission arms its accept.
+    service::notify_ready("serving on the " + plane_name + " plane");
     if (adoption->active()) {
-        // The old process stops accepting once it reads this; until then both accept.
+        // The old process stops accepting once it reads this; until then both accept. The
+        // workers are not running yet: connections wait in the backlogs for their first
+        // submission, as at any start.
         if (auto ready = adoption->send_ready(); !ready) {
             return ready.error();
         }
-        log::info("adopted", {{"listeners", std::to_string(config->listeners.size())}});
+        log::info("adopted", {{"workers", std::to_string(worker_total)}});
     }
-    auto ran = loop.run();
-    log::info("stopped", {{"accepted", std::to_string(loop.counters().accepted)},
-                          {"closed", std::to_string(loop.counters().closed)}});
-    if (ran && helper && helper->failed()) {
+    run_workers(workers, cpus);
+    std::uint64_t accepted = 0;
+    std::uint64_t closed = 0;
+    for (const Worker& worker : workers) {
+        const DaemonCounters counters = worker.loop->counters();
+        accepted += counters.accepted;
+        closed += counters.closed;
+    }
+    log::info("stopped", {{"accepted", std::to_string(accepted)},
+                          {"closed", std::to_string(closed)},
+                          {"workers", std::to_string(worker_total)}});
+    for (const Worker& worker : workers) {
+        if (!worker.result) {
+            return worker.result.error();
+        }
+    }
+    if (helper && helper->failed()) {
         return Error{"the privileged helper exited (privsep_helper_exited above)"};
     }
-    return ran;
+    return {};
 }
 
 }  // namespace splicer::daemon

@@ -41,15 +41,18 @@ std::uint64_t loop_tag(LoopOp op, std::uint8_t arg) {
 
 EventLoop::EventLoop(const config::Config& config, route::Router router,
                      std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
-                     std::uint32_t max_connections)
+                     std::uint32_t max_connections, limits::Admission& admission,
+                     WorkerPlace worker)
     : config_(&config),
       router_(std::move(router)),
       backends_(std::move(backends)),
       plane_(plane),
       slab_(max_connections),
-      admission_(config, max_connections),
+      admission_(admission),
       client_prefix_{.ipv4 = config.client_ipv4_prefix_length,
-                     .ipv6 = config.client_ipv6_prefix_length} {
+                     .ipv6 = config.client_ipv6_prefix_length},
+      worker_(worker),
+      next_id_(std::uint64_t{worker.index} + 1) {
     rule_series_.bind(config);
     const std::string_view name = plane.name();
     plane_label_ = name == "sockmap" ? PlaneLabel::sockmap
@@ -59,11 +62,21 @@ EventLoop::EventLoop(const config::Config& config, route::Router router,
 
 EventLoop::~EventLoop() = default;
 
-Result<void> EventLoop::init() { return uring::Ring::init(ring_, 4096); }
+Result<void> EventLoop::init() {
+    if (auto made = mailbox_.init(); !made) {
+        return made.error();
+    }
+    return uring::Ring::init(ring_, 4096);
+}
 
-void EventLoop::add_listener(ListeningSocket listener) {
+Result<void> EventLoop::add_listener(ListeningSocket listener) {
+    if (listeners_.size() >= kMaxListenersPerLoop) {
+        return Error{"more than " + std::to_string(kMaxListenersPerLoop) +
+                     " listening sockets in one worker"};
+    }
     listeners_.push_back(std::move(listener));
     accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
+    return {};
 }
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
@@ -111,7 +124,6 @@ void EventLoop::stop_accepting_after_handover() {
 }
 
 void EventLoop::count_upgrade(bool handed) {
-    upgrade_in_flight_ = false;
     ++(handed ? counters_.upgrades_ok : counters_.upgrades_failed);
 }
 
@@ -142,6 +154,7 @@ Result<void> EventLoop::run() {
     if (upgrade_) {
         arm_upgrade_read();
     }
+    arm_mailbox_read();
     auto published = std::chrono::steady_clock::now();
     auto trimmed = published;
     // After a stop signal, connections close; the loop ends once every operation completed.
@@ -160,6 +173,7 @@ Result<void> EventLoop::run() {
         }
         if (now - trimmed >= std::chrono::seconds(1)) {
             heap_trim_.after_closes(counters_.closed);
+            backend_pool_.expire(now);  // keepalive_timeout, to the second
             trimmed = now;
         }
     }
@@ -181,6 +195,7 @@ DaemonCounters EventLoop::counters() const {
     current.log_dropped = log::dropped_lines();
     current.readers_stopped = reader_stops_.stopped_count();
     current.readers_resumed = reader_stops_.resumed_count();
+    current.backend_pool_idle_closed = backend_pool_.counts().idle_closed;
     current.plane = static_cast<__u32>(plane_label_);
     plane_.count_bytes(current);  // added to port 80's, counted here
     rule_series_.copy_to(current);
@@ -204,6 +219,11 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
         on_loop_completion(static_cast<LoopOp>(tag.op), tag.arg, cqe.res, cqe.flags);
         return;
     }
+    if (tag.owner == Owner::pool) {
+        backend_pool_.on_completion(static_cast<PoolOp>(tag.op), tag.slot, tag.generation,
+                                    cqe.res);
+        return;
+    }
     Connection* connection = slab_.find(tag.slot, tag.generation);
     if (connection == nullptr) {
         // Every operation is counted and the slot is only freed once all completed.
@@ -223,7 +243,8 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
                                                    cqe.flags);
             }
             break;
-        case Owner::loop: break;
+        case Owner::loop:
+        case Owner::pool: break;
     }
     finish_if_idle(*connection);
 }
@@ -239,6 +260,15 @@ void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std:
             break;
         case LoopOp::signal: on_signal(result); break;
         case LoopOp::reload_done: on_reload_done(result); break;
+        case LoopOp::mailbox:
+            if (result < 0 && result != -EINTR && result != -EAGAIN) {
+                // Not expected from an eventfd; re-arming would spin.
+                log::error("mailbox_unavailable", {{"error", errno_text(-result)}});
+                return;
+            }
+            mailbox_.run_posted();
+            arm_mailbox_read();
+            break;
         case LoopOp::upgrade_done: on_upgrade_done(result); break;
         case LoopOp::cancel: break;
     }
@@ -309,7 +339,8 @@ void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags)
     const auto slot = slab_.acquire();  // cannot fail: capacity was checked above
     ++counters_.accepted;
     Connection& connection = slab_.at(*slot);
-    connection.id = next_id_++;
+    connection.id = next_id_;
+    next_id_ += worker_.count;
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
     connection.client_address = peer;
@@ -446,6 +477,12 @@ void EventLoop::arm_signal_read() {
     sqe->user_data = loop_tag(LoopOp::signal, 0);
 }
 
+void EventLoop::arm_mailbox_read() {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_read(sqe, mailbox_.wake_fd(), mailbox_.wake_buffer(), sizeof(std::uint64_t), 0);
+    sqe->user_data = loop_tag(LoopOp::mailbox, 0);
+}
+
 void EventLoop::arm_reload_read() {
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_read(sqe, reload_->done_fd(), reload_->done_buffer(), sizeof(std::uint64_t), 0);
@@ -489,9 +526,9 @@ void EventLoop::on_signal(int result) {
     }
     log::info("signal", {{"signal", strsignal(static_cast<int>(signal_info_.ssi_signo))}});
     if (signal_info_.ssi_signo == SIGUSR2) {
-        // `splicer upgrade`. Once handed over, the new process is the one to upgrade.
-        if (upgrade_ && !handed_over_ && !stopping_) {
-            upgrade_in_flight_ = true;
+        // `splicer upgrade`. One at a time; once handed over (the flag stays set), the new
+        // process is the one to upgrade.
+        if (upgrade_ && upgrading_ != nullptr && !stopping_ && !upgrading_->exchange(true)) {
             upgrade_->request();
         }
         arm_signal_read();
@@ -512,16 +549,23 @@ void EventLoop::begin_shutdown() {
         return;
     }
     stopping_ = true;
-    service::notify_stopping();
+    if (worker_.index == 0) {
+        // Once for the daemon: every worker stops, and worker 0 (which reads the signals)
+        // always among them.
+        service::notify_stopping();
+    }
+    if (on_stop_) {
+        on_stop_();
+    }
     // Shutting the listeners down ends their multishot accepts; no new connection arrives.
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         if (handed_over_) {
             break;  // the new process's: our accepts are already cancelled
         }
-        if (listeners_[i].from_systemd || upgrade_in_flight_) {
-            // During an upgrade, the new process may already hold the socket (the same
-            // reasoning as for systemd's). systemd's socket: shutdown() would stop it listening for systemd too (it is one
-            // socket), and the next start would get a dead one. Cancel our accept instead;
+        if (listeners_[i].from_systemd || (upgrading_ != nullptr && upgrading_->load())) {
+            // systemd's socket: shutdown() would stop it listening for systemd too (it is one
+            // socket), and the next start would get a dead one; during an upgrade the new
+            // process may hold ours already, the same way. Cancel our accept instead;
             // clients that connect now wait in the backlog for the next start.
             io_uring_sqe* sqe = ring_.sqe();
             io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);
@@ -530,6 +574,7 @@ void EventLoop::begin_shutdown() {
             ::shutdown(listeners_[i].fd.get(), SHUT_RDWR);
         }
     }
+    backend_pool_.clear();
     slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
         close_connection(connection, "shutdown");
         finish_if_idle(connection);
@@ -622,7 +667,8 @@ void EventLoop::finish_if_idle(Connection& connection) {
                {"bytes_in", std::to_string(bytes[kClientToBackend])},
                {"bytes_out", std::to_string(bytes[kBackendToClient])},
                {"duration_ms", std::to_string(duration.count())},
-               {"end", connection.end}});
+               {"end", connection.end},
+               {"worker", std::to_string(worker_.index)}});
     ++counters_.closed;
     admission_.release(connection.listener, connection.client_key);
     slab_.release(connection.slot);  // closes both sockets

@@ -3,11 +3,13 @@
 // (MSG_PEEK, nothing consumed), routes, connects to the backend with a timeout, and hands the
 // pair to the data plane. On http listeners each connection's HttpExchange proxies HTTP/1.1
 // instead (http_exchange.h); the loop is its HttpContext. One thread, no blocking call after
-// start-up.
+// start-up. The daemon runs `workers` loops, one per thread (daemon/daemon.cpp); another
+// thread reaches a loop only through post().
 
 #include <sys/signalfd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,8 +18,10 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/backend_pool.h"
 #include "daemon/heap_trim.h"
 #include "daemon/http_exchange.h"
+#include "daemon/mailbox.h"
 #include "daemon/reload_runner.h"
 #include "daemon/slab.h"
 #include "daemon/tls_relay.h"
@@ -64,24 +68,40 @@ enum class LoopOp : std::uint8_t {
     accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
     cancel,          // the cancel of a listener's accept at a stop; nothing to act on
+    mailbox,         // read on the mailbox's eventfd: work posted by another thread
     upgrade_done,    // read on the upgrade eventfd: a SIGUSR2's handover ended (ok or not)
 };
 static_assert(uring::fits_in_tag(LoopOp::upgrade_done));
+
+// The most listening sockets one loop accepts from: the listener's index rides in the 8-bit
+// argument of the accept's tag. (A new process with fewer workers than the old one takes
+// several sockets of one address per worker at an upgrade.)
+inline constexpr std::size_t kMaxListenersPerLoop = 256;
+
+// Which of the daemon's event loops this one is (`workers`, daemon/daemon.cpp).
+struct WorkerPlace {
+    std::uint32_t index = 0;
+    std::uint32_t count = 1;
+};
 
 class EventLoop final : public plane::PlaneContext,
                         public HttpContext,
                         public TlsRelayContext,
                         public HandlerContext {
 public:
+    // `admission` is shared by every worker (the limits are the daemon's) and must outlive
+    // the loop; `max_connections` sizes this loop's slab.
     EventLoop(const config::Config& config, route::Router router,
               std::vector<net::SocketAddress> backends, plane::DataPlane& plane,
-              std::uint32_t max_connections);
+              std::uint32_t max_connections, limits::Admission& admission,
+              WorkerPlace worker = {});
     EventLoop(const EventLoop&) = delete;
     EventLoop& operator=(const EventLoop&) = delete;
     ~EventLoop();
 
     Result<void> init();
-    void add_listener(ListeningSocket listener);
+    // At most kMaxListenersPerLoop (an accept's tag names its listener in 8 bits).
+    Result<void> add_listener(ListeningSocket listener);
     // The certificates terminated connections are served with from now on (start-up, each
     // SIGHUP); connections already terminating keep the store's context they started with.
     void set_tls_store(std::shared_ptr<const tls::CertificateStore> store) {
@@ -99,6 +119,10 @@ public:
     // SIGUSR2 (`splicer upgrade`): `hand_over` runs on a thread of its own, as a reload's
     // prepare does, and the closure it returns runs on the loop (daemon.cpp: upgrade/).
     Result<void> upgrade_with(ReloadRunner::Prepare hand_over);
+    // Every worker's: set by worker 0 at a SIGUSR2 (a second one meanwhile is ignored) and
+    // cleared by daemon.cpp when the upgrade failed; while set no stop shuts a listener down
+    // (the new process may hold it). Must outlive the loop.
+    void share_upgrade_flag(std::atomic<bool>& upgrading) { upgrading_ = &upgrading; }
     // What an upgrade can hand to the new process: every listening socket. Their fds stay
     // the loop's; the set is fixed once run() started, so the handover thread may read it.
     [[nodiscard]] std::vector<upgrade::ListenerToHand> listeners_to_hand() const;
@@ -120,8 +144,17 @@ public:
                        std::vector<net::SocketAddress> backends,
                        HttpBackends http_backends);
 
-    // Serves until a stop signal, then closes every connection and returns.
+    // Serves until a stop signal (or stop()), then closes every connection and returns.
     Result<void> run();
+
+    // From any thread: `work` runs on this loop's thread between two completions (mailbox.h).
+    void post(Mailbox::Work work) { mailbox_.post(std::move(work)); }
+    // On the loop: stops it as a SIGTERM would (other workers post it).
+    void stop() { begin_shutdown(); }
+    // Called on the loop when it begins to stop, whatever made it (the other workers are
+    // told from there).
+    void on_stop(std::function<void()> stopping) { on_stop_ = std::move(stopping); }
+    [[nodiscard]] const WorkerPlace& worker() const { return worker_; }
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
@@ -160,6 +193,7 @@ public:
         return section == HttpSection::https ? http_backends_.https[route]
                                              : http_backends_.http[route];
     }
+    BackendPool& backend_pool() override { return backend_pool_; }
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) override;
@@ -220,6 +254,7 @@ private:
     void leave_probing(Connection& connection);
     void arm_signal_read();
     void arm_reload_read();
+    void arm_mailbox_read();
     void on_reload_done(int result);
     void arm_upgrade_read();
     void on_upgrade_done(int result);
@@ -273,12 +308,14 @@ private:
     std::shared_ptr<const tls::CertificateStore> tls_store_;  // nullptr: no https section
     plane::DataPlane& plane_;
     uring::Ring ring_;
+    // Idle HTTP backend connections; declared after the ring, so it goes first.
+    BackendPool backend_pool_{ring_};
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
     log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
-    limits::Admission admission_;
+    limits::Admission& admission_;  // shared by every worker
     net::ClientPrefix client_prefix_;  // a start-up setting: a reload keeps it
     // One log line per second per limit, whatever the flood: max_connections, per listener,
     // per client, probing.
@@ -290,7 +327,12 @@ private:
     UniqueFd signal_fd_;
     signalfd_siginfo signal_info_{};
     bool stopping_ = false;
+    WorkerPlace worker_;
+    // Connection ids: worker i numbers i+1, i+1+count, ... so that ids stay unique across
+    // workers without a shared counter.
     std::uint64_t next_id_ = 1;
+    Mailbox mailbox_;
+    std::function<void()> on_stop_;
     DaemonCounters counters_;  // ~20 KiB (tables of labelled series): copied only to publish
     metrics::RuleSeriesTable rule_series_;
     PlaneLabel plane_label_ = PlaneLabel::copy;
@@ -303,9 +345,8 @@ private:
     // in the meantime is served here, not dropped.
     std::size_t accepts_armed_ = 0;
     bool handed_over_ = false;
-    // From a SIGUSR2 until its outcome is applied: a new process may hold these listening
-    // sockets already, so a stop meanwhile must not shut them down (begin_shutdown).
-    bool upgrade_in_flight_ = false;
+    // share_upgrade_flag; nullptr: no upgrade can be under way.
+    std::atomic<bool>* upgrading_ = nullptr;
 };
 
 }  // namespace splicer::daemon

@@ -20,6 +20,16 @@ constexpr int kTrimThresholdBytes = 16 * 1024 * 1024;
 // A trim that took this long is worth a line: the heap had many holes.
 constexpr auto kSlowTrim = std::chrono::milliseconds(100);
 
+// One malloc_trim() at a time in the process. Each worker's loop has a trimmer (`workers`),
+// and a trim covers the whole process, so two at once would only do the work twice; and
+// glibc's first call sets up its malloc state unsynchronised (its "initialised" flag is set
+// before the arenas are), so two first calls at once can walk a half-made arena list: seen
+// under ASan (whose malloc leaves glibc's unset until then) as a SEGV in mtrim.
+std::mutex& trim_serialiser() {
+    static std::mutex mutex;
+    return mutex;
+}
+
 }  // namespace
 
 // The thread that runs malloc_trim(). Its mutex guards two flags only and is never held
@@ -62,7 +72,10 @@ struct HeapTrim::Trimmer {
             requested = false;
             lock.unlock();
             const auto start = std::chrono::steady_clock::now();
-            ::malloc_trim(0);
+            {
+                const std::lock_guard one_at_a_time(trim_serialiser());
+                ::malloc_trim(0);
+            }
             const auto took = std::chrono::steady_clock::now() - start;
             if (took >= kSlowTrim) {
                 log::notice(

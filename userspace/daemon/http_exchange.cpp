@@ -154,6 +154,7 @@ void HttpExchange::end_with(Outcome outcome, Side side, std::string_view detail)
             // of the client's body can no longer be framed.
             close_client_ = true;
             request_done_ = true;
+            request_aborted_ = true;  // the backend connection can no longer be reused
             from_client_.discard();
             consumed_on_send_ = 0;
             phase_ = Phase::response;
@@ -167,9 +168,16 @@ void HttpExchange::on_sent(Side /*side*/, int result) {
         if (backend_handshake_failed(result)) {
             return;
         }
+        if (sending_to_ == Side::backend && result != -ECANCELED &&
+            retry_on_new_connection("send: " + errno_text(result))) {
+            return;
+        }
         end_with(result == -ECANCELED ? Outcome::send_timeout : Outcome::send_error,
                  sending_to_);
         return;
+    }
+    if (routed_on_first_send_ && sending_to_ == Side::backend) {
+        count_routed();
     }
     const auto sent = static_cast<std::size_t>(result);
     context_.live_counters()
@@ -228,6 +236,7 @@ void HttpExchange::on_recv(Side side, int result) {
         return;
     }
     buffer_from(side).end += static_cast<std::size_t>(result);
+    response_started_ = response_started_ || side == Side::backend;
     switch (phase_) {
         case Phase::idle:
             // A keep-alive connection was idle: this request's header clock starts now.
@@ -252,6 +261,12 @@ void HttpExchange::on_recv_end(Side side, int result) {
             response_done();
             return;
         }
+    }
+    // A reused connection the backend closed (or reset) before answering: not the
+    // request's fault. A timeout is a slow backend, not a stale connection: no retry.
+    if (side == Side::backend && result != -ECANCELED &&
+        retry_on_new_connection(result == 0 ? "recv: end of stream" : "recv: " + errno_text(result))) {
+        return;
     }
     end_with(recv_outcome(result), side);
 }

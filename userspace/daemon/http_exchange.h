@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/backend_pool.h"
 #include "daemon/connection.h"
 #include "daemon/connection_handler.h"
 #include "daemon/transport.h"
@@ -122,6 +123,8 @@ public:
     // a reload may replace the store meanwhile.
     [[nodiscard]] virtual std::shared_ptr<tls::UpstreamContext> upstream_tls(
         std::size_t route) const = 0;
+    // The loop's idle backend connections (daemon/backend_pool.h).
+    virtual BackendPool& backend_pool() = 0;
     virtual metrics::RuleSeriesTable& rule_series() = 0;
     virtual DaemonCounters& live_counters() = 0;
     // A 101 went through and every byte read past it was flushed: replaces the exchange (the
@@ -194,11 +197,28 @@ private:
     void next_request();
     void frame_head();
     void route();
+    // The upstream request head of the request being served (route(), and again for a retry).
+    void compose_upstream_head();
     void connect_backend();
     void on_connect(int result);
+    // A connected (or reused) backend: the request head goes up.
+    void send_request_head();
+    // The route's backend connection may be pooled: the key it goes under.
+    [[nodiscard]] bool poolable() const { return backend_key_.has_value(); }
+    // An idle pooled connection to the backend, made this exchange's; false: none.
+    bool reuse_pooled_backend();
+    // A reused connection failed before any byte of the response came: true when the request
+    // was sent again on a new connection (once, and only when that is safe).
+    bool retry_on_new_connection(std::string_view what);
+    // The response was read to its end: the backend connection goes to the pool when the
+    // exchange ended cleanly (http/backend_reuse.h), else it is closed.
+    void release_backend();
     // The connect of an https:// backend is done: its TlsTransport, whose first send (the
     // request head) drives the handshake. False when it could not be made (answered 502).
     bool start_backend_tls();
+    // The `routed` counters, once per request (routed_on_first_send_ says when; a retry on a
+    // new connection is not counted again).
+    void count_routed();
     // A backend send failed before its TLS handshake finished: 502 (504 timed out) naming
     // what TLS said; true when that was the case.
     bool backend_handshake_failed(int result);
@@ -223,6 +243,10 @@ private:
     // backend); the backend's TlsTransport keeps it from then on.
     std::shared_ptr<tls::UpstreamContext> backend_tls_;
     std::string backend_tls_name_;  // its SNI and the name its certificate must carry
+    // A TLS backend counts as routed once its handshake is done (the first send that gets
+    // through), not at the TCP connect: a failed handshake is a backend failure only.
+    bool routed_on_first_send_ = false;
+    bool routed_counted_ = false;  // this request's `routed` is counted
     std::string finish_reason_;  // set while the client transport closes before the end
 
     http::Phase phase_ = http::Phase::read_head;
@@ -246,6 +270,15 @@ private:
     bool expect_continue_ = false;
     bool close_client_ = false;  // no further request on this connection
     bool backend_contacted_ = false;  // a connect to the route's backend was tried
+    // Backend connection reuse (daemon/backend_pool.h): the pool key of the route's backend
+    // (none: the route's connections are not pooled), whether this request went on a pooled
+    // connection, whether it was already sent again, and what a retry must know.
+    std::optional<BackendKey> backend_key_;
+    bool backend_reused_ = false;
+    bool retried_ = false;
+    bool body_sent_ = false;         // a byte of the request body went up
+    bool response_started_ = false;  // a byte of the response came
+    bool request_aborted_ = false;   // the client's body was cut short
     std::uint64_t bytes_to_client_ = 0;
     std::uint64_t lingered_ = 0;
     int status_ = 0;

@@ -8,11 +8,13 @@
 #include "daemon/http_exchange.h"
 #include "daemon/proxy_header_send.h"
 #include "daemon/tls_transport.h"
+#include "http/backend_reuse.h"
 #include "http/canned_response.h"
 #include "http/head_rewrite.h"
 #include "http/route_match.h"
 #include "net/sockets.h"
 #include "net/transparent_bind.h"
+#include "splicer/log.h"
 
 namespace splicer::daemon {
 
@@ -48,6 +50,13 @@ void HttpExchange::next_request() {
     from_backend_.release_if_empty();
     from_client_.release_if_empty();
     route_.reset();
+    backend_key_.reset();
+    backend_reused_ = false;
+    retried_ = false;
+    routed_counted_ = false;
+    body_sent_ = false;
+    response_started_ = false;
+    request_aborted_ = false;
     request_done_ = false;
     expect_continue_ = false;
     backend_contacted_ = false;
@@ -110,13 +119,21 @@ void HttpExchange::route() {
     expect_continue_ = expect != nullptr &&
                        http::equals_ignoring_case(expect->value, "100-continue") &&
                        (head.chunked || head.content_length.value_or(0) > 0);
+    response_.set_no_body(head.method == "HEAD");
+    connect_backend();
+}
+
+void HttpExchange::compose_upstream_head() {
+    const http::MessageHead& head = request_.head();
+    const config::HttpRoute& route = routes()[*route_];
     composed_ = http::upstream_request_head(
         head, {.client_address = net::ip_to_string(connection_.client_address),
                .set_host = route.set_host,
-               .drop_expect = expect != nullptr,
-               .forwarded_proto = section_ == HttpSection::https ? "https" : "http"});
-    response_.set_no_body(head.method == "HEAD");
-    connect_backend();
+               .drop_expect = head.find("expect") != nullptr,
+               .forwarded_proto = section_ == HttpSection::https ? "https" : "http",
+               // The client's own Connection: close is hop-by-hop: it ends the client's
+               // connection after this response, not the pooled backend's.
+               .keep_alive = poolable() && !head.upgrade});
 }
 
 void HttpExchange::connect_backend() {
@@ -151,6 +168,22 @@ void HttpExchange::connect_backend() {
     }
     proxy_protocol_ = route.proxy_protocol;
     connection_.transparent = route.transparent;
+    // Pooled unless the connection is the client's own: a PROXY header names one client, a
+    // transparent connection leaves from the client's address.
+    backend_key_.reset();
+    if (limits().keepalive_connections > 0 && proxy_protocol_ == 0 && !connection_.transparent) {
+        backend_key_ = BackendKey{
+            .address = connection_.backend_address,
+            .tls_context = backend_tls_.get(),
+            .tls_name = backend_tls_ ? backend_tls_name_ : std::string()};
+    }
+    compose_upstream_head();
+    if (reuse_pooled_backend()) {
+        return;
+    }
+    if (poolable()) {
+        ++context_.live_counters().backend_pool_misses;
+    }
     auto socket = net::stream_socket_for(connection_.backend_address);
     if (!socket) {
         answer(502, socket.error().message);
@@ -223,13 +256,82 @@ void HttpExchange::on_connect(int result) {
             composed_.insert(0, header.value());
         }
     }
+    routed_on_first_send_ = backend_tls_ != nullptr;
     if (backend_tls_ && !start_backend_tls()) {
         return;
     }
-    ++context_.live_counters().routed;
-    context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
+    if (!routed_on_first_send_) {
+        count_routed();
+    }
+    send_request_head();
+}
+
+void HttpExchange::send_request_head() {
     phase_ = Phase::request;
     send_to(Side::backend, composed_, 0);
+}
+
+void HttpExchange::count_routed() {
+    // A plain backend once connected, a TLS one once its handshake is done (on_sent): as a
+    // refused connect, a refused handshake counts as a backend failure and nothing else.
+    routed_on_first_send_ = false;
+    if (routed_counted_) {
+        return;  // a retry on a new connection is the same request, routed once
+    }
+    routed_counted_ = true;
+    ++context_.live_counters().routed;
+    context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
+}
+
+bool HttpExchange::reuse_pooled_backend() {
+    backend_reused_ = false;
+    if (!poolable() || retried_) {
+        return false;  // a retry goes on a new connection, as nginx's does
+    }
+    std::optional<IdleBackend> idle = context_.backend_pool().take(*backend_key_);
+    if (!idle) {
+        return false;
+    }
+    ++context_.live_counters().backend_pool_hits;
+    backend_reused_ = true;
+    connection_.backend = std::move(idle->socket);
+    if (idle->session) {
+        TransportRing& ring = *this;
+        TransportUser& user = *this;
+        backend_io_ = std::make_unique<TlsTransport>(connection_.backend, Side::backend, ring,
+                                                     user, std::move(idle->context_owner),
+                                                     std::move(*idle->session));
+        backend_tls_.reset();  // the session's transport keeps its context now
+    }
+    count_routed();
+    send_request_head();
+    return true;
+}
+
+bool HttpExchange::retry_on_new_connection(std::string_view what) {
+    // nginx's proxy_next_upstream for a keepalive connection: the backend closed it (or it
+    // broke) while idle, before it read this request; sent again, once, on a new connection,
+    // when sending it twice cannot do twice what the client asked once: the method is
+    // idempotent, or the request was not all sent.
+    const bool safe = http::is_idempotent(method_) || (!request_done_ && !body_sent_);
+    if (!backend_reused_ || retried_ || response_started_ || body_sent_ || !safe) {
+        return false;
+    }
+    ++context_.live_counters().backend_pool_retries;
+    log::info("backend_retry", {{"conn", std::to_string(connection_.id)},
+                                {"backend", net::to_string(connection_.backend_address)},
+                                {"error", std::string(what)}});
+    retried_ = true;
+    backend_reused_ = false;
+    // The old connection's operation has completed; its linked timeout names only the tag.
+    connection_.backend.reset();
+    response_.reset();
+    response_.set_no_body(method_ == "HEAD");
+    from_backend_.discard();
+    consumed_on_send_ = 0;
+    // expect_continue_ stays: still set, the client has not had its 100 Continue yet.
+    connect_backend();
+    return true;
 }
 
 bool HttpExchange::start_backend_tls() {
@@ -276,6 +378,7 @@ void HttpExchange::pump_request() {
         }
         request_done_ = step.event == http::Event::message_complete;
         if (step.consumed > 0) {
+            body_sent_ = true;
             // Body bytes go up as they were framed, chunk framing included.
             send_to(Side::backend, from_client_.pending().first(step.consumed), step.consumed);
             return;

@@ -4,6 +4,8 @@
 #include <cerrno>
 
 #include "daemon/http_exchange.h"
+#include "daemon/tls_transport.h"
+#include "http/backend_reuse.h"
 #include "http/head_rewrite.h"
 #include "splicer/log.h"
 
@@ -76,12 +78,45 @@ void HttpExchange::response_done() {
         pump_response();
         return;
     }
+    release_backend();
     log_access();
     if (close_client_) {
         finish("done");
         return;
     }
     next_request();
+}
+
+void HttpExchange::release_backend() {
+    if (!poolable() || !connection_.backend || context_.stopping()) {
+        return;
+    }
+    const http::ExchangeEnd end{
+        .request_complete = request_done_,
+        .request_aborted = request_aborted_,
+        .response_complete = true,
+        .framed_by_eof = response_.body_until_eof(),
+        .backend_keep_alive = response_.head().keep_alive,
+        .unread_bytes = !from_backend_.pending().empty()};
+    if (!http::why_not_reusable(end).empty()) {
+        return;  // closed with the rest of the exchange (next_request, or the connection's end)
+    }
+    IdleBackend idle;
+    if (auto* tls = dynamic_cast<TlsTransport*>(backend_io_.get()); tls != nullptr) {
+        TlsRelayStart state = tls->release_for_relay();
+        if (!state.client_cipher.empty()) {
+            return;  // TLS records past the response: not an idle connection
+        }
+        idle.session = std::move(state.session);
+        idle.context_owner = std::move(state.context_owner);
+    }
+    idle.socket = std::move(connection_.backend);
+    // The transport named the socket now pooled: a plain one over the (empty) slot replaces it.
+    TransportRing& ring = *this;
+    TransportUser& user = *this;
+    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+    context_.backend_pool().put(*backend_key_, std::move(idle), limits().keepalive_connections,
+                                limits().keepalive_timeout);
 }
 
 void HttpExchange::upgrade() {

@@ -5,10 +5,14 @@
 #include "daemon/tls_transport.h"
 
 #include <liburing.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "daemon/http_exchange.h"
@@ -30,6 +34,7 @@ TlsTransport::TlsTransport(const UniqueFd& socket, http::Side side, TransportRin
 
 void TlsTransport::begin(Mode mode, std::chrono::steady_clock::duration timeout) {
     mode_ = mode;
+    room_given_back_ = false;
     deadline_ = std::chrono::steady_clock::now() + timeout;
     step();
 }
@@ -77,7 +82,6 @@ void TlsTransport::step() {
 }
 
 bool TlsTransport::step_read() {
-    feed_input();
     const tls::Session::Io io = session_.read_plain(std::as_writable_bytes(room_));
     if (io.bytes > 0) {
         finish(static_cast<int>(io.bytes));
@@ -88,12 +92,6 @@ bool TlsTransport::step_read() {
             finish(0);
             return false;
         case tls::Status::failed:
-            if (eof_) {
-                // The stream ended without a close_notify (a truncation), or mid-handshake:
-                // for the exchange that is the peer's EOF.
-                finish(0);
-                return false;
-            }
             error_ = session_.error();
             failing_ = true;
             return true;
@@ -108,14 +106,6 @@ bool TlsTransport::step_read() {
             // waiting for them.
             if (flush()) {
                 return false;
-            }
-            if (input_start_ < input_end_) {
-                // Received bytes the session could not take yet: it has room now.
-                if (!feed_input()) {
-                    fail(-EPROTO);
-                    return false;
-                }
-                return true;
             }
             if (eof_) {
                 finish(0);
@@ -149,9 +139,6 @@ bool TlsTransport::step_send() {
             // own flight (the ClientHello first) is out.
             if (flush()) {
                 return false;
-            }
-            if (feed_input()) {
-                return true;  // what was received is in the session now: try again
             }
             if (eof_) {
                 fail(-EPIPE);
@@ -188,27 +175,47 @@ bool TlsTransport::step_close() {
     return false;
 }
 
-bool TlsTransport::feed_input() {
-    if (input_start_ >= input_end_) {
-        return false;
+void TlsTransport::receive() {
+    if (session_.handshake_done() && session_.pending_input_bytes() == 0) {
+        // Waiting for the peer's next records, most often an idle keep-alive client: a recv
+        // would hold a receive buffer for as long as the client is silent. A poll holds
+        // none; the buffer is taken when bytes are there (receive_now, on its completion).
+        // A client that stays silent past kIdleAfter is idle: the read's room gives its pages
+        // back then (on_completion), not on every wait, so a busy keep-alive client pays
+        // nothing for it.
+        const auto left = remaining();
+        polling_ = true;
+        idle_check_ = mode_ == Mode::reading && !room_given_back_ && left > kIdleAfter;
+        io_uring_sqe* poll = ring_.transport_sqe(HttpOp::http_recv, side_);
+        io_uring_prep_poll_add(poll, socket_.get(), POLLIN | POLLRDHUP);
+        poll->flags |= IOSQE_IO_LINK;
+        link_timeout(idle_check_ ? kIdleAfter : left);
+        return;
     }
-    const std::size_t taken = session_.ingest(
-        std::span<const std::byte>(input_.get() + input_start_, input_end_ - input_start_));
-    input_start_ += taken;
-    if (input_start_ == input_end_) {
-        // Everything is in the session: an idle connection holds no receive buffer.
-        input_.reset();
-        input_start_ = input_end_ = 0;
-    }
-    return taken > 0;
+    receive_now();
 }
 
-void TlsTransport::receive() {
-    if (!input_) {
-        input_ = std::make_unique_for_overwrite<std::byte[]>(kInputBytes);
+void TlsTransport::give_back_room_pages() {
+    // The room is the caller's buffer, allocated for this read and empty (no pending byte
+    // lies in it: the exchange hands only the part behind what it holds). Its whole pages
+    // are dropped, not freed: they stay valid and read back as zeros when written again.
+    // An idle connection then holds none of them, whatever earlier use of the same memory
+    // (the allocator reuses a chunk another connection filled) had touched.
+    static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto start = reinterpret_cast<std::uintptr_t>(room_.data());
+    const std::uintptr_t first = (start + page - 1) & ~(page - 1);
+    const std::uintptr_t last = (start + room_.size()) & ~(page - 1);
+    if (last > first) {
+        ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
     }
+}
+
+void TlsTransport::receive_now() {
+    // Straight into the session's incoming queue: no buffer of our own, no copy. Not empty:
+    // the session asks for input only once it has taken every byte it was given.
+    const std::span<std::byte> room = session_.ingest_room();
     io_uring_sqe* recv = ring_.transport_sqe(HttpOp::http_recv, side_);
-    io_uring_prep_recv(recv, socket_.get(), input_.get() + input_end_, kInputBytes - input_end_, 0);
+    io_uring_prep_recv(recv, socket_.get(), room.data(), room.size(), 0);
     recv->flags |= IOSQE_IO_LINK;
     link_timeout(remaining());
 }
@@ -245,12 +252,33 @@ void TlsTransport::on_completion(HttpOp op, int result) {
     in_completion_ = true;
     switch (op) {
         case HttpOp::http_recv:
+            if (polling_) {
+                // The poll before a recv: readable (or hung up: the recv says which).
+                polling_ = false;
+                if (result >= 0) {
+                    receive_now();
+                } else if (result == -ECANCELED && idle_check_) {
+                    // Silent for kIdleAfter: idle. The pages go back, the wait goes on for
+                    // what is left of the read's timeout.
+                    give_back_room_pages();
+                    room_given_back_ = true;
+                    receive();
+                } else {
+                    finish(result);
+                }
+                break;
+            }
+            session_.ingested(result > 0 ? static_cast<std::size_t>(result) : 0);
             if (result > 0) {
-                input_end_ += static_cast<std::size_t>(result);
                 step();
             } else if (result == 0) {
+                // The end of the peer's bytes, not of the session: the session is not told
+                // (Session::ingest_end), because OpenSSL 3 takes an EOF without close_notify
+                // for a fatal error and then refuses every later write, so a client that
+                // sends its request and a bare FIN (shutdown(SHUT_WR)) would get no
+                // response. step_read() reports EOF once the session wants input that can
+                // no longer come (a truncated record or handshake included).
                 eof_ = true;
-                session_.ingest_end();
                 step();
             } else if (failing_) {
                 finish(-EPROTO);
@@ -301,13 +329,8 @@ void TlsTransport::on_completion(HttpOp op, int result) {
 }
 
 TlsRelayStart TlsTransport::release_for_relay() {
-    TlsRelayStart start{.session = std::move(session_), .context_owner = context_owner_};
-    if (input_ && input_start_ < input_end_) {
-        start.client_cipher.assign(input_.get() + input_start_, input_.get() + input_end_);
-    }
-    input_.reset();
-    input_start_ = input_end_ = 0;
-    return start;
+    // Ciphertext received and not yet read is in the session's own queue: it goes along.
+    return TlsRelayStart{.session = std::move(session_), .context_owner = context_owner_};
 }
 
 }  // namespace splicer::daemon

@@ -5,10 +5,13 @@
 // ciphertext; the handshake's flights on the way (the first read drives a server's, the first
 // send a client's). The logical operation reports once, when it is done.
 //
-// Memory: the session's two BIO buffers (16 KiB each, tls/session.h), one 16 KiB buffer for
-// ciphertext received and not yet taken by the session (released whenever it is empty), and
-// OpenSSL's own record buffers; ciphertext is sent straight out of the session's buffer. A
-// plaintext send is cut to one record's worth per round, so nothing grows with the body.
+// Memory: the session's two ciphertext queues (16 KiB each, tls/cipher_channel.h), each
+// held only while bytes wait in it, and OpenSSL's own record buffers (released when empty,
+// SSL_MODE_RELEASE_BUFFERS). Ciphertext is received straight into the session's incoming
+// queue and sent straight out of its outgoing one; a read that waits for the peer with
+// nothing buffered polls first, so an idle connection holds no receive buffer, and after
+// kIdleAfter the plaintext room the exchange lent the read drops its pages. A plaintext
+// send is cut to one record's worth per round, so nothing grows with the body.
 //
 // The session's context (tls::ServerContext, whose callbacks the SSL points at) is kept
 // alive by `context_owner` for the transport's life: a SIGHUP swaps the certificate store for
@@ -29,9 +32,11 @@ namespace splicer::daemon {
 
 class TlsTransport final : public Transport {
 public:
-    static constexpr std::size_t kInputBytes = 16 * 1024;
     // At most this much plaintext per write_plain: one TLS record.
     static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
+    // A read that waits this long on a silent peer is idle: the room the caller lent it
+    // gives its whole pages back to the kernel (give_back_room_pages).
+    static constexpr std::chrono::milliseconds kIdleAfter{100};
 
     TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring, TransportUser& user,
                  std::shared_ptr<const void> context_owner, tls::Session session);
@@ -63,9 +68,13 @@ private:
     [[nodiscard]] bool step_read();
     [[nodiscard]] bool step_send();
     [[nodiscard]] bool step_close();
-    // Ingests what was received and not yet taken; false when nothing could be taken.
-    bool feed_input();
+    // Waits for the peer's bytes: a poll first when the session holds none (an idle
+    // connection then holds no receive buffer), then receive_now().
     void receive();
+    // A recv into the session's incoming queue.
+    void receive_now();
+    // Returns the read room's whole pages to the kernel while the read waits on the peer.
+    void give_back_room_pages();
     // Sends the session's pending ciphertext; false when there is none.
     bool flush();
     // The logical operation is done with `result`: reported from the current completion, or
@@ -80,12 +89,12 @@ private:
     std::chrono::steady_clock::time_point deadline_{};
     std::span<char> room_;
     std::span<const char> out_;
-    std::size_t taken_ = 0;  // plaintext of out_ the session took (sent once flushed)
-    std::unique_ptr<std::byte[]> input_;
-    std::size_t input_start_ = 0;
-    std::size_t input_end_ = 0;
-    bool eof_ = false;      // the peer's FIN was read
-    bool failing_ = false;  // a fatal TLS error: its alert is flushed, then -EPROTO
+    std::size_t taken_ = 0;         // plaintext of out_ the session took (sent once flushed)
+    bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
+    bool idle_check_ = false;       // ... timed to kIdleAfter, not to the read's deadline
+    bool room_given_back_ = false;  // this read's room pages were given back
+    bool eof_ = false;              // the peer's FIN was read
+    bool failing_ = false;          // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
     bool in_completion_ = false;
     std::optional<int> done_;        // to report at the end of the current completion

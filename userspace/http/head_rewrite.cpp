@@ -138,7 +138,11 @@ std::string upstream_request_head(const MessageHead& request, const UpstreamOpti
     if (!host.empty()) {
         append_field(out, "X-Forwarded-Host", host);
     }
-    append_field(out, "Connection", request.upgrade ? "upgrade" : "close");
+    if (request.upgrade) {
+        append_field(out, "Connection", "upgrade");
+    } else if (!options.keep_alive) {
+        append_field(out, "Connection", "close");
+    }
     out.append("\r\n");
     return out;
 }

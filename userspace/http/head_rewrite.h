@@ -24,10 +24,14 @@ struct UpstreamOptions {
     bool drop_expect = false;
     // X-Forwarded-Proto: "http" on port 80, "https" for a request splicer decrypted.
     std::string_view forwarded_proto = "http";
+    // The backend connection may serve further requests (daemon/backend_pool.h): no
+    // "Connection: close" (HTTP/1.1 connections persist by default). The client's own
+    // Connection field is hop-by-hop and never goes up.
+    bool keep_alive = false;
 };
 
-// The request head for the backend. One backend connection serves one request, so it says
-// "Connection: close", or "Connection: upgrade" with the client's Upgrade for an upgrade.
+// The request head for the backend: "Connection: upgrade" with the client's Upgrade for an
+// upgrade, else "Connection: close" unless options.keep_alive (a pooled backend connection).
 // An absolute-form target is sent in origin-form, with its authority as Host (RFC 9112
 // s. 3.2.2), unless set_host says otherwise. Fields a client could forge to pose as another
 // client, scheme, host or port (kForwardingFields) are dropped: splicer is the edge.

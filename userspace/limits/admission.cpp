@@ -30,11 +30,16 @@ Admission::Admission(const config::Config& config, std::uint32_t max_connections
 }
 
 Refusal Admission::admit(std::size_t listener, std::string_view client) {
+    const std::lock_guard lock(mutex_);
+    if (held_ >= max_connections_) {
+        return Refusal::all_full;
+    }
     if (listener < listener_limits_.size() && listener_limits_[listener] &&
         listener_counts_[listener] >= *listener_limits_[listener]) {
         return Refusal::listener_full;
     }
-    if (!client.empty() && from_client(client) >= client_limit_ && under_pressure()) {
+    if (!client.empty() && from_client_locked(client) >= client_limit_ &&
+        under_pressure_locked()) {
         return Refusal::client_full;
     }
     const bool probed = probes(listener);
@@ -55,7 +60,8 @@ Refusal Admission::admit(std::size_t listener, std::string_view client) {
 }
 
 Refusal Admission::admit_client(std::string_view client) {
-    if (from_client(client) >= client_limit_ && under_pressure()) {
+    const std::lock_guard lock(mutex_);
+    if (from_client_locked(client) >= client_limit_ && under_pressure_locked()) {
         return Refusal::client_full;
     }
     ++client_counts_[std::string(client)];
@@ -63,6 +69,11 @@ Refusal Admission::admit_client(std::string_view client) {
 }
 
 bool Admission::under_pressure() const {
+    const std::lock_guard lock(mutex_);
+    return under_pressure_locked();
+}
+
+bool Admission::under_pressure_locked() const {
     // In 64 bits: 2 * 1,000,000 fits 32 too, but the comparison must not depend on it.
     return 2 * std::uint64_t{held_} >= max_connections_ ||
            2 * std::uint64_t{probing_} >= probing_limit_;
@@ -71,12 +82,14 @@ bool Admission::under_pressure() const {
 bool Admission::probes(std::size_t listener) const { return listener < probing_listeners_; }
 
 void Admission::end_probing() {
+    const std::lock_guard lock(mutex_);
     if (probing_ > 0) {
         --probing_;
     }
 }
 
 void Admission::release(std::size_t listener, std::string_view client) {
+    const std::lock_guard lock(mutex_);
     if (listener < listener_counts_.size() && listener_counts_[listener] > 0) {
         --listener_counts_[listener];
     }
@@ -92,11 +105,27 @@ void Admission::release(std::size_t listener, std::string_view client) {
     }
 }
 
+std::uint32_t Admission::held() const {
+    const std::lock_guard lock(mutex_);
+    return held_;
+}
+
+std::uint32_t Admission::probing() const {
+    const std::lock_guard lock(mutex_);
+    return probing_;
+}
+
 std::uint32_t Admission::on_listener(std::size_t listener) const {
+    const std::lock_guard lock(mutex_);
     return listener < listener_counts_.size() ? listener_counts_[listener] : 0;
 }
 
 std::uint32_t Admission::from_client(std::string_view client) const {
+    const std::lock_guard lock(mutex_);
+    return from_client_locked(client);
+}
+
+std::uint32_t Admission::from_client_locked(std::string_view client) const {
     const auto found = client_counts_.find(std::string(client));
     return found == client_counts_.end() ? 0 : found->second;
 }

@@ -1,9 +1,13 @@
 #pragma once
-// Admission: whether a just-accepted connection may be held, under the per-listener,
-// per-client and probing limits (the global max_connections is the slab's capacity, checked
-// by the loop before this). Pure bookkeeping, no I/O: the event loop asks at accept, and
-// reports when a connection stops probing and when it is released. Refusing the newest keeps
-// everything already held.
+// Admission: whether a just-accepted connection may be held, under max_connections and the
+// per-listener, per-client and probing limits. Pure bookkeeping, no I/O: the event loops ask
+// at accept, and report when a connection stops probing and when it is released. Refusing
+// the newest keeps everything already held.
+//
+// One Admission serves every worker (`workers`, daemon/daemon.cpp), so the limits are the
+// daemon's, not a loop's: each call takes a mutex for a few map operations. Uncontended
+// (one worker) that is two atomic instructions; with several, accepts are what contends,
+// and an accept costs far more system calls than this lock.
 //
 // max_connections_per_client applies only under pressure (under_pressure()): while at least
 // half of max_connections are held, or at least half of max_probing are probing. A lone busy
@@ -17,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,7 +49,7 @@ public:
     Admission(const config::Config& config, std::uint32_t max_connections);
 
     // Admits a connection on `listener` from `client` (a client key, net::host_key), or says
-    // which limit refuses it (nothing counted then). On a probing listener it counts as
+    // which limit refuses it (nothing counted then): max_connections first. On a probing listener it counts as
     // probing; an http listener's connection neither counts nor is refused by max_probing
     // (its header_timeout bounds a slow client), so a flood on one port cannot refuse the other.
     Refusal admit(std::size_t listener, std::string_view client);
@@ -64,12 +69,17 @@ public:
     // limit applies.
     [[nodiscard]] bool under_pressure() const;
 
-    [[nodiscard]] std::uint32_t held() const { return held_; }
-    [[nodiscard]] std::uint32_t probing() const { return probing_; }
+    [[nodiscard]] std::uint32_t held() const;
+    [[nodiscard]] std::uint32_t probing() const;
     [[nodiscard]] std::uint32_t on_listener(std::size_t listener) const;
     [[nodiscard]] std::uint32_t from_client(std::string_view client) const;
 
 private:
+    // The same, with mutex_ held.
+    [[nodiscard]] bool under_pressure_locked() const;
+    [[nodiscard]] std::uint32_t from_client_locked(std::string_view client) const;
+
+    mutable std::mutex mutex_;
     std::vector<std::optional<std::uint32_t>> listener_limits_;
     std::vector<std::uint32_t> listener_counts_;
     std::size_t probing_listeners_ = 0;  // the first ones; the http listeners follow

@@ -21,6 +21,13 @@ std::uint64_t fds_needed(std::uint32_t max_connections, std::uint32_t pipes) {
     return kFixedFds + 2ULL * max_connections + 2ULL * pipes;
 }
 
+std::uint64_t worker_fds(std::uint32_t workers, std::size_t listeners) {
+    if (workers <= 1) {
+        return 0;
+    }
+    return std::uint64_t{workers - 1} * (kFdsPerWorker + listeners);
+}
+
 Result<std::uint64_t> raise_fd_limit(std::uint64_t needed) {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
@@ -60,14 +67,15 @@ std::uint32_t pipes_for(std::uint32_t connections, std::optional<std::uint32_t> 
 }
 
 // The most connections, up to `wanted`, whose fds fit in `limit` (fds_needed is monotonic).
-std::uint32_t connections_fitting(std::uint64_t limit, std::uint32_t wanted,
+std::uint32_t connections_fitting(std::uint64_t limit, std::uint64_t workers_fds,
+                                  std::uint32_t wanted,
                                   std::optional<std::uint32_t> max_pipes,
                                   std::string_view plane) {
     std::uint32_t low = 0;
     std::uint32_t high = wanted;
     while (low < high) {
         const std::uint32_t middle = low + (high - low + 1) / 2;
-        if (fds_needed(middle, pipes_for(middle, max_pipes, plane)) <= limit) {
+        if (fds_needed(middle, pipes_for(middle, max_pipes, plane)) + workers_fds <= limit) {
             low = middle;
         } else {
             high = middle - 1;
@@ -78,10 +86,14 @@ std::uint32_t connections_fitting(std::uint64_t limit, std::uint32_t wanted,
 
 }  // namespace
 
-Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane) {
+Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane,
+                             std::uint32_t workers) {
     const std::uint32_t wanted = config.max_connections.value_or(config::kDefaultMaxConnections);
     const std::uint32_t pipes = pipes_for(wanted, config.max_pipes, plane);
-    const std::uint64_t needed = fds_needed(wanted, pipes);
+    const std::size_t listeners =
+        config.listeners.size() + (config.http ? config.http->listeners.size() : 0);
+    const std::uint64_t workers_fds = worker_fds(workers, listeners);
+    const std::uint64_t needed = fds_needed(wanted, pipes) + workers_fds;
     auto raised = raise_fd_limit(needed);
     if (raised) {
         return FdPlan{.max_connections = wanted,
@@ -96,7 +108,7 @@ Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plan
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
         return errno_error("getrlimit RLIMIT_NOFILE");
     }
-    const std::uint32_t fitted = connections_fitting(limit.rlim_max, wanted, config.max_pipes, plane);
+    const std::uint32_t fitted = connections_fitting(limit.rlim_max, workers_fds, wanted, config.max_pipes, plane);
     if (fitted < kMinFittedConnections) {
         return raised.error();
     }
@@ -107,7 +119,7 @@ Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plan
     const std::uint32_t fitted_pipes = pipes_for(fitted, config.max_pipes, plane);
     return FdPlan{.max_connections = fitted,
                   .max_pipes = fitted_pipes,
-                  .needed = fds_needed(fitted, fitted_pipes),
+                  .needed = fds_needed(fitted, fitted_pipes) + workers_fds,
                   .soft_limit = limit.rlim_cur,
                   .fitted = true};
 }

@@ -4,6 +4,7 @@
 // daemon). The daemon still survives EMFILE/ENFILE (the event loop backs off), but with this
 // the limit it meets first is its own, counted and logged.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -26,6 +27,11 @@ std::uint32_t default_pipes(std::uint32_t max_connections);
 // Fds for `max_connections` sockets pairs and `pipes` pipes: two each.
 std::uint64_t fds_needed(std::uint32_t max_connections, std::uint32_t pipes);
 
+// Fds each worker past the first adds (`workers`): its ring, mailbox eventfd, one listener
+// per listen entry, and a spare pipe (the daemon gives each worker's plane at least one).
+inline constexpr std::uint64_t kFdsPerWorker = 8;
+std::uint64_t worker_fds(std::uint32_t workers, std::size_t listeners);
+
 // Raises the soft RLIMIT_NOFILE to at least `needed`, and the hard limit too when allowed
 // (root, up to fs.nr_open). Returns the soft limit now in force, or an error that says what
 // is needed and how to get it.
@@ -42,10 +48,12 @@ struct FdPlan {
     bool fitted = false;                // the default was lowered to fit the hard limit
 };
 
-// Sizes RLIMIT_NOFILE for Config::max_connections (and, on the splice plane, max_pipes):
+// Sizes RLIMIT_NOFILE for Config::max_connections (and, on the splice plane, max_pipes) over
+// `workers` event loops (the connections and pipes are the daemon's, not each loop's):
 // raised to fit, or an error when it cannot be. max_connections unconfigured: the default, or
 // as many as the hard limit holds when it cannot be raised (at least kMinFittedConnections,
 // else an error).
-Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane);
+Result<FdPlan> plan_fd_limit(const config::Config& config, std::string_view plane,
+                             std::uint32_t workers = 1);
 
 }  // namespace splicer::limits

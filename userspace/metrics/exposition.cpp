@@ -155,6 +155,18 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_readers_resumed_total",
                           "Braked sinks whose reader took 1 MiB again (the brake came off).",
                           c.readers_resumed));
+    out.push_back(counter("splicer_backend_pool_hits_total",
+                          "HTTP requests sent on an idle pooled backend connection.",
+                          c.backend_pool_hits));
+    out.push_back(counter("splicer_backend_pool_misses_total",
+                          "HTTP requests that opened a backend connection while reuse was on.",
+                          c.backend_pool_misses));
+    out.push_back(counter("splicer_backend_pool_idle_closed_total",
+                          "Idle pooled backend connections closed (backend closed, timeout, full).",
+                          c.backend_pool_idle_closed));
+    out.push_back(counter("splicer_backend_pool_retries_total",
+                          "HTTP requests retried on a new connection after a reused one failed.",
+                          c.backend_pool_retries));
     Family proxy = labelled("splicer_proxy_header_rejected_total",
                             "Connections closed on a proxyprotocol listener before a valid "
                             "PROXY header from a trusted peer, by reason.");

@@ -52,7 +52,9 @@ MetricsServer::MetricsServer(UniqueFd listener, UniqueFd stop, std::string versi
       version_(std::move(version)),
       snapshot_(std::make_unique<DaemonCounters>()) {}
 
-MetricsServer::~MetricsServer() {
+MetricsServer::~MetricsServer() { stop(); }
+
+void MetricsServer::stop() {
     if (thread_.joinable()) {
         const std::uint64_t one = 1;
         // An eventfd write of 1 cannot block or fail short here (counter far from its max).

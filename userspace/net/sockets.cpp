@@ -10,7 +10,7 @@
 #include <string>
 
 namespace splicer::net {
-Result<UniqueFd> listen_on(const SocketAddress& address, int backlog) {
+Result<UniqueFd> listen_on(const SocketAddress& address, int backlog, bool shared) {
     UniqueFd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
         return errno_error("socket");
@@ -18,6 +18,9 @@ Result<UniqueFd> listen_on(const SocketAddress& address, int backlog) {
     const int on = 1;
     // A restarted daemon rebinds at once, despite connections of the old one in TIME_WAIT.
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (shared && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+        return errno_error("SO_REUSEPORT");
+    }
     if (address.family() == AF_INET6) {
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
     }

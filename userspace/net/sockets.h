@@ -13,7 +13,9 @@ namespace splicer::net {
 
 // A non-blocking listening TCP socket with TCP_NODELAY, which the sockets it accepts inherit.
 // IPv6 listeners are IPv6-only, so "::" and "0.0.0.0" on one port can both be configured.
-Result<UniqueFd> listen_on(const SocketAddress& address, int backlog);
+// `shared`: with SO_REUSEPORT, one of a group of listeners on one address, each with its own
+// accept queue (net/listen_group.h).
+Result<UniqueFd> listen_on(const SocketAddress& address, int backlog, bool shared = false);
 
 // A non-blocking TCP socket of the address's family with TCP_NODELAY, not yet connected.
 Result<UniqueFd> stream_socket_for(const SocketAddress& address);

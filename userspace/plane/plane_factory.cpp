@@ -1,5 +1,6 @@
 #include "plane/plane_factory.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 
@@ -43,7 +44,20 @@ Result<void> run_selftest(bpf::SpliceProgram& program, std::chrono::microseconds
     return {};
 }
 
-Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections) {
+using Planes = std::vector<std::unique_ptr<DataPlane>>;
+
+// `workers` planes made by `make`.
+template <typename Make>
+Planes several(std::uint32_t workers, Make make) {
+    Planes planes;
+    for (std::uint32_t i = 0; i < std::max<std::uint32_t>(workers, 1); ++i) {
+        planes.push_back(make());
+    }
+    return planes;
+}
+
+Result<Planes> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections,
+                           std::uint32_t workers) {
     if (pins == nullptr) {
         return Error{"no usable pin dir (the no_pins line says why)"};
     }
@@ -76,18 +90,18 @@ Result<std::unique_ptr<DataPlane>> try_sockmap(bpf::PinDir* pins, std::uint32_t 
         }
     }
 #endif
-    return make_sockmap_plane(std::move(program).value(), *pins);
+    return make_sockmap_planes(std::move(program).value(), *pins, workers);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins,
-                                              std::uint32_t max_connections) {
+Result<Planes> make_planes(config::SpliceMode mode, bpf::PinDir* pins,
+                           std::uint32_t max_connections, std::uint32_t workers) {
     switch (mode) {
-        case config::SpliceMode::copy: return make_copy_plane();
-        case config::SpliceMode::splice: return make_splice_plane();
+        case config::SpliceMode::copy: return several(workers, make_copy_plane);
+        case config::SpliceMode::splice: return several(workers, make_splice_plane);
         case config::SpliceMode::sockmap: {
-            auto sockmap = try_sockmap(pins, max_connections);
+            auto sockmap = try_sockmap(pins, max_connections, workers);
             if (!sockmap) {
                 return sockmap.error().with_context("sockmap");
             }
@@ -98,7 +112,7 @@ Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinD
             // splice on one bulk stream at half the daemon CPU per GB, and wins new TLS
             // connections, keep-alive and ping-pong; splice stays the plane where BPF is not
             // available (no root, no bpffs, an older kernel).
-            auto sockmap = try_sockmap(pins, max_connections);
+            auto sockmap = try_sockmap(pins, max_connections, workers);
             if (sockmap) {
                 log::notice("plane_choice", {{"plane", "sockmap"},
                                              {"reason", "auto: BPF loaded, self-test passed"}});
@@ -107,7 +121,7 @@ Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinD
             log::notice("plane_choice", {{"plane", "splice"},
                                          {"reason", "auto: sockmap unavailable"},
                                          {"error", sockmap.error().message}});
-            return make_splice_plane();
+            return several(workers, make_splice_plane);
         }
     }
     return Error{"unknown splice mode"};

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bpf/pins.h"
 #include "plane/data_plane.h"
@@ -19,7 +20,11 @@ namespace splicer::plane {
 // unavailable.
 // `max_connections`: the most connections the loop may hold (the sockmap plane sizes its
 // maps for them).
-Result<std::unique_ptr<DataPlane>> make_plane(config::SpliceMode mode, bpf::PinDir* pins,
-                                              std::uint32_t max_connections);
+// `workers`: how many planes to make, one per event loop, of one kind; on sockmap they
+// share one program and its sockhash.
+Result<std::vector<std::unique_ptr<DataPlane>>> make_planes(config::SpliceMode mode,
+                                                            bpf::PinDir* pins,
+                                                            std::uint32_t max_connections,
+                                                            std::uint32_t workers);
 
 }  // namespace splicer::plane

@@ -68,17 +68,25 @@ std::string failure_reason(int error, std::size_t socket) {
 
 class SockmapPlane final : public DataPlane {
 public:
-    SockmapPlane(bpf::SpliceProgram program, int send_buffer_cap)
+    // `counts_kernel`: this plane reports the program's kernel counters (urgent bytes,
+    // redirected and passed bytes). They are the program's, shared by every worker's plane,
+    // so exactly one plane of the daemon reports them, or the sum would count them N times.
+    SockmapPlane(std::shared_ptr<bpf::SpliceProgram> program, int send_buffer_cap,
+                 bool counts_kernel)
         : program_(std::move(program)),
           fallback_(make_copy_plane()),
-          send_buffer_cap_(send_buffer_cap) {}
+          send_buffer_cap_(send_buffer_cap),
+          counts_kernel_(counts_kernel) {}
 
     [[nodiscard]] std::string_view name() const override { return "sockmap"; }
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
     // Urgent bytes the verdict dropped, those left out of copies here, and the fallback's.
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override {
         std::uint64_t dropped = urgent_removed_ + fallback_->urgent_bytes_dropped();
-        if (auto counters = program_.read_counters()) {
+        if (!counts_kernel_) {
+            return dropped;
+        }
+        if (auto counters = program_->read_counters()) {
             for (const std::uint64_t bytes : counters->urgent_bytes) {
                 dropped += bytes;
             }
@@ -89,7 +97,11 @@ public:
     // the daemon copies, in order, behind them); live, for every pair in the sockhash. Pairs
     // the sockhash refused are the fallback's, counted as copy.
     void count_bytes(DaemonCounters& counters) const override {
-        if (auto kernel = program_.read_counters()) {
+        if (!counts_kernel_) {
+            fallback_->count_bytes(counters);
+            return;
+        }
+        if (auto kernel = program_->read_counters()) {
             for (std::size_t direction = 0; direction < 2; ++direction) {
                 counters.bytes[static_cast<std::size_t>(PlaneLabel::sockmap)][direction] +=
                     kernel->redirected_bytes[direction] + kernel->passed_bytes[direction];
@@ -111,7 +123,7 @@ public:
             connection.cookies[i] = *cookie;
         }
         bpf::PairStage failed_at{};
-        if (auto paired = program_.pair(sockets[0], sockets[1], &failed_at); !paired) {
+        if (auto paired = program_->pair(sockets[0], sockets[1], &failed_at); !paired) {
             if (failed_at == bpf::PairStage::backend_insert) {
                 // The client was in the sockhash meanwhile: bytes it received then went
                 // through the verdict (its peeked first bytes too) and were purged when it
@@ -188,7 +200,7 @@ public:
             return;
         }
         for (std::size_t direction = 0; direction < 2; ++direction) {
-            auto link = program_.link_state(connection.cookies[direction]);
+            auto link = program_->link_state(connection.cookies[direction]);
             if (link) {
                 connection.directions[direction].bytes = link->redirected + link->copied;
             }
@@ -198,7 +210,7 @@ public:
         // running on a link when its entries go.
         connection.client.reset();
         connection.backend.reset();
-        program_.unpair_cookies(connection.cookies[0], connection.cookies[1]);
+        program_->unpair_cookies(connection.cookies[0], connection.cookies[1]);
     }
 
 private:
@@ -339,7 +351,7 @@ private:
             if (context.closing(connection) || flow.source_eof) {
                 continue;
             }
-            auto link = program_.link_state(connection.cookies[direction]);
+            auto link = program_->link_state(connection.cookies[direction]);
             if (!link) {
                 continue;  // the plane's own calls on the link report a lost one
             }
@@ -490,7 +502,7 @@ private:
         flow.taken = flow.filled;
         flow.sent = 0;
         // Read after the recv: every skb redirected before the ones just read is counted.
-        auto link = program_.link_state(connection.cookies[direction]);
+        auto link = program_->link_state(connection.cookies[direction]);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return false;
@@ -528,7 +540,7 @@ private:
         flow.urgent_removed += flow.taken - flow.filled;
         flow.filled = 0;
         flow.taken = 0;
-        if (auto told = program_.set_copied(connection.cookies[direction], flow.copied,
+        if (auto told = program_->set_copied(connection.cookies[direction], flow.copied,
                                             static_cast<std::uint32_t>(flow.urgent_removed));
             !told) {
             context.abort_connection(connection, "link_lost");
@@ -577,7 +589,7 @@ private:
     void try_propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         Direction& flow = connection.directions[direction];
         const int sink = connection.sink_fd(direction);
-        auto link = program_.link_state(connection.cookies[direction]);
+        auto link = program_->link_state(connection.cookies[direction]);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return;
@@ -663,7 +675,10 @@ private:
         }
     }
 
-    bpf::SpliceProgram program_;
+    // Shared by every worker's plane: one sockhash (keys are socket cookies, unique on the
+    // host), one verdict, one set of kernel counters. Its methods are map system calls on
+    // fds fixed at load, safe from any thread.
+    std::shared_ptr<bpf::SpliceProgram> program_;
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
@@ -672,6 +687,7 @@ private:
     // the count since the previous line.
     log::IntervalGate missed_wakeup_log_{std::chrono::seconds(1)};
     int send_buffer_cap_;  // net.core.wmem_max after start-up
+    bool counts_kernel_;
 
 #ifdef SPLICER_TEST_HOOKS
 
@@ -697,8 +713,9 @@ bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections) {
             .max_sockets = static_cast<std::uint32_t>(sockets)};
 }
 
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program,
-                                                      bpf::PinDir& pins) {
+Result<std::vector<std::unique_ptr<DataPlane>>> make_sockmap_planes(bpf::SpliceProgram program,
+                                                                   bpf::PinDir& pins,
+                                                                   std::uint32_t count) {
     const std::pair<int, const char*> maps[] = {{program.counters_map_fd(), "counters"},
                                                 {program.sockets_map_fd(), "sockets"},
                                                 {program.peers_map_fd(), "peers"},
@@ -710,15 +727,20 @@ Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program
     }
     // Still root here: the privilege drop comes after the plane is made.
     const int send_buffer_cap = raise_send_buffer_cap(kSendBufferBytes);
-    auto plane = std::make_unique<SockmapPlane>(std::move(program), send_buffer_cap);
+    const auto shared = std::make_shared<bpf::SpliceProgram>(std::move(program));
+    std::vector<std::unique_ptr<DataPlane>> planes;
+    for (std::uint32_t i = 0; i < std::max<std::uint32_t>(count, 1); ++i) {
+        auto plane = std::make_unique<SockmapPlane>(shared, send_buffer_cap, i == 0);
 #ifdef SPLICER_TEST_HOOKS
-    // Test builds only: tests/privileged/test_missed_wakeup.cpp drops one wake-up of the
-    // plane's source polls, to see the watch find the passed bytes it left.
-    if (const char* number = std::getenv("SPLICER_TEST_MISS_WAKEUP")) {
-        plane->miss_wakeup_for_tests(std::strtoull(number, nullptr, 10));
-    }
+        // Test builds only: tests/privileged/test_missed_wakeup.cpp drops one wake-up of the
+        // plane's source polls, to see the watch find the passed bytes it left.
+        if (const char* number = std::getenv("SPLICER_TEST_MISS_WAKEUP")) {
+            plane->miss_wakeup_for_tests(std::strtoull(number, nullptr, 10));
+        }
 #endif
-    return std::unique_ptr<DataPlane>(std::move(plane));
+        planes.push_back(std::move(plane));
+    }
+    return planes;
 }
 
 }  // namespace splicer::plane

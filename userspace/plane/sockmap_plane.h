@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bpf/pins.h"
 #include "plane/data_plane.h"
@@ -18,10 +19,12 @@ namespace splicer::plane {
 // `splicer selftest` loads its own instance with these settings.
 bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections);
 
-// Pins `program`'s maps in `pins` and makes the plane around it. `program` is loaded with
+// Pins `program`'s maps in `pins` and makes `count` planes around it, one per worker, all
+// sharing its one sockhash (the first reports its kernel counters). `program` is loaded with
 // sockmap_load_options() and proven by the start-up self-test (plane/plane_factory.cpp); it
 // must hold no socket yet.
-Result<std::unique_ptr<DataPlane>> make_sockmap_plane(bpf::SpliceProgram program,
-                                                      bpf::PinDir& pins);
+Result<std::vector<std::unique_ptr<DataPlane>>> make_sockmap_planes(bpf::SpliceProgram program,
+                                                                   bpf::PinDir& pins,
+                                                                   std::uint32_t count);
 
 }  // namespace splicer::plane

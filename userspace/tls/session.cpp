@@ -2,20 +2,10 @@
 
 #include <openssl/err.h>
 
-#include <climits>
-
 #include "tls/server_context.h"
 #include "tls/upstream_context.h"
 
 namespace splicer::tls {
-namespace {
-
-// OpenSSL's BIO calls take int lengths; larger spans are moved in INT_MAX parts.
-int clamp_length(std::size_t length) {
-    return static_cast<int>(std::min<std::size_t>(length, INT_MAX));
-}
-
-}  // namespace
 
 std::string_view to_string(Status status) {
     switch (status) {
@@ -53,16 +43,14 @@ Result<Session> Session::create_client(const UpstreamContext& context, std::stri
 }
 
 Result<Session> Session::over_memory(SslPtr ssl, std::size_t buffer_bytes) {
-    BIO* inner = nullptr;
-    BIO* outer = nullptr;
-    // inner: the SSL's side (its writes fill the outgoing buffer); outer: ours (ingest()
-    // fills the incoming one).
-    if (BIO_new_bio_pair(&inner, buffer_bytes, &outer, buffer_bytes) != 1) {
+    auto channel = std::make_unique<CipherChannel>(buffer_bytes);
+    BioPtr bio = new_channel_bio(*channel);
+    if (!bio) {
         return Error{"creating a TLS session's buffers: " + take_openssl_error("out of memory")};
     }
-    BioPtr network(outer);
-    SSL_set_bio(ssl.get(), inner, inner);  // one reference, owned by the SSL from here
-    return Session(std::move(ssl), std::move(network));
+    BIO* shared = bio.release();
+    SSL_set_bio(ssl.get(), shared, shared);  // one reference, owned by the SSL from here
+    return Session(std::move(channel), std::move(ssl));
 }
 
 Status Session::status_of(int result) {
@@ -95,20 +83,23 @@ bool Session::certificate_refused() const {
 }
 
 std::size_t Session::ingest(std::span<const std::byte> cipher) {
-    std::size_t taken = 0;
-    while (taken < cipher.size()) {
-        const int written =
-            BIO_write(network_.get(), cipher.data() + taken, clamp_length(cipher.size() - taken));
-        if (written <= 0) {
-            break;  // full
-        }
-        taken += static_cast<std::size_t>(written);
-    }
-    return taken;
+    return channel_->incoming.put(cipher);
+}
+
+std::span<std::byte> Session::ingest_room() {
+    return channel_->incoming.room();
+}
+
+void Session::ingested(std::size_t bytes) {
+    channel_->incoming.filled(bytes);
+}
+
+std::size_t Session::pending_input_bytes() const {
+    return channel_->incoming.size();
 }
 
 void Session::ingest_end() {
-    BIO_shutdown_wr(network_.get());
+    channel_->incoming_ended = true;
 }
 
 Status Session::handshake() {
@@ -151,27 +142,19 @@ Session::Io Session::write_plain(std::span<const std::byte> in) {
 }
 
 std::span<const std::byte> Session::pending_cipher() {
-    char* data = nullptr;
-    const int available = BIO_nread0(network_.get(), &data);
-    if (available <= 0) {
-        return {};
-    }
-    return {reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(available)};
+    return channel_->outgoing.pending();
 }
 
 void Session::consume_cipher(std::size_t bytes) {
-    while (bytes > 0) {
-        char* data = nullptr;
-        const int taken = BIO_nread(network_.get(), &data, clamp_length(bytes));
-        if (taken <= 0) {
-            return;  // consuming more than was pending: nothing left to drop
-        }
-        bytes -= static_cast<std::size_t>(taken);
-    }
+    channel_->outgoing.consume(bytes);
 }
 
 std::size_t Session::pending_cipher_bytes() const {
-    return BIO_ctrl_pending(network_.get());
+    return channel_->outgoing.size();
+}
+
+bool Session::holds_cipher_buffers() const {
+    return channel_->incoming.holds_buffer() || channel_->outgoing.holds_buffer();
 }
 
 Status Session::close_notify() {

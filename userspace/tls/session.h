@@ -5,9 +5,10 @@
 // terminating splicer has: the client's connection (server side, create()) and, for an
 // https:// backend, the connection to it (client side, create_client()).
 //
-// The transport is an OpenSSL BIO pair: two fixed-size ring buffers, so a peer that sends
-// faster than the proxy reads, or a proxy that writes faster than the socket drains, meets a
-// full buffer (a short ingest, Status::want_output) instead of growing memory.
+// The transport is a tls::CipherChannel (tls/cipher_channel.h): a bounded queue each way,
+// so a peer that sends faster than the proxy reads, or a proxy that writes faster than the
+// socket drains, meets a full queue (a short ingest, Status::want_output) instead of growing
+// memory; and an idle connection's empty queues hold no buffer.
 //
 //   socket --recv--> ingest() ..SSL.. read_plain()  --> HTTP proxy
 //   socket <--send-- pending_cipher()/consume_cipher() ..SSL.. write_plain() <-- HTTP proxy
@@ -22,6 +23,7 @@
 #include <string_view>
 
 #include "splicer/result.h"
+#include "tls/cipher_channel.h"
 #include "tls/openssl_handles.h"
 
 namespace splicer::tls {
@@ -40,8 +42,9 @@ std::string_view to_string(Status status);
 
 class Session {
 public:
-    // Each direction's ciphertext buffer; a TLS record is at most 16 KiB plus 256 bytes of
-    // overhead, but records pass through in parts, so the buffer only bounds memory.
+    // Each direction's ciphertext queue, allocated only while bytes wait in it; a TLS record
+    // is at most 16 KiB plus 256 bytes of overhead, but records pass through in parts, so
+    // the capacity only bounds memory.
     static constexpr std::size_t kDefaultBufferBytes = 16384;
 
     // The server side of a client's connection.
@@ -64,8 +67,18 @@ public:
     // Ciphertext received from the socket; returns how many bytes were taken, fewer than
     // offered when the incoming buffer is full (read_plain() or handshake() make room).
     std::size_t ingest(std::span<const std::byte> cipher);
+    // ingest() without a copy: room in the incoming queue for a recv to fill, then
+    // ingested() with what it received (0 included). Nothing else may touch the session
+    // between the two (the recv writes into its buffer).
+    std::span<std::byte> ingest_room();
+    void ingested(std::size_t bytes);
+    // Ciphertext received and not yet read by the SSL.
+    [[nodiscard]] std::size_t pending_input_bytes() const;
     // The socket's read side reached EOF: what is buffered is still read, then a read without
-    // the peer's close_notify fails ("unexpected eof while reading": a truncation).
+    // the peer's close_notify fails ("unexpected eof while reading": a truncation). OpenSSL 3
+    // then fails every later write too, so the daemon never calls this: a peer's bare FIN
+    // (shutdown(SHUT_WR)) ends its input, and the answer still goes out (TlsTransport,
+    // TlsRelay keep the EOF themselves). For a caller whose EOF ends the session anyway.
     void ingest_end();
 
     // Drives the handshake: ok once it is done.
@@ -81,11 +94,13 @@ public:
     // Plaintext to the peer; may take only part of `in` (then want_output: send, retry).
     Io write_plain(std::span<const std::byte> in);
 
-    // Ciphertext to send, contiguous (after a send, consume and ask again: the ring buffer may
-    // hold more behind its wrap point). Valid until consume_cipher() or the next write.
+    // Ciphertext to send, all of it, contiguous. Valid until consume_cipher() or the next
+    // write.
     std::span<const std::byte> pending_cipher();
     void consume_cipher(std::size_t bytes);
     [[nodiscard]] std::size_t pending_cipher_bytes() const;
+    // Whether a ciphertext buffer is held now: only while bytes wait either way (idle: no).
+    [[nodiscard]] bool holds_cipher_buffers() const;
 
     // Queues our close_notify (once; later calls are no-ops returning ok): after it, no more
     // plaintext can be written, but the peer's can still be read (a half-close).
@@ -104,8 +119,9 @@ public:
     [[nodiscard]] const std::string& error() const { return error_; }
 
 private:
-    Session(SslPtr ssl, BioPtr network) : ssl_(std::move(ssl)), network_(std::move(network)) {}
-    // `ssl` attached to a new BIO pair of `buffer_bytes` each way: the part both sides share.
+    Session(std::unique_ptr<CipherChannel> channel, SslPtr ssl)
+        : channel_(std::move(channel)), ssl_(std::move(ssl)) {}
+    // `ssl` attached to a new channel of `buffer_bytes` each way: the part both sides share.
     static Result<Session> over_memory(SslPtr ssl, std::size_t buffer_bytes);
 
     // SSL_get_error's verdict on `result` as a Status, recording the reason when it failed.
@@ -113,8 +129,10 @@ private:
     // A verifying client's handshake stopped at the peer's certificate.
     [[nodiscard]] bool certificate_refused() const;
 
+    // On the heap, so the SSL's BIO keeps pointing at it when the session moves; declared
+    // first, so the SSL (and its BIO) goes before it.
+    std::unique_ptr<CipherChannel> channel_;
     SslPtr ssl_;
-    BioPtr network_;  // our end of the BIO pair; the SSL owns the other end
     std::string error_;
     bool close_sent_ = false;
 };

@@ -70,6 +70,9 @@ Result<std::unique_ptr<UpstreamContext>> UpstreamContext::create(const UpstreamS
     } else {
         SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
     }
+    // Record buffers (about 34 KiB) only while a record is under way, as on the server side:
+    // a backend connection kept for reuse is idle most of its life.
+    SSL_CTX_set_mode(context.get(), SSL_MODE_RELEASE_BUFFERS);
     // Sessions go to on_new_session only (no internal store: lookups are by name, ours).
     SSL_CTX_set_session_cache_mode(context.get(),
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -10,7 +10,9 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "net/sockets.h"
 #include "privsep/channel.h"
@@ -85,43 +87,66 @@ Result<Adoption> Adoption::take() {
         !timed) {
         return timed.error().with_context("upgrade");
     }
-    auto record = receive_record(socket->get(), kMaxRecordBytes, kMaxListeners);
-    if (!record) {
-        return record.error().with_context("upgrade: reading the offer");
-    }
-    const auto* bytes = reinterpret_cast<const std::byte*>(record->bytes.data());
-    auto listeners = decode_offer({bytes, record->bytes.size()});
-    if (!listeners) {
-        return listeners.error().with_context("upgrade");
-    }
-    if (listeners->size() != record->fds.size()) {
-        return Error{"upgrade: an offer of " + std::to_string(listeners->size()) +
-                     " listeners with " + std::to_string(record->fds.size()) + " fds"};
-    }
-    for (std::size_t i = 0; i < listeners->size(); ++i) {
-        UniqueFd& fd = record->fds[i];
-        if (!listening_tcp(fd.get())) {
-            return Error{"upgrade: offered fd " + std::to_string(i) +
-                         " is not a listening TCP socket"};
+    // The offer's records, in order: each names its place in the whole, which must follow
+    // on from the one before; at most kMaxListeners / kListenersPerRecord + 1 reads.
+    std::size_t total = 0;
+    std::set<std::pair<dev_t, ino_t>> seen;
+    do {
+        auto record = receive_record(socket->get(), kMaxRecordBytes, kListenersPerRecord);
+        if (!record) {
+            return record.error().with_context("upgrade: reading the offer");
         }
-        const net::SocketAddress address = net::local_address(fd.get());
-        const OfferedListener& what = (*listeners)[i];
-        adoption.offered_.push_back(
-            {std::move(fd), address, what.http, what.from_systemd, what.metrics});
-    }
+        const auto* bytes = reinterpret_cast<const std::byte*>(record->bytes.data());
+        auto part = decode_offer({bytes, record->bytes.size()});
+        if (!part) {
+            return part.error().with_context("upgrade");
+        }
+        if (part->first != adoption.offered_count_ || (total != 0 && part->total != total)) {
+            return Error{"upgrade: an offer record of listeners from " +
+                         std::to_string(part->first) + " of " + std::to_string(part->total) +
+                         " after " + std::to_string(adoption.offered_count_) + " (out of order)"};
+        }
+        total = part->total;
+        if (part->listeners.size() != record->fds.size()) {
+            return Error{"upgrade: an offer record of " + std::to_string(part->listeners.size()) +
+                         " listeners with " + std::to_string(record->fds.size()) + " fds"};
+        }
+        for (std::size_t i = 0; i < part->listeners.size(); ++i) {
+            UniqueFd& fd = record->fds[i];
+            const std::size_t index = part->first + i;
+            if (!listening_tcp(fd.get())) {
+                return Error{"upgrade: offered fd " + std::to_string(index) +
+                             " is not a listening TCP socket"};
+            }
+            ++adoption.offered_count_;
+            struct stat status {};
+            if (::fstat(fd.get(), &status) != 0 ||
+                !seen.insert({status.st_dev, status.st_ino}).second) {
+                // The same socket twice: one fd of it is enough (closing this one leaves the
+                // socket open), and Adoption::claim hands each socket out once.
+                continue;
+            }
+            const net::SocketAddress address = net::local_address(fd.get());
+            const OfferedListener& what = part->listeners[i];
+            adoption.offered_.push_back(
+                {std::move(fd), address, what.http, what.from_systemd, what.metrics});
+        }
+    } while (adoption.offered_count_ < total);
     adoption.socket_ = std::move(socket).value();
     return adoption;
 }
 
-std::optional<AdoptedListener> Adoption::claim(const net::SocketAddress& address, bool http) {
-    for (auto it = offered_.begin(); it != offered_.end(); ++it) {
+std::vector<AdoptedListener> Adoption::claim(const net::SocketAddress& address, bool http) {
+    std::vector<AdoptedListener> claimed;
+    for (auto it = offered_.begin(); it != offered_.end();) {
         if (!it->metrics && it->http == http && service::same_endpoint(it->address, address)) {
-            AdoptedListener claimed{std::move(it->fd), it->from_systemd};
-            offered_.erase(it);
-            return claimed;
+            claimed.push_back({std::move(it->fd), it->from_systemd});
+            it = offered_.erase(it);  // handed out once
+        } else {
+            ++it;
         }
     }
-    return std::nullopt;
+    return claimed;
 }
 
 std::optional<UniqueFd> Adoption::claim_metrics(const net::SocketAddress& address) {

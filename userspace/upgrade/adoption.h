@@ -32,9 +32,11 @@ public:
     static Result<Adoption> take();
 
     [[nodiscard]] bool active() const { return socket_.valid(); }
-    // The offered listener bound to exactly `address` and served as `http` says; none when
-    // the old process offered no such socket.
-    std::optional<AdoptedListener> claim(const net::SocketAddress& address, bool http);
+    // Every offered listener bound to exactly `address` and served as `http` says (with
+    // `workers`, one per old worker: upgrade/listener_shares.h shares them out); empty when
+    // the old process offered no such socket. Each socket is handed out once: a second
+    // claim of the same address gets nothing.
+    std::vector<AdoptedListener> claim(const net::SocketAddress& address, bool http);
     // The metrics endpoint's listener bound to `address`, if offered.
     std::optional<UniqueFd> claim_metrics(const net::SocketAddress& address);
     // An error naming every offered listener no listen entry claimed: the config changed
@@ -53,7 +55,8 @@ private:
         bool metrics = false;
     };
     UniqueFd socket_;
-    std::vector<Offered> offered_;
+    std::vector<Offered> offered_;  // not claimed yet, each socket once
+    std::size_t offered_count_ = 0;  // fds the offer's records carried so far
 };
 
 }  // namespace splicer::upgrade

@@ -22,6 +22,9 @@ enum class Owner : std::uint8_t {
     // its handler (daemon/connection_handler.h): a data plane or an HTTP exchange, each with
     // its own operation codes (below kHandlerOperations)
     handler,
+    // the loop's pool of idle backend connections (daemon/backend_pool.h): `slot` and
+    // `generation` name a pool entry, not a connection
+    pool,
 };
 
 inline constexpr unsigned kOwnerBits = 3;

@@ -29,10 +29,15 @@ stream {
     }
 }
 http {
-    # Port 80 as the Snikket page configures it (issue 4's nginx block): a new backend
-    # connection per request (nginx's default HTTP/1.0 upstream), the access log on, as
+    # Port 80 as the Snikket page configures it (issue 4's nginx block), with the backend
+    # connection pool a careful nginx user adds (upstream keepalive + HTTP/1.1 upstream,
+    # Connection cleared), as splicer and HAProxy reuse theirs; the access log on, as
     # splicer writes its access line too.
     access_log $dir/access.log;
+    upstream web {
+        server $backend_ip:$http_port;
+        keepalive 32;
+    }
     client_body_temp_path $dir/body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -41,7 +46,9 @@ http {
     server {
         listen $forwarder_ip:80 backlog=4096;
         location / {
-            proxy_pass http://$backend_ip:$http_port/;
+            proxy_pass http://web/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             client_max_body_size 20m;
@@ -52,7 +59,9 @@ http {
         ssl_certificate $term_dir/cert.pem;
         ssl_certificate_key $term_dir/key.pem;
         location / {
-            proxy_pass http://$backend_ip:$http_port/;
+            proxy_pass http://web/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             client_max_body_size 20m;

@@ -1,0 +1,113 @@
+#pragma once
+// The event loop's idle HTTP backend connections (port 80 and terminated TLS), kept for the
+// next request to the same backend, as nginx's upstream `keepalive N` and HAProxy's
+// `http-reuse safe` keep theirs. One pool per event loop (a loop's exchanges run on its
+// thread only).
+//
+// - Keyed by backend: its address, and for an https:// backend the TLS client context and
+//   the name (SNI) the session was made for; the session stays with its connection.
+// - Bounded per backend (the section's keepalive_connections; the oldest idle one goes when
+//   a backend's list is full) and in all (kMaxIdle: a flood of distinct backends cannot hold
+//   more fds than that).
+// - Each idle connection is watched: a poll for input through io_uring (Owner::pool, the tag
+//   naming the entry). An idle HTTP/1.1 connection has nothing to say, so readable means the
+//   backend closed it (FIN, RST, a TLS close_notify) or broke the protocol: it is closed at
+//   once, before a request could be sent on it.
+// - An entry idle for longer than its keepalive_timeout is closed by expire(), which the
+//   loop calls about once a second.
+// Taking an entry cancels its poll; the cancelled poll's completion names a generation no
+// longer in use and is dropped, like a stale connection completion.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "net/address.h"
+#include "splicer/unique_fd.h"
+#include "tls/session.h"
+#include "uring/ring.h"
+
+namespace splicer::daemon {
+
+// What identifies one backend's interchangeable connections.
+struct BackendKey {
+    net::SocketAddress address;
+    const void* tls_context = nullptr;  // the https:// route's client context; plain: nullptr
+    std::string tls_name;               // the session's SNI and verified name
+
+    [[nodiscard]] std::string text() const;
+};
+
+// A connection at rest: the socket and, for an https:// backend, its established session.
+struct IdleBackend {
+    UniqueFd socket;
+    std::optional<tls::Session> session;
+    std::shared_ptr<const void> context_owner;  // keeps the session's context alive
+};
+
+// The pool's io_uring operations (uring::Owner::pool).
+enum class PoolOp : std::uint8_t {
+    watch,   // poll for input on an idle connection
+    cancel,  // the removal of a watch; nothing to act on
+};
+
+class BackendPool {
+public:
+    // At most this many idle connections per loop, whatever the config says.
+    static constexpr std::size_t kMaxIdle = 1024;
+
+    struct Counts {
+        std::uint64_t idle_closed = 0;  // closed while idle (backend went away, timeout, full)
+    };
+
+    explicit BackendPool(uring::Ring& ring) : ring_(ring) {}
+    BackendPool(const BackendPool&) = delete;
+    BackendPool& operator=(const BackendPool&) = delete;
+    ~BackendPool();
+
+    // The most recently returned idle connection to `key`'s backend, or nothing.
+    std::optional<IdleBackend> take(const BackendKey& key);
+    // Keeps `backend` idle for up to `timeout`; `per_backend` bounds `key`'s list (0: the
+    // connection is closed at once).
+    void put(const BackendKey& key, IdleBackend backend, std::size_t per_backend,
+             std::chrono::steady_clock::duration timeout);
+    // A completion tagged Owner::pool.
+    void on_completion(PoolOp op, std::uint32_t slot, std::uint16_t generation, int result);
+    // Closes what has been idle past its timeout.
+    void expire(std::chrono::steady_clock::time_point now);
+    // Closes every idle connection (a stop).
+    void clear();
+
+    [[nodiscard]] std::size_t idle() const { return idle_; }
+    [[nodiscard]] const Counts& counts() const { return counts_; }
+
+private:
+    struct Entry {
+        bool in_use = false;
+        std::uint16_t generation = 0;
+        std::string key;
+        IdleBackend backend;
+        std::chrono::steady_clock::time_point expires{};
+    };
+
+    void watch(std::uint32_t slot);
+    // Ends entry `slot`: cancels its watch, closes its socket (unless it was taken) and frees
+    // the slot.
+    void release(std::uint32_t slot, bool close_socket);
+    void unlist(const std::string& key, std::uint32_t slot);
+
+    uring::Ring& ring_;
+    std::vector<Entry> entries_;
+    std::vector<std::uint32_t> free_;
+    // Per backend key: its idle entries, oldest first (taken from the back).
+    std::unordered_map<std::string, std::vector<std::uint32_t>> lists_;
+    std::size_t idle_ = 0;
+    Counts counts_;
+};
+
+}  // namespace splicer::daemon
