@@ -1,6 +1,7 @@
-// The bytes of the upgrade handover (upgrade/handover_protocol.h) and the records that carry
-// them with their fds (upgrade/fd_passing.h): what a new binary accepts from the old process,
-// whose bytes are untrusted.
+// The bytes of the upgrade handover (upgrade/handover_protocol.h), the records that carry
+// them with their fds (upgrade/fd_passing.h) and the established connections' batches
+// (upgrade/batch_transfer.h): what a new binary accepts from the old process, whose bytes
+// are untrusted.
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -9,8 +10,10 @@
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "upgrade/batch_transfer.h"
 #include "upgrade/fd_passing.h"
 #include "upgrade/handover_protocol.h"
 
@@ -188,4 +191,93 @@ TEST_CASE("a record above its bounds is refused and its fds closed", "[upgrade]"
     auto closed = upgrade::receive_record(receiver.get(), 16, 1);
     REQUIRE_FALSE(closed);
     CHECK(closed.error().message == "closed");
+}
+
+TEST_CASE("a batch larger than one record crosses in pieces, bytes and fds in order",
+          "[upgrade]") {
+    auto [sender, receiver] = seqpacket_pair();
+    // 300 fds (two pieces' worth) naming 150 pipes' two ends; 100 KiB of bytes (four pieces).
+    std::vector<UniqueFd> pipes;
+    std::vector<int> fds;
+    for (int i = 0; i < 150; ++i) {
+        int ends[2] = {-1, -1};
+        REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);
+        pipes.emplace_back(ends[0]);
+        pipes.emplace_back(ends[1]);
+        fds.push_back(ends[0]);
+        fds.push_back(ends[1]);
+    }
+    std::vector<std::byte> bytes(100 * 1024);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        bytes[i] = static_cast<std::byte>(i * 7 + i / 251);
+    }
+    // Sent from a thread: the socket buffer holds only part of it until the receiver reads.
+    std::thread sending([&, socket = sender.get()] {
+        CHECK(upgrade::send_batch(socket, bytes, fds));
+        CHECK(upgrade::send_batch(socket, {}, {}));
+        CHECK(upgrade::send_batches_end(socket));
+    });
+    auto batch = upgrade::receive_batch(receiver.get());
+    auto empty = upgrade::receive_batch(receiver.get());
+    auto end = upgrade::receive_batch(receiver.get());
+    sending.join();
+    REQUIRE(batch);
+    REQUIRE(batch->has_value());
+    CHECK((*batch)->bytes == bytes);
+    REQUIRE((*batch)->fds.size() == fds.size());
+    // In order: each received read end reads what its own pipe's write end got.
+    for (std::size_t i = 0; i < fds.size(); i += 2) {
+        CAPTURE(i);
+        const char mark = static_cast<char>('a' + i % 26);
+        REQUIRE(::write((*batch)->fds[i + 1].get(), &mark, 1) == 1);
+        char got = 0;
+        REQUIRE(::read(pipes[i].get(), &got, 1) == 1);
+        CHECK(got == mark);
+    }
+    REQUIRE(empty);
+    REQUIRE(empty->has_value());
+    CHECK((*empty)->bytes.empty());
+    CHECK((*empty)->fds.empty());
+    REQUIRE(end);
+    CHECK_FALSE(end->has_value());
+}
+
+TEST_CASE("a malformed batch is refused", "[upgrade]") {
+    auto [sender, receiver] = seqpacket_pair();
+    const auto batch_header = [](std::uint32_t bytes, std::uint32_t fds) {
+        std::string out = "SPLB";
+        out += {'\0', static_cast<char>(upgrade::kProtocolVersion)};
+        for (const std::uint32_t value : {bytes, fds}) {
+            for (int shift = 24; shift >= 0; shift -= 8) {
+                out.push_back(static_cast<char>((value >> shift) & 0xff));
+            }
+        }
+        return out;
+    };
+    const std::string piece =
+        std::string("SPLP") + '\0' + static_cast<char>(upgrade::kProtocolVersion);
+    SECTION("a piece with no header") {
+        REQUIRE(upgrade::send_record(sender.get(), piece + "abc", {}));
+    }
+    SECTION("a piece past the header's byte count") {
+        REQUIRE(upgrade::send_record(sender.get(), batch_header(2, 0), {}));
+        REQUIRE(upgrade::send_record(sender.get(), piece + "abc", {}));
+    }
+    SECTION("a header above the bounds") {
+        REQUIRE(upgrade::send_record(
+            sender.get(), batch_header(static_cast<std::uint32_t>(upgrade::kMaxBatchBytes) + 1, 0),
+            {}));
+    }
+    SECTION("another protocol version") {
+        std::string other = batch_header(0, 0);
+        other[5] = 1;
+        REQUIRE(upgrade::send_record(sender.get(), other, {}));
+    }
+    SECTION("the old process gone mid-batch") {
+        REQUIRE(upgrade::send_record(sender.get(), batch_header(10, 0), {}));
+        REQUIRE(upgrade::send_record(sender.get(), piece + "abc", {}));
+        sender.reset();
+    }
+    auto received = upgrade::receive_batch(receiver.get());
+    CHECK_FALSE(received);
 }
