@@ -221,6 +221,19 @@ TEST_CASE("a batch larger than one record crosses in pieces, bytes and fds in or
     auto empty = upgrade::receive_batch(receiver.get());
     auto end = upgrade::receive_batch(receiver.get());
     sending.join();
+    // The answers, the other way.
+    REQUIRE(upgrade::send_batch_answer(receiver.get(), true));
+    REQUIRE(upgrade::send_batch_answer(receiver.get(), false));
+    auto taken = upgrade::receive_batch_answer(sender.get());
+    auto refused = upgrade::receive_batch_answer(sender.get());
+    REQUIRE(taken);
+    CHECK(*taken);
+    REQUIRE(refused);
+    CHECK_FALSE(*refused);
+    REQUIRE(upgrade::send_record(receiver.get(), "SPLA", {}));
+    CHECK_FALSE(upgrade::receive_batch_answer(sender.get()));
+    receiver.reset();
+    CHECK_FALSE(upgrade::receive_batch_answer(sender.get()));
     REQUIRE(batch);
     REQUIRE(batch->has_value());
     CHECK((*batch)->bytes == bytes);

@@ -671,6 +671,10 @@ Result<void> run(const RunOptions& options) {
     // The limits are the daemon's, whichever worker a connection lands on; each worker's slab
     // can hold them all (the kernel's spread of connections over workers is not even).
     limits::Admission admission(*config, fd_plan->max_connections);
+    // Every worker's (EventLoop::share_upgrade_flag): set from a SIGUSR2 until a failure is
+    // applied, so no stop meanwhile shuts down a listener the new process may already hold.
+    // Declared before the workers: it outlives their loops.
+    std::atomic<bool> upgrading{false};
     std::vector<Worker> workers(worker_total);
     for (std::uint32_t i = 0; i < worker_total; ++i) {
         Worker& worker = workers[i];
@@ -759,10 +763,7 @@ Result<void> run(const RunOptions& options) {
     }
     // SIGUSR2 (read by worker 0): the handover runs off the loops (it waits for the new
     // process), its outcome is applied on worker 0, which tells the others. One at a time;
-    // none once handed over (EventLoop::on_signal). `upgrading` is every worker's: set from
-    // the signal until a failure is applied, so no stop meanwhile shuts down a listener the
-    // new process may already hold.
-    std::atomic<bool> upgrading{false};
+    // none once handed over (EventLoop::on_signal).
     for (Worker& worker : workers) {
         worker.loop->share_upgrade_flag(upgrading);
     }

@@ -13,6 +13,7 @@ namespace {
 constexpr char kBatchMagic[4] = {'S', 'P', 'L', 'B'};
 constexpr char kPieceMagic[4] = {'S', 'P', 'L', 'P'};
 constexpr char kEndMagic[4] = {'S', 'P', 'L', 'E'};
+constexpr char kAnswerMagic[4] = {'S', 'P', 'L', 'A'};
 constexpr std::size_t kHeadBytes = 6;         // magic + version
 constexpr std::size_t kBatchHeadBytes = 14;  // + byte count + fd count
 
@@ -94,6 +95,27 @@ Result<void> send_batch(int socket, std::span<const std::byte> bytes, std::span<
         fd_at += fd_count;
     }
     return {};
+}
+
+Result<void> send_batch_answer(int socket, bool taken) {
+    std::string answer = head(kAnswerMagic);
+    answer.push_back(taken ? '\1' : '\0');
+    return send_record(socket, answer, {});
+}
+
+Result<bool> receive_batch_answer(int socket) {
+    auto answer = receive_record(socket, kHeadBytes + 1, 0);
+    if (!answer) {
+        return answer.error().with_context("waiting for the batch's answer");
+    }
+    const std::string& bytes = answer->bytes;
+    if (bytes.size() != kHeadBytes + 1 || std::memcmp(bytes.data(), kAnswerMagic, 4) != 0 ||
+        (static_cast<unsigned char>(bytes[4]) << 8 | static_cast<unsigned char>(bytes[5])) !=
+            kProtocolVersion ||
+        static_cast<unsigned char>(bytes[6]) > 1) {
+        return Error{"a malformed answer to a batch"};
+    }
+    return bytes[6] == '\1';
 }
 
 Result<void> send_batches_end(int socket) { return send_record(socket, head(kEndMagic), {}); }

@@ -6,7 +6,11 @@
 // SCM_MAX_FD fds), so it goes in pieces:
 //   "SPLB" version, byte count (u32), fd count (u32)      one header record, no fds
 //   "SPLP" version, up to kPieceBytes of the bytes        with up to kListenersPerRecord fds
-// the pieces in order until both counts are reached exactly, and after the last batch
+// the pieces in order until both counts are reached exactly; the receiver answers each batch
+//   "SPLA" version, 1 (taken) or 0 (refused)              new -> old
+// and the sender keeps its own copies of the fds until that answer: a batch refused, or one
+// whose answer never comes, goes back to the loop that exported it (nothing is lost when the
+// new process fails). After the last batch
 //   "SPLE" version                                         the end: nothing more comes.
 // Blocking, bounded by the socket's timeouts. The receiver (the new process) trusts nothing:
 // the counts are bounded (kMaxBatchBytes, kMaxBatchFds), memory grows only with what
@@ -37,6 +41,11 @@ struct ReceivedBatch {
 
 // Sends one batch; `fds` are not given away (the receiver gets its own references).
 Result<void> send_batch(int socket, std::span<const std::byte> bytes, std::span<const int> fds);
+// The receiver's answer to a batch: it holds the fds now (taken), or it dropped them.
+Result<void> send_batch_answer(int socket, bool taken);
+// true: taken. An error when the answer is missing (closed, timeout) or malformed; the
+// sender must then treat the batch as not taken.
+Result<bool> receive_batch_answer(int socket);
 // Says no batch follows.
 Result<void> send_batches_end(int socket);
 // The next batch, or nullopt after the end record; an error for anything else (the peer
