@@ -339,11 +339,11 @@ TEST_CASE("an upgrade to another worker count adopts every listener with no refu
     // The new process reads the file at its start: it runs the new count.
     std::ofstream(daemon->config_path(), std::ios::trunc)
         << with_workers(new_workers, snikket_config(ports));
-    const std::size_t ready_lines = daemon->logs("ready").size();
+    const std::size_t lines_before = daemon->log_count();
     const pid_t new_pid = upgrade(*daemon);
     AdoptedDaemon adopted(new_pid);
     loop.mark_swapped();
-    const auto new_ready = daemon->wait_for_log("ready", {}, 5s, ready_lines);
+    const auto new_ready = daemon->wait_for_log("ready", {}, 5s, lines_before);
     REQUIRE(new_ready.has_value());
     CHECK(new_ready->number("workers") == new_workers);
     check_adopted(*daemon, old_workers);
