@@ -46,8 +46,8 @@ std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon
 // The new process's listening lines: one per address of the Snikket config (127.0.0.1 and
 // ::1), each adopting every socket the old process's workers had on it.
 void check_adopted(const DaemonProcess& daemon, std::uint32_t old_workers) {
-    const auto adopted = daemon.logs(
-        "listening", [](const LogLine& line) { return line.get("from") == "upgrade"; });
+    const auto adopted =
+        daemon.logs("listening", [](const LogLine& line) { return line.get("from") == "upgrade"; });
     INFO(daemon.log_tail());
     REQUIRE(adopted.size() == 2);
     for (const LogLine& line : adopted) {
@@ -315,9 +315,9 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     CHECK(daemon_counter(*daemon, "upgrades_ok") == 0);
     // A second try runs again (one failed upgrade blocks none after it), and a stop then
     // shuts the listeners down as usual: nobody else holds them.
-    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
-                        std::to_string(daemon->pid()))
-                .exit_code == 0);
+    REQUIRE(
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(daemon->pid()))
+            .exit_code == 0);
     REQUIRE(wait_for_counter(*daemon, "upgrades_failed", 2, 35s) == 2);
     check_still_serving(ports, https);
     stop_daemon(*daemon);

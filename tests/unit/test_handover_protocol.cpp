@@ -193,8 +193,7 @@ TEST_CASE("a record above its bounds is refused and its fds closed", "[upgrade]"
     CHECK(closed.error().message == "closed");
 }
 
-TEST_CASE("a batch larger than one record crosses in pieces, bytes and fds in order",
-          "[upgrade]") {
+TEST_CASE("a batch larger than one record crosses in pieces, bytes and fds in order", "[upgrade]") {
     auto [sender, receiver] = seqpacket_pair();
     // 300 fds (two pieces' worth) naming 150 pipes' two ends; 100 KiB of bytes (four pieces).
     std::vector<UniqueFd> pipes;

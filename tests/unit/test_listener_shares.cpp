@@ -148,8 +148,8 @@ TEST_CASE("an offer whose records come out of order or short of fds is refused",
     REQUIRE(records.size() == 2);
     SECTION("the second record first") {
         auto adoption = adopt_after([&](int sender) {
-            REQUIRE(upgrade::send_record(sender, records[1],
-                                         std::span<const int>(fds).subspan(0, 10)));
+            REQUIRE(
+                upgrade::send_record(sender, records[1], std::span<const int>(fds).subspan(0, 10)));
         });
         REQUIRE_FALSE(adoption);
         CHECK_THAT(adoption.error().message, Catch::Contains("out of order"));
@@ -182,8 +182,7 @@ TEST_CASE("an offer whose records come out of order or short of fds is refused",
     }
 }
 
-TEST_CASE("share_listeners: as many received as workers, one each, the same sockets",
-          "[upgrade]") {
+TEST_CASE("share_listeners: as many received as workers, one each, the same sockets", "[upgrade]") {
     auto group = net::listen_group(loopback(0), 64, 2);
     REQUIRE(group);
     const auto first = identity((*group)[0].get());
@@ -220,8 +219,7 @@ TEST_CASE("share_listeners: more received than workers, every socket still accep
     CHECK(taken == 48);
 }
 
-TEST_CASE("share_listeners: fewer received than workers, the rest join the group",
-          "[upgrade]") {
+TEST_CASE("share_listeners: fewer received than workers, the rest join the group", "[upgrade]") {
     // Received from a one-worker old process: a plain listener, no SO_REUSEPORT.
     const std::uint32_t received = GENERATE(1U, 2U);
     CAPTURE(received);

@@ -52,7 +52,9 @@ MetricsServer::MetricsServer(UniqueFd listener, UniqueFd stop, std::string versi
       version_(std::move(version)),
       snapshot_(std::make_unique<DaemonCounters>()) {}
 
-MetricsServer::~MetricsServer() { stop(); }
+MetricsServer::~MetricsServer() {
+    stop();
+}
 
 void MetricsServer::stop() {
     if (thread_.joinable()) {

@@ -55,7 +55,7 @@ private:
         bool metrics = false;
     };
     UniqueFd socket_;
-    std::vector<Offered> offered_;  // not claimed yet, each socket once
+    std::vector<Offered> offered_;   // not claimed yet, each socket once
     std::size_t offered_count_ = 0;  // fds the offer's records carried so far
 };
 

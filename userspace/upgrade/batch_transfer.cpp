@@ -14,7 +14,7 @@ constexpr char kBatchMagic[4] = {'S', 'P', 'L', 'B'};
 constexpr char kPieceMagic[4] = {'S', 'P', 'L', 'P'};
 constexpr char kEndMagic[4] = {'S', 'P', 'L', 'E'};
 constexpr char kAnswerMagic[4] = {'S', 'P', 'L', 'A'};
-constexpr std::size_t kHeadBytes = 6;         // magic + version
+constexpr std::size_t kHeadBytes = 6;        // magic + version
 constexpr std::size_t kBatchHeadBytes = 14;  // + byte count + fd count
 
 void put_u16(std::string& out, std::uint16_t value) {
@@ -48,8 +48,8 @@ Result<Kind> kind_of(const std::string& bytes) {
     if (bytes.size() < kHeadBytes) {
         return Error{"a batch record of " + std::to_string(bytes.size()) + " bytes"};
     }
-    const unsigned version = static_cast<unsigned char>(bytes[4]) << 8 |
-                             static_cast<unsigned char>(bytes[5]);
+    const unsigned version =
+        static_cast<unsigned char>(bytes[4]) << 8 | static_cast<unsigned char>(bytes[5]);
     if (version != kProtocolVersion) {
         return Error{"a batch record of protocol version " + std::to_string(version)};
     }
@@ -71,8 +71,7 @@ Result<void> send_batch(int socket, std::span<const std::byte> bytes, std::span<
     if (bytes.size() > kMaxBatchBytes || fds.size() > kMaxBatchFds) {
         return Error{"a batch of " + std::to_string(bytes.size()) + " bytes and " +
                      std::to_string(fds.size()) + " fds (at most " +
-                     std::to_string(kMaxBatchBytes) + " and " + std::to_string(kMaxBatchFds) +
-                     ")"};
+                     std::to_string(kMaxBatchBytes) + " and " + std::to_string(kMaxBatchFds) + ")"};
     }
     std::string header = head(kBatchMagic);
     put_u32(header, static_cast<std::uint32_t>(bytes.size()));
@@ -118,7 +117,9 @@ Result<bool> receive_batch_answer(int socket) {
     return bytes[6] == '\1';
 }
 
-Result<void> send_batches_end(int socket) { return send_record(socket, head(kEndMagic), {}); }
+Result<void> send_batches_end(int socket) {
+    return send_record(socket, head(kEndMagic), {});
+}
 
 Result<std::optional<ReceivedBatch>> receive_batch(int socket) {
     auto first = receive_record(socket, kBatchHeadBytes, 0);
@@ -139,9 +140,8 @@ Result<std::optional<ReceivedBatch>> receive_batch(int socket) {
     const std::size_t fd_total = get_u32(first->bytes, 10);
     if (byte_total > kMaxBatchBytes || fd_total > kMaxBatchFds) {
         return Error{"a batch of " + std::to_string(byte_total) + " bytes and " +
-                     std::to_string(fd_total) + " fds (at most " +
-                     std::to_string(kMaxBatchBytes) + " and " + std::to_string(kMaxBatchFds) +
-                     ")"};
+                     std::to_string(fd_total) + " fds (at most " + std::to_string(kMaxBatchBytes) +
+                     " and " + std::to_string(kMaxBatchFds) + ")"};
     }
     ReceivedBatch batch;
     // Each piece brings bytes or fds or both, so this ends within that many reads.
@@ -158,9 +158,8 @@ Result<std::optional<ReceivedBatch>> receive_batch(int socket) {
         if (*piece_kind != Kind::piece || (payload == 0 && piece->fds.empty()) ||
             batch.bytes.size() + payload > byte_total ||
             batch.fds.size() + piece->fds.size() > fd_total) {
-            return Error{"a batch piece past its header's counts (" +
-                         std::to_string(byte_total) + " bytes, " + std::to_string(fd_total) +
-                         " fds) or empty"};
+            return Error{"a batch piece past its header's counts (" + std::to_string(byte_total) +
+                         " bytes, " + std::to_string(fd_total) + " fds) or empty"};
         }
         const auto* data = reinterpret_cast<const std::byte*>(piece->bytes.data()) + kHeadBytes;
         batch.bytes.insert(batch.bytes.end(), data, data + payload);

@@ -26,8 +26,8 @@ struct Record {
 
 // `fds` are not given away: the receiver gets its own references to the same open files.
 Result<void> send_record(int socket, std::string_view bytes, std::span<const int> fds);
-// EOF or ECONNRESET (the peer closed or exited) is an error "closed"; so is a record above `max_bytes` or
-// with more than `max_fds` fds.
+// EOF or ECONNRESET (the peer closed or exited) is an error "closed"; so is a record above
+// `max_bytes` or with more than `max_fds` fds.
 Result<Record> receive_record(int socket, std::size_t max_bytes, std::size_t max_fds);
 
 }  // namespace splicer::upgrade

@@ -68,10 +68,9 @@ Result<pid_t> hand_over(Launcher& launcher, std::span<const ListenerToHand> list
     // (EPIPE), or succeeds into a buffer nobody reads and the receive below sees EOF.
     const std::vector<std::string> records = encode_offer(offered);
     for (std::size_t i = 0; i < records.size(); ++i) {
-        const std::span<const int> batch =
-            std::span<const int>(fds).subspan(i * kListenersPerRecord,
-                                              std::min(kListenersPerRecord,
-                                                       fds.size() - i * kListenersPerRecord));
+        const std::span<const int> batch = std::span<const int>(fds).subspan(
+            i * kListenersPerRecord,
+            std::min(kListenersPerRecord, fds.size() - i * kListenersPerRecord));
         if (auto sent = send_record(ours.get(), records[i], batch); !sent) {
             return Error{"the new process exited before ready (" + sent.error().message + ")"};
         }

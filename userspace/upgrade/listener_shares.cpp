@@ -30,8 +30,8 @@ Result<void> allow_joining(int fd) {
 }  // namespace
 
 Result<std::vector<std::vector<AdoptedListener>>> share_listeners(
-    std::vector<AdoptedListener> handed, const net::SocketAddress& address,
-    std::uint32_t workers, int backlog) {
+    std::vector<AdoptedListener> handed, const net::SocketAddress& address, std::uint32_t workers,
+    int backlog) {
     if (workers == 0) {
         workers = 1;
     }

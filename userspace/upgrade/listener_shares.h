@@ -26,7 +26,7 @@ namespace splicer::upgrade {
 // lists, one per worker, each with at least one socket; every handed socket appears in
 // exactly one list (systemd's: in every list, duplicated).
 Result<std::vector<std::vector<AdoptedListener>>> share_listeners(
-    std::vector<AdoptedListener> handed, const net::SocketAddress& address,
-    std::uint32_t workers, int backlog);
+    std::vector<AdoptedListener> handed, const net::SocketAddress& address, std::uint32_t workers,
+    int backlog);
 
 }  // namespace splicer::upgrade
