@@ -89,8 +89,12 @@ struct DaemonCounters {
     __u64 backend_pool_misses = 0;
     __u64 backend_pool_idle_closed = 0;
     __u64 backend_pool_retries = 0;
+    // SIGUSR2 / `splicer upgrade`: handed to a new process that said ready, or failed
+    // (upgrade_failed: that process never became ready; this one serves on).
+    __u64 upgrades_ok = 0;
+    __u64 upgrades_failed = 0;
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16,
               "DaemonCounters layout");
 
 }  // namespace splicer

@@ -42,7 +42,8 @@ TEST_CASE("splicer --version and --help", "[cli]") {
     const auto help = run_command(kSplicer + " --help");
     CHECK(help.exit_code == 0);
     for (const char* command :
-         {"splicer run", "splicer check --config FILE", "splicer stats", "splicer selftest"}) {
+         {"splicer run", "splicer check --config FILE", "splicer stats", "splicer selftest",
+          "splicer upgrade --pid PID"}) {
         CHECK_THAT(help.output, Catch::Contains(command));
     }
 }
@@ -102,7 +103,8 @@ TEST_CASE("splicer check on a missing file", "[cli]") {
 
 TEST_CASE("splicer rejects unknown commands and options with usage", "[cli]") {
     for (const char* args : {"frobnicate", "check", "run --splice-mode warp", "stats --config x",
-                             "selftest --splice-mode sockmap"}) {
+                             "selftest --splice-mode sockmap", "upgrade", "upgrade --pid x",
+                             "upgrade --pid -1", "upgrade --pid 1", "upgrade --config y"}) {
         CAPTURE(args);
         const auto result = run_command(kSplicer + " " + args);
         CHECK(result.exit_code == 2);

@@ -39,8 +39,8 @@ std::vector<std::string> daemon_includes(const std::string& folder) {
 TEST_CASE("no folder below the daemon includes daemon headers", "[layering]") {
     const std::string folder =
         GENERATE(as<std::string>{}, "plane", "http", "probe", "uring", "net", "route", "limits",
-                 "config", "bpf", "selftest", "log", "metrics", "security", "service",
-                 "tls", "privsep", "handoff");
+                 "config", "bpf", "selftest", "log", "metrics", "security", "service", "tls",
+                 "privsep", "handoff", "upgrade");
     CAPTURE(folder);
     REQUIRE(std::filesystem::is_directory(kSource + "/userspace/" + folder));
     const std::vector<std::string> found = daemon_includes(folder);

@@ -45,6 +45,12 @@ public:
     // Gives the pin dir to the run user (fchown on the checked fd), so the daemon can still
     // unlink its pins after the privilege drop.
     Result<void> hand_over(uid_t uid, gid_t gid, const std::string& user_name);
+    // After `splicer upgrade` handed over: the new process re-pinned its own objects under
+    // the same names, so this one must not remove them when it exits.
+    void leave_to_successor() {
+        pinned_.clear();
+        owned_ = false;
+    }
 
     [[nodiscard]] const std::string& path() const { return checked_.path; }
 

@@ -8,6 +8,7 @@
 #include "cli/options.h"
 #include "cli/selftest_command.h"
 #include "cli/stats_command.h"
+#include "cli/upgrade_command.h"
 #include "daemon/daemon.h"
 #include "splicer/log.h"
 
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
             return 0;
         }
         case Command::selftest: return splicer::cli::selftest_command(std::cout);
+        case Command::upgrade:
+            return splicer::cli::upgrade_command(*options->pid, std::cout, std::cerr);
         case Command::stats:
             return splicer::cli::stats_command(options->pin_dir, options->json, std::cout,
                                                std::cerr);

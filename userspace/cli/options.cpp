@@ -8,6 +8,7 @@ std::string usage_text() {
   splicer check --config FILE
   splicer stats [--pin-dir DIR] [--json]
   splicer selftest
+  splicer upgrade --pid PID
   splicer --version | --help
 
 run    serve the configured listeners. Without --config: /etc/splicer/splicer.conf, or the
@@ -17,6 +18,10 @@ stats  print the counters of the running daemon, read from the pinned BPF maps; 
        --json, the counters the metrics endpoint serves, as one JSON object.
 selftest  run the sockmap self-test on this kernel (the one `auto` runs at start) and print
        each step with ok or FAILED and its time; exit 0 when all pass, 1 otherwise. Root.
+
+upgrade  ask the daemon PID (the main process: `systemctl show -p MainPID splicer`) to
+       start the binary installed at its path now and hand it the listening sockets
+       (SIGUSR2); the daemon logs upgraded or upgrade_failed. README "Upgrading".
 
 --config FILE        libconfig file, a superset of sslh's configuration format
 --splice-mode MODE   data plane, overriding the config's splice_mode
@@ -46,6 +51,8 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         options.command = Command::stats;
     } else if (command == "selftest") {
         options.command = Command::selftest;
+    } else if (command == "upgrade") {
+        options.command = Command::upgrade;
     } else {
         return Error{"unknown command \"" + command + "\""};
     }
@@ -60,6 +67,20 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         if (arg == "--help" || arg == "-h") {
             options.command = Command::help;
             return options;
+        }
+        if (options.command == Command::upgrade) {
+            const auto value = arg == "--pid" ? take_value() : std::nullopt;
+            if (arg != "--pid") {
+                return Error{"unknown option \"" + arg + "\" for " + command};
+            }
+            // Digits only, a real pid: never 0 or -1 (kill(2) would signal a group or all).
+            if (!value || value->empty() || value->size() > 9 ||
+                value->find_first_not_of("0123456789") != std::string::npos ||
+                std::stoi(*value) <= 1) {
+                return Error{"--pid needs a process id above 1"};
+            }
+            options.pid = std::stoi(*value);
+            continue;
         }
         if (options.command == Command::selftest) {
             return Error{"unknown option \"" + arg + "\" for " + command};
@@ -89,6 +110,9 @@ Result<Options> parse_options(const std::vector<std::string>& args) {
         } else {
             return Error{"unknown option \"" + arg + "\" for " + command};
         }
+    }
+    if (options.command == Command::upgrade && !options.pid) {
+        return Error{"upgrade needs --pid PID"};
     }
     if (options.command == Command::check && !options.config_path) {
         return Error{"check needs --config FILE"};

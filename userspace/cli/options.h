@@ -10,7 +10,7 @@
 
 namespace splicer::cli {
 
-enum class Command { run, check, stats, selftest, version, help };
+enum class Command { run, check, stats, selftest, upgrade, version, help };
 
 inline constexpr const char* kDefaultConfigPath = "/etc/splicer/splicer.conf";
 inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/splicer";
@@ -20,6 +20,7 @@ struct Options {
     std::optional<std::string> config_path;
     std::optional<config::SpliceMode> splice_mode;  // overrides the config's splice_mode
     std::string pin_dir = kDefaultPinDir;
+    std::optional<int> pid;  // upgrade: the daemon to signal
     bool json = false;  // stats: JSON, the metrics endpoint's families (README "Monitoring")
 };
 

@@ -132,6 +132,8 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "log_dropped", counters->log_dropped);
     print_row(out, "reloads_ok", counters->reloads_ok);
     print_row(out, "reloads_failed", counters->reloads_failed);
+    print_row(out, "upgrades_ok", counters->upgrades_ok);
+    print_row(out, "upgrades_failed", counters->upgrades_failed);
     print_row(out, "proxy_header_missing", counters->proxy_header_rejected[0]);
     print_row(out, "proxy_header_malformed", counters->proxy_header_rejected[1]);
     print_row(out, "proxy_header_untrusted", counters->proxy_header_rejected[2]);

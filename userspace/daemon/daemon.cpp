@@ -34,6 +34,10 @@
 #include "splicer/log.h"
 #include "splicer/router.h"
 #include "tls/certificate_store.h"
+#include "upgrade/adoption.h"
+#include "upgrade/handover.h"
+#include "upgrade/launcher.h"
+#include "upgrade/listener_shares.h"
 
 namespace splicer::daemon {
 namespace {
@@ -45,7 +49,8 @@ Result<UniqueFd> block_signals() {
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);  // reload
+    sigaddset(&signals, SIGHUP);   // reload
+    sigaddset(&signals, SIGUSR2);  // upgrade (upgrade/handover.h)
     if (sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
         return errno_error("sigprocmask");
     }
@@ -123,18 +128,46 @@ struct Worker {
     Result<void> result;
 };
 
-// Each listen entry gets, in every worker, the socket systemd passed for its address (socket
-// activation: systemd passes one socket per address, which every worker's ring accepts
-// from: a multishot accept per ring on one socket works, each connection going to one of
-// them), else a listener of its own bound here (net/listen_group.h: SO_REUSEPORT with more
-// than one worker, the kernel spreading connections over the workers).
+// Each listen entry gets, in every worker: the sockets the old process handed over for its
+// address (`splicer upgrade`: every one of them accepted from, upgrade/listener_shares.h),
+// else the socket systemd passed for its address (socket activation: systemd passes one
+// socket per address, which every worker's ring accepts from: a multishot accept per ring on
+// one socket works, each connection going to one of them), else a listener of its own bound
+// here (net/listen_group.h: SO_REUSEPORT with more than one worker, the kernel spreading
+// connections over the workers).
 Result<void> listen_all(std::vector<Worker>& workers, const std::vector<config::Listener>& listeners,
-                        bool http, service::ActivatedListeners& activated) {
+                        bool http, service::ActivatedListeners& activated,
+                        upgrade::Adoption& adopted) {
     const auto count = static_cast<std::uint32_t>(workers.size());
     for (const config::Listener& listener : listeners) {
         auto address = net::resolve(listener.address);
         if (!address) {
             return address.error().with_context("listener");
+        }
+        if (std::vector<upgrade::AdoptedListener> handed = adopted.claim(*address, http);
+            !handed.empty()) {
+            const std::size_t received = handed.size();
+            auto shares =
+                upgrade::share_listeners(std::move(handed), *address, count, kListenBacklog);
+            if (!shares) {
+                return shares.error().with_context("listener " +
+                                                   config::to_string(listener.address));
+            }
+            log::info("listening", {{"addr", net::to_string(*address)},
+                                    {"http", http ? "yes" : "no"},
+                                    {"from", "upgrade"},
+                                    {"received", std::to_string(received)}});
+            for (std::uint32_t i = 0; i < count; ++i) {
+                for (upgrade::AdoptedListener& share : (*shares)[i]) {
+                    if (auto added = workers[i].loop->add_listener(
+                            {std::move(share.fd), *address, http, share.from_systemd,
+                             listener.proxy_protocol, listener.trusted_proxies});
+                        !added) {
+                        return added.error().with_context("worker " + std::to_string(i));
+                    }
+                }
+            }
+            continue;
         }
         if (std::optional<UniqueFd> passed = activated.claim(*address)) {
             // Accepted sockets inherit TCP_NODELAY from the listener, as from ours.
@@ -148,12 +181,19 @@ Result<void> listen_all(std::vector<Worker>& workers, const std::vector<config::
                     return errno_error("duplicating the systemd socket for " +
                                        net::to_string(*address));
                 }
-                workers[i].loop->add_listener({std::move(copy), *address, http, true,
-                                               listener.proxy_protocol,
-                                               listener.trusted_proxies});
+                if (auto added = workers[i].loop->add_listener(
+                        {std::move(copy), *address, http, true, listener.proxy_protocol,
+                         listener.trusted_proxies});
+                    !added) {
+                    return added.error();
+                }
             }
-            workers[0].loop->add_listener({std::move(*passed), *address, http, true,
-                                           listener.proxy_protocol, listener.trusted_proxies});
+            if (auto added = workers[0].loop->add_listener({std::move(*passed), *address, http,
+                                                            true, listener.proxy_protocol,
+                                                            listener.trusted_proxies});
+                !added) {
+                return added.error();
+            }
             continue;
         }
         auto group = net::listen_group(*address, kListenBacklog, count);
@@ -164,8 +204,12 @@ Result<void> listen_all(std::vector<Worker>& workers, const std::vector<config::
         const net::SocketAddress bound = net::local_address(group->front().get());
         log::info("listening", {{"addr", net::to_string(bound)}, {"http", http ? "yes" : "no"}});
         for (std::uint32_t i = 0; i < count; ++i) {
-            workers[i].loop->add_listener({std::move((*group)[i]), bound, http, false,
-                                           listener.proxy_protocol, listener.trusted_proxies});
+            if (auto added = workers[i].loop->add_listener({std::move((*group)[i]), bound, http,
+                                                            false, listener.proxy_protocol,
+                                                            listener.trusted_proxies});
+                !added) {
+                return added.error();
+            }
         }
     }
     return {};
@@ -352,13 +396,18 @@ void apply_reload(Result<PreparedConfig>& prepared, std::vector<Worker>& workers
 
 // The metrics endpoint's listener (metrics/metrics_server.h), bound at start-up like the
 // others; nullptr when the config has no `metrics` group.
-Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Config& config) {
+Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Config& config,
+                                                               upgrade::Adoption& adopted) {
     if (!config.metrics) {
         return std::unique_ptr<metrics::MetricsServer>();
     }
     auto address = net::resolve(config.metrics->address);
     if (!address) {
         return address.error().with_context("metrics listener");
+    }
+    if (std::optional<UniqueFd> handed = adopted.claim_metrics(*address)) {
+        log::info("metrics_listening", {{"addr", net::to_string(*address)}, {"from", "upgrade"}});
+        return metrics::MetricsServer::create(std::move(*handed), SPLICER_VERSION);
     }
     auto fd = net::listen_on(*address, 16);
     if (!fd) {
@@ -407,6 +456,73 @@ std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinD
         return std::nullopt;
     }
     return std::move(opened).value();
+}
+
+// The argv `splicer upgrade` starts the new binary with: this run's own options.
+std::vector<std::string> upgrade_argv(const std::string& binary, const RunOptions& options) {
+    std::vector<std::string> argv{binary, "run"};
+    if (options.config_path) {
+        argv.insert(argv.end(), {"--config", *options.config_path});
+    }
+    if (options.splice_mode) {
+        argv.insert(argv.end(),
+                    {"--splice-mode", std::string(config::to_string(*options.splice_mode))});
+    }
+    argv.insert(argv.end(), {"--pin-dir", options.pin_dir});
+    return argv;
+}
+
+// Every listening socket of every worker, for the handover thread: the sets are fixed once
+// the workers run, and only the fds' numbers are read (upgrade/handover.h offers each socket
+// once, systemd's shared one too).
+std::vector<upgrade::ListenerToHand> listeners_to_hand(const std::vector<Worker>& workers,
+                                                       const metrics::MetricsServer* endpoint) {
+    std::vector<upgrade::ListenerToHand> listeners;
+    for (const Worker& worker : workers) {
+        std::vector<upgrade::ListenerToHand> own = worker.loop->listeners_to_hand();
+        listeners.insert(listeners.end(), own.begin(), own.end());
+    }
+    if (endpoint != nullptr) {
+        listeners.push_back({.fd = endpoint->listener_fd(), .what = {.metrics = true}});
+    }
+    return listeners;
+}
+
+// On worker 0's loop, once the handover thread is done: the new process serves (every
+// worker stops accepting, the pins and the metrics endpoint are left to it, systemd follows
+// its pid) or the upgrade failed (serve on).
+void apply_upgrade(const Result<pid_t>& handed, std::vector<Worker>& workers,
+                   std::optional<bpf::PinDir>& pins, metrics::MetricsServer* endpoint,
+                   std::atomic<bool>& upgrading) {
+    EventLoop& first = *workers.front().loop;
+    first.count_upgrade(handed.has_value());
+    if (!handed) {
+        // Nobody else holds our listeners: a stop may shut them down again.
+        upgrading = false;
+        log::error("upgrade_failed", {{"reason", handed.error().message}, {"kept", "serving"}});
+        return;
+    }
+    // `upgrading` stays set: the listeners are the new process's too from now on, so no
+    // stop of this process may shut them down (EventLoop::begin_shutdown).
+    log::notice("upgraded", {{"new_pid", std::to_string(*handed)},
+                             {"workers", std::to_string(workers.size())}});
+    if (pins) {
+        pins->leave_to_successor();
+    }
+    service::notify_main_pid(*handed);
+    for (Worker& worker : workers) {
+        // Each on its own thread: what a worker holds is read there only.
+        worker.loop->post([loop = worker.loop.get()] {
+            loop->stop_accepting_after_handover();
+            log::info("draining", {{"worker", std::to_string(loop->worker().index)},
+                                   {"connections", std::to_string(loop->counters().active)}});
+        });
+    }
+    // Scrapes go to the new process's endpoint from now on (this thread stops within one
+    // scrape's deadline; the workers may still publish to it).
+    if (endpoint != nullptr) {
+        endpoint->stop();
+    }
 }
 
 // From any thread: every worker's loop stops (posted, so each stops on its own thread).
@@ -459,6 +575,11 @@ void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
 }  // namespace
 
 Result<void> run(const RunOptions& options) {
+    // First: the old process is waiting for this start (upgrade/adoption.h).
+    auto adoption = upgrade::Adoption::take();
+    if (!adoption) {
+        return adoption.error();
+    }
     auto prepared = prepare_config(options);
     if (!prepared) {
         return prepared.error();
@@ -486,6 +607,18 @@ Result<void> run(const RunOptions& options) {
         }
         helper = std::move(started).value();
     }
+    // The launcher (upgrade/launcher.h) keeps root to start the next binary at SIGUSR2; forked
+    // now, single-threaded, like the helper.
+    auto binary = upgrade::upgrade_binary_path();
+    if (!binary) {
+        return binary.error().with_context("upgrade");
+    }
+    auto launcher = upgrade::Launcher::start(*binary, upgrade_argv(*binary, options));
+    if (!launcher) {
+        return launcher.error();
+    }
+    log::info("upgrade_launcher",
+              {{"pid", std::to_string((*launcher)->pid())}, {"binary", *binary}});
     std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
     std::optional<bpf::DaemonCountersMap> counters_map;
     if (pins) {
@@ -538,6 +671,10 @@ Result<void> run(const RunOptions& options) {
     // The limits are the daemon's, whichever worker a connection lands on; each worker's slab
     // can hold them all (the kernel's spread of connections over workers is not even).
     limits::Admission admission(*config, fd_plan->max_connections);
+    // Every worker's (EventLoop::share_upgrade_flag): set from a SIGUSR2 until a failure is
+    // applied, so no stop meanwhile shuts down a listener the new process may already hold.
+    // Declared before the workers: it outlives their loops.
+    std::atomic<bool> upgrading{false};
     std::vector<Worker> workers(worker_total);
     for (std::uint32_t i = 0; i < worker_total; ++i) {
         Worker& worker = workers[i];
@@ -553,11 +690,13 @@ Result<void> run(const RunOptions& options) {
         worker.loop->set_http_backends(prepared->http_backends);
         worker.loop->set_tls_store(worker.tls_store);
     }
-    if (auto listening = listen_all(workers, config->listeners, false, *activated); !listening) {
+    if (auto listening = listen_all(workers, config->listeners, false, *activated, *adoption);
+        !listening) {
         return listening.error();
     }
     if (config->http) {
-        if (auto listening = listen_all(workers, config->http->listeners, true, *activated);
+        if (auto listening =
+                listen_all(workers, config->http->listeners, true, *activated, *adoption);
             !listening) {
             return listening.error();
         }
@@ -565,9 +704,12 @@ Result<void> run(const RunOptions& options) {
     if (auto claimed = activated->check_all_claimed(); !claimed) {
         return claimed.error();
     }
-    auto endpoint = metrics_server(*config);
+    auto endpoint = metrics_server(*config, *adoption);
     if (!endpoint) {
         return endpoint.error();
+    }
+    if (auto claimed = adoption->check_all_claimed(); !claimed) {
+        return claimed.error();
     }
     // Everything that needs root is done: from here on only held fds are used.
     if (pins && *run_user) {
@@ -619,6 +761,24 @@ Result<void> run(const RunOptions& options) {
     if (!reloads) {
         return reloads.error();
     }
+    // SIGUSR2 (read by worker 0): the handover runs off the loops (it waits for the new
+    // process), its outcome is applied on worker 0, which tells the others. One at a time;
+    // none once handed over (EventLoop::on_signal).
+    for (Worker& worker : workers) {
+        worker.loop->share_upgrade_flag(upgrading);
+    }
+    auto upgrades = first.upgrade_with([&workers, &launcher, &endpoint, &pins,
+                                        &upgrading]() -> ReloadRunner::Apply {
+        metrics::MetricsServer* server = endpoint->get();
+        auto handed = std::make_shared<Result<pid_t>>(
+            upgrade::hand_over(**launcher, listeners_to_hand(workers, server)));
+        return [&workers, &pins, &upgrading, server, handed] {
+            apply_upgrade(*handed, workers, pins, server, upgrading);
+        };
+    });
+    if (!upgrades) {
+        return upgrades.error();
+    }
     // Each worker publishes its own counters about once a second; `splicer stats` and the
     // metrics endpoint get the sum over the latest of every worker (metrics/counters_sum.h).
     metrics::CountersBoard board(worker_total);
@@ -658,6 +818,15 @@ Result<void> run(const RunOptions& options) {
     // Every listener is listening: a client that connects from here on waits in the backlog
     // at most until its worker's first submission arms its accept.
     service::notify_ready("serving on the " + plane_name + " plane");
+    if (adoption->active()) {
+        // The old process stops accepting once it reads this; until then both accept. The
+        // workers are not running yet: connections wait in the backlogs for their first
+        // submission, as at any start.
+        if (auto ready = adoption->send_ready(); !ready) {
+            return ready.error();
+        }
+        log::info("adopted", {{"workers", std::to_string(worker_total)}});
+    }
     run_workers(workers, cpus);
     std::uint64_t accepted = 0;
     std::uint64_t closed = 0;

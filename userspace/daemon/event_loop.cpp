@@ -69,9 +69,14 @@ Result<void> EventLoop::init() {
     return uring::Ring::init(ring_, 4096);
 }
 
-void EventLoop::add_listener(ListeningSocket listener) {
+Result<void> EventLoop::add_listener(ListeningSocket listener) {
+    if (listeners_.size() >= kMaxListenersPerLoop) {
+        return Error{"more than " + std::to_string(kMaxListenersPerLoop) +
+                     " listening sockets in one worker"};
+    }
     listeners_.push_back(std::move(listener));
     accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
+    return {};
 }
 
 void EventLoop::watch_signals(UniqueFd signal_fd) { signal_fd_ = std::move(signal_fd); }
@@ -83,6 +88,43 @@ Result<void> EventLoop::reload_with(ReloadRunner::Prepare prepare) {
     }
     reload_ = std::move(runner).value();
     return {};
+}
+
+Result<void> EventLoop::upgrade_with(ReloadRunner::Prepare hand_over) {
+    auto runner = ReloadRunner::create(std::move(hand_over));
+    if (!runner) {
+        return runner.error();
+    }
+    upgrade_ = std::move(runner).value();
+    return {};
+}
+
+std::vector<upgrade::ListenerToHand> EventLoop::listeners_to_hand() const {
+    std::vector<upgrade::ListenerToHand> listeners;
+    for (const ListeningSocket& listener : listeners_) {
+        listeners.push_back({.fd = listener.fd.get(),
+                             .what = {.http = listener.http,
+                                      .from_systemd = listener.from_systemd}});
+    }
+    return listeners;
+}
+
+void EventLoop::stop_accepting_after_handover() {
+    if (handed_over_ || stopping_) {
+        return;
+    }
+    handed_over_ = true;
+    // The sockets are the new process's too now: shutdown() would stop them listening for
+    // it. Cancelling our accepts leaves every queued connection to the new process's.
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        io_uring_sqe* sqe = ring_.sqe();
+        io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);
+        sqe->user_data = loop_tag(LoopOp::cancel, 0);
+    }
+}
+
+void EventLoop::count_upgrade(bool handed) {
+    ++(handed ? counters_.upgrades_ok : counters_.upgrades_failed);
 }
 
 void EventLoop::replace_rules(const config::Config& config, route::Router router,
@@ -109,11 +151,16 @@ Result<void> EventLoop::run() {
     if (reload_) {
         arm_reload_read();
     }
+    if (upgrade_) {
+        arm_upgrade_read();
+    }
     arm_mailbox_read();
     auto published = std::chrono::steady_clock::now();
     auto trimmed = published;
     // After a stop signal, connections close; the loop ends once every operation completed.
-    while (!stopping_ || slab_.in_use() > 0) {
+    // After a handover, once every connection ended and no accept can still deliver one.
+    while ((!stopping_ && !handed_over_) || slab_.in_use() > 0 ||
+           (handed_over_ && !stopping_ && accepts_armed_ > 0)) {
         const int rc = ring_.submit_and_wait(1000);
         if (rc < 0 && rc != -EBUSY) {
             return Error{"io_uring_submit_and_wait: " + errno_text(rc)};
@@ -210,7 +257,8 @@ void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std:
     switch (op) {
         case LoopOp::accept: on_accept(arg, result, flags); break;
         case LoopOp::accept_backoff:
-            if (!stopping_) {
+            --accepts_armed_;
+            if (!stopping_ && !handed_over_) {
                 arm_accept(arg);
             }
             break;
@@ -225,6 +273,7 @@ void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std:
             mailbox_.run_posted();
             arm_mailbox_read();
             break;
+        case LoopOp::upgrade_done: on_upgrade_done(result); break;
         case LoopOp::cancel: break;
     }
 }
@@ -240,6 +289,7 @@ void EventLoop::on_connection_completion(Connection& connection, ConnectionOp op
 }
 
 void EventLoop::arm_accept(std::size_t listener) {
+    ++accepts_armed_;
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_multishot_accept(sqe, listeners_[listener].fd.get(), nullptr, nullptr,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -247,6 +297,18 @@ void EventLoop::arm_accept(std::size_t listener) {
 }
 
 void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags) {
+    const bool ended = (flags & IORING_CQE_F_MORE) == 0;
+    if (ended) {
+        --accepts_armed_;
+    }
+    if (handed_over_ && !stopping_) {
+        // Accepted before our cancel took effect: served here like any connection held, never
+        // dropped; nothing is re-armed (the cancel's -ECANCELED ends the multishot).
+        if (result < 0) {
+            return;
+        }
+        flags |= IORING_CQE_F_MORE;
+    }
     if (stopping_) {
         if (result >= 0) {
             ::close(result);  // raced with the stop: never served
@@ -379,6 +441,7 @@ void EventLoop::on_accept_failed(std::size_t listener, int error) {
                                        {"failures", std::to_string(*failures)}});
     }
     if (error == -EMFILE || error == -ENFILE || error == -ENOBUFS || error == -ENOMEM) {
+        ++accepts_armed_;  // the backoff re-arms it, or ends it (LoopOp::accept_backoff)
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
         sqe->user_data = loop_tag(LoopOp::accept_backoff, static_cast<std::uint8_t>(listener));
@@ -442,12 +505,39 @@ void EventLoop::on_reload_done(int result) {
     arm_reload_read();
 }
 
+void EventLoop::arm_upgrade_read() {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_read(sqe, upgrade_->done_fd(), upgrade_->done_buffer(), sizeof(std::uint64_t),
+                       0);
+    sqe->user_data = loop_tag(LoopOp::upgrade_done, 0);
+}
+
+void EventLoop::on_upgrade_done(int result) {
+    if (result < 0 && result != -EINTR && result != -EAGAIN) {
+        log::error("upgrade_unavailable", {{"error", errno_text(-result)}});
+        return;
+    }
+    if (result > 0) {
+        upgrade_->on_done();
+    }
+    arm_upgrade_read();
+}
+
 void EventLoop::on_signal(int result) {
     if (result != static_cast<int>(sizeof(signal_info_))) {
         arm_signal_read();
         return;
     }
     log::info("signal", {{"signal", strsignal(static_cast<int>(signal_info_.ssi_signo))}});
+    if (signal_info_.ssi_signo == SIGUSR2) {
+        // `splicer upgrade`. One at a time; once handed over (the flag stays set), the new
+        // process is the one to upgrade.
+        if (upgrade_ && upgrading_ != nullptr && !stopping_ && !upgrading_->exchange(true)) {
+            upgrade_->request();
+        }
+        arm_signal_read();
+        return;
+    }
     if (signal_info_.ssi_signo == SIGHUP) {
         if (reload_) {
             reload_->request();
@@ -473,9 +563,13 @@ void EventLoop::begin_shutdown() {
     }
     // Shutting the listeners down ends their multishot accepts; no new connection arrives.
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-        if (listeners_[i].from_systemd) {
+        if (handed_over_) {
+            break;  // the new process's: our accepts are already cancelled
+        }
+        if (listeners_[i].from_systemd || (upgrading_ != nullptr && upgrading_->load())) {
             // systemd's socket: shutdown() would stop it listening for systemd too (it is one
-            // socket), and the next start would get a dead one. Cancel our accept instead;
+            // socket), and the next start would get a dead one; during an upgrade the new
+            // process may hold ours already, the same way. Cancel our accept instead;
             // clients that connect now wait in the backlog for the next start.
             io_uring_sqe* sqe = ring_.sqe();
             io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);

@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -35,6 +36,7 @@
 #include "splicer/router.h"
 #include "splicer/unique_fd.h"
 #include "tls/certificate_store.h"
+#include "upgrade/handover.h"
 #include "uring/ring.h"
 #include "uring/tag.h"
 
@@ -68,8 +70,14 @@ enum class LoopOp : std::uint8_t {
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
     cancel,          // the cancel of a listener's accept at a stop; nothing to act on
     mailbox,         // read on the mailbox's eventfd: work posted by another thread
+    upgrade_done,    // read on the upgrade eventfd: a SIGUSR2's handover ended (ok or not)
 };
-static_assert(uring::fits_in_tag(LoopOp::mailbox));
+static_assert(uring::fits_in_tag(LoopOp::upgrade_done));
+
+// The most listening sockets one loop accepts from: the listener's index rides in the 8-bit
+// argument of the accept's tag. (A new process with fewer workers than the old one takes
+// several sockets of one address per worker at an upgrade.)
+inline constexpr std::size_t kMaxListenersPerLoop = 256;
 
 // Which of the daemon's event loops this one is (`workers`, daemon/daemon.cpp).
 struct WorkerPlace {
@@ -93,7 +101,8 @@ public:
     ~EventLoop();
 
     Result<void> init();
-    void add_listener(ListeningSocket listener);
+    // At most kMaxListenersPerLoop (an accept's tag names its listener in 8 bits).
+    Result<void> add_listener(ListeningSocket listener);
     // The certificates terminated connections are served with from now on (start-up, each
     // SIGHUP); connections already terminating keep the store's context they started with.
     void set_tls_store(std::shared_ptr<const tls::CertificateStore> store) {
@@ -107,6 +116,25 @@ public:
     // SIGHUP: `prepare` runs on a thread of its own (daemon/reload_runner.h), the closure it
     // returns runs on the loop.
     Result<void> reload_with(ReloadRunner::Prepare prepare);
+
+    // SIGUSR2 (`splicer upgrade`): `hand_over` runs on a thread of its own, as a reload's
+    // prepare does, and the closure it returns runs on the loop (daemon.cpp: upgrade/).
+    Result<void> upgrade_with(ReloadRunner::Prepare hand_over);
+    // Every worker's: set by worker 0 at a SIGUSR2 (a second one meanwhile is ignored) and
+    // cleared by daemon.cpp when the upgrade failed; while set no stop shuts a listener down
+    // (the new process may hold it). Must outlive the loop.
+    void share_upgrade_flag(std::atomic<bool>& upgrading) { upgrading_ = &upgrading; }
+    // What an upgrade can hand to the new process: every listening socket. Their fds stay
+    // the loop's; the set is fixed once run() started, so the handover thread may read it.
+    [[nodiscard]] std::vector<upgrade::ListenerToHand> listeners_to_hand() const;
+    // The new process said ready: stop accepting (cancel the accepts, never shut the shared
+    // sockets down), let every connection held finish as it would (probing, HTTP exchanges
+    // and TLS sessions cannot move; spliced pairs end when their peers end them), and make
+    // run() return once none is left. A later SIGTERM closes what is left, as at any stop.
+    void stop_accepting_after_handover();
+    [[nodiscard]] bool handed_over() const { return handed_over_; }
+    // A SIGUSR2's outcome: splicer_upgrades_total{result}.
+    void count_upgrade(bool handed);
 
     // New rules for every decision from now on (SIGHUP): `config` (which must outlive its
     // use here, until the next replace_rules), its router, one backend per rule and one per
@@ -169,7 +197,8 @@ public:
     }
     void close_connection(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
-    [[nodiscard]] bool stopping() const override { return stopping_; }
+    // After a handover too: an HTTP exchange answers its request and closes (no keep-alive).
+    [[nodiscard]] bool stopping() const override { return stopping_ || handed_over_; }
     [[nodiscard]] const net::SocketAddress& http_backend(HttpSection section,
                                                          std::size_t route) const override {
         return section == HttpSection::https ? http_backends_.https[route]
@@ -238,6 +267,8 @@ private:
     void arm_reload_read();
     void arm_mailbox_read();
     void on_reload_done(int result);
+    void arm_upgrade_read();
+    void on_upgrade_done(int result);
     void on_signal(int result);
 
     // probing (probing.cpp)
@@ -330,6 +361,14 @@ private:
     std::vector<std::uint32_t> exporting_;  // slots being quiesced
     std::size_t quiescing_left_ = 0;
     std::size_t export_left_ = 0;
+    std::unique_ptr<ReloadRunner> upgrade_;
+    // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
+    // after a handover, run() waits for their last completions so that a connection accepted
+    // in the meantime is served here, not dropped.
+    std::size_t accepts_armed_ = 0;
+    bool handed_over_ = false;
+    // share_upgrade_flag; nullptr: no upgrade can be under way.
+    std::atomic<bool>* upgrading_ = nullptr;
 };
 
 }  // namespace splicer::daemon

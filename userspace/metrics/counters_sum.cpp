@@ -40,7 +40,7 @@ void add_series(DaemonCounters& total, const RuleSeries& part) {
 }  // namespace
 
 // A field added to DaemonCounters must be added up here too: this fails until it is.
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32,
+static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16,
               "DaemonCounters changed: sum the new field in add_counters");
 
 void add_counters(DaemonCounters& total, const DaemonCounters& part) {
@@ -85,6 +85,8 @@ void add_counters(DaemonCounters& total, const DaemonCounters& part) {
     total.backend_pool_misses += part.backend_pool_misses;
     total.backend_pool_idle_closed += part.backend_pool_idle_closed;
     total.backend_pool_retries += part.backend_pool_retries;
+    total.upgrades_ok += part.upgrades_ok;
+    total.upgrades_failed += part.upgrades_failed;
 }
 
 CountersBoard::CountersBoard(std::uint32_t workers) : latest_(std::max<std::uint32_t>(workers, 1)) {}

@@ -133,6 +133,11 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     reloads.samples = {{{{"result", "ok"}}, c.reloads_ok},
                        {{{"result", "failed"}}, c.reloads_failed}};
     out.push_back(std::move(reloads));
+    Family upgrades =
+        labelled("splicer_upgrades_total", "SIGUSR2 upgrades to a new binary, by result.");
+    upgrades.samples = {{{{"result", "ok"}}, c.upgrades_ok},
+                        {{{"result", "failed"}}, c.upgrades_failed}};
+    out.push_back(std::move(upgrades));
     out.push_back(counter("splicer_accept_errors_total",
                           "Failed accepts (EMFILE, ENFILE, ENOBUFS, ...), each backed off.",
                           c.accept_errors));

@@ -53,6 +53,10 @@ MetricsServer::MetricsServer(UniqueFd listener, UniqueFd stop, std::string versi
       snapshot_(std::make_unique<DaemonCounters>()) {}
 
 MetricsServer::~MetricsServer() {
+    stop();
+}
+
+void MetricsServer::stop() {
     if (thread_.joinable()) {
         const std::uint64_t one = 1;
         // An eventfd write of 1 cannot block or fail short here (counter far from its max).

@@ -35,8 +35,14 @@ public:
     MetricsServer(const MetricsServer&) = delete;
     MetricsServer& operator=(const MetricsServer&) = delete;
 
+    // The listening socket, for `splicer upgrade` to offer the new process (it stays ours).
+    [[nodiscard]] int listener_fd() const { return listener_.get(); }
     // Starts the serving thread (after the privilege drop: capabilities are per thread).
     void start();
+    // Stops the serving thread (a scrape in progress is cut) and joins it; the listener
+    // stays open (after `splicer upgrade` the new process accepts from it). publish() may
+    // still be called.
+    void stop();
     // On the loop: the counters scrapes will see. Never waits: skipped while a scrape copies.
     void publish(const DaemonCounters& counters);
 

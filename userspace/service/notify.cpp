@@ -45,6 +45,10 @@ void notify_reloading() {
     send("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_microseconds()));
 }
 
+void notify_main_pid(int pid) {
+    send("MAINPID=" + std::to_string(pid) + "\nSTATUS=handed over to pid " + std::to_string(pid));
+}
+
 void notify_stopping() {
     send("STOPPING=1");
 }

@@ -15,5 +15,8 @@ void notify_ready(const std::string& status);
 // time it sent the signal; systemd 252, Debian 12's, ignores it).
 void notify_reloading();
 void notify_stopping();
+// After `splicer upgrade`, from the old process (the one systemd knows, NotifyAccess=main):
+// MAINPID= names the new process, which systemd follows from then on.
+void notify_main_pid(int pid);
 
 }  // namespace splicer::service

@@ -1,0 +1,419 @@
+// `splicer upgrade` / SIGUSR2 (README "Upgrading without dropping connections"): the running
+// daemon starts the binary again (the same one here), hands it the listening sockets over a
+// unix socket, and stops accepting only once the new process said ready; what it still holds
+// it finishes itself, then exits. A binary that fails leaves the old process serving.
+// With `workers: N` every address has N sockets in one SO_REUSEPORT group: all of them are
+// handed over and adopted, whatever worker count the new process runs.
+
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "daemon_test_common.h"
+#include "support/scoped_environment.h"
+
+using namespace splicer::test;
+using splicer::UniqueFd;
+
+namespace {
+
+constexpr std::uint64_t kFirstPart = 1 << 20;   // client -> backend before the swap
+constexpr std::uint64_t kSecondPart = 2 << 20;  // ... and after it
+constexpr std::uint64_t kReplyBytes = 4 << 20;  // backend -> client, mostly read after it
+constexpr std::uint64_t kLoopReply = 16 * 1024;
+
+std::string with_workers(std::uint32_t workers, const std::string& config) {
+    return "workers: " + std::to_string(workers) + ";\n" + config;
+}
+
+// The closed lines' `worker` field from line `from` on: how many connections each worker
+// served.
+std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon,
+                                                     std::size_t from) {
+    std::map<std::string, std::size_t> counts;
+    const auto lines = daemon.logs("closed");
+    for (std::size_t i = from; i < lines.size(); ++i) {
+        ++counts[std::string(lines[i].get("worker"))];
+    }
+    return counts;
+}
+
+// The new process's listening lines: one per address of the Snikket config (127.0.0.1 and
+// ::1), each adopting every socket the old process's workers had on it.
+void check_adopted(const DaemonProcess& daemon, std::uint32_t old_workers) {
+    const auto adopted =
+        daemon.logs("listening", [](const LogLine& line) { return line.get("from") == "upgrade"; });
+    INFO(daemon.log_tail());
+    REQUIRE(adopted.size() == 2);
+    for (const LogLine& line : adopted) {
+        CAPTURE(line.get("addr"));
+        CHECK(line.number("received") == old_workers);
+    }
+}
+
+// A process that is gone (or a zombie nobody reaped yet: it serves nothing either).
+bool process_gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) {
+        return true;
+    }
+    const std::size_t paren = line.rfind(')');
+    return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!process_gone(pid)) {
+        if (Clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    return true;
+}
+
+// The new daemon is nobody's child here: the test ends it itself (SIGTERM, then SIGKILL).
+class AdoptedDaemon {
+public:
+    explicit AdoptedDaemon(pid_t pid) : pid_(pid) {}
+    ~AdoptedDaemon() {
+        if (pid_ > 1 && !process_gone(pid_)) {
+            ::kill(pid_, SIGKILL);
+            wait_gone(pid_, 5s);
+        }
+    }
+    AdoptedDaemon(const AdoptedDaemon&) = delete;
+    AdoptedDaemon& operator=(const AdoptedDaemon&) = delete;
+    // SIGTERM: gone within 10 s.
+    bool stop() {
+        ::kill(pid_, SIGTERM);
+        return wait_gone(pid_, 10s);
+    }
+
+private:
+    pid_t pid_;
+};
+
+// Clients that connect one after another, each through the SNI rule with a short exchange,
+// until stopped (bounded: at most kMaxAttempts and 30 s). Every one must be served whole:
+// a refused, reset or short connection is counted.
+class ConnectLoop {
+public:
+    static constexpr int kMaxAttempts = 3000;
+
+    ConnectLoop(std::uint16_t port, const Outgoing& reply) : port_(port), reply_(reply) {
+        thread_ = std::thread([this] { run(); });
+    }
+    ~ConnectLoop() { finish(); }
+    ConnectLoop(const ConnectLoop&) = delete;
+    ConnectLoop& operator=(const ConnectLoop&) = delete;
+
+    void finish() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    // From now on, served connections also count as served after the swap.
+    void mark_swapped() { swapped_ = true; }
+    [[nodiscard]] int served() const { return served_; }
+    [[nodiscard]] int served_after_swap() const { return served_after_swap_; }
+    // From now on the old process is gone: what is served is the new one's alone.
+    void mark_old_gone() { old_gone_ = true; }
+    [[nodiscard]] int served_after_old_gone() const { return served_after_old_gone_; }
+    [[nodiscard]] int failed() const { return failed_; }
+    [[nodiscard]] const std::string& first_failure() const { return first_failure_; }
+
+private:
+    void run() {
+        const std::string hello = make_client_hello({.server_name = "chat.example.com"});
+        const auto deadline = Clock::now() + 30s;
+        for (int i = 0; i < kMaxAttempts && !stop_ && Clock::now() < deadline; ++i) {
+            // Paced, so that the attempts span the whole swap however long it takes.
+            std::this_thread::sleep_for(2ms);
+            const bool after_swap = swapped_;
+            const bool after_old_gone = old_gone_;
+            std::string failure;
+            try {
+                UniqueFd client = connect_to(port_, false, 3s);
+                TransferOptions options;
+                options.send = Outgoing{hello, 1024, 7000 + static_cast<std::uint64_t>(i)};
+                options.expect = reply_.generated;
+                options.timeout = 10s;
+                const TransferResult result = transfer_both_ways(client.get(), options);
+                if (!result.complete(options) || result.reset) {
+                    failure = describe_stream(result);
+                }
+            } catch (const std::exception& error) {
+                failure = error.what();  // refused, or no answer to the SYN
+            }
+            if (failure.empty()) {
+                ++served_;
+                served_after_swap_ += after_swap ? 1 : 0;
+                served_after_old_gone_ += after_old_gone ? 1 : 0;
+            } else {
+                if (failed_ == 0) {
+                    first_failure_ = failure;
+                }
+                ++failed_;
+            }
+        }
+    }
+
+    std::uint16_t port_;
+    Outgoing reply_;
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> swapped_{false};
+    std::atomic<int> served_{0};
+    std::atomic<int> served_after_swap_{0};
+    std::atomic<bool> old_gone_{false};
+    std::atomic<int> served_after_old_gone_{0};
+    std::atomic<int> failed_{0};
+    std::string first_failure_;
+    std::thread thread_;
+};
+
+// `splicer upgrade --pid PID`, then the old daemon's upgraded line: the new pid.
+pid_t upgrade(DaemonProcess& daemon) {
+    const auto asked =
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(daemon.pid()));
+    INFO(asked.output);
+    REQUIRE(asked.exit_code == 0);
+    const auto upgraded = daemon.wait_for_log("upgraded", {}, 30s);
+    INFO(daemon.log_tail());
+    REQUIRE(upgraded.has_value());
+    const pid_t new_pid = std::stoi(std::string(upgraded->get("new_pid")));
+    REQUIRE(new_pid > 1);
+    REQUIRE(new_pid != daemon.pid());
+    return new_pid;
+}
+
+// The old process exits once what it held is over (bounded), with status 0.
+void check_old_exits(DaemonProcess& daemon, std::chrono::seconds within) {
+    const auto deadline = Clock::now() + within;
+    while (daemon.running() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(50ms);
+    }
+    INFO(daemon.log_tail());
+    REQUIRE_FALSE(daemon.running());
+    CHECK(daemon.exit_status() == 0);
+    CHECK(daemon.logs("upgrade_failed").empty());
+    // Its last line read: every line after it is the new process's (both write to the same
+    // stderr, the new one inherited it).
+    REQUIRE(daemon.wait_for_log("stopped", {}, 5s).has_value());
+}
+
+}  // namespace
+
+TEST_CASE(
+    "an upgrade hands every worker's listeners over with no refused connection and no lost byte",
+    "[daemon][upgrade]") {
+    require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    TcpBackend streaming(BackendScript::exchange(kReplyBytes, 500));  // ALPN xmpp-client rule
+    TcpBackend https(BackendScript::exchange(kLoopReply, 900));       // SNI rule
+    SnikketPorts ports;
+    ports.listen = free_port();
+    ports.xmpp_tls = streaming.port();
+    ports.https = https.port();
+    ports.xmpp = free_port();
+    auto daemon = start_daemon(plane, with_workers(2, snikket_config(ports)));
+
+    // A transfer in flight across the swap: its first part is through before, the rest after;
+    // the backend's reply waits on the client's socket and in the plane meanwhile.
+    const std::string hello = make_client_hello({.alpn = {"xmpp-client"}});
+    const std::string first = hello + ByteGenerator(41).take(kFirstPart);
+    UniqueFd streaming_client = connect_to(ports.listen);
+    write_all(streaming_client.get(), first);
+    REQUIRE(streaming.wait_for_accepted(1, 10s));
+
+    ConnectLoop loop(ports.listen, https.script().reply);
+    std::this_thread::sleep_for(300ms);  // some clients before the swap
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    loop.mark_swapped();
+    std::this_thread::sleep_for(500ms);  // and some after it, served by the new process
+
+    TransferOptions rest;
+    rest.sent_before = first;
+    rest.send = Outgoing{"", kSecondPart, 42};
+    rest.expect = kReplyBytes;
+    rest.timeout = 30s;
+    const TransferResult streamed = transfer_both_ways(streaming_client.get(), rest);
+    INFO("in flight: " << describe_stream(streamed));
+    CHECK(streamed.complete(rest));
+    REQUIRE(streaming.wait_for_finished(1, 10s));
+    const BackendConnection backend_side = streaming.finished().front();
+    CHECK(backend_side.received == first.size() + kSecondPart);
+    CHECK(backend_side.received_sha256 == streamed.sent_sha256);
+    CHECK(backend_side.sent_sha256 == streamed.received_sha256);
+    streaming_client.reset();
+
+    // The old process held only that connection: it exits once it is over, cleanly.
+    check_old_exits(*daemon, 20s);
+    check_adopted(*daemon, 2);
+    const std::size_t closed_before = daemon->logs("closed").size();
+    loop.mark_old_gone();
+    std::this_thread::sleep_for(500ms);  // clients served by the new process alone
+
+    loop.finish();
+    INFO("first failure: " << loop.first_failure());
+    CHECK(loop.failed() == 0);
+    CHECK(loop.served() > 5);
+    CHECK(loop.served_after_swap() > 5);  // by the new process (the old one stopped accepting)
+    CHECK(loop.served_after_old_gone() > 5);
+    // Both of the new process's workers accept: every old socket was adopted.
+    REQUIRE(https.wait_for_finished(https.accepted(), 10s));
+    const auto per_worker = closed_per_worker(*daemon, closed_before);
+    CHECK(per_worker.count("0") == 1);
+    CHECK(per_worker.count("1") == 1);
+
+    // The new process serves alone now, on the same plane, with its own pins in place.
+    CHECK_FALSE(process_gone(new_pid));
+    // The loop's last connections may still be ending at the backend: check_still_serving
+    // looks at the last one to finish.
+    REQUIRE(https.wait_for_finished(https.accepted(), 10s));
+    check_still_serving(ports, https);
+    if (plane == "sockmap") {
+        CHECK_FALSE(pinned_objects(daemon->pin_dir()).empty());
+    }
+    CHECK(adopted.stop());
+    CHECK(pinned_objects(daemon->pin_dir()).empty());
+}
+
+TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[daemon][upgrade]") {
+    require_root();
+    // Debug builds only (SPLICER_TEST_HOOKS): the binary the upgrade starts, read at start.
+    const std::string binary = GENERATE(as<std::string>{}, "/bin/false", "/nonexistent/splicer");
+    CAPTURE(binary);
+    const ScopedEnvironment failing("SPLICER_TEST_UPGRADE_BINARY", binary.c_str());
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.https = https.port();
+    auto daemon = start_daemon("splice", with_workers(2, snikket_config(ports)));
+
+    const auto asked = run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                                   std::to_string(daemon->pid()));
+    REQUIRE(asked.exit_code == 0);
+    const auto failed = daemon->wait_for_log("upgrade_failed", {}, 35s);
+    INFO(daemon->log_tail());
+    REQUIRE(failed.has_value());
+    // Gone before or after it read the offer: the send fails, or the wait sees the close.
+    CHECK_THAT(std::string(failed->get("reason")),
+               Catch::StartsWith("the new process exited before ready"));
+    CHECK(daemon->logs("upgraded").empty());
+    CHECK(daemon->running());
+    check_still_serving(ports, https);
+    std::this_thread::sleep_for(1500ms);  // counters are published once a second
+    CHECK(daemon_counter(*daemon, "upgrades_failed") == 1);
+    CHECK(daemon_counter(*daemon, "upgrades_ok") == 0);
+    // A second try runs again (one failed upgrade blocks none after it), and a stop then
+    // shuts the listeners down as usual: nobody else holds them.
+    REQUIRE(
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(daemon->pid()))
+            .exit_code == 0);
+    REQUIRE(wait_for_counter(*daemon, "upgrades_failed", 2, 35s) == 2);
+    check_still_serving(ports, https);
+    stop_daemon(*daemon);
+}
+
+TEST_CASE("an upgrade to another worker count adopts every listener with no refused connection",
+          "[daemon][upgrade][workers]") {
+    require_root();
+    const auto [old_workers, new_workers] =
+        GENERATE(table<std::uint32_t, std::uint32_t>({{2, 1}, {1, 2}}));
+    CAPTURE(old_workers, new_workers);
+    TcpBackend https(BackendScript::exchange(kLoopReply, 900));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.https = https.port();
+    auto daemon = start_daemon("sockmap", with_workers(old_workers, snikket_config(ports)));
+
+    ConnectLoop loop(ports.listen, https.script().reply);
+    std::this_thread::sleep_for(300ms);
+    // The new process reads the file at its start: it runs the new count.
+    std::ofstream(daemon->config_path(), std::ios::trunc)
+        << with_workers(new_workers, snikket_config(ports));
+    const std::size_t lines_before = daemon->log_count();
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    loop.mark_swapped();
+    const auto new_ready = daemon->wait_for_log("ready", {}, 5s, lines_before);
+    REQUIRE(new_ready.has_value());
+    CHECK(new_ready->number("workers") == new_workers);
+    check_adopted(*daemon, old_workers);
+
+    check_old_exits(*daemon, 20s);
+    const std::size_t closed_before = daemon->logs("closed").size();
+    loop.mark_old_gone();
+    std::this_thread::sleep_for(700ms);
+    loop.finish();
+    INFO("first failure: " << loop.first_failure());
+    CHECK(loop.failed() == 0);
+    CHECK(loop.served_after_swap() > 5);
+    CHECK(loop.served_after_old_gone() > 5);
+    REQUIRE(https.wait_for_finished(https.accepted(), 10s));
+    // Every worker of the new process accepts (with 1 -> 2, the second from the socket that
+    // joined the group).
+    const auto per_worker = closed_per_worker(*daemon, closed_before);
+    CHECK(per_worker.size() == new_workers);
+    for (std::uint32_t i = 0; i < new_workers; ++i) {
+        CHECK(per_worker.count(std::to_string(i)) == 1);
+    }
+    check_still_serving(ports, https);
+    CHECK(adopted.stop());
+    CHECK(pinned_objects(daemon->pin_dir()).empty());
+}
+
+TEST_CASE("splicer upgrade refuses a pid that is not a running splicer", "[upgrade]") {
+    // Its default action would kill whatever process it reached.
+    const auto refused =
+        run_command(std::string(SPLICER_BINARY) + " upgrade --pid " + std::to_string(::getpid()));
+    CHECK(refused.exit_code == 1);
+    CHECK_THAT(refused.output, Catch::Contains("not a running `splicer run`"));
+    const auto no_pid = run_command(std::string(SPLICER_BINARY) + " upgrade --pid 0");
+    CHECK(no_pid.exit_code == 2);
+}
+
+TEST_CASE(
+    "the upgrade launcher is root with nothing but stdio and its socket, and ends with "
+    "the daemon",
+    "[daemon][upgrade][privileges]") {
+    require_root();
+    SnikketPorts ports = unserved_snikket_ports();
+    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
+    const auto line = daemon->wait_for_log("upgrade_launcher", {}, 5s);
+    INFO(daemon->log_tail(20));
+    REQUIRE(line.has_value());
+    CHECK(line->get("binary") == std::filesystem::canonical(SPLICER_BINARY).string());
+    const pid_t launcher = std::stoi(std::string(line->get("pid")));
+    REQUIRE(launcher > 1);
+    const std::string proc = "/proc/" + std::to_string(launcher);
+    std::string status = read_file(proc + "/status");
+    CHECK_THAT(status, Catch::Contains("PPid:\t" + std::to_string(daemon->pid()) + "\n"));
+    CHECK_THAT(status, Catch::Contains("Uid:\t0\t0\t0\t0\n"));
+    CHECK(read_file(proc + "/comm") == "splicer-launch\n");
+    // No listener, map, program, ring or signalfd of the daemon's: stdio and one socket, the
+    // worker's request channel.
+    int sockets = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(proc + "/fd")) {
+        const std::string target = std::filesystem::read_symlink(entry.path()).string();
+        CAPTURE(entry.path().filename().string(), target);
+        if (target.rfind("socket:[", 0) == 0 && std::stoi(entry.path().filename().string()) > 2) {
+            ++sockets;
+            const std::string inode = target.substr(8, target.size() - 9);
+            CHECK_THAT(read_file("/proc/net/unix"), Catch::Contains(" " + inode));
+            continue;
+        }
+        CHECK(std::stoi(entry.path().filename().string()) <= 2);
+    }
+    CHECK(sockets == 1);
+    // SIGKILL to the worker runs none of its clean-up: the launcher goes with it anyway.
+    daemon->stop(5s, SIGKILL);
+    CHECK(wait_gone(launcher, 5s));
+}
