@@ -42,7 +42,7 @@ constexpr std::size_t kWarmUp = 100;
 // ASan adds redzones around every allocation and keeps shadow memory for the heap, and its
 // allocator fills the first 4 KiB of every allocation: a held 64 KiB buffer adds a page and
 // its shadow's two.
-constexpr double kBoundKiB = @@ASAN@@;
+constexpr double kBoundKiB = 40;
 #else
 constexpr double kBoundKiB = 19;
 #endif
