@@ -41,7 +41,8 @@ constexpr std::size_t kWarmUp = 100;
 #ifdef __SANITIZE_ADDRESS__
 // ASan adds redzones around every allocation and keeps shadow memory for the heap, and its
 // allocator fills the first 4 KiB of every allocation: a held 64 KiB buffer adds a page and
-// its shadow's two.
+// its shadow's two. Not measured yet under ASan (session 25 ran out of time): a loose bound
+// to tighten from the first run's WARN line.
 constexpr double kBoundKiB = 40;
 #else
 constexpr double kBoundKiB = 19;
