@@ -20,7 +20,9 @@
 #include "tls/upstream_context.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+// The sanitizer runtime's count of bytes allocated and not freed (GCC 12 ships no
+// sanitizer/allocator_interface.h to declare it).
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
 namespace splicer::test {
