@@ -25,10 +25,10 @@ TEST_CASE("u16 writes the most significant byte first, as PROXY v2 fields are", 
 
 TEST_CASE("address_of keeps the port in network byte order for either family", "[support]") {
     const auto v4 = address_of("198.18.0.1", 443);
-    REQUIRE(v4.storage.ss_family == AF_INET);
+    REQUIRE(v4.family() == AF_INET);
     CHECK(reinterpret_cast<const sockaddr_in*>(&v4.storage)->sin_port == htons(443));
     const auto v6 = address_of("2001:db8::1", 8443);
-    REQUIRE(v6.storage.ss_family == AF_INET6);
+    REQUIRE(v6.family() == AF_INET6);
     CHECK(reinterpret_cast<const sockaddr_in6*>(&v6.storage)->sin6_port == htons(8443));
     CHECK_THROWS_AS(address_of("2001:db8::zz", 1), std::invalid_argument);
 }

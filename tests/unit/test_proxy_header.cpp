@@ -164,7 +164,7 @@ TEST_CASE("proxy header v2: the longest ALPN and host name fit, one byte more is
 
 TEST_CASE("proxy header: an address that is not IPv4 or IPv6 is refused", "[proxy]") {
     SocketAddress unix_address;
-    unix_address.storage.ss_family = AF_UNIX;
+    unix_address.storage.any.sa_family = AF_UNIX;
     for (const ProxyVersion version : {ProxyVersion::v1, ProxyVersion::v2}) {
         const auto header =
             splicer::net::encode_proxy_header(version, unix_address, address_of("127.0.0.1", 443));

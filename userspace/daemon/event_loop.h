@@ -205,6 +205,7 @@ public:
                                              : http_backends_.http[route];
     }
     BackendPool& backend_pool() override { return backend_pool_; }
+    memory::BufferPool& http_buffers() override { return http_buffers_; }
     metrics::RuleSeriesTable& rule_series() override { return rule_series_; }
     DaemonCounters& live_counters() override { return counters_; }
     void upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) override;
@@ -327,6 +328,9 @@ private:
     uring::Ring ring_;
     // Idle HTTP backend connections; declared after the ring, so it goes first.
     BackendPool backend_pool_{ring_};
+    // The exchanges' spare read buffers (lent while bytes wait); declared before the slab:
+    // the connections' exchanges give theirs back as they go.
+    memory::BufferPool http_buffers_{kHttpBufferBytes, kHttpBuffersKept};
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.

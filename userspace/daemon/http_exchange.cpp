@@ -57,9 +57,24 @@ io_uring_sqe* HttpExchange::transport_sqe(HttpOp op, Side side) {
 }
 
 void HttpExchange::read_from(Side side, std::chrono::steady_clock::duration timeout) {
+    transport(side).read(read_room(side), timeout);
+}
+
+std::span<char> HttpExchange::read_room(Side side) {
     HttpBuffer& buffer = buffer_from(side);
     char* room = buffer.room();
-    transport(side).read({room, kHttpBufferBytes - buffer.end}, timeout);
+    return {room, kHttpBufferBytes - buffer.end};
+}
+
+bool HttpExchange::give_back_read_room(Side side) {
+    // Only an empty buffer goes back: bytes already read and not yet framed (a pipelined
+    // request's first part) keep theirs, and the room lies behind them.
+    HttpBuffer& buffer = buffer_from(side);
+    if (!buffer.pending().empty()) {
+        return false;
+    }
+    buffer.release_if_empty();
+    return true;
 }
 
 void HttpExchange::send_to(Side side, std::span<const char> bytes,

@@ -33,6 +33,7 @@
 #include "daemon/transport.h"
 #include "http/exchange_table.h"
 #include "http/message_parser.h"
+#include "memory/buffer_pool.h"
 #include "metrics/rule_series.h"
 #include "net/address.h"
 #include "splicer/config.h"
@@ -43,27 +44,39 @@
 namespace splicer::daemon {
 
 inline constexpr std::size_t kHttpBufferBytes = 64 * 1024;
+// Buffers of kHttpBufferBytes each loop keeps for its exchanges beyond those lent (1 MiB).
+inline constexpr std::size_t kHttpBuffersKept = 16;
 
-// A fixed buffer of bytes read from one side; [start, end) not yet framed and forwarded.
-// Allocated for a recv and released between requests, so an idle keep-alive connection
-// holds no buffer.
+// A buffer of bytes read from one side; [start, end) not yet framed and forwarded. Lent by
+// the loop's pool (memory/buffer_pool.h) for a read and given back as soon as it is empty
+// and nothing is being read into it: between requests, and while a TLS read waits on a
+// silent client (HttpExchange::give_back_read_room). An idle keep-alive connection on a
+// terminated TLS listener therefore holds no buffer.
 struct HttpBuffer {
-    std::unique_ptr<char[]> data;
+    explicit HttpBuffer(memory::BufferPool& lender) : pool(&lender) {}
+    HttpBuffer(const HttpBuffer&) = delete;
+    HttpBuffer& operator=(const HttpBuffer&) = delete;
+    ~HttpBuffer() { pool->give_back(std::move(data)); }
+
+    memory::BufferPool* pool;
+    std::unique_ptr<std::byte[]> data;
     std::size_t start = 0;
     std::size_t end = 0;
 
+    [[nodiscard]] char* chars() const { return reinterpret_cast<char*>(data.get()); }
     char* room() {
         if (!data) {
             // Not zero-filled: a recv writes what is read. Zeroing 64 KiB touched 16 fresh
             // pages per connection, ~40% of the daemon's CPU under a flood of new port 80
             // connections (perf, slowloris test under ASan).
-            data = std::make_unique_for_overwrite<char[]>(kHttpBufferBytes);
+            data = pool->take();
         }
         compact();
-        return data.get() + end;
+        return chars() + end;
     }
     void release_if_empty() {
         if (start == end) {
+            pool->give_back(std::move(data));
             data.reset();
             start = end = 0;
         }
@@ -74,12 +87,12 @@ struct HttpBuffer {
         if (!data) {
             return {};
         }
-        return {data.get() + start, end - start};
+        return {chars() + start, end - start};
     }
     // Moves what is pending to the front, so a recv always has room behind it.
     void compact() {
         if (start > 0 && data) {
-            std::memmove(data.get(), data.get() + start, end - start);
+            std::memmove(chars(), chars() + start, end - start);
             end -= start;
             start = 0;
         }
@@ -125,6 +138,8 @@ public:
         std::size_t route) const = 0;
     // The loop's idle backend connections (daemon/backend_pool.h).
     virtual BackendPool& backend_pool() = 0;
+    // The loop's read buffers (kHttpBufferBytes each), lent while bytes wait.
+    virtual memory::BufferPool& http_buffers() = 0;
     virtual metrics::RuleSeriesTable& rule_series() = 0;
     virtual DaemonCounters& live_counters() = 0;
     // A 101 went through and every byte read past it was flushed: replaces the exchange (the
@@ -183,6 +198,8 @@ private:
     // TransportRing, TransportUser: the transports' operations and outcomes.
     io_uring_sqe* transport_sqe(HttpOp op, Side side) override;
     void on_read(Side side, int result) override { on_recv(side, result); }
+    bool give_back_read_room(Side side) override;
+    std::span<char> read_room(Side side) override;
     void on_sent(Side side, int result) override;
     void on_closed(Side side, int result) override;
 
@@ -252,8 +269,8 @@ private:
     http::Phase phase_ = http::Phase::read_head;
     http::MessageParser request_{http::MessageParser::Kind::request};
     http::MessageParser response_{http::MessageParser::Kind::response};
-    HttpBuffer from_client_;
-    HttpBuffer from_backend_;
+    HttpBuffer from_client_{context_.http_buffers()};
+    HttpBuffer from_backend_{context_.http_buffers()};
 
     // The send in flight: bytes in `composed_` or in a buffer.
     std::string composed_;

@@ -62,7 +62,13 @@ void HttpExchange::next_request() {
     backend_contacted_ = false;
     bytes_to_client_ = 0;
     status_ = 0;
-    error_.clear();
+    // The strings of the request just served go with their memory: a keep-alive client may
+    // stay silent for idle_timeout, and clear() would keep each one's capacity that long.
+    error_ = std::string();
+    composed_ = std::string();
+    host_ = std::string();
+    method_ = std::string();
+    path_ = std::string();
     // A pipelined request already buffered starts its header clock now; otherwise the
     // connection is idle until the next byte arrives.
     phase_ = from_client_.pending().empty() ? Phase::idle : Phase::read_head;

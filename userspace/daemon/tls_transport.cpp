@@ -6,7 +6,6 @@
 
 #include <liburing.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,13 +33,13 @@ TlsTransport::TlsTransport(const UniqueFd& socket, http::Side side, TransportRin
 
 void TlsTransport::begin(Mode mode, std::chrono::steady_clock::duration timeout) {
     mode_ = mode;
-    room_given_back_ = false;
     deadline_ = std::chrono::steady_clock::now() + timeout;
     step();
 }
 
 void TlsTransport::read(std::span<char> room, std::chrono::steady_clock::duration timeout) {
     room_ = room;
+    room_given_back_ = false;
     begin(Mode::reading, timeout);
 }
 
@@ -82,6 +81,12 @@ void TlsTransport::step() {
 }
 
 bool TlsTransport::step_read() {
+    if (room_given_back_) {
+        // Records came while the room was back with its lender: plaintext may now be there
+        // to place (or not yet, if a record came only in part: then it goes back again).
+        room_ = user_.read_room(side_);
+        room_given_back_ = false;
+    }
     const tls::Session::Io io = session_.read_plain(std::as_writable_bytes(room_));
     if (io.bytes > 0) {
         finish(static_cast<int>(io.bytes));
@@ -180,34 +185,20 @@ void TlsTransport::receive() {
         // Waiting for the peer's next records, most often an idle keep-alive client: a recv
         // would hold a receive buffer for as long as the client is silent. A poll holds
         // none; the buffer is taken when bytes are there (receive_now, on its completion).
-        // A client that stays silent past kIdleAfter is idle: the read's room gives its pages
-        // back then (on_completion), not on every wait, so a busy keep-alive client pays
-        // nothing for it.
-        const auto left = remaining();
+        // The plaintext room goes back to its lender meanwhile (step_read asks again): the
+        // exchange's 64 KiB buffer serves a busy connection instead of waiting here.
+        if (mode_ == Mode::reading && !room_given_back_ && user_.give_back_read_room(side_)) {
+            room_ = {};
+            room_given_back_ = true;
+        }
         polling_ = true;
-        idle_check_ = mode_ == Mode::reading && !room_given_back_ && left > kIdleAfter;
         io_uring_sqe* poll = ring_.transport_sqe(HttpOp::http_recv, side_);
         io_uring_prep_poll_add(poll, socket_.get(), POLLIN | POLLRDHUP);
         poll->flags |= IOSQE_IO_LINK;
-        link_timeout(idle_check_ ? kIdleAfter : left);
+        link_timeout(remaining());
         return;
     }
     receive_now();
-}
-
-void TlsTransport::give_back_room_pages() {
-    // The room is the caller's buffer, allocated for this read and empty (no pending byte
-    // lies in it: the exchange hands only the part behind what it holds). Its whole pages
-    // are dropped, not freed: they stay valid and read back as zeros when written again.
-    // An idle connection then holds none of them, whatever earlier use of the same memory
-    // (the allocator reuses a chunk another connection filled) had touched.
-    static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-    const auto start = reinterpret_cast<std::uintptr_t>(room_.data());
-    const std::uintptr_t first = (start + page - 1) & ~(page - 1);
-    const std::uintptr_t last = (start + room_.size()) & ~(page - 1);
-    if (last > first) {
-        ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-    }
 }
 
 void TlsTransport::receive_now() {
@@ -257,12 +248,6 @@ void TlsTransport::on_completion(HttpOp op, int result) {
                 polling_ = false;
                 if (result >= 0) {
                     receive_now();
-                } else if (result == -ECANCELED && idle_check_) {
-                    // Silent for kIdleAfter: idle. The pages go back, the wait goes on for
-                    // what is left of the read's timeout.
-                    give_back_room_pages();
-                    room_given_back_ = true;
-                    receive();
                 } else {
                     finish(result);
                 }

@@ -9,9 +9,10 @@
 // held only while bytes wait in it, and OpenSSL's own record buffers (released when empty,
 // SSL_MODE_RELEASE_BUFFERS). Ciphertext is received straight into the session's incoming
 // queue and sent straight out of its outgoing one; a read that waits for the peer with
-// nothing buffered polls first, so an idle connection holds no receive buffer, and after
-// kIdleAfter the plaintext room the exchange lent the read drops its pages. A plaintext
-// send is cut to one record's worth per round, so nothing grows with the body.
+// nothing buffered polls first, so an idle connection holds no receive buffer, and meanwhile
+// gives the plaintext room its caller lent back (TransportUser::give_back_read_room: the
+// exchange's pool lends it to a busy connection), asking for room again when records come.
+// A plaintext send is cut to one record's worth per round, so nothing grows with the body.
 //
 // The session's context (tls::ServerContext, whose callbacks the SSL points at) is kept
 // alive by `context_owner` for the transport's life: a SIGHUP swaps the certificate store for
@@ -34,9 +35,6 @@ class TlsTransport final : public Transport {
 public:
     // At most this much plaintext per write_plain: one TLS record.
     static constexpr std::size_t kMaxRecordPlaintext = 16 * 1024;
-    // A read that waits this long on a silent peer is idle: the room the caller lent it
-    // gives its whole pages back to the kernel (give_back_room_pages).
-    static constexpr std::chrono::milliseconds kIdleAfter{100};
 
     TlsTransport(const UniqueFd& socket, http::Side side, TransportRing& ring, TransportUser& user,
                  std::shared_ptr<const void> context_owner, tls::Session session);
@@ -69,12 +67,11 @@ private:
     [[nodiscard]] bool step_send();
     [[nodiscard]] bool step_close();
     // Waits for the peer's bytes: a poll first when the session holds none (an idle
-    // connection then holds no receive buffer), then receive_now().
+    // connection then holds no receive buffer, and no read room: it is given back), then
+    // receive_now().
     void receive();
     // A recv into the session's incoming queue.
     void receive_now();
-    // Returns the read room's whole pages to the kernel while the read waits on the peer.
-    void give_back_room_pages();
     // Sends the session's pending ciphertext; false when there is none.
     bool flush();
     // The logical operation is done with `result`: reported from the current completion, or
@@ -91,8 +88,7 @@ private:
     std::span<const char> out_;
     std::size_t taken_ = 0;         // plaintext of out_ the session took (sent once flushed)
     bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
-    bool idle_check_ = false;       // ... timed to kIdleAfter, not to the read's deadline
-    bool room_given_back_ = false;  // this read's room pages were given back
+    bool room_given_back_ = false;  // room_ went back to the user while the peer was silent
     bool eof_ = false;              // the peer's FIN was read
     bool failing_ = false;          // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;

@@ -11,7 +11,8 @@
 //   (on_completion; a NOP when TLS already holds the answer), so the exchange never re-enters
 //   itself and may call them anywhere.
 // - read(room, timeout): some plaintext (at least 1 byte, at most room.size()) is placed at
-//   the start of `room`, and on_read(side, n) reports n > 0; 0 is the end of the stream (an
+//   the start of `room` (or of the room read_room() lent after the transport gave `room`
+//   back: TransportUser::give_back_read_room), and on_read(side, n) reports n > 0; 0 is the end of the stream (an
 //   EOF, a TLS close_notify, or a TLS stream cut without one: a truncation ends the exchange
 //   like an EOF); < 0 is -errno, -ECANCELED when the whole operation took longer than
 //   `timeout`. `room` stays untouched past what was reported.
@@ -59,6 +60,17 @@ public:
     virtual void on_read(http::Side side, int result) = 0;
     virtual void on_sent(http::Side side, int result) = 0;
     virtual void on_closed(http::Side side, int result) = 0;
+
+    // Room lending: a read whose transport places no byte in its room while it waits (TLS
+    // receives ciphertext into the session's own queue, and polls first when that is empty)
+    // offers the room back while the peer is silent, so that an idle connection holds no
+    // read buffer. true: the room was taken back (it must not be touched any more), and
+    // read_room() is asked for new room when bytes arrive; false: the transport keeps it.
+    // The defaults keep the room (a user whose room is its own, as the tests' are).
+    virtual bool give_back_read_room(http::Side /*side*/) { return false; }
+    // Room for the read in progress after give_back_read_room() returned true: the same
+    // contract as read()'s `room` (not empty).
+    virtual std::span<char> read_room(http::Side /*side*/) { return {}; }
 
 protected:
     ~TransportUser() = default;

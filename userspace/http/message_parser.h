@@ -91,7 +91,6 @@ private:
 
     Kind kind_;
     llhttp_t parser_{};
-    llhttp_settings_t settings_{};
     MessageHead head_;
     std::string field_;
     std::string value_;

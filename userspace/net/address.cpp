@@ -21,6 +21,9 @@ Result<SocketAddress> resolve(const config::Endpoint& endpoint) {
         return Error{"resolving " + config::to_string(endpoint) + ": " + gai_strerror(rc)};
     }
     const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(found, &freeaddrinfo);
+    if (found->ai_addrlen > sizeof(SocketAddressStorage)) {
+        return Error{"resolving " + config::to_string(endpoint) + ": not an IPv4 or IPv6 address"};
+    }
     SocketAddress address;
     std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
     address.length = found->ai_addrlen;

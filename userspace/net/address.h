@@ -1,6 +1,7 @@
 #pragma once
 // Socket addresses: resolving configured endpoints (once, at start-up) and printing peers.
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -11,14 +12,25 @@
 
 namespace splicer::net {
 
+// Room for the addresses splicer deals in: IPv4 and IPv6 (TCP only; a PROXY header's
+// AF_UNIX addresses are never kept, net/proxy_header_parse.h). sockaddr_storage would be 100
+// bytes more in each of the four addresses every connection record holds
+// (daemon/connection.h), for the whole life of every idle connection.
+union SocketAddressStorage {
+    sockaddr any;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+};
+
 struct SocketAddress {
-    sockaddr_storage storage{};
+    SocketAddressStorage storage{};  // zero-filled, all of it
     socklen_t length = 0;
 
-    [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
-    sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
-    [[nodiscard]] int family() const { return storage.ss_family; }
+    [[nodiscard]] const sockaddr* get() const { return &storage.any; }
+    sockaddr* get() { return &storage.any; }
+    [[nodiscard]] int family() const { return storage.any.sa_family; }
 };
+static_assert(sizeof(SocketAddress) == 32);
 
 // A literal resolves without I/O; a name is looked up (getaddrinfo) and its first address
 // kept. Called at start-up only, never on the hot path.

@@ -1,0 +1,156 @@
+// Issue 14's idle TLS memory: 1,000 terminated TLS connections, each a full handshake and one
+// keep-alive GET answered through the daemon, then held idle. The daemon's own memory per
+// connection (RssAnon growth: heap and anonymous maps, not the pages of code a new path maps
+// in) is bounded tightly enough that any buffer held per idle connection fails it: the
+// exchange's 64 KiB read buffer, a 16 KiB ciphertext queue, OpenSSL's record buffers. After
+// the hold every connection answers a second request, so none was dropped to look small.
+//
+// What an idle connection is left with (README "TLS termination"): the OpenSSL SSL object
+// after its handshake, the connection record, the HTTP exchange and its two transports.
+// Tagged [serial]: 1,000 handshakes take both cores for a few seconds.
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/proc_stats.h"
+#include "tls/openssl_handles.h"
+#include "tls_termination_common.h"
+
+using namespace splicer::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kConnections = 1000;
+// Opened, served and closed first, so allocator arenas, OpenSSL's per-thread state, the
+// buffer pool and the loop's tables have their working size before the baseline.
+constexpr std::size_t kWarmUp = 100;
+
+// Measured on this machine (the WARN line gives each run's figure), debug build, workers 1:
+// 16.4 KiB per idle connection; 21.2 KiB before the exchange's read buffer was lent only
+// while bytes wait (its pages were dropped after 100 ms of silence, the partial pages at its
+// ends stayed). The margin is less than one page, so one more page held per connection fails,
+// and so does any buffer held.
+#ifdef __SANITIZE_ADDRESS__
+// ASan adds redzones around every allocation and keeps shadow memory for the heap, and its
+// allocator fills the first 4 KiB of every allocation: a held 64 KiB buffer adds a page and
+// its shadow's two. Not measured yet under ASan (session 25 ran out of time): a loose bound
+// to tighten from the first run's WARN line.
+constexpr double kBoundKiB = 40;
+#else
+constexpr double kBoundKiB = 19;
+#endif
+
+// One client: a blocking TCP socket with 10 s timeouts and its TLS session.
+struct IdleClient {
+    splicer::UniqueFd socket;
+    splicer::tls::SslPtr ssl;
+};
+
+// A keep-alive GET of `path` on `client`, true when the daemon's answer ("web GET PATH" from
+// the backend) came back whole.
+bool served(IdleClient& client, const std::string& path) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: chat.example.com\r\n\r\n";
+    std::size_t written = 0;
+    if (SSL_write_ex(client.ssl.get(), request.data(), request.size(), &written) != 1) {
+        return false;
+    }
+    const std::string expected = "web GET " + path;
+    std::string got;
+    char buffer[4096];
+    for (int reads = 0; reads < 64 && got.find(expected) == std::string::npos; ++reads) {
+        std::size_t n = 0;
+        if (SSL_read_ex(client.ssl.get(), buffer, sizeof buffer, &n) != 1) {
+            return false;
+        }
+        got.append(buffer, n);
+    }
+    return got.rfind("HTTP/1.1 200", 0) == 0 && got.find(expected) != std::string::npos;
+}
+
+// A full handshake (no session resumption: the cost of a fresh session is the figure) and
+// one request; the client is kept open.
+IdleClient open_served(SSL_CTX* context, std::uint16_t port, const std::string& path) {
+    IdleClient client{connect_to(port, false, 10s), splicer::tls::SslPtr(SSL_new(context))};
+    const timeval timeout{10, 0};
+    ::setsockopt(client.socket.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(client.socket.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    REQUIRE(client.ssl);
+    REQUIRE(SSL_set_fd(client.ssl.get(), client.socket.get()) == 1);
+    REQUIRE(SSL_set_tlsext_host_name(client.ssl.get(), "chat.example.com") == 1);
+    const int connected = SSL_connect(client.ssl.get());
+    INFO("SSL_connect: " << splicer::tls::take_openssl_error("no OpenSSL error"));
+    REQUIRE(connected == 1);
+    REQUIRE(served(client, path));
+    return client;
+}
+
+std::uint64_t anonymous_rss(const DaemonProcess& daemon) {
+    const auto bytes = resident_anonymous_bytes(daemon.pid());
+    REQUIRE(bytes.has_value());
+    return *bytes;
+}
+
+}  // namespace
+
+TEST_CASE("tls termination: 1000 idle terminated connections cost the daemon bounded memory "
+          "each and all still answer",
+          "[daemon][tls_termination][serial]") {
+    require_root();
+    raise_fd_limit(4 * kConnections);
+    TerminatingSite site;
+    const std::string config = "workers: 1;\nmax_connections: 4000;\n"
+                               "max_connections_per_client: 4000;\n" +
+                               terminating_config(site, {.idle_timeout = 120});
+    auto daemon = start_daemon("copy", config);
+    INFO(daemon->log_tail());
+
+    const splicer::tls::SslCtxPtr context(SSL_CTX_new(TLS_client_method()));
+    REQUIRE(context);
+    SSL_CTX_set_verify(context.get(), SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_session_cache_mode(context.get(), SSL_SESS_CACHE_OFF);
+
+    {
+        std::vector<IdleClient> warm;
+        for (std::size_t i = 0; i < kWarmUp; ++i) {
+            warm.push_back(open_served(context.get(), site.listen, "/warm"));
+        }
+    }
+    // The warm-up's connections are gone (the daemon trims its heap when the last one is),
+    // and the first request's one-time set-up is behind us.
+    std::this_thread::sleep_for(1500ms);
+    const std::uint64_t before = anonymous_rss(*daemon);
+
+    std::vector<IdleClient> held;
+    held.reserve(kConnections);
+    const auto deadline = std::chrono::steady_clock::now() + 240s;
+    while (held.size() < kConnections && std::chrono::steady_clock::now() < deadline) {
+        held.push_back(open_served(context.get(), site.listen, "/first"));
+    }
+    REQUIRE(held.size() == kConnections);
+    // Every connection idle: past the backend connections' close and the once-a-second
+    // heap trim after closes.
+    std::this_thread::sleep_for(2500ms);
+    const std::uint64_t after = anonymous_rss(*daemon);
+    const double per_connection_kib =
+        (static_cast<double>(after) - static_cast<double>(before)) / 1024.0 / kConnections;
+    WARN("daemon memory per idle terminated TLS connection: " << per_connection_kib
+                                                              << " KiB (RssAnon " << before / 1024
+                                                              << " -> " << after / 1024 << " KiB)");
+    CHECK(per_connection_kib <= kBoundKiB);
+    // None was dropped or broken while it was idle: each answers again.
+    std::size_t answered = 0;
+    for (IdleClient& client : held) {
+        answered += served(client, "/second") ? 1 : 0;
+    }
+    CHECK(answered == kConnections);
+    held.clear();
+    stop_daemon(*daemon);
+}
