@@ -38,15 +38,7 @@ constexpr std::size_t kWarmUp = 100;
 // while bytes wait (its pages were dropped after 100 ms of silence, the partial pages at its
 // ends stayed). The margin is less than one page, so one more page held per connection fails,
 // and so does any buffer held.
-#ifdef __SANITIZE_ADDRESS__
-// ASan adds redzones around every allocation and keeps shadow memory for the heap, and its
-// allocator fills the first 4 KiB of every allocation: a held 64 KiB buffer adds a page and
-// its shadow's two. Not measured yet under ASan (session 25 ran out of time): a loose bound
-// to tighten from the first run's WARN line.
-constexpr double kBoundKiB = 40;
-#else
 constexpr double kBoundKiB = 19;
-#endif
 
 // One client: a blocking TCP socket with 10 s timeouts and its TLS session.
 struct IdleClient {
@@ -144,7 +136,15 @@ TEST_CASE("tls termination: 1000 idle terminated connections cost the daemon bou
     WARN("daemon memory per idle terminated TLS connection: " << per_connection_kib
                                                               << " KiB (RssAnon " << before / 1024
                                                               << " -> " << after / 1024 << " KiB)");
+#ifdef __SANITIZE_ADDRESS__
+    // ASan's allocator keeps freed memory in its quarantine (to catch use after free: each of
+    // the 1000 handshakes frees far more than a connection keeps) and has no malloc_trim, so
+    // its RSS says nothing about what an idle connection holds (test_daemon_load does the
+    // same). Figures only; the bound is the debug build's, and every connection still answers.
+    (void)kBoundKiB;
+#else
     CHECK(per_connection_kib <= kBoundKiB);
+#endif
     // None was dropped or broken while it was idle: each answers again.
     std::size_t answered = 0;
     for (IdleClient& client : held) {
