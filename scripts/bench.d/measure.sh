@@ -58,6 +58,18 @@ cpu_cgroup_remove() {
 }
 
 # forwarder_cpu_usec PID: CPU microseconds used so far by the forwarder and its children.
+# tree_context_switches PID: the voluntary and involuntary context switches of every thread of
+# PID and its descendants so far. Unlike CPU time it hardly moves with the machine's load: a
+# thread woken per request shows as a switch per request however busy the machine is.
+tree_context_switches() {
+  local pid total=0
+  for pid in "$1" $(descendants "$1"); do
+    total=$((total + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
+      awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }')))
+  done
+  echo "$total"
+}
+
 forwarder_cpu_usec() {
   if [[ -f $cpu_cgroup/cpu.stat ]]; then
     awk '$1 == "usage_usec" { print $2 }' "$cpu_cgroup/cpu.stat"

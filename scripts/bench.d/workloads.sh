@@ -278,7 +278,7 @@ workload_http80() {
     fail_workload http80 n/a
     return
   fi
-  run_wrk http80 "${fwd_http%:*}" "http://$fwd_http/" || true
+  run_wrk_counting_cpu http80 "${fwd_http%:*}" "http://$fwd_http/"
 }
 
 # --- 9, 10, 11: the forwarder terminating TLS itself ---------------------------------------
@@ -300,23 +300,38 @@ have_terminating_target() {
 # tickets the handshakes are resumptions, as browsers make them.
 workload_tls_term_new() {
   have_terminating_target tls_term_new || return 0
-  run_wrk tls_term_new "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" \
-    -H "Connection: close" || true
+  run_wrk_counting_cpu tls_term_new "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" \
+    -H "Connection: close"
+}
+
+# run_wrk_counting_cpu WORKLOAD ADDRESS URL [wrk args]: run_wrk, and the forwarder's CPU per
+# request (its cgroup; n/a for direct, whose nginx is the backend) as row cpu_us_per_req:
+# the figure that says what a change costs on a machine too busy for steady rates.
+# Also its context switches per request (row switches_per_req), a figure the load moves little.
+run_wrk_counting_cpu() {
+  local workload=$1 cpu_before=0 cpu_after=0 switches_before=0 switches_after=0
+  if [[ -n $fwd_pid ]]; then
+    cpu_before=$(forwarder_cpu_usec "$fwd_pid")
+    switches_before=$(tree_context_switches "$fwd_pid")
+  fi
+  run_wrk "$@" || return 0
+  if [[ -n $fwd_pid ]]; then
+    cpu_after=$(forwarder_cpu_usec "$fwd_pid")
+    switches_after=$(tree_context_switches "$fwd_pid")
+    row "$workload" cpu_us_per_req "$(calc "($cpu_after - $cpu_before) / $wrk_requests")" ok
+    row "$workload" switches_per_req \
+      "$(calc "($switches_after - $switches_before) / $wrk_requests")" ok
+  else
+    row "$workload" cpu_us_per_req "" n/a
+    row "$workload" switches_per_req "" n/a
+  fi
 }
 
 # tls_term_keepalive: requests per second on kept-alive terminated connections, and the
 # forwarder's CPU per request (its cgroup; n/a for direct, whose nginx is the backend).
 workload_tls_term_keepalive() {
   have_terminating_target tls_term_keepalive || return 0
-  local cpu_before=0 cpu_after=0
-  [[ -n $fwd_pid ]] && cpu_before=$(forwarder_cpu_usec "$fwd_pid")
-  run_wrk tls_term_keepalive "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/" || return 0
-  [[ -n $fwd_pid ]] && cpu_after=$(forwarder_cpu_usec "$fwd_pid")
-  if [[ -n $fwd_pid ]]; then
-    row tls_term_keepalive cpu_us_per_req "$(calc "($cpu_after - $cpu_before) / $wrk_requests")" ok
-  else
-    row tls_term_keepalive cpu_us_per_req "" n/a
-  fi
+  run_wrk_counting_cpu tls_term_keepalive "${fwd_term%:*}" "https://$term_name:${fwd_term##*:}/"
 }
 
 # tls_term_idle: $tls_idle_count terminated connections, each a full handshake and one GET

@@ -64,3 +64,30 @@ TEST_CASE("HeapTrim: the loop asks for a trim and never waits for it", "[heap]")
     CHECK(before > after + 100 * 1024);  // the 128 MB of holes went back
 #endif
 }
+
+// The loop asked for a trim after every idle moment: with a few one-request connections at a
+// time that was hundreds of trims a second, each locking every malloc arena. One second apart
+// at most now, and a put-off idle trim is done by the next once-a-second tick.
+TEST_CASE("HeapTrim: idle moments less than a second apart make one trim, the tick the next",
+          "[heap]") {
+    auto trim = std::make_unique<splicer::daemon::HeapTrim>();
+    const auto wait_for_trims = [&trim](std::uint64_t count) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (trim->trims_done() < count && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return trim->trims_done();
+    };
+    trim->after_release(0, 1);  // the first idle moment trims at once
+    REQUIRE(wait_for_trims(1) == 1);
+    for (std::uint64_t closed = 2; closed < 100; ++closed) {
+        trim->after_release(0, closed);  // idle again and again within the second: put off
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(trim->trims_done() == 1);
+    trim->after_closes(99);  // the tick: does the put-off trim
+    CHECK(wait_for_trims(2) == 2);
+    trim->after_closes(99);  // nothing closed and nothing owed since
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(trim->trims_done() == 2);
+}

@@ -97,15 +97,20 @@ HeapTrim::HeapTrim() {
 HeapTrim::~HeapTrim() = default;
 
 void HeapTrim::after_closes(std::uint64_t closed_total) {
-    if (closed_total - closed_at_last_trim_ >= kClosesPerTrim) {
+    if (put_off_ || closed_total - closed_at_last_trim_ >= kClosesPerTrim) {
         trim(closed_total);
     }
 }
 
 void HeapTrim::after_release(std::uint32_t held, std::uint64_t closed_total) {
-    if (held == 0 && closed_total != closed_at_last_trim_) {
-        trim(closed_total);
+    if (held != 0 || closed_total == closed_at_last_trim_) {
+        return;
     }
+    if (std::chrono::steady_clock::now() - last_trim_ < kMinSpacing) {
+        put_off_ = true;  // the loop's next tick (within a second) trims
+        return;
+    }
+    trim(closed_total);
 }
 
 std::uint64_t HeapTrim::trims_done() const {
@@ -118,6 +123,8 @@ std::uint64_t HeapTrim::trims_done() const {
 
 void HeapTrim::trim(std::uint64_t closed_total) {
     closed_at_last_trim_ = closed_total;
+    last_trim_ = std::chrono::steady_clock::now();
+    put_off_ = false;
     if (!trimmer_) {
         // Started at the first trim; a thread the kernel refuses now (EAGAIN under a
         // process limit) costs this trim, never the daemon.

@@ -7,7 +7,9 @@
 // Instead free() keeps the memory, and a malloc_trim() (which also returns free pages inside
 // the heap, where glibc alone never would: 5,000 copy-plane connections left the daemon at
 // 645 MB resident after they had all closed, 14 MB idle) runs once a second while
-// connections leave, and at once when the last one is gone.
+// connections leave, and at once when the last one is gone (unless a trim began less than a
+// second ago: then on the next tick, so a loop that is idle between short connections many
+// times a second trims at most once a second).
 //
 // malloc_trim() itself is not cheap: it madvise()s every free chunk of the heap, one system
 // call (and TLB flush) each, and a heap with holes between live buffers has thousands.
@@ -15,6 +17,7 @@
 // 128 KiB), one malloc_trim took 2.0-2.5 s, and a client's 10 ms ping waited up to 2.56 s.
 // So it runs on a thread of its own: the loop only asks for a trim and never waits for one.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 
@@ -30,17 +33,24 @@ public:
     HeapTrim& operator=(const HeapTrim&) = delete;
 
     // Called about once a second with the number of connections closed so far: trims when
-    // enough closed since the last trim for it to be worth a pass over the heap.
+    // enough closed since the last trim for it to be worth a pass over the heap, or when
+    // after_release put off a trim.
     void after_closes(std::uint64_t closed_total);
 
     // Called after each connection is released, with the number still held: trims at once
-    // when that was the last one (an idle daemon is back to its idle size right away).
+    // when that was the last one (an idle daemon is back to its idle size right away), unless
+    // a trim began less than kMinSpacing ago: then the next after_closes does it. A loop with
+    // a few short connections at a time (one request each) is idle between them hundreds of
+    // times a second, and each trim locks every malloc arena (the loops' mallocs wait) and
+    // madvises the holes (TLB flushes on every CPU): a trim per idle moment cost more CPU
+    // than the connections themselves.
     void after_release(std::uint32_t held, std::uint64_t closed_total);
 
     // Trims finished so far (on the trimming thread).
     [[nodiscard]] std::uint64_t trims_done() const;
 
     static constexpr std::uint64_t kClosesPerTrim = 64;
+    static constexpr std::chrono::milliseconds kMinSpacing{1000};
 
 private:
     struct Trimmer;
@@ -49,6 +59,8 @@ private:
     void trim(std::uint64_t closed_total);
 
     std::uint64_t closed_at_last_trim_ = 0;
+    std::chrono::steady_clock::time_point last_trim_{};  // when trim() last asked for one
+    bool put_off_ = false;  // after_release skipped an idle trim: after_closes owes it
     std::unique_ptr<Trimmer> trimmer_;
 };
 

@@ -10,7 +10,10 @@
 // description, so setting it would make the parent's own writes fail with EAGAIN; a pipe's
 // description cannot be reopened for a socket (journald's stream). The thread keeps plain
 // blocking writes, each batch of whole lines written to the end (a partial write continues
-// where it stopped), so lines never interleave or break.
+// where it stopped), so lines never interleave or break. Lines go out in batches: the writer,
+// woken by a batch's first line, gathers for up to 20 ms (less once 64 KiB or a quarter of
+// the buffer wait) and writes them at once, so a busy daemon pays no thread wake and no
+// write(2) per line; a line is at most that late, and the stop writes whatever waits.
 //
 // The thread starts after the privilege drop (capabilities are per thread: one started
 // before would keep root's) and stops with a bounded wait at exit: a reader that never comes

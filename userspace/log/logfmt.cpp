@@ -59,21 +59,38 @@ void append_value(std::string& line, std::string_view value) {
     line += '"';
 }
 
-std::string timestamp() {
+// Appends the UTC time, e.g. 2026-12-05T07:34:47.123Z. The date and time of day change once
+// a second: each thread formats them then and keeps the text, since gmtime_r, strftime and
+// snprintf cost more than the rest of a line, and a busy daemon logs a line per request.
+void append_timestamp(std::string& line) {
     timespec now{};
     clock_gettime(CLOCK_REALTIME, &now);
-    tm utc{};
-    gmtime_r(&now.tv_sec, &utc);
-    std::array<char, 40> text{};
-    const std::size_t n = std::strftime(text.data(), text.size(), "%Y-%m-%dT%H:%M:%S", &utc);
-    std::snprintf(text.data() + n, text.size() - n, ".%03ldZ", now.tv_nsec / 1'000'000);
-    return text.data();
+    thread_local time_t formatted_second = -1;
+    thread_local std::array<char, 40> second_text{};
+    thread_local std::size_t second_length = 0;
+    if (now.tv_sec != formatted_second) {
+        tm utc{};
+        gmtime_r(&now.tv_sec, &utc);
+        second_length =
+            std::strftime(second_text.data(), second_text.size(), "%Y-%m-%dT%H:%M:%S", &utc);
+        formatted_second = now.tv_sec;
+    }
+    line.append(second_text.data(), second_length);
+    const auto millis = static_cast<int>(now.tv_nsec / 1'000'000);  // 0..999
+    const std::array<char, 5> fraction{'.', static_cast<char>('0' + millis / 100),
+                                       static_cast<char>('0' + millis / 10 % 10),
+                                       static_cast<char>('0' + millis % 10), 'Z'};
+    line.append(fraction.data(), fraction.size());
 }
 
 }  // namespace
 
 std::string format_line(Level level, std::string_view event, std::initializer_list<Field> fields) {
-    std::string line = "ts=" + timestamp() + " level=";
+    std::string line;
+    line.reserve(256);  // an access line fits: one allocation, not a growth per field
+    line += "ts=";
+    append_timestamp(line);
+    line += " level=";
     line += level_name(level);
     line += " event=";
     append_value(line, event);

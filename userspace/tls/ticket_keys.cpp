@@ -47,12 +47,14 @@ void TicketKeys::rotate_if_due() {
 }
 
 std::optional<TicketKey> TicketKeys::sealing_key() {
+    const std::lock_guard lock(mutex_);
     rotate_if_due();
     return current_;
 }
 
 std::optional<TicketKeys::Found> TicketKeys::opening_key(
     const std::array<unsigned char, 16>& name) {
+    const std::lock_guard lock(mutex_);
     rotate_if_due();
     if (current_ && current_->name == name) {
         return Found{*current_, true};

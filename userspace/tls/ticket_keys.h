@@ -7,11 +7,18 @@
 // rotates its in-memory key, which this class does).
 //
 // The clock is injected so tests can step it (tests/unit/test_tls_server.cpp).
+//
+// One ServerContext, and so one TicketKeys, serves the handshakes of every worker's loop at
+// once (OpenSSL calls the ticket callback on the handshaking thread): a mutex guards the
+// keys. It is held for a clock read and a 80-byte copy per ticket sealed or opened, so the
+// workers barely meet on it; without it two workers could make the first key or rotate at
+// the same moment and seal tickets with a key that was then overwritten.
 
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 
 namespace splicer::tls {
@@ -42,12 +49,16 @@ public:
     std::optional<Found> opening_key(const std::array<unsigned char, 16>& name);
 
     // How many keys have been made (tests read it to see a rotation happen).
-    [[nodiscard]] std::uint64_t generation() const { return generation_; }
+    [[nodiscard]] std::uint64_t generation() const {
+        const std::lock_guard lock(mutex_);
+        return generation_;
+    }
 
 private:
     void rotate_if_due();
     bool make_current();
 
+    mutable std::mutex mutex_;  // guards everything below but the two constants
     std::chrono::seconds rotation_;
     Clock clock_;
     std::chrono::steady_clock::time_point current_since_{};
