@@ -113,8 +113,8 @@ public:
         const net::SocketAddress address = *resolved;
         auto listening = net::listen_on(address, 64);
         REQUIRE(listening);
-        loops_[0]->add_listener(daemon::ListeningSocket{.fd = std::move(*listening),
-                                                        .address = address});
+        REQUIRE(loops_[0]->add_listener(
+            daemon::ListeningSocket{.fd = std::move(*listening), .address = address}));
         for (std::uint32_t i = 0; i < 2; ++i) {
             threads_[i] = std::thread([this, i] { (void)loops_[i]->run(); });
         }
