@@ -308,14 +308,7 @@ TEST_CASE("backend pool: an https backend's TLS connection and session are reuse
           "[http][pool][tls]") {
     require_root();
     const TestCertificates pki;
-    const NginxServer nginx({.address = "127.0.0.1",
-                             .https_port = free_port(),
-                             .http_port = free_port(),
-                             .server_name = "a.test",
-                             .https_proxy_protocol = false,
-                             .certificate = pki.a_chain.string(),
-                             .key = pki.a_key.string()},
-                            accepts_on_loopback);
+    const NginxServer nginx(a_test_https_backend(pki), accepts_on_loopback);
     const std::uint16_t tls_listen = free_port();
     std::ostringstream text;
     text << "listen: ( { host: \"127.0.0.1\"; port: \"" << tls_listen << "\"; } );\n"

@@ -42,13 +42,6 @@ bool wait_for_closed(const DaemonProcess& daemon, std::size_t count) {
     return daemon.logs("closed").size() >= count;
 }
 
-UniqueFd connect_from(const char* source, std::uint16_t port) {
-    UniqueFd fd = socket_bound_to(source);
-    const SocketAddress remote = loopback_address(port);
-    REQUIRE(::connect(fd.get(), remote.get(), remote.length) == 0);
-    return fd;
-}
-
 // True when the daemon closed (or reset) this client within `within`.
 bool closed_by_daemon(const UniqueFd& client, std::chrono::milliseconds within) {
     pollfd waiting{.fd = client.get(), .events = POLLIN, .revents = 0};
