@@ -123,7 +123,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
             const std::string header = test::xmpp_stream_header();
             UniqueFd client = test::connect_and_send(ports.listen, header, "", ipv6);
             const std::uint16_t client_port = test::local_port(client.get());
-            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) == kRoutingXmppGreeting);
+            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) ==
+                  kRoutingXmppGreeting);
             const auto routed = test::routed_line(*daemon, client_port);
             INFO(daemon->log_tail());
             REQUIRE(routed.has_value());
@@ -150,7 +151,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
             REQUIRE(closed.has_value());
             const std::multiset<unsigned long long> counted = {
                 closed->number("bytes_in").value_or(0), closed->number("bytes_out").value_or(0)};
-            const std::multiset<unsigned long long> moved = {header.size(), kRoutingXmppGreeting.size()};
+            const std::multiset<unsigned long long> moved = {header.size(),
+                                                             kRoutingXmppGreeting.size()};
             CHECK(counted == moved);
             CHECK(closed->has("duration_ms"));
             CHECK(closed->has("end"));
@@ -161,7 +163,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
         if (plane == "sockmap") {
             // Move a few bytes so there is something to count.
             UniqueFd client = test::connect_and_send(ports.listen, test::xmpp_stream_header(), "");
-            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) == kRoutingXmppGreeting);
+            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) ==
+                  kRoutingXmppGreeting);
             const auto stats = test::run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " +
                                                  daemon->pin_dir());
             INFO(stats.output);

@@ -45,7 +45,7 @@ std::unique_ptr<test::DaemonProcess> start_xmpp_daemon(const std::string& plane,
 
 // A plain XMPP connection through the daemon to `backends`: {client, backend}.
 std::pair<splicer::UniqueFd, splicer::UniqueFd> connect_xmpp_pair(std::uint16_t listen_port,
-                                                                const test::Listener& backends) {
+                                                                  const test::Listener& backends) {
     const std::string header = test::xmpp_stream_header();
     auto client = test::connect_and_send(listen_port, header, "");
     pollfd ready{.fd = backends.fd.get(), .events = POLLIN, .revents = 0};

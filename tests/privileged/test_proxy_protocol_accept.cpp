@@ -129,7 +129,8 @@ TEST_CASE(
                 CAPTURE(head.size(), record.received_head.size());
                 CHECK(head == expected_sent);
                 CHECK(record.received_head.substr(expected_sent.size(), first.size()) == first);
-                CHECK(record.received == expected_sent.size() + first.size() + kAcceptPipelined + kAcceptUp);
+                CHECK(record.received ==
+                      expected_sent.size() + first.size() + kAcceptPipelined + kAcceptUp);
                 CHECK(record.received_sha256 ==
                       test::sha256_of_generated(expected_sent + first + pipelined,
                                                 options.send.seed, kAcceptUp));
@@ -358,7 +359,8 @@ TEST_CASE(
                 }
                 CHECK(record.received_head.substr(0, expected.size()) == expected);
                 CHECK(record.received_head.substr(expected.size(), first.size()) == first);
-                CHECK(record.received == expected.size() + first.size() + kAcceptPipelined + kAcceptUp);
+                CHECK(record.received ==
+                      expected.size() + first.size() + kAcceptPipelined + kAcceptUp);
                 CHECK(record.received_sha256 ==
                       test::sha256_of_generated(expected + first + pipelined, options.send.seed,
                                                 kAcceptUp));
@@ -442,9 +444,9 @@ TEST_CASE("proxyprotocol and trusted_proxies are start-up settings: a reload cha
     {
         // The dropped daemon (not root any more) rereads the file: let it.
         test::make_readable_by_all(daemon->config_path());
-        daemon->rewrite_config(config_for(listen, ssh_backend.port(), tls_backend.port(),
-                                          "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];",
-                                          "", 5));
+        daemon->rewrite_config(
+            config_for(listen, ssh_backend.port(), tls_backend.port(),
+                       "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5));
     }
     const std::size_t from = daemon->log_count();
     ::kill(daemon->pid(), SIGHUP);

@@ -167,8 +167,8 @@ TEST_CASE("proxyprotocol: the backend reads the exact header, then the stream by
             // Once, then exactly what the client sent: nothing duplicated, nothing lost.
             CHECK(record.received_head.substr(header.size(), first.size()) == first);
             CHECK(record.received == header.size() + first.size() + kSendPipelined + kSendUp);
-            CHECK(record.received_sha256 ==
-                  test::sha256_of_generated(header + first + pipelined, options.send.seed, kSendUp));
+            CHECK(record.received_sha256 == test::sha256_of_generated(header + first + pipelined,
+                                                                      options.send.seed, kSendUp));
             CHECK(result.received == kSendDown);
             CHECK(result.received_sha256 == record.sent_sha256);
             CHECK(record.eof);

@@ -40,7 +40,7 @@ constexpr int kStallTimeoutSeconds = 2;
 
 // The Snikket snippet with `extra` settings before it; plain XMPP goes to `xmpp_port`.
 std::string stall_config(std::uint16_t listen, std::uint16_t xmpp_port, const std::string& extra,
-                       std::uint16_t unused) {
+                         std::uint16_t unused) {
     const test::SnikketPorts ports{
         .listen = listen, .xmpp_tls = unused, .https = unused, .xmpp = xmpp_port};
     return extra + test::snikket_config(ports);

@@ -112,7 +112,8 @@ private:
 // While it lives, the calling thread makes its sockets in `ns`.
 class EnteredNetns {
 public:
-    explicit EnteredNetns(int ns) : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+    explicit EnteredNetns(int ns)
+        : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
         REQUIRE(home_);
         REQUIRE(::setns(ns, CLONE_NEWNET) == 0);
     }
@@ -236,7 +237,8 @@ TEST_CASE(
     std::uint64_t seed = 300;
     for (const bool ipv6 : {false, true}) {
         CAPTURE(ipv6);
-        auto ssh = backend_in(net.host_fd(), test::BackendScript::exchange(kTransparentDown, 700), ipv6);
+        auto ssh =
+            backend_in(net.host_fd(), test::BackendScript::exchange(kTransparentDown, 700), ipv6);
         auto xmpp = backend_in(net.host_fd(), test::BackendScript::exchange(4096, 800), ipv6);
         auto daemon = net.start_daemon(plane, transparent_config(ipv6, ssh->port(), xmpp->port()));
         REQUIRE(daemon->wait_ready(15s));

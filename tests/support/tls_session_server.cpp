@@ -168,8 +168,8 @@ TlsConnectionReport TlsSessionServer::serve(UniqueFd socket) {
                     }
                     break;
                 }
-                outgoing =
-                    generator.take(static_cast<std::size_t>(std::min<std::uint64_t>(left, kReadChunk)));
+                outgoing = generator.take(
+                    static_cast<std::size_t>(std::min<std::uint64_t>(left, kReadChunk)));
                 outgoing_taken = 0;
                 report.sent_plain += outgoing.size();
             }

@@ -162,7 +162,8 @@ TEST_CASE("https file check: not yet valid, and every file read through the read
     const auto refused =
         config::load_string(https_config({"/parent/a.pem", "/parent/other.key", "/parent/ca.pem"}));
     REQUIRE(refused.ok());
-    CHECK(formatted_diagnostics(tls::check_https_files(*refused.config->https, std::time(nullptr), reader)) ==
+    CHECK(formatted_diagnostics(
+              tls::check_https_files(*refused.config->https, std::time(nullptr), reader)) ==
           std::vector<std::string>{
               "splicer.conf:6: error: https.certificates.[0].key: parent refuses "
               "/parent/other.key"});

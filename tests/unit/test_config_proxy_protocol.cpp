@@ -23,7 +23,7 @@ TEST_CASE("proxyprotocol: 1 or 2 on a rule and on an http route, shown by check"
         GENERATE(table<int, int>({{1, 2}, {2, 1}, {2, 2}, {1, 1}}));
     const LoadResult result = splicer::config::load_string(
         rule_route_config("proxyprotocol: " + std::to_string(rule_version) + ";",
-                    "proxyprotocol: " + std::to_string(route_version) + ";"));
+                          "proxyprotocol: " + std::to_string(route_version) + ";"));
     INFO(all_diagnostics(result));
     REQUIRE(result.ok());
     CHECK(result.diagnostics.empty());  // no notice: the setting is used, not ignored

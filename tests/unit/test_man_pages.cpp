@@ -63,7 +63,8 @@ std::set<std::string> words_of(const std::string& text) {
 std::set<std::string> candidate_names() {
     static const std::regex kLiteral("\"([a-z][a-z0-9_-]*)\"");
     std::set<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(kSourceDir + "/userspace/config")) {
+    for (const auto& entry :
+         std::filesystem::directory_iterator(kSourceDir + "/userspace/config")) {
         const std::string text = read_source_file(entry.path());
         for (auto it = std::sregex_iterator(text.begin(), text.end(), kLiteral);
              it != std::sregex_iterator(); ++it) {

@@ -224,7 +224,8 @@ TEST_CASE("metrics config: off by default, host and port, errors name setting an
         {"metrics: { host: \"0.0.0.0\"; port: \"443\"; };", "metrics", "already listening"},
     }));
     CAPTURE(text);
-    const LoadResult result = splicer::config::load_string(std::string(kMetricsBase) + "\n" + text + "\n");
+    const LoadResult result =
+        splicer::config::load_string(std::string(kMetricsBase) + "\n" + text + "\n");
     REQUIRE_FALSE(result.ok());
     bool found = false;
     for (const auto& diagnostic : result.diagnostics) {

@@ -4,9 +4,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <cerrno>
-
 #include <catch2/catch.hpp>
+#include <cerrno>
 
 #include "net/sockets.h"
 #include "support/net_address.h"

@@ -122,13 +122,15 @@ TEST_CASE("TLS certificate check: validity dates against the clock", "[tls_termi
     const std::time_t now = std::time(nullptr);
     CHECK(tls::check_certificate_files(files, kPlaces, now).empty());
     // The certificate is valid for two days from its making.
-    const auto early = formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now - 86400 * 10));
+    const auto early =
+        formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now - 86400 * 10));
     REQUIRE(early.size() == 1);
     CHECK(early[0].rfind(
               "splicer.conf:12: error: https.certificates.[0].certificate: certificate \"" +
                   pki.a_chain.string() + "\" is not valid before 20",
               0) == 0);
-    const auto late = formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now + 86400 * 10));
+    const auto late =
+        formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now + 86400 * 10));
     REQUIRE(late.size() == 1);
     CHECK(late[0].rfind(
               "splicer.conf:12: notice: https.certificates.[0].certificate: certificate \"" +
@@ -146,7 +148,8 @@ TEST_CASE("TLS certificate check: an unreadable key file says Permission denied"
     std::vector<std::string> lines;
     {
         const AsNobody nobody;
-        lines = formatted_diagnostics(tls::check_certificate_files({pki.a_chain, pki.a_key, {}}, kPlaces));
+        lines = formatted_diagnostics(
+            tls::check_certificate_files({pki.a_chain, pki.a_key, {}}, kPlaces));
     }
     CHECK(lines == std::vector<std::string>{"splicer.conf:13: error: https.certificates.[0].key: "
                                             "cannot read \"" +

@@ -30,7 +30,7 @@ bool has(const std::string& text, const std::string& part) {
 }
 
 std::unique_ptr<tls::ServerContext> make_server_context(const TestCertificates& pki,
-                                                 tls::ServerSettings settings = {}) {
+                                                        tls::ServerSettings settings = {}) {
     if (settings.certificates.empty()) {
         settings.certificates = {{pki.a_chain, pki.a_key, {}}, {pki.b_chain, pki.b_key, {}}};
     }

@@ -137,13 +137,12 @@ private:
 // A client that writes "first", then nothing until `speak` is set (10 s at most), then
 // "second": a keep-alive client idle between two requests while the test looks.
 ScriptedClient client_idle_between_writes(UniqueFd socket, std::promise<void>& speak) {
-    return ScriptedClient(std::move(socket),
-                          [spoken = speak.get_future().share()](SSL* ssl, int) {
-                              std::size_t written = 0;
-                              SSL_write_ex(ssl, "first", 5, &written);
-                              spoken.wait_for(10s);
-                              SSL_write_ex(ssl, "second", 6, &written);
-                          });
+    return ScriptedClient(std::move(socket), [spoken = speak.get_future().share()](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "first", 5, &written);
+        spoken.wait_for(10s);
+        SSL_write_ex(ssl, "second", 6, &written);
+    });
 }
 
 std::unique_ptr<daemon::TlsTransport> transport_on(const UniqueFd& socket, Harness& harness,

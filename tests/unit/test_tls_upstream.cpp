@@ -27,7 +27,7 @@ struct HandshakeOutcome {
 // One blocking handshake (bounded by a 5 s socket timeout) as a route would make it for a
 // request with Host `host`.
 HandshakeOutcome handshake(const tls::UpstreamContext& context, std::uint16_t port,
-                  const std::string& host) {
+                           const std::string& host) {
     const UniqueFd fd = connect_loopback(port);
     const timeval timeout{5, 0};
     REQUIRE(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) == 0);
@@ -90,7 +90,8 @@ TEST_CASE("https backend: another issuer is refused unless verify is off, a bad 
     options.common_name = "a.test";  // self-signed, the right name, the wrong issuer
     const OpensslServer server(options);
 
-    const HandshakeOutcome verified = handshake(*upstream(true, pki.ca.string()), server.port(), "a.test");
+    const HandshakeOutcome verified =
+        handshake(*upstream(true, pki.ca.string()), server.port(), "a.test");
     CHECK_FALSE(verified.connected);
     CHECK(verified.verify_result == "self-signed certificate");
     // verify: false, the Snikket page's localhost case: encrypted, not authenticated.

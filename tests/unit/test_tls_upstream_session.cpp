@@ -125,8 +125,8 @@ TEST_CASE(
     options.certificate = certificate;
     const OpensslServer server(options);
 
-    const TlsClientReport report =
-        connect_as(*upstream_context(true, verify_ca), server.port(), host, "GET / HTTP/1.0\r\n\r\n");
+    const TlsClientReport report = connect_as(*upstream_context(true, verify_ca), server.port(),
+                                              host, "GET / HTTP/1.0\r\n\r\n");
     CHECK_FALSE(report.handshake_done);
     CHECK(report.error == reason);
     CHECK(report.received.empty());
@@ -157,7 +157,8 @@ TEST_CASE(
 TEST_CASE("upstream TLS session: verifying with no Host to check is refused before any byte",
           "[tls_termination]") {
     // Without a name OpenSSL would check the chain alone: any certificate of the CA would do.
-    auto refused = tls::Session::create_client(*upstream_context(true, shared_pki().ca.string()), "");
+    auto refused =
+        tls::Session::create_client(*upstream_context(true, shared_pki().ca.string()), "");
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message == "no host name to check the backend's certificate against");
     // verify: false has nothing to check: no SNI, and any certificate.
@@ -173,7 +174,8 @@ TEST_CASE("upstream TLS session: a server below TLS 1.2 is refused", "[tls_termi
     options.certificate = certificate;
     options.extra_args = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"};
     const OpensslServer server(options);
-    const TlsClientReport report = connect_as(*upstream_context(false, ""), server.port(), "a.test");
+    const TlsClientReport report =
+        connect_as(*upstream_context(false, ""), server.port(), "a.test");
     CHECK_FALSE(report.handshake_done);
     CHECK(report.error == "tlsv1 alert protocol version");
 }

@@ -85,7 +85,8 @@ TEST_CASE("listen_group: a port another socket listens on is refused, as for one
     // group and take a share of its clients.
     auto first = splicer::net::listen_group(splicer::test::loopback_v4(0), 16, 2);
     REQUIRE(first.has_value());
-    auto second = splicer::net::listen_group(splicer::test::loopback_v4(port_of(first->front().get())), 16, 2);
+    auto second = splicer::net::listen_group(
+        splicer::test::loopback_v4(port_of(first->front().get())), 16, 2);
     REQUIRE_FALSE(second.has_value());
     CHECK_THAT(second.error().message, Catch::Contains("Address already in use"));
 }
