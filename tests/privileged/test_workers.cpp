@@ -160,9 +160,10 @@ TEST_CASE("workers 2: 200 connections land on both workers, byte-exact both ways
     }
     CHECK(ids.size() == daemon->logs("closed").size());
     // `splicer stats` reads the sum over both workers.
-    std::this_thread::sleep_for(1500ms);
+    // Each worker's snapshot holds its accepted, closed and active counts of one moment: once
+    // both have published every close, active is their sum at that moment.
+    CHECK(wait_for_counter(*daemon, "closed", kConnections) == kConnections);
     CHECK(daemon_counter(*daemon, "accepted") == kConnections);
-    CHECK(daemon_counter(*daemon, "closed") == kConnections);
     CHECK(daemon_counter(*daemon, "active") == 0);
 
     stop_daemon(*daemon);
@@ -209,8 +210,7 @@ TEST_CASE("workers 2: the per-client limit counts a client's connections on ever
     INFO(setup.daemon->log_tail(20));
     CHECK(heavy.held.size() == 2);
     CHECK(heavy.refused == 10);
-    std::this_thread::sleep_for(1500ms);
-    CHECK(daemon_counter(*setup.daemon, "refused_per_client") == 10);
+    CHECK(wait_for_counter(*setup.daemon, "refused_per_client", 10) == 10);
     stop_daemon(*setup.daemon);
 }
 
