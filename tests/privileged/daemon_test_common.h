@@ -80,12 +80,16 @@ inline std::string snikket_config(const SnikketPorts& ports,
 }
 
 // Starts splicer for `plane` and waits for event=ready (REQUIREs it, with the log on failure).
+// `workers` as DaemonOptions::workers: one event loop unless the config sets more, nullopt
+// for the daemon's own default.
 inline std::unique_ptr<DaemonProcess> start_daemon(const std::string& plane,
-                                                   const std::string& config) {
+                                                   const std::string& config,
+                                                   std::optional<std::uint32_t> workers = 1) {
     DaemonOptions options;
     options.binary = SPLICER_BINARY;
     options.config_text = config;
     options.splice_mode = plane;
+    options.workers = workers;
     auto daemon = std::make_unique<DaemonProcess>(options);
     const bool ready = daemon->wait_ready(15s);
     INFO("daemon did not log event=ready; its log:\n" << daemon->log_tail());

@@ -10,11 +10,14 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "daemon_test_common.h"
 #include "support/command.h"
 #include "support/http_backend.h"
 #include "support/http_wire.h"
+#include "support/sockets.h"
+#include "support/test_certificates.h"
 
 namespace splicer::test {
 
@@ -75,6 +78,50 @@ inline std::unique_ptr<DaemonProcess> start_http_daemon(const HttpSite& site,
 inline std::string get_request(const std::string& host, const std::string& target = "/",
                                const std::string& extra = "") {
     return "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n";
+}
+
+// POST `path` to `host` with an 8 MiB body, more than the loopback socket buffers take, and
+// the response read while the body is still going out: for a backend that answers (and
+// closes) before it has read the body. The sender gives up once splicer closes.
+inline HttpResponse post_answered_early(std::uint16_t port, const std::string& host,
+                                        const std::string& path) {
+    UniqueFd client = connect_loopback(port);
+    const std::string body(8 << 20, 'u');
+    write_all(client.get(), "POST " + path + " HTTP/1.1\r\nHost: " + host +
+                                "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    std::thread sender([&] {
+        try {
+            write_all(client.get(), body);
+        } catch (const std::exception&) {
+            // splicer closes once the answer is relayed: the rest is refused
+        }
+    });
+    BufferedReader reader(client.get(), std::chrono::seconds(10));
+    HttpResponse response = read_response(reader);
+    ::shutdown(client.get(), SHUT_RDWR);
+    sender.join();
+    return response;
+}
+
+// A listener on 127.0.0.1:`listen` terminating TLS with `pki`'s a.test certificate, whose one
+// https route sends a.test to `backend` (an https:// URL) verified against `pki`'s CA.
+// `top_level`, `https_settings` and `route_settings` go verbatim before the listener, into
+// the https section and into the route.
+inline std::string a_test_https_route_config(std::uint16_t listen, const TestCertificates& pki,
+                                             const std::string& backend,
+                                             const std::string& top_level = "",
+                                             const std::string& https_settings = "",
+                                             const std::string& route_settings = "") {
+    std::ostringstream text;
+    text << top_level << "listen: ( { host: \"127.0.0.1\"; port: \"" << listen << "\"; } );\n"
+         << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
+         << "https: {\n"
+         << "  certificates: ( { certificate: \"" << pki.a_chain.string() << "\"; key: \""
+         << pki.a_key.string() << "\"; } );\n"
+         << https_settings << "  routes: ( { hosts: [ \"a.test\" ]; backend: \"" << backend
+         << "\"; ca_file: \"" << pki.ca.string() << "\"; " << route_settings << "} );\n"
+         << "};\n";
+    return text.str();
 }
 
 // The access line for the request whose path is `path` (and status, if given).

@@ -61,6 +61,11 @@ std::string get(const std::string& path, const std::string& extra = "") {
     return get_request("pool.example.com", path, extra);
 }
 
+// The status of one GET for `path` through the daemon, on a new client connection.
+int get_status(const PoolSite& site, const std::string& path) {
+    return http_exchange(site.listen, get(path)).status;
+}
+
 // Waits at most `timeout` for the backend to hold exactly `count` open connections.
 bool wait_open(const HttpBackend& backend, std::size_t count, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -140,7 +145,7 @@ TEST_CASE("backend pool: pipelined requests and the client's Connection close ke
     CHECK(last.body == "pooled GET /last");
     CHECK(last.head.header("connection") == "close");  // the client's own close is kept
     // The backend never saw the client's close: its connection went back to the pool.
-    CHECK(http_exchange(site.listen, get("/after")).status == 200);
+    CHECK(get_status(site, "/after") == 200);
     CHECK(site.backend.accepted() == 1);
     CHECK(site.backend.open_connections() == 1);
     stop_daemon(*daemon);
@@ -155,9 +160,7 @@ TEST_CASE("backend pool: keepalive_connections bounds the idle connections per b
     std::vector<int> statuses(kClients, 0);
     for (int i = 0; i < kClients; ++i) {
         // Concurrent and slow: each needs a backend connection of its own.
-        clients.emplace_back([&, i] {
-            statuses[i] = http_exchange(site.listen, get("/delay/500")).status;
-        });
+        clients.emplace_back([&, i] { statuses[i] = get_status(site, "/delay/500"); });
     }
     for (std::thread& client : clients) {
         client.join();
@@ -178,14 +181,14 @@ TEST_CASE("backend pool: keepalive_timeout closes an idle backend connection",
           "[http][pool]") {
     PoolSite site;
     auto daemon = start_pool_daemon(site, 4, 1);
-    CHECK(http_exchange(site.listen, get("/one")).status == 200);
+    CHECK(get_status(site, "/one") == 200);
     CHECK(site.backend.open_connections() == 1);
     // 1 s idle, swept once a second: closed within 3 s, not at once.
     std::this_thread::sleep_for(300ms);
     CHECK(site.backend.open_connections() == 1);
     CHECK(wait_open(site.backend, 0, 3s));
     CHECK(wait_for_counter(*daemon, "backend_pool_idle_closed", 1, 5s) == 1);
-    CHECK(http_exchange(site.listen, get("/two")).status == 200);
+    CHECK(get_status(site, "/two") == 200);
     CHECK(site.backend.accepted() == 2);
     stop_daemon(*daemon);
 }
@@ -195,7 +198,7 @@ TEST_CASE("backend pool: a backend closing an idle connection costs no request",
     PoolSite site;
     auto daemon = start_pool_daemon(site, 4);
     // The backend closes 100 ms after answering: the pool's watch sees the FIN and drops it.
-    CHECK(http_exchange(site.listen, get("/then-close")).status == 200);
+    CHECK(get_status(site, "/then-close") == 200);
     CHECK(wait_for_counter(*daemon, "backend_pool_idle_closed", 1, 5s) == 1);
     const HttpResponse next = http_exchange(site.listen, get("/next"));
     CHECK(next.status == 200);
@@ -211,7 +214,7 @@ TEST_CASE("backend pool: a reused connection that fails before the response is r
     auto daemon = start_pool_daemon(site, 4);
     // The backend takes the next request on this connection and closes unanswered, as a
     // backend whose idle timeout raced the reuse does.
-    CHECK(http_exchange(site.listen, get("/then-drop")).status == 200);
+    CHECK(get_status(site, "/then-drop") == 200);
     const HttpResponse retried = http_exchange(site.listen, get("/get-retried"));
     INFO(daemon->log_tail());
     CHECK(retried.status == 200);
@@ -221,7 +224,7 @@ TEST_CASE("backend pool: a reused connection that fails before the response is r
 
     // A POST was all sent before the connection failed: the backend may have acted on it,
     // so it is not sent twice (502), as nginx does for a non-idempotent request.
-    CHECK(http_exchange(site.listen, get("/then-drop")).status == 200);
+    CHECK(get_status(site, "/then-drop") == 200);
     const HttpResponse post = http_exchange(
         site.listen, "POST /post-once HTTP/1.1\r\nHost: pool.example.com\r\nContent-Length: 0\r\n\r\n");
     CHECK(post.status == 502);
@@ -232,7 +235,7 @@ TEST_CASE("backend pool: a reused connection that fails before the response is r
     CHECK(post_seen == 1);
     CHECK(daemon_counter(*daemon, "backend_pool_retries") == 1);
     // After the failure a new connection serves the next request.
-    CHECK(http_exchange(site.listen, get("/still")).status == 200);
+    CHECK(get_status(site, "/still") == 200);
     stop_daemon(*daemon);
 }
 
@@ -240,30 +243,15 @@ TEST_CASE("backend pool: no reuse after Connection close, HTTP/1.0, EOF framing,
           "[http][pool]") {
     PoolSite site;
     auto daemon = start_pool_daemon(site, 1);
-    CHECK(http_exchange(site.listen, get("/warm")).status == 200);
+    CHECK(get_status(site, "/warm") == 200);
     // The upload is more than the loopback socket buffers take: the backend's close with the
     // body unread fails it (a body small enough to be all sent looks, from splicer's side,
     // like one the backend read: that connection would be pooled, then dropped by the watch).
     const auto early = [&] {
-        UniqueFd client = connect_loopback(site.listen);
-        const std::string body(8 << 20, 'u');
-        write_all(client.get(), "POST /early HTTP/1.1\r\nHost: pool.example.com\r\n"
-                                "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
-        std::thread sender([&] {
-            try {
-                write_all(client.get(), body);
-            } catch (const std::exception&) {
-                // splicer closes once the answer is relayed: the rest is refused
-            }
-        });
-        BufferedReader reader(client.get(), 10s);
-        const HttpResponse response = read_response(reader);
-        ::shutdown(client.get(), SHUT_RDWR);
-        sender.join();
-        return response.status;
+        return post_answered_early(site.listen, "pool.example.com", "/early").status;
     };
     const auto exchange = [&](const std::string& path) {
-        return [&site, path] { return http_exchange(site.listen, get(path)).status; };
+        return [&site, path] { return get_status(site, path); };
     };
     const std::vector<std::tuple<std::string, std::function<int()>, int>> cases = {
         {"Connection: close", exchange("/say-close"), 200},
@@ -279,7 +267,7 @@ TEST_CASE("backend pool: no reuse after Connection close, HTTP/1.0, EOF framing,
         // after it opens a new one, and nothing pooled is found dead later (no idle close,
         // no retry).
         CHECK(run() == status);
-        CHECK(http_exchange(site.listen, get("/after")).status == 200);
+        CHECK(get_status(site, "/after") == 200);
         accepted += 1;
         CHECK(site.backend.accepted() == accepted);
     }
@@ -296,7 +284,7 @@ TEST_CASE("backend pool: keepalive_connections 0 sends Connection close and reus
     PoolSite site;
     auto daemon = start_pool_daemon(site, 0);
     for (int i = 0; i < 3; ++i) {
-        CHECK(http_exchange(site.listen, get("/n")).status == 200);
+        CHECK(get_status(site, "/n") == 200);
     }
     CHECK(site.backend.accepted() == 3);
     REQUIRE(site.backend.wait_for_requests(3, 5s));
@@ -308,28 +296,13 @@ TEST_CASE("backend pool: an https backend's TLS connection and session are reuse
           "[http][pool][tls]") {
     require_root();
     const TestCertificates pki;
-    const NginxServer nginx({.address = "127.0.0.1",
-                             .https_port = free_port(),
-                             .http_port = free_port(),
-                             .server_name = "a.test",
-                             .https_proxy_protocol = false,
-                             .certificate = pki.a_chain.string(),
-                             .key = pki.a_key.string()},
-                            accepts_on_loopback);
+    const NginxServer nginx(a_test_https_backend(pki), accepts_on_loopback);
     const std::uint16_t tls_listen = free_port();
-    std::ostringstream text;
-    text << "listen: ( { host: \"127.0.0.1\"; port: \"" << tls_listen << "\"; } );\n"
-         << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
-         << "connect_timeout: 2;\n"
-         << kOneWorker
-         << "https: {\n"
-         << "  certificates: ( { certificate: \"" << pki.a_chain.string() << "\"; key: \""
-         << pki.a_key.string() << "\"; } );\n"
-         << "  keepalive_connections: 4;\n"
-         << "  routes: ( { hosts: [ \"a.test\" ]; backend: \"https://127.0.0.1:"
-         << nginx.options().https_port << "\"; ca_file: \"" << pki.ca.string() << "\"; } );\n"
-         << "};\n";
-    auto daemon = start_daemon("copy", text.str());
+    auto daemon = start_daemon(
+        "copy",
+        a_test_https_route_config(
+            tls_listen, pki, "https://127.0.0.1:" + std::to_string(nginx.options().https_port),
+            std::string("connect_timeout: 2;\n") + kOneWorker, "  keepalive_connections: 4;\n"));
     const std::string port = std::to_string(tls_listen);
     const std::string blob_sha = [&] {
         std::ifstream in(nginx.blob_path(), std::ios::binary);

@@ -206,8 +206,7 @@ TEST_CASE("under pressure the addresses of one IPv6 /64 are one client", "[daemo
     const auto line = daemon.wait_for_log("connection_refused", {}, 3s);
     REQUIRE(line.has_value());
     CHECK(line->get("reason") == "max_connections_per_client");
-    std::this_thread::sleep_for(1100ms);
-    CHECK(test::daemon_counter(daemon, "refused_per_client") == 5);
+    CHECK(test::wait_for_counter(daemon, "refused_per_client", 5) == 5);
     const std::optional<int> status = daemon.stop(10s);
     REQUIRE(status.has_value());
     CHECK(*status == 0);

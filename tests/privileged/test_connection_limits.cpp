@@ -19,14 +19,6 @@ using splicer::UniqueFd;
 
 namespace {
 
-// Connects from 127.0.0.X (any 127/8 address is local) to 127.0.0.1:port.
-UniqueFd connect_from(const char* source, std::uint16_t port) {
-    UniqueFd fd = socket_bound_to(source);
-    const SocketAddress remote = loopback_address(port);
-    REQUIRE(::connect(fd.get(), remote.get(), remote.length) == 0);
-    return fd;
-}
-
 struct Setup {
     std::unique_ptr<TcpBackend> https = std::make_unique<TcpBackend>(BackendScript::exchange(4096));
     std::unique_ptr<TcpBackend> unused = std::make_unique<TcpBackend>(BackendScript::record());

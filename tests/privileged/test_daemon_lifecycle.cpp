@@ -53,10 +53,7 @@ TEST_CASE("pins left by a killed daemon are replaced at the next start", "[daemo
         REQUIRE(ready);
         CHECK(next.logs("stale_pin_removed").size() >= 1);
         check_still_serving(ports, https);
-        std::this_thread::sleep_for(1500ms);  // counters are published once a second
-        const auto stats = run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + pins);
-        CHECK(stats.exit_code == 0);
-        CHECK_THAT(stats.output, Catch::Contains("routed 1"));
+        CHECK(wait_for_counter(next, "routed", 1) == 1);
         stop_daemon(next);
     }
     CHECK(pinned_objects(pins).empty());
@@ -92,8 +89,7 @@ TEST_CASE("a client that half-closes right after its hello is served by the fall
     // may share a line).
     const auto lines = daemon->logs("sockmap_fallback").size();
     CHECK(lines >= 1);
-    std::this_thread::sleep_for(1500ms);  // counters are published once a second
-    CHECK(daemon_counter(*daemon, "sockmap_fallbacks") >= lines);
+    CHECK(wait_for_counter(*daemon, "sockmap_fallbacks", lines) >= lines);
     stop_daemon(*daemon);
 }
 

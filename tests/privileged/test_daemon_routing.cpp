@@ -17,7 +17,7 @@ using splicer::UniqueFd;
 
 namespace {
 
-const std::string kXmppGreeting =
+const std::string kRoutingXmppGreeting =
     "<?xml version='1.0'?><stream:stream from='chat.example.com' id='t1' version='1.0' "
     "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
@@ -42,7 +42,7 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
 
     test::OpensslServer xmpp_tls({.common_name = "xmpp-tls.backend.test", .alpn = {"xmpp-client"}});
     test::OpensslServer https({.common_name = "https.backend.test", .alpn = {"h2", "http/1.1"}});
-    test::TcpBackend xmpp(test::BackendScript::greet_then_record(kXmppGreeting));
+    test::TcpBackend xmpp(test::BackendScript::greet_then_record(kRoutingXmppGreeting));
     const test::SnikketPorts ports{.listen = test::free_port(),
                                    .xmpp_tls = xmpp_tls.port(),
                                    .https = https.port(),
@@ -123,7 +123,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
             const std::string header = test::xmpp_stream_header();
             UniqueFd client = test::connect_and_send(ports.listen, header, "", ipv6);
             const std::uint16_t client_port = test::local_port(client.get());
-            CHECK(test::read_exactly(client.get(), kXmppGreeting.size(), 5000) == kXmppGreeting);
+            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) ==
+                  kRoutingXmppGreeting);
             const auto routed = test::routed_line(*daemon, client_port);
             INFO(daemon->log_tail());
             REQUIRE(routed.has_value());
@@ -150,7 +151,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
             REQUIRE(closed.has_value());
             const std::multiset<unsigned long long> counted = {
                 closed->number("bytes_in").value_or(0), closed->number("bytes_out").value_or(0)};
-            const std::multiset<unsigned long long> moved = {header.size(), kXmppGreeting.size()};
+            const std::multiset<unsigned long long> moved = {header.size(),
+                                                             kRoutingXmppGreeting.size()};
             CHECK(counted == moved);
             CHECK(closed->has("duration_ms"));
             CHECK(closed->has("end"));
@@ -161,7 +163,8 @@ TEST_CASE("daemon routes ALPN, SNI and plain XMPP like the Snikket sslh snippet"
         if (plane == "sockmap") {
             // Move a few bytes so there is something to count.
             UniqueFd client = test::connect_and_send(ports.listen, test::xmpp_stream_header(), "");
-            CHECK(test::read_exactly(client.get(), kXmppGreeting.size(), 5000) == kXmppGreeting);
+            CHECK(test::read_exactly(client.get(), kRoutingXmppGreeting.size(), 5000) ==
+                  kRoutingXmppGreeting);
             const auto stats = test::run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " +
                                                  daemon->pin_dir());
             INFO(stats.output);
@@ -181,7 +184,7 @@ TEST_CASE(
     SPLICER_FOR_EACH_PLANE(plane);
     const int signal_number = GENERATE(SIGTERM, SIGINT);
     CAPTURE(signal_number);
-    test::TcpBackend xmpp(test::BackendScript::greet_then_record(kXmppGreeting));
+    test::TcpBackend xmpp(test::BackendScript::greet_then_record(kRoutingXmppGreeting));
     test::TcpBackend unused(test::BackendScript::record());
     const test::SnikketPorts ports{.listen = test::free_port(),
                                    .xmpp_tls = unused.port(),
@@ -191,8 +194,8 @@ TEST_CASE(
     std::vector<UniqueFd> clients;
     for (int i = 0; i < 5; ++i) {
         clients.push_back(test::connect_and_send(ports.listen, test::xmpp_stream_header(), ""));
-        CHECK(test::read_exactly(clients.back().get(), kXmppGreeting.size(), 5000) ==
-              kXmppGreeting);
+        CHECK(test::read_exactly(clients.back().get(), kRoutingXmppGreeting.size(), 5000) ==
+              kRoutingXmppGreeting);
     }
     REQUIRE(xmpp.wait_for_accepted(5, 5s));
     if (plane == "sockmap") {

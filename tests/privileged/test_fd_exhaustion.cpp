@@ -48,7 +48,8 @@ rlimit fd_limit_of(pid_t pid) {
 }
 
 // The fds each worker past the first adds to the plan (limits::worker_fds), with `workers`
-// at its default: one per CPU this process may run on, which the daemon inherits. The
+// at its default (these tests' daemons keep it: DaemonOptions::workers nullopt): one per CPU
+// this process may run on, which the daemon inherits. The
 // Snikket config has two listen entries.
 rlim_t extra_worker_fds() {
     const auto workers = static_cast<std::uint32_t>(splicer::daemon::allowed_cpus().size());
@@ -87,6 +88,7 @@ TEST_CASE("the fd limit is raised to what a configured max_connections needs",
         options.config_text =
             "max_connections: " + std::to_string(max_connections) + ";\n" + snikket_config(ports);
         options.splice_mode = plane;
+        options.workers = std::nullopt;  // the default: extra_worker_fds() counts on it
         daemon = std::make_unique<DaemonProcess>(options);
     }
     set_own_fd_limit(own);
@@ -104,7 +106,7 @@ TEST_CASE("the default max_connections is fitted to an fd hard limit that cannot
           "[daemon][fd][serial]") {
     require_root();
     const SnikketPorts ports = unserved_snikket_ports();
-    auto daemon = start_daemon("splice", snikket_config(ports));
+    auto daemon = start_daemon("splice", snikket_config(ports), std::nullopt);
     const auto logged = daemon->wait_for_log("fd_limit", {}, 1s);
     REQUIRE(logged.has_value());
     const rlimit limit = fd_limit_of(daemon->pid());
@@ -135,6 +137,7 @@ TEST_CASE("a max_connections no fd limit can hold refuses the start with a clear
     // fds, over fs.nr_open (1048576 by default), which even root cannot exceed.
     options.config_text = "max_connections: 1000000;\n" + snikket_config(ports);
     options.splice_mode = "splice";
+    options.workers = std::nullopt;
     DaemonProcess daemon(options);
     CHECK_FALSE(daemon.wait_ready(10s));
     const auto fatal = daemon.wait_for_log("fatal", {}, 2s);
@@ -180,6 +183,7 @@ TEST_CASE("EMFILE on accept: no busy loop, held connections go on, serving resum
         "max_connections: " + std::to_string(kConnections) + ";\n" +
         snikket_config(ports, {.probe_timeout_seconds = 1, .on_timeout_xmpp = false});
     options.splice_mode = plane;
+    options.workers = std::nullopt;
     DaemonProcess daemon(options);
     REQUIRE(daemon.wait_ready(15s));
     REQUIRE(fd_limit_of(daemon.pid()).rlim_cur == planned_fds(plane, kConnections));

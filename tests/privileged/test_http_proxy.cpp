@@ -134,21 +134,7 @@ TEST_CASE("http: chunked request over the limit gets 413 mid-stream", "[http]") 
 TEST_CASE("http: a backend that answers before the body is read is relayed", "[http]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);
-    UniqueFd client = connect_loopback(site.listen);
-    const std::string body(8 << 20, 'u');
-    write_all(client.get(), "POST /early HTTP/1.1\r\nHost: chat.example.com\r\nContent-Length: " +
-                                std::to_string(body.size()) + "\r\n\r\n");
-    std::thread sender([&] {
-        try {
-            write_all(client.get(), body);
-        } catch (const std::exception&) {
-            // splicer closes once the answer is relayed: the rest is refused
-        }
-    });
-    BufferedReader reader(client.get(), 10s);
-    const HttpResponse response = read_response(reader);
-    ::shutdown(client.get(), SHUT_RDWR);
-    sender.join();
+    const HttpResponse response = post_answered_early(site.listen, "chat.example.com", "/early");
     INFO(daemon->log_tail(5));
     CHECK(response.status == 401);
     CHECK(response.body == "no way");

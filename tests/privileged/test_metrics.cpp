@@ -22,6 +22,7 @@
 #include "daemon_test_common.h"
 #include "support/client_hello.h"
 #include "support/command.h"
+#include "support/metrics_scrape.h"
 #include "support/raw_client.h"
 #include "support/sockets.h"
 
@@ -29,30 +30,6 @@ using namespace splicer::test;
 using splicer::UniqueFd;
 
 namespace {
-
-// Every sample line of a text exposition ("name{labels} value"), keyed by what precedes the
-// value.
-std::map<std::string, std::uint64_t> parse_samples(const std::string& text) {
-    std::map<std::string, std::uint64_t> samples;
-    std::istringstream lines(text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        const std::size_t space = line.rfind(' ');
-        if (line.empty() || line[0] == '#' || space == std::string::npos) {
-            continue;
-        }
-        samples[line.substr(0, space)] = std::stoull(line.substr(space + 1));
-    }
-    return samples;
-}
-
-std::map<std::string, std::uint64_t> scrape(std::uint16_t port) {
-    const auto result =
-        run_command("curl -sS -m 5 http://127.0.0.1:" + std::to_string(port) + "/metrics");
-    CAPTURE(result.output);
-    REQUIRE(result.exit_code == 0);
-    return parse_samples(result.output);
-}
 
 // `splicer stats --json` turned by jq into the same "name{labels} value" lines.
 std::map<std::string, std::uint64_t> stats_json(const DaemonProcess& daemon) {
@@ -64,7 +41,7 @@ std::map<std::string, std::uint64_t> stats_json(const DaemonProcess& daemon) {
                                     daemon.pin_dir() + " | jq -r '" + jq + "'");
     CAPTURE(result.output);
     REQUIRE(result.exit_code == 0);
-    return parse_samples(result.output);
+    return metric_samples(result.output);
 }
 
 std::uint64_t jq_number(const DaemonProcess& daemon, const std::string& filter) {
@@ -160,10 +137,10 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     // 4. A reload of a broken file, then of the good one again. (The file itself stays
     // root-only: the privileged helper reads it for the dropped daemon.)
     const std::string good = read_file(daemon->config_path());
-    std::ofstream(daemon->config_path(), std::ios::trunc) << "listen: ( { host: ; } );\n";
+    daemon->rewrite_config("listen: ( { host: ; } );\n");
     REQUIRE(::kill(daemon->pid(), SIGHUP) == 0);
     REQUIRE(daemon->wait_for_log("reload_failed", {}, 5s).has_value());
-    std::ofstream(daemon->config_path(), std::ios::trunc) << good;
+    daemon->rewrite_config(good);
     REQUIRE(::kill(daemon->pid(), SIGHUP) == 0);
     REQUIRE(daemon->wait_for_log("reloaded", {}, 5s).has_value());
 
@@ -176,7 +153,7 @@ TEST_CASE("metrics: a scrape after known traffic counts it on every plane, as st
     const auto deadline = Clock::now() + 10s;
     do {
         std::this_thread::sleep_for(300ms);
-        samples = scrape(metrics_port);
+        samples = scrape_metrics(metrics_port);
     } while (Clock::now() < deadline &&
              (samples[bytes_up] != sent || samples[bytes_down] != kReply ||
               samples["splicer_connections_active"] != 0 ||

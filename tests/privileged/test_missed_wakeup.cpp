@@ -34,7 +34,7 @@ using splicer::UniqueFd;
 
 namespace {
 
-constexpr std::uint64_t kDownload = 16ULL << 20;  // backend -> client
+constexpr std::uint64_t kWakeupDownload = 16ULL << 20;  // backend -> client
 constexpr std::uint64_t kSeed = 2107;
 // The client reads nothing for this long: the client socket's send buffer fills and the
 // verdict passes the backend's bytes up (flow control), so the copy path carries the rest.
@@ -42,7 +42,7 @@ constexpr auto kClientWaits = 1000ms;
 // Once the client reads, 16 MiB over loopback take well under a second; the watch finds a
 // missed wake-up within two of its intervals (1 s each with the default stall_timeout).
 // Without the watch's look, the transfer never ends.
-constexpr auto kDeadline = 15s;
+constexpr auto kWakeupDeadline = 15s;
 
 }  // namespace
 
@@ -64,15 +64,15 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
     const auto started = std::chrono::steady_clock::now();
     auto sent = std::async(std::launch::async, [&] {
         test::SendOptions options;
-        options.max_bytes = kDownload;
-        options.max_time = kDeadline;
+        options.max_bytes = kWakeupDownload;
+        options.max_time = kWakeupDeadline;
         options.seed = kSeed;
         return test::send_stream(backend.get(), options);
     });
     std::this_thread::sleep_for(kClientWaits);
     test::ReadOptions reading;
-    reading.max_bytes = kDownload;
-    reading.max_time = kDeadline;
+    reading.max_bytes = kWakeupDownload;
+    reading.max_time = kWakeupDeadline;
     const test::ReadReport read = test::read_stream(client.get(), reading);
     const double took =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -80,11 +80,11 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
 
     INFO(daemon->log_tail(10));
     INFO(test::daemon_stats(*daemon));
-    INFO("client read " << read.bytes << " of " << kDownload << " in " << took
+    INFO("client read " << read.bytes << " of " << kWakeupDownload << " in " << took
                         << " s, backend sent " << send.bytes << " " << send.error);
     WARN("16 MiB with a missed wake-up: " << took << " s");
-    REQUIRE(read.bytes == kDownload);
-    CHECK(read.sha256 == test::sha256_of_generated("", kSeed, kDownload));
+    REQUIRE(read.bytes == kWakeupDownload);
+    CHECK(read.sha256 == test::sha256_of_generated("", kSeed, kWakeupDownload));
     CHECK(read.sha256 == send.sha256);
     // The verdict did pass bytes up (else the hook had nothing to drop and this proves nothing).
     const auto missed = daemon->logs("wakeup_missed");

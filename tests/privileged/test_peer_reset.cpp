@@ -44,8 +44,8 @@ std::unique_ptr<test::DaemonProcess> start_xmpp_daemon(const std::string& plane,
 }
 
 // A plain XMPP connection through the daemon to `backends`: {client, backend}.
-std::pair<splicer::UniqueFd, splicer::UniqueFd> connect_through(std::uint16_t listen_port,
-                                                                const test::Listener& backends) {
+std::pair<splicer::UniqueFd, splicer::UniqueFd> connect_xmpp_pair(std::uint16_t listen_port,
+                                                                  const test::Listener& backends) {
     const std::string header = test::xmpp_stream_header();
     auto client = test::connect_and_send(listen_port, header, "");
     pollfd ready{.fd = backends.fd.get(), .events = POLLIN, .revents = 0};
@@ -88,7 +88,7 @@ TEST_CASE("peer reset: a backend that resets while the client reads nothing is s
     const std::uint16_t listen_port = test::free_port();
     auto daemon = start_xmpp_daemon(plane, listen_port, backends);
 
-    auto [client, backend] = connect_through(listen_port, backends);
+    auto [client, backend] = connect_xmpp_pair(listen_port, backends);
     const std::uint16_t client_port = test::local_port(client.get());
     // The client reads nothing: the daemon's write toward it blocks once its buffers fill.
     const std::size_t sent = send_until_blocked(backend.get(), 500ms, 10s);
@@ -129,7 +129,7 @@ TEST_CASE("peer reset: the closed line names the peer that reset mid-transfer, o
 
     for (const std::string resetting : {"client", "backend"}) {
         CAPTURE(resetting);
-        auto [client, backend] = connect_through(listen_port, backends);
+        auto [client, backend] = connect_xmpp_pair(listen_port, backends);
         const std::uint16_t client_port = test::local_port(client.get());
         std::size_t to_backend = 0;
         std::size_t to_client = 0;

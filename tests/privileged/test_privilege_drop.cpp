@@ -8,24 +8,13 @@
 
 #include "daemon_test_common.h"
 #include "support/command.h"
+#include "support/proc_stats.h"
 #include "support/process.h"
 
 using namespace splicer::test;
 using splicer::UniqueFd;
 
 namespace {
-
-// "Name:\tvalue" from /proc/PID/status ("" when absent).
-std::string status_field(pid_t pid, const std::string& name) {
-    std::istringstream status(read_file("/proc/" + std::to_string(pid) + "/status"));
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind(name + ":", 0) == 0) {
-            const std::size_t value = line.find_first_not_of(" \t", name.size() + 1);
-            return value == std::string::npos ? "" : line.substr(value);
-        }
-    }
-    return "";
-}
 
 // A number from `splicer stats` output ("  NAME VALUE"), the first row of that name.
 std::uint64_t stats_row(const std::string& output, const std::string& name) {
@@ -51,20 +40,20 @@ TEST_CASE("after start-up the daemon has no uid 0 and no capabilities, and still
     REQUIRE(dropped.has_value());
 
     // Uid: real, effective, saved, fs; the same for Gid.
-    std::istringstream uids(status_field(daemon->pid(), "Uid"));
+    std::istringstream uids(proc_status_field(daemon->pid(), "Uid"));
     for (int i = 0; i < 4; ++i) {
         unsigned long uid = 0;
         REQUIRE(uids >> uid);
         CHECK(uid != 0);
         CHECK(std::to_string(uid) == dropped->get("uid"));
     }
-    CHECK(status_field(daemon->pid(), "CapEff") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "CapPrm") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "CapInh") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "CapAmb") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "CapBnd") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "NoNewPrivs") == "1");
-    CHECK(status_field(daemon->pid(), "Groups").empty());
+    CHECK(proc_status_field(daemon->pid(), "CapEff") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "CapPrm") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "CapInh") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "CapAmb") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "CapBnd") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "NoNewPrivs") == "1");
+    CHECK(proc_status_field(daemon->pid(), "Groups").empty());
 
     // A new connection after the drop: routed by SNI, 32 MiB each way, sha256-checked.
     const std::string hello = make_client_hello({.server_name = "chat.example.com"});

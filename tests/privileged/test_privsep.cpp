@@ -19,6 +19,7 @@
 #include "http_test_common.h"
 #include "support/daemon_reload.h"
 #include "support/file_modes.h"
+#include "support/proc_stats.h"
 
 using namespace splicer::test;
 
@@ -26,18 +27,6 @@ namespace {
 
 std::string proc_file(pid_t pid, const std::string& name) {
     return read_file("/proc/" + std::to_string(pid) + "/" + name);
-}
-
-// "Name:\tvalue" from /proc/PID/status ("" when absent).
-std::string status_field(pid_t pid, const std::string& name) {
-    std::istringstream status(proc_file(pid, "status"));
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind(name + ":", 0) == 0) {
-            const std::size_t value = line.find_first_not_of(" \t", name.size() + 1);
-            return value == std::string::npos ? "" : line.substr(value);
-        }
-    }
-    return "";
 }
 
 // The helper's pid, from the worker's `privsep_helper` line; 0 when there is none.
@@ -48,7 +37,7 @@ pid_t helper_pid(const DaemonProcess& daemon) {
 
 // Gone, or a zombie nobody reaps yet (it has ended either way).
 bool ended(pid_t pid) {
-    const std::string state = status_field(pid, "State");
+    const std::string state = proc_status_field(pid, "State");
     return state.empty() || state[0] == 'Z';
 }
 
@@ -87,8 +76,7 @@ TEST_CASE("SIGHUP after the privilege drop rereads a root-only config file (mode
     CHECK(http_exchange(site.listen, get_request("nobody.example.org", "/before")).status == 404);
 
     // Changed on disk: a default route appears and takes unknown hosts.
-    std::ofstream(daemon->config_path(), std::ios::trunc)
-        << http_site_config(site, {.default_route = true});
+    daemon->rewrite_config(http_site_config(site, {.default_route = true}));
     const auto outcome = reload_daemon(*daemon, 5s);
     INFO(daemon->log_tail(20));
     REQUIRE(outcome.has_value());
@@ -110,30 +98,30 @@ TEST_CASE(
     const pid_t helper = helper_pid(*daemon);
     INFO(daemon->log_tail(20));
     REQUIRE(helper > 0);
-    CHECK(status_field(helper, "PPid") == std::to_string(daemon->pid()));
+    CHECK(proc_status_field(helper, "PPid") == std::to_string(daemon->pid()));
 
     // The worker: the main pid, unprivileged, never root again.
-    std::istringstream worker_uids(status_field(daemon->pid(), "Uid"));
+    std::istringstream worker_uids(proc_status_field(daemon->pid(), "Uid"));
     for (int i = 0; i < 4; ++i) {
         unsigned long uid = 0;
         REQUIRE(worker_uids >> uid);
         CHECK(uid != 0);
     }
-    CHECK(status_field(daemon->pid(), "Gid").rfind("0\t", 0) != 0);
-    CHECK(status_field(daemon->pid(), "CapEff") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "CapPrm") == "0000000000000000");
-    CHECK(status_field(daemon->pid(), "NoNewPrivs") == "1");
+    CHECK(proc_status_field(daemon->pid(), "Gid").rfind("0\t", 0) != 0);
+    CHECK(proc_status_field(daemon->pid(), "CapEff") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "CapPrm") == "0000000000000000");
+    CHECK(proc_status_field(daemon->pid(), "NoNewPrivs") == "1");
 
     // The helper: root with no capability but CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
     // (bits 1 and 2), and nothing but stdio and unix sockets.
-    CHECK(status_field(helper, "Uid").rfind("0\t", 0) == 0);
+    CHECK(proc_status_field(helper, "Uid").rfind("0\t", 0) == 0);
     for (const char* set : {"CapEff", "CapPrm", "CapBnd"}) {
         CAPTURE(set);
-        CHECK((std::stoull(status_field(helper, set), nullptr, 16) & ~0x6ULL) == 0);
+        CHECK((std::stoull(proc_status_field(helper, set), nullptr, 16) & ~0x6ULL) == 0);
     }
-    CHECK(status_field(helper, "CapInh") == "0000000000000000");
-    CHECK(status_field(helper, "CapAmb") == "0000000000000000");
-    CHECK(status_field(helper, "NoNewPrivs") == "1");
+    CHECK(proc_status_field(helper, "CapInh") == "0000000000000000");
+    CHECK(proc_status_field(helper, "CapAmb") == "0000000000000000");
+    CHECK(proc_status_field(helper, "NoNewPrivs") == "1");
     const std::string unix_sockets = proc_file(helper, "net/unix");
     int sockets = 0;
     for (const auto& entry :

@@ -75,9 +75,9 @@ std::string config_for(std::uint16_t listen, std::uint16_t backend_v1, std::uint
     return text.str();
 }
 
-constexpr std::uint64_t kPipelined = 32 * 1024;
-constexpr std::uint64_t kUp = 128 * 1024;
-constexpr std::uint64_t kDown = 128 * 1024;
+constexpr std::uint64_t kAcceptPipelined = 32 * 1024;
+constexpr std::uint64_t kAcceptUp = 128 * 1024;
+constexpr std::uint64_t kAcceptDown = 128 * 1024;
 const std::string kSsh = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n";
 
 }  // namespace
@@ -88,7 +88,7 @@ TEST_CASE(
     "[daemon][proxy_accept]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
-    auto script = test::BackendScript::exchange(kDown, 700);
+    auto script = test::BackendScript::exchange(kAcceptDown, 700);
     test::TcpBackend ssh_backend(script);  // rule proxyprotocol: 1
     test::TcpBackend tls_backend(script);  // rule proxyprotocol: 2
     const std::uint16_t listen = test::free_port();
@@ -106,7 +106,7 @@ TEST_CASE(
                                                : v2_header(ipv6, source_port, 443);
                 std::string first =
                     tls ? test::make_client_hello({.server_name = "a.example"}) : kSsh;
-                const std::string pipelined = test::ByteGenerator(seed++).take(kPipelined);
+                const std::string pipelined = test::ByteGenerator(seed++).take(kAcceptPipelined);
                 // Header, first message and pipelined data in ONE send: one segment.
                 UniqueFd client = test::connect_and_send(listen, header + first, pipelined, ipv6);
                 test::TcpBackend& backend = tls ? tls_backend : ssh_backend;
@@ -114,7 +114,7 @@ TEST_CASE(
 
                 test::TransferOptions options;
                 options.sent_before = header + first + pipelined;
-                options.send = {.generated = kUp, .seed = seed++};
+                options.send = {.generated = kAcceptUp, .seed = seed++};
                 options.timeout = 20s;
                 const test::TransferResult result = test::transfer_both_ways(client.get(), options);
                 INFO(daemon->log_tail(20));
@@ -129,11 +129,12 @@ TEST_CASE(
                 CAPTURE(head.size(), record.received_head.size());
                 CHECK(head == expected_sent);
                 CHECK(record.received_head.substr(expected_sent.size(), first.size()) == first);
-                CHECK(record.received == expected_sent.size() + first.size() + kPipelined + kUp);
+                CHECK(record.received ==
+                      expected_sent.size() + first.size() + kAcceptPipelined + kAcceptUp);
                 CHECK(record.received_sha256 ==
                       test::sha256_of_generated(expected_sent + first + pipelined,
-                                                options.send.seed, kUp));
-                CHECK(result.received == kDown);
+                                                options.send.seed, kAcceptUp));
+                CHECK(result.received == kAcceptDown);
                 CHECK(result.received_sha256 == record.sent_sha256);
                 // The log names the header's client, and the balancer as via.
                 const auto line = daemon->wait_for_log(
@@ -326,14 +327,14 @@ TEST_CASE(
                 const std::uint16_t front = haproxy_version == 1 ? front_v1 : front_v2;
                 const std::string first =
                     tls ? test::make_client_hello({.server_name = "a.example"}) : kSsh;
-                const std::string pipelined = test::ByteGenerator(seed++).take(kPipelined);
+                const std::string pipelined = test::ByteGenerator(seed++).take(kAcceptPipelined);
                 UniqueFd client = test::connect_and_send(front, first, pipelined, ipv6);
                 const std::uint16_t client_port = test::local_port(client.get());
                 test::TcpBackend& backend = tls ? tls_backend : ssh_backend;
                 const std::size_t finished_before = backend.finished().size();
                 test::TransferOptions options;
                 options.sent_before = first + pipelined;
-                options.send = {.generated = kUp, .seed = seed++};
+                options.send = {.generated = kAcceptUp, .seed = seed++};
                 options.timeout = 20s;
                 const test::TransferResult result = test::transfer_both_ways(client.get(), options);
                 INFO(daemon->log_tail(20) << "\nhaproxy: " << haproxy.log());
@@ -358,10 +359,11 @@ TEST_CASE(
                 }
                 CHECK(record.received_head.substr(0, expected.size()) == expected);
                 CHECK(record.received_head.substr(expected.size(), first.size()) == first);
-                CHECK(record.received == expected.size() + first.size() + kPipelined + kUp);
+                CHECK(record.received ==
+                      expected.size() + first.size() + kAcceptPipelined + kAcceptUp);
                 CHECK(record.received_sha256 ==
                       test::sha256_of_generated(expected + first + pipelined, options.send.seed,
-                                                kUp));
+                                                kAcceptUp));
             }
         }
     }
@@ -442,9 +444,9 @@ TEST_CASE("proxyprotocol and trusted_proxies are start-up settings: a reload cha
     {
         // The dropped daemon (not root any more) rereads the file: let it.
         test::make_readable_by_all(daemon->config_path());
-        std::ofstream out(daemon->config_path(), std::ios::trunc);
-        out << config_for(listen, ssh_backend.port(), tls_backend.port(),
-                          "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5);
+        daemon->rewrite_config(
+            config_for(listen, ssh_backend.port(), tls_backend.port(),
+                       "proxyprotocol: true; trusted_proxies: [ \"127.0.0.1\" ];", "", 5));
     }
     const std::size_t from = daemon->log_count();
     ::kill(daemon->pid(), SIGHUP);

@@ -96,9 +96,9 @@ std::string proxy_config(const PpPorts& ports) {
     return text.str();
 }
 
-constexpr std::uint64_t kPipelined = 64 * 1024;
-constexpr std::uint64_t kUp = 256 * 1024;    // client -> backend after the first send
-constexpr std::uint64_t kDown = 256 * 1024;  // backend -> client
+constexpr std::uint64_t kSendPipelined = 64 * 1024;
+constexpr std::uint64_t kSendUp = 256 * 1024;    // client -> backend after the first send
+constexpr std::uint64_t kSendDown = 256 * 1024;  // backend -> client
 
 }  // namespace
 
@@ -107,7 +107,7 @@ TEST_CASE("proxyprotocol: the backend reads the exact header, then the stream by
           "[daemon][proxy]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
-    auto script = test::BackendScript::exchange(kDown, 500);
+    auto script = test::BackendScript::exchange(kSendDown, 500);
     script.keep_received = 4096;
     test::TcpBackend tls_v1(script);
     test::TcpBackend tls_v2(script);
@@ -138,7 +138,7 @@ TEST_CASE("proxyprotocol: the backend reads the exact header, then the stream by
     for (const bool ipv6 : {false, true}) {
         for (const Case& c : cases) {
             CAPTURE(c.name, ipv6);
-            const std::string pipelined = test::ByteGenerator(seed++).take(kPipelined);
+            const std::string pipelined = test::ByteGenerator(seed++).take(kSendPipelined);
             std::string first = c.plain_first;
             UniqueFd client =
                 c.sni.empty()
@@ -151,7 +151,7 @@ TEST_CASE("proxyprotocol: the backend reads the exact header, then the stream by
 
             test::TransferOptions options;
             options.sent_before = first + pipelined;
-            options.send = {.generated = kUp, .seed = seed++};
+            options.send = {.generated = kSendUp, .seed = seed++};
             options.timeout = 20s;
             const test::TransferResult result = test::transfer_both_ways(client.get(), options);
             INFO(daemon->log_tail(20));
@@ -166,10 +166,10 @@ TEST_CASE("proxyprotocol: the backend reads the exact header, then the stream by
             CHECK(record.received_head.substr(0, header.size()) == header);
             // Once, then exactly what the client sent: nothing duplicated, nothing lost.
             CHECK(record.received_head.substr(header.size(), first.size()) == first);
-            CHECK(record.received == header.size() + first.size() + kPipelined + kUp);
-            CHECK(record.received_sha256 ==
-                  test::sha256_of_generated(header + first + pipelined, options.send.seed, kUp));
-            CHECK(result.received == kDown);
+            CHECK(record.received == header.size() + first.size() + kSendPipelined + kSendUp);
+            CHECK(record.received_sha256 == test::sha256_of_generated(header + first + pipelined,
+                                                                      options.send.seed, kSendUp));
+            CHECK(result.received == kSendDown);
             CHECK(result.received_sha256 == record.sent_sha256);
             CHECK(record.eof);
         }

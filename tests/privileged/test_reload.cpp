@@ -22,10 +22,6 @@ using splicer::UniqueFd;
 
 namespace {
 
-void rewrite(const std::filesystem::path& config, const std::string& text) {
-    std::ofstream(config, std::ios::trunc) << text;
-}
-
 // Sends SIGHUP and waits for its outcome: the line when it is `event` (reloaded or
 // reload_failed), nullopt when the other came (its error shown) or neither within 5 s.
 std::optional<LogLine> reload(const DaemonProcess& daemon, std::string_view event) {
@@ -95,7 +91,7 @@ TEST_CASE("SIGHUP: a reload waiting on a silent DNS server does not stall the da
     REQUIRE(at != std::string::npos);
     text.replace(at, literal.size(),
                  "host: \"xmpp-backend.test\"; port: \"" + std::to_string(ports.xmpp));
-    rewrite(daemon.config_path(), text);
+    daemon.rewrite_config(text);
 
     const std::size_t from = daemon.log_count();
     const auto sighup_at = Clock::now();
@@ -123,7 +119,7 @@ TEST_CASE("SIGHUP: a reload waiting on a silent DNS server does not stall the da
     CHECK(slowest < 1s);
     // The old rules stay, and a later SIGHUP still works.
     check_still_serving(ports, https);
-    rewrite(daemon.config_path(), snikket_config(ports));
+    daemon.rewrite_config(snikket_config(ports));
     CHECK(reload(daemon, "reloaded").has_value());
     stop_daemon(daemon);
 }
@@ -172,7 +168,7 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
     // Reload: the HTTPS rule now leads to the new backend.
     SnikketPorts moved = ports;
     moved.https = new_https.port();
-    rewrite(daemon->config_path(), snikket_config(moved));
+    daemon->rewrite_config(snikket_config(moved));
     const auto reloaded = reload(*daemon, "reloaded");
     INFO(daemon->log_tail(20));
     REQUIRE(reloaded.has_value());
@@ -182,9 +178,10 @@ TEST_CASE("SIGHUP: new rules for new connections, a spliced 256 MiB transfer goe
     CHECK(old_https.accepted() == 1);  // the new connection did not go to the old backend
 
     // A broken file: refused with its error, the rules in force stay.
-    rewrite(daemon->config_path(),
-            "listen: ( { host: \"127.0.0.1\"; port: \"" + std::to_string(ports.listen) +
-                "\"; } );\nprotocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"99999\"; } );\n");
+    daemon->rewrite_config("listen: ( { host: \"127.0.0.1\"; port: \"" +
+                           std::to_string(ports.listen) +
+                           "\"; } );\nprotocols: ( { name: \"tls\"; host: \"127.0.0.1\"; "
+                           "port: \"99999\"; } );\n");
     const auto failed = reload(*daemon, "reload_failed");
     REQUIRE(failed.has_value());
     CHECK(failed->get("kept") == "old rules");
@@ -215,7 +212,7 @@ TEST_CASE("SIGHUP: port 80 routes reload, dropping the http section is refused",
     CHECK(http_exchange(site.listen, get_request("nobody.example.org", "/before")).status == 404);
 
     // A default route appears (a new route, so a new backend index) and takes unknown hosts.
-    rewrite(daemon->config_path(), http_site_config(site, {.default_route = true}));
+    daemon->rewrite_config(http_site_config(site, {.default_route = true}));
     const auto reloaded = reload(*daemon, "reloaded");
     INFO(daemon->log_tail(20));
     REQUIRE(reloaded.has_value());
@@ -226,7 +223,7 @@ TEST_CASE("SIGHUP: port 80 routes reload, dropping the http section is refused",
     // Without its http section the file would leave port 80 listening with no routes: refused,
     // and the routes in force keep serving.
     const std::string full = http_site_config(site, {.default_route = true});
-    rewrite(daemon->config_path(), full.substr(0, full.find("http: {")));
+    daemon->rewrite_config(full.substr(0, full.find("http: {")));
     const auto refused = reload(*daemon, "reload_failed");
     REQUIRE(refused.has_value());
     CHECK(refused->get("error").find("http section") != std::string::npos);

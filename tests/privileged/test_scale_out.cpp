@@ -97,8 +97,8 @@ std::string expected_v2(std::uint16_t client_port, const std::string& sni) {
 }
 
 // A TCP connection from `source` in namespace `netns` to `destination`:443 (5 s bound).
-UniqueFd connect_from(const std::string& netns, const std::string& source,
-                      const std::string& destination) {
+UniqueFd connect_in_netns(const std::string& netns, const std::string& source,
+                          const std::string& destination) {
     UniqueFd fd;
     test::run_in_netns(netns, [&] { fd = test::socket_bound_to(source); });
     sockaddr_in to{};
@@ -144,8 +144,8 @@ std::optional<Recorded> find_record(const std::array<Host, kHosts>& hosts,
 // it, that this is the SNI's backend, that its header names the client; returns the host.
 std::size_t check_one_connection(const BalancerNetns& netns, std::array<Host, kHosts>& hosts,
                                  const std::string& sni, std::uint64_t seed) {
-    const UniqueFd client = connect_from(netns.client_name(), BalancerNetns::kClientAddress,
-                                         BalancerNetns::kBalancerFrontAddress);
+    const UniqueFd client = connect_in_netns(netns.client_name(), BalancerNetns::kClientAddress,
+                                             BalancerNetns::kBalancerFrontAddress);
     const std::uint16_t client_port = test::local_port(client.get());
     const std::string hello = test::make_client_hello({.server_name = sni});
     test::write_all(client.get(), hello);
@@ -251,8 +251,8 @@ TEST_CASE(
         const std::size_t finished_before =
             hosts[0].named->finished().size() + hosts[0].other->finished().size();
         const std::uint64_t before = test::daemon_counter(*hosts[0].daemon, "proxy_header_missing");
-        const UniqueFd bare = connect_from(balancer, BalancerNetns::balancer_address_towards(0),
-                                           BalancerNetns::host_address(0));
+        const UniqueFd bare = connect_in_netns(balancer, BalancerNetns::balancer_address_towards(0),
+                                               BalancerNetns::host_address(0));
         test::write_all(bare.get(), test::make_client_hello({.server_name = "a.example"}));
         const std::string outcome = test::wait_for_close(bare.get(), 3s);
         CHECK((outcome == "eof" || outcome == "reset"));

@@ -369,6 +369,7 @@ TEST_CASE(
         options.config_text = edge_config();
         options.splice_mode = plane;
         options.command_prefix = netns->command_prefix(Side::edge);
+        options.workers = std::nullopt;  // the deployment as shipped: one worker per CPU
         test::DaemonProcess daemon(options);
         const bool ready = daemon.wait_ready(15s);
         INFO("daemon log:\n" << daemon.log_tail());

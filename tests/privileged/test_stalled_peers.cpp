@@ -39,8 +39,8 @@ std::optional<std::uint64_t> readers_stopped(const test::DaemonProcess& daemon) 
 constexpr int kStallTimeoutSeconds = 2;
 
 // The Snikket snippet with `extra` settings before it; plain XMPP goes to `xmpp_port`.
-std::string config_for(std::uint16_t listen, std::uint16_t xmpp_port, const std::string& extra,
-                       std::uint16_t unused) {
+std::string stall_config(std::uint16_t listen, std::uint16_t xmpp_port, const std::string& extra,
+                         std::uint16_t unused) {
     const test::SnikketPorts ports{
         .listen = listen, .xmpp_tls = unused, .https = unused, .xmpp = xmpp_port};
     return extra + test::snikket_config(ports);
@@ -52,7 +52,7 @@ std::string stall_setting(int seconds = kStallTimeoutSeconds) {
 
 // Sends from `fd` without reading until nothing was taken for 300 ms (every buffer on the
 // way full, the sinks found full), at most 64 MiB or 5 s: the bytes sent.
-std::size_t send_until_blocked(int fd) {
+std::size_t send_until_full(int fd) {
     const std::vector<char> chunk(256 * 1024, 'b');
     std::size_t sent = 0;
     const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -89,7 +89,7 @@ TEST_CASE("stall_timeout: a client that never reads a backend's stream is ended 
     test::TcpBackend unused(test::BackendScript::record());
     const std::uint16_t listen = test::free_port();
     auto daemon = test::start_daemon(
-        plane, config_for(listen, backend.port(), stall_setting(), unused.port()));
+        plane, stall_config(listen, backend.port(), stall_setting(), unused.port()));
 
     UniqueFd client = test::connect_and_send(listen, header, "");
     const std::uint16_t client_port = test::local_port(client.get());
@@ -127,7 +127,7 @@ TEST_CASE("stall_timeout: an idle connection with nothing queued survives well p
     // value) until session 21; an idle pair is watched the same whatever the timeout.
     constexpr int kIdleStallSeconds = 1;
     auto daemon = test::start_daemon(
-        plane, config_for(listen, echo.port(), stall_setting(kIdleStallSeconds), unused.port()));
+        plane, stall_config(listen, echo.port(), stall_setting(kIdleStallSeconds), unused.port()));
 
     const std::string header = test::xmpp_stream_header();
     UniqueFd client = test::connect_and_send(listen, header, "");
@@ -138,7 +138,7 @@ TEST_CASE("stall_timeout: an idle connection with nothing queued survives well p
     // Without the burst the sockmap plane never armed it (the kernel redirects a header and a
     // ping without waking the daemon: only bytes passed by flow control, a sink found full,
     // or an EOF arm it), so dropping DrainWatch's idle verdict went unnoticed there.
-    const std::size_t burst = send_until_blocked(client.get());
+    const std::size_t burst = send_until_full(client.get());
     INFO("the client sent a burst of " << burst << " bytes before the daemon stopped taking");
     REQUIRE(burst >= 1024 * 1024);
     REQUIRE(test::read_exactly(client.get(), burst, 5000).size() == burst);
@@ -163,7 +163,7 @@ TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended",
     test::TcpBackend unused(test::BackendScript::record());
     const std::uint16_t listen = test::free_port();
     auto daemon = test::start_daemon(
-        plane, config_for(listen, backend.port(), stall_setting(), unused.port()));
+        plane, stall_config(listen, backend.port(), stall_setting(), unused.port()));
 
     UniqueFd client = test::connect_and_send(listen, header, "");
     test::SinkOptions sink;
@@ -185,8 +185,9 @@ TEST_CASE("stall_timeout: a slow reader that keeps reading is not ended",
     test::stop_daemon(*daemon);
 }
 
+// Not [serial]: what it measures is its own daemon's sockets (ss by port), not the machine's.
 TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded amount",
-          "[daemon][stall][serial]") {
+          "[daemon][stall]") {
     test::require_root();
     SPLICER_FOR_EACH_PLANE(plane);
     constexpr int kClients = 16;
@@ -198,7 +199,7 @@ TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded 
     test::TcpBackend unused(test::BackendScript::record());
     const std::uint16_t listen = test::free_port();
     // stall_timeout left at its default (120 s): nothing is ended during the test.
-    auto daemon = test::start_daemon(plane, config_for(listen, stream.port(), "", unused.port()));
+    auto daemon = test::start_daemon(plane, stall_config(listen, stream.port(), "", unused.port()));
 
     const std::string header = test::xmpp_stream_header();
     std::vector<UniqueFd> clients;
@@ -251,8 +252,9 @@ TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded 
     test::stop_daemon(*daemon);
 }
 
+// Not [serial], as the case above.
 TEST_CASE("memory per never-reading backend: a client's upload into it holds a bounded amount",
-          "[daemon][stall][serial]") {
+          "[daemon][stall]") {
     test::require_root();
     // Not the splice plane: it reads a client into 1 MiB pipes, TCP autotuning grows the
     // client's receive buffer with that, and it holds 12-14.5 MiB per client here (13.4 before
@@ -282,7 +284,7 @@ TEST_CASE("memory per never-reading backend: a client's upload into it holds a b
     test::TcpBackend unused(test::BackendScript::record());
     const std::uint16_t listen = test::free_port();
     // stall_timeout left at its default (120 s): nothing is ended during the test.
-    auto daemon = test::start_daemon(plane, config_for(listen, backend_port, "", unused.port()));
+    auto daemon = test::start_daemon(plane, stall_config(listen, backend_port, "", unused.port()));
 
     std::vector<UniqueFd> clients;
     for (int i = 0; i < kClients; ++i) {

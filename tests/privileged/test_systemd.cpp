@@ -164,6 +164,8 @@ DaemonOptions activated_options(const std::string& plane, const std::string& con
     options.config_text = config;
     options.splice_mode = plane;
     options.pass_fds = fds;
+    // As the shipped unit runs it: one worker per CPU, every one accepting on the passed fds.
+    options.workers = std::nullopt;
     options.command_prefix = {
         "sh", "-c",
         "export LISTEN_PID=$$ LISTEN_FDS=" + std::to_string(fds.size()) + "; exec \"$0\" \"$@\""};
@@ -195,6 +197,7 @@ TEST_CASE(
     options.config_text = config;
     options.splice_mode = "copy";
     options.command_prefix = {"env", notify.env()};  // env execs: the pid is the daemon's
+    options.workers = std::nullopt;  // the last worker to apply a reload says READY=1
     DaemonProcess daemon(options);
     make_readable_by_all(daemon.config_path());
 
@@ -211,7 +214,7 @@ TEST_CASE(
 
     // A good file: RELOADING=1 (with the monotonic time of the reload) then READY=1, and the
     // reload was applied by then.
-    std::ofstream(daemon.config_path(), std::ios::trunc) << config << "# reloaded\n";
+    daemon.rewrite_config(config + "# reloaded\n");
     const std::uint64_t before = monotonic_microseconds();
     std::size_t from = daemon.log_count();
     ::kill(daemon.pid(), SIGHUP);
@@ -231,7 +234,7 @@ TEST_CASE(
     CHECK(daemon.wait_for_log("reloaded", {}, 5s, from).has_value());
 
     // A broken file: refused, the old rules stay, and the daemon says READY=1 all the same.
-    std::ofstream(daemon.config_path(), std::ios::trunc) << "listen: ( { host: ; } );\n";
+    daemon.rewrite_config("listen: ( { host: ; } );\n");
     from = daemon.log_count();
     ::kill(daemon.pid(), SIGHUP);
     const auto reloading_bad = notify.next(10s);
@@ -457,6 +460,7 @@ TEST_CASE(
         options.config_text = config;
         options.splice_mode = "sockmap";  // a BPF failure must fail the start, not fall back
         options.pin_dir = pins.path();
+        options.workers = std::nullopt;  // every worker's thread under the same bounding set
         options.command_prefix = {"nsenter",        "--net=" + netns.path(),     "--", "setpriv",
                                   "--bounding-set", join(capabilities, missing), "--"};
         return options;

@@ -21,18 +21,6 @@ namespace {
 // fails the comparison wherever it stops.
 constexpr std::size_t kBodyBytes = 1 << 20;
 
-std::string keep_alive_get(const std::string& path) {
-    return "GET " + path + " HTTP/1.1\r\nHost: chat.example.com\r\n\r\n";
-}
-
-void check_served(TlsTestClient& client, const std::string& path) {
-    const HttpResponse answer = client.exchange(keep_alive_get(path));
-    CAPTURE(path, answer.raw_head);
-    CHECK(answer.complete);
-    CHECK(answer.status == 200);
-    CHECK(answer.body == "web GET " + path);
-}
-
 }  // namespace
 
 TEST_CASE(

@@ -57,8 +57,7 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
     const auto key_line =
         std::count(options.config_text.begin(), options.config_text.end(), '\n') - 1;
 
-    std::ofstream(daemon.config_path(), std::ios::trunc)
-        << config_with(ports, pki.a_chain, pki.stray_key);
+    daemon.rewrite_config(config_with(ports, pki.a_chain, pki.stray_key));
     const auto refused = reload_daemon(daemon);
     REQUIRE(refused.has_value());
     REQUIRE(refused->event() == "reload_failed");
@@ -69,8 +68,7 @@ TEST_CASE("SIGHUP: renewed root-only certificates are read, a key that does not 
     check_still_serving(ports, https);
 
     // Renewed: another certificate and its key.
-    std::ofstream(daemon.config_path(), std::ios::trunc)
-        << config_with(ports, pki.b_chain, pki.b_key);
+    daemon.rewrite_config(config_with(ports, pki.b_chain, pki.b_key));
     const auto renewed = reload_daemon(daemon);
     REQUIRE(renewed.has_value());
     CHECK(renewed->event() == "reloaded");

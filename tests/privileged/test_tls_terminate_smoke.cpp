@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TerminatingSite {
+struct SmokeSite {
     TestCertificates pki;
     HttpBackend web{"web"};
     std::uint16_t refused_port = free_port();  // nothing listens
@@ -38,7 +38,7 @@ struct TerminatingSite {
 // A terminating rule for a.test (whose certificate is the first and default entry), the
 // other names spliced to a port where nothing listens; an https route a.test -> `web`, and
 // one to an https:// backend that this version answers 502.
-std::string terminating_config(const TerminatingSite& site) {
+std::string smoke_config(const SmokeSite& site) {
     std::ostringstream text;
     text << "listen: ( { host: \"127.0.0.1\"; port: \"" << site.tls_listen << "\"; } );\n"
          << "protocols: (\n"
@@ -61,12 +61,12 @@ std::string terminating_config(const TerminatingSite& site) {
 }
 
 // curl over TLS to the daemon for the name `host`, trusting the test CA only.
-std::string curl_tls(const TerminatingSite& site, const std::string& host) {
+std::string curl_tls(const SmokeSite& site, const std::string& host) {
     return "--resolve " + host + ":" + std::to_string(site.tls_listen) + ":127.0.0.1 --cacert " +
            site.pki.ca.string() + " ";
 }
 
-std::string url(const TerminatingSite& site, const std::string& host, const std::string& path) {
+std::string url(const SmokeSite& site, const std::string& host, const std::string& path) {
     return "'https://" + host + ":" + std::to_string(site.tls_listen) + path + "'";
 }
 
@@ -75,8 +75,8 @@ std::string url(const TerminatingSite& site, const std::string& host, const std:
 TEST_CASE("tls terminate: requests on one TLS connection reach an http backend, bodies exact",
           "[tls][tls_terminate]") {
     require_root();
-    TerminatingSite site;
-    auto daemon = start_daemon("copy", terminating_config(site));
+    SmokeSite site;
+    auto daemon = start_daemon("copy", smoke_config(site));
 
     // One curl, three transfers to the same origin: curl keeps the TLS connection for all.
     constexpr std::size_t kUpload = 3 * 1024 * 1024 + 17;
@@ -135,8 +135,8 @@ TEST_CASE("tls terminate: requests on one TLS connection reach an http backend, 
 TEST_CASE("tls terminate: an https:// backend is answered 502 naming why, and serving goes on",
           "[tls][tls_terminate]") {
     require_root();
-    TerminatingSite site;
-    auto daemon = start_daemon("copy", terminating_config(site));
+    SmokeSite site;
+    auto daemon = start_daemon("copy", smoke_config(site));
     const CommandResult result =
         run_command("curl -sS --max-time 20 -o /dev/null -w '%{http_code}' " +
                     curl_tls(site, "tls-upstream.a.test") + "-k " +
@@ -158,8 +158,8 @@ TEST_CASE("tls terminate: an https:// backend is answered 502 naming why, and se
 TEST_CASE("tls terminate: a client silent after its ClientHello is closed at header_timeout",
           "[tls][tls_terminate]") {
     require_root();
-    TerminatingSite site;
-    auto daemon = start_daemon("copy", terminating_config(site));
+    SmokeSite site;
+    auto daemon = start_daemon("copy", smoke_config(site));
     // A real hello for a.test: the terminating rule takes it and the server's flight comes
     // back; the client never sends its Finished. The https header_timeout (5 s) bounds the
     // handshake from the accept.
@@ -198,8 +198,8 @@ TEST_CASE("tls terminate: a client silent after its ClientHello is closed at hea
 TEST_CASE("tls terminate: after a 101 the connection is relayed through TLS, not closed",
           "[tls][tls_terminate]") {
     require_root();
-    TerminatingSite site;
-    auto daemon = start_daemon("copy", terminating_config(site));
+    SmokeSite site;
+    auto daemon = start_daemon("copy", smoke_config(site));
     // The backend's /ws answers 101 and echoes; a spliced plane cannot carry a TLS client
     // side, so the daemon relays it through OpenSSL (daemon/tls_relay.h; the full WebSocket
     // exchange is test_tls_websocket.cpp). s_client keeps the connection open until its
@@ -229,8 +229,8 @@ TEST_CASE("tls terminate: after a 101 the connection is relayed through TLS, not
 TEST_CASE("tls terminate: Connection close ends with a close_notify after the whole response",
           "[tls][tls_terminate]") {
     require_root();
-    TerminatingSite site;
-    auto daemon = start_daemon("copy", terminating_config(site));
+    SmokeSite site;
+    auto daemon = start_daemon("copy", smoke_config(site));
     constexpr std::size_t kDownload = 2 * 1024 * 1024 + 1;
     const fs::path downloaded = site.pki.dir.path() / "closing.bin";
     // The close follows the response's last byte: a reset from closing too early would cut

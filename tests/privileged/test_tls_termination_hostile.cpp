@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "support/client_hello.h"
+#include "support/metrics_scrape.h"
 #include "support/raw_client.h"
 #include "support/sockets.h"
 #include "support/tls_test_client.h"
@@ -28,7 +29,7 @@ struct Ending {
     std::chrono::milliseconds after{0};
 };
 
-Ending wait_ended(int fd, std::chrono::milliseconds timeout) {
+Ending wait_connection_ended(int fd, std::chrono::milliseconds timeout) {
     const auto start = Clock::now();
     Ending ending;
     ending.how = wait_for_close(fd, timeout);
@@ -48,35 +49,9 @@ std::string terminated_connection(const DaemonProcess& daemon, std::uint16_t cli
 }
 
 // The daemon's `closed` line for connection `id`, waited for.
-std::optional<LogLine> closed_line(const DaemonProcess& daemon, const std::string& id) {
+std::optional<LogLine> closed_line_of(const DaemonProcess& daemon, const std::string& id) {
     return daemon.wait_for_log(
         "closed", [&](const LogLine& line) { return line.get("conn") == id; }, 5s);
-}
-
-// Every sample of the metrics endpoint ("name{labels}" -> value).
-std::map<std::string, std::uint64_t> scrape(std::uint16_t port) {
-    const CommandResult result =
-        run_command("curl -sS -m 5 http://127.0.0.1:" + std::to_string(port) + "/metrics");
-    CAPTURE(result.output);
-    REQUIRE(result.exit_code == 0);
-    std::map<std::string, std::uint64_t> samples;
-    std::istringstream lines(result.output);
-    for (std::string line; std::getline(lines, line);) {
-        const std::size_t space = line.rfind(' ');
-        if (!line.empty() && line[0] != '#' && space != std::string::npos) {
-            samples[line.substr(0, space)] = std::stoull(line.substr(space + 1));
-        }
-    }
-    return samples;
-}
-
-void check_served(TlsTestClient& client, const std::string& path) {
-    const HttpResponse answer =
-        client.exchange("GET " + path + " HTTP/1.1\r\nHost: chat.example.com\r\n\r\n");
-    CAPTURE(path, answer.raw_head);
-    CHECK(answer.complete);
-    CHECK(answer.status == 200);
-    CHECK(answer.body == "web GET " + path);
 }
 
 }  // namespace
@@ -100,7 +75,7 @@ TEST_CASE(
         std::string("\x63\x03\x03\x00\x10", 5) + std::string(16, 'Z');
     UniqueFd garbage =
         send_client_hello(site.listen, {.server_name = "chat.example.com"}, garbage_record);
-    const Ending garbage_end = wait_ended(garbage.get(), 5s);
+    const Ending garbage_end = wait_connection_ended(garbage.get(), 5s);
     CHECK(garbage_end.how != "open");
     const std::string garbage_id = terminated_connection(*daemon, local_port(garbage.get()));
     REQUIRE(!garbage_id.empty());
@@ -109,7 +84,7 @@ TEST_CASE(
     REQUIRE(garbage_error.has_value());
     CHECK(garbage_error->get("side") == "client");
     CHECK(garbage_error->get("error") == "bad record type");
-    const auto garbage_closed = closed_line(*daemon, garbage_id);
+    const auto garbage_closed = closed_line_of(*daemon, garbage_id);
     REQUIRE(garbage_closed.has_value());
     CHECK(garbage_closed->get("end") == "tls_handshake_failed");
 
@@ -145,7 +120,7 @@ TEST_CASE(
     close_with_reset(std::move(leaving));
     const std::string leaving_id = terminated_connection(*daemon, leaving_port);
     REQUIRE(!leaving_id.empty());
-    const auto leaving_closed = closed_line(*daemon, leaving_id);
+    const auto leaving_closed = closed_line_of(*daemon, leaving_id);
     REQUIRE(leaving_closed.has_value());
     CHECK(leaving_closed->get("end") == "tls_handshake_failed");
 
@@ -156,7 +131,7 @@ TEST_CASE(
     const auto deadline = Clock::now() + 10s;
     do {
         std::this_thread::sleep_for(300ms);
-        samples = scrape(metrics_port);
+        samples = scrape_metrics(metrics_port);
     } while (Clock::now() < deadline &&
              (samples["splicer_connections_closed_total"] < 2 ||
               samples["splicer_http_requests_total{code=\"408\"}"] != 1));

@@ -28,14 +28,7 @@ namespace {
 struct UpstreamSite {
     TestCertificates pki;
     // a.test's certificate from the test CA; and a self-signed one for backend.test.
-    NginxServer verified{{.address = "127.0.0.1",
-                          .https_port = free_port(),
-                          .http_port = free_port(),
-                          .server_name = "a.test",
-                          .https_proxy_protocol = false,
-                          .certificate = pki.a_chain.string(),
-                          .key = pki.a_key.string()},
-                         accepts_on_loopback};
+    NginxServer verified{a_test_https_backend(pki), accepts_on_loopback};
     NginxServer self_signed{{.address = "127.0.0.1",
                              .https_port = free_port(),
                              .http_port = free_port(),
@@ -201,24 +194,13 @@ TEST_CASE("tls upstream: a route's PROXY header goes in the clear before the TLS
     require_root();
     const TestCertificates pki;
     // nginx's `listen ... ssl proxy_protocol`: the header first, then TLS, as HAProxy sends.
-    const NginxServer nginx({.address = "127.0.0.1",
-                             .https_port = free_port(),
-                             .http_port = free_port(),
-                             .server_name = "a.test",
-                             .certificate = pki.a_chain.string(),
-                             .key = pki.a_key.string()},
-                            accepts_on_loopback);
+    NginxOptions reading_proxy_header = a_test_https_backend(pki);
+    reading_proxy_header.https_proxy_protocol = true;
+    const NginxServer nginx(reading_proxy_header, accepts_on_loopback);
     const std::uint16_t tls_listen = free_port();
-    std::ostringstream config;
-    config << "listen: ( { host: \"127.0.0.1\"; port: \"" << tls_listen << "\"; } );\n"
-           << "protocols: ( { name: \"tls\"; terminate: true; } );\n"
-           << "https: {\n"
-           << "  certificates: ( { certificate: \"" << pki.a_chain.string() << "\"; key: \""
-           << pki.a_key.string() << "\"; } );\n"
-           << "  routes: ( { hosts: [ \"a.test\" ]; backend: \"" << https_backend(nginx)
-           << "\"; ca_file: \"" << pki.ca.string() << "\"; proxyprotocol: 1; } );\n"
-           << "};\n";
-    auto daemon = start_daemon("copy", config.str());
+    auto daemon =
+        start_daemon("copy", a_test_https_route_config(tls_listen, pki, https_backend(nginx), "",
+                                                       "", "proxyprotocol: 1; "));
     const std::string port = std::to_string(tls_listen);
     const CommandResult result = run_command(
         "curl -sS --max-time 30 --cacert " + pki.ca.string() + " --resolve a.test:" + port +

@@ -24,6 +24,7 @@
 #include "daemon_test_common.h"
 #include "support/http_backend.h"
 #include "support/http_wire.h"
+#include "support/proc_stats.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
@@ -109,15 +110,16 @@ private:
 };
 
 // While it lives, the calling thread makes its sockets in `ns`.
-class InNetns {
+class EnteredNetns {
 public:
-    explicit InNetns(int ns) : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
+    explicit EnteredNetns(int ns)
+        : home_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {
         REQUIRE(home_);
         REQUIRE(::setns(ns, CLONE_NEWNET) == 0);
     }
-    ~InNetns() { ::setns(home_.get(), CLONE_NEWNET); }
-    InNetns(const InNetns&) = delete;
-    InNetns& operator=(const InNetns&) = delete;
+    ~EnteredNetns() { ::setns(home_.get(), CLONE_NEWNET); }
+    EnteredNetns(const EnteredNetns&) = delete;
+    EnteredNetns& operator=(const EnteredNetns&) = delete;
 
 private:
     UniqueFd home_;
@@ -146,7 +148,7 @@ test::SocketAddress ip_address(const std::string& ip, std::uint16_t port) {
 // 5 s bound. Blocking.
 UniqueFd connect_in(int ns, const std::string& source, std::uint16_t source_port,
                     const test::SocketAddress& to, bool transparent = false) {
-    const InNetns inside(ns);
+    const EnteredNetns inside(ns);
     const bool ipv6 = source.find(':') != std::string::npos;
     UniqueFd fd(::socket(ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     REQUIRE(fd);
@@ -166,7 +168,7 @@ UniqueFd connect_in(int ns, const std::string& source, std::uint16_t source_port
 
 // A TcpBackend listening on 127.0.0.1 / ::1 of the host namespace.
 std::unique_ptr<test::TcpBackend> backend_in(int ns, const test::BackendScript& script, bool ipv6) {
-    const InNetns inside(ns);
+    const EnteredNetns inside(ns);
     return std::make_unique<test::TcpBackend>(script, ipv6);
 }
 
@@ -187,18 +189,6 @@ std::string transparent_config(bool ipv6, std::uint16_t ssh_port, std::uint16_t 
 }
 
 const std::string kSshBanner = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
-
-// "Name:\tvalue" from /proc/PID/status ("" when absent).
-std::string status_field(pid_t pid, const std::string& name) {
-    std::istringstream status(test::read_file("/proc/" + std::to_string(pid) + "/status"));
-    for (std::string line; std::getline(status, line);) {
-        if (line.rfind(name + ":", 0) == 0) {
-            const std::size_t value = line.find_first_not_of(" \t", name.size() + 1);
-            return value == std::string::npos ? "" : line.substr(value);
-        }
-    }
-    return "";
-}
 
 // The capability names of `setting=` lines in a unit file, lowercased without "cap_", as
 // setpriv takes them.
@@ -229,9 +219,9 @@ std::string setpriv_set(const std::vector<std::string>& names) {
     return text;
 }
 
-constexpr std::uint64_t kPipelined = 64 * 1024;
-constexpr std::uint64_t kUp = 512 * 1024;
-constexpr std::uint64_t kDown = 512 * 1024;
+constexpr std::uint64_t kTransparentPipelined = 64 * 1024;
+constexpr std::uint64_t kTransparentUp = 512 * 1024;
+constexpr std::uint64_t kTransparentDown = 512 * 1024;
 
 }  // namespace
 
@@ -247,7 +237,8 @@ TEST_CASE(
     std::uint64_t seed = 300;
     for (const bool ipv6 : {false, true}) {
         CAPTURE(ipv6);
-        auto ssh = backend_in(net.host_fd(), test::BackendScript::exchange(kDown, 700), ipv6);
+        auto ssh =
+            backend_in(net.host_fd(), test::BackendScript::exchange(kTransparentDown, 700), ipv6);
         auto xmpp = backend_in(net.host_fd(), test::BackendScript::exchange(4096, 800), ipv6);
         auto daemon = net.start_daemon(plane, transparent_config(ipv6, ssh->port(), xmpp->port()));
         REQUIRE(daemon->wait_ready(15s));
@@ -256,13 +247,13 @@ TEST_CASE(
 
         // SSH (OpenSSH reads no PROXY header): the banner, data pipelined behind it, then
         // both directions at once.
-        const std::string pipelined = test::ByteGenerator(seed++).take(kPipelined);
+        const std::string pipelined = test::ByteGenerator(seed++).take(kTransparentPipelined);
         UniqueFd client = connect_in(net.client_fd(), client_ip, 0, listen);
         const std::string client_address = test::local_address(client.get());
         test::write_all(client.get(), kSshBanner + pipelined);
         test::TransferOptions options;
         options.sent_before = kSshBanner + pipelined;
-        options.send = {.generated = kUp, .seed = seed++};
+        options.send = {.generated = kTransparentUp, .seed = seed++};
         options.timeout = 20s;
         const test::TransferResult result = test::transfer_both_ways(client.get(), options);
         INFO(test::describe_stream(result));
@@ -271,10 +262,10 @@ TEST_CASE(
         const test::BackendConnection record = ssh->finished().back();
         CAPTURE(client_address, record.peer);
         CHECK(record.peer == client_address);
-        CHECK(record.received == kSshBanner.size() + kPipelined + kUp);
+        CHECK(record.received == kSshBanner.size() + kTransparentPipelined + kTransparentUp);
         CHECK(record.received_sha256 == result.sent_sha256);
         CHECK(record.eof);
-        CHECK(result.received == kDown);
+        CHECK(result.received == kTransparentDown);
         CHECK(result.received_sha256 == record.sent_sha256);
         const auto routed = daemon->wait_for_log("routed", {}, 2s);
         REQUIRE(routed.has_value());
@@ -396,13 +387,13 @@ TEST_CASE(
         REQUIRE(daemon->wait_for_log("privileges_dropped", {}, 1s).has_value());
         // CAP_NET_RAW is bit 13.
         const std::string kept = transparent ? "0000000000002000" : "0000000000000000";
-        CHECK(status_field(daemon->pid(), "CapEff") == kept);
-        CHECK(status_field(daemon->pid(), "CapPrm") == kept);
-        CHECK(status_field(daemon->pid(), "CapInh") == "0000000000000000");
-        CHECK(status_field(daemon->pid(), "CapAmb") == "0000000000000000");
-        CHECK(status_field(daemon->pid(), "CapBnd") == "0000000000000000");
-        CHECK(status_field(daemon->pid(), "NoNewPrivs") == "1");
-        CHECK(status_field(daemon->pid(), "Uid").rfind("0\t", 0) != 0);
+        CHECK(test::proc_status_field(daemon->pid(), "CapEff") == kept);
+        CHECK(test::proc_status_field(daemon->pid(), "CapPrm") == kept);
+        CHECK(test::proc_status_field(daemon->pid(), "CapInh") == "0000000000000000");
+        CHECK(test::proc_status_field(daemon->pid(), "CapAmb") == "0000000000000000");
+        CHECK(test::proc_status_field(daemon->pid(), "CapBnd") == "0000000000000000");
+        CHECK(test::proc_status_field(daemon->pid(), "NoNewPrivs") == "1");
+        CHECK(test::proc_status_field(daemon->pid(), "Uid").rfind("0\t", 0) != 0);
         test::stop_daemon(*daemon);
     }
 
@@ -429,7 +420,7 @@ TEST_CASE(
     net.route_replies_back();
     std::unique_ptr<test::HttpBackend> web;
     {
-        const InNetns inside(net.host_fd());
+        const EnteredNetns inside(net.host_fd());
         web = std::make_unique<test::HttpBackend>("web");
     }
     const std::string config =

@@ -42,13 +42,6 @@ bool wait_for_closed(const DaemonProcess& daemon, std::size_t count) {
     return daemon.logs("closed").size() >= count;
 }
 
-UniqueFd connect_from(const char* source, std::uint16_t port) {
-    UniqueFd fd = socket_bound_to(source);
-    const SocketAddress remote = loopback_address(port);
-    REQUIRE(::connect(fd.get(), remote.get(), remote.length) == 0);
-    return fd;
-}
-
 // True when the daemon closed (or reset) this client within `within`.
 bool closed_by_daemon(const UniqueFd& client, std::chrono::milliseconds within) {
     pollfd waiting{.fd = client.get(), .events = POLLIN, .revents = 0};
@@ -167,9 +160,10 @@ TEST_CASE("workers 2: 200 connections land on both workers, byte-exact both ways
     }
     CHECK(ids.size() == daemon->logs("closed").size());
     // `splicer stats` reads the sum over both workers.
-    std::this_thread::sleep_for(1500ms);
+    // Each worker's snapshot holds its accepted, closed and active counts of one moment: once
+    // both have published every close, active is their sum at that moment.
+    CHECK(wait_for_counter(*daemon, "closed", kConnections) == kConnections);
     CHECK(daemon_counter(*daemon, "accepted") == kConnections);
-    CHECK(daemon_counter(*daemon, "closed") == kConnections);
     CHECK(daemon_counter(*daemon, "active") == 0);
 
     stop_daemon(*daemon);
@@ -216,8 +210,7 @@ TEST_CASE("workers 2: the per-client limit counts a client's connections on ever
     INFO(setup.daemon->log_tail(20));
     CHECK(heavy.held.size() == 2);
     CHECK(heavy.refused == 10);
-    std::this_thread::sleep_for(1500ms);
-    CHECK(daemon_counter(*setup.daemon, "refused_per_client") == 10);
+    CHECK(wait_for_counter(*setup.daemon, "refused_per_client", 10) == 10);
     stop_daemon(*setup.daemon);
 }
 

@@ -14,6 +14,7 @@
 #include "support/http_backend.h"
 #include "support/openssl_client.h"
 #include "support/test_certificates.h"
+#include "support/tls_test_client.h"
 
 namespace splicer::test {
 
@@ -58,6 +59,20 @@ inline std::string terminating_config(const TerminatingSite& site,
          << "  routes: ( { hosts: [ \"*\" ]; backend: \"" << site.web.address() << "\"; } );\n"
          << "};\n";
     return text.str();
+}
+
+// A GET for `path` on chat.example.com that keeps the connection open.
+inline std::string keep_alive_get(const std::string& path) {
+    return "GET " + path + " HTTP/1.1\r\nHost: chat.example.com\r\n\r\n";
+}
+
+// One keep-alive GET on `client`'s connection, answered whole by the site's web backend.
+inline void check_served(TlsTestClient& client, const std::string& path) {
+    const HttpResponse answer = client.exchange(keep_alive_get(path));
+    CAPTURE(path, answer.raw_head);
+    CHECK(answer.complete);
+    CHECK(answer.status == 200);
+    CHECK(answer.body == "web GET " + path);
 }
 
 // What s_client sends through a terminating listener: one request, then the server closes.

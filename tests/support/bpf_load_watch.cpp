@@ -18,12 +18,12 @@ namespace {
 // makes a few dozen (libbpf's feature probes load small programs too).
 constexpr std::size_t kDataPages = 8;
 
-std::size_t page_size() {
+std::size_t mapped_page_size() {
     return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
 }
 
 std::size_t mapping_bytes() {
-    return (1 + kDataPages) * page_size();
+    return (1 + kDataPages) * mapped_page_size();
 }
 
 // PERF_RECORD_BPF_EVENT as laid out with sample_id_all and PERF_SAMPLE_TID
@@ -85,14 +85,14 @@ BpfLoadWatch::~BpfLoadWatch() {
 
 std::vector<BpfProgramLoad> BpfLoadWatch::loads() const {
     std::vector<BpfProgramLoad> found;
-    const std::size_t data_bytes = kDataPages * page_size();
+    const std::size_t data_bytes = kDataPages * mapped_page_size();
     for (const Buffer& buffer : buffers_) {
         auto* meta = static_cast<perf_event_mmap_page*>(buffer.map);
         const std::uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
         if (head > data_bytes) {
             throw std::runtime_error("perf buffer full: BPF load records lost");
         }
-        const auto* data = static_cast<const std::uint8_t*>(buffer.map) + page_size();
+        const auto* data = static_cast<const std::uint8_t*>(buffer.map) + mapped_page_size();
         std::uint64_t at = 0;
         while (at + sizeof(perf_event_header) <= head) {
             perf_event_header header{};

@@ -10,6 +10,14 @@ std::string all_diagnostics(const config::LoadResult& result, std::string_view s
     return out;
 }
 
+std::vector<std::string> formatted_diagnostics(const std::vector<config::Diagnostic>& diagnostics) {
+    std::vector<std::string> lines;
+    for (const config::Diagnostic& diagnostic : diagnostics) {
+        lines.push_back(config::format(diagnostic, "splicer.conf"));
+    }
+    return lines;
+}
+
 std::string proxy_config(const ProxyConfigSlots& slots) {
     return "listen: ( { host: \"0.0.0.0\"; port: \"443\"; " + slots.listen + " } );\n"
            "protocols: (\n"

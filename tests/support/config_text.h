@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "splicer/config.h"
 
@@ -12,6 +13,9 @@ namespace splicer::test {
 
 // Every diagnostic of `result`, formatted as `splicer check` prints it, one a line.
 std::string all_diagnostics(const config::LoadResult& result, std::string_view source = "<config>");
+
+// Each diagnostic as `splicer check` prints it for a file named splicer.conf, one an entry.
+std::vector<std::string> formatted_diagnostics(const std::vector<config::Diagnostic>& diagnostics);
 
 // Settings put verbatim into one place each of proxy_config's text ("" leaves it plain).
 struct ProxyConfigSlots {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include "support/proc_stats.h"
@@ -92,6 +93,35 @@ bool PinDir::remove() const {
 
 // --- DaemonProcess --------------------------------------------------------------------------
 
+namespace {
+
+// True when a line of `text` starts (after blanks) with the top-level `workers` setting.
+bool sets_workers(const std::string& text) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        const std::size_t start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line.compare(start, 7, "workers") != 0) {
+            continue;
+        }
+        const std::size_t after = line.find_first_not_of(" \t", start + 7);
+        if (after != std::string::npos && (line[after] == ':' || line[after] == '=')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// `text` with `workers: N;` appended (after every other line: the lines a test's checks
+// name stay where they are), unless it sets workers itself or `workers` is nullopt.
+std::string with_workers(const std::string& text, std::optional<std::uint32_t> workers) {
+    if (!workers || sets_workers(text)) {
+        return text;
+    }
+    return text + "\nworkers: " + std::to_string(*workers) + ";\n";
+}
+
+}  // namespace
+
 DaemonProcess::DaemonProcess(DaemonOptions options)
     : options_(std::move(options)),
       temp_dir_("splicer-daemon"),
@@ -103,7 +133,8 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
     if (echo != nullptr && std::strcmp(echo, "1") == 0) {
         options_.echo = true;
     }
-    config_path_ = temp_dir_.write_file("splicer.conf", options_.config_text);
+    config_path_ =
+        temp_dir_.write_file("splicer.conf", with_workers(options_.config_text, options_.workers));
     argv_ = options_.command_prefix;
     argv_.insert(argv_.end(), {options_.binary, "run", "--config", config_path_.string()});
     if (!options_.splice_mode.empty()) {
@@ -132,6 +163,14 @@ DaemonProcess::DaemonProcess(DaemonOptions options)
     write_end.reset();  // only the child holds the write end: EOF when it exits
     reader_ =
         std::thread([this, fd = std::move(read_end)]() mutable { read_stderr(std::move(fd)); });
+}
+
+void DaemonProcess::rewrite_config(const std::string& text) const {
+    std::ofstream out(config_path_, std::ios::trunc);
+    out << with_workers(text, options_.workers);
+    if (!out.flush()) {
+        throw std::runtime_error("rewriting " + config_path_.string());
+    }
 }
 
 DaemonProcess::~DaemonProcess() {

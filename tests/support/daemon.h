@@ -66,6 +66,12 @@ struct DaemonOptions {
     int stderr_pipe_bytes = 1 << 20;
     // Copy every daemon line to the test's stderr as it arrives (also: env SPLICER_TEST_ECHO=1).
     bool echo = false;
+    // Event loops: `workers: N;` is appended to config_text unless the text sets workers
+    // itself. One unless a test asks: every worker is an io_uring and a pinned thread more
+    // at each of the suite's ~400 daemon starts, and most tests are about something else.
+    // nullopt: the daemon's own default (one per CPU it may run on), kept by the tests of
+    // workers, of the fd plan and of whole deployments (tests/README.md).
+    std::optional<std::uint32_t> workers = 1;
 };
 
 using LogPredicate = std::function<bool(const LogLine&)>;
@@ -82,6 +88,11 @@ public:
     [[nodiscard]] const std::string& pin_dir() const { return pin_dir_.path(); }
     [[nodiscard]] const std::filesystem::path& config_path() const { return config_path_; }
     [[nodiscard]] const std::vector<std::string>& argv() const { return argv_; }
+
+    // Replaces the config file's text (its mode and owner stay) with `text` plus the workers
+    // line DaemonOptions::workers added at start, if `text` has none: what the next reload
+    // reads, so that a reload changes only what the test changed.
+    void rewrite_config(const std::string& text) const;
 
     // The first line at index >= `from` with this event (any event when empty) for which the
     // predicate holds (no predicate: any). Waits up to `timeout`; gives up early once the

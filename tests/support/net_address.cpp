@@ -29,6 +29,10 @@ net::SocketAddress address_of(const std::string& ip, std::uint16_t port) {
     return address;
 }
 
+net::SocketAddress loopback_v4(std::uint16_t port) {
+    return address_of("127.0.0.1", port);
+}
+
 std::string u16(std::uint16_t value) {
     return {static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
 }

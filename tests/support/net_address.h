@@ -14,6 +14,9 @@ namespace splicer::test {
 // std::invalid_argument when `ip` is not a literal of that family.
 net::SocketAddress address_of(const std::string& ip, std::uint16_t port);
 
+// 127.0.0.1 with `port` (0: any), for the daemon's own listen and connect calls.
+net::SocketAddress loopback_v4(std::uint16_t port);
+
 // `value` as two bytes, most significant first (a PROXY v2 length or port, a TLV length).
 std::string u16(std::uint16_t value);
 

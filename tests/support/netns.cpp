@@ -70,7 +70,7 @@ Listening listen_in(int ns, const char* ip) {
     return listening;
 }
 
-UniqueFd connect_from(int ns, const char* ip, std::uint16_t port) {
+UniqueFd connect_in_ns(int ns, const char* ip, std::uint16_t port) {
     UniqueFd fd = tcp_socket_in(ns);
     sockaddr_in in = address(ip, port);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&in), sizeof(in)) != 0) {
@@ -136,17 +136,17 @@ NetnsTopology::~NetnsTopology() {
 NetnsTopology::Pair NetnsTopology::connect_through() {
     Pair pair;
     Listening front_listener = listen_in(splicer_ns_.get(), "198.18.0.2");
-    pair.client = connect_from(client_ns_.get(), "198.18.0.2", front_listener.port);
+    pair.client = connect_in_ns(client_ns_.get(), "198.18.0.2", front_listener.port);
     pair.front = accept_from(front_listener);
     Listening server_listener = listen_in(server_ns_.get(), "198.18.1.1");
-    pair.back = connect_from(splicer_ns_.get(), "198.18.1.1", server_listener.port);
+    pair.back = connect_in_ns(splicer_ns_.get(), "198.18.1.1", server_listener.port);
     pair.server = accept_from(server_listener);
     return pair;
 }
 
 std::pair<UniqueFd, UniqueFd> NetnsTopology::connect_direct() {
     Listening server_listener = listen_in(server_ns_.get(), "198.18.1.1");
-    UniqueFd client = connect_from(client_ns_.get(), "198.18.1.1", server_listener.port);
+    UniqueFd client = connect_in_ns(client_ns_.get(), "198.18.1.1", server_listener.port);
     UniqueFd server = accept_from(server_listener);
     return {std::move(client), std::move(server)};
 }

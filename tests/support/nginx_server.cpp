@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "support/command.h"
+#include "support/daemon.h"
 #include "support/listening_child.h"
 
 namespace splicer::test {
@@ -98,6 +99,16 @@ std::string NginxServer::http_log() const {
 }
 std::string NginxServer::error_log() const {
     return read_file(dir_.path() / "logs" / "error.log");
+}
+
+NginxOptions a_test_https_backend(const TestCertificates& pki) {
+    return {.address = "127.0.0.1",
+            .https_port = free_port(),
+            .http_port = free_port(),
+            .server_name = "a.test",
+            .https_proxy_protocol = false,
+            .certificate = pki.a_chain.string(),
+            .key = pki.a_key.string()};
 }
 
 }  // namespace splicer::test

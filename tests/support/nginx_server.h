@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/process.h"
+#include "support/test_certificates.h"
 
 namespace splicer::test {
 
@@ -29,6 +30,10 @@ struct NginxOptions {
     std::string certificate;
     std::string key;
 };
+
+// nginx on 127.0.0.1 (two free ports) serving HTTPS as a.test with `pki`'s a.test certificate
+// and no PROXY header: the verified https:// backend of the TLS upstream and pool tests.
+NginxOptions a_test_https_backend(const TestCertificates& pki);
 
 class NginxServer {
 public:

@@ -45,6 +45,17 @@ std::uint64_t third_field(const char* path) {
 
 }  // namespace
 
+std::string proc_status_field(pid_t pid, const std::string& name) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind(name + ":", 0) == 0) {
+            const std::size_t value = line.find_first_not_of(" \t", name.size() + 1);
+            return value == std::string::npos ? "" : line.substr(value);
+        }
+    }
+    return "";
+}
+
 std::optional<std::uint64_t> mem_available() {
     return kilobyte_field("/proc/meminfo", "MemAvailable:");
 }

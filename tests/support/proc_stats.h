@@ -12,6 +12,9 @@
 
 namespace splicer::test {
 
+// "Name:\tvalue" from /proc/PID/status: the value ("" when absent or unreadable).
+std::string proc_status_field(pid_t pid, const std::string& name);
+
 // MemAvailable from /proc/meminfo, in bytes (nullopt if unreadable).
 std::optional<std::uint64_t> mem_available();
 

@@ -177,6 +177,15 @@ UniqueFd socket_bound_to(const std::string& source, bool nonblocking) {
     return fd;
 }
 
+UniqueFd connect_from(const std::string& source, std::uint16_t port) {
+    UniqueFd fd = socket_bound_to(source);
+    const SocketAddress remote = loopback_address(port);
+    if (::connect(fd.get(), remote.get(), remote.length) != 0) {
+        fail("connect from " + source + " to port " + std::to_string(port));
+    }
+    return fd;
+}
+
 UniqueFd accept_one(const Listener& listener) {
     UniqueFd fd(::accept4(listener.fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd) {

@@ -53,6 +53,8 @@ UniqueFd accept_one(const Listener& listener);
 // kernel-chosen port, not yet connected, so a test can speak as many client addresses.
 // Throws on failure.
 UniqueFd socket_bound_to(const std::string& source, bool nonblocking = false);
+// Blocking connect from `source` (socket_bound_to) to 127.0.0.1:port; throws on failure.
+UniqueFd connect_from(const std::string& source, std::uint16_t port);
 
 // A connected pair over real TCP: {client end, server end}.
 std::pair<UniqueFd, UniqueFd> tcp_pair();

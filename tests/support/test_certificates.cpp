@@ -93,4 +93,9 @@ IssuedCertificate TestCertificates::issue(const std::string& name,
     return {.chain = dir.path() / (name + ".pem"), .key = dir.path() / (name + ".key")};
 }
 
+const TestCertificates& shared_pki() {
+    static const TestCertificates pki;
+    return pki;
+}
+
 }  // namespace splicer::test

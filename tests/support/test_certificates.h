@@ -41,4 +41,8 @@ struct TestCertificates {
     std::filesystem::path not_pem;          // a text file that is neither
 };
 
+// One PKI per test process, made on first use: Catch2 runs a test case again from its start
+// for every GENERATE row and section, and the tests only read it.
+const TestCertificates& shared_pki();
+
 }  // namespace splicer::test

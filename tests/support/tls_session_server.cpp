@@ -19,7 +19,7 @@
 namespace splicer::test {
 namespace {
 
-constexpr std::size_t kChunk = 16384;
+constexpr std::size_t kReadChunk = 16384;
 
 std::span<const std::byte> as_bytes(const std::string& text, std::size_t from) {
     return std::as_bytes(std::span(text)).subspan(from);
@@ -96,7 +96,7 @@ TlsConnectionReport TlsSessionServer::serve(UniqueFd socket) {
     const auto deadline = std::chrono::steady_clock::now() + per_connection_;
     Sha256Hasher received_hash;
     ByteGenerator generator(7);
-    std::array<std::byte, kChunk> buffer{};
+    std::array<std::byte, kReadChunk> buffer{};
     std::vector<std::byte> inbound;  // received, not yet taken by ingest()
     std::size_t inbound_taken = 0;
     std::string outgoing;  // plaintext to write, not yet taken by write_plain()
@@ -168,8 +168,8 @@ TlsConnectionReport TlsSessionServer::serve(UniqueFd socket) {
                     }
                     break;
                 }
-                outgoing =
-                    generator.take(static_cast<std::size_t>(std::min<std::uint64_t>(left, kChunk)));
+                outgoing = generator.take(
+                    static_cast<std::size_t>(std::min<std::uint64_t>(left, kReadChunk)));
                 outgoing_taken = 0;
                 report.sent_plain += outgoing.size();
             }

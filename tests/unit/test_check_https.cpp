@@ -12,6 +12,7 @@
 
 #include "splicer/config.h"
 #include "support/command.h"
+#include "support/config_text.h"
 #include "support/process.h"
 #include "support/test_certificates.h"
 #include "tls/certificate_store.h"
@@ -19,7 +20,7 @@
 namespace splicer::test {
 namespace {
 
-const std::string kSplicer = SPLICER_BINARY;
+const std::string kSplicerBinary = SPLICER_BINARY;
 
 struct HttpsFiles {
     std::string certificate;
@@ -45,14 +46,6 @@ std::string https_config(const HttpsFiles& files) {
                                   : "    ca_file: \"" + files.ca_file + "\";") +
            " } );\n"
            "};\n";
-}
-
-std::vector<std::string> formatted(const std::vector<config::Diagnostic>& diagnostics) {
-    std::vector<std::string> lines;
-    for (const config::Diagnostic& diagnostic : diagnostics) {
-        lines.push_back(config::format(diagnostic, "splicer.conf"));
-    }
-    return lines;
 }
 
 }  // namespace
@@ -110,7 +103,7 @@ TEST_CASE("splicer check reads the https files and names each problem's setting 
     for (const Case& row : cases) {
         CAPTURE(row.label);
         const auto path = dir_for_configs.write_file("splicer.conf", https_config(row.files));
-        const auto result = run_command(kSplicer + " check --config " + path.string());
+        const auto result = run_command(kSplicerBinary + " check --config " + path.string());
         CAPTURE(result.output);
         CHECK(result.exit_code == row.exit_code);
         const std::string expected =
@@ -159,7 +152,7 @@ TEST_CASE("https file check: not yet valid, and every file read through the read
     CHECK(asked == std::vector<std::string>{"/parent/a.pem", "/parent/a.key", "/parent/ca.pem"});
 
     // Not yet valid (the certificates are made valid from now): an error naming the line.
-    const auto early = formatted(
+    const auto early = formatted_diagnostics(
         tls::check_https_files(*loaded.config->https, std::time(nullptr) - 86400 * 10, reader));
     REQUIRE(early.size() == 1);
     CHECK(early[0].rfind("splicer.conf:5: error: https.certificates.[0].certificate: "
@@ -169,7 +162,8 @@ TEST_CASE("https file check: not yet valid, and every file read through the read
     const auto refused =
         config::load_string(https_config({"/parent/a.pem", "/parent/other.key", "/parent/ca.pem"}));
     REQUIRE(refused.ok());
-    CHECK(formatted(tls::check_https_files(*refused.config->https, std::time(nullptr), reader)) ==
+    CHECK(formatted_diagnostics(
+              tls::check_https_files(*refused.config->https, std::time(nullptr), reader)) ==
           std::vector<std::string>{
               "splicer.conf:6: error: https.certificates.[0].key: parent refuses "
               "/parent/other.key"});

@@ -12,7 +12,7 @@ using splicer::test::all_diagnostics;
 
 namespace {
 
-std::string config_with(const std::string& rule_option, const std::string& route_option) {
+std::string rule_route_config(const std::string& rule_option, const std::string& route_option) {
     return splicer::test::proxy_config({.rule = rule_option, .route = route_option});
 }
 
@@ -22,8 +22,8 @@ TEST_CASE("proxyprotocol: 1 or 2 on a rule and on an http route, shown by check"
     const auto [rule_version, route_version] =
         GENERATE(table<int, int>({{1, 2}, {2, 1}, {2, 2}, {1, 1}}));
     const LoadResult result = splicer::config::load_string(
-        config_with("proxyprotocol: " + std::to_string(rule_version) + ";",
-                    "proxyprotocol: " + std::to_string(route_version) + ";"));
+        rule_route_config("proxyprotocol: " + std::to_string(rule_version) + ";",
+                          "proxyprotocol: " + std::to_string(route_version) + ";"));
     INFO(all_diagnostics(result));
     REQUIRE(result.ok());
     CHECK(result.diagnostics.empty());  // no notice: the setting is used, not ignored
@@ -53,7 +53,7 @@ TEST_CASE("proxyprotocol: other values and types are errors naming the setting a
     CAPTURE(value);
     SECTION("on a protocols entry") {
         const LoadResult result =
-            splicer::config::load_string(config_with("proxyprotocol: " + value + ";", ""));
+            splicer::config::load_string(rule_route_config("proxyprotocol: " + value + ";", ""));
         INFO(all_diagnostics(result));
         REQUIRE_FALSE(result.ok());
         REQUIRE(result.diagnostics.size() == 1);
@@ -63,7 +63,7 @@ TEST_CASE("proxyprotocol: other values and types are errors naming the setting a
     }
     SECTION("on an http route") {
         const LoadResult result =
-            splicer::config::load_string(config_with("", "proxyprotocol: " + value + ";"));
+            splicer::config::load_string(rule_route_config("", "proxyprotocol: " + value + ";"));
         INFO(all_diagnostics(result));
         REQUIRE_FALSE(result.ok());
         REQUIRE(result.diagnostics.size() == 1);

@@ -13,7 +13,7 @@ using splicer::http::MessageParser;
 
 namespace {
 
-struct Outcome {
+struct ParseOutcome {
     int status = 0;  // 0: no error
     MessageHead head;
     std::string body;      // body bytes as consumed (chunk framing included)
@@ -22,8 +22,8 @@ struct Outcome {
 };
 
 // Feeds `input` in pieces of `chunk` bytes until the first message ends or fails.
-Outcome frame(MessageParser& parser, const std::string& input, std::size_t chunk) {
-    Outcome out;
+ParseOutcome frame(MessageParser& parser, const std::string& input, std::size_t chunk) {
+    ParseOutcome out;
     bool in_body = false;
     std::size_t pos = 0;
     while (true) {
@@ -54,7 +54,7 @@ Outcome frame(MessageParser& parser, const std::string& input, std::size_t chunk
     return out;
 }
 
-Outcome frame_request(const std::string& input, std::size_t chunk,
+ParseOutcome frame_request(const std::string& input, std::size_t chunk,
                       std::uint64_t max_body = 1024) {
     MessageParser parser(MessageParser::Kind::request);
     parser.set_max_body(max_body);
@@ -78,14 +78,14 @@ TEST_CASE("http requests: head, body and end are the same for every split", "[ht
             {"GET / HTTP/1.0\r\n\r\n", "GET", "/", "", true},
         }));
     CAPTURE(input);
-    const Outcome whole = frame_request(input, input.size());
+    const ParseOutcome whole = frame_request(input, input.size());
     REQUIRE(whole.status == 0);
     REQUIRE(whole.complete);
     CHECK(whole.head.method == method);
     CHECK(whole.head.target == target);
     CHECK(whole.body == body);
     CHECK((whole.used == input.size()) == used_all);
-    const Outcome bytewise = frame_request(input, 1);
+    const ParseOutcome bytewise = frame_request(input, 1);
     REQUIRE(bytewise.status == 0);
     REQUIRE(bytewise.complete);
     CHECK(bytewise.head.method == method);
@@ -99,7 +99,7 @@ TEST_CASE("http requests: headers as received, framing and keep-alive", "[http]"
     const std::string input =
         "GET / HTTP/1.1\r\nHost: Chat.Example.com:80\r\nX-A:  spaced value \r\n"
         "Connection: keep-alive\r\n\r\n";
-    const Outcome out = frame_request(input, 3);
+    const ParseOutcome out = frame_request(input, 3);
     REQUIRE(out.complete);
     REQUIRE(out.head.headers.size() == 3);
     CHECK(out.head.headers[0].name == "Host");
@@ -109,7 +109,7 @@ TEST_CASE("http requests: headers as received, framing and keep-alive", "[http]"
     CHECK_FALSE(frame_request("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 7)
                     .head.keep_alive);
     CHECK_FALSE(frame_request("GET / HTTP/1.0\r\n\r\n", 7).head.keep_alive);
-    const Outcome upgrade = frame_request(
+    const ParseOutcome upgrade = frame_request(
         "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 5);
     CHECK(upgrade.head.upgrade);
     CHECK(upgrade.complete);
@@ -152,7 +152,7 @@ TEST_CASE("http requests: malformed and smuggling shapes get their status", "[ht
     CAPTURE(input.substr(0, 120));
     for (const std::size_t chunk : {input.size(), std::size_t{1}, std::size_t{7}}) {
         CAPTURE(chunk);
-        const Outcome out = frame_request(input, chunk);
+        const ParseOutcome out = frame_request(input, chunk);
         CHECK(out.status == status);
         CHECK_FALSE(out.complete);
     }
@@ -168,7 +168,7 @@ TEST_CASE("http requests: pipelined messages are framed one after another", "[ht
         std::string rest = input;
         std::vector<std::string> targets;
         while (!rest.empty()) {
-            const Outcome out = frame(parser, rest, chunk);
+            const ParseOutcome out = frame(parser, rest, chunk);
             REQUIRE(out.complete);
             targets.push_back(out.head.target);
             rest = rest.substr(out.used);
@@ -181,7 +181,7 @@ TEST_CASE("http requests: pipelined messages are framed one after another", "[ht
 TEST_CASE("http responses: framing, no body for HEAD, body until EOF", "[http]") {
     MessageParser parser(MessageParser::Kind::response);
     const std::string fixed = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
-    Outcome out = frame(parser, fixed, 1);
+    ParseOutcome out = frame(parser, fixed, 1);
     REQUIRE(out.complete);
     CHECK(out.head.status == 200);
     CHECK(out.head.reason == "OK");
@@ -225,7 +225,7 @@ TEST_CASE("http requests: over 100 header fields get 431 before the head ends", 
     };
     const std::string at_limit = head_with(100);
     for (const std::size_t chunk : {at_limit.size(), std::size_t{1}}) {
-        const Outcome out = frame_request(at_limit, chunk);
+        const ParseOutcome out = frame_request(at_limit, chunk);
         CHECK(out.status == 0);
         CHECK(out.complete);
         CHECK(out.head.headers.size() == 100);
@@ -240,7 +240,7 @@ TEST_CASE("http requests: over 100 header fields get 431 before the head ends", 
         CAPTURE(input.size());
         for (const std::size_t chunk : {input.size(), std::size_t{1}, std::size_t{7}}) {
             CAPTURE(chunk);
-            const Outcome out = frame_request(input, chunk);
+            const ParseOutcome out = frame_request(input, chunk);
             CHECK(out.status == 431);
             CHECK_FALSE(out.complete);
             CHECK(out.used < input.size());
@@ -287,7 +287,7 @@ TEST_CASE("http requests: Host must be one valid authority, else 400", "[http]")
     CAPTURE(input);
     for (const std::size_t chunk : {input.size(), std::size_t{1}}) {
         CAPTURE(chunk);
-        const Outcome out = frame_request(input, chunk);
+        const ParseOutcome out = frame_request(input, chunk);
         CHECK(out.status == status);
         CHECK(out.complete == (status == 0));
     }

@@ -23,9 +23,9 @@ using splicer::test::run_command;
 
 namespace {
 
-const std::string kSource = SPLICER_SOURCE_DIR;
+const std::string kSourceDir = SPLICER_SOURCE_DIR;
 
-std::string read_whole(const std::filesystem::path& path) {
+std::string read_source_file(const std::filesystem::path& path) {
     std::ifstream in(path);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
@@ -63,8 +63,9 @@ std::set<std::string> words_of(const std::string& text) {
 std::set<std::string> candidate_names() {
     static const std::regex kLiteral("\"([a-z][a-z0-9_-]*)\"");
     std::set<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(kSource + "/userspace/config")) {
-        const std::string text = read_whole(entry.path());
+    for (const auto& entry :
+         std::filesystem::directory_iterator(kSourceDir + "/userspace/config")) {
+        const std::string text = read_source_file(entry.path());
         for (auto it = std::sregex_iterator(text.begin(), text.end(), kLiteral);
              it != std::sregex_iterator(); ++it) {
             names.insert((*it)[1].str());
@@ -81,7 +82,7 @@ struct Place {
     std::set<std::string> already_there;
 };
 
-const Place kPlaces[] = {
+const Place kConfigPlaces[] = {
     {"top level",
      "listen: ( { host: \"127.0.0.1\"; port: 1; } );\n"
      "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: 2; } );\n@\n",
@@ -157,7 +158,7 @@ TEST_CASE("man pages render with man -l without a groff warning", "[man]") {
     const auto page = GENERATE(as<std::string>{}, "splicer.8", "splicer.conf.5");
     const auto locale = GENERATE(as<std::string>{}, "C", "C.UTF-8");
     CAPTURE(page, locale);
-    const Rendered rendered = render(kSource + "/dist/man/" + page, locale);
+    const Rendered rendered = render(kSourceDir + "/dist/man/" + page, locale);
     CHECK(rendered.exit_code == 0);
     CHECK(rendered.warnings.empty());
     CAPTURE(rendered.text.substr(0, 400));
@@ -177,19 +178,19 @@ TEST_CASE("man pages render with man -l without a groff warning", "[man]") {
 
 TEST_CASE("every setting the config loader accepts is in splicer.conf(5)", "[man]") {
     // The template files themselves load without a diagnostic, else "accepted" means nothing.
-    for (const Place& place : kPlaces) {
+    for (const Place& place : kConfigPlaces) {
         CAPTURE(place.path);
         const auto loaded = splicer::config::load_string(with_setting(place, ""));
         CHECK(loaded.ok());
         CHECK(loaded.diagnostics.empty());
         CHECK_FALSE(accepted(place, "no_such_setting_anywhere"));
     }
-    const Rendered rendered = render(kSource + "/dist/man/splicer.conf.5", "C");
+    const Rendered rendered = render(kSourceDir + "/dist/man/splicer.conf.5", "C");
     REQUIRE(rendered.exit_code == 0);
     const std::set<std::string> documented = words_of(rendered.text);
     const std::set<std::string> candidates = candidate_names();
     std::size_t settings = 0;
-    for (const Place& place : kPlaces) {
+    for (const Place& place : kConfigPlaces) {
         for (const std::string& name : candidates) {
             if (!accepted(place, name)) {
                 continue;

@@ -19,7 +19,7 @@ using splicer::metrics::RuleSeriesTable;
 
 namespace {
 
-constexpr std::string_view kBase =
+constexpr std::string_view kMetricsBase =
     "listen: ( { host: \"0.0.0.0\"; port: \"443\"; } );\n"
     "protocols: ( { name: \"tls\"; host: \"127.0.0.1\"; port: \"5443\"; } );\n";
 
@@ -205,16 +205,16 @@ TEST_CASE("metrics endpoint: GET /metrics gets the text, anything else a short e
 
 TEST_CASE("metrics config: off by default, host and port, errors name setting and line",
           "[metrics][config]") {
-    CHECK_FALSE(load(kBase).metrics.has_value());
+    CHECK_FALSE(load(kMetricsBase).metrics.has_value());
     const auto config =
-        load(std::string(kBase) + "metrics: { host: \"127.0.0.1\"; port: 9123; };\n");
+        load(std::string(kMetricsBase) + "metrics: { host: \"127.0.0.1\"; port: 9123; };\n");
     REQUIRE(config.metrics.has_value());
     CHECK(config.metrics->address.host == "127.0.0.1");
     CHECK(config.metrics->address.port == 9123);
     CHECK(config.metrics->line == 3);
     CHECK_THAT(splicer::config::describe(config),
                Catch::Contains("metrics listen 127.0.0.1:9123/metrics (line 3)"));
-    CHECK_THAT(splicer::config::describe(load(kBase)), Catch::Contains("metrics: off"));
+    CHECK_THAT(splicer::config::describe(load(kMetricsBase)), Catch::Contains("metrics: off"));
 
     auto [text, setting, message] = GENERATE(table<std::string, std::string, std::string>({
         {"metrics: { host: \"127.0.0.1\"; port: 70000; };", "metrics.port", "1..65535"},
@@ -224,7 +224,8 @@ TEST_CASE("metrics config: off by default, host and port, errors name setting an
         {"metrics: { host: \"0.0.0.0\"; port: \"443\"; };", "metrics", "already listening"},
     }));
     CAPTURE(text);
-    const LoadResult result = splicer::config::load_string(std::string(kBase) + "\n" + text + "\n");
+    const LoadResult result =
+        splicer::config::load_string(std::string(kMetricsBase) + "\n" + text + "\n");
     REQUIRE_FALSE(result.ok());
     bool found = false;
     for (const auto& diagnostic : result.diagnostics) {
@@ -238,7 +239,7 @@ TEST_CASE("metrics config: off by default, host and port, errors name setting an
     CHECK(found);
     // A host others can reach is allowed, with a notice.
     const LoadResult open = splicer::config::load_string(
-        std::string(kBase) + "metrics: { host: \"0.0.0.0\"; port: 9123; };\n");
+        std::string(kMetricsBase) + "metrics: { host: \"0.0.0.0\"; port: 9123; };\n");
     REQUIRE(open.ok());
     REQUIRE(open.diagnostics.size() == 1);
     CHECK(open.diagnostics[0].setting == "metrics.host");

@@ -19,15 +19,12 @@
 #include "privsep/file_bundle.h"
 #include "privsep/helper.h"
 #include "splicer/unique_fd.h"
+#include "support/client_hello.h"
 
 using namespace splicer::privsep;
 using splicer::UniqueFd;
 
 namespace {
-
-std::span<const std::byte> bytes_of(const std::string& text) {
-    return std::as_bytes(std::span(text.data(), text.size()));
-}
 
 FileBundle sample() {
     FileBundle bundle;
@@ -42,7 +39,7 @@ FileBundle sample() {
 TEST_CASE("privsep: a file bundle decodes to what was encoded", "[privsep]") {
     const FileBundle bundle = sample();
     const std::string encoded = encode(bundle);
-    auto decoded = decode(bytes_of(encoded));
+    auto decoded = decode(splicer::test::as_bytes(encoded));
     REQUIRE(decoded.has_value());
     REQUIRE(decoded->files.size() == 3);
     for (std::size_t i = 0; i < 3; ++i) {
@@ -59,19 +56,19 @@ TEST_CASE("privsep: every cut of a file bundle and every lying length is refused
     const std::string encoded = encode(bundle);
     for (std::size_t cut = 0; cut < encoded.size(); ++cut) {
         CAPTURE(cut);
-        CHECK_FALSE(decode(bytes_of(encoded.substr(0, cut))).has_value());
+        CHECK_FALSE(decode(splicer::test::as_bytes(encoded.substr(0, cut))).has_value());
     }
-    CHECK_FALSE(decode(bytes_of(encoded + "x")).has_value());
+    CHECK_FALSE(decode(splicer::test::as_bytes(encoded + "x")).has_value());
     // A file length of 4 GiB - 1 with three bytes behind it.
     std::string lying = encoded;
     const std::uint32_t huge = 0xffffffff;
     std::memcpy(lying.data() + 4 + 4 + 4 + 2 + 4, &huge, sizeof huge);
-    CHECK_FALSE(decode(bytes_of(lying)).has_value());
+    CHECK_FALSE(decode(splicer::test::as_bytes(lying)).has_value());
     // More files than the limit.
     std::string many = encoded;
     const auto count = static_cast<std::uint32_t>(kMaxFiles + 1);
     std::memcpy(many.data() + 4, &count, sizeof count);
-    CHECK_FALSE(decode(bytes_of(many)).has_value());
+    CHECK_FALSE(decode(splicer::test::as_bytes(many)).has_value());
 }
 
 TEST_CASE("privsep: a bundle source answers only for the paths it holds", "[privsep]") {

@@ -33,7 +33,7 @@ std::string unhex(const std::string& hex) {
     return out;
 }
 
-const std::string kSignature = "0d0a0d0a000d0a515549540a";
+const std::string kSignatureHex = "0d0a0d0a000d0a515549540a";
 
 // Every proper prefix needs more; the whole gives `expected` and so does the whole with
 // bytes behind it (a header never depends on what follows it).
@@ -123,9 +123,8 @@ TEST_CASE("Hostile PROXY v1 lines are invalid, never need more past 107 bytes",
 TEST_CASE("PROXY v2 headers: the spec's layout for TCP over IPv4 and IPv6, TLVs skipped",
           "[proxy_header_parse]") {
     // PROXY, AF_INET/STREAM, 12 address bytes + one 5-byte TLV (type 0x04 NOOP, 2 bytes).
-    const std::string v4 =
-        unhex(kSignature + "2111" + "0011" + "c0000201" + "c6336401" + "dc04" + "01bb" +
-              "040002abcd");
+    const std::string v4 = unhex(kSignatureHex + "2111" + "0011" + "c0000201" + "c6336401" +
+                                 "dc04" + "01bb" + "040002abcd");
     check_prefixes(v4, ProxyParseStatus::parsed);
     const ProxyParseResult parsed4 = parse(v4);
     REQUIRE_FALSE(parsed4.header.local);
@@ -133,9 +132,9 @@ TEST_CASE("PROXY v2 headers: the spec's layout for TCP over IPv4 and IPv6, TLVs 
     REQUIRE(splicer::net::to_string(parsed4.header.source) == "192.0.2.1:56324");
     REQUIRE(splicer::net::to_string(parsed4.header.destination) == "198.51.100.1:443");
 
-    const std::string v6 = unhex(kSignature + "2121" + "0024" +
-                                 "20010db8000000000000000000000001" +
-                                 "00000000000000000000000000000001" + "1f90" + "0050");
+    const std::string v6 =
+        unhex(kSignatureHex + "2121" + "0024" + "20010db8000000000000000000000001" +
+              "00000000000000000000000000000001" + "1f90" + "0050");
     check_prefixes(v6, ProxyParseStatus::parsed);
     const ProxyParseResult parsed6 = parse(v6);
     REQUIRE(splicer::net::to_string(parsed6.header.source) == "[2001:db8::1]:8080");
@@ -146,11 +145,11 @@ TEST_CASE("PROXY v2 LOCAL, UNSPEC, AF_UNIX and DGRAM keep the connection's own a
           "[proxy_header_parse]") {
     const std::string unix_block(216 * 2, '0');
     for (const std::string& hex : {
-             kSignature + "2000" + "0000",                  // LOCAL, as health checks send it
-             kSignature + "2011" + "000c" + std::string(24, '0'),  // LOCAL with addresses
-             kSignature + "2100" + "0000",                  // PROXY, UNSPEC
-             kSignature + "2131" + "00d8" + unix_block,     // PROXY, AF_UNIX STREAM
-             kSignature + "2112" + "000c" + std::string(24, '0'),  // PROXY, AF_INET DGRAM
+             kSignatureHex + "2000" + "0000",  // LOCAL, as health checks send it
+             kSignatureHex + "2011" + "000c" + std::string(24, '0'),  // LOCAL with addresses
+             kSignatureHex + "2100" + "0000",                         // PROXY, UNSPEC
+             kSignatureHex + "2131" + "00d8" + unix_block,            // PROXY, AF_UNIX STREAM
+             kSignatureHex + "2112" + "000c" + std::string(24, '0'),  // PROXY, AF_INET DGRAM
          }) {
         CAPTURE(hex);
         check_prefixes(unhex(hex), ProxyParseStatus::parsed);
@@ -160,18 +159,20 @@ TEST_CASE("PROXY v2 LOCAL, UNSPEC, AF_UNIX and DGRAM keep the connection's own a
 
 TEST_CASE("Hostile PROXY v2 headers are invalid", "[proxy_header_parse]") {
     const auto [hex, reason] = GENERATE(table<std::string, std::string>({
-        {kSignature + "1111" + "000c" + std::string(24, '0'), "v2: version not 2"},
-        {kSignature + "3111" + "000c" + std::string(24, '0'), "v2: version not 2"},
-        {kSignature + "2211" + "000c" + std::string(24, '0'), "v2: unknown command"},
-        {kSignature + "2141" + "000c" + std::string(24, '0'), "v2: unknown family or transport"},
-        {kSignature + "2113" + "000c" + std::string(24, '0'), "v2: unknown family or transport"},
-        {kSignature + "2111" + "0801", "v2: header too long"},
-        {kSignature + "2111" + "ffff", "v2: header too long"},
-        {kSignature + "2111" + "000b" + std::string(22, '0'), "v2: addresses past the header's length"},
-        {kSignature + "2121" + "000c" + std::string(24, '0'), "v2: addresses past the header's length"},
-        {kSignature + "2111" + "000e" + std::string(24, '0') + "04ff",
+        {kSignatureHex + "1111" + "000c" + std::string(24, '0'), "v2: version not 2"},
+        {kSignatureHex + "3111" + "000c" + std::string(24, '0'), "v2: version not 2"},
+        {kSignatureHex + "2211" + "000c" + std::string(24, '0'), "v2: unknown command"},
+        {kSignatureHex + "2141" + "000c" + std::string(24, '0'), "v2: unknown family or transport"},
+        {kSignatureHex + "2113" + "000c" + std::string(24, '0'), "v2: unknown family or transport"},
+        {kSignatureHex + "2111" + "0801", "v2: header too long"},
+        {kSignatureHex + "2111" + "ffff", "v2: header too long"},
+        {kSignatureHex + "2111" + "000b" + std::string(22, '0'),
+         "v2: addresses past the header's length"},
+        {kSignatureHex + "2121" + "000c" + std::string(24, '0'),
+         "v2: addresses past the header's length"},
+        {kSignatureHex + "2111" + "000e" + std::string(24, '0') + "04ff",
          "v2: TLV past the header's length"},
-        {kSignature + "2111" + "0010" + std::string(24, '0') + "040002ab",
+        {kSignatureHex + "2111" + "0010" + std::string(24, '0') + "040002ab",
          "v2: TLV past the header's length"},
         {"0d0a0d0a000d0a5155495451", std::string(splicer::net::kNotProxyHeader)},
     }));

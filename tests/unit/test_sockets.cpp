@@ -4,11 +4,11 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <catch2/catch.hpp>
 #include <cerrno>
 
-#include <catch2/catch.hpp>
-
 #include "net/sockets.h"
+#include "support/net_address.h"
 #include "support/sockets.h"
 
 namespace {
@@ -20,18 +20,12 @@ int no_delay(int fd) {
     return value;
 }
 
-splicer::net::SocketAddress loopback(std::uint16_t port) {
-    auto address = splicer::net::resolve({"127.0.0.1", port});
-    REQUIRE(address.has_value());
-    return *address;
-}
-
 }  // namespace
 
 // Without TCP_NODELAY a relayed small write waits for the peer's delayed ACK (40 ms): the
 // benchmark showed it as a 40 ms median for every new TLS connection through splicer.
 TEST_CASE("client and backend sockets send without Nagle's delay", "[sockets]") {
-    auto listener = splicer::net::listen_on(loopback(0), 4);
+    auto listener = splicer::net::listen_on(splicer::test::loopback_v4(0), 4);
     REQUIRE(listener.has_value());
     CHECK(no_delay(listener->get()) != 0);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "splicer/config.h"
+#include "support/config_text.h"
 #include "support/test_certificates.h"
 #include "tls/certificate_check.h"
 
@@ -21,14 +22,6 @@ namespace {
 const tls::CertificatePlaces kPlaces{{"https.certificates.[0].certificate", 12},
                                      {"https.certificates.[0].key", 13},
                                      {"https.certificates.[0].ocsp_response", 14}};
-
-std::vector<std::string> formatted(const std::vector<config::Diagnostic>& diagnostics) {
-    std::vector<std::string> lines;
-    for (const config::Diagnostic& diagnostic : diagnostics) {
-        lines.push_back(config::format(diagnostic, "splicer.conf"));
-    }
-    return lines;
-}
 
 // While alive, the effective uid is nobody's when the test runs as root (root reads any
 // file), so a mode-0000 file is unreadable for real; restored however the scope ends.
@@ -110,7 +103,7 @@ TEST_CASE("TLS certificate check: each problem is named with its setting, line a
     };
     for (const Case& row : cases) {
         CAPTURE(row.label);
-        const auto lines = formatted(tls::check_certificate_files(row.files, kPlaces));
+        const auto lines = formatted_diagnostics(tls::check_certificate_files(row.files, kPlaces));
         if (row.files.certificate == pki.expired_chain) {
             REQUIRE(lines.size() == 1);
             CHECK(lines[0].rfind(notice_at + "certificate \"" + pki.expired_chain.string() +
@@ -129,13 +122,15 @@ TEST_CASE("TLS certificate check: validity dates against the clock", "[tls_termi
     const std::time_t now = std::time(nullptr);
     CHECK(tls::check_certificate_files(files, kPlaces, now).empty());
     // The certificate is valid for two days from its making.
-    const auto early = formatted(tls::check_certificate_files(files, kPlaces, now - 86400 * 10));
+    const auto early =
+        formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now - 86400 * 10));
     REQUIRE(early.size() == 1);
     CHECK(early[0].rfind(
               "splicer.conf:12: error: https.certificates.[0].certificate: certificate \"" +
                   pki.a_chain.string() + "\" is not valid before 20",
               0) == 0);
-    const auto late = formatted(tls::check_certificate_files(files, kPlaces, now + 86400 * 10));
+    const auto late =
+        formatted_diagnostics(tls::check_certificate_files(files, kPlaces, now + 86400 * 10));
     REQUIRE(late.size() == 1);
     CHECK(late[0].rfind(
               "splicer.conf:12: notice: https.certificates.[0].certificate: certificate \"" +
@@ -153,7 +148,8 @@ TEST_CASE("TLS certificate check: an unreadable key file says Permission denied"
     std::vector<std::string> lines;
     {
         const AsNobody nobody;
-        lines = formatted(tls::check_certificate_files({pki.a_chain, pki.a_key, {}}, kPlaces));
+        lines = formatted_diagnostics(
+            tls::check_certificate_files({pki.a_chain, pki.a_key, {}}, kPlaces));
     }
     CHECK(lines == std::vector<std::string>{"splicer.conf:13: error: https.certificates.[0].key: "
                                             "cannot read \"" +

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "support/client_hello.h"
 #include "support/streams.h"
 #include "support/test_certificates.h"
 #include "tls/cipher_channel.h"
@@ -19,11 +20,7 @@
 namespace splicer::test {
 namespace {
 
-std::span<const std::byte> bytes_of(const std::string& text) {
-    return std::as_bytes(std::span<const char>(text));
-}
-
-std::string text_of(std::span<const std::byte> bytes) {
+std::string text_of_bytes(std::span<const std::byte> bytes) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
@@ -54,17 +51,17 @@ TEST_CASE("tls cipher queue: a buffer only while bytes wait, bounded, contiguous
     CHECK(queue.put({}) == 0);
     CHECK_FALSE(queue.holds_buffer());  // nothing put: nothing allocated
 
-    CHECK(queue.put(bytes_of("abcdef")) == 6);
+    CHECK(queue.put(as_bytes("abcdef")) == 6);
     CHECK(queue.holds_buffer());
-    CHECK(queue.put(bytes_of("ghijk")) == 2);  // capacity 8: the rest is refused
-    CHECK(queue.put(bytes_of("x")) == 0);
-    CHECK(text_of(queue.pending()) == "abcdefgh");
+    CHECK(queue.put(as_bytes("ghijk")) == 2);  // capacity 8: the rest is refused
+    CHECK(queue.put(as_bytes("x")) == 0);
+    CHECK(text_of_bytes(queue.pending()) == "abcdefgh");
 
     queue.consume(3);
-    CHECK(text_of(queue.pending()) == "defgh");
+    CHECK(text_of_bytes(queue.pending()) == "defgh");
     // Full at the back: the next put moves what is pending to the front first.
-    CHECK(queue.put(bytes_of("ijkl")) == 3);
-    CHECK(text_of(queue.pending()) == "defghijk");
+    CHECK(queue.put(as_bytes("ijkl")) == 3);
+    CHECK(text_of_bytes(queue.pending()) == "defghijk");
 
     queue.consume(100);  // more than pending: all of it
     CHECK(queue.empty());
@@ -77,7 +74,7 @@ TEST_CASE("tls cipher queue: a buffer only while bytes wait, bounded, contiguous
     const std::span<std::byte> room = queue.room();
     room[0] = std::byte{'z'};
     queue.filled(1);
-    CHECK(text_of(queue.pending()) == "z");
+    CHECK(text_of_bytes(queue.pending()) == "z");
 }
 
 TEST_CASE("tls cipher channel: after a handshake and data both ways no session holds a buffer",
@@ -120,13 +117,13 @@ TEST_CASE("tls cipher channel: after a handshake and data both ways no session h
         // want_output passes the same bytes again, as OpenSSL requires).
         if (up_sent < up.size()) {
             up_sent += client
-                           ->write_plain(bytes_of(up).subspan(up_sent).first(
+                           ->write_plain(as_bytes(up).subspan(up_sent).first(
                                std::min<std::size_t>(16384, up.size() - up_sent)))
                            .bytes;
         }
         if (down_sent < down.size()) {
             down_sent += server
-                             ->write_plain(bytes_of(down).subspan(down_sent).first(
+                             ->write_plain(as_bytes(down).subspan(down_sent).first(
                                  std::min<std::size_t>(16384, down.size() - down_sent)))
                              .bytes;
         }

@@ -43,7 +43,7 @@ using splicer::tls::ParseResult;
 
 namespace build = splicer::testing;
 
-ParseResult parse(const ByteVector& bytes) {
+ParseResult parse_hello(const ByteVector& bytes) {
     return splicer::tls::parse_client_hello(std::as_bytes(std::span<const std::uint8_t>(bytes)));
 }
 
@@ -116,7 +116,7 @@ std::string describe(const ParseResult& result) {
     return out.str();
 }
 
-bool contains(const std::vector<std::uint16_t>& values, std::uint16_t wanted) {
+bool list_contains(const std::vector<std::uint16_t>& values, std::uint16_t wanted) {
     return std::find(values.begin(), values.end(), wanted) != values.end();
 }
 
@@ -152,7 +152,7 @@ constexpr std::size_t kSegmentSize = 1460;  // one Ethernet MSS
 // need_more for every proper prefix; the same match whole, per TCP segment and in random
 // splits; and bytes pipelined after the hello change nothing. Returns the match.
 ParseResult check_feeding(const ByteVector& hello) {
-    const ParseResult whole = parse(hello);
+    const ParseResult whole = parse_hello(hello);
     INFO("whole hello: " << describe(whole));
     REQUIRE(whole.verdict == Verdict::match);
     const std::string expected = describe(whole);
@@ -207,7 +207,7 @@ ParseResult check_feeding(const ByteVector& hello) {
     };
     for (const ByteVector& tail : pipelined) {
         CAPTURE(tail.size());
-        REQUIRE(describe(parse(concat(hello, tail))) == expected);
+        REQUIRE(describe(parse_hello(concat(hello, tail))) == expected);
     }
     return whole;
 }
@@ -281,9 +281,9 @@ TEST_CASE("ClientHellos written by libssl parse to the SNI and ALPN that were se
     CHECK(result.hello.legacy_version == 0x0303);
     CHECK_FALSE(result.hello.has_encrypted_client_hello);
     if (max_version == TLS1_2_VERSION) {
-        CHECK_FALSE(contains(result.hello.supported_versions, 0x0304));
+        CHECK_FALSE(list_contains(result.hello.supported_versions, 0x0304));
     } else {
-        CHECK(contains(result.hello.supported_versions, 0x0304));
+        CHECK(list_contains(result.hello.supported_versions, 0x0304));
     }
 }
 
@@ -310,7 +310,7 @@ ByteVector s_client_hello(const std::vector<std::string>& options) {
     ByteVector received;
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(kCaptureTimeoutMs);
-    while (parse(received).verdict == Verdict::need_more) {
+    while (parse_hello(received).verdict == Verdict::need_more) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                               deadline - std::chrono::steady_clock::now())
                               .count();
@@ -365,7 +365,7 @@ TEST_CASE("ClientHellos sent by openssl s_client parse to its options", "[tls]")
     CHECK(result.hello.server_name == server_name);
     CHECK(result.hello.alpn_protocols == alpn);
     if (tls_version == TLS1_2_VERSION) {
-        CHECK_FALSE(contains(result.hello.supported_versions, 0x0304));
+        CHECK_FALSE(list_contains(result.hello.supported_versions, 0x0304));
     }
     if (tls_version == TLS1_3_VERSION) {
         CHECK(result.hello.supported_versions == std::vector<std::uint16_t>{0x0304});
@@ -491,8 +491,8 @@ TEST_CASE("the size limits sit exactly at kMaxClientHelloLength", "[tls]") {
         const ByteVector hello = build::build_hello(spec_of_body_length(kMaxClientHelloLength));
         REQUIRE(build::get_be(hello, 6, 3) == kMaxClientHelloLength);
         REQUIRE(hello.size() <= kMaxProbeBytes);
-        CHECK(parse(hello).verdict == Verdict::match);
-        CHECK(parse(hello).hello.server_name == "large.example.com");
+        CHECK(parse_hello(hello).verdict == Verdict::match);
+        CHECK(parse_hello(hello).hello.server_name == "large.example.com");
         // Every prefix would be slow at this size; a stride and the last one will do.
         PrefixFeeder feeder(hello);
         for (std::size_t length = 0; length < hello.size(); length += 997) {
@@ -505,7 +505,7 @@ TEST_CASE("the size limits sit exactly at kMaxClientHelloLength", "[tls]") {
         const ByteVector hello = build::build_hello(spec_of_body_length(kMaxClientHelloLength + 1));
         CHECK(parse_prefix(hello, 8).verdict == Verdict::need_more);
         CHECK(describe(parse_prefix(hello, 9)) == "no-match: ClientHello too large");
-        CHECK(describe(parse(hello)) == "no-match: ClientHello too large");
+        CHECK(describe(parse_hello(hello)) == "no-match: ClientHello too large");
     }
 }
 
@@ -688,7 +688,7 @@ TEST_CASE("malformed hellos are a clean no_match with a reason", "[tls]") {
          "supported_versions list length overruns its extension"},
     }));
     CAPTURE(name, bytes.size());
-    CHECK(describe(parse(bytes)) == "no-match: " + reason);
+    CHECK(describe(parse_hello(bytes)) == "no-match: " + reason);
     // No prefix may match: a match would have to persist as bytes arrive. Long inputs get a
     // stride, to keep the run short.
     const std::size_t stride = bytes.size() > 4096 ? 97 : 1;
@@ -704,15 +704,15 @@ TEST_CASE("malformed hellos are a clean no_match with a reason", "[tls]") {
 
 TEST_CASE("hopeless prefixes are refused at once, not after buffering", "[tls]") {
     SECTION("SSLv2 at its first byte") {
-        CHECK(describe(parse({0x80})) == "no-match: SSLv2-style ClientHello");
+        CHECK(describe(parse_hello({0x80})) == "no-match: SSLv2-style ClientHello");
     }
     SECTION("a non-handshake record at its first byte") {
-        CHECK(describe(parse({0x17})) == "no-match: not a TLS handshake record");
+        CHECK(describe(parse_hello({0x17})) == "no-match: not a TLS handshake record");
     }
     SECTION("a 70000-byte claim after the 9 header bytes") {
         const ByteVector claim = {0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x01, 0x11, 0x70};
         CHECK(parse_prefix(claim, 8).verdict == Verdict::need_more);
-        CHECK(describe(parse(claim)) == "no-match: ClientHello too large");
+        CHECK(describe(parse_hello(claim)) == "no-match: ClientHello too large");
     }
     SECTION("a record running past the hello as soon as both lengths are known") {
         ByteVector hello = build::build_hello(typical_spec());
@@ -821,18 +821,18 @@ TEST_CASE("every overlong length field is a no_match", "[tls]") {
     CAPTURE(name);
     HelloLayout layout;
     const ByteVector valid = build::build_hello(typical_spec(), &layout);
-    REQUIRE(parse(valid).verdict == Verdict::match);
+    REQUIRE(parse_hello(valid).verdict == Verdict::match);
     const FieldAt at = locate(layout, field);
     const std::uint32_t value = build::get_be(valid, at.offset, at.width);
 
     ByteVector plus_one = valid;
     build::set_be(plus_one, at.offset, at.width, value + 1);
-    CHECK(describe(parse(plus_one)) == "no-match: " + reason_plus_one);
+    CHECK(describe(parse_hello(plus_one)) == "no-match: " + reason_plus_one);
 
     ByteVector at_max = valid;
     build::set_be(at_max, at.offset, at.width,
                   static_cast<std::uint32_t>((std::uint64_t{1} << (8 * at.width)) - 1));
-    CHECK(describe(parse(at_max)) == "no-match: " + reason_at_max);
+    CHECK(describe(parse_hello(at_max)) == "no-match: " + reason_at_max);
 }
 
 TEST_CASE("an overlong handshake length waits for the next record, then fails", "[tls]") {
@@ -841,13 +841,13 @@ TEST_CASE("an overlong handshake length waits for the next record, then fails", 
     build::set_be(hello, layout.handshake_length, 3,
                   build::get_be(hello, layout.handshake_length, 3) + 1);
     // The message could go on in another record: a streaming parser cannot refuse yet.
-    CHECK(parse(hello).verdict == Verdict::need_more);
+    CHECK(parse_hello(hello).verdict == Verdict::need_more);
     // Once that record brings the missing byte, the extensions no longer fill the message.
-    CHECK(describe(parse(concat(hello, {0x16, 0x03, 0x03, 0x00, 0x01, 0x00}))) ==
+    CHECK(describe(parse_hello(concat(hello, {0x16, 0x03, 0x03, 0x00, 0x01, 0x00}))) ==
           "no-match: extensions block does not fill the ClientHello");
     ByteVector at_max = build::build_hello(typical_spec());
     build::set_be(at_max, layout.handshake_length, 3, 0xffffff);
-    CHECK(describe(parse(at_max)) == "no-match: ClientHello too large");
+    CHECK(describe(parse_hello(at_max)) == "no-match: ClientHello too large");
 }
 
 // --- corruption ---------------------------------------------------------------------------
@@ -903,7 +903,7 @@ TEST_CASE("corrupted hellos are parsed without crashing and never insanely", "[t
                     ByteVector corrupted = hello;
                     corrupted[i] ^= mask;
                     CAPTURE(which, i, mask);
-                    check_sane(parse(corrupted), corrupted);
+                    check_sane(parse_hello(corrupted), corrupted);
                 }
             }
         }
@@ -926,7 +926,7 @@ TEST_CASE("corrupted hellos are parsed without crashing and never insanely", "[t
                 corrupted.resize(rng() % (corrupted.size() + 1));
             }
             CAPTURE(round, which, corrupted.size());
-            const ParseResult result = parse(corrupted);
+            const ParseResult result = parse_hello(corrupted);
             check_sane(result, corrupted);
             if (round >= kRoundsWithPrefixes) {
                 continue;

@@ -42,11 +42,6 @@ constexpr std::uint64_t kMiB = 1 << 20;
 constexpr std::size_t kRelayBound =
     4 * daemon::RelayBuffer::kBytes + tls::Session::kDefaultBufferBytes;
 
-const TestCertificates& shared_pki() {
-    static const TestCertificates pki;
-    return pki;
-}
-
 const tls::ServerContext& shared_context() {
     static const std::unique_ptr<tls::ServerContext> context = [] {
         const TestCertificates& pki = shared_pki();
@@ -278,7 +273,7 @@ Handshaken handshake_server(int fd) {
     throw std::runtime_error("server handshake: timed out");
 }
 
-std::vector<std::byte> bytes_of(std::string_view text) {
+std::vector<std::byte> byte_vector_of(std::string_view text) {
     const auto bytes = std::as_bytes(std::span(text));
     return {bytes.begin(), bytes.end()};
 }
@@ -321,8 +316,8 @@ struct Rig {
         start.emplace(daemon::TlsRelayStart{.session = std::move(handshaken.session),
                                             .context_owner = {},
                                             .client_cipher = std::move(handshaken.unread),
-                                            .client_plain = bytes_of(setup.client_plain),
-                                            .backend_plain = bytes_of(setup.backend_plain),
+                                            .client_plain = byte_vector_of(setup.client_plain),
+                                            .backend_plain = byte_vector_of(setup.backend_plain),
                                             .idle_timeout = setup.idle_timeout});
     }
 

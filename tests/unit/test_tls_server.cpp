@@ -25,18 +25,12 @@ CommandResult s_client(std::uint16_t port, const std::string& arguments) {
                        " -ign_eof " + arguments + " < /dev/null");
 }
 
-// One PKI per process: Catch2 runs a test case again from its start for every GENERATE row.
-const TestCertificates& shared_pki() {
-    static const TestCertificates pki;
-    return pki;
-}
-
 bool has(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
 
-std::unique_ptr<tls::ServerContext> make_context(const TestCertificates& pki,
-                                                 tls::ServerSettings settings = {}) {
+std::unique_ptr<tls::ServerContext> make_server_context(const TestCertificates& pki,
+                                                        tls::ServerSettings settings = {}) {
     if (settings.certificates.empty()) {
         settings.certificates = {{pki.a_chain, pki.a_key, {}}, {pki.b_chain, pki.b_key, {}}};
     }
@@ -52,7 +46,7 @@ std::unique_ptr<tls::ServerContext> make_context(const TestCertificates& pki,
 TEST_CASE("TLS server: SNI picks the certificate whose SAN names the host, else the first",
           "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
-    const auto context = make_context(pki);
+    const auto context = make_server_context(pki);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     const auto [servername, subject, greeting] =
         GENERATE(table<std::string, std::string, std::string>({
@@ -80,7 +74,7 @@ TEST_CASE("TLS server: SNI picks the certificate whose SAN names the host, else 
 
 TEST_CASE("TLS server: TLS 1.0 and 1.1 are refused, 1.2 and 1.3 complete", "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
-    const auto context = make_context(pki);
+    const auto context = make_server_context(pki);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     // @SECLEVEL=0 on the client: OpenSSL 3 clients refuse TLS 1.0/1.1 themselves otherwise,
     // and the refusal must come from the server.
@@ -111,7 +105,7 @@ TEST_CASE("TLS server: TLS 1.0 and 1.1 are refused, 1.2 and 1.3 complete", "[tls
 TEST_CASE("TLS server: TLS 1.2 ciphers outside Mozilla intermediate are refused",
           "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
-    const auto context = make_context(pki);
+    const auto context = make_server_context(pki);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     const auto [cipher, works] = GENERATE(table<std::string, bool>({
         {"ECDHE-ECDSA-AES128-GCM-SHA256", true},
@@ -138,7 +132,7 @@ TEST_CASE("TLS server: TLS 1.2 ciphers outside Mozilla intermediate are refused"
 TEST_CASE("TLS server: ALPN selects http/1.1 and an offer without it gets no_application_protocol",
           "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
-    const auto context = make_context(pki);
+    const auto context = make_server_context(pki);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     const auto [arguments, works, printed] = GENERATE(table<std::string, bool, std::string>({
         {"-alpn h2,http/1.1", true, "ALPN protocol: http/1.1"},
@@ -171,7 +165,7 @@ TEST_CASE("TLS server: tickets resume TLS 1.2 and 1.3 sessions until two key rot
     settings.clock = [] {
         return std::chrono::steady_clock::time_point(std::chrono::seconds(seconds.load()));
     };
-    const auto context = make_context(pki, settings);
+    const auto context = make_server_context(pki, settings);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     const std::string version = GENERATE(as<std::string>{}, "-tls1_2", "-tls1_3");
     CAPTURE(version);
@@ -207,7 +201,7 @@ TEST_CASE("TLS server: a stapled OCSP response is sent to a client that asks",
     tls::ServerSettings settings;
     settings.certificates = {{pki.a_chain, pki.a_key, pki.a_ocsp_response},
                              {pki.b_chain, pki.b_key, {}}};
-    const auto context = make_context(pki, settings);
+    const auto context = make_server_context(pki, settings);
     TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
     const std::string version = GENERATE(as<std::string>{}, "-tls1_2", "-tls1_3");
     CAPTURE(version);

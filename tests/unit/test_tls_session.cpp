@@ -23,12 +23,7 @@
 namespace splicer::test {
 namespace {
 
-const TestCertificates& shared_pki() {
-    static const TestCertificates pki;
-    return pki;
-}
-
-std::unique_ptr<tls::ServerContext> make_context() {
+std::unique_ptr<tls::ServerContext> make_a_test_context() {
     const TestCertificates& pki = shared_pki();
     auto context = tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
     if (!context) {
@@ -39,12 +34,12 @@ std::unique_ptr<tls::ServerContext> make_context() {
 
 // A blocking libssl client on a loopback socket with 10 s send/receive timeouts, trusting
 // the test CA and checking the name, so a stall fails the test rather than hanging it.
-struct Client {
+struct SessionClient {
     tls::SslCtxPtr context;
     UniqueFd socket;
     tls::SslPtr ssl;
 
-    explicit Client(std::uint16_t port) : context(SSL_CTX_new(TLS_client_method())) {
+    explicit SessionClient(std::uint16_t port) : context(SSL_CTX_new(TLS_client_method())) {
         REQUIRE(context);
         REQUIRE(SSL_CTX_load_verify_locations(context.get(), shared_pki().ca.c_str(), nullptr) ==
                 1);
@@ -67,9 +62,9 @@ struct Client {
 TEST_CASE("TLS session: 1 MiB each way is byte-exact across the client's close_notify",
           "[tls_termination]") {
     constexpr std::uint64_t kBytes = 1 << 20;
-    const auto context = make_context();
+    const auto context = make_a_test_context();
     TlsSessionServer server(*context, TlsServerBehaviour::sink_then_reply, kBytes);
-    Client client(server.port());
+    SessionClient client(server.port());
 
     ByteGenerator generator(3);
     Sha256Hasher sent_hash;
@@ -118,9 +113,9 @@ TEST_CASE("TLS session: 1 MiB each way is byte-exact across the client's close_n
 
 TEST_CASE("TLS session: a TCP FIN without close_notify is reported as a truncation",
           "[tls_termination]") {
-    const auto context = make_context();
+    const auto context = make_a_test_context();
     TlsSessionServer server(*context, TlsServerBehaviour::sink_then_reply, 10);
-    Client client(server.port());
+    SessionClient client(server.port());
     std::size_t written = 0;
     REQUIRE(SSL_write_ex(client.ssl.get(), "abc", 3, &written) == 1);
     // A FIN with no close_notify before it: an attacker cutting the stream looks like this.
@@ -139,7 +134,7 @@ TEST_CASE("TLS session: a TCP FIN without close_notify is reported as a truncati
 // terminating rule (the probe matched a ClientHello prefix, the rest can be anything).
 TEST_CASE("TLS session: bytes that are not a ClientHello fail the handshake with an alert",
           "[tls_termination]") {
-    const auto context = make_context();
+    const auto context = make_a_test_context();
     // The alert waiting to be sent: 5 bytes of record header and 2 of alert; OpenSSL sends
     // none to what looks like an HTTP request (a plain-HTTP client could not read it).
     const auto [label, input, reason, alert_bytes] =
@@ -165,7 +160,7 @@ TEST_CASE("TLS session: bytes that are not a ClientHello fail the handshake with
 // only peeked at: it ingests from byte 0, in whatever pieces recv() returns. One byte at a
 // time is the worst case; a libssl client in memory is the peer.
 TEST_CASE("TLS session: a handshake fed one byte at a time completes", "[tls_termination]") {
-    const auto context = make_context();
+    const auto context = make_a_test_context();
     auto server = tls::Session::create(*context);
     REQUIRE(server);
     tls::SslCtxPtr client_context(SSL_CTX_new(TLS_client_method()));

@@ -37,12 +37,7 @@ namespace {
 using daemon::HttpOp;
 using namespace std::chrono_literals;
 
-const TestCertificates& shared_pki() {
-    static const TestCertificates pki;
-    return pki;
-}
-
-std::shared_ptr<const tls::ServerContext> make_context() {
+std::shared_ptr<const tls::ServerContext> make_shared_a_test_context() {
     const TestCertificates& pki = shared_pki();
     auto context = tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
     if (!context) {
@@ -115,9 +110,9 @@ struct Harness final : daemon::TransportRing, daemon::TransportUser {
 
 // A blocking libssl client on `socket` (10 s timeouts), trusting the test CA, run by `script`
 // in its own thread.
-class Client {
+class ScriptedClient {
 public:
-    Client(UniqueFd socket, std::function<void(SSL*, int)> script)
+    ScriptedClient(UniqueFd socket, std::function<void(SSL*, int)> script)
         : socket_(std::move(socket)), context_(SSL_CTX_new(TLS_client_method())) {
         SSL_CTX_load_verify_locations(context_.get(), shared_pki().ca.c_str(), nullptr);
         SSL_CTX_set_verify(context_.get(), SSL_VERIFY_PEER, nullptr);
@@ -135,9 +130,9 @@ public:
             }
         });
     }
-    ~Client() { join(); }
-    Client(const Client&) = delete;
-    Client& operator=(const Client&) = delete;
+    ~ScriptedClient() { join(); }
+    ScriptedClient(const ScriptedClient&) = delete;
+    ScriptedClient& operator=(const ScriptedClient&) = delete;
 
     void join() {
         if (thread_.joinable()) {
@@ -153,6 +148,17 @@ private:
     bool handshake_ok_ = false;
     std::thread thread_;
 };
+
+// A client that writes "first", then nothing until `speak` is set (10 s at most), then
+// "second": a keep-alive client idle between two requests while the test looks.
+ScriptedClient client_idle_between_writes(UniqueFd socket, std::promise<void>& speak) {
+    return ScriptedClient(std::move(socket), [spoken = speak.get_future().share()](SSL* ssl, int) {
+        std::size_t written = 0;
+        SSL_write_ex(ssl, "first", 5, &written);
+        spoken.wait_for(10s);
+        SSL_write_ex(ssl, "second", 6, &written);
+    });
+}
 
 std::unique_ptr<daemon::TlsTransport> transport_on(const UniqueFd& socket, Harness& harness,
                                                    std::shared_ptr<const tls::ServerContext> ctx) {
@@ -183,12 +189,12 @@ TEST_CASE("tls transport: the first read drives the handshake, then plaintext bo
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     const std::string request = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
     constexpr std::size_t kReply = 200000;  // several records, more than the BIO buffer
     const std::string reply = ByteGenerator(5).take(kReply);
     std::string client_got;
-    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+    ScriptedClient client(std::move(client_socket), [&](SSL* ssl, int) {
         std::size_t written = 0;
         SSL_write_ex(ssl, request.data(), request.size(), &written);
         client_got = read_all_plain(ssl, kReply);
@@ -223,9 +229,9 @@ TEST_CASE("tls transport: close_write sends a close_notify the client reads as a
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     int client_end = SSL_ERROR_NONE;
-    Client client(std::move(client_socket), [&](SSL* ssl, int) {
+    ScriptedClient client(std::move(client_socket), [&](SSL* ssl, int) {
         std::size_t written = 0;
         SSL_write_ex(ssl, "x", 1, &written);
         char byte = 0;
@@ -248,8 +254,8 @@ TEST_CASE("tls transport: a FIN without close_notify ends a read like an EOF",
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
-    Client client(std::move(client_socket), [](SSL* ssl, int fd) {
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
+    ScriptedClient client(std::move(client_socket), [](SSL* ssl, int fd) {
         std::size_t written = 0;
         SSL_write_ex(ssl, "abc", 3, &written);
         ::shutdown(fd, SHUT_WR);  // cut: no close_notify
@@ -269,10 +275,10 @@ TEST_CASE("tls transport: after a bare FIN from the client the response still go
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     const std::string reply = ByteGenerator(9).take(100000);  // several records
     std::string client_got;
-    Client client(std::move(client_socket), [&](SSL* ssl, int fd) {
+    ScriptedClient client(std::move(client_socket), [&](SSL* ssl, int fd) {
         std::size_t written = 0;
         SSL_write_ex(ssl, "GET", 3, &written);
         ::shutdown(fd, SHUT_WR);  // a bare FIN: the request is all, the answer still wanted
@@ -303,15 +309,9 @@ TEST_CASE("tls transport: a read waiting on an idle client holds no ciphertext b
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     std::promise<void> speak;
-    std::future<void> spoken = speak.get_future();
-    Client client(std::move(client_socket), [&](SSL* ssl, int) {
-        std::size_t written = 0;
-        SSL_write_ex(ssl, "first", 5, &written);
-        spoken.wait_for(10s);  // idle until the test has looked
-        SSL_write_ex(ssl, "second", 6, &written);
-    });
+    ScriptedClient client = client_idle_between_writes(std::move(client_socket), speak);
     std::vector<char> room(1024);
     transport->read(room, 10s);
     REQUIRE(harness.next().result == 5);
@@ -334,15 +334,9 @@ TEST_CASE("tls transport: a read waiting on a silent client gives its room back,
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     std::promise<void> speak;
-    std::future<void> spoken = speak.get_future();
-    Client client(std::move(client_socket), [&](SSL* ssl, int) {
-        std::size_t written = 0;
-        SSL_write_ex(ssl, "first", 5, &written);
-        spoken.wait_for(10s);
-        SSL_write_ex(ssl, "second", 6, &written);
-    });
+    ScriptedClient client = client_idle_between_writes(std::move(client_socket), speak);
     std::vector<char> room(1024, 'x');
     transport->read(room, 10s);  // the handshake, then "first" (whether it waited or not)
     REQUIRE(harness.next().result == 5);
@@ -372,8 +366,8 @@ TEST_CASE("tls transport: a peer silent after its handshake times a read out",
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
-    Client client(std::move(client_socket), [](SSL*, int) {});  // handshake, then nothing
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
+    ScriptedClient client(std::move(client_socket), [](SSL*, int) {});  // handshake, then nothing
     std::vector<char> room(1024);
     const auto started = std::chrono::steady_clock::now();
     transport->read(room, 300ms);
@@ -391,7 +385,7 @@ TEST_CASE("tls transport: bytes that are not TLS fail the read with the reason k
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();
     Harness harness;
-    auto transport = transport_on(server_socket, harness, make_context());
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
     write_all(client_socket.get(), "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
     std::vector<char> room(1024);
     transport->read(room, 5s);

@@ -19,22 +19,22 @@
 namespace splicer::test {
 namespace {
 
-struct Outcome {
+struct HandshakeOutcome {
     bool connected = false;
     std::string verify_result;  // X509_verify_cert_error_string of the result
 };
 
 // One blocking handshake (bounded by a 5 s socket timeout) as a route would make it for a
 // request with Host `host`.
-Outcome handshake(const tls::UpstreamContext& context, std::uint16_t port,
-                  const std::string& host) {
+HandshakeOutcome handshake(const tls::UpstreamContext& context, std::uint16_t port,
+                           const std::string& host) {
     const UniqueFd fd = connect_loopback(port);
     const timeval timeout{5, 0};
     REQUIRE(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) == 0);
     auto ssl = context.new_connection(host);
     REQUIRE(ssl.has_value());
     REQUIRE(SSL_set_fd(ssl->get(), fd.get()) == 1);
-    Outcome outcome;
+    HandshakeOutcome outcome;
     outcome.connected = SSL_connect(ssl->get()) == 1;
     outcome.verify_result = X509_verify_cert_error_string(SSL_get_verify_result(ssl->get()));
     ERR_clear_error();
@@ -65,20 +65,20 @@ TEST_CASE("https backend: verified against the CA file, name from the Host, SNI 
     const OpensslServer server(options);
     const auto verifying = upstream(true, pki.ca.string());
 
-    const Outcome right = handshake(*verifying, server.port(), "a.test");
+    const HandshakeOutcome right = handshake(*verifying, server.port(), "a.test");
     CHECK(right.connected);
     CHECK(right.verify_result == "ok");
     // b.test is answered with b's certificate only because the Host went out as SNI; without
     // it s_server would send a.test's, which does not name b.test.
-    const Outcome by_sni = handshake(*verifying, server.port(), "b.test");
+    const HandshakeOutcome by_sni = handshake(*verifying, server.port(), "b.test");
     CHECK(by_sni.connected);
     CHECK(by_sni.verify_result == "ok");
     // A name neither certificate has: a.test's comes back and is refused.
-    const Outcome wrong_name = handshake(*verifying, server.port(), "c.test");
+    const HandshakeOutcome wrong_name = handshake(*verifying, server.port(), "c.test");
     CHECK_FALSE(wrong_name.connected);
     CHECK(wrong_name.verify_result == "hostname mismatch");
     // The default trust is the system store, which does not know the test CA.
-    const Outcome system_store = handshake(*upstream(true), server.port(), "a.test");
+    const HandshakeOutcome system_store = handshake(*upstream(true), server.port(), "a.test");
     CHECK_FALSE(system_store.connected);
     CHECK(system_store.verify_result == "unable to get local issuer certificate");
 }
@@ -90,11 +90,12 @@ TEST_CASE("https backend: another issuer is refused unless verify is off, a bad 
     options.common_name = "a.test";  // self-signed, the right name, the wrong issuer
     const OpensslServer server(options);
 
-    const Outcome verified = handshake(*upstream(true, pki.ca.string()), server.port(), "a.test");
+    const HandshakeOutcome verified =
+        handshake(*upstream(true, pki.ca.string()), server.port(), "a.test");
     CHECK_FALSE(verified.connected);
     CHECK(verified.verify_result == "self-signed certificate");
     // verify: false, the Snikket page's localhost case: encrypted, not authenticated.
-    const Outcome unverified = handshake(*upstream(false), server.port(), "127.0.0.1");
+    const HandshakeOutcome unverified = handshake(*upstream(false), server.port(), "127.0.0.1");
     CHECK(unverified.connected);
 
     // A ca_file that cannot be used is refused, naming it.

@@ -21,12 +21,7 @@
 namespace splicer::test {
 namespace {
 
-const TestCertificates& shared_pki() {
-    static const TestCertificates pki;
-    return pki;
-}
-
-std::unique_ptr<tls::UpstreamContext> upstream(bool verify, const std::string& ca_file) {
+std::unique_ptr<tls::UpstreamContext> upstream_context(bool verify, const std::string& ca_file) {
     tls::UpstreamSettings settings;
     settings.verify = verify;
     if (!ca_file.empty()) {
@@ -60,7 +55,7 @@ TEST_CASE("upstream TLS session: the right CA and name complete the handshake, H
         tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
     REQUIRE(server_context);
     TlsSessionServer server(**server_context, TlsServerBehaviour::greet_and_close);
-    const auto verifying = upstream(true, pki.ca.string());
+    const auto verifying = upstream_context(true, pki.ca.string());
 
     const TlsClientReport report = connect_as(*verifying, server.port(), "a.test");
     INFO(report.error);
@@ -86,7 +81,7 @@ TEST_CASE("upstream TLS session: an IP literal Host sends no SNI", "[tls_termina
     // address: only what went on the wire is checked here.
     const auto host = GENERATE(as<std::string>{}, "127.0.0.1", "::1", "[::1]");
     CAPTURE(host);
-    const TlsClientReport report = connect_as(*upstream(false, ""), server.port(), host);
+    const TlsClientReport report = connect_as(*upstream_context(false, ""), server.port(), host);
     INFO(report.error);
     CHECK(report.handshake_done);
     CHECK(report.server_name.empty());
@@ -130,8 +125,8 @@ TEST_CASE(
     options.certificate = certificate;
     const OpensslServer server(options);
 
-    const TlsClientReport report =
-        connect_as(*upstream(true, verify_ca), server.port(), host, "GET / HTTP/1.0\r\n\r\n");
+    const TlsClientReport report = connect_as(*upstream_context(true, verify_ca), server.port(),
+                                              host, "GET / HTTP/1.0\r\n\r\n");
     CHECK_FALSE(report.handshake_done);
     CHECK(report.error == reason);
     CHECK(report.received.empty());
@@ -146,13 +141,13 @@ TEST_CASE(
     const OpensslServer server(options);
 
     const TlsClientReport refused =
-        connect_as(*upstream(true, pki.ca.string()), server.port(), "a.test");
+        connect_as(*upstream_context(true, pki.ca.string()), server.port(), "a.test");
     CHECK_FALSE(refused.handshake_done);
     CHECK(refused.error == "certificate: self-signed certificate");
 
     // verify: false, the Snikket page's localhost case: the request goes through encrypted.
     const TlsClientReport served =
-        connect_as(*upstream(false, ""), server.port(), "a.test", "GET / HTTP/1.0\r\n\r\n");
+        connect_as(*upstream_context(false, ""), server.port(), "a.test", "GET / HTTP/1.0\r\n\r\n");
     INFO(served.error);
     CHECK(served.handshake_done);
     CHECK(served.received.rfind("HTTP/1.0 200 ok\r\n", 0) == 0);
@@ -162,11 +157,12 @@ TEST_CASE(
 TEST_CASE("upstream TLS session: verifying with no Host to check is refused before any byte",
           "[tls_termination]") {
     // Without a name OpenSSL would check the chain alone: any certificate of the CA would do.
-    auto refused = tls::Session::create_client(*upstream(true, shared_pki().ca.string()), "");
+    auto refused =
+        tls::Session::create_client(*upstream_context(true, shared_pki().ca.string()), "");
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message == "no host name to check the backend's certificate against");
     // verify: false has nothing to check: no SNI, and any certificate.
-    auto unverified = tls::Session::create_client(*upstream(false, ""), "");
+    auto unverified = tls::Session::create_client(*upstream_context(false, ""), "");
     CHECK(unverified);
 }
 
@@ -178,7 +174,8 @@ TEST_CASE("upstream TLS session: a server below TLS 1.2 is refused", "[tls_termi
     options.certificate = certificate;
     options.extra_args = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"};
     const OpensslServer server(options);
-    const TlsClientReport report = connect_as(*upstream(false, ""), server.port(), "a.test");
+    const TlsClientReport report =
+        connect_as(*upstream_context(false, ""), server.port(), "a.test");
     CHECK_FALSE(report.handshake_done);
     CHECK(report.error == "tlsv1 alert protocol version");
 }
@@ -190,7 +187,7 @@ TEST_CASE("upstream TLS session: the next connection for a name resumes the back
         tls::ServerContext::create({.certificates = {{pki.a_chain, pki.a_key, {}}}});
     REQUIRE(server_context);
     TlsSessionServer server(**server_context, TlsServerBehaviour::greet_and_close);
-    const auto verifying = upstream(true, pki.ca.string());
+    const auto verifying = upstream_context(true, pki.ca.string());
 
     // The first connection is a full handshake; the ticket it brought is kept for a.test.
     const TlsClientReport first = connect_as(*verifying, server.port(), "a.test");
@@ -212,7 +209,7 @@ TEST_CASE("upstream TLS session: the next connection for a name resumes the back
     options.certificate = {pki.a_chain.string(), pki.a_key.string()};
     const OpensslServer s_server(options);
     const std::string get = "GET / HTTP/1.0\r\n\r\n";
-    const auto s_server_verifying = upstream(true, pki.ca.string());
+    const auto s_server_verifying = upstream_context(true, pki.ca.string());
     const TlsClientReport new_one = connect_as(*s_server_verifying, s_server.port(), "a.test", get);
     INFO(new_one.received);
     CHECK(new_one.received.find("\nNew, TLSv1.3") != std::string::npos);
@@ -222,7 +219,7 @@ TEST_CASE("upstream TLS session: the next connection for a name resumes the back
     CHECK(reused.received.find("\nReused, TLSv1.3") != std::string::npos);
 
     // Without SNI (an IP literal) nothing is kept: a session is bound to a checked name.
-    const auto unverified = upstream(false, "");
+    const auto unverified = upstream_context(false, "");
     for (int round = 0; round < 2; ++round) {
         CHECK(connect_as(*unverified, server.port(), "127.0.0.1").peer_close_notify);
         const auto report = server.next_report();

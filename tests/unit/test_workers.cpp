@@ -21,14 +21,9 @@
 #include "metrics/counters_sum.h"
 #include "net/listen_group.h"
 #include "net/sockets.h"
+#include "support/net_address.h"
 
 namespace {
-
-splicer::net::SocketAddress loopback(std::uint16_t port) {
-    auto address = splicer::net::resolve({"127.0.0.1", port});
-    REQUIRE(address.has_value());
-    return *address;
-}
 
 std::uint16_t port_of(int fd) {
     const splicer::net::SocketAddress bound = splicer::net::local_address(fd);
@@ -45,7 +40,7 @@ void set_series(splicer::RuleSeries& series, const char* rule, std::uint64_t rou
 
 TEST_CASE("listen_group: one port, one socket per worker, every socket accepting a share",
           "[workers]") {
-    auto group = splicer::net::listen_group(loopback(0), 64, 2);
+    auto group = splicer::net::listen_group(splicer::test::loopback_v4(0), 64, 2);
     REQUIRE(group.has_value());
     REQUIRE(group->size() == 2);
     const std::uint16_t port = port_of((*group)[0].get());
@@ -56,7 +51,7 @@ TEST_CASE("listen_group: one port, one socket per worker, every socket accepting
     std::vector<splicer::UniqueFd> clients;
     for (int i = 0; i < 64; ++i) {
         splicer::UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        const auto address = loopback(port);
+        const auto address = splicer::test::loopback_v4(port);
         REQUIRE(::connect(client.get(), address.get(), address.length) == 0);
         clients.push_back(std::move(client));
     }
@@ -77,20 +72,21 @@ TEST_CASE("listen_group: one port, one socket per worker, every socket accepting
 
 TEST_CASE("listen_group: a port another socket listens on is refused, as for one worker",
           "[workers]") {
-    auto taken = splicer::net::listen_on(loopback(0), 16);
+    auto taken = splicer::net::listen_on(splicer::test::loopback_v4(0), 16);
     REQUIRE(taken.has_value());
     const std::uint16_t port = port_of(taken->get());
     for (const std::uint32_t workers : {1U, 2U, 4U}) {
         CAPTURE(workers);
-        auto group = splicer::net::listen_group(loopback(port), 16, workers);
+        auto group = splicer::net::listen_group(splicer::test::loopback_v4(port), 16, workers);
         REQUIRE_FALSE(group.has_value());
         CHECK_THAT(group.error().message, Catch::Contains("Address already in use"));
     }
     // A group already there is refused too: a second daemon does not join its SO_REUSEPORT
     // group and take a share of its clients.
-    auto first = splicer::net::listen_group(loopback(0), 16, 2);
+    auto first = splicer::net::listen_group(splicer::test::loopback_v4(0), 16, 2);
     REQUIRE(first.has_value());
-    auto second = splicer::net::listen_group(loopback(port_of(first->front().get())), 16, 2);
+    auto second = splicer::net::listen_group(
+        splicer::test::loopback_v4(port_of(first->front().get())), 16, 2);
     REQUIRE_FALSE(second.has_value());
     CHECK_THAT(second.error().message, Catch::Contains("Address already in use"));
 }
