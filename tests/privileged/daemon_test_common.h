@@ -126,6 +126,18 @@ inline std::optional<LogLine> routed_line(const DaemonProcess& daemon, std::uint
         timeout);
 }
 
+// The closed lines' `worker` field from line `from` on: how many connections each worker
+// served (test_workers, test_upgrade).
+inline std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon,
+                                                            std::size_t from = 0) {
+    std::map<std::string, std::size_t> counts;
+    const auto lines = daemon.logs("closed");
+    for (std::size_t i = from; i < lines.size(); ++i) {
+        ++counts[std::string(lines[i].get("worker"))];
+    }
+    return counts;
+}
+
 // One counter of `splicer stats` for the running daemon (REQUIREs that it is listed). The
 // daemon publishes its counters once a second: wait that long after the events to count.
 inline std::uint64_t daemon_counter(const DaemonProcess& daemon, const std::string& counter) {

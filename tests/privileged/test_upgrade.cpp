@@ -31,18 +31,6 @@ std::string with_workers(std::uint32_t workers, const std::string& config) {
     return "workers: " + std::to_string(workers) + ";\n" + config;
 }
 
-// The closed lines' `worker` field from line `from` on: how many connections each worker
-// served.
-std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon,
-                                                     std::size_t from) {
-    std::map<std::string, std::size_t> counts;
-    const auto lines = daemon.logs("closed");
-    for (std::size_t i = from; i < lines.size(); ++i) {
-        ++counts[std::string(lines[i].get("worker"))];
-    }
-    return counts;
-}
-
 // The new process's listening lines: one per address of the Snikket config (127.0.0.1 and
 // ::1), each adopting every socket the old process's workers had on it.
 void check_adopted(const DaemonProcess& daemon, std::uint32_t old_workers) {

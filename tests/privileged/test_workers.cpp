@@ -22,17 +22,6 @@ namespace {
 
 constexpr const char* kTwoWorkers = "workers: 2;\n";
 
-// The closed lines' `worker` field: how many connections each worker served.
-std::map<std::string, std::size_t> closed_per_worker(const DaemonProcess& daemon,
-                                                     std::size_t from = 0) {
-    std::map<std::string, std::size_t> counts;
-    const auto lines = daemon.logs("closed");
-    for (std::size_t i = from; i < lines.size(); ++i) {
-        ++counts[std::string(lines[i].get("worker"))];
-    }
-    return counts;
-}
-
 // Waits until the daemon logged at least `count` closed lines.
 bool wait_for_closed(const DaemonProcess& daemon, std::size_t count) {
     const auto deadline = Clock::now() + 15s;
