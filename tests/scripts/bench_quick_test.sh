@@ -63,7 +63,9 @@ done
 for metric in cpu,process_s_per_gb idle,rss_kib_per_conn slowread,rss_mib \
     neverread,rss_kib_per_client tls_term_new,rate tls_term_keepalive,cpu_us_per_req \
     tls_term_idle,rss_kib_per_conn; do
-  if ! grep -Eq "^splicer-sockmap,$metric,[0-9.]+,ok$" "$csv"; then
+  # Signed: a forwarder's RSS growth over 20 connections can be below zero (a heap trim of
+  # the previous workload's memory landing during the hold); figures are not checked here.
+  if ! grep -Eq "^splicer-sockmap,$metric,-?[0-9.]+,ok$" "$csv"; then
     echo "splicer-sockmap has no figure for $metric" >&2
     failures=$((failures + 1))
   fi
