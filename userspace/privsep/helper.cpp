@@ -12,6 +12,7 @@
 #include <string>
 
 #include "privsep/channel.h"
+#include "security/inherited_fds.h"
 #include "security/privilege_drop.h"
 #include "splicer/log.h"
 
@@ -23,22 +24,6 @@ constexpr long kSendTimeoutSeconds = 10;
 
 // How long the helper's last line ("privsep_worker_gone") may wait for room on stderr.
 constexpr unsigned kLastLineSeconds = 1;
-
-// Closes every fd but 0, 1, 2 and `keep` (>= 3): the listeners, the systemd-passed sockets
-// and anything else the forked process inherited.
-void close_all_but(int keep) {
-    const bool closed = ::close_range(3, static_cast<unsigned>(keep) - 1, 0) == 0 &&
-                        ::close_range(static_cast<unsigned>(keep) + 1, UINT_MAX, 0) == 0;
-    if (!closed) {
-        // close_range(2) needs Linux >= 5.9 and may be filtered: close them one by one.
-        const long limit = ::sysconf(_SC_OPEN_MAX);
-        for (long fd = 3; fd < (limit > 0 ? limit : 65536); ++fd) {
-            if (fd != keep) {
-                ::close(static_cast<int>(fd));
-            }
-        }
-    }
-}
 
 // recv() gives 0 both at the end and for an empty record, which a worker can send.
 bool peer_closed(int socket) {
@@ -102,7 +87,7 @@ void run_helper(int socket, const std::filesystem::path& config_path) {
             ::_exit(1);
         }
     }
-    close_all_but(socket);
+    security::close_all_fds_but(socket);
     for (const int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) {
         ::signal(signal_number, SIG_IGN);
     }

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "security/inherited_fds.h"
 #include "splicer/log.h"
 #include "upgrade/fd_passing.h"
 
@@ -20,20 +21,6 @@ namespace splicer::upgrade {
 namespace {
 
 constexpr char kLaunchRequest = 'U';
-
-// Every fd but stdio and `keep` goes: the launcher holds none of the daemon's objects.
-void close_all_but(int keep) {
-    const bool closed = ::close_range(3, static_cast<unsigned>(keep) - 1, 0) == 0 &&
-                        ::close_range(static_cast<unsigned>(keep) + 1, UINT_MAX, 0) == 0;
-    if (!closed) {
-        const long limit = ::sysconf(_SC_OPEN_MAX);
-        for (long fd = 3; fd < (limit > 0 ? limit : 65536); ++fd) {
-            if (fd != keep) {
-                ::close(static_cast<int>(fd));
-            }
-        }
-    }
-}
 
 // In the grandchild: the handover fd at a number of its own, the variable naming it, exec.
 [[noreturn]] void exec_new(const std::string& binary, const std::vector<std::string>& argv,
@@ -90,7 +77,7 @@ void launch_one(const std::string& binary, const std::vector<std::string>& argv,
             ::_exit(1);
         }
     }
-    close_all_but(socket);
+    security::close_all_fds_but(socket);
     for (const int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGPIPE}) {
         ::signal(signal_number, SIG_IGN);
     }
