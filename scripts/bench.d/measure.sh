@@ -58,16 +58,27 @@ cpu_cgroup_remove() {
 }
 
 # forwarder_cpu_usec PID: CPU microseconds used so far by the forwarder and its children.
-# tree_context_switches PID: the voluntary and involuntary context switches of every thread of
-# PID and its descendants so far. Unlike CPU time it hardly moves with the machine's load: a
-# thread woken per request shows as a switch per request however busy the machine is.
-tree_context_switches() {
-  local pid total=0
+# thread_context_switches PID: a line "TID SWITCHES" for every thread of PID and its
+# descendants: its voluntary and involuntary context switches so far. Unlike CPU time they
+# hardly move with the machine's load: a thread woken per request shows as a switch per
+# request however busy the machine is.
+thread_context_switches() {
+  local pid task
   for pid in "$1" $(descendants "$1"); do
-    total=$((total + $(cat /proc/"$pid"/task/*/status 2>/dev/null |
-      awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }')))
+    for task in /proc/"$pid"/task/*; do
+      awk -v tid="${task##*/}" '/^(non)?voluntary_ctxt_switches:/ { n += $2 }
+        END { if (NR) print tid, n + 0 }' "$task"/status 2>/dev/null
+    done
   done
-  echo "$total"
+}
+
+# context_switches_between BEFORE AFTER: the switches made between two
+# thread_context_switches lists, thread by thread. A thread that ended in between drops out
+# of the sum (its last count is gone with it) instead of making it negative; one that
+# started counts in full.
+context_switches_between() {
+  awk 'NR == FNR { before[$1] = $2; next } { total += $2 - before[$1] }
+    END { print total + 0 }' <(echo "$1") <(echo "$2")
 }
 
 forwarder_cpu_usec() {

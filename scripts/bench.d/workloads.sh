@@ -309,18 +309,18 @@ workload_tls_term_new() {
 # the figure that says what a change costs on a machine too busy for steady rates.
 # Also its context switches per request (row switches_per_req), a figure the load moves little.
 run_wrk_counting_cpu() {
-  local workload=$1 cpu_before=0 cpu_after=0 switches_before=0 switches_after=0
+  local workload=$1 cpu_before=0 cpu_after=0 switches_before="" switches_after=""
   if [[ -n $fwd_pid ]]; then
     cpu_before=$(forwarder_cpu_usec "$fwd_pid")
-    switches_before=$(tree_context_switches "$fwd_pid")
+    switches_before=$(thread_context_switches "$fwd_pid")
   fi
   run_wrk "$@" || return 0
   if [[ -n $fwd_pid ]]; then
     cpu_after=$(forwarder_cpu_usec "$fwd_pid")
-    switches_after=$(tree_context_switches "$fwd_pid")
+    switches_after=$(thread_context_switches "$fwd_pid")
     row "$workload" cpu_us_per_req "$(calc "($cpu_after - $cpu_before) / $wrk_requests")" ok
     row "$workload" switches_per_req \
-      "$(calc "($switches_after - $switches_before) / $wrk_requests")" ok
+      "$(calc "$(context_switches_between "$switches_before" "$switches_after") / $wrk_requests")" ok
   else
     row "$workload" cpu_us_per_req "" n/a
     row "$workload" switches_per_req "" n/a
