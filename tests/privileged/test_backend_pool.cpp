@@ -208,6 +208,32 @@ TEST_CASE("backend pool: a backend closing an idle connection costs no request",
     stop_daemon(*daemon);
 }
 
+TEST_CASE("backend pool: a POST never goes on an idle connection the backend just closed",
+          "[http][pool]") {
+    PoolSite site;
+    auto daemon = start_pool_daemon(site, 4);
+    // The backend closes 100 ms after answering; the POST comes 300 ms after the answer,
+    // before or after the pool's watch of that connection was armed (within a second): in
+    // both cases the connection is known closed, and the POST (which would not be sent
+    // twice) goes on a new one.
+    for (int round = 0; round < 3; ++round) {
+        CHECK(get_status(site, "/then-close") == 200);
+        std::this_thread::sleep_for(300ms);
+        const std::string target = "/post-after-close/" + std::to_string(round);
+        const HttpResponse post = http_exchange(
+            site.listen, "POST " + target +
+                             " HTTP/1.1\r\nHost: pool.example.com\r\nContent-Length: 3\r\n\r\nabc");
+        INFO(daemon->log_tail());
+        CHECK(post.status == 200);
+        CHECK(post.body == "pooled POST " + target);
+    }
+    CHECK(daemon_counter(*daemon, "backend_pool_retries") == 0);
+    // Each GET takes the previous POST's pooled connection (the first opens one); each
+    // POST opens one.
+    CHECK(site.backend.accepted() == 4);
+    stop_daemon(*daemon);
+}
+
 TEST_CASE("backend pool: a reused connection that fails before the response is retried once",
           "[http][pool]") {
     PoolSite site;

@@ -4,9 +4,11 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <atomic>
-#include <optional>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -53,6 +55,36 @@ TEST_CASE("http: a 1 GiB response streams through with bounded daemon RSS", "[ht
     const auto line = access_line(*daemon, "/huge/" + std::to_string(kSize), 200);
     REQUIRE(line.has_value());
     CHECK(line->number("bytes").value_or(0) > kSize);  // head + body
+    stop_daemon(*daemon);
+}
+
+TEST_CASE("http: a client that stops reading a response is ended at idle_timeout, not before",
+          "[http]") {
+    // The daemon's sends first try without waiting (daemon/transport.h): the try that finds
+    // no room must turn into a send that waits, under idle_timeout (5 s here), and not end
+    // the connection early; nor may it wait for ever.
+    HttpSite site;
+    auto daemon = start_http_daemon(site);
+    UniqueFd client = connect_loopback(site.listen);
+    write_all(client.get(), get_request("chat.example.com", "/huge/" + std::to_string(1ULL << 30)));
+    // Some of the body arrives, then the client reads no more.
+    std::array<char, 64 * 1024> part{};
+    std::size_t received = 0;
+    for (int reads = 0; reads < 100 && received < part.size(); ++reads) {
+        const ssize_t n = ::recv(client.get(), part.data(), part.size() - received, 0);
+        REQUIRE(n > 0);
+        received += static_cast<std::size_t>(n);
+    }
+    const auto stopped = std::chrono::steady_clock::now();
+    const auto closed = daemon->wait_for_log("closed", {}, 15s);
+    const auto waited = std::chrono::steady_clock::now() - stopped;
+    INFO(daemon->log_tail());
+    REQUIRE(closed.has_value());
+    CHECK(closed->get("end") == "send_timeout");
+    // The send blocks as soon as the socket buffers on the way fill (well under a second on
+    // loopback), so the timeout ends it about 5 s after the client stopped.
+    CHECK(waited > 4s);
+    CHECK(waited < 12s);
     stop_daemon(*daemon);
 }
 

@@ -42,7 +42,7 @@ std::span<const std::byte> bytes_of(const std::string& text) {
     return std::as_bytes(std::span<const char>(text));
 }
 
-void pass_cipher(tls::Session& from, tls::Session& to) {
+void pass_cipher_between(tls::Session& from, tls::Session& to) {
     for (int rounds = 0; rounds < 64; ++rounds) {
         const std::span<const std::byte> pending = from.pending_cipher();
         if (pending.empty()) {
@@ -67,21 +67,21 @@ tls::Session idle_server(const tls::ServerContext& server_context,
     for (int rounds = 0; rounds < 20 && !(client->handshake_done() && server->handshake_done());
          ++rounds) {
         (void)client->handshake();
-        pass_cipher(*client, *server);
+        pass_cipher_between(*client, *server);
         (void)server->handshake();
-        pass_cipher(*server, *client);
+        pass_cipher_between(*server, *client);
     }
     REQUIRE(server->handshake_done());
     const std::string request = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
     REQUIRE(client->write_plain(bytes_of(request)).bytes == request.size());
-    pass_cipher(*client, *server);
+    pass_cipher_between(*client, *server);
     std::string buffer(4096, '\0');
     const tls::Session::Io read =
         server->read_plain(std::as_writable_bytes(std::span<char>(buffer)));
     REQUIRE(read.bytes == request.size());
     const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
     REQUIRE(server->write_plain(bytes_of(response)).bytes == response.size());
-    pass_cipher(*server, *client);
+    pass_cipher_between(*server, *client);
     REQUIRE(client->read_plain(std::as_writable_bytes(std::span<char>(buffer))).bytes ==
             response.size());
     const tls::Session::Io idle =

@@ -5,6 +5,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <functional>
+#include <string_view>
 
 #include "uring/tag.h"
 
@@ -16,30 +19,66 @@ std::uint64_t pool_tag(PoolOp op, std::uint32_t slot, std::uint16_t generation) 
     return uring::Tag::of(uring::Owner::pool, op, 0, generation, slot).encode();
 }
 
+// The bytes of `address` that name it (family, port, address; IPv6's scope too), whatever
+// the rest of the storage holds.
+std::string_view address_bytes(const net::SocketAddress& address) {
+    const auto* bytes = reinterpret_cast<const char*>(address.get());
+    switch (address.family()) {
+        case AF_INET:
+            return {bytes, sizeof(sockaddr_in) - sizeof(sockaddr_in::sin_zero)};
+        case AF_INET6:
+            return {bytes, sizeof(sockaddr_in6)};
+        default:
+            return {bytes, address.length};
+    }
+}
+
+// An idle connection's socket has nothing to read: no FIN, no reset, no stray byte (a peek
+// that would block). Anything else means it cannot take a request.
+bool nothing_to_read(int socket) {
+    char byte = 0;
+    const ssize_t n = ::recv(socket, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 }  // namespace
 
-std::string BackendKey::text() const {
-    std::string out = net::to_string(address);
-    if (tls_context != nullptr) {
-        // The context's address only tells contexts apart: a reload's new one (new CA file,
-        // verify setting) never takes a session verified under the old one.
-        out += " tls " + std::to_string(reinterpret_cast<std::uintptr_t>(tls_context)) + " " +
-               tls_name;
+bool BackendKey::operator==(const BackendKey& other) const {
+    return tls_context == other.tls_context &&
+           address_bytes(address) == address_bytes(other.address) && tls_name == other.tls_name;
+}
+
+std::size_t BackendKeyHash::operator()(const BackendKey& key) const {
+    const std::hash<std::string_view> hash;
+    std::size_t seed = hash(address_bytes(key.address));
+    seed ^= std::hash<const void*>{}(key.tls_context) + 0x9e3779b97f4a7c15ULL + (seed << 6) +
+            (seed >> 2);
+    if (!key.tls_name.empty()) {
+        seed ^= hash(key.tls_name) + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2);
     }
-    return out;
+    return seed;
 }
 
 BackendPool::~BackendPool() = default;
 
-std::optional<IdleBackend> BackendPool::take(const BackendKey& key) {
-    const auto list = lists_.find(key.text());
-    if (list == lists_.end() || list->second.empty()) {
-        return std::nullopt;
+std::optional<IdleBackend> BackendPool::take(const BackendKey& key, bool check_unwatched) {
+    // Each round either returns or closes one entry of the list: bounded by its length.
+    while (true) {
+        const auto list = lists_.find(key);
+        if (list == lists_.end() || list->second.empty()) {
+            return std::nullopt;
+        }
+        const std::uint32_t slot = list->second.back();
+        Entry& entry = entries_[slot];
+        if (check_unwatched && !entry.watched && !nothing_to_read(entry.backend.socket.get())) {
+            ++counts_.idle_closed;
+            release(slot, true);  // may erase the list: looked up again
+            continue;
+        }
+        IdleBackend backend = std::move(entry.backend);
+        release(slot, false);
+        return backend;
     }
-    const std::uint32_t slot = list->second.back();
-    IdleBackend backend = std::move(entries_[slot].backend);
-    release(slot, false);
-    return backend;
 }
 
 void BackendPool::put(const BackendKey& key, IdleBackend backend, std::size_t per_backend,
@@ -47,8 +86,7 @@ void BackendPool::put(const BackendKey& key, IdleBackend backend, std::size_t pe
     if (per_backend == 0) {
         return;  // `backend` closes its socket here
     }
-    std::string text = key.text();
-    std::vector<std::uint32_t>& list = lists_[text];
+    std::vector<std::uint32_t>& list = lists_[key];
     if (list.size() >= per_backend) {
         ++counts_.idle_closed;
         release(list.front(), true);  // the oldest goes: the newest is the likeliest alive
@@ -71,16 +109,18 @@ void BackendPool::put(const BackendKey& key, IdleBackend backend, std::size_t pe
     }
     Entry& entry = entries_[slot];
     entry.in_use = true;
-    entry.key = std::move(text);
+    entry.key = key;
     entry.backend = std::move(backend);
     entry.expires = std::chrono::steady_clock::now() + timeout;
     lists_[entry.key].push_back(slot);
     ++idle_;
-    watch(slot);
+    // Watched from the next expire() on, unless taken before (the header says why).
+    entry.watched = false;
 }
 
 void BackendPool::watch(std::uint32_t slot) {
-    const Entry& entry = entries_[slot];
+    Entry& entry = entries_[slot];
+    entry.watched = true;
     io_uring_sqe* sqe = ring_.sqe();
     io_uring_prep_poll_add(sqe, entry.backend.socket.get(), POLLIN | POLLRDHUP);
     sqe->user_data = pool_tag(PoolOp::watch, slot, entry.generation);
@@ -106,9 +146,14 @@ void BackendPool::on_completion(PoolOp op, std::uint32_t slot, std::uint16_t gen
 
 void BackendPool::expire(std::chrono::steady_clock::time_point now) {
     for (std::uint32_t slot = 0; slot < entries_.size(); ++slot) {
-        if (entries_[slot].in_use && entries_[slot].expires <= now) {
+        if (!entries_[slot].in_use) {
+            continue;
+        }
+        if (entries_[slot].expires <= now) {
             ++counts_.idle_closed;
             release(slot, true);
+        } else if (!entries_[slot].watched) {
+            watch(slot);
         }
     }
 }
@@ -121,7 +166,7 @@ void BackendPool::clear() {
     }
 }
 
-void BackendPool::unlist(const std::string& key, std::uint32_t slot) {
+void BackendPool::unlist(const BackendKey& key, std::uint32_t slot) {
     const auto list = lists_.find(key);
     if (list == lists_.end()) {
         return;
@@ -134,11 +179,14 @@ void BackendPool::unlist(const std::string& key, std::uint32_t slot) {
 
 void BackendPool::release(std::uint32_t slot, bool close_socket) {
     Entry& entry = entries_[slot];
-    // The poll may still be armed: remove it by its tag. Its completion (and the removal's)
-    // then names a generation no longer in use.
-    io_uring_sqe* cancel = ring_.sqe();
-    io_uring_prep_poll_remove(cancel, pool_tag(PoolOp::watch, slot, entry.generation));
-    cancel->user_data = pool_tag(PoolOp::cancel, slot, entry.generation);
+    if (entry.watched) {
+        // The poll may still be armed: remove it by its tag. Its completion (and the
+        // removal's) then names a generation no longer in use.
+        io_uring_sqe* cancel = ring_.sqe();
+        io_uring_prep_poll_remove(cancel, pool_tag(PoolOp::watch, slot, entry.generation));
+        cancel->user_data = pool_tag(PoolOp::cancel, slot, entry.generation);
+        entry.watched = false;
+    }
     if (close_socket && entry.backend.socket) {
         // The pending poll holds a reference to the socket: close() alone would leave it
         // open (no FIN) until the poll is gone. shutdown ends it now.
@@ -148,7 +196,7 @@ void BackendPool::release(std::uint32_t slot, bool close_socket) {
         entry.backend = IdleBackend{};
     }
     unlist(entry.key, slot);
-    entry.key.clear();
+    entry.key.tls_name.clear();
     entry.in_use = false;
     ++entry.generation;
     --idle_;

@@ -13,10 +13,19 @@
 //   naming the entry). An idle HTTP/1.1 connection has nothing to say, so readable means the
 //   backend closed it (FIN, RST, a TLS close_notify) or broke the protocol: it is closed at
 //   once, before a request could be sent on it.
+// - The watch is armed by expire() (below), not by put(): under load an idle connection is
+//   taken again within microseconds (most often by the same client's next request), and a
+//   poll armed at put() and removed at take() was two SQEs and two CQEs per proxied request,
+//   for nothing. A connection taken before its watch was armed has been idle for at most
+//   about two seconds. take() can check such a one first (one non-blocking peek, a
+//   syscall), for a request that must not be sent twice: it then never goes on a connection
+//   whose FIN (or anything else) has already come. Without the check an idempotent request
+//   without a body goes at once; if the backend had closed the connection, the exchange
+//   sends it again on a new one (http_request.cpp, retry_on_new_connection).
 // - An entry idle for longer than its keepalive_timeout is closed by expire(), which the
 //   loop calls about once a second.
-// Taking an entry cancels its poll; the cancelled poll's completion names a generation no
-// longer in use and is dropped, like a stale connection completion.
+// Taking an entry cancels its poll, if armed; the cancelled poll's completion names a
+// generation no longer in use and is dropped, like a stale connection completion.
 
 #include <chrono>
 #include <cstddef>
@@ -34,13 +43,21 @@
 
 namespace splicer::daemon {
 
-// What identifies one backend's interchangeable connections.
+// What identifies one backend's interchangeable connections. Compared and hashed as it is
+// (no text form made per request: a take and a put per proxied request look it up).
 struct BackendKey {
     net::SocketAddress address;
-    const void* tls_context = nullptr;  // the https:// route's client context; plain: nullptr
-    std::string tls_name;               // the session's SNI and verified name
+    // The https:// route's client context; plain: nullptr. Its address only tells contexts
+    // apart: a reload's new one (new CA file, verify setting) never takes a session verified
+    // under the old one.
+    const void* tls_context = nullptr;
+    std::string tls_name;  // the session's SNI and verified name
 
-    [[nodiscard]] std::string text() const;
+    bool operator==(const BackendKey& other) const;
+};
+
+struct BackendKeyHash {
+    std::size_t operator()(const BackendKey& key) const;
 };
 
 // A connection at rest: the socket and, for an https:// backend, its established session.
@@ -70,15 +87,19 @@ public:
     BackendPool& operator=(const BackendPool&) = delete;
     ~BackendPool();
 
-    // The most recently returned idle connection to `key`'s backend, or nothing.
-    std::optional<IdleBackend> take(const BackendKey& key);
+    // The most recently returned idle connection to `key`'s backend, or nothing. With
+    // `check_unwatched`, one whose watch is not armed yet is first checked to have nothing
+    // to read (no FIN, no stray bytes); one that fails the check is closed and the next
+    // tried.
+    std::optional<IdleBackend> take(const BackendKey& key, bool check_unwatched);
     // Keeps `backend` idle for up to `timeout`; `per_backend` bounds `key`'s list (0: the
     // connection is closed at once).
     void put(const BackendKey& key, IdleBackend backend, std::size_t per_backend,
              std::chrono::steady_clock::duration timeout);
     // A completion tagged Owner::pool.
     void on_completion(PoolOp op, std::uint32_t slot, std::uint16_t generation, int result);
-    // Closes what has been idle past its timeout.
+    // Closes what has been idle past its timeout, and arms the watch of every other idle
+    // connection that has none yet.
     void expire(std::chrono::steady_clock::time_point now);
     // Closes every idle connection (a stop).
     void clear();
@@ -89,8 +110,9 @@ public:
 private:
     struct Entry {
         bool in_use = false;
+        bool watched = false;  // its poll is armed (by expire())
         std::uint16_t generation = 0;
-        std::string key;
+        BackendKey key;
         IdleBackend backend;
         std::chrono::steady_clock::time_point expires{};
     };
@@ -99,13 +121,13 @@ private:
     // Ends entry `slot`: cancels its watch, closes its socket (unless it was taken) and frees
     // the slot.
     void release(std::uint32_t slot, bool close_socket);
-    void unlist(const std::string& key, std::uint32_t slot);
+    void unlist(const BackendKey& key, std::uint32_t slot);
 
     uring::Ring& ring_;
     std::vector<Entry> entries_;
     std::vector<std::uint32_t> free_;
     // Per backend key: its idle entries, oldest first (taken from the back).
-    std::unordered_map<std::string, std::vector<std::uint32_t>> lists_;
+    std::unordered_map<BackendKey, std::vector<std::uint32_t>, BackendKeyHash> lists_;
     std::size_t idle_ = 0;
     Counts counts_;
 };

@@ -42,6 +42,15 @@ HttpExchange::HttpExchange(Connection& connection, HttpContext& context, HttpSec
     backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
 }
 
+void HttpExchange::plain_backend_io() {
+    if (dynamic_cast<PlainTransport*>(backend_io_.get()) != nullptr) {
+        return;  // idle between operations, over the same slot
+    }
+    TransportRing& ring = *this;  // private bases: converted here, not in make_unique
+    TransportUser& user = *this;
+    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+}
+
 const config::HttpLimits& HttpExchange::limits() const {
     return section_ == HttpSection::https ? context_.config().https->limits
                                           : context_.config().http->limits;

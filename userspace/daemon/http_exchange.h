@@ -44,6 +44,9 @@
 namespace splicer::daemon {
 
 inline constexpr std::size_t kHttpBufferBytes = 64 * 1024;
+// Response body bytes already read that are copied behind the response head, so that a small
+// response goes to the client in one send (http_response.cpp); the rest streams as usual.
+inline constexpr std::size_t kBodyWithHeadBytes = 16 * 1024;
 // Buffers of kHttpBufferBytes each loop keeps for its exchanges beyond those lent (1 MiB).
 inline constexpr std::size_t kHttpBuffersKept = 16;
 
@@ -188,6 +191,9 @@ private:
     Transport& transport(Side side) {
         return side == Side::client ? *client_io_ : *backend_io_;
     }
+    // Makes the backend side's transport a plain one over connection_.backend (kept when it
+    // is one already).
+    void plain_backend_io();
     // The section's settings in force now (a reload replaces them between operations).
     [[nodiscard]] const config::HttpLimits& limits() const;
     [[nodiscard]] const std::vector<config::HttpRoute>& routes() const;

@@ -151,10 +151,10 @@ void HttpExchange::connect_backend() {
     connection_.series = section_ == HttpSection::https
                              ? context_.rule_series().for_https_route(*route_)
                              : context_.rule_series().for_route(*route_);
-    // Plain unless the route's backend is https:// (start_backend_tls, once connected).
-    TransportRing& ring = *this;  // private bases: converted here, not in make_unique
-    TransportUser& user = *this;
-    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+    // Plain unless the route's backend is https:// (start_backend_tls, once connected). A
+    // plain transport names the connection's backend slot, not a socket: the one the last
+    // request used serves this one too (no allocation per request).
+    plain_backend_io();
     backend_tls_.reset();
     if (route.backend_scheme == config::BackendScheme::https) {
         backend_tls_ = section_ == HttpSection::https ? context_.upstream_tls(*route_) : nullptr;
@@ -294,7 +294,13 @@ bool HttpExchange::reuse_pooled_backend() {
     if (!poolable() || retried_) {
         return false;  // a retry goes on a new connection, as nginx's does
     }
-    std::optional<IdleBackend> idle = context_.backend_pool().take(*backend_key_);
+    // A request that could not be sent again on a new connection (retry_on_new_connection:
+    // a body, or not idempotent) never goes on a connection the backend has already closed:
+    // one the pool does not watch yet is checked first.
+    const http::MessageHead& head = request_.head();
+    const bool has_body = head.chunked || head.content_length.value_or(0) > 0;
+    std::optional<IdleBackend> idle =
+        context_.backend_pool().take(*backend_key_, has_body || !http::is_idempotent(method_));
     if (!idle) {
         return false;
     }

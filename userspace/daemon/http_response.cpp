@@ -1,6 +1,7 @@
 // The backend side of an exchange: relay the response head (rewritten) and stream the
 // body down; then the next request, a close, or after a 101 the data plane.
 
+#include <algorithm>
 #include <cerrno>
 
 #include "daemon/http_exchange.h"
@@ -60,15 +61,32 @@ void HttpExchange::response_head() {
         send_to(Side::client, composed_, 0);
         return;
     }
-    if (head.status >= 200) {
-        status_ = head.status;
-        phase_ = Phase::relaying;
-        // After a refused upgrade the client's next bytes may not be HTTP: close then.
-        close_client_ = close_client_ || response_.body_until_eof() ||
-                        request_.head().upgrade || context_.stopping();
+    if (head.status < 200) {
+        composed_ = http::client_response_head(head, close_client_);  // an interim 1xx
+        send_to(Side::client, composed_, 0);
+        return;
     }
+    status_ = head.status;
+    phase_ = Phase::relaying;
+    // After a refused upgrade the client's next bytes may not be HTTP: close then.
+    close_client_ = close_client_ || response_.body_until_eof() || request_.head().upgrade ||
+                    context_.stopping();
     composed_ = http::client_response_head(head, close_client_);
-    send_to(Side::client, composed_, 0);
+    // The body bytes read with the head (all of a small response, most often) go out in the
+    // same send: one send, one segment and one wake-up of the client instead of two. Framed
+    // here as pump_response would frame them next; marked forwarded once sent (on_sent).
+    // A body the parser refuses is left to pump_response, after the head, as before.
+    const std::span<const char> waiting = from_backend_.pending();
+    std::size_t body_with_head = 0;
+    if (!waiting.empty()) {
+        const http::Step step =
+            response_.feed(waiting.first(std::min(waiting.size(), kBodyWithHeadBytes)));
+        if (step.event != http::Event::error) {
+            body_with_head = step.consumed;
+            composed_.append(waiting.data(), body_with_head);
+        }
+    }
+    send_to(Side::client, composed_, body_with_head);
 }
 
 void HttpExchange::response_done() {
@@ -111,10 +129,9 @@ void HttpExchange::release_backend() {
         idle.context_owner = std::move(state.context_owner);
     }
     idle.socket = std::move(connection_.backend);
-    // The transport named the socket now pooled: a plain one over the (empty) slot replaces it.
-    TransportRing& ring = *this;
-    TransportUser& user = *this;
-    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+    // A TLS transport held the session now pooled: a plain one over the (empty) slot
+    // replaces it.
+    plain_backend_io();
     context_.backend_pool().put(*backend_key_, std::move(idle), limits().keepalive_connections,
                                 limits().keepalive_timeout);
 }

@@ -216,11 +216,21 @@ bool TlsTransport::flush() {
     if (cipher.empty()) {
         return false;
     }
+    // Tried first without waiting and so without a linked timeout: a record nearly always
+    // fits the send buffer at once (daemon/transport.h, PlainTransport).
+    send_without_waiting_ = true;
+    io_uring_prep_send(ring_.transport_sqe(HttpOp::http_send, side_), socket_.get(), cipher.data(),
+                       cipher.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return true;
+}
+
+void TlsTransport::send_waiting() {
+    send_without_waiting_ = false;
+    const std::span<const std::byte> cipher = session_.pending_cipher();
     io_uring_sqe* send = ring_.transport_sqe(HttpOp::http_send, side_);
     io_uring_prep_send(send, socket_.get(), cipher.data(), cipher.size(), MSG_NOSIGNAL);
     send->flags |= IOSQE_IO_LINK;
     link_timeout(remaining());
-    return true;
 }
 
 void TlsTransport::fail(int result) {
@@ -272,6 +282,11 @@ void TlsTransport::on_completion(HttpOp op, int result) {
             }
             break;
         case HttpOp::http_send:
+            if (send_without_waiting_ && result == -EAGAIN) {
+                send_waiting();  // no room now: wait for it
+                break;
+            }
+            send_without_waiting_ = false;
             if (result > 0) {
                 session_.consume_cipher(static_cast<std::size_t>(result));
                 step();

@@ -74,6 +74,8 @@ private:
     void receive_now();
     // Sends the session's pending ciphertext; false when there is none.
     bool flush();
+    // flush()'s send again after its first try found no room: waiting, under the timeout.
+    void send_waiting();
     // The logical operation is done with `result`: reported from the current completion, or
     // (called from read/send/close_write) from a NOP's, so the user is never re-entered.
     void finish(int result);
@@ -88,6 +90,9 @@ private:
     std::span<const char> out_;
     std::size_t taken_ = 0;         // plaintext of out_ the session took (sent once flushed)
     bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
+    // The http_send in flight is flush()'s first try, without waiting (as PlainTransport's,
+    // daemon/transport.h): -EAGAIN sends the same bytes again, waiting, under the timeout.
+    bool send_without_waiting_ = false;
     bool room_given_back_ = false;  // room_ went back to the user while the peer was silent
     bool eof_ = false;              // the peer's FIN was read
     bool failing_ = false;          // a fatal TLS error: its alert is flushed, then -EPROTO

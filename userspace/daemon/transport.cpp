@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "daemon/http_exchange.h"
 
@@ -32,10 +33,27 @@ void PlainTransport::read(std::span<char> room, std::chrono::steady_clock::durat
 
 void PlainTransport::send(std::span<const char> bytes,
                           std::chrono::steady_clock::duration timeout) {
+    sending_ = bytes;
+    send_timeout_ = timeout;
+    if (last_send_short_) {
+        // The last send filled the socket's buffer: this one (most often its rest) would
+        // find no room either.
+        send_waiting();
+        return;
+    }
+    send_without_waiting_ = true;
+    // io_uring completes a MSG_DONTWAIT send with -EAGAIN instead of waiting for room
+    // (REQ_F_NOWAIT): it cannot outlast any timeout, so it needs none.
+    io_uring_prep_send(ring_.transport_sqe(HttpOp::http_send, side_), socket_.get(), bytes.data(),
+                       bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void PlainTransport::send_waiting() {
+    send_without_waiting_ = false;
     io_uring_sqe* send = ring_.transport_sqe(HttpOp::http_send, side_);
-    io_uring_prep_send(send, socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    io_uring_prep_send(send, socket_.get(), sending_.data(), sending_.size(), MSG_NOSIGNAL);
     send->flags |= IOSQE_IO_LINK;
-    link_timeout(timeout);
+    link_timeout(send_timeout_);
 }
 
 void PlainTransport::close_write(std::chrono::steady_clock::duration /*timeout*/) {
@@ -49,6 +67,13 @@ void PlainTransport::on_completion(HttpOp op, int result) {
             user_.on_read(side_, result);
             return;
         case HttpOp::http_send:
+            if (send_without_waiting_ && result == -EAGAIN) {
+                send_waiting();  // no room now: wait for it, under the send's timeout
+                return;
+            }
+            send_without_waiting_ = false;
+            last_send_short_ = result > 0 && static_cast<std::size_t>(result) < sending_.size();
+            sending_ = {};
             user_.on_sent(side_, result);
             return;
         case HttpOp::http_close:

@@ -126,8 +126,17 @@ protected:
     __kernel_timespec timeout_{};  // read by the kernel when the linked timeout is submitted
 };
 
-// Today's port 80 I/O: one recv or send on the socket per logical operation, straight into
-// (out of) the exchange's buffer.
+// Port 80's I/O: one recv on the socket per logical read, straight into the exchange's
+// buffer; a send straight out of it.
+//
+// A send is first tried without waiting (MSG_DONTWAIT) and without a linked timeout: an HTTP
+// head or a response body chunk nearly always fits the socket's send buffer at once, and the
+// linked timeout of a send that completed inline is a second SQE and CQE for nothing (two per
+// proxied request). Only when nothing could be sent (-EAGAIN: the peer stopped reading) is
+// the send submitted again to wait, under the operation's timeout. A partial send is
+// reported as it is; the next send (the rest, most often) then waits at once, since the
+// socket's buffer was full a moment ago (a slow reader of a long body costs no extra try
+// per buffer).
 class PlainTransport final : public Transport {
 public:
     using Transport::Transport;
@@ -136,6 +145,16 @@ public:
     void send(std::span<const char> bytes, std::chrono::steady_clock::duration timeout) override;
     void close_write(std::chrono::steady_clock::duration timeout) override;
     void on_completion(HttpOp op, int result) override;
+
+private:
+    // The send of sending_ that waits for room, with a linked timeout.
+    void send_waiting();
+
+    // The send in flight: its bytes and timeout, kept for the waiting retry.
+    std::span<const char> sending_;
+    std::chrono::steady_clock::duration send_timeout_{};
+    bool send_without_waiting_ = false;  // the send in flight is the MSG_DONTWAIT try
+    bool last_send_short_ = false;       // the last send took fewer bytes than offered
 };
 
 // The duration as an io_uring timespec, never below 1 ms.

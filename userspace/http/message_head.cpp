@@ -1,14 +1,15 @@
 #include "http/message_head.h"
 
 #include <algorithm>
-#include <cctype>
 
 namespace splicer::http {
 
+static_assert(ascii_lower('A') == 'a' && ascii_lower('Z') == 'z' && ascii_lower('a') == 'a' &&
+              ascii_lower('@') == '@' && ascii_lower('[') == '[' && ascii_lower('\xc4') == '\xc4');
+
 bool equals_ignoring_case(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
+               return ascii_lower(x) == ascii_lower(y);
            });
 }
 
