@@ -35,8 +35,10 @@ Error context_error(const std::string& what) {
 
 // Whether a client resuming with a ticket gets a new one.
 bool renew_ticket(bool sealed_with_current_key, int version) {
-    // TLS 1.3 tickets are for one use (RFC 8446 appendix C.4) and OpenSSL sends one after a
-    // resumption only when asked to: without it a client that resumed had no ticket left and
+    // TLS 1.3 tickets are for one use (RFC 8446 appendix C.4): OpenSSL's client marks the
+    // session it resumed not resumable (tls_finish_handshake, when it caches client
+    // sessions, as wrk does), and OpenSSL's server sends a ticket after a resumption only
+    // when the callback asks for a renewal. Without one the client had no ticket left and
     // made a full handshake the next time (scripts/bench tls_term_new with wrk: every other
     // ClientHello came without a ticket, 318 bytes against 605). nginx renews every TLS 1.3
     // ticket for the same reason. A TLS 1.2 ticket may be offered again: renewed only once
