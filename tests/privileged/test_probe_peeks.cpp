@@ -4,9 +4,12 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -26,7 +29,80 @@ bool tcp_peek_offset_supported() {
     return ::setsockopt(probe.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) == 0;
 }
 
+// Every thread of `pid` is stopped (a SIGSTOP took effect), within `timeout`.
+bool every_thread_stopped(pid_t pid, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        bool all = true;
+        for (const auto& task :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+            std::ifstream stat(task.path() / "stat");
+            const std::string text((std::istreambuf_iterator<char>(stat)),
+                                   std::istreambuf_iterator<char>());
+            const auto paren = text.rfind(')');
+            const char state = paren + 2 < text.size() ? text[paren + 2] : '?';
+            all = all && (state == 'T' || state == 't');
+        }
+        if (all) {
+            return true;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return false;
+}
+
 }  // namespace
+
+TEST_CASE(
+    "probing: a ClientHello queued before the accept is handled is decided without a wait, "
+    "one that comes later after a wait, both relayed byte-exact",
+    "[probe]") {
+    TcpBackend https(BackendScript::record());
+    const SnikketPorts ports{
+        .listen = free_port(), .xmpp_tls = free_port(), .https = https.port(), .xmpp = free_port()};
+    auto daemon = start_daemon("copy", snikket_config(ports, {.probe_timeout_seconds = 5}));
+    const std::string hello = make_client_hello({.server_name = "chat.example.com"});
+    std::vector<UniqueFd> clients;
+    {
+        // The daemon stopped while the client connects and sends: the kernel completes the
+        // TCP handshake and queues the hello, so it is there when the accept is handled.
+        REQUIRE(::kill(daemon->pid(), SIGSTOP) == 0);
+        struct ContinueAtExit {
+            pid_t pid;
+            ~ContinueAtExit() { ::kill(pid, SIGCONT); }
+        } continue_at_exit{daemon->pid()};
+        REQUIRE(every_thread_stopped(daemon->pid(), 5s));
+        clients.push_back(connect_to(ports.listen));
+        write_all(clients.back().get(), hello);
+    }
+    // The record header alone cannot be decided on, whether or not it is queued at the
+    // accept: the rest comes after a pause, so the probe must wait at least once (and its
+    // peek offset starts past whatever it had peeked).
+    clients.push_back(connect_to(ports.listen));
+    write_all(clients.back().get(), hello.substr(0, 5));
+    std::this_thread::sleep_for(300ms);
+    write_all(clients.back().get(), hello.substr(5));
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+        CAPTURE(i);
+        const auto routed = routed_line(*daemon, local_port(clients[i].get()), 10s);
+        INFO(daemon->log_tail(10));
+        REQUIRE(routed.has_value());
+        CHECK(routed->get("sni") == "chat.example.com");
+        const auto waits = routed->number("probe_waits");
+        REQUIRE(waits.has_value());
+        if (i == 0) {
+            CHECK(*waits == 0);
+        } else {
+            CHECK(*waits >= 1);
+        }
+        ::shutdown(clients[i].get(), SHUT_WR);
+    }
+    REQUIRE(https.wait_for_finished(2, 10s));
+    for (const auto& finished : https.finished()) {
+        CHECK(finished.received_sha256 == sha256_hex(hello));
+    }
+    stop_daemon(*daemon);
+}
 
 TEST_CASE(
     "probing: a 58 KiB ClientHello in 500-byte segments is peeked a few times, each "

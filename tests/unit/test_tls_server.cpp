@@ -6,6 +6,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <string>
 
 #include "support/command.h"
@@ -193,6 +194,35 @@ TEST_CASE("TLS server: tickets resume TLS 1.2 and 1.3 sessions until two key rot
     seconds += 3600;  // two: its key is gone, so a full handshake
     resume(false);
     CHECK(context->ticket_key_generation() == 3);
+}
+
+TEST_CASE(
+    "TLS server: a TLS 1.3 resumption brings a fresh ticket, so a client that uses each "
+    "ticket once resumes every time",
+    "[tls_termination]") {
+    const TestCertificates& pki = shared_pki();
+    const auto context = make_server_context(pki);
+    TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
+    // Each connection offers the ticket the one before it received, as wrk and browsers use
+    // TLS 1.3 tickets. s_client writes its -sess_out file only when a ticket arrives, so a
+    // resumption that brought none leaves no file for the next connection to offer.
+    std::string offered;
+    for (int connection = 0; connection < 4; ++connection) {
+        CAPTURE(connection);
+        const std::string received =
+            pki.dir.path() / ("ticket_chain" + std::to_string(connection));
+        const std::string offer = offered.empty() ? "" : "-sess_in " + offered + " ";
+        const CommandResult run = s_client(
+            server.port(), "-servername a.test -tls1_3 " + offer + "-sess_out " + received);
+        INFO(run.output);
+        REQUIRE(run.exit_code == 0);
+        CHECK(has(run.output, connection == 0 ? "New, TLSv1.3" : "Reused, TLSv1.3"));
+        const auto report = server.next_report();
+        REQUIRE(report);
+        CHECK(report->resumed == (connection > 0));
+        REQUIRE(std::filesystem::exists(received));
+        offered = received;
+    }
 }
 
 TEST_CASE("TLS server: a stapled OCSP response is sent to a client that asks",

@@ -69,6 +69,9 @@ struct Connection : plane::Flow {
     // how much probing cost: peeks made and bytes they copied (on the routed line)
     std::uint32_t probe_peeks = 0;
     std::uint64_t probe_peek_bytes = 0;
+    // polls armed for more bytes; the first also armed the probe timeout (a decision on the
+    // bytes queued at the accept needs neither: EventLoop::start_probing)
+    std::uint32_t probe_waits = 0;
 
     // routing result, for the connect and the logs
     std::optional<std::size_t> rule;

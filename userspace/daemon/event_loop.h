@@ -276,6 +276,9 @@ private:
     void start_probing(Connection& connection);
     void arm_probe_poll(Connection& connection);
     void on_probe_poll(Connection& connection, int result);
+    // Peeks what is new and decides, or waits for more: at the accept (`events` 0) and on
+    // each probe poll's completion (its poll events).
+    void look_at_client(Connection& connection, unsigned events);
     void on_probe_timeout(Connection& connection, int result);
     void apply_decision(Connection& connection, const route::Decision& decision,
                         std::string_view why);

@@ -28,10 +28,11 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 // Linux 6.9 gave TCP sockets SO_PEEK_OFF: each MSG_PEEK then starts where the previous one
-// ended, so a peek copies only the bytes that arrived since. Earlier kernels refuse it
-// (EOPNOTSUPP) and every peek starts at the head of the queue.
-bool enable_peek_offset(int fd) {
-    const int start = 0;
+// ended (here: past the `peeked` bytes already copied), so a peek copies only the bytes that
+// arrived since. Earlier kernels refuse it (EOPNOTSUPP) and every peek starts at the head of
+// the queue.
+bool enable_peek_offset(int fd, std::size_t peeked) {
+    const int start = static_cast<int>(peeked);
     return ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &start, sizeof(start)) == 0;
 }
 
@@ -71,7 +72,6 @@ ssize_t peek_new(Connection& connection) {
 
 void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
-    connection.peek_offset = enable_peek_offset(connection.client.get());
     // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
     const auto timeout = listeners_[connection.listener].http
                              ? std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -79,13 +79,27 @@ void EventLoop::start_probing(Connection& connection) {
                              : config_->probe_timeout;
     connection.probe_timeout.tv_sec = timeout.count() / 1000;
     connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
-    io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
-    io_uring_prep_timeout(sqe, &connection.probe_timeout, 0, 0);
-    connection.probe_timeout_armed = true;
+    // A client sends its first bytes right behind the handshake's last ACK, so under load
+    // they are often queued by the time the accept is handled: look at them at once. A
+    // decision now costs no poll, no probe timeout and its removal, and no peek-offset
+    // set-up and undo (arm_probe_poll makes those only when more bytes must come).
+    if (net::bytes_readable(connection.client.get()) > 0) {
+        look_at_client(connection, 0);
+        return;
+    }
     arm_probe_poll(connection);
 }
 
 void EventLoop::arm_probe_poll(Connection& connection) {
+    if (connection.probe_waits++ == 0) {
+        // The first wait: the probe deadline starts (still within the accept's callback, so
+        // it counts from the accept), and from here each peek copies only new bytes.
+        io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
+        io_uring_prep_timeout(sqe, &connection.probe_timeout, 0, 0);
+        connection.probe_timeout_armed = true;
+        connection.peek_offset =
+            enable_peek_offset(connection.client.get(), connection.peeked.size());
+    }
     // poll(POLLIN) honours SO_RCVLOWAT: wake only once the router's `needed` bytes are
     // queued (peeked bytes stay queued), never before more than what was peeked. A client
     // trickling bytes costs one wake-up per arrival, not a busy loop; a ClientHello whose
@@ -112,7 +126,10 @@ void EventLoop::on_probe_poll(Connection& connection, int result) {
         close_connection(connection, "probe_error");
         return;
     }
-    const auto events = static_cast<unsigned>(result);
+    look_at_client(connection, static_cast<unsigned>(result));
+}
+
+void EventLoop::look_at_client(Connection& connection, unsigned events) {
     const bool ended = (events & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
     const ssize_t added = peek_new(connection);
     if (added < 0) {
@@ -271,7 +288,8 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
                              {"backend", "-"},
                              {"plane", "tls-terminate"},
                              {"probe_peeks", std::to_string(connection.probe_peeks)},
-                             {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
+                             {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)},
+                             {"probe_waits", std::to_string(connection.probe_waits)}});
         start_terminated(connection);
         return;
     }
@@ -288,7 +306,8 @@ void EventLoop::log_routed(const Connection& connection, std::string_view plane)
                          {"backend", net::to_string(connection.backend_address)},
                          {"plane", std::string(plane.empty() ? plane_.name() : plane)},
                          {"probe_peeks", std::to_string(connection.probe_peeks)},
-                         {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)}});
+                         {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)},
+                         {"probe_waits", std::to_string(connection.probe_waits)}});
 }
 
 }  // namespace splicer::daemon

@@ -123,13 +123,16 @@ bool TlsTransport::step_read() {
 }
 
 bool TlsTransport::step_send() {
-    if (flush()) {
-        return false;  // what the session wrote goes out before it takes more
-    }
     if (taken_ > 0) {
+        if (flush()) {
+            return false;  // the record goes out before the send is done
+        }
         finish(static_cast<int>(taken_));
         return false;
     }
+    // Ciphertext the session queued before (a TLS 1.3 server's tickets, written when the
+    // client's Finished came in one read with its request) goes out in one send with this
+    // record: one segment and one wake-up of the client instead of two.
     const std::size_t chunk = std::min(out_.size(), kMaxRecordPlaintext);
     const tls::Session::Io io = session_.write_plain(std::as_bytes(out_.first(chunk)));
     if (io.bytes > 0) {
@@ -138,7 +141,8 @@ bool TlsTransport::step_send() {
     }
     switch (io.status) {
         case tls::Status::want_output:
-            return true;  // a record partly written: flush, retry
+            // The queue is full (what waited in it, or a record partly written): send, retry.
+            return !flush();
         case tls::Status::want_input:
             // A client's handshake (or a renegotiation refused) waits on the peer, once its
             // own flight (the ClientHello first) is out.

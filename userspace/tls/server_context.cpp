@@ -33,6 +33,19 @@ Error context_error(const std::string& what) {
     return Error{what + ": " + take_openssl_error("failed")};
 }
 
+// Whether a client resuming with a ticket gets a new one.
+bool renew_ticket(bool sealed_with_current_key, int version) {
+    // TLS 1.3 tickets are for one use (RFC 8446 appendix C.4): OpenSSL's client marks the
+    // session it resumed not resumable (tls_finish_handshake, when it caches client
+    // sessions, as wrk does), and OpenSSL's server sends a ticket after a resumption only
+    // when the callback asks for a renewal. Without one the client had no ticket left and
+    // made a full handshake the next time (scripts/bench tls_term_new with wrk: every other
+    // ClientHello came without a ticket, 318 bytes against 605). nginx renews every TLS 1.3
+    // ticket for the same reason. A TLS 1.2 ticket may be offered again: renewed only once
+    // its key is the previous one.
+    return version == TLS1_3_VERSION || !sealed_with_current_key;
+}
+
 }  // namespace
 
 ServerContext::ServerContext(const ServerSettings& settings)
@@ -259,9 +272,7 @@ int ServerContext::on_ticket_key(SSL* ssl, unsigned char* key_name, unsigned cha
                                                        found->key.cipher_key.data(), iv) != 1) {
         return -1;
     }
-    // 2: valid, but sealed with the previous key, so the client gets a ticket under the
-    // current one.
-    return found->current ? 1 : 2;
+    return renew_ticket(found->current, SSL_version(ssl)) ? 2 : 1;
 }
 
 }  // namespace splicer::tls

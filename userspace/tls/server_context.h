@@ -12,7 +12,8 @@
 //   what nginx 1.22 on this machine answers); a client offering no ALPN is accepted.
 // - Resumption by session tickets only (TLS 1.2 RFC 5077 tickets and TLS 1.3 PSK tickets),
 //   sealed with in-memory keys rotated every `ticket_key_rotation` (tls/ticket_keys.h); the
-//   server-side session cache is off.
+//   server-side session cache is off. Every TLS 1.3 resumption gets a fresh ticket,
+//   so a client that resumes keeps resuming.
 // - OCSP stapling for an entry given a DER response file, when the client asks (status_request).
 
 #include <chrono>
