@@ -62,18 +62,20 @@ void ByteGenerator::fill(char* out, std::size_t size) {
     // memcpy per 4 KiB. The tests generate and regenerate gigabytes a run (both ends of every
     // stream), and the test code is built at -O0, under ASan in CI: a store and a shift per
     // byte took seconds per 256 MiB there (issue 15's 30-minute budget). Same bytes.
-    std::uint64_t state = state_;
-    std::array<std::uint64_t, 512> words{};
-    while (size - pos >= 8) {
-        const std::size_t count = std::min(words.size(), (size - pos) / 8);
-        for (std::size_t i = 0; i < count; ++i) {
-            state = advanced(state);
-            words[i] = little_endian(output_of(state));
+    if (size - pos >= 8) {
+        std::uint64_t state = state_;
+        std::array<std::uint64_t, 512> words{};
+        while (size - pos >= 8) {
+            const std::size_t count = std::min(words.size(), (size - pos) / 8);
+            for (std::size_t i = 0; i < count; ++i) {
+                state = advanced(state);
+                words[i] = little_endian(output_of(state));
+            }
+            std::memcpy(out + pos, words.data(), count * 8);
+            pos += count * 8;
         }
-        std::memcpy(out + pos, words.data(), count * 8);
-        pos += count * 8;
+        state_ = state;
     }
-    state_ = state;
     if (pos < size) {
         pending_ = next_word();
         pending_count_ = 8;
