@@ -17,9 +17,11 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -293,6 +295,33 @@ bool wait_until(const std::atomic<std::uint64_t>& progress, std::uint64_t at_lea
     return progress.load() >= at_least;
 }
 
+// The one pair A serves, moved to B mid-transfer (move_a_to_b); then the readers slowed
+// until the move (`rates`) run at full speed. Afterwards A holds nothing of it (no record,
+// so no socket or pipe either) and closed nothing: the pair is B's to finish.
+handoff::ExportOutcome move_the_pair_to_b(
+    TwoLoops& loops, std::initializer_list<std::atomic<std::uint64_t>*> rates) {
+    handoff::ExportOutcome moved = move_a_to_b(loops, 1);
+    for (std::atomic<std::uint64_t>* rate : rates) {
+        *rate = 0;
+    }
+    REQUIRE(moved.batch.records.size() == 1);
+    CHECK(moved.left == 0);
+    CHECK(moved.failed == 0);
+    const DaemonCounters a = loops.counters(0);
+    CHECK(a.active == 0);
+    CHECK(a.closed == 0);
+    return moved;
+}
+
+// A stream read whole: `prefix`, then `count` bytes of ByteGenerator(seed), then the FIN.
+void check_arrived_whole(const test::ReadReport& got, std::string_view prefix,
+                         std::uint64_t seed, std::uint64_t count) {
+    INFO("the stream of seed " << seed);
+    CHECK(got.bytes == prefix.size() + count);
+    CHECK(got.sha256 == test::sha256_of_generated(prefix, seed, count));
+    CHECK(got.eof);
+}
+
 // What direction `d` of an exported record still held: a copy round's bytes or a pipe's.
 std::uint64_t held(const handoff::ConnectionRecord& record, std::size_t d) {
     return record.directions[d].buffered.size() + record.directions[d].in_pipe;
@@ -349,31 +378,19 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
         REQUIRE(wait_until(client_read, 1ULL << 20));
         REQUIRE(wait_until(backend_read, 1ULL << 20));
 
-        const handoff::ExportOutcome moved = move_a_to_b(loops, 1);
-        client_rate = 0;  // full speed from here
-        backend_rate = 0;
-        REQUIRE(moved.batch.records.size() == 1);
-        CHECK(moved.left == 0);
-        CHECK(moved.failed == 0);
+        const handoff::ExportOutcome moved =
+            move_the_pair_to_b(loops, {&client_rate, &backend_rate});
         if (!sockmap) {
             // The move took state in flight with it: bytes the plane held for each sink.
             const handoff::ConnectionRecord& record = moved.batch.records.front();
             CHECK(held(record, 0) + held(record, 1) > 0);
         }
-        // A holds nothing of it: no record, so no socket or pipe either.
-        const DaemonCounters a = loops.counters(0);
-        CHECK(a.active == 0);
-        CHECK(a.closed == 0);
     }
     // Every byte both ways, each stream ending with its FIN.
     CHECK(up.error.empty());
     CHECK(down.error.empty());
-    CHECK(at_backend.bytes == hello.size() + kUp);
-    CHECK(at_backend.sha256 == test::sha256_of_generated(hello, 11, kUp));
-    CHECK(at_backend.eof);
-    CHECK(at_client.bytes == kDown);
-    CHECK(at_client.sha256 == test::sha256_of_generated("", 22, kDown));
-    CHECK(at_client.eof);
+    check_arrived_whole(at_backend, hello, 11, kUp);
+    check_arrived_whole(at_client, "", 22, kDown);
     client.reset();
     backend.reset();
     // B closed it and counted it; A never did.
@@ -417,15 +434,10 @@ TEST_CASE("handoff: a backend that closes right after its last write while its r
                                                          .progress = &client_read});
         });
         REQUIRE(wait_until(client_read, 512ULL << 10));
-        const handoff::ExportOutcome moved = move_a_to_b(loops, 1);
-        client_rate = 0;
-        REQUIRE(moved.batch.records.size() == 1);
-        CHECK(loops.counters(0).active == 0);
+        (void)move_the_pair_to_b(loops, {&client_rate});
     }
     CHECK(reply.error.empty());
-    CHECK(at_client.bytes == kReply);
-    CHECK(at_client.sha256 == test::sha256_of_generated("", 33, kReply));
-    CHECK(at_client.eof);
+    check_arrived_whole(at_client, "", 33, kReply);
     // The client ends its side last: B finishes and closes the pair.
     REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
     REQUIRE(loops.wait_closed(1, 1));

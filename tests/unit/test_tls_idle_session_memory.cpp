@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/test_certificates.h"
+#include "support/tls_memory_pair.h"
 #include "tls/server_context.h"
 #include "tls/session.h"
 #include "tls/upstream_context.h"
@@ -42,20 +43,6 @@ std::span<const std::byte> bytes_of(const std::string& text) {
     return std::as_bytes(std::span<const char>(text));
 }
 
-void pass_cipher_between(tls::Session& from, tls::Session& to) {
-    for (int rounds = 0; rounds < 64; ++rounds) {
-        const std::span<const std::byte> pending = from.pending_cipher();
-        if (pending.empty()) {
-            return;
-        }
-        const std::size_t taken = to.ingest(pending);
-        if (taken == 0) {
-            return;
-        }
-        from.consume_cipher(taken);
-    }
-}
-
 // A server session as a keep-alive connection leaves it between requests: handshaken, a
 // request read, a response written and sent, and a read that found nothing waiting.
 tls::Session idle_server(const tls::ServerContext& server_context,
@@ -64,24 +51,17 @@ tls::Session idle_server(const tls::ServerContext& server_context,
     auto client = tls::Session::create_client(client_context, "a.test");
     REQUIRE(server);
     REQUIRE(client);
-    for (int rounds = 0; rounds < 20 && !(client->handshake_done() && server->handshake_done());
-         ++rounds) {
-        (void)client->handshake();
-        pass_cipher_between(*client, *server);
-        (void)server->handshake();
-        pass_cipher_between(*server, *client);
-    }
-    REQUIRE(server->handshake_done());
+    REQUIRE(handshake_in_memory(*client, *server));
     const std::string request = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
     REQUIRE(client->write_plain(bytes_of(request)).bytes == request.size());
-    pass_cipher_between(*client, *server);
+    pass_pending_cipher(*client, *server);
     std::string buffer(4096, '\0');
     const tls::Session::Io read =
         server->read_plain(std::as_writable_bytes(std::span<char>(buffer)));
     REQUIRE(read.bytes == request.size());
     const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
     REQUIRE(server->write_plain(bytes_of(response)).bytes == response.size());
-    pass_cipher_between(*server, *client);
+    pass_pending_cipher(*server, *client);
     REQUIRE(client->read_plain(std::as_writable_bytes(std::span<char>(buffer))).bytes ==
             response.size());
     const tls::Session::Io idle =
