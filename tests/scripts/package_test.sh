@@ -5,7 +5,7 @@
 # leaves nothing behind: no file, no /etc/splicer, no state, no `splicer` user or group.
 #
 # The install runs for real, with dpkg and the maintainer scripts, on this machine's own /etc,
-# /usr and /var, but seen through overlays in a private mount namespace (`unshare --mount`):
+# /usr and /var, but seen through overlays in a private mount namespace (`unshare --mount`, with a pid namespace):
 # every write lands in a tmpfs that goes away with the namespace. So the test changes nothing
 # the other tests (or other developers on this machine) rely on, even when it is killed
 # midway: the `splicer` user scripts/install-deps made stays, and the package's postinst is
@@ -88,7 +88,10 @@ if [[ -z ${SPLICER_PACKAGE_TEST_INNER:-} ]]; then
 
   # 3. Install and purge inside the namespace (below); whatever it does, it cannot outlive it.
   rc=0
-  SPLICER_PACKAGE_TEST_INNER=1 unshare --mount --propagation private \
+  # A pid namespace of its own with its own /proc: userdel refuses a user any process on the
+  # machine runs as, and a test daemon of another suite running as `splicer` meanwhile (its
+  # privilege drop) is no business of the package's purge here.
+  SPLICER_PACKAGE_TEST_INNER=1 unshare --mount --propagation private --pid --fork --mount-proc \
     "$0" "$src" "$build" "$deb" "$work" || rc=$?
 
   # Nothing changed out here.
