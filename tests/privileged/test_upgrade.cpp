@@ -1,7 +1,9 @@
 // `splicer upgrade` / SIGUSR2 (README "Upgrading without dropping connections"): the running
 // daemon starts the binary again (the same one here), hands it the listening sockets over a
-// unix socket, and stops accepting only once the new process said ready; what it still holds
-// it finishes itself, then exits. A binary that fails leaves the old process serving.
+// unix socket, and stops accepting only once the new process said ready; then it hands over
+// its established connections (daemon/connection_handover.h) and exits once what it could
+// not hand over ended. A binary that fails leaves the old process serving; one that dies
+// while taking the connections leaves them with the old process.
 // With `workers: N` every address has N sockets in one SO_REUSEPORT group: all of them are
 // handed over and adopted, whatever worker count the new process runs.
 
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/metrics_scrape.h"
 #include "support/scoped_environment.h"
 
 using namespace splicer::test;
@@ -24,7 +27,11 @@ namespace {
 
 constexpr std::uint64_t kFirstPart = 1 << 20;   // client -> backend before the swap
 constexpr std::uint64_t kSecondPart = 2 << 20;  // ... and after it
-constexpr std::uint64_t kReplyBytes = 4 << 20;  // backend -> client, mostly read after it
+// backend -> client: more than every socket buffer on the way holds, so that the backend is
+// still sending when the old process is gone
+constexpr std::uint64_t kReplyBytes = 32 << 20;
+constexpr std::uint64_t kFirstReply = 1 << 20;  // read before the swap
+constexpr std::uint64_t kReplySeed = 500;
 constexpr std::uint64_t kLoopReply = 16 * 1024;
 
 std::string with_workers(std::uint32_t workers, const std::string& config) {
@@ -64,6 +71,66 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
         std::this_thread::sleep_for(50ms);
     }
     return true;
+}
+
+// A transfer both ways through the ALPN xmpp-client rule, begun before the swap (the first
+// part sent, the first part of the reply read) and then left alone: the client neither reads
+// nor writes until finish(), so the rest of the reply waits in the sockets and the plane
+// while the connection moves, and whoever finishes it must deliver every byte.
+class PausedTransfer {
+public:
+    PausedTransfer(std::uint16_t port, TcpBackend& backend) : backend_(backend) {
+        first_ = make_client_hello({.alpn = {"xmpp-client"}}) + ByteGenerator(41).take(kFirstPart);
+        client_ = connect_to(port);
+        write_all(client_.get(), first_);
+        REQUIRE(backend_.wait_for_accepted(1, 10s));
+        first_reply_ = read_exactly(client_.get(), kFirstReply, 10000);
+        REQUIRE(first_reply_.size() == kFirstReply);
+    }
+
+    // Sends the second part, shuts the write side down (the half-close must reach the
+    // backend, whose close must reach the client) and reads the rest until EOF: every byte
+    // both ways, sha256-exact, in order.
+    void finish() {
+        TransferOptions rest;
+        rest.sent_before = first_;
+        rest.send = Outgoing{"", kSecondPart, 42};
+        rest.expect = kUntilEof;
+        rest.timeout = 60s;
+        const TransferResult streamed = transfer_both_ways(client_.get(), rest);
+        INFO("in flight: " << describe_stream(streamed));
+        CHECK(streamed.complete(rest));
+        CHECK(streamed.eof);
+        const Outgoing reply{"", kReplyBytes, kReplySeed};
+        CHECK(first_reply_ == expected_bytes(reply, 0, kFirstReply));
+        CHECK(streamed.received == kReplyBytes - kFirstReply);
+        CHECK(streamed.received_sha256 ==
+              sha256_hex(expected_bytes(reply, kFirstReply, kReplyBytes - kFirstReply)));
+        REQUIRE(backend_.wait_for_finished(1, 10s));
+        const BackendConnection backend_side = backend_.finished().front();
+        CHECK(backend_side.eof);  // the client's half-close, after the move
+        CHECK_FALSE(backend_side.reset);
+        CHECK(backend_side.received == first_.size() + kSecondPart);
+        CHECK(backend_side.received_sha256 == streamed.sent_sha256);
+        CHECK(backend_side.sent == kReplyBytes);
+        CHECK(backend_side.sent_sha256 == sha256_of_generated("", kReplySeed, kReplyBytes));
+        client_.reset();
+    }
+
+private:
+    TcpBackend& backend_;
+    std::string first_;
+    std::string first_reply_;
+    UniqueFd client_;
+};
+
+// The connections the old process's handover lines say the new process took.
+std::uint64_t handed_over(const DaemonProcess& daemon) {
+    std::uint64_t total = 0;
+    for (const LogLine& line : daemon.logs("connections_handed_over")) {
+        total += line.number("connections");
+    }
+    return total;
 }
 
 // The new daemon is nobody's child here: the test ends it itself (SIGTERM, then SIGKILL).
@@ -200,51 +267,42 @@ void check_old_exits(DaemonProcess& daemon, std::chrono::seconds within) {
 }  // namespace
 
 TEST_CASE(
-    "an upgrade hands every worker's listeners over with no refused connection and no lost byte",
+    "an upgrade hands listeners and established connections over with no refused connection "
+    "and no lost byte, and the old process exits before the transfer ends",
     "[daemon][upgrade]") {
     require_root();
     SPLICER_FOR_EACH_PLANE(plane);
-    TcpBackend streaming(BackendScript::exchange(kReplyBytes, 500));  // ALPN xmpp-client rule
-    TcpBackend https(BackendScript::exchange(kLoopReply, 900));       // SNI rule
+    TcpBackend streaming(BackendScript::exchange(kReplyBytes, kReplySeed));  // xmpp-client
+    TcpBackend https(BackendScript::exchange(kLoopReply, 900));              // SNI rule
     SnikketPorts ports;
     ports.listen = free_port();
     ports.xmpp_tls = streaming.port();
     ports.https = https.port();
     ports.xmpp = free_port();
-    auto daemon = start_daemon(plane, with_workers(2, snikket_config(ports)));
+    const std::uint16_t metrics_port = free_port();
+    auto daemon = start_daemon(
+        plane, with_workers(2, snikket_config(ports) + "metrics: { host: \"127.0.0.1\"; port: " +
+                                   std::to_string(metrics_port) + "; };\n"));
 
-    // A transfer in flight across the swap: its first part is through before, the rest after;
-    // the backend's reply waits on the client's socket and in the plane meanwhile.
-    const std::string hello = make_client_hello({.alpn = {"xmpp-client"}});
-    const std::string first = hello + ByteGenerator(41).take(kFirstPart);
-    UniqueFd streaming_client = connect_to(ports.listen);
-    write_all(streaming_client.get(), first);
-    REQUIRE(streaming.wait_for_accepted(1, 10s));
-
+    PausedTransfer in_flight(ports.listen, streaming);
     ConnectLoop loop(ports.listen, https.script().reply);
     std::this_thread::sleep_for(300ms);  // some clients before the swap
+    const std::size_t lines_before = daemon->log_count();
     const pid_t new_pid = upgrade(*daemon);
     AdoptedDaemon adopted(new_pid);
     loop.mark_swapped();
-    std::this_thread::sleep_for(500ms);  // and some after it, served by the new process
 
-    TransferOptions rest;
-    rest.sent_before = first;
-    rest.send = Outgoing{"", kSecondPart, 42};
-    rest.expect = kReplyBytes;
-    rest.timeout = 30s;
-    const TransferResult streamed = transfer_both_ways(streaming_client.get(), rest);
-    INFO("in flight: " << describe_stream(streamed));
-    CHECK(streamed.complete(rest));
-    REQUIRE(streaming.wait_for_finished(1, 10s));
-    const BackendConnection backend_side = streaming.finished().front();
-    CHECK(backend_side.received == first.size() + kSecondPart);
-    CHECK(backend_side.received_sha256 == streamed.sent_sha256);
-    CHECK(backend_side.sent_sha256 == streamed.received_sha256);
-    streaming_client.reset();
-
-    // The old process held only that connection: it exits once it is over, cleanly.
+    // The old process hands the paused connection over and exits while its transfer is far
+    // from done (the client has read 1 of 32 MiB): whatever comes now, the new process moves.
     check_old_exits(*daemon, 20s);
+    CHECK(handed_over(*daemon) == 1);
+    CHECK(daemon->logs("connections_kept").empty());
+    // One line per connection from the adopting loop (the process's own `adopted` line has
+    // no from_conn).
+    const auto adopted_line = daemon->wait_for_log(
+        "adopted", [](const LogLine& line) { return line.has("from_conn"); }, 1s, lines_before);
+    INFO(daemon->log_tail());
+    REQUIRE(adopted_line.has_value());
     check_adopted(*daemon, 2);
     const std::size_t closed_before = daemon->logs("closed").size();
     loop.mark_old_gone();
@@ -261,6 +319,13 @@ TEST_CASE(
     const auto per_worker = closed_per_worker(*daemon, closed_before);
     CHECK(per_worker.count("0") == 1);
     CHECK(per_worker.count("1") == 1);
+
+    // The new process's counters hold the adopted connection: the one still open (the loop's
+    // are over), published within a second.
+    std::this_thread::sleep_for(1500ms);
+    const auto samples = scrape_metrics(metrics_port);
+    CHECK(samples.at("splicer_connections_active") == 1);
+    in_flight.finish();
 
     // The new process serves alone now, on the same plane, with its own pins in place.
     CHECK_FALSE(process_gone(new_pid));
@@ -309,6 +374,41 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
     REQUIRE(wait_for_counter(*daemon, "upgrades_failed", 2, 35s) == 2);
     check_still_serving(ports, https);
     stop_daemon(*daemon);
+}
+
+TEST_CASE(
+    "a new process that dies after ready, before or while taking the connections, leaves "
+    "every connection with the old process byte-exact",
+    "[daemon][upgrade]") {
+    require_root();
+    SPLICER_FOR_EACH_PLANE(plane);
+    // Debug builds only (SPLICER_TEST_HOOKS): read by the new process alone, as only an
+    // adopting start receives batches.
+    const std::string when = GENERATE(as<std::string>{}, "before_batches", "in_batch");
+    CAPTURE(when);
+    const ScopedEnvironment dying("SPLICER_TEST_UPGRADE_DIE", when.c_str());
+    TcpBackend streaming(BackendScript::exchange(kReplyBytes, kReplySeed));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.xmpp_tls = streaming.port();
+    auto daemon = start_daemon(plane, with_workers(2, snikket_config(ports)));
+
+    PausedTransfer in_flight(ports.listen, streaming);
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    REQUIRE(wait_gone(new_pid, 20s));
+    // The batch went back to the loop that exported it: the old process serves it on.
+    const auto kept = daemon->wait_for_log("connections_kept", {}, 20s);
+    INFO(daemon->log_tail());
+    REQUIRE(kept.has_value());
+    CHECK(kept->number("connections") == 1);
+    CHECK(handed_over(*daemon) == 0);
+    CHECK(daemon->logs("connections_lost").empty());
+    CHECK(daemon->logs("test_upgrade_die").size() == 1);
+    CHECK(daemon->running());
+    in_flight.finish();
+    // Then it exits, nothing left (the connection's close line is its own).
+    check_old_exits(*daemon, 20s);
+    CHECK(daemon->logs("closed").size() == 1);
 }
 
 TEST_CASE("an upgrade to another worker count adopts every listener with no refused connection",

@@ -164,8 +164,16 @@ public:
     // here. One export at a time: a second call while one runs gets an empty outcome.
     void export_connections(std::function<void(handoff::ExportOutcome)> done);
     // Serves the connections in `batch` (records checked by handoff::decode and
-    // handoff::check_fds) from where they stood; a record it cannot take is reset.
+    // handoff::check_fds) from where they stood; a record it cannot take is reset. On a
+    // loop that is stopping, each adopted connection is closed at once, as a stop closes.
     handoff::AdoptOutcome adopt_connections(handoff::Batch batch);
+    // On the loop: while held, run() does not return even with nothing left, so that a batch
+    // the new process did not take can still be adopted back here (daemon/
+    // connection_handover.h). Each hold is released once.
+    void hold_for_handover() { ++handover_holds_; }
+    void release_handover_hold() { --handover_holds_; }
+    // A stop (SIGTERM, another worker's failure) has begun on this loop.
+    [[nodiscard]] bool stop_requested() const { return stopping_; }
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
@@ -366,6 +374,7 @@ private:
     std::size_t quiescing_left_ = 0;
     std::size_t export_left_ = 0;
     std::unique_ptr<ReloadRunner> upgrade_;
+    std::size_t handover_holds_ = 0;  // hold_for_handover
     // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
     // after a handover, run() waits for their last completions so that a connection accepted
     // in the meantime is served here, not dropped.

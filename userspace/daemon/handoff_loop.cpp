@@ -137,6 +137,13 @@ handoff::AdoptOutcome EventLoop::adopt_connections(handoff::Batch batch) {
     for (handoff::ConnectionRecord& record : batch.records) {
         adopt_one(record, batch.fds, outcome);
     }
+    if (stopping_) {
+        // A stop began before these came (back): they end with it, as the others did.
+        slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
+            close_connection(connection, "shutdown");
+            finish_if_idle(connection);
+        });
+    }
     log::info("handoff_adopt", {{"worker", std::to_string(worker_.index)},
                                 {"adopted", std::to_string(outcome.adopted)},
                                 {"refused", std::to_string(outcome.refused)}});
