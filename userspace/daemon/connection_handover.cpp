@@ -114,7 +114,7 @@ void ConnectionSender::run() {
     };
     std::vector<LoopRound> rounds(loops_.size());
     for (std::size_t i = 0; i < loops_.size(); ++i) {
-        loops_[i]->post([loop = loops_[i]] { loop->hold_for_handover(); });
+        loops_[i]->post([loop = loops_[i]] { loop->hold_open(); });
         export_from(i);
     }
     // Once the new process failed to take a batch, nothing more is sent: every later batch
@@ -198,13 +198,13 @@ void ConnectionSender::run() {
         }
         // Posted after any adopt_back: the loop adopts before it may end.
         loops_[item->loop]->post(
-            [loop = loops_[item->loop]] { loop->release_handover_hold(); });
+            [loop = loops_[item->loop]] { loop->release_hold(); });
     }
     if (finished < loops_.size()) {
         // Only after the deadline: release every hold still taken, so the loops can end.
         for (std::size_t i = 0; i < rounds.size(); ++i) {
             if (!rounds[i].finished) {
-                loops_[i]->post([loop = loops_[i]] { loop->release_handover_hold(); });
+                loops_[i]->post([loop = loops_[i]] { loop->release_hold(); });
             }
         }
     }

@@ -38,7 +38,7 @@ inline constexpr std::chrono::milliseconds kExportInterval{100};
 inline constexpr std::size_t kExportRounds = 50;
 
 // The old process's side. Made on any thread once the new process is ready; every loop of
-// `loops` is held open (EventLoop::hold_for_handover) until its last batch was answered.
+// `loops` is held open (EventLoop::hold_open) until its last batch was answered.
 class ConnectionSender {
 public:
     ConnectionSender(UniqueFd socket, std::vector<EventLoop*> loops);

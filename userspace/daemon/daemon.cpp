@@ -545,13 +545,20 @@ void stop_all(std::vector<Worker>& workers) {
 // Returns once every worker's thread has ended.
 void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
     const bool pin = workers.size() > 1;
+    // Worker 0 reads the signals: it runs until every other worker ended, so that a SIGTERM
+    // while an upgraded process drains is read even when worker 0 had nothing left first.
+    EventLoop* first = workers.front().loop.get();
+    const auto release_first = [first] { first->post([first] { first->release_hold(); }); };
+    for (std::size_t i = 1; i < workers.size(); ++i) {
+        first->hold_open();
+    }
     std::size_t started = 0;
     for (; started < workers.size(); ++started) {
         Worker& worker = workers[started];
         const int cpu = cpus[started % cpus.size()];
         const auto index = started;
         try {
-            worker.thread = std::thread([&workers, &worker, pin, cpu, index] {
+            worker.thread = std::thread([&workers, &worker, pin, cpu, index, release_first] {
                 if (pin) {
                     if (auto pinned = pin_this_thread(cpu); !pinned) {
                         log::warning("worker_not_pinned", {{"worker", std::to_string(index)},
@@ -564,6 +571,9 @@ void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
                                                  {"error", worker.result.error().message}});
                     stop_all(workers);
                 }
+                if (index > 0) {
+                    release_first();
+                }
             });
         } catch (const std::system_error& error) {
             worker.result = Error{"starting worker " + std::to_string(index) + ": " +
@@ -571,6 +581,10 @@ void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
             log::error("worker_failed", {{"worker", std::to_string(index)},
                                          {"error", worker.result.error().message}});
             stop_all(workers);
+            for (std::size_t never = std::max<std::size_t>(started, 1); never < workers.size();
+                 ++never) {
+                release_first();
+            }
             break;
         }
     }

@@ -167,11 +167,13 @@ public:
     // handoff::check_fds) from where they stood; a record it cannot take is reset. On a
     // loop that is stopping, each adopted connection is closed at once, as a stop closes.
     handoff::AdoptOutcome adopt_connections(handoff::Batch batch);
-    // On the loop: while held, run() does not return even with nothing left, so that a batch
-    // the new process did not take can still be adopted back here (daemon/
-    // connection_handover.h). Each hold is released once.
-    void hold_for_handover() { ++handover_holds_; }
-    void release_handover_hold() { --handover_holds_; }
+    // While held, run() does not return even with nothing left to serve: a batch the new
+    // process of an upgrade did not take may still come back here (daemon/
+    // connection_handover.h), or (worker 0, which reads the signals) another worker still
+    // drains and a SIGTERM must still be read. Each hold is released once; on the loop's
+    // thread, or before run().
+    void hold_open() { ++holds_; }
+    void release_hold() { --holds_; }
     // A stop (SIGTERM, another worker's failure) has begun on this loop.
     [[nodiscard]] bool stop_requested() const { return stopping_; }
 
@@ -374,7 +376,7 @@ private:
     std::size_t quiescing_left_ = 0;
     std::size_t export_left_ = 0;
     std::unique_ptr<ReloadRunner> upgrade_;
-    std::size_t handover_holds_ = 0;  // hold_for_handover
+    std::size_t holds_ = 0;  // hold_open
     // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
     // after a handover, run() waits for their last completions so that a connection accepted
     // in the meantime is served here, not dropped.
