@@ -7,14 +7,19 @@
 // With `workers: N` every address has N sockets in one SO_REUSEPORT group: all of them are
 // handed over and adopted, whatever worker count the new process runs.
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "daemon_test_common.h"
@@ -160,15 +165,92 @@ std::uint64_t handed_over(const DaemonProcess& daemon) {
     return total;
 }
 
-// The new daemon is nobody's child here: the test ends it itself (SIGTERM, then SIGKILL).
+// A process's start time (field 22 of /proc/PID/stat): with the pid, names one process
+// even after the pid is reused. 0 when it is gone.
+std::uint64_t start_time(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line) || line.rfind(')') == std::string::npos) {
+        return 0;
+    }
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 22 && fields >> field; ++i) {
+    }
+    return field.empty() ? 0 : std::stoull(field);
+}
+
+// The new daemons of upgrade tests still running, one "TEST_PID PID START_TIME" a line. A
+// new daemon is nobody's child, so a test process killed from outside (no destructor runs)
+// left it running as the run user, which then failed the .deb test's userdel: the next
+// AdoptedDaemon kills every one whose test process is gone. Test processes may run side by
+// side (ctest -j): the file is locked while read and rewritten, and a live test's daemons
+// are left alone.
+class AdoptedPidFile {
+public:
+    static constexpr const char* kPath = "/run/splicer-test-upgrade-adopted";
+
+    // Rewrites the file under its lock with what `keep` keeps of its lines, plus `add`.
+    static void update(const std::function<bool(pid_t test, pid_t pid, std::uint64_t start)>& keep,
+                       const std::string& add = {}) {
+        UniqueFd file(::open(kPath, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!file || ::flock(file.get(), LOCK_EX) != 0) {
+            return;  // best effort: a test does not fail on its clean-up aid
+        }
+        std::string text;
+        char chunk[4096];
+        ssize_t got = 0;
+        while ((got = ::read(file.get(), chunk, sizeof chunk)) > 0) {
+            text.append(chunk, static_cast<std::size_t>(got));
+        }
+        std::istringstream lines(text);
+        std::string kept;
+        long test = 0;
+        long pid = 0;
+        std::uint64_t start = 0;
+        while (lines >> test >> pid >> start) {
+            if (keep(static_cast<pid_t>(test), static_cast<pid_t>(pid), start)) {
+                kept += std::to_string(test) + " " + std::to_string(pid) + " " +
+                        std::to_string(start) + "\n";
+            }
+        }
+        kept += add;
+        if (::ftruncate(file.get(), 0) == 0) {
+            [[maybe_unused]] const ssize_t written = ::pwrite(file.get(), kept.data(), kept.size(), 0);
+        }
+    }
+
+    // Kills the daemons of test processes that are gone.
+    static void kill_orphans() {
+        update([](pid_t test, pid_t pid, std::uint64_t start) {
+            if (!process_gone(test)) {
+                return true;
+            }
+            if (start != 0 && start_time(pid) == start) {
+                ::kill(pid, SIGKILL);
+            }
+            return false;
+        });
+    }
+};
+
+// The new daemon is nobody's child here: the test ends it itself (SIGTERM, then SIGKILL),
+// and a pid file ends it at the next test's start if this test process was killed.
 class AdoptedDaemon {
 public:
-    explicit AdoptedDaemon(pid_t pid) : pid_(pid) {}
+    explicit AdoptedDaemon(pid_t pid) : pid_(pid) {
+        AdoptedPidFile::kill_orphans();
+        AdoptedPidFile::update([](pid_t, pid_t, std::uint64_t) { return true; },
+                               std::to_string(::getpid()) + " " + std::to_string(pid) + " " +
+                                   std::to_string(start_time(pid)) + "\n");
+    }
     ~AdoptedDaemon() {
         if (pid_ > 1 && !process_gone(pid_)) {
             ::kill(pid_, SIGKILL);
             wait_gone(pid_, 5s);
         }
+        AdoptedPidFile::update(
+            [this](pid_t, pid_t pid, std::uint64_t) { return pid != pid_; });
     }
     AdoptedDaemon(const AdoptedDaemon&) = delete;
     AdoptedDaemon& operator=(const AdoptedDaemon&) = delete;
