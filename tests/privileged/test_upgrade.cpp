@@ -12,12 +12,14 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -617,4 +619,36 @@ TEST_CASE(
     // SIGKILL to the worker runs none of its clean-up: the launcher goes with it anyway.
     daemon->stop(5s, SIGKILL);
     CHECK(wait_gone(launcher, 5s));
+}
+
+TEST_CASE("an upgrade test's new daemon left by a killed test process is killed at the next start",
+          "[upgrade]") {
+    require_root();
+    // A test process that is gone (reaped: its pid names nobody) and the daemon it left,
+    // played by a sleep.
+    const pid_t gone_test = ::fork();
+    REQUIRE(gone_test >= 0);
+    if (gone_test == 0) {
+        ::_exit(0);
+    }
+    REQUIRE(::waitpid(gone_test, nullptr, 0) == gone_test);
+    const pid_t left = ::fork();
+    REQUIRE(left >= 0);
+    if (left == 0) {
+        ::execl("/bin/sleep", "sleep", "30", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    REQUIRE(start_time(left) != 0);  // from the fork on, exec or not
+    const std::string line = std::to_string(gone_test) + " " + std::to_string(left) + " " +
+                             std::to_string(start_time(left)) + "\n";
+    AdoptedPidFile::update([](pid_t, pid_t, std::uint64_t) { return true; }, line);
+    AdoptedPidFile::kill_orphans();
+    int status = 0;
+    REQUIRE(::waitpid(left, &status, 0) == left);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+    // Its line is gone with it; a live test's line stays.
+    std::ifstream file(AdoptedPidFile::kPath);
+    const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    CHECK(text.find(line) == std::string::npos);
 }
