@@ -45,6 +45,7 @@ std::vector<ConnectionRecord> sample_records() {
     copy.directions[1].bytes = 5;
     copy.directions[1].source_eof = true;
     copy.directions[1].sink_shut = true;
+    copy.proxied_client = {.family = 4, .port = 51234, .address = {198, 18, 0, 7}};
     ConnectionRecord splice;
     splice.plane = handoff::PlaneKind::splice;
     splice.id = 8;
@@ -55,6 +56,8 @@ std::vector<ConnectionRecord> sample_records() {
     splice.directions[1].pipe_write = 5;
     splice.directions[1].in_pipe = 4096;
     splice.directions[1].source_braked = true;
+    splice.proxied_client = {.family = 6, .port = 443, .address = {0x20, 0x01, 0x0d, 0xb8}};
+    splice.proxied_client.address[15] = 1;  // 2001:db8::1
     return {copy, splice};
 }
 
@@ -76,6 +79,9 @@ constexpr std::size_t kPipeReadAt = kDirection0 + 17;
 constexpr std::size_t kInPipeAt = kDirection0 + 25;
 constexpr std::size_t kUrgentRemovedAt = kDirection0 + 53;
 constexpr std::size_t kBufferedAt = kDirection0 + 61;
+// After direction 0 (65 bytes and its 3 buffered ones) and direction 1 (65 bytes).
+constexpr std::size_t kClientFamilyAt = kDirection0 + 133;
+constexpr std::size_t kClientAddressAt = kClientFamilyAt + 3;
 
 void put32(std::vector<std::byte>& bytes, std::size_t at, std::uint32_t value) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -113,6 +119,9 @@ TEST_CASE("handoff wire: records survive encode and decode unchanged", "[handoff
         CHECK(a.listener == b.listener);
         CHECK(a.age_ms == b.age_ms);
         CHECK(a.protocol == b.protocol);
+        CHECK(a.proxied_client.family == b.proxied_client.family);
+        CHECK(a.proxied_client.port == b.proxied_client.port);
+        CHECK(a.proxied_client.address == b.proxied_client.address);
         for (std::size_t d = 0; d < 2; ++d) {
             CAPTURE(i, d);
             CHECK(a.directions[d].bytes == b.directions[d].bytes);
@@ -152,7 +161,7 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
           "[handoff]") {
     auto bad = GENERATE(values<BadMessage>({
         {"bad magic", [](auto& b) { b[0] = std::byte{'X'}; }, 6, "bad magic"},
-        {"another version", [](auto& b) { put32(b, kVersionAt, 2); }, 6, "version 2"},
+        {"another version", [](auto& b) { put32(b, kVersionAt, 3); }, 6, "version 3"},
         {"record count over the bound",
          [](auto& b) { put32(b, kCountAt, handoff::kMaxRecords + 1); }, 6, "over the bound"},
         {"more records than bytes", [](auto& b) { put32(b, kCountAt, 3); }, 6, "truncated"},
@@ -187,6 +196,10 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
          [](auto& b) { put32(b, kUrgentRemovedAt, 1000); }, 6, "more urgent bytes"},
         {"buffered bytes on the sockmap plane", [](auto& b) { b[kPlaneAt] = std::byte{3}; }, 6,
          "buffered bytes on the sockmap plane"},
+        {"unknown client address family", [](auto& b) { b[kClientFamilyAt] = std::byte{5}; },
+         6, "unknown family"},
+        {"an IPv4 client address with bytes past its four",
+         [](auto& b) { b[kClientAddressAt + 4] = std::byte{1}; }, 6, "stray bytes"},
         {"bytes after the last record", [](auto& b) { b.push_back(std::byte{0}); }, 6,
          "after the last record"},
     }));
