@@ -114,7 +114,6 @@ void ConnectionSender::run() {
     };
     std::vector<LoopRound> rounds(loops_.size());
     for (std::size_t i = 0; i < loops_.size(); ++i) {
-        loops_[i]->post([loop = loops_[i]] { loop->hold_open(); });
         export_from(i);
     }
     // Once the new process failed to take a batch, nothing more is sent: every later batch

@@ -37,8 +37,10 @@ inline constexpr std::chrono::milliseconds kExportInterval{100};
 // Rounds per loop, the first included: about 5 s, then the rest drains in the old process.
 inline constexpr std::size_t kExportRounds = 50;
 
-// The old process's side. Made on any thread once the new process is ready; every loop of
-// `loops` is held open (EventLoop::hold_open) until its last batch was answered.
+// The old process's side. Made on any thread once the new process is ready, with every
+// loop of `loops` already held open (EventLoop::hold_open, taken on the loop before it could
+// end): each hold is released once that loop's last batch was answered and any batch not
+// taken was given back to it.
 class ConnectionSender {
 public:
     ConnectionSender(UniqueFd socket, std::vector<EventLoop*> loops);

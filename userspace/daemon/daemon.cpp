@@ -517,6 +517,9 @@ void apply_upgrade(Result<upgrade::HandedOver>& handed, std::vector<Worker>& wor
         loops.push_back(worker.loop.get());
         // Each on its own thread: what a worker holds is read there only.
         worker.loop->post([loop = worker.loop.get()] {
+            // Held before the accepts stop, in the same closure: a loop with nothing left
+            // must not end before the connection sender is done with it (it releases this).
+            loop->hold_open();
             loop->stop_accepting_after_handover();
             log::info("draining", {{"worker", std::to_string(loop->worker().index)},
                                    {"connections", std::to_string(loop->counters().active)}});
