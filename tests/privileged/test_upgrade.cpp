@@ -74,6 +74,36 @@ bool wait_gone(pid_t pid, std::chrono::milliseconds timeout) {
     return true;
 }
 
+// A send that waits more than 10 s fails (write_all throws) instead of hanging the test.
+void bound_sends(int fd) {
+    const timeval limit{.tv_sec = 10, .tv_usec = 0};
+    REQUIRE(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit) == 0);
+}
+
+// Writes `bytes` on a thread of its own while the caller reads the other end; joined when
+// it goes (bounded by bound_sends). A failed write is reported there.
+class BackgroundWrite {
+public:
+    BackgroundWrite(int fd, std::string bytes)
+        : thread_([this, fd, bytes = std::move(bytes)] {
+              try {
+                  write_all(fd, bytes);
+              } catch (const std::exception& error) {
+                  error_ = error.what();
+              }
+          }) {}
+    ~BackgroundWrite() {
+        thread_.join();
+        CHECK(error_.empty());
+    }
+    BackgroundWrite(const BackgroundWrite&) = delete;
+    BackgroundWrite& operator=(const BackgroundWrite&) = delete;
+
+private:
+    std::string error_;  // before the thread: set by it
+    std::thread thread_;
+};
+
 // A transfer both ways through the ALPN xmpp-client rule to a backend the test holds itself
 // (both ends are the test's, so each side's pace is the test's to set). Begun before the
 // swap: a first part each way sent and read; then kInFlight bytes each way written and left
@@ -92,16 +122,24 @@ public:
 
     void start(std::uint16_t port) {
         client_ = connect_to(port);
+        bound_sends(client_.get());
         const std::string hello = make_client_hello({.alpn = {"xmpp-client"}});
         const std::string first = hello + ByteGenerator(41).take(kFirst);
-        write_all(client_.get(), first);
-        pollfd waiting{.fd = backend_listener_.fd.get(), .events = POLLIN, .revents = 0};
-        REQUIRE(::poll(&waiting, 1, 10000) == 1);
-        backend_ = accept_one(backend_listener_);
-        CHECK(read_exactly(backend_.get(), first.size(), 10000) == first);
+        {
+            // Written while the other end reads: 1 MiB does not fit in the buffers between.
+            const BackgroundWrite writing(client_.get(), first);
+            pollfd waiting{.fd = backend_listener_.fd.get(), .events = POLLIN, .revents = 0};
+            REQUIRE(::poll(&waiting, 1, 10000) == 1);
+            backend_ = accept_one(backend_listener_);
+            bound_sends(backend_.get());
+            CHECK(read_exactly(backend_.get(), first.size(), 10000) == first);
+        }
         const std::string reply = ByteGenerator(51).take(kFirst);
-        write_all(backend_.get(), reply);
-        CHECK(read_exactly(client_.get(), reply.size(), 10000) == reply);
+        {
+            const BackgroundWrite writing(backend_.get(), reply);
+            CHECK(read_exactly(client_.get(), reply.size(), 10000) == reply);
+        }
+        // Small enough for the socket buffers on the way: written, not read, by nobody.
         client_in_flight_ = ByteGenerator(42).take(kInFlight);
         backend_in_flight_ = ByteGenerator(52).take(kInFlight);
         write_all(client_.get(), client_in_flight_);
