@@ -63,10 +63,20 @@ std::size_t ConnectionSender::handed() const {
 void ConnectionSender::export_from(std::size_t index) {
     EventLoop* loop = loops_[index];
     loop->post([loop, index, queue = queue_] {
-        if (loop->stop_requested()) {
+        // The new process loads its own BPF program and sockhash (README "Upgrading", pins):
+        // a pair of ours is not a pair of its program, and its sockmap plane would reset it
+        // (adopt_not_paired). Until a new process reuses the pinned maps, sockmap pairs stay
+        // here and end here.
+        const bool stays = loop->handoff_kind() == handoff::PlaneKind::sockmap;
+        if (loop->stop_requested() || stays) {
             // A stop closes what it holds: nothing to export, and no round after this one.
             const std::lock_guard lock(queue->mutex);
-            queue->exported.push_back({.loop = index, .outcome = {}, .stopping = true});
+            queue->exported.push_back({.loop = index,
+                                       .outcome = {.batch = {},
+                                                   .left = static_cast<std::size_t>(
+                                                       loop->counters().active),
+                                                   .failed = 0},
+                                       .stopping = true});
             queue->arrived.notify_one();
             return;
         }

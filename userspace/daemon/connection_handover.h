@@ -7,7 +7,9 @@
 // adopt_connections). The old process keeps its copies of the fds until the new one answered
 // "taken": a batch refused, or one that cannot be sent or is not answered within
 // upgrade::kAnswerTimeout (the new process died or hangs), is adopted back by the loop that
-// exported it, so a failing new process costs no connection. What a loop cannot export yet
+// exported it, so a failing new process costs no connection. The sockmap plane's pairs stay
+// with the old process for now: the new one runs its own program and sockhash, of which they
+// are not pairs. What a loop cannot export yet
 // (probing, connecting, a sockmap pair mid copy round) it exports again every
 // kExportInterval, at most kExportRounds times; what it never can (HTTP, TLS-terminated,
 // closing) it drains itself, as before.
@@ -57,7 +59,7 @@ private:
     struct Exported {
         std::size_t loop = 0;
         handoff::ExportOutcome outcome;
-        bool stopping = false;  // the loop began to stop: no further round
+        bool stopping = false;  // the loop began to stop, or exports nothing: no further round
     };
     // What the loops' callbacks reach: outlives the sender should a loop answer late.
     struct Queue {

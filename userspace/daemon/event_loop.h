@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -176,6 +177,10 @@ public:
     void release_hold() { --holds_; }
     // A stop (SIGTERM, another worker's failure) has begun on this loop.
     [[nodiscard]] bool stop_requested() const { return stopping_; }
+    // What kind of records this loop's plane exports (nullopt: none).
+    [[nodiscard]] std::optional<handoff::PlaneKind> handoff_kind() const {
+        return plane_.handoff_kind();
+    }
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
