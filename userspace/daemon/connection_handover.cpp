@@ -169,7 +169,8 @@ void ConnectionSender::run() {
         const std::size_t count = outcome.batch.records.size();
         const std::string worker = std::to_string(loops_[item->loop]->worker().index);
         bool taken = count == 0;
-        if (count > 0 && sending) {
+        const bool sent = count > 0 && sending;
+        if (sent) {
             auto answer = send_and_confirm(outcome.batch);
             taken = answer && *answer;
             if (!taken) {
@@ -192,6 +193,11 @@ void ConnectionSender::run() {
             queue_->handed += count;
         }
         if (!taken && count > 0) {
+            if (!sent) {
+                log::error("connections_kept", {{"worker", worker},
+                                                {"connections", count_text(count)},
+                                                {"reason", "an earlier batch was not taken"}});
+            }
             adopt_back(item->loop, std::move(outcome.batch));
         }
         const bool again = sending && !item->stopping && outcome.left > 0 &&
