@@ -705,3 +705,50 @@ TEST_CASE("an upgrade test's new daemon left by a killed test process is killed 
     const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
     CHECK(text.find(line) == std::string::npos);
 }
+
+TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has nothing left",
+          "[daemon][upgrade]") {
+    require_root();
+    // Sockmap pairs stay with the old process (README "Upgrading", point 6): one held on
+    // worker 1 alone keeps the old process draining while worker 0, which reads the signals,
+    // has nothing left.
+    TcpBackend backend(BackendScript::exchange(0));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.xmpp_tls = backend.port();
+    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
+    const std::string hello = make_client_hello({.alpn = {"xmpp-client"}});
+    // Worker i numbers its connections i+1, i+1+2, ...: an even id is worker 1's. Clients
+    // land on a worker by their hash: keep the first on worker 1, close the others.
+    UniqueFd held;
+    std::vector<std::string> closed_ids;
+    for (int attempt = 0; attempt < 40 && !held; ++attempt) {
+        UniqueFd client = connect_to(ports.listen);
+        write_all(client.get(), hello);
+        const auto routed = routed_line(*daemon, local_port(client.get()));
+        INFO(daemon->log_tail());
+        REQUIRE(routed.has_value());
+        if (routed->number("conn") % 2 == 0) {
+            held = std::move(client);
+        } else {
+            closed_ids.emplace_back(routed->get("conn"));
+        }
+    }
+    REQUIRE(held);
+    for (const std::string& id : closed_ids) {
+        REQUIRE(daemon->wait_for_log(
+            "closed", [&](const LogLine& line) { return line.get("conn") == id; }, 5s));
+    }
+    const pid_t new_pid = upgrade(*daemon);
+    AdoptedDaemon adopted(new_pid);
+    // Both workers have stopped accepting; worker 0 holds nothing, worker 1 the pair.
+    std::this_thread::sleep_for(1s);
+    REQUIRE(daemon->running());
+    const auto stopping_at = Clock::now();
+    const std::optional<int> status = daemon->stop(5s);
+    INFO(daemon->log_tail());
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+    CHECK(Clock::now() - stopping_at < 3s);
+    CHECK(wait_for_close(held.get(), 5s) == "eof");
+    CHECK(adopted.stop());
+}
