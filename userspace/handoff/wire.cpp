@@ -90,7 +90,9 @@ bool take_fd(std::uint32_t index, std::vector<bool>& named, bool required) {
 
 // Family 0 all zero, family 4 with zero past its 4 bytes, family 6: nothing else.
 bool valid_client(const ClientAddress& client) {
-    const std::size_t used = client.family == 6 ? 16 : client.family == 4 ? 4 : 0;
+    const std::size_t used = client.family == 6   ? std::size_t{16}
+                             : client.family == 4 ? std::size_t{4}
+                                                  : std::size_t{0};
     if (client.family != 0 && client.family != 4 && client.family != 6) {
         return false;
     }
