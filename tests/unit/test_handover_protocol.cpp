@@ -27,11 +27,11 @@ std::span<const std::byte> bytes_of(const std::string& text) {
 }
 
 // A pipe's two ends, owned: fds to pass whose arrival (and closing) can be seen.
-struct Pipe {
+struct OwnedPipe {
     UniqueFd read_end;
     UniqueFd write_end;
 };
-Pipe owned_pipe() {
+OwnedPipe owned_pipe() {
     int ends[2] = {-1, -1};
     REQUIRE(::pipe(ends) == 0);
     return {UniqueFd(ends[0]), UniqueFd(ends[1])};
