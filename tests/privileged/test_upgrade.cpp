@@ -735,8 +735,10 @@ TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has 
     }
     REQUIRE(held);
     for (const std::string& id : closed_ids) {
-        REQUIRE(daemon->wait_for_log(
-            "closed", [&](const LogLine& line) { return line.get("conn") == id; }, 5s));
+        REQUIRE(daemon
+                    ->wait_for_log(
+                        "closed", [&](const LogLine& line) { return line.get("conn") == id; }, 5s)
+                    .has_value());
     }
     const pid_t new_pid = upgrade(*daemon);
     AdoptedDaemon adopted(new_pid);
