@@ -721,7 +721,7 @@ TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has 
     // land on a worker by their hash: keep the first on worker 1, close the others.
     UniqueFd held;
     std::vector<std::string> closed_ids;
-    for (int attempt = 0; attempt < 40 && !held; ++attempt) {
+    for (int attempt = 0; attempt < 40 && !held.valid(); ++attempt) {
         UniqueFd client = connect_to(ports.listen);
         write_all(client.get(), hello);
         const auto routed = routed_line(*daemon, local_port(client.get()));
@@ -733,7 +733,7 @@ TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has 
             closed_ids.emplace_back(routed->get("conn"));
         }
     }
-    REQUIRE(held);
+    REQUIRE(held.valid());
     for (const std::string& id : closed_ids) {
         REQUIRE(daemon
                     ->wait_for_log(
