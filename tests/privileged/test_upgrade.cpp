@@ -417,7 +417,7 @@ void check_old_exits(DaemonProcess& daemon, std::chrono::seconds within) {
 
 TEST_CASE(
     "an upgrade hands listeners and established connections over with no refused connection "
-    "and no lost byte, and the old process exits before the transfer ends",
+    "and no lost byte and the old process exits before the transfer ends",
     "[daemon][upgrade]") {
     require_root();
     SPLICER_FOR_EACH_PLANE(plane);
@@ -539,7 +539,7 @@ TEST_CASE("a failed upgrade leaves the old process serving and is counted", "[da
 }
 
 TEST_CASE(
-    "a new process that dies after ready, before or while taking the connections, leaves "
+    "a new process that dies after ready before or while taking the connections leaves "
     "every connection with the old process byte-exact",
     "[daemon][upgrade]") {
     require_root();
