@@ -4,6 +4,7 @@
 // that are not what the records claim.
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -260,6 +261,19 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
         REQUIRE_FALSE(checked);
         CHECK(checked.error().message.find("not connected") != std::string::npos);
     }
+    SECTION("a listening TCP socket") {
+        UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in loopback{};
+        loopback.sin_family = AF_INET;
+        loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);  // port 0: any free one
+        REQUIRE(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&loopback),
+                       sizeof(loopback)) == 0);
+        REQUIRE(::listen(listener.get(), 1) == 0);
+        auto checked = handoff::check_fds(records, fds_with(3, listener.get()));
+        REQUIRE_FALSE(checked);
+        CHECK(checked.error().message.find("backend fd: a listening socket") !=
+              std::string::npos);
+    }
     SECTION("pipe ends swapped") {
         auto fds = fds_with(-1, -1);
         std::swap(fds[4], fds[5]);
@@ -283,4 +297,58 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
         CHECK(checked.error().message.find("pipe holds 4097 bytes, the record says 4096") !=
               std::string::npos);
     }
+}
+
+namespace {
+
+// Until `fd`'s TCP peer is gone as getpeername sees it (loopback delivers at once: bounded
+// at 2 s all the same).
+bool wait_not_connected(int fd) {
+    for (int i = 0; i < 200; ++i) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof(peer);
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+            return true;
+        }
+        ::usleep(10'000);
+    }
+    return false;
+}
+
+}  // namespace
+
+// Between the old loop's export and the new loop's check nobody serves a pair: a peer may
+// reset it, or finish it both ways, meanwhile. That is a race, not a lying sender: the
+// record passes (the adopting plane reads the socket's EOF or ECONNRESET and ends the pair
+// as the old loop would have), and with it the rest of its batch.
+TEST_CASE("handoff fd check: a socket closed since it was connected passes with its batch",
+          "[handoff]") {
+    const auto pair0 = test::tcp_pair();
+    auto pair1 = test::tcp_pair();
+    const auto pair2 = test::tcp_pair();
+    int ends[2] = {-1, -1};
+    REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
+    UniqueFd read_end(ends[0]);
+    UniqueFd write_end(ends[1]);
+    const std::string payload(4096, 'p');
+    REQUIRE(::write(write_end.get(), payload.data(), payload.size()) == 4096);
+    SECTION("reset by its peer") {
+        const linger abortive{.l_onoff = 1, .l_linger = 0};
+        REQUIRE(::setsockopt(pair1.second.get(), SOL_SOCKET, SO_LINGER, &abortive,
+                             sizeof(abortive)) == 0);
+        pair1.second.reset();  // a RST to pair1.first, record 1's client
+    }
+    SECTION("FINs both ways") {
+        REQUIRE(::shutdown(pair1.first.get(), SHUT_WR) == 0);
+        pair1.second.reset();  // its FIN: pair1.first goes FIN_WAIT2 -> TIME_WAIT -> CLOSE
+    }
+    REQUIRE(wait_not_connected(pair1.first.get()));
+    std::vector<UniqueFd> fds;
+    for (const int fd : {pair0.first.get(), pair0.second.get(), pair1.first.get(),
+                         pair2.first.get(), read_end.get(), write_end.get()}) {
+        fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    }
+    const auto checked = handoff::check_fds(sample_records(), fds);
+    INFO((checked ? std::string() : checked.error().message));
+    CHECK(checked);
 }
