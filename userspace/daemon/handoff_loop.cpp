@@ -78,15 +78,7 @@ void EventLoop::export_connections(std::function<void(handoff::ExportOutcome)> d
         // where its plane can export it now.
         const bool plane_pair = connection.state == State::spliced &&
                                 dynamic_cast<PlaneHandler*>(connection.handler.get()) != nullptr;
-        // A socket whose two directions both ended (our FIN sent, the peer's read) is closed
-        // at the TCP level: the receiver's check refuses it ("not connected"), and with it
-        // the whole batch. Such a pair only has the other socket's last bytes to deliver:
-        // it ends here, soon.
-        const auto& flows = connection.directions;
-        const bool socket_closed =
-            (flows[kClientToBackend].sink_shut && flows[kBackendToClient].source_eof) ||
-            (flows[kBackendToClient].sink_shut && flows[kClientToBackend].source_eof);
-        if (!plane_pair || socket_closed || !plane_.can_export(connection)) {
+        if (!plane_pair || !plane_.can_export(connection)) {
             ++export_left_;
             return;
         }
