@@ -13,6 +13,7 @@
 
 #include <catch2/catch.hpp>
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -442,6 +443,103 @@ TEST_CASE("handoff: a backend that closes right after its last write while its r
     REQUIRE(::shutdown(client.get(), SHUT_WR) == 0);
     REQUIRE(loops.wait_closed(1, 1));
     CHECK(loops.counters(1).active == 0);
+}
+
+namespace {
+
+// What `fd` reads next within 5 s: its bytes, "" at its FIN, "reset" at a RST, "timeout".
+std::string next_read(int fd) {
+    pollfd ready{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&ready, 1, 5000) != 1) {
+        return "timeout";
+    }
+    char buffer[256];
+    const ssize_t got = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (got < 0) {
+        return errno == ECONNRESET ? "reset" : "error " + std::to_string(errno);
+    }
+    return std::string(buffer, static_cast<std::size_t>(got));
+}
+
+// Until `fd` is closed at the TCP level (getpeername fails), at most 5 s.
+bool wait_not_connected(int fd) {
+    const auto deadline = Clock::now() + 5s;
+    while (Clock::now() < deadline) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof(peer);
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+            return true;
+        }
+        std::this_thread::sleep_for(5ms);
+    }
+    return false;
+}
+
+}  // namespace
+
+// Between the old loop's export and the new loop's adopt nobody serves a pair: at an upgrade
+// a peer may reset it, or finish it both ways, meanwhile. The batch is adopted whole all the
+// same, and each pair ends as the old loop would have ended it.
+TEST_CASE("handoff: a pair reset and a pair closed both ways between export and adopt do not stop their batch",
+          "[handoff][privileged]") {
+    test::require_root();
+    const std::string plane_name = GENERATE("copy", "splice");
+    CAPTURE(plane_name);
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops(plane_name, backend_listener.port);
+    // 0 goes on, 1's backend resets, 2's backend replies and closes after its client's FIN.
+    std::array<UniqueFd, 3> clients;
+    std::array<UniqueFd, 3> backends;
+    for (std::size_t i = 0; i < 3; ++i) {
+        clients[i] = test::connect_loopback(loops.port());
+        test::write_all(clients[i].get(), std::string("request\n"));
+        backends[i] = accept_backend(backend_listener);
+        REQUIRE(test::read_exactly(backends[i].get(), 8) == "request\n");
+    }
+    REQUIRE(::shutdown(clients[2].get(), SHUT_WR) == 0);
+    REQUIRE(next_read(backends[2].get()).empty());  // the FIN went through: A shut that sink
+
+    handoff::ExportOutcome exported = loops.export_from_a();
+    const auto deadline = Clock::now() + 10s;
+    while (exported.batch.records.size() < 3 && Clock::now() < deadline) {
+        std::this_thread::sleep_for(5ms);
+        exported = loops.export_from_a();
+    }
+    REQUIRE(exported.batch.records.size() == 3);
+    // Now, with the pairs between two loops: a RST to 1's backend socket, and 2's last bytes
+    // and FIN, which move its backend socket to CLOSE (it had sent its own FIN).
+    const linger abortive{.l_onoff = 1, .l_linger = 0};
+    REQUIRE(::setsockopt(backends[1].get(), SOL_SOCKET, SO_LINGER, &abortive,
+                         sizeof(abortive)) == 0);
+    backends[1].reset();
+    test::write_all(backends[2].get(), std::string("reply\n"));
+    backends[2].reset();
+    for (const handoff::ConnectionRecord& record : exported.batch.records) {
+        if (record.directions[0].sink_shut) {  // 2's: its client's FIN was delivered
+            REQUIRE(wait_not_connected(exported.batch.fds[record.backend].get()));
+        }
+    }
+    // The fd check passes them (pass_through_unix_socket requires it), B adopts all three.
+    handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
+    const handoff::AdoptOutcome adopted = loops.on(1, [&arrived](daemon::EventLoop& loop) {
+        return loop.adopt_connections(std::move(arrived));
+    });
+    INFO(adopted.first_refusal);
+    CHECK(adopted.adopted == 3);
+    CHECK(adopted.refused == 0);
+
+    // 0 goes on both ways through B.
+    test::write_all(clients[0].get(), std::string("more\n"));
+    CHECK(test::read_exactly(backends[0].get(), 5) == "more\n");
+    test::write_all(backends[0].get(), std::string("back\n"));
+    CHECK(test::read_exactly(clients[0].get(), 5) == "back\n");
+    // 1's reset reaches its client as a reset.
+    CHECK(next_read(clients[1].get()) == "reset");
+    // 2's last bytes, then its FIN.
+    CHECK(test::read_exactly(clients[2].get(), 6) == "reply\n");
+    CHECK(next_read(clients[2].get()).empty());
+    REQUIRE(loops.wait_closed(1, 2));
+    CHECK(loops.counters(1).active == 1);
 }
 
 TEST_CASE("handoff: export leaves connections still probing with the old loop and says how many",

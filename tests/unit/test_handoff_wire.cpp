@@ -4,6 +4,7 @@
 // that are not what the records claim.
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ std::vector<ConnectionRecord> sample_records() {
     copy.directions[1].bytes = 5;
     copy.directions[1].source_eof = true;
     copy.directions[1].sink_shut = true;
+    copy.proxied_client = {.family = 4, .port = 51234, .address = {198, 18, 0, 7}};
     ConnectionRecord splice;
     splice.plane = handoff::PlaneKind::splice;
     splice.id = 8;
@@ -55,6 +57,8 @@ std::vector<ConnectionRecord> sample_records() {
     splice.directions[1].pipe_write = 5;
     splice.directions[1].in_pipe = 4096;
     splice.directions[1].source_braked = true;
+    splice.proxied_client = {.family = 6, .port = 443, .address = {0x20, 0x01, 0x0d, 0xb8}};
+    splice.proxied_client.address[15] = 1;  // 2001:db8::1
     return {copy, splice};
 }
 
@@ -76,6 +80,9 @@ constexpr std::size_t kPipeReadAt = kDirection0 + 17;
 constexpr std::size_t kInPipeAt = kDirection0 + 25;
 constexpr std::size_t kUrgentRemovedAt = kDirection0 + 53;
 constexpr std::size_t kBufferedAt = kDirection0 + 61;
+// After direction 0 (65 bytes and its 3 buffered ones) and direction 1 (65 bytes).
+constexpr std::size_t kClientFamilyAt = kDirection0 + 133;
+constexpr std::size_t kClientAddressAt = kClientFamilyAt + 3;
 
 void put32(std::vector<std::byte>& bytes, std::size_t at, std::uint32_t value) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -113,6 +120,9 @@ TEST_CASE("handoff wire: records survive encode and decode unchanged", "[handoff
         CHECK(a.listener == b.listener);
         CHECK(a.age_ms == b.age_ms);
         CHECK(a.protocol == b.protocol);
+        CHECK(a.proxied_client.family == b.proxied_client.family);
+        CHECK(a.proxied_client.port == b.proxied_client.port);
+        CHECK(a.proxied_client.address == b.proxied_client.address);
         for (std::size_t d = 0; d < 2; ++d) {
             CAPTURE(i, d);
             CHECK(a.directions[d].bytes == b.directions[d].bytes);
@@ -152,7 +162,7 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
           "[handoff]") {
     auto bad = GENERATE(values<BadMessage>({
         {"bad magic", [](auto& b) { b[0] = std::byte{'X'}; }, 6, "bad magic"},
-        {"another version", [](auto& b) { put32(b, kVersionAt, 2); }, 6, "version 2"},
+        {"another version", [](auto& b) { put32(b, kVersionAt, 3); }, 6, "version 3"},
         {"record count over the bound",
          [](auto& b) { put32(b, kCountAt, handoff::kMaxRecords + 1); }, 6, "over the bound"},
         {"more records than bytes", [](auto& b) { put32(b, kCountAt, 3); }, 6, "truncated"},
@@ -187,6 +197,10 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
          [](auto& b) { put32(b, kUrgentRemovedAt, 1000); }, 6, "more urgent bytes"},
         {"buffered bytes on the sockmap plane", [](auto& b) { b[kPlaneAt] = std::byte{3}; }, 6,
          "buffered bytes on the sockmap plane"},
+        {"unknown client address family", [](auto& b) { b[kClientFamilyAt] = std::byte{5}; },
+         6, "unknown family"},
+        {"an IPv4 client address with bytes past its four",
+         [](auto& b) { b[kClientAddressAt + 4] = std::byte{1}; }, 6, "stray bytes"},
         {"bytes after the last record", [](auto& b) { b.push_back(std::byte{0}); }, 6,
          "after the last record"},
     }));
@@ -247,6 +261,19 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
         REQUIRE_FALSE(checked);
         CHECK(checked.error().message.find("not connected") != std::string::npos);
     }
+    SECTION("a listening TCP socket") {
+        UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in loopback{};
+        loopback.sin_family = AF_INET;
+        loopback.sin_addr.s_addr = htonl(INADDR_LOOPBACK);  // port 0: any free one
+        REQUIRE(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&loopback),
+                       sizeof(loopback)) == 0);
+        REQUIRE(::listen(listener.get(), 1) == 0);
+        auto checked = handoff::check_fds(records, fds_with(3, listener.get()));
+        REQUIRE_FALSE(checked);
+        CHECK(checked.error().message.find("backend fd: a listening socket") !=
+              std::string::npos);
+    }
     SECTION("pipe ends swapped") {
         auto fds = fds_with(-1, -1);
         std::swap(fds[4], fds[5]);
@@ -270,4 +297,58 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
         CHECK(checked.error().message.find("pipe holds 4097 bytes, the record says 4096") !=
               std::string::npos);
     }
+}
+
+namespace {
+
+// Until `fd`'s TCP peer is gone as getpeername sees it (loopback delivers at once: bounded
+// at 2 s all the same).
+bool wait_not_connected(int fd) {
+    for (int i = 0; i < 200; ++i) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof(peer);
+        if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) {
+            return true;
+        }
+        ::usleep(10'000);
+    }
+    return false;
+}
+
+}  // namespace
+
+// Between the old loop's export and the new loop's check nobody serves a pair: a peer may
+// reset it, or finish it both ways, meanwhile. That is a race, not a lying sender: the
+// record passes (the adopting plane reads the socket's EOF or ECONNRESET and ends the pair
+// as the old loop would have), and with it the rest of its batch.
+TEST_CASE("handoff fd check: a socket closed since it was connected passes with its batch",
+          "[handoff]") {
+    const auto pair0 = test::tcp_pair();
+    auto pair1 = test::tcp_pair();
+    const auto pair2 = test::tcp_pair();
+    int ends[2] = {-1, -1};
+    REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
+    UniqueFd read_end(ends[0]);
+    UniqueFd write_end(ends[1]);
+    const std::string payload(4096, 'p');
+    REQUIRE(::write(write_end.get(), payload.data(), payload.size()) == 4096);
+    SECTION("reset by its peer") {
+        const linger abortive{.l_onoff = 1, .l_linger = 0};
+        REQUIRE(::setsockopt(pair1.second.get(), SOL_SOCKET, SO_LINGER, &abortive,
+                             sizeof(abortive)) == 0);
+        pair1.second.reset();  // a RST to pair1.first, record 1's client
+    }
+    SECTION("FINs both ways") {
+        REQUIRE(::shutdown(pair1.first.get(), SHUT_WR) == 0);
+        pair1.second.reset();  // its FIN: pair1.first goes FIN_WAIT2 -> TIME_WAIT -> CLOSE
+    }
+    REQUIRE(wait_not_connected(pair1.first.get()));
+    std::vector<UniqueFd> fds;
+    for (const int fd : {pair0.first.get(), pair0.second.get(), pair1.first.get(),
+                         pair2.first.get(), read_end.get(), write_end.get()}) {
+        fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    }
+    const auto checked = handoff::check_fds(sample_records(), fds);
+    INFO((checked ? std::string() : checked.error().message));
+    CHECK(checked);
 }

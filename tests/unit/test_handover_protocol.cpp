@@ -26,6 +26,17 @@ std::span<const std::byte> bytes_of(const std::string& text) {
     return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
 }
 
+// A pipe's two ends, owned: fds to pass whose arrival (and closing) can be seen.
+struct OwnedPipe {
+    UniqueFd read_end;
+    UniqueFd write_end;
+};
+OwnedPipe owned_pipe() {
+    int ends[2] = {-1, -1};
+    REQUIRE(::pipe(ends) == 0);
+    return {UniqueFd(ends[0]), UniqueFd(ends[1])};
+}
+
 std::pair<UniqueFd, UniqueFd> seqpacket_pair() {
     int ends[2] = {-1, -1};
     REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) == 0);
@@ -149,10 +160,7 @@ TEST_CASE("a ready message carries a real pid and nothing else", "[upgrade]") {
 
 TEST_CASE("a record carries its fds, owned and close-on-exec on arrival", "[upgrade]") {
     auto [sender, receiver] = seqpacket_pair();
-    int pipe_ends[2] = {-1, -1};
-    REQUIRE(::pipe(pipe_ends) == 0);
-    UniqueFd read_end(pipe_ends[0]);
-    UniqueFd write_end(pipe_ends[1]);
+    auto [read_end, write_end] = owned_pipe();
     const int fds[2] = {read_end.get(), write_end.get()};
     REQUIRE(upgrade::send_record(sender.get(), "hello", fds));
     auto record = upgrade::receive_record(receiver.get(), 16, 2);
@@ -171,10 +179,7 @@ TEST_CASE("a record carries its fds, owned and close-on-exec on arrival", "[upgr
 
 TEST_CASE("a record above its bounds is refused and its fds closed", "[upgrade]") {
     auto [sender, receiver] = seqpacket_pair();
-    int pipe_ends[2] = {-1, -1};
-    REQUIRE(::pipe(pipe_ends) == 0);
-    UniqueFd read_end(pipe_ends[0]);
-    UniqueFd write_end(pipe_ends[1]);
+    auto [read_end, write_end] = owned_pipe();
     const int two[2] = {write_end.get(), write_end.get()};
     REQUIRE(upgrade::send_record(sender.get(), "x", two));
     auto too_many_fds = upgrade::receive_record(receiver.get(), 16, 1);

@@ -11,7 +11,9 @@
 
 #include <catch2/catch.hpp>
 #include <set>
+#include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -146,40 +148,33 @@ TEST_CASE("an offer whose records come out of order or short of fds is refused",
     const std::vector<upgrade::OfferedListener> what(fds.size());
     const std::vector<std::string> records = upgrade::encode_offer(what);
     REQUIRE(records.size() == 2);
-    SECTION("the second record first") {
-        auto adoption = adopt_after([&](int sender) {
-            REQUIRE(
-                upgrade::send_record(sender, records[1], std::span<const int>(fds).subspan(0, 10)));
-        });
-        REQUIRE_FALSE(adoption);
-        CHECK_THAT(adoption.error().message, Catch::Contains("out of order"));
-    }
-    SECTION("a record with fewer fds than listeners") {
-        auto adoption = adopt_after([&](int sender) {
-            REQUIRE(upgrade::send_record(sender, records[0],
-                                         std::span<const int>(fds).subspan(0, 249)));
-        });
-        REQUIRE_FALSE(adoption);
-        CHECK_THAT(adoption.error().message, Catch::Contains("250 listeners with 249 fds"));
-    }
-    SECTION("the old process gone after the first record") {
-        auto adoption = adopt_after([&](int sender) {
-            REQUIRE(upgrade::send_record(sender, records[0],
-                                         std::span<const int>(fds).subspan(0, 250)));
-        });
-        REQUIRE_FALSE(adoption);
-        CHECK_THAT(adoption.error().message, Catch::Contains("closed"));
-    }
-    SECTION("an fd that is not a listening socket") {
-        UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        const int one[1] = {unbound.get()};
-        const std::vector<upgrade::OfferedListener> single(1);
-        auto adoption = adopt_after([&](int sender) {
-            REQUIRE(upgrade::send_record(sender, upgrade::encode_offer(single).front(), one));
-        });
-        REQUIRE_FALSE(adoption);
-        CHECK_THAT(adoption.error().message, Catch::Contains("not a listening TCP socket"));
-    }
+    // Each row: the one record the old process sends before it is gone, with how many of
+    // the fds, and why the offer is refused.
+    const auto row = GENERATE(table<std::size_t, std::size_t, std::string>({
+        {1, 10, "out of order"},                 // the second record first
+        {0, 249, "250 listeners with 249 fds"},  // fewer fds than listeners
+        {0, 250, "closed"},                      // gone after the first record
+    }));
+    const std::size_t record = std::get<0>(row);
+    const std::size_t fd_count = std::get<1>(row);
+    CAPTURE(record, fd_count);
+    auto adoption = adopt_after([&](int sender) {
+        REQUIRE(upgrade::send_record(sender, records[record],
+                                     std::span<const int>(fds).subspan(0, fd_count)));
+    });
+    REQUIRE_FALSE(adoption);
+    CHECK_THAT(adoption.error().message, Catch::Contains(std::get<2>(row)));
+}
+
+TEST_CASE("an offered fd that is not a listening socket is refused", "[upgrade]") {
+    UniqueFd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const int one[1] = {unbound.get()};
+    const std::vector<upgrade::OfferedListener> single(1);
+    auto adoption = adopt_after([&](int sender) {
+        REQUIRE(upgrade::send_record(sender, upgrade::encode_offer(single).front(), one));
+    });
+    REQUIRE_FALSE(adoption);
+    CHECK_THAT(adoption.error().message, Catch::Contains("not a listening TCP socket"));
 }
 
 TEST_CASE("share_listeners: as many received as workers, one each, the same sockets", "[upgrade]") {

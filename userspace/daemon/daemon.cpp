@@ -17,6 +17,7 @@
 #include "bpf/daemon_counters_map.h"
 #include "bpf/pins.h"
 #include "daemon/config_source.h"
+#include "daemon/connection_handover.h"
 #include "daemon/event_loop.h"
 #include "daemon/worker_cpus.h"
 #include "limits/fd_limit.h"
@@ -490,10 +491,11 @@ std::vector<upgrade::ListenerToHand> listeners_to_hand(const std::vector<Worker>
 
 // On worker 0's loop, once the handover thread is done: the new process serves (every
 // worker stops accepting, the pins and the metrics endpoint are left to it, systemd follows
-// its pid) or the upgrade failed (serve on).
-void apply_upgrade(const Result<pid_t>& handed, std::vector<Worker>& workers,
+// its pid, and the established connections go to it: daemon/connection_handover.h) or the
+// upgrade failed (serve on).
+void apply_upgrade(Result<upgrade::HandedOver>& handed, std::vector<Worker>& workers,
                    std::optional<bpf::PinDir>& pins, metrics::MetricsServer* endpoint,
-                   std::atomic<bool>& upgrading) {
+                   std::atomic<bool>& upgrading, std::unique_ptr<ConnectionSender>& sender) {
     EventLoop& first = *workers.front().loop;
     first.count_upgrade(handed.has_value());
     if (!handed) {
@@ -504,20 +506,28 @@ void apply_upgrade(const Result<pid_t>& handed, std::vector<Worker>& workers,
     }
     // `upgrading` stays set: the listeners are the new process's too from now on, so no
     // stop of this process may shut them down (EventLoop::begin_shutdown).
-    log::notice("upgraded", {{"new_pid", std::to_string(*handed)},
+    log::notice("upgraded", {{"new_pid", std::to_string(handed->pid)},
                              {"workers", std::to_string(workers.size())}});
     if (pins) {
         pins->leave_to_successor();
     }
-    service::notify_main_pid(*handed);
+    service::notify_main_pid(handed->pid);
+    std::vector<EventLoop*> loops;
     for (Worker& worker : workers) {
+        loops.push_back(worker.loop.get());
         // Each on its own thread: what a worker holds is read there only.
         worker.loop->post([loop = worker.loop.get()] {
+            // Held before the accepts stop, in the same closure: a loop with nothing left
+            // must not end before the connection sender is done with it (it releases this).
+            loop->hold_open();
             loop->stop_accepting_after_handover();
             log::info("draining", {{"worker", std::to_string(loop->worker().index)},
                                    {"connections", std::to_string(loop->counters().active)}});
         });
     }
+    // Posted after each loop's stop of its accepts: what a loop accepted until then is
+    // exported with the rest, or in a later round once it is spliced.
+    sender = std::make_unique<ConnectionSender>(std::move(handed->socket), std::move(loops));
     // Scrapes go to the new process's endpoint from now on (this thread stops within one
     // scrape's deadline; the workers may still publish to it).
     if (endpoint != nullptr) {
@@ -538,13 +548,20 @@ void stop_all(std::vector<Worker>& workers) {
 // Returns once every worker's thread has ended.
 void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
     const bool pin = workers.size() > 1;
+    // Worker 0 reads the signals: it runs until every other worker ended, so that a SIGTERM
+    // while an upgraded process drains is read even when worker 0 had nothing left first.
+    EventLoop* first = workers.front().loop.get();
+    const auto release_first = [first] { first->post([first] { first->release_hold(); }); };
+    for (std::size_t i = 1; i < workers.size(); ++i) {
+        first->hold_open();
+    }
     std::size_t started = 0;
     for (; started < workers.size(); ++started) {
         Worker& worker = workers[started];
         const int cpu = cpus[started % cpus.size()];
         const auto index = started;
         try {
-            worker.thread = std::thread([&workers, &worker, pin, cpu, index] {
+            worker.thread = std::thread([&workers, &worker, pin, cpu, index, release_first] {
                 if (pin) {
                     if (auto pinned = pin_this_thread(cpu); !pinned) {
                         log::warning("worker_not_pinned", {{"worker", std::to_string(index)},
@@ -557,6 +574,9 @@ void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
                                                  {"error", worker.result.error().message}});
                     stop_all(workers);
                 }
+                if (index > 0) {
+                    release_first();
+                }
             });
         } catch (const std::system_error& error) {
             worker.result = Error{"starting worker " + std::to_string(index) + ": " +
@@ -564,6 +584,10 @@ void run_workers(std::vector<Worker>& workers, const std::vector<int>& cpus) {
             log::error("worker_failed", {{"worker", std::to_string(index)},
                                          {"error", worker.result.error().message}});
             stop_all(workers);
+            for (std::size_t never = std::max<std::size_t>(started, 1); never < workers.size();
+                 ++never) {
+                release_first();
+            }
             break;
         }
     }
@@ -767,13 +791,17 @@ Result<void> run(const RunOptions& options) {
     for (Worker& worker : workers) {
         worker.loop->share_upgrade_flag(upgrading);
     }
-    auto upgrades = first.upgrade_with([&workers, &launcher, &endpoint, &pins,
-                                        &upgrading]() -> ReloadRunner::Apply {
+    // The established connections' sender (old side) or receiver (new side) of an upgrade:
+    // declared after the workers, so each is gone (its thread joined) before their loops.
+    std::unique_ptr<ConnectionSender> sender;
+    std::unique_ptr<BatchReceiver> receiver;
+    auto upgrades = first.upgrade_with([&workers, &launcher, &endpoint, &pins, &upgrading,
+                                        &sender]() -> ReloadRunner::Apply {
         metrics::MetricsServer* server = endpoint->get();
-        auto handed = std::make_shared<Result<pid_t>>(
+        auto handed = std::make_shared<Result<upgrade::HandedOver>>(
             upgrade::hand_over(**launcher, listeners_to_hand(workers, server)));
-        return [&workers, &pins, &upgrading, server, handed] {
-            apply_upgrade(*handed, workers, pins, server, upgrading);
+        return [&workers, &pins, &upgrading, &sender, server, handed] {
+            apply_upgrade(*handed, workers, pins, server, upgrading, sender);
         };
     });
     if (!upgrades) {
@@ -826,6 +854,13 @@ Result<void> run(const RunOptions& options) {
             return ready.error();
         }
         log::info("adopted", {{"workers", std::to_string(worker_total)}});
+        // The old process's established connections follow; each batch is posted to a
+        // worker and adopted once the workers run.
+        std::vector<EventLoop*> loops;
+        for (Worker& worker : workers) {
+            loops.push_back(worker.loop.get());
+        }
+        receiver = std::make_unique<BatchReceiver>(adoption->take_socket(), std::move(loops));
     }
     run_workers(workers, cpus);
     std::uint64_t accepted = 0;

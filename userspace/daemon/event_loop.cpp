@@ -159,8 +159,9 @@ Result<void> EventLoop::run() {
     auto trimmed = published;
     // After a stop signal, connections close; the loop ends once every operation completed.
     // After a handover, once every connection ended and no accept can still deliver one.
+    // Either way not while held (hold_open).
     while ((!stopping_ && !handed_over_) || slab_.in_use() > 0 ||
-           (handed_over_ && !stopping_ && accepts_armed_ > 0)) {
+           (handed_over_ && !stopping_ && accepts_armed_ > 0) || holds_ > 0) {
         const int rc = ring_.submit_and_wait(1000);
         if (rc < 0 && rc != -EBUSY) {
             return Error{"io_uring_submit_and_wait: " + errno_text(rc)};

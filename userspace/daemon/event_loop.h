@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -164,8 +165,22 @@ public:
     // here. One export at a time: a second call while one runs gets an empty outcome.
     void export_connections(std::function<void(handoff::ExportOutcome)> done);
     // Serves the connections in `batch` (records checked by handoff::decode and
-    // handoff::check_fds) from where they stood; a record it cannot take is reset.
+    // handoff::check_fds) from where they stood; a record it cannot take is reset. On a
+    // loop that is stopping, each adopted connection is closed at once, as a stop closes.
     handoff::AdoptOutcome adopt_connections(handoff::Batch batch);
+    // While held, run() does not return even with nothing left to serve: a batch the new
+    // process of an upgrade did not take may still come back here (daemon/
+    // connection_handover.h), or (worker 0, which reads the signals) another worker still
+    // drains and a SIGTERM must still be read. Each hold is released once; on the loop's
+    // thread, or before run().
+    void hold_open() { ++holds_; }
+    void release_hold() { --holds_; }
+    // A stop (SIGTERM, another worker's failure) has begun on this loop.
+    [[nodiscard]] bool stop_requested() const { return stopping_; }
+    // What kind of records this loop's plane exports (nullopt: none).
+    [[nodiscard]] std::optional<handoff::PlaneKind> handoff_kind() const {
+        return plane_.handoff_kind();
+    }
 
     [[nodiscard]] DaemonCounters counters() const;
     // A SIGHUP's outcome (daemon.cpp applies it on the loop): splicer_reloads_total{result}.
@@ -369,6 +384,7 @@ private:
     std::size_t quiescing_left_ = 0;
     std::size_t export_left_ = 0;
     std::unique_ptr<ReloadRunner> upgrade_;
+    std::size_t holds_ = 0;  // hold_open
     // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
     // after a handover, run() waits for their last completions so that a connection accepted
     // in the meantime is served here, not dropped.

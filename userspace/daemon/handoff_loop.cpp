@@ -3,8 +3,11 @@
 
 #include <liburing.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <string>
 
 #include "daemon/event_loop.h"
@@ -14,6 +17,51 @@
 #include "splicer/log.h"
 
 namespace splicer::daemon {
+namespace {
+
+// The client a PROXY header named, when it is not the socket's peer (handoff/record.h).
+handoff::ClientAddress proxied_client_of(const Connection& connection) {
+    handoff::ClientAddress out;
+    const net::SocketAddress& client = connection.client_address;
+    const net::SocketAddress& peer = connection.peer_address;
+    if (client.length == peer.length &&
+        std::memcmp(&client.storage, &peer.storage, client.length) == 0) {
+        return out;
+    }
+    if (client.family() == AF_INET) {
+        out.family = 4;
+        out.port = ntohs(client.storage.v4.sin_port);
+        std::memcpy(out.address.data(), &client.storage.v4.sin_addr, 4);
+    } else if (client.family() == AF_INET6) {
+        out.family = 6;
+        out.port = ntohs(client.storage.v6.sin6_port);
+        std::memcpy(out.address.data(), &client.storage.v6.sin6_addr, 16);
+    }
+    return out;
+}
+
+// A record's client address (handoff::decode checked its family and bytes) as a socket
+// address; `peer` when the record names none.
+net::SocketAddress client_of(const handoff::ClientAddress& client, const net::SocketAddress& peer) {
+    net::SocketAddress address;
+    if (client.family == 4) {
+        address.storage.v4.sin_family = AF_INET;
+        address.storage.v4.sin_port = htons(client.port);
+        std::memcpy(&address.storage.v4.sin_addr, client.address.data(), 4);
+        address.length = sizeof(sockaddr_in);
+        return address;
+    }
+    if (client.family == 6) {
+        address.storage.v6.sin6_family = AF_INET6;
+        address.storage.v6.sin6_port = htons(client.port);
+        std::memcpy(&address.storage.v6.sin6_addr, client.address.data(), 16);
+        address.length = sizeof(sockaddr_in6);
+        return address;
+    }
+    return peer;
+}
+
+}  // namespace
 
 void EventLoop::export_connections(std::function<void(handoff::ExportOutcome)> done) {
     if (export_done_) {
@@ -116,6 +164,7 @@ void EventLoop::finish_export() {
             std::chrono::duration_cast<std::chrono::milliseconds>(now - connection.accepted_at)
                 .count());
         record.protocol = connection.protocol.substr(0, handoff::kMaxProtocolBytes);
+        record.proxied_client = proxied_client_of(connection);
         plane_.export_flow(connection, record, outcome.batch.fds);
         log::info("exported", {{"conn", std::to_string(connection.id)},
                                {"bytes_in", std::to_string(record.directions[0].bytes)},
@@ -136,6 +185,13 @@ handoff::AdoptOutcome EventLoop::adopt_connections(handoff::Batch batch) {
     handoff::AdoptOutcome outcome;
     for (handoff::ConnectionRecord& record : batch.records) {
         adopt_one(record, batch.fds, outcome);
+    }
+    if (stopping_) {
+        // A stop began before these came (back): they end with it, as the others did.
+        slab_.for_each_in_use([this](std::uint32_t, Connection& connection) {
+            close_connection(connection, "shutdown");
+            finish_if_idle(connection);
+        });
     }
     log::info("handoff_adopt", {{"worker", std::to_string(worker_.index)},
                                 {"adopted", std::to_string(outcome.adopted)},
@@ -170,10 +226,12 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
         refuse_record("a socket missing from the fds");
         return;
     }
-    // The client as the socket says, not as the sender said (a PROXY header's source is
-    // not carried: per-client limits count the socket's peer).
+    // The peer as the socket says. The client as the old process read it from a PROXY
+    // header of a trusted balancer, which nothing here can read again: per-client limits and
+    // logs go on counting the client, not the balancer.
     const net::SocketAddress peer = net::peer_address(fds[record.client].get());
-    std::string key = net::host_key(peer, client_prefix_);
+    const net::SocketAddress client = client_of(record.proxied_client, peer);
+    std::string key = net::host_key(client, client_prefix_);
     if (slab_.in_use() >= slab_.capacity()) {
         refuse_record("no free connection slot");
         return;
@@ -193,7 +251,7 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
     const auto age = std::chrono::milliseconds(
         std::min<std::uint64_t>(record.age_ms, std::uint64_t{1} << 40));
     connection.accepted_at = std::chrono::steady_clock::now() - age;
-    connection.client_address = peer;
+    connection.client_address = client;
     connection.peer_address = peer;
     connection.client_key = std::move(key);
     connection.listener = record.listener;

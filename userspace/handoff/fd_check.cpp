@@ -1,11 +1,15 @@
 #include "handoff/fd_check.h"
 
 #include <fcntl.h>
+// <linux/tcp.h>, not <netinet/tcp.h>: glibc's struct tcp_info stops before tcpi_segs_in.
+#include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace splicer::handoff {
@@ -19,7 +23,36 @@ int fd_at(const std::vector<UniqueFd>& fds, std::uint32_t index) {
     return index < fds.size() ? fds[index].get() : -1;
 }
 
-// Empty: a connected TCP stream socket; else what it is not.
+// TCP states as tcpi_state reports them (include/net/tcp_states.h; kernel ABI).
+constexpr std::uint8_t kTcpClose = 7;
+constexpr std::uint8_t kTcpListen = 10;
+
+// True: a TCP socket that was connected and is closed since (a peer's RST, or FINs both
+// ways: the kernel then moves the socket to CLOSE, and getpeername says not connected).
+// Between the old loop's export and this check nobody serves the pair, so that is a race
+// of the peers, not a lie of the sender: the adopting plane reads what the socket still
+// holds, then its EOF or its ECONNRESET, and ends the pair as the old loop would have (a
+// reset with a RST on the other socket; a FIN after the other direction's last bytes).
+// A socket that never was connected (a fresh one, a listening one, one still connecting)
+// has received no segment on a connection: refused.
+bool closed_since_connected(int fd) {
+    tcp_info info{};
+    socklen_t length = sizeof(info);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+        length < offsetof(tcp_info, tcpi_segs_in) + sizeof(info.tcpi_segs_in)) {
+        return false;  // cannot tell: refused, as any socket not connected
+    }
+    return info.tcpi_state == kTcpClose && info.tcpi_segs_in > 0;
+}
+
+bool listening(int fd) {
+    int value = 0;
+    socklen_t length = sizeof(value);
+    return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &length) == 0 && value != 0;
+}
+
+// Empty: a connected TCP stream socket, or one closed since it was connected; else what it
+// is not.
 std::string not_tcp(int fd) {
     struct stat status {};
     if (fd < 0 || ::fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode)) {
@@ -35,9 +68,13 @@ std::string not_tcp(int fd) {
         value != IPPROTO_TCP) {
         return "not a TCP socket";
     }
+    if (listening(fd)) {
+        return "a listening socket";
+    }
     sockaddr_storage peer{};
     socklen_t peer_length = sizeof(peer);
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0) {
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0 &&
+        !closed_since_connected(fd)) {
         return "not connected";
     }
     return {};

@@ -17,7 +17,8 @@ namespace splicer::handoff {
 // Bumped on any change of the wire layout; a receiver refuses every other version (an
 // old binary handing over to a new one that reads a different layout must fail loudly and
 // keep serving, not guess).
-inline constexpr std::uint32_t kVersion = 1;
+// Version 2: the client's address a PROXY header named (ClientAddress).
+inline constexpr std::uint32_t kVersion = 2;
 
 // Bounds the receiver holds every length to, whatever the sender says.
 inline constexpr std::uint32_t kMaxRecords = 1U << 20;  // far above max_connections' default
@@ -60,6 +61,15 @@ struct DirectionRecord {
     std::vector<std::byte> buffered;
 };
 
+// The client as a PROXY header named it (`proxyprotocol: true` listeners): the socket's
+// peer is then the balancer, and per-client limits and logs must go on counting the client.
+// Family 0: no header named one (the socket's peer is the client).
+struct ClientAddress {
+    std::uint8_t family = 0;  // 0, 4 or 6
+    std::uint16_t port = 0;
+    std::array<std::uint8_t, 16> address{};  // network order; IPv4 in the first 4 bytes
+};
+
 struct ConnectionRecord {
     PlaneKind plane = PlaneKind::copy;
     std::uint64_t id = 0;                // the old process's connection id, for logs
@@ -69,6 +79,7 @@ struct ConnectionRecord {
     std::uint64_t age_ms = 0;            // since it was accepted (the close line's duration)
     std::string protocol;                // the rule's protocol name, for logs
     std::array<DirectionRecord, 2> directions;  // client -> backend, backend -> client
+    ClientAddress proxied_client;
 };
 
 }  // namespace splicer::handoff

@@ -88,6 +88,25 @@ bool take_fd(std::uint32_t index, std::vector<bool>& named, bool required) {
     return true;
 }
 
+// Family 0 all zero, family 4 with zero past its 4 bytes, family 6: nothing else.
+bool valid_client(const ClientAddress& client) {
+    const std::size_t used = client.family == 6   ? std::size_t{16}
+                             : client.family == 4 ? std::size_t{4}
+                                                  : std::size_t{0};
+    if (client.family != 0 && client.family != 4 && client.family != 6) {
+        return false;
+    }
+    if (client.family == 0 && client.port != 0) {
+        return false;
+    }
+    for (std::size_t i = used; i < client.address.size(); ++i) {
+        if (client.address[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 std::vector<std::byte> encode(const std::vector<ConnectionRecord>& records,
@@ -127,6 +146,9 @@ std::vector<std::byte> encode(const std::vector<ConnectionRecord>& records,
             out.put(static_cast<std::uint32_t>(direction.buffered.size()));
             out.put_bytes(direction.buffered.data(), direction.buffered.size());
         }
+        out.put(record.proxied_client.family);
+        out.put(record.proxied_client.port);
+        out.put_bytes(record.proxied_client.address.data(), record.proxied_client.address.size());
     }
     return out.take();
 }
@@ -259,6 +281,15 @@ Result<std::vector<ConnectionRecord>> decode(std::span<const std::byte> bytes,
             }
             direction.buffered.resize(buffered);
             (void)in.get_bytes(direction.buffered.data(), buffered);
+        }
+        ClientAddress& client = record.proxied_client;
+        if (!in.get(client.family) || !in.get(client.port) ||
+            !in.get_bytes(client.address.data(), client.address.size())) {
+            return refused(i, "truncated client address");
+        }
+        if (!valid_client(client)) {
+            return refused(i, "client address of family " + std::to_string(client.family) +
+                                  " with stray bytes or an unknown family");
         }
         records.push_back(std::move(record));
     }

@@ -12,7 +12,9 @@
 //            then per direction: u64 bytes, u8 flags, u64 consumed_at_start,
 //            u32 pipe_read index, u32 pipe_write index, u32 in_pipe,
 //            u64 baseline_consumed, u64 baseline_written, u64 copied, u64 urgent_removed,
-//            u32 buffered length, buffered bytes
+//            u32 buffered length, buffered bytes,
+//            then u8 client family (0, 4, 6), u16 client port, 16 bytes client address
+//            (record.h ClientAddress: all zero for family 0, bytes 4-15 zero for 4)
 //   nothing after the last record.
 
 #include <cstddef>

@@ -177,12 +177,19 @@ Result<void> Adoption::check_all_claimed() const {
 
 Result<void> Adoption::send_ready() {
     const std::string ready = encode_ready(::getpid());
-    auto sent = send_record(socket_.get(), ready, {});
-    socket_.reset();
-    if (!sent) {
+    if (auto sent = send_record(socket_.get(), ready, {}); !sent) {
+        socket_.reset();
         return sent.error().with_context("upgrade: telling the old process ready");
     }
     return {};
+}
+
+UniqueFd Adoption::take_socket() {
+    if (socket_) {
+        // Best effort: a socket without it waits as long as the offer did.
+        (void)privsep::set_timeouts(socket_.get(), kReadySendSeconds, kBatchWaitSeconds);
+    }
+    return std::move(socket_);
 }
 
 }  // namespace splicer::upgrade

@@ -24,6 +24,11 @@ struct AdoptedListener {
     bool from_systemd = false;  // systemd's socket, handed on: never shut down at a stop
 };
 
+// After ready, the old process quiesces and sends each worker's connections within a ring
+// round trip, and exports again what was mid copy round every 100 ms for a few seconds: a
+// wait this long for the next batch has lost its peer.
+inline constexpr long kBatchWaitSeconds = 30;
+
 class Adoption {
 public:
     // Reads SPLICER_UPGRADE_FD and removes it from the environment. Unset: an empty adoption
@@ -42,9 +47,12 @@ public:
     // An error naming every offered listener no listen entry claimed: the config changed
     // between the two starts in a way a restart, not an upgrade, must apply.
     [[nodiscard]] Result<void> check_all_claimed() const;
-    // Tells the old process this one serves (its pid, for MAINPID and the logs) and closes
-    // the handover socket. An error (the old process gave up waiting) must end this start.
+    // Tells the old process this one serves (its pid, for MAINPID and the logs). An error
+    // (the old process gave up waiting) must end this start.
     Result<void> send_ready();
+    // The handover socket, after send_ready: the old process's established connections
+    // come over it (daemon/connection_handover.h). Its receive timeout is kBatchWaitSeconds.
+    UniqueFd take_socket();
 
 private:
     struct Offered {

@@ -36,7 +36,7 @@ std::vector<ListenerToHand> distinct_sockets(std::span<const ListenerToHand> lis
 
 }  // namespace
 
-Result<pid_t> hand_over(Launcher& launcher, std::span<const ListenerToHand> listeners,
+Result<HandedOver> hand_over(Launcher& launcher, std::span<const ListenerToHand> listeners,
                         std::chrono::seconds ready_timeout) {
     const std::vector<ListenerToHand> distinct = distinct_sockets(listeners);
     if (distinct.empty() || distinct.size() > kMaxListeners) {
@@ -83,7 +83,15 @@ Result<pid_t> hand_over(Launcher& launcher, std::span<const ListenerToHand> list
         return answer.error().with_context("waiting for the new process's ready");
     }
     const auto* bytes = reinterpret_cast<const std::byte*>(answer->bytes.data());
-    return decode_ready({bytes, answer->bytes.size()});
+    auto pid = decode_ready({bytes, answer->bytes.size()});
+    if (!pid) {
+        return pid.error();
+    }
+    if (auto timed = privsep::set_timeouts(ours.get(), kOfferSendSeconds, kAnswerTimeout.count());
+        !timed) {
+        return timed.error();
+    }
+    return HandedOver{.pid = *pid, .socket = std::move(ours)};
 }
 
 }  // namespace splicer::upgrade
