@@ -6,8 +6,7 @@
 
 namespace splicer::plane {
 
-// recv() into a 64 KiB buffer per direction once the source is readable, then an io_uring
-// send until all of it is taken; the buffer is held only while bytes are in it.
+// io_uring recv into a 64 KiB buffer per direction, then send until all of it is taken.
 std::unique_ptr<DataPlane> make_copy_plane();
 
 }  // namespace splicer::plane
