@@ -25,7 +25,6 @@ int fd_at(const std::vector<UniqueFd>& fds, std::uint32_t index) {
 
 // TCP states as tcpi_state reports them (include/net/tcp_states.h; kernel ABI).
 constexpr std::uint8_t kTcpClose = 7;
-constexpr std::uint8_t kTcpListen = 10;
 
 // True: a TCP socket that was connected and is closed since (a peer's RST, or FINs both
 // ways: the kernel then moves the socket to CLOSE, and getpeername says not connected).
