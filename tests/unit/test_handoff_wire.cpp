@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,30 @@ using handoff::ConnectionRecord;
 using handoff::kNoFd;
 
 namespace {
+
+// A pipe holding the 4096 bytes the sample's splice record says it holds.
+struct SamplePipe {
+    UniqueFd read_end;
+    UniqueFd write_end;
+};
+
+SamplePipe pipe_holding_4096() {
+    int ends[2] = {-1, -1};
+    REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
+    SamplePipe pipe{UniqueFd(ends[0]), UniqueFd(ends[1])};
+    const std::string payload(4096, 'p');
+    REQUIRE(::write(pipe.write_end.get(), payload.data(), payload.size()) == 4096);
+    return pipe;
+}
+
+// Duplicates of `fds`, in order, as a received batch holds them.
+std::vector<UniqueFd> duplicates_of(std::initializer_list<int> fds) {
+    std::vector<UniqueFd> out;
+    for (const int fd : fds) {
+        out.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    }
+    return out;
+}
 
 // A copy record (fds 0, 1) with buffered bytes one way, and a splice record (fds 2..5)
 // with a pipe the other way.
@@ -226,21 +251,15 @@ TEST_CASE("handoff fd check: sockets and pipes must be what the records say", "[
     // 0's fds (0, 1) are a real TCP pair.
     const auto pair0 = test::tcp_pair();
     const auto pair1 = test::tcp_pair();
-    int ends[2] = {-1, -1};
-    REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
-    UniqueFd read_end(ends[0]);
-    UniqueFd write_end(ends[1]);
-    const std::string payload(4096, 'p');
-    REQUIRE(::write(write_end.get(), payload.data(), payload.size()) == 4096);
+    const SamplePipe pipe = pipe_holding_4096();
+    const UniqueFd& read_end = pipe.read_end;
+    const UniqueFd& write_end = pipe.write_end;
     const auto records = sample_records();
     auto fds_with = [&](int replace_at, int fd) {
-        std::vector<UniqueFd> fds;
         const int plain[6] = {pair0.first.get(), pair0.second.get(), pair1.first.get(),
                               pair1.second.get(), read_end.get(), write_end.get()};
-        for (int i = 0; i < 6; ++i) {
-            fds.emplace_back(::fcntl(i == replace_at ? fd : plain[i], F_DUPFD_CLOEXEC, 0));
-        }
-        return fds;
+        auto at = [&](int i) { return i == replace_at ? fd : plain[i]; };
+        return duplicates_of({at(0), at(1), at(2), at(3), at(4), at(5)});
     };
     SECTION("the right fds pass") { CHECK(handoff::check_fds(records, fds_with(-1, -1))); }
     SECTION("a pipe where a socket belongs") {
@@ -326,12 +345,9 @@ TEST_CASE("handoff fd check: a socket closed since it was connected passes with 
     const auto pair0 = test::tcp_pair();
     auto pair1 = test::tcp_pair();
     const auto pair2 = test::tcp_pair();
-    int ends[2] = {-1, -1};
-    REQUIRE(::pipe2(ends, O_CLOEXEC | O_NONBLOCK) == 0);
-    UniqueFd read_end(ends[0]);
-    UniqueFd write_end(ends[1]);
-    const std::string payload(4096, 'p');
-    REQUIRE(::write(write_end.get(), payload.data(), payload.size()) == 4096);
+    const SamplePipe pipe = pipe_holding_4096();
+    const UniqueFd& read_end = pipe.read_end;
+    const UniqueFd& write_end = pipe.write_end;
     SECTION("reset by its peer") {
         const linger abortive{.l_onoff = 1, .l_linger = 0};
         REQUIRE(::setsockopt(pair1.second.get(), SOL_SOCKET, SO_LINGER, &abortive,
@@ -343,11 +359,8 @@ TEST_CASE("handoff fd check: a socket closed since it was connected passes with 
         pair1.second.reset();  // its FIN: pair1.first goes FIN_WAIT2 -> TIME_WAIT -> CLOSE
     }
     REQUIRE(wait_not_connected(pair1.first.get()));
-    std::vector<UniqueFd> fds;
-    for (const int fd : {pair0.first.get(), pair0.second.get(), pair1.first.get(),
-                         pair2.first.get(), read_end.get(), write_end.get()}) {
-        fds.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    }
+    const auto fds = duplicates_of({pair0.first.get(), pair0.second.get(), pair1.first.get(),
+                                    pair2.first.get(), read_end.get(), write_end.get()});
     const auto checked = handoff::check_fds(sample_records(), fds);
     INFO((checked ? std::string() : checked.error().message));
     CHECK(checked);
