@@ -49,11 +49,11 @@ constexpr auto kHold = 4s;
 
 // Bounds per connection, with margins over what this machine measured (README "Scaling";
 // the WARN lines give each run's figures) that a regression of the kind that matters fails:
-// a buffer, a pipe or a page held per idle connection. Daemon RSS measured 1.5 KiB on
-// sockmap and splice: their per-connection records (~750 B each), made as connections arrive
+// a buffer, a pipe or a page held per idle connection. Daemon RSS measured 1.0-1.2 KiB on
+// every plane: the per-connection records (1,104 B each), made as connections arrive
 // since `workers` (daemon/slab.h; 47 B while the slab made them all at start, inside the
-// baseline), and the loop's bookkeeping; 8.3 KiB on copy (its two 64 KiB buffers are
-// allocated per connection, and the echo touched one page of each). Kernel slab is the
+// baseline), and the loop's bookkeeping. The copy plane holds its buffers only while bytes
+// are in them (8.3 KiB when each connection kept two 64 KiB buffers). Kernel slab is the
 // machine's for the connection's four sockets (client, the daemon's two, the backend's)
 // with their inodes, files, dentries, epoll and io_uring entries and psocks: 20-22 KiB
 // measured, of which 9.4 KiB are the client's and the backend's (the same holder straight
@@ -66,11 +66,11 @@ struct Bounds {
 Bounds bounds_for(const std::string& plane) {
 #ifdef __SANITIZE_ADDRESS__
     // ASan's allocator keeps redzones and a quarantine, fills the first 4 KiB of each
-    // allocation and keeps shadow memory: measured 1.8 KiB on sockmap and splice, 37 KiB on
-    // copy. A looser bound still catches a whole buffer touched per idle connection.
-    const std::uint64_t rss = plane == "copy" ? 64 * 1024 : 8 * 1024;
+    // allocation and keeps shadow memory: measured 1.8 KiB on sockmap and splice. A looser
+    // bound still catches a buffer touched per idle connection.
+    const std::uint64_t rss = 8 * 1024;
 #else
-    const std::uint64_t rss = plane == "copy" ? 16 * 1024 : 2 * 1024;
+    const std::uint64_t rss = 2 * 1024;
 #endif
     const std::uint64_t slab = plane == "sockmap" ? 32 * 1024 : 28 * 1024;
     return {.daemon_rss = rss, .kernel_slab = slab, .kernel_tcp = 1024};

@@ -1,10 +1,13 @@
 #include "plane/copy_plane.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <array>
 #include <cerrno>
 #include <string>
+
+#include "memory/buffer_pool.h"
 
 #include "plane/end_reason.h"
 #include "plane/flow_handoff.h"
@@ -19,6 +22,14 @@ using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
 static_assert(kBufferBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
+// Spare buffers the loop's copy plane keeps for its next busy connections (1 MiB).
+constexpr std::size_t kBuffersKept = 16;
+
+// A direction holds its buffer only while bytes are in it: an idle connection waits for its
+// source with a poll and no buffer, so 10,000 idle copy-plane connections cost no 1.25 GB of
+// buffers (each was 2 x 64 KiB for its life, touched by its first bytes). The bytes are read
+// with a non-blocking recv() once the source is readable, or straight after a send emptied
+// the buffer (a busy stream keeps its buffer and never waits for a poll).
 
 class CopyPlane final : public DataPlane {
 public:
@@ -34,8 +45,12 @@ public:
     void start(Flow& connection, PlaneContext& context) override {
         note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            connection.directions[direction].buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
+            // A fallback pair may come with the sockmap plane's buffer, of another size.
+            connection.directions[direction].buffer.reset();
             receive(connection, direction, context);
+            if (context.closing(connection)) {
+                return;
+            }
         }
     }
 
@@ -70,20 +85,9 @@ public:
             return;
         }
         Direction& flow = connection.directions[direction];
-        if (tag.op == Op::plane_recv) {
-            if (result == 0) {
-                // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
-                urgent_bytes_ += urgent_bytes_skipped(connection, direction);
-                finish_direction(connection, direction, context);
-                return;
-            }
-            if (result < 0) {
-                context.abort_connection(connection, failed_call("recv", -result, direction));
-                return;
-            }
-            flow.filled = static_cast<std::size_t>(result);
-            flow.sent = 0;
-            send_rest(connection, direction, context);
+        if (tag.op == Op::plane_readable) {
+            // Bytes, the FIN or an error: the recv reports which.
+            receive(connection, direction, context);
             return;
         }
         if (tag.op == Op::plane_send) {
@@ -100,6 +104,12 @@ public:
             } else {
                 receive(connection, direction, context);
             }
+        }
+    }
+
+    void on_teardown(Flow& connection) override {
+        for (Direction& flow : connection.directions) {
+            buffers_.give_back(std::move(flow.buffer));
         }
     }
 
@@ -123,25 +133,61 @@ public:
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             Direction& flow = connection.directions[direction];
-            if (!flow.buffer) {
-                flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kBufferBytes);
-            }
             if (flow.sink_shut) {
                 continue;
             }
             if (flow.sent < flow.filled) {
-                send_rest(connection, direction, context);
+                send_rest(connection, direction, context);  // import_flow made the buffer
             } else {
                 receive(connection, direction, context);
+            }
+            if (context.closing(connection)) {
+                return;
             }
         }
     }
 
 private:
-    static void receive(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
-        io_uring_prep_recv(sqe, connection.source_fd(direction),
-                           connection.directions[direction].buffer.get(), kBufferBytes, 0);
+    // Reads what the source of `direction` has now into the direction's buffer (taken from
+    // the pool if it has none) and sends it on; with nothing to read yet, gives the buffer
+    // back and waits for the source with a poll.
+    void receive(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
+        if (!flow.buffer) {
+            flow.buffer = buffers_.take();
+        }
+        const ssize_t got = ::recv(connection.source_fd(direction), flow.buffer.get(),
+                                   kBufferBytes, MSG_DONTWAIT);
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            buffers_.give_back(std::move(flow.buffer));
+            wait_for_input(connection, direction, context);
+            return;
+        }
+        on_received(connection, direction, got < 0 ? -errno : static_cast<int>(got), context);
+    }
+
+    void on_received(Flow& connection, std::uint8_t direction, int result,
+                     PlaneContext& context) {
+        Direction& flow = connection.directions[direction];
+        if (result == 0) {
+            buffers_.give_back(std::move(flow.buffer));
+            // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
+            urgent_bytes_ += urgent_bytes_skipped(connection, direction);
+            finish_direction(connection, direction, context);
+            return;
+        }
+        if (result < 0) {
+            context.abort_connection(connection, failed_call("recv", -result, direction));
+            return;
+        }
+        flow.filled = static_cast<std::size_t>(result);
+        flow.sent = 0;
+        send_rest(connection, direction, context);
+    }
+
+    static void wait_for_input(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_readable, direction);
+        io_uring_prep_poll_add(sqe, connection.source_fd(direction), POLLIN | POLLRDHUP);
     }
 
     static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
@@ -151,6 +197,7 @@ private:
                            flow.filled - flow.sent, MSG_NOSIGNAL);
     }
 
+    memory::BufferPool buffers_{kBufferBytes, kBuffersKept};
     std::uint64_t urgent_bytes_ = 0;
     std::array<std::uint64_t, 2> bytes_{};  // delivered, per direction (count_bytes)
 };

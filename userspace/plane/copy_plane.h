@@ -6,7 +6,8 @@
 
 namespace splicer::plane {
 
-// io_uring recv into a 64 KiB buffer per direction, then send until all of it is taken.
+// recv() into a 64 KiB buffer per direction once the source is readable, then an io_uring
+// send until all of it is taken; the buffer is held only while bytes are in it.
 std::unique_ptr<DataPlane> make_copy_plane();
 
 }  // namespace splicer::plane
