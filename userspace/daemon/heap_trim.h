@@ -25,7 +25,8 @@ namespace splicer::daemon {
 
 class HeapTrim {
 public:
-    // Turns off glibc's trim on free() (M_TRIM_THRESHOLD) for this process.
+    // Turns off glibc's trim on free() (M_TRIM_THRESHOLD) and gives allocations of 64 KiB and
+    // more pages of their own (M_MMAP_THRESHOLD), for this process.
     HeapTrim();
     // Waits for a trim in progress, then stops the trimming thread.
     ~HeapTrim();

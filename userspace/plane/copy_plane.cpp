@@ -22,11 +22,11 @@ using Op = PlaneOp;
 
 constexpr std::size_t kBufferBytes = 64 * 1024;
 static_assert(kBufferBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
-// None kept spare: a buffer is freed once its bytes are sent, so after a burst the heap trim
-// (daemon/heap_trim.h) gives all of it back (16 kept spare held 1 MiB plus the heap pages
-// around them: an idle daemon's RSS stayed ~2.9 MB above its baseline after 400 copy-plane
-// connections).
-constexpr std::size_t kBuffersKept = 0;
+// Spare buffers the loop's copy plane keeps for its next busy directions (256 KiB): a
+// stream that empties its buffer gives it back and takes one again at its next bytes, and a
+// buffer has pages of its own (daemon/heap_trim.cpp: kMmapThresholdBytes), so without spares
+// each such round would map and unmap one.
+constexpr std::size_t kBuffersKept = 4;
 
 // A direction holds its buffer only while bytes are in it: an idle connection waits for its
 // source with a poll and no buffer, so 10,000 idle copy-plane connections cost no 1.25 GB of
