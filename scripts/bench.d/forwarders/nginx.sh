@@ -1,7 +1,10 @@
 # nginx 1.22: the stream module with ssl_preread routes SNI $sni_name to the TLS backend and
 # everything else (no ClientHello) to the plain backend; port 80 is an http reverse proxy
 # with upstream keep-alive. On $term_port it terminates TLS for $term_name and proxies to the
-# HTTP backend as its port 80 does.
+# HTTP backend as its port 80 does, offering TLS 1.2 and 1.3 as splicer and HAProxy 2.6 do:
+# nginx before 1.23.4 leaves TLS 1.3 off unless ssl_protocols names it, and wrk then
+# resumed TLS 1.2 sessions (no key exchange at all) against the others' TLS 1.3 PSK-DHE
+# handshakes (an X25519 key pair and shared secret per connection).
 fwd_tls=$forwarder_ip:443
 fwd_plain=$forwarder_ip:443
 fwd_http=$forwarder_ip:80
@@ -58,6 +61,7 @@ http {
         listen $forwarder_ip:$term_port ssl backlog=4096;
         ssl_certificate $term_dir/cert.pem;
         ssl_certificate_key $term_dir/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {
             proxy_pass http://web/;
             proxy_http_version 1.1;
