@@ -1,0 +1,184 @@
+// The sockmap maps a running splicer pinned, reused by the new process of `splicer upgrade`
+// (bpf/reused_maps.h, SpliceProgram::load_reusing): only the very maps splicer pins are
+// taken (each pin's type, sizes, flags, name and owner checked, a wrong one refused by
+// name), and a program loaded onto them swaps the sockhash's verdict for sockets inserted
+// afterwards, putting the one it replaced back when it goes before the old process handed
+// over (the old process serves on under its own verdict).
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "bpf/pins.h"
+#include "bpf/reused_maps.h"
+#include "splicer/splice_program.h"
+#include "support/daemon.h"
+#include "support/privileged.h"
+
+using namespace splicer;
+
+namespace {
+
+constexpr std::uint32_t kSockets = 64;
+
+// A program of its own with its four maps pinned in a fresh pin dir, as a daemon's sockmap
+// plane pins them.
+struct PinnedProgram {
+    std::optional<bpf::PinDir> pins;
+    std::optional<bpf::SpliceProgram> program;
+
+    PinnedProgram() {
+        const std::string dir = test::unique_pin_dir();
+        REQUIRE(bpf::ensure_bpffs_mounted(dir));
+        auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
+        INFO((opened ? std::string() : opened.error().message));
+        REQUIRE(opened);
+        pins.emplace(std::move(opened).value());
+        // Fails (never skips) where BPF is unavailable: these tests run as root in CI.
+        auto loaded = bpf::SpliceProgram::load({.max_sockets = kSockets});
+        INFO((loaded ? std::string() : loaded.error().message));
+        REQUIRE(loaded);
+        program.emplace(std::move(loaded).value());
+        for (const auto& [fd, name] : {std::pair{program->sockets_map_fd(), "sockets"},
+                                       std::pair{program->peers_map_fd(), "peers"},
+                                       std::pair{program->copied_map_fd(), "copied"},
+                                       std::pair{program->counters_map_fd(), "counters"}}) {
+            REQUIRE(pins->pin(fd, name));
+        }
+    }
+
+    Result<std::optional<bpf::ReusedMaps>> reuse() const {
+        return bpf::open_maps_to_reuse(pins->dir_fd(), pins->path(), ::geteuid());
+    }
+};
+
+std::uint32_t program_id(int program_fd) {
+    bpf_prog_info info{};
+    __u32 length = sizeof(info);
+    REQUIRE(bpf_obj_get_info_by_fd(program_fd, &info, &length) == 0);
+    return info.id;
+}
+
+// The id of the stream verdict attached to the sockhash `sockets_fd` (0: none).
+std::uint32_t attached_verdict(int sockets_fd) {
+    __u32 ids[1] = {0};
+    __u32 count = 1;
+    __u32 flags = 0;
+    REQUIRE(bpf_prog_query(sockets_fd, BPF_SK_SKB_STREAM_VERDICT, 0, &flags, ids, &count) == 0);
+    return count == 0 ? 0 : ids[0];
+}
+
+}  // namespace
+
+TEST_CASE("reused maps: the four maps a running program pinned are taken with their size",
+          "[bpf][upgrade][privileged]") {
+    test::require_root();
+    const PinnedProgram old;
+    auto maps = old.reuse();
+    INFO((maps ? std::string() : maps.error().message));
+    REQUIRE(maps);
+    REQUIRE(maps->has_value());
+    CHECK((*maps)->max_sockets == kSockets);
+    // The same map objects, not copies: an entry written through one is read through the
+    // other.
+    const splicer_cookie key = 12345;
+    const splicer_link link{.peer_cookie = 678, .direction = SPLICER_DIR_BACKEND_TO_CLIENT};
+    REQUIRE(bpf_map_update_elem((*maps)->peers.get(), &key, &link, BPF_NOEXIST) == 0);
+    auto seen = old.program->link_state(key);
+    REQUIRE(seen);
+    CHECK(seen->peer_cookie == 678);
+}
+
+TEST_CASE("reused maps: a pin dir without the sockhash pin reuses nothing",
+          "[bpf][upgrade][privileged]") {
+    test::require_root();
+    const PinnedProgram old;
+    REQUIRE(::unlinkat(old.pins->dir_fd(), "sockets", 0) == 0);
+    auto maps = old.reuse();
+    REQUIRE(maps);
+    CHECK_FALSE(maps->has_value());
+}
+
+TEST_CASE("reused maps: a pin that is not the map splicer pins there is refused by name",
+          "[bpf][upgrade][privileged]") {
+    test::require_root();
+    // Which pin is replaced, and by what: another type, another value size, another size
+    // than the sockhash's, another name.
+    const auto [name, type, value_size, max_entries, map_name] =
+        GENERATE(table<const char*, bpf_map_type, std::uint32_t, std::uint32_t, const char*>({
+            {"sockets", BPF_MAP_TYPE_HASH, 8, kSockets, "sockets"},
+            {"peers", BPF_MAP_TYPE_HASH, 8, kSockets, "peers"},
+            {"copied", BPF_MAP_TYPE_HASH, sizeof(splicer_copied) + 8, kSockets, "copied"},
+            {"peers", BPF_MAP_TYPE_HASH, sizeof(splicer_link), kSockets * 2, "peers"},
+            {"counters", BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(splicer_counters), 1, "daemon"},
+        }));
+    CAPTURE(name, value_size, max_entries);
+    const PinnedProgram old;
+    bpf_map_create_opts options{};
+    options.sz = sizeof(options);
+    const std::uint32_t key_size = type == BPF_MAP_TYPE_PERCPU_ARRAY ? 4 : 8;
+    UniqueFd wrong(
+        bpf_map_create(type, map_name, key_size, value_size, max_entries, &options));
+    REQUIRE(wrong);
+    REQUIRE(::unlinkat(old.pins->dir_fd(), name, 0) == 0);
+    REQUIRE(bpf_obj_pin(wrong.get(), (old.pins->path() + "/" + name).c_str()) == 0);
+    auto maps = old.reuse();
+    REQUIRE_FALSE(maps);
+    INFO(maps.error().message);
+    CHECK_THAT(maps.error().message,
+               Catch::StartsWith(old.pins->path() + "/" + name + " is not the map splicer pins"));
+}
+
+TEST_CASE("reused maps: a pin another user made is refused",
+          "[bpf][upgrade][privileged]") {
+    test::require_root();
+    const PinnedProgram old;
+    // The run user owns the pin dir after the privilege drop and may pin there: anything it
+    // pinned is its own, never root's, whatever map it is.
+    REQUIRE(::fchownat(old.pins->dir_fd(), "copied", 65534, 65534, AT_SYMLINK_NOFOLLOW) == 0);
+    auto maps = old.reuse();
+    REQUIRE_FALSE(maps);
+    CHECK_THAT(maps.error().message,
+               Catch::Contains("/copied was pinned by uid 65534, not uid 0: refused"));
+}
+
+TEST_CASE(
+    "reused maps: a program loaded onto them takes over the verdict and puts the old one back "
+    "when it goes before taking over",
+    "[bpf][upgrade][privileged]") {
+    test::require_root();
+    PinnedProgram old;
+    const std::uint32_t old_verdict = program_id(old.program->verdict_program_fd());
+    const int sockets = old.program->sockets_map_fd();
+    REQUIRE(attached_verdict(sockets) == old_verdict);
+    {
+        auto maps = old.reuse();
+        REQUIRE(maps);
+        REQUIRE(maps->has_value());
+        auto failing = bpf::SpliceProgram::load_reusing(std::move(**maps), {});
+        INFO((failing ? std::string() : failing.error().message));
+        REQUIRE(failing);
+        CHECK(failing->reuses_maps());
+        CHECK(failing->max_sockets() == kSockets);
+        CHECK(attached_verdict(sockets) == program_id(failing->verdict_program_fd()));
+        // Never empties maps another process serves from.
+        CHECK_FALSE(failing->clear());
+    }  // gone without took_over(): a start that failed
+    CHECK(attached_verdict(sockets) == old_verdict);
+
+    auto maps = old.reuse();
+    REQUIRE(maps);
+    REQUIRE(maps->has_value());
+    auto serving = bpf::SpliceProgram::load_reusing(std::move(**maps), {});
+    REQUIRE(serving);
+    const std::uint32_t new_verdict = program_id(serving->verdict_program_fd());
+    serving->took_over();
+    CHECK(attached_verdict(serving->sockets_map_fd()) == new_verdict);
+    // The old program going (the old process exits) leaves the new verdict attached.
+    old.program.reset();
+    CHECK(attached_verdict(serving->sockets_map_fd()) == new_verdict);
+}
