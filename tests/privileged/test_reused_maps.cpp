@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -18,8 +20,10 @@
 #include "splicer/splice_program.h"
 #include "support/daemon.h"
 #include "support/privileged.h"
+#include "support/sockets.h"
 
 using namespace splicer;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -181,4 +185,56 @@ TEST_CASE(
     // The old program going (the old process exits) leaves the new verdict attached.
     old.program.reset();
     CHECK(attached_verdict(serving->sockets_map_fd()) == new_verdict);
+}
+
+TEST_CASE(
+    "reused maps: a pair in the sockhash keeps the verdict it was paired under while new pairs "
+    "run the new one",
+    "[bpf][upgrade][privileged]") {
+    test::require_root();
+    // Told apart by what each verdict does: the new one is loaded with every overlap trim
+    // failing (LoadOptions::fail_trims), so it passes each skb and marks its link aborted;
+    // the old one redirects. Each pair: client <-> [a  b] <-> backend, a and b paired.
+    struct Pair {
+        std::pair<UniqueFd, UniqueFd> client_side = test::tcp_pair();   // client, a
+        std::pair<UniqueFd, UniqueFd> backend_side = test::tcp_pair();  // b, backend
+        [[nodiscard]] int client() const { return client_side.first.get(); }
+        [[nodiscard]] int a() const { return client_side.second.get(); }
+        [[nodiscard]] int b() const { return backend_side.first.get(); }
+        [[nodiscard]] int backend() const { return backend_side.second.get(); }
+    };
+    PinnedProgram old;
+    const Pair before;
+    REQUIRE(old.program->pair(before.a(), before.b()));
+    auto maps = old.reuse();
+    REQUIRE(maps);
+    REQUIRE(maps->has_value());
+    auto failing_trims = bpf::SpliceProgram::load_reusing(std::move(**maps), {.fail_trims = true});
+    INFO((failing_trims ? std::string() : failing_trims.error().message));
+    REQUIRE(failing_trims);
+    failing_trims->took_over();
+    const Pair after;
+    REQUIRE(failing_trims->pair(after.a(), after.b()));
+
+    const std::string bytes(1000, 'x');
+    test::write_all(before.client(), bytes);
+    CHECK(test::read_exactly(before.backend(), bytes.size(), 5000) == bytes);
+    const auto redirected = old.program->link_state(*bpf::socket_cookie(before.a()));
+    REQUIRE(redirected);
+    CHECK(redirected->redirected == bytes.size());
+    CHECK_FALSE(redirected->abort);
+
+    test::write_all(after.client(), bytes);
+    // Passed, not redirected: they wait on `a` for userspace, and the link says abort.
+    bool aborted = false;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!aborted && std::chrono::steady_clock::now() < deadline) {
+        const auto link = failing_trims->link_state(*bpf::socket_cookie(after.a()));
+        REQUIRE(link);
+        aborted = link->abort;
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(aborted);
+    old.program->unpair(before.a(), before.b());
+    failing_trims->unpair(after.a(), after.b());
 }

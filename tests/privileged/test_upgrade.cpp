@@ -198,6 +198,20 @@ std::string conn_of(const DaemonProcess& daemon, const SplitTransfer& transfer) 
     return std::string(routed->get("conn"));
 }
 
+// Milliseconds from one log line's ts (2026-12-05T13:45:06.123Z) to another's, both of one
+// day.
+long milliseconds_between(const LogLine& first, const LogLine& second) {
+    const auto of_day = [](std::string_view ts) {
+        REQUIRE(ts.size() >= 23);
+        const auto number = [&](std::size_t at, std::size_t length) {
+            return std::stol(std::string(ts.substr(at, length)));
+        };
+        return ((number(11, 2) * 60 + number(14, 2)) * 60 + number(17, 2)) * 1000 +
+               number(20, 3);
+    };
+    return of_day(second.get("ts")) - of_day(first.get("ts"));
+}
+
 // The connections the old process's handover lines say the new process took.
 std::uint64_t handed_over(const DaemonProcess& daemon) {
     std::uint64_t total = 0;
@@ -459,6 +473,13 @@ TEST_CASE(
         CHECK(daemon->logs("sockmap_maps_reused").size() == 1);
         CHECK(daemon->logs("adopt_refused").empty());
     }
+    // Export (old process) to adoption (new process), by the two lines' timestamps.
+    const auto exported_line = daemon->wait_for_log(
+        "exported", [&](const LogLine& line) { return line.get("conn") == conn; }, 1s,
+        lines_before);
+    REQUIRE(exported_line.has_value());
+    WARN("export to adoption, " << plane << " plane: "
+                                << milliseconds_between(*exported_line, *adopted_line) << " ms");
     check_adopted(*daemon, 2);
     const std::size_t closed_before = daemon->logs("closed").size();
     loop.mark_old_gone();
