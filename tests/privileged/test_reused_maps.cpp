@@ -22,20 +22,22 @@
 #include "support/privileged.h"
 #include "support/sockets.h"
 
-using namespace splicer;
 using namespace std::chrono_literals;
 
+// In namespace splicer rather than under a using-directive: the test binary is a unity build,
+// and a directive would reach the files compiled after this one.
+namespace splicer {
 namespace {
 
-constexpr std::uint32_t kSockets = 64;
+constexpr std::uint32_t kReusedMapSockets = 64;
 
 // A program of its own with its four maps pinned in a fresh pin dir, as a daemon's sockmap
 // plane pins them.
-struct PinnedProgram {
+struct PinnedSpliceProgram {
     std::optional<bpf::PinDir> pins;
     std::optional<bpf::SpliceProgram> program;
 
-    PinnedProgram() {
+    PinnedSpliceProgram() {
         const std::string dir = test::unique_pin_dir();
         REQUIRE(bpf::ensure_bpffs_mounted(dir));
         auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
@@ -43,7 +45,7 @@ struct PinnedProgram {
         REQUIRE(opened);
         pins.emplace(std::move(opened).value());
         // Fails (never skips) where BPF is unavailable: these tests run as root in CI.
-        auto loaded = bpf::SpliceProgram::load({.max_sockets = kSockets});
+        auto loaded = bpf::SpliceProgram::load({.max_sockets = kReusedMapSockets});
         INFO((loaded ? std::string() : loaded.error().message));
         REQUIRE(loaded);
         program.emplace(std::move(loaded).value());
@@ -60,7 +62,7 @@ struct PinnedProgram {
     }
 };
 
-std::uint32_t program_id(int program_fd) {
+std::uint32_t verdict_id_of(int program_fd) {
     bpf_prog_info info{};
     __u32 length = sizeof(info);
     REQUIRE(bpf_obj_get_info_by_fd(program_fd, &info, &length) == 0);
@@ -68,7 +70,7 @@ std::uint32_t program_id(int program_fd) {
 }
 
 // The id of the stream verdict attached to the sockhash `sockets_fd` (0: none).
-std::uint32_t attached_verdict(int sockets_fd) {
+std::uint32_t attached_verdict_id(int sockets_fd) {
     __u32 ids[1] = {0};
     __u32 count = 1;
     __u32 flags = 0;
@@ -81,12 +83,12 @@ std::uint32_t attached_verdict(int sockets_fd) {
 TEST_CASE("reused maps: the four maps a running program pinned are taken with their size",
           "[bpf][upgrade][privileged]") {
     test::require_root();
-    const PinnedProgram old;
+    const PinnedSpliceProgram old;
     auto maps = old.reuse();
     INFO((maps ? std::string() : maps.error().message));
     REQUIRE(maps);
     REQUIRE(maps->has_value());
-    CHECK((*maps)->max_sockets == kSockets);
+    CHECK((*maps)->max_sockets == kReusedMapSockets);
     // The same map objects, not copies: an entry written through one is read through the
     // other.
     const splicer_cookie key = 12345;
@@ -100,7 +102,7 @@ TEST_CASE("reused maps: the four maps a running program pinned are taken with th
 TEST_CASE("reused maps: a pin dir without the sockhash pin reuses nothing",
           "[bpf][upgrade][privileged]") {
     test::require_root();
-    const PinnedProgram old;
+    const PinnedSpliceProgram old;
     REQUIRE(::unlinkat(old.pins->dir_fd(), "sockets", 0) == 0);
     auto maps = old.reuse();
     REQUIRE(maps);
@@ -114,14 +116,14 @@ TEST_CASE("reused maps: a pin that is not the map splicer pins there is refused 
     // than the sockhash's, another name.
     const auto [name, type, value_size, max_entries, map_name] =
         GENERATE(table<const char*, bpf_map_type, std::uint32_t, std::uint32_t, const char*>({
-            {"sockets", BPF_MAP_TYPE_HASH, 8, kSockets, "sockets"},
-            {"peers", BPF_MAP_TYPE_HASH, 8, kSockets, "peers"},
-            {"copied", BPF_MAP_TYPE_HASH, sizeof(splicer_copied) + 8, kSockets, "copied"},
-            {"peers", BPF_MAP_TYPE_HASH, sizeof(splicer_link), kSockets * 2, "peers"},
+            {"sockets", BPF_MAP_TYPE_HASH, 8, kReusedMapSockets, "sockets"},
+            {"peers", BPF_MAP_TYPE_HASH, 8, kReusedMapSockets, "peers"},
+            {"copied", BPF_MAP_TYPE_HASH, sizeof(splicer_copied) + 8, kReusedMapSockets, "copied"},
+            {"peers", BPF_MAP_TYPE_HASH, sizeof(splicer_link), kReusedMapSockets * 2, "peers"},
             {"counters", BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(splicer_counters), 1, "daemon"},
         }));
     CAPTURE(name, value_size, max_entries);
-    const PinnedProgram old;
+    const PinnedSpliceProgram old;
     bpf_map_create_opts options{};
     options.sz = sizeof(options);
     const std::uint32_t key_size = type == BPF_MAP_TYPE_PERCPU_ARRAY ? 4 : 8;
@@ -140,7 +142,7 @@ TEST_CASE("reused maps: a pin that is not the map splicer pins there is refused 
 TEST_CASE("reused maps: a pin another user made is refused",
           "[bpf][upgrade][privileged]") {
     test::require_root();
-    const PinnedProgram old;
+    const PinnedSpliceProgram old;
     // The run user owns the pin dir after the privilege drop and may pin there: anything it
     // pinned is its own, never root's, whatever map it is.
     REQUIRE(::fchownat(old.pins->dir_fd(), "copied", 65534, 65534, AT_SYMLINK_NOFOLLOW) == 0);
@@ -155,10 +157,10 @@ TEST_CASE(
     "when it goes before taking over",
     "[bpf][upgrade][privileged]") {
     test::require_root();
-    PinnedProgram old;
-    const std::uint32_t old_verdict = program_id(old.program->verdict_program_fd());
+    PinnedSpliceProgram old;
+    const std::uint32_t old_verdict = verdict_id_of(old.program->verdict_program_fd());
     const int sockets = old.program->sockets_map_fd();
-    REQUIRE(attached_verdict(sockets) == old_verdict);
+    REQUIRE(attached_verdict_id(sockets) == old_verdict);
     {
         auto maps = old.reuse();
         REQUIRE(maps);
@@ -167,24 +169,24 @@ TEST_CASE(
         INFO((failing ? std::string() : failing.error().message));
         REQUIRE(failing);
         CHECK(failing->reuses_maps());
-        CHECK(failing->max_sockets() == kSockets);
-        CHECK(attached_verdict(sockets) == program_id(failing->verdict_program_fd()));
+        CHECK(failing->max_sockets() == kReusedMapSockets);
+        CHECK(attached_verdict_id(sockets) == verdict_id_of(failing->verdict_program_fd()));
         // Never empties maps another process serves from.
         CHECK_FALSE(failing->clear());
     }  // gone without took_over(): a start that failed
-    CHECK(attached_verdict(sockets) == old_verdict);
+    CHECK(attached_verdict_id(sockets) == old_verdict);
 
     auto maps = old.reuse();
     REQUIRE(maps);
     REQUIRE(maps->has_value());
     auto serving = bpf::SpliceProgram::load_reusing(std::move(**maps), {});
     REQUIRE(serving);
-    const std::uint32_t new_verdict = program_id(serving->verdict_program_fd());
+    const std::uint32_t new_verdict = verdict_id_of(serving->verdict_program_fd());
     serving->took_over();
-    CHECK(attached_verdict(serving->sockets_map_fd()) == new_verdict);
+    CHECK(attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
     // The old program going (the old process exits) leaves the new verdict attached.
     old.program.reset();
-    CHECK(attached_verdict(serving->sockets_map_fd()) == new_verdict);
+    CHECK(attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
 }
 
 TEST_CASE(
@@ -203,7 +205,7 @@ TEST_CASE(
         [[nodiscard]] int b() const { return backend_side.first.get(); }
         [[nodiscard]] int backend() const { return backend_side.second.get(); }
     };
-    PinnedProgram old;
+    PinnedSpliceProgram old;
     const Pair before;
     REQUIRE(old.program->pair(before.a(), before.b()));
     auto maps = old.reuse();
@@ -238,3 +240,5 @@ TEST_CASE(
     old.program->unpair(before.a(), before.b());
     failing_trims->unpair(after.a(), after.b());
 }
+
+}  // namespace splicer

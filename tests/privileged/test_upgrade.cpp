@@ -600,7 +600,7 @@ namespace {
 
 // The id of the stream verdict attached to the sockhash a sockmap daemon pinned in
 // `pin_dir` (bpf/reused_maps.h), through `sockets`, the test's own fd of it.
-std::uint32_t attached_verdict(int sockets) {
+std::uint32_t sockhash_verdict_id(int sockets) {
     __u32 ids[1] = {0};
     __u32 count = 1;
     __u32 flags = 0;
@@ -608,7 +608,7 @@ std::uint32_t attached_verdict(int sockets) {
     return count == 0 ? 0 : ids[0];
 }
 
-UniqueFd pinned_sockhash(const DaemonProcess& daemon) {
+UniqueFd open_pinned_sockhash(const DaemonProcess& daemon) {
     UniqueFd sockets(bpf_obj_get((daemon.pin_dir() + "/sockets").c_str()));
     REQUIRE(sockets);
     return sockets;
@@ -624,7 +624,7 @@ void check_failed_upgrade_left_old(DaemonProcess& daemon, int sockets, std::uint
                Catch::StartsWith("the new process exited before ready"));
     CHECK(daemon.logs("upgraded").empty());
     CHECK(daemon.running());
-    CHECK(attached_verdict(sockets) == verdict);
+    CHECK(sockhash_verdict_id(sockets) == verdict);
 }
 
 }  // namespace
@@ -650,8 +650,8 @@ TEST_CASE(
     ports.xmpp_tls = in_flight.backend_port();
     ports.https = https.port();
     auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
-    const UniqueFd sockets = pinned_sockhash(*daemon);
-    const std::uint32_t verdict = attached_verdict(sockets.get());
+    const UniqueFd sockets = open_pinned_sockhash(*daemon);
+    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
     REQUIRE(verdict != 0);
 
     in_flight.start(ports.listen);
@@ -694,8 +694,8 @@ TEST_CASE(
     ports.xmpp_tls = in_flight.backend_port();
     ports.https = https.port();
     auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
-    const UniqueFd sockets = pinned_sockhash(*daemon);
-    const std::uint32_t verdict = attached_verdict(sockets.get());
+    const UniqueFd sockets = open_pinned_sockhash(*daemon);
+    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
     in_flight.start(ports.listen);
 
     // As root, as a process that can write the pin dir would: same name, another map.
