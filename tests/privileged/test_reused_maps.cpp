@@ -11,9 +11,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
-#include <thread>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "bpf/pins.h"
 #include "bpf/reused_maps.h"
@@ -127,8 +127,7 @@ TEST_CASE("reused maps: a pin that is not the map splicer pins there is refused 
     bpf_map_create_opts options{};
     options.sz = sizeof(options);
     const std::uint32_t key_size = type == BPF_MAP_TYPE_PERCPU_ARRAY ? 4 : 8;
-    UniqueFd wrong(
-        bpf_map_create(type, map_name, key_size, value_size, max_entries, &options));
+    UniqueFd wrong(bpf_map_create(type, map_name, key_size, value_size, max_entries, &options));
     REQUIRE(wrong);
     REQUIRE(::unlinkat(old.pins->dir_fd(), name, 0) == 0);
     REQUIRE(bpf_obj_pin(wrong.get(), (old.pins->path() + "/" + name).c_str()) == 0);
@@ -139,8 +138,7 @@ TEST_CASE("reused maps: a pin that is not the map splicer pins there is refused 
                Catch::StartsWith(old.pins->path() + "/" + name + " is not the map splicer pins"));
 }
 
-TEST_CASE("reused maps: a pin another user made is refused",
-          "[bpf][upgrade][privileged]") {
+TEST_CASE("reused maps: a pin another user made is refused", "[bpf][upgrade][privileged]") {
     test::require_root();
     const PinnedSpliceProgram old;
     // The run user owns the pin dir after the privilege drop and may pin there: anything it

@@ -50,9 +50,10 @@ struct PinAccess {
 // True when anything (a link, a directory included) is at NAME in the pin dir `dir_fd`.
 bool pin_present(int dir_fd, const std::string& name);
 
-// Opens the map pinned as NAME in the checked pin dir `dir_fd` (shown as `dir_path`)
-// (read-only unless `access` says otherwise), refusing anything that is not a map of `shape`. Errors start with the pin's
-// path and say what was found.
+// Opens the map pinned as NAME in the checked pin dir `dir_fd` (shown as `dir_path`),
+// read-only unless `access` says otherwise, refusing anything that is not a map of `shape`
+// (or, with `access.owner`, not pinned by that uid). Errors start with the pin's path and
+// say what was found.
 Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const std::string& name,
                                  const MapShape& shape, const PinAccess& access = {});
 

@@ -58,9 +58,9 @@ Result<std::optional<ReusedMaps>> open_maps_to_reuse(int dir_fd, const std::stri
     if (!peers) {
         return peers.error();
     }
-    auto copied = open_pinned_map(
-        dir_fd, dir_path, "copied", hash_shape("copied", sizeof(splicer_copied), max_sockets),
-        access);
+    auto copied =
+        open_pinned_map(dir_fd, dir_path, "copied",
+                        hash_shape("copied", sizeof(splicer_copied), max_sockets), access);
     if (!copied) {
         return copied.error();
     }
