@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "bpf/pins.h"
+#include "bpf/reused_maps.h"
 #include "daemon/event_loop.h"
 #include "handoff/fd_check.h"
 #include "handoff/wire.h"
@@ -51,25 +52,51 @@ namespace {
 
 constexpr std::uint32_t kSlots = 64;
 
+// Opens (creates) a pin dir of the test's own.
+bpf::PinDir& open_test_pins(std::optional<bpf::PinDir>& pins) {
+    const std::string dir = test::unique_pin_dir();
+    REQUIRE(bpf::ensure_bpffs_mounted(dir));
+    auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
+    INFO((opened ? std::string() : opened.error().message));
+    REQUIRE(opened);
+    pins.emplace(std::move(opened).value());
+    return *pins;
+}
+
 // One plane per loop: copy and splice each their own; sockmap two sharing one program and
-// its sockhash, pinned in a pin dir of the test's own (as a daemon's workers share them, and
-// as an upgraded process adopts the pinned maps).
+// its sockhash, pinned in a pin dir of the test's own (as a daemon's workers share them);
+// sockmap-reused: B's program loaded onto the maps A's pinned, as the new process of
+// `splicer upgrade` loads its own (bpf/reused_maps.h), so A's pairs are pairs of B's
+// sockhash too and run A's verdict while B pairs new sockets under its own.
 std::array<std::unique_ptr<plane::DataPlane>, 2> make_two_planes(
-    const std::string& name, std::optional<bpf::PinDir>& pins) {
+    const std::string& name, std::optional<bpf::PinDir>& pins,
+    std::optional<bpf::PinDir>& reused_pins) {
     std::array<std::unique_ptr<plane::DataPlane>, 2> planes;
-    if (name == "sockmap") {
-        const std::string dir = test::unique_pin_dir();
-        REQUIRE(bpf::ensure_bpffs_mounted(dir));
-        auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
-        INFO((opened ? std::string() : opened.error().message));
-        REQUIRE(opened);
-        pins.emplace(std::move(opened).value());
+    if (name == "sockmap" || name == "sockmap-reused") {
+        const bool reused = name == "sockmap-reused";
+        bpf::PinDir& a_pins = open_test_pins(pins);
         // Fails (never skips) where BPF is unavailable: these tests run as root in CI.
-        auto made = plane::make_planes(config::SpliceMode::sockmap, &*pins, kSlots, 2);
+        auto made =
+            plane::make_planes(config::SpliceMode::sockmap, &a_pins, kSlots, reused ? 1 : 2);
         INFO((made ? std::string() : made.error().message));
         REQUIRE(made);
         planes[0] = std::move((*made)[0]);
-        planes[1] = std::move((*made)[1]);
+        if (!reused) {
+            planes[1] = std::move((*made)[1]);
+            return planes;
+        }
+        auto maps = bpf::open_maps_to_reuse(a_pins.dir_fd(), a_pins.path(), 0);
+        INFO((maps ? std::string() : maps.error().message));
+        REQUIRE(maps);
+        REQUIRE(maps->has_value());
+        auto b = plane::make_planes(config::SpliceMode::sockmap, &open_test_pins(reused_pins),
+                                    kSlots, 1, std::move(*maps));
+        INFO((b ? std::string() : b.error().message));
+        REQUIRE(b);
+        planes[1] = std::move((*b)[0]);
+        CHECK(planes[1]->upgrade_kind() == handoff::PlaneKind::sockmap);
+        CHECK_FALSE(planes[0]->upgrade_kind().has_value());  // A made maps of its own
+        planes[1]->took_over();
         return planes;
     }
     for (auto& plane : planes) {
@@ -101,7 +128,7 @@ public:
             REQUIRE(address);
             backends.push_back(*address);
         }
-        planes_ = make_two_planes(plane_name, pins_);
+        planes_ = make_two_planes(plane_name, pins_, reused_pins_);
         for (std::uint32_t i = 0; i < 2; ++i) {
             planes_[i]->set_max_pipes(16);
             auto router = route::Router::create(*config_);
@@ -181,6 +208,7 @@ private:
     std::unique_ptr<config::Config> config_;
     std::unique_ptr<limits::Admission> admission_;
     std::optional<bpf::PinDir> pins_;  // sockmap: outlives the planes
+    std::optional<bpf::PinDir> reused_pins_;  // sockmap-reused: B's
     std::array<std::unique_ptr<plane::DataPlane>, 2> planes_;
     std::array<std::unique_ptr<daemon::EventLoop>, 2> loops_;
     std::array<std::thread, 2> threads_;
@@ -333,7 +361,7 @@ std::uint64_t held(const handoff::ConnectionRecord& record, std::size_t d) {
 TEST_CASE("handoff: a pair with transfers in flight both ways moves to another loop and finishes there byte-exact",
           "[handoff][privileged]") {
     test::require_root();
-    const std::string plane_name = GENERATE("copy", "splice", "sockmap");
+    const std::string plane_name = GENERATE("copy", "splice", "sockmap", "sockmap-reused");
     CAPTURE(plane_name);
     test::Listener backend_listener = test::listen_loopback();
     TwoLoops loops(plane_name, backend_listener.port);
@@ -342,7 +370,7 @@ TEST_CASE("handoff: a pair with transfers in flight both ways moves to another l
     // the plane then (a buffer, a pipe). sockmap: the kernel holds them; a pair moves between
     // copy rounds, which slow readers would keep under way, so the readers run at full speed
     // and the streams are long enough to be in flight at the move.
-    const bool sockmap = plane_name == "sockmap";
+    const bool sockmap = plane_name.starts_with("sockmap");
     const std::uint64_t kUp = sockmap ? 128ULL << 20 : 24ULL << 20;
     const std::uint64_t kDown = kUp;
     const std::uint64_t slow = sockmap ? 0 : 2ULL << 20;

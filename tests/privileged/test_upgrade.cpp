@@ -7,6 +7,7 @@
 // With `workers: N` every address has N sockets in one SO_REUSEPORT group: all of them are
 // handed over and adopted, whatever worker count the new process runs.
 
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -194,6 +196,20 @@ std::string conn_of(const DaemonProcess& daemon, const SplitTransfer& transfer) 
     INFO(daemon.log_tail());
     REQUIRE(routed.has_value());
     return std::string(routed->get("conn"));
+}
+
+// Milliseconds from one log line's ts (2026-12-05T13:45:06.123Z) to another's, both of one
+// day.
+long milliseconds_between(const LogLine& first, const LogLine& second) {
+    const auto of_day = [](std::string_view ts) {
+        REQUIRE(ts.size() >= 23);
+        const auto number = [&](std::size_t at, std::size_t length) {
+            return std::stol(std::string(ts.substr(at, length)));
+        };
+        return ((number(11, 2) * 60 + number(14, 2)) * 60 + number(17, 2)) * 1000 +
+               number(20, 3);
+    };
+    return of_day(second.get("ts")) - of_day(first.get("ts"));
 }
 
 // The connections the old process's handover lines say the new process took.
@@ -442,27 +458,28 @@ TEST_CASE(
     AdoptedDaemon adopted(new_pid);
     loop.mark_swapped();
 
-    // Copy and splice: the old process hands the transfer over and exits before most of it
-    // was sent: what comes now, the new process moves. Sockmap: the new process runs its own
-    // sockhash, so the pair stays with the old process, which finishes it and then exits
-    // (README "Upgrading", point 6).
-    const bool moves = plane != "sockmap";
-    if (moves) {
-        check_old_exits(*daemon, 20s);
-        CHECK(handed_over(*daemon) >= 1);  // a connection of the loop may have moved with it
-        CHECK(daemon->logs("connections_kept").empty());
-        const auto adopted_line = daemon->wait_for_log(
-            "adopted", [&](const LogLine& line) { return line.get("from_conn") == conn; }, 1s,
-            lines_before);
-        INFO(daemon->log_tail());
-        REQUIRE(adopted_line.has_value());
-    } else {
-        std::this_thread::sleep_for(1s);
-        CHECK(daemon->running());
-        CHECK(handed_over(*daemon) == 0);
-        in_flight.finish();
-        check_old_exits(*daemon, 20s);
+    // Every plane: the old process hands the transfer over and exits before most of it was
+    // sent: what comes now, the new process moves. Sockmap: the new process loaded its
+    // program onto the old one's pinned maps, so the pair moves without leaving the sockhash.
+    check_old_exits(*daemon, 20s);
+    CHECK(handed_over(*daemon) >= 1);  // a connection of the loop may have moved with it
+    CHECK(daemon->logs("connections_kept").empty());
+    const auto adopted_line = daemon->wait_for_log(
+        "adopted", [&](const LogLine& line) { return line.get("from_conn") == conn; }, 1s,
+        lines_before);
+    INFO(daemon->log_tail());
+    REQUIRE(adopted_line.has_value());
+    if (plane == "sockmap") {
+        CHECK(daemon->logs("sockmap_maps_reused").size() == 1);
+        CHECK(daemon->logs("adopt_refused").empty());
     }
+    // Export (old process) to adoption (new process), by the two lines' timestamps.
+    const auto exported_line = daemon->wait_for_log(
+        "exported", [&](const LogLine& line) { return line.get("conn") == conn; }, 1s,
+        lines_before);
+    REQUIRE(exported_line.has_value());
+    WARN("export to adoption, " << plane << " plane: "
+                                << milliseconds_between(*exported_line, *adopted_line) << " ms");
     check_adopted(*daemon, 2);
     const std::size_t closed_before = daemon->logs("closed").size();
     loop.mark_old_gone();
@@ -480,14 +497,12 @@ TEST_CASE(
     CHECK(per_worker.count("0") == 1);
     CHECK(per_worker.count("1") == 1);
 
-    if (moves) {
-        // The new process's counters hold the adopted connection: the one still open (the
-        // loop's are over), published within a second. Then the rest of the transfer.
-        std::this_thread::sleep_for(1500ms);
-        const auto samples = scrape_metrics(metrics_port);
-        CHECK(samples.at("splicer_connections_active") == 1);
-        in_flight.finish();
-    }
+    // The new process's counters hold the adopted connection: the one still open (the
+    // loop's are over), published within a second. Then the rest of the transfer.
+    std::this_thread::sleep_for(1500ms);
+    const auto samples = scrape_metrics(metrics_port);
+    CHECK(samples.at("splicer_connections_active") == 1);
+    in_flight.finish();
 
     // The new process serves alone now, on the same plane, with its own pins in place.
     CHECK_FALSE(process_gone(new_pid));
@@ -543,8 +558,7 @@ TEST_CASE(
     "every connection with the old process byte-exact",
     "[daemon][upgrade]") {
     require_root();
-    // Not sockmap: its pairs stay with the old process (README "Upgrading", point 6).
-    const std::string plane = GENERATE(as<std::string>{}, "splice", "copy");
+    const std::string plane = GENERATE(as<std::string>{}, "sockmap", "splice", "copy");
     CAPTURE(plane);
     // Debug builds only (SPLICER_TEST_HOOKS): read by the new process alone, as only an
     // adopting start receives batches.
@@ -580,6 +594,132 @@ TEST_CASE(
     // Then it exits, nothing left (the connection's close line is its own).
     check_old_exits(*daemon, 20s);
     CHECK(daemon->logs("closed").size() == 1);
+}
+
+namespace {
+
+// The id of the stream verdict attached to the sockhash a sockmap daemon pinned in
+// `pin_dir` (bpf/reused_maps.h), through `sockets`, the test's own fd of it.
+std::uint32_t sockhash_verdict_id(int sockets) {
+    __u32 ids[1] = {0};
+    __u32 count = 1;
+    __u32 flags = 0;
+    REQUIRE(bpf_prog_query(sockets, BPF_SK_SKB_STREAM_VERDICT, 0, &flags, ids, &count) == 0);
+    return count == 0 ? 0 : ids[0];
+}
+
+UniqueFd open_pinned_sockhash(const DaemonProcess& daemon) {
+    UniqueFd sockets(bpf_obj_get((daemon.pin_dir() + "/sockets").c_str()));
+    REQUIRE(sockets);
+    return sockets;
+}
+
+// The old process after an upgrade that failed before ready: it says so, serves on, and its
+// sockhash has its own verdict attached (a new process that loaded onto it put it back).
+void check_failed_upgrade_left_old(DaemonProcess& daemon, int sockets, std::uint32_t verdict) {
+    const auto failed = daemon.wait_for_log("upgrade_failed", {}, 35s);
+    INFO(daemon.log_tail());
+    REQUIRE(failed.has_value());
+    CHECK_THAT(std::string(failed->get("reason")),
+               Catch::StartsWith("the new process exited before ready"));
+    CHECK(daemon.logs("upgraded").empty());
+    CHECK(daemon.running());
+    CHECK(sockhash_verdict_id(sockets) == verdict);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a failed upgrade leaves the old process serving its sockmap pairs byte-exact under its "
+    "own verdict",
+    "[daemon][upgrade]") {
+    require_root();
+    // exits_at_once: the new binary fails before anything (Debug builds: the binary the
+    // upgrade starts, SPLICER_TEST_UPGRADE_BINARY). after_load: the new process loaded its
+    // program onto the old maps, swapping the verdict, then failed (the config it read
+    // moved the listener, so the old one's is left unclaimed).
+    const std::string how = GENERATE(as<std::string>{}, "exits_at_once", "after_load");
+    CAPTURE(how);
+    std::optional<ScopedEnvironment> failing;
+    if (how == "exits_at_once") {
+        failing.emplace("SPLICER_TEST_UPGRADE_BINARY", "/bin/false");
+    }
+    SplitTransfer in_flight;
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.xmpp_tls = in_flight.backend_port();
+    ports.https = https.port();
+    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
+    const UniqueFd sockets = open_pinned_sockhash(*daemon);
+    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
+    REQUIRE(verdict != 0);
+
+    in_flight.start(ports.listen);
+    if (how == "after_load") {
+        SnikketPorts moved = ports;
+        moved.listen = free_port();
+        std::ofstream(daemon->config_path(), std::ios::trunc)
+            << with_workers(2, snikket_config(moved));
+    }
+    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                        std::to_string(daemon->pid()))
+                .exit_code == 0);
+    check_failed_upgrade_left_old(*daemon, sockets.get(), verdict);
+    if (how == "after_load") {
+        // It did load onto the old maps before it failed.
+        CHECK(daemon->logs("sockmap_maps_reused").size() == 1);
+        CHECK(daemon->logs("verdict_not_restored").empty());
+    }
+    // The pair in flight, and a new one paired after the failure, both through the old.
+    in_flight.finish();
+    check_still_serving(ports, https);
+    CHECK(handed_over(*daemon) == 0);
+    stop_daemon(*daemon);
+}
+
+TEST_CASE(
+    "an upgrade whose new process finds a pinned map of the wrong type or size refuses it by "
+    "name and the old process serves on",
+    "[daemon][upgrade]") {
+    require_root();
+    // The pin replaced, and by what: a hash map where the sockhash was, a peers map with
+    // 8-byte values (the program would read 56 from each).
+    const auto [name, type, value_size] =
+        GENERATE(table<std::string, bpf_map_type, std::uint32_t>(
+            {{"sockets", BPF_MAP_TYPE_HASH, 8}, {"peers", BPF_MAP_TYPE_HASH, 8}}));
+    CAPTURE(name);
+    SplitTransfer in_flight;
+    TcpBackend https(BackendScript::exchange(64 * 1024));
+    SnikketPorts ports = unserved_snikket_ports();
+    ports.xmpp_tls = in_flight.backend_port();
+    ports.https = https.port();
+    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
+    const UniqueFd sockets = open_pinned_sockhash(*daemon);
+    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
+    in_flight.start(ports.listen);
+
+    // As root, as a process that can write the pin dir would: same name, another map.
+    bpf_map_create_opts options{};
+    options.sz = sizeof(options);
+    const UniqueFd wrong(bpf_map_create(type, name.c_str(), 8, value_size, 1024, &options));
+    REQUIRE(wrong);
+    const std::string pin = daemon->pin_dir() + "/" + name;
+    REQUIRE(::unlink(pin.c_str()) == 0);
+    REQUIRE(bpf_obj_pin(wrong.get(), pin.c_str()) == 0);
+
+    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                        std::to_string(daemon->pid()))
+                .exit_code == 0);
+    check_failed_upgrade_left_old(*daemon, sockets.get(), verdict);
+    const auto fatal = daemon->wait_for_log("fatal", {}, 5s);
+    REQUIRE(fatal.has_value());
+    CHECK_THAT(std::string(fatal->get("error")),
+               Catch::Contains("the old process's sockmap maps: " + pin +
+                               " is not the map splicer pins there"));
+    CHECK(daemon->logs("sockmap_maps_reused").empty());
+    in_flight.finish();
+    check_still_serving(ports, https);
+    stop_daemon(*daemon);
 }
 
 TEST_CASE("an upgrade to another worker count adopts every listener with no refused connection",
@@ -712,9 +852,10 @@ TEST_CASE("an upgrade test's new daemon left by a killed test process is killed 
 TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has nothing left",
           "[daemon][upgrade]") {
     require_root();
-    // Sockmap pairs stay with the old process (README "Upgrading", point 6): one held on
-    // worker 1 alone keeps the old process draining while worker 0, which reads the signals,
-    // has nothing left.
+    // A sockmap pair the new process cannot adopt stays with the old process: with the
+    // sockhash pin gone, the new process makes maps of its own and refuses the batch
+    // (README "Upgrading", points 6 and 8). One held on worker 1 alone keeps the old process
+    // draining while worker 0, which reads the signals, has nothing left.
     TcpBackend backend(BackendScript::exchange(0));
     SnikketPorts ports = unserved_snikket_ports();
     ports.xmpp_tls = backend.port();
@@ -743,9 +884,15 @@ TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has 
                         "closed", [&](const LogLine& line) { return line.get("conn") == id; }, 5s)
                     .has_value());
     }
+    REQUIRE(::unlink((daemon->pin_dir() + "/sockets").c_str()) == 0);
     const pid_t new_pid = upgrade(*daemon);
     AdoptedDaemon adopted(new_pid);
     // Both workers have stopped accepting; worker 0 holds nothing, worker 1 the pair.
+    const auto kept = daemon->wait_for_log("connections_kept", {}, 5s);
+    INFO(daemon->log_tail());
+    REQUIRE(kept.has_value());
+    CHECK(kept->get("worker") == "1");
+    CHECK(daemon->logs("connections_refused").size() == 1);
     std::this_thread::sleep_for(1s);
     REQUIRE(daemon->running());
     const auto stopping_at = Clock::now();

@@ -20,7 +20,7 @@ std::string describe(std::uint32_t type, std::uint32_t key_size, std::uint32_t v
                      std::uint32_t max_entries) {
     return "type " + std::to_string(type) + ", key size " + std::to_string(key_size) +
            ", value size " + std::to_string(value_size) + ", max_entries " +
-           std::to_string(max_entries);
+           (max_entries == kAnyMaxEntries ? std::string("any") : std::to_string(max_entries));
 }
 
 // What an fd is, from its /proc link: "anon_inode:bpf-map" for a map.
@@ -39,7 +39,7 @@ bool pin_present(int dir_fd, const std::string& name) {
 }
 
 Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const std::string& name,
-                                 const MapShape& shape) {
+                                 const MapShape& shape, const PinAccess& access) {
     const std::string shown = dir_path + "/" + name;
     // O_PATH opens nothing behind the entry (no FIFO blocks, no device opens); with
     // O_NOFOLLOW a link yields the link itself, which fstat then reports.
@@ -54,6 +54,10 @@ Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const 
     if (S_ISLNK(info.st_mode)) {
         return Error{shown + " is a symbolic link: refused"};
     }
+    if (access.owner && info.st_uid != *access.owner) {
+        return Error{shown + " was pinned by uid " + std::to_string(info.st_uid) + ", not uid " +
+                     std::to_string(*access.owner) + ": refused"};
+    }
     struct statfs fs {};
     // bpffs keeps pinned objects as regular files.
     if (!S_ISREG(info.st_mode) || ::fstatfs(entry.get(), &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
@@ -64,14 +68,15 @@ Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const 
     // (the fuzz build) refuses in C++.
     struct bpf_obj_get_opts options {};
     options.sz = sizeof(options);
-    options.file_flags = BPF_F_RDONLY;
+    options.file_flags = access.writable ? 0U : static_cast<__u32>(BPF_F_RDONLY);
     UniqueFd map(bpf_obj_get_opts(through_fd.c_str(), &options));
     if (!map) {
-        if (errno == EINVAL) {
+        if (errno == EINVAL && !access.writable) {
             // A pinned link opens read-write only.
             return Error{shown + " is not a BPF map (a link): refused"};
         }
-        return errno_error("opening " + shown + " read-only");
+        return errno_error(std::string("opening ") + shown +
+                           (access.writable ? "" : " read-only"));
     }
     // A pinned program opens whatever the flags: bpf_obj_get_info_by_fd would then fill our
     // bpf_map_info with a bpf_prog_info.
@@ -83,13 +88,20 @@ Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const 
     if (bpf_obj_get_info_by_fd(map.get(), &map_info, &length) != 0) {
         return errno_error("reading what " + shown + " is");
     }
+    const bool entries_fit =
+        shape.max_entries == kAnyMaxEntries || map_info.max_entries == shape.max_entries;
     if (map_info.type != shape.type || map_info.key_size != shape.key_size ||
-        map_info.value_size != shape.value_size || map_info.max_entries != shape.max_entries) {
+        map_info.value_size != shape.value_size || !entries_fit) {
         return Error{
             shown + " is not the map splicer pins there: it has " +
             describe(map_info.type, map_info.key_size, map_info.value_size, map_info.max_entries) +
             " (expected " +
             describe(shape.type, shape.key_size, shape.value_size, shape.max_entries) + ")"};
+    }
+    if (shape.map_flags && map_info.map_flags != *shape.map_flags) {
+        return Error{shown + " is not the map splicer pins there: its flags are " +
+                     std::to_string(map_info.map_flags) + " (expected " +
+                     std::to_string(*shape.map_flags) + ")"};
     }
     if (std::strncmp(map_info.name, shape.name, sizeof(map_info.name)) != 0) {
         return Error{shown + " is not the map splicer pins there: it is named \"" +
@@ -97,6 +109,12 @@ Result<UniqueFd> open_pinned_map(int dir_fd, const std::string& dir_path, const 
                      "\" (expected \"" + shape.name + "\")"};
     }
     return map;
+}
+
+std::uint32_t map_max_entries(int map_fd) {
+    bpf_map_info map_info{};
+    __u32 length = sizeof(map_info);
+    return bpf_obj_get_info_by_fd(map_fd, &map_info, &length) == 0 ? map_info.max_entries : 0;
 }
 
 }  // namespace splicer::bpf

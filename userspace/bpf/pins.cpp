@@ -64,18 +64,24 @@ Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
     return {};
 }
 
-Result<PinDir> PinDir::open(const std::string& dir, const PinDirOwners& owners) {
+Result<PinDir> PinDir::open(const std::string& dir, const PinDirOwners& owners,
+                            bool keep_stale) {
     auto checked =
         open_pin_dir(dir, {.create = true, .owners = owners.uids, .owners_text = owners.text});
     if (!checked) {
         return checked.error();
     }
     PinDir pins(std::move(checked).value());
-    pins.remove_stale();
+    if (keep_stale) {
+        pins.owned_ = false;
+    } else {
+        pins.remove_stale();
+    }
     return pins;
 }
 
-// Pins left by a daemon that was killed: the dir is ours (checked), so everything in it is
+// Pins left by a daemon that was killed (or, at `splicer upgrade`, by the old process, whose
+// maps the new one holds by fd by then): the dir is ours (checked), so everything in it is
 // stale. unlinkat removes a link itself, never what it points to; a subdirectory stays.
 void PinDir::remove_stale() {
     for (const std::string& name : entries(checked_.dir.get())) {

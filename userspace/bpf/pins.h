@@ -36,8 +36,16 @@ struct PinDirOwners {
 class PinDir {
 public:
     // Creates `dir` (mode 0700) where absent, checks it (refusing anything else with an error
-    // naming it and why), and clears stale pins in it.
-    static Result<PinDir> open(const std::string& dir, const PinDirOwners& owners);
+    // naming it and why), and clears stale pins in it, unless `keep_stale`: the new process
+    // of `splicer upgrade` first opens the old one's maps from them, then clears them, and
+    // removes nothing at its exit until took_over() (a start that fails leaves the old
+    // process's maps pinned: it serves on, and a later upgrade reuses them).
+    static Result<PinDir> open(const std::string& dir, const PinDirOwners& owners,
+                               bool keep_stale = false);
+    // Unlinks every entry in the pin dir (done by open unless asked not to).
+    void remove_stale();
+    // The checked pin dir, for opening pins through it (bpf/pinned_map.h).
+    [[nodiscard]] int dir_fd() const { return checked_.dir.get(); }
 
     // Pins `fd` as NAME in the pin dir.
     Result<void> pin(int fd, const std::string& name);
@@ -51,6 +59,9 @@ public:
         pinned_.clear();
         owned_ = false;
     }
+    // `splicer upgrade`, in the new process once the old one was told it serves: the pins
+    // are this process's to remove at its exit from now on.
+    void took_over() { owned_ = true; }
 
     [[nodiscard]] const std::string& path() const { return checked_.path; }
 
@@ -62,7 +73,6 @@ public:
 
 private:
     explicit PinDir(CheckedPinDir checked) : checked_(std::move(checked)) {}
-    void remove_stale();
     void remove_all();
     CheckedPinDir checked_;
     std::vector<std::string> pinned_;  // names inside the pin dir

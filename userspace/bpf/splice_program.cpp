@@ -47,9 +47,15 @@ void route_libbpf_messages_to_log() {
 
 // The verdict attached to the sockhash is detached before the skeleton (and with it the
 // map and program fds) goes away, so nothing stays attached to a map that lives on in a pin.
+// Detaching names the program: where another process's verdict replaced ours since (an
+// upgrade's new process), the kernel finds ours no longer attached and leaves its alone.
 struct SpliceProgram::State {
     std::unique_ptr<splice_bpf, SkeletonDeleter> skeleton;
     bool attached = false;
+    bool reused = false;  // load_reusing: the maps are another process's too
+    // load_reusing, until took_over: the verdict ours replaced, attached again at
+    // destruction (the old process serves on and pairs new sockets under it).
+    UniqueFd previous_verdict;
     // Values in a per-CPU lookup of the counters map, known at load: libbpf counts them by
     // opening /sys/devices/system/cpu/possible, and caches the count only once an open
     // succeeded. Asked first at the daemon's first counters publication, that open met the
@@ -57,10 +63,23 @@ struct SpliceProgram::State {
     int possible_cpus = 0;
 
     ~State() {
-        if (attached) {
-            bpf_prog_detach2(bpf_program__fd(skeleton->progs.splice_verdict),
-                             bpf_map__fd(skeleton->maps.sockets), BPF_SK_SKB_STREAM_VERDICT);
+        if (!attached) {
+            return;
         }
+        const int sockets_fd = bpf_map__fd(skeleton->maps.sockets);
+        if (previous_verdict) {
+            // Attaching swaps the map's program whatever is attached (sock_map_prog_update).
+            // Still root here when the start failed before the privilege drop; after it the
+            // kernel may refuse (CAP_NET_ADMIN): said, as the old process then pairs new
+            // sockets under our verdict, which uses the same maps (README "Upgrading").
+            if (bpf_prog_attach(previous_verdict.get(), sockets_fd, BPF_SK_SKB_STREAM_VERDICT,
+                                0) != 0) {
+                log::warning("verdict_not_restored", {{"error", errno_text(errno)}});
+            }
+            return;
+        }
+        bpf_prog_detach2(bpf_program__fd(skeleton->progs.splice_verdict), sockets_fd,
+                         BPF_SK_SKB_STREAM_VERDICT);
     }
 };
 
@@ -69,7 +88,41 @@ SpliceProgram::SpliceProgram(SpliceProgram&&) noexcept = default;
 SpliceProgram& SpliceProgram::operator=(SpliceProgram&&) noexcept = default;
 SpliceProgram::~SpliceProgram() = default;
 
+namespace {
+
+// The verdict attached to the sockhash `sockets_fd` now, opened (needs CAP_SYS_ADMIN: at
+// start-up), or an empty fd when none is attached.
+Result<UniqueFd> attached_verdict(int sockets_fd) {
+    std::array<__u32, 1> ids{};
+    auto count = static_cast<__u32>(ids.size());
+    __u32 attach_flags = 0;
+    if (bpf_prog_query(sockets_fd, BPF_SK_SKB_STREAM_VERDICT, 0, &attach_flags, ids.data(),
+                       &count) != 0) {
+        return Error{"asking which verdict is attached to the sockhash: " + errno_text(errno)};
+    }
+    if (count == 0) {
+        return UniqueFd();
+    }
+    UniqueFd verdict(bpf_prog_get_fd_by_id(ids[0]));
+    if (!verdict) {
+        return Error{"opening the verdict attached to the sockhash: " + errno_text(errno)};
+    }
+    return verdict;
+}
+
+}  // namespace
+
 Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
+    return load_with(options, nullptr);
+}
+
+Result<SpliceProgram> SpliceProgram::load_reusing(ReusedMaps maps, const LoadOptions& options) {
+    LoadOptions sized = options;
+    sized.max_sockets = maps.max_sockets;
+    return load_with(sized, &maps);
+}
+
+Result<SpliceProgram> SpliceProgram::load_with(const LoadOptions& options, ReusedMaps* reuse) {
     route_libbpf_messages_to_log();
     if (options.flow_limit_bytes == 0 || options.flow_limit_bytes > SPLICER_MAX_FLOW_LIMIT_BYTES) {
         return Error{"loading splice.bpf.o: flow limit " +
@@ -99,6 +152,22 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
                          ": " + errno_text(rc)};
         }
     }
+    if (reuse != nullptr) {
+        // libbpf takes each map's definition from the fd (it dups it) and creates none: the
+        // shapes were checked against what this build expects (bpf/reused_maps.h).
+        const std::pair<bpf_map*, int> maps[] = {
+            {state->skeleton->maps.sockets, reuse->sockets.get()},
+            {state->skeleton->maps.peers, reuse->peers.get()},
+            {state->skeleton->maps.copied, reuse->copied.get()},
+            {state->skeleton->maps.counters, reuse->counters.get()}};
+        for (const auto& [map, fd] : maps) {
+            if (const int rc = bpf_map__reuse_fd(map, fd); rc != 0) {
+                return Error{"loading splice.bpf.o: reusing the pinned map " +
+                             std::string(bpf_map__name(map)) + ": " + errno_text(rc)};
+            }
+        }
+        state->reused = true;
+    }
     // Read-only data is frozen at load: the verdict sees this as a constant.
     state->skeleton->rodata->flow_limit_bytes = options.flow_limit_bytes;
     state->skeleton->rodata->flow_control = options.flow_control ? 1 : 0;
@@ -108,6 +177,16 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
     }
     const int program_fd = bpf_program__fd(state->skeleton->progs.splice_verdict);
     const int sockets_fd = bpf_map__fd(state->skeleton->maps.sockets);
+    if (state->reused) {
+        auto previous = attached_verdict(sockets_fd);
+        if (!previous) {
+            return previous.error().with_context("loading splice.bpf.o");
+        }
+        state->previous_verdict = std::move(previous).value();
+    }
+    // On a reused sockhash this replaces the old process's verdict at once for sockets
+    // inserted from now on (see load_reusing); a sockmap takes no BPF_F_REPLACE, and needs
+    // none: the swap is one xchg of the map's program pointer.
     if (bpf_prog_attach(program_fd, sockets_fd, BPF_SK_SKB_STREAM_VERDICT, 0) != 0) {
         return Error{"loading splice.bpf.o: attaching stream_verdict to the sockhash: " +
                      errno_text(errno)};
@@ -115,6 +194,10 @@ Result<SpliceProgram> SpliceProgram::load(const LoadOptions& options) {
     state->attached = true;
     return SpliceProgram(std::move(state));
 }
+
+bool SpliceProgram::reuses_maps() const { return state_->reused; }
+
+void SpliceProgram::took_over() { state_->previous_verdict.reset(); }
 
 int SpliceProgram::sockets_map_fd() const {
     return bpf_map__fd(state_->skeleton->maps.sockets);
@@ -293,6 +376,10 @@ Result<Counters> sum_counters(int counters_map_fd, int cpus) {
 }  // namespace
 
 Result<void> SpliceProgram::clear() {
+    if (state_->reused) {
+        // The old process's pairs are in these maps: emptying them would end every one.
+        return Error{"clearing maps reused from a running splicer: refused"};
+    }
     // Keys are cookies in all three maps. Deleting the key just read would make the next
     // get_next_key start over from the first key: always ask for the first one instead.
     for (const auto& [fd, name] :

@@ -45,7 +45,29 @@ void die_if_asked(std::string_view when) {
 void die_if_asked(std::string_view /*when*/) {}
 #endif
 
+std::string_view kind_name(handoff::PlaneKind kind) {
+    switch (kind) {
+        case handoff::PlaneKind::copy: return "copy";
+        case handoff::PlaneKind::splice: return "splice";
+        case handoff::PlaneKind::sockmap: return "sockmap";
+    }
+    return "unknown";
+}
+
 }  // namespace
+
+Result<void> BatchReceiver::check_kinds(const std::vector<handoff::ConnectionRecord>& records) const {
+    for (const handoff::ConnectionRecord& record : records) {
+        if (!accepted_ || record.plane != *accepted_) {
+            return Error{"a " + std::string(kind_name(record.plane)) +
+                         " connection, which this process's plane cannot adopt" +
+                         (record.plane == handoff::PlaneKind::sockmap
+                              ? " (the old sockmap maps were not reused)"
+                              : "")};
+        }
+    }
+    return {};
+}
 
 ConnectionSender::ConnectionSender(UniqueFd socket, std::vector<EventLoop*> loops)
     : socket_(std::move(socket)), loops_(std::move(loops)), queue_(std::make_shared<Queue>()) {
@@ -66,12 +88,7 @@ std::size_t ConnectionSender::handed() const {
 void ConnectionSender::export_from(std::size_t index) {
     EventLoop* loop = loops_[index];
     loop->post([loop, index, queue = queue_] {
-        // The new process loads its own BPF program and sockhash (README "Upgrading", pins):
-        // a pair of ours is not a pair of its program, and its sockmap plane would reset it
-        // (adopt_not_paired). Until a new process reuses the pinned maps, sockmap pairs stay
-        // here and end here.
-        const bool stays = loop->handoff_kind() == handoff::PlaneKind::sockmap;
-        if (loop->stop_requested() || stays) {
+        if (loop->stop_requested()) {
             // A stop closes what it holds: nothing to export, and no round after this one.
             const std::lock_guard lock(queue->mutex);
             queue->exported.push_back({.loop = index,
@@ -234,8 +251,9 @@ void ConnectionSender::run() {
     log::info("connections_handover_done", {{"handed", count_text(handed())}});
 }
 
-BatchReceiver::BatchReceiver(UniqueFd socket, std::vector<EventLoop*> loops)
-    : socket_(std::move(socket)), loops_(std::move(loops)) {
+BatchReceiver::BatchReceiver(UniqueFd socket, std::vector<EventLoop*> loops,
+                             std::optional<handoff::PlaneKind> accepted)
+    : socket_(std::move(socket)), loops_(std::move(loops)), accepted_(accepted) {
     thread_ = std::thread([this] { run(); });
 }
 
@@ -273,6 +291,9 @@ void BatchReceiver::run() {
         auto records = handoff::decode(batch.bytes, static_cast<std::uint32_t>(batch.fds.size()));
         Result<void> checked =
             records ? handoff::check_fds(*records, batch.fds) : Result<void>(records.error());
+        if (checked) {
+            checked = check_kinds(*records);
+        }
         if (checked && Clock::now() - arrived > upgrade::kAnswerWithin) {
             // The old process may give up on us any moment and serve them again itself.
             checked = Error{"checking the batch took too long"};

@@ -7,9 +7,11 @@
 // adopt_connections). The old process keeps its copies of the fds until the new one answered
 // "taken": a batch refused, or one that cannot be sent or is not answered within
 // upgrade::kAnswerTimeout (the new process died or hangs), is adopted back by the loop that
-// exported it, so a failing new process costs no connection. The sockmap plane's pairs stay
-// with the old process for now: the new one runs its own program and sockhash, of which they
-// are not pairs. What a loop cannot export yet
+// exported it, so a failing new process costs no connection. Sockmap pairs move like the
+// others: the new process loaded its program onto the old one's pinned maps
+// (bpf/reused_maps.h), so they are pairs of its sockhash too, and never leave it; a new
+// process that could not reuse them refuses their batch, and the old one keeps them. What a
+// loop cannot export yet
 // (probing, connecting, a sockmap pair mid copy round) it exports again every
 // kExportInterval, at most kExportRounds times; what it never can (HTTP, TLS-terminated,
 // closing) it drains itself, as before.
@@ -23,6 +25,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -85,10 +88,13 @@ private:
 // The new process's side: a thread that receives batches on `socket` until the end record
 // (or an error: logged; the old process keeps what it did not hand over), each checked
 // (handoff::decode, handoff::check_fds) and adopted by the next of `loops` in turn (posted:
-// adopted once the loops run).
+// adopted once the loops run). A batch holding a record of another kind than `accepted`
+// (the planes' DataPlane::upgrade_kind) is refused whole: the old process keeps it, rather
+// than this one resetting connections its plane cannot serve.
 class BatchReceiver {
 public:
-    BatchReceiver(UniqueFd socket, std::vector<EventLoop*> loops);
+    BatchReceiver(UniqueFd socket, std::vector<EventLoop*> loops,
+                  std::optional<handoff::PlaneKind> accepted);
     // Wakes a receive still waiting (shutdown) and joins the thread. Before the loops go.
     ~BatchReceiver();
     BatchReceiver(const BatchReceiver&) = delete;
@@ -96,9 +102,13 @@ public:
 
 private:
     void run();
+    // Every record of a batch is of the kind this process adopts.
+    [[nodiscard]] Result<void> check_kinds(
+        const std::vector<handoff::ConnectionRecord>& records) const;
 
     UniqueFd socket_;
     std::vector<EventLoop*> loops_;
+    std::optional<handoff::PlaneKind> accepted_;
     std::thread thread_;
 };
 

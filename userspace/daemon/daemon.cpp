@@ -16,6 +16,7 @@
 
 #include "bpf/daemon_counters_map.h"
 #include "bpf/pins.h"
+#include "bpf/reused_maps.h"
 #include "daemon/config_source.h"
 #include "daemon/connection_handover.h"
 #include "daemon/event_loop.h"
@@ -444,12 +445,15 @@ Result<PreparedConfig> prepare_from_helper(const RunOptions& options,
 
 // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`. Without them
 // (no bpffs, or a pin dir refused) the sockmap plane is unavailable; one line says why.
-std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinDirOwners& owners) {
+// `keep_stale`: at `splicer upgrade`, the old process's pins stay until its maps are taken
+// from them (reuse_old_maps).
+std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinDirOwners& owners,
+                                     bool keep_stale) {
     if (auto mounted = bpf::ensure_bpffs_mounted(pin_dir); !mounted) {
         log::notice("no_pins", {{"reason", mounted.error().message}});
         return std::nullopt;
     }
-    auto opened = bpf::PinDir::open(pin_dir, owners);
+    auto opened = bpf::PinDir::open(pin_dir, owners, keep_stale);
     if (!opened) {
         // Something splicer did not make stands at the path (a link, another user's dir, a
         // world-writable one, ...): a warning, as someone may be attacking the host.
@@ -457,6 +461,25 @@ std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinD
         return std::nullopt;
     }
     return std::move(opened).value();
+}
+
+// At `splicer upgrade`, on a plane that may be sockmap: the old process's sockmap maps from
+// its pins (bpf/reused_maps.h), so its pairs can move here without leaving their sockhash;
+// then the pin dir is cleared for this process's own pins (the same maps among them). A pin
+// that is there but not what splicer pins fails the start: the old process, seeing it end
+// before ready, serves on (README "Upgrading").
+Result<std::optional<bpf::ReusedMaps>> reuse_old_maps(bpf::PinDir& pins, config::SpliceMode mode) {
+    std::optional<bpf::ReusedMaps> maps;
+    if (mode == config::SpliceMode::sockmap || mode == config::SpliceMode::automatic) {
+        // The old process pinned them as root before its privilege drop: so did we start.
+        auto opened = bpf::open_maps_to_reuse(pins.dir_fd(), pins.path(), ::geteuid());
+        if (!opened) {
+            return opened.error().with_context("upgrade: the old process's sockmap maps");
+        }
+        maps = std::move(opened).value();
+    }
+    pins.remove_stale();
+    return maps;
 }
 
 // The argv `splicer upgrade` starts the new binary with: this run's own options.
@@ -643,7 +666,16 @@ Result<void> run(const RunOptions& options) {
     }
     log::info("upgrade_launcher",
               {{"pid", std::to_string((*launcher)->pid())}, {"binary", *binary}});
-    std::optional<bpf::PinDir> pins = open_pins(options.pin_dir, pin_dir_owners(*run_user));
+    std::optional<bpf::PinDir> pins =
+        open_pins(options.pin_dir, pin_dir_owners(*run_user), adoption->active());
+    std::optional<bpf::ReusedMaps> reused_maps;
+    if (pins && adoption->active()) {
+        auto reused = reuse_old_maps(*pins, config->splice_mode);
+        if (!reused) {
+            return reused.error();
+        }
+        reused_maps = std::move(reused).value();
+    }
     std::optional<bpf::DaemonCountersMap> counters_map;
     if (pins) {
         auto created = bpf::DaemonCountersMap::create();
@@ -656,7 +688,8 @@ Result<void> run(const RunOptions& options) {
     // One plane per worker, all of one kind; on sockmap they share one program and sockhash.
     auto planes = plane::make_planes(
         config->splice_mode, pins ? &*pins : nullptr,
-        config->max_connections.value_or(config::kDefaultMaxConnections), worker_total);
+        config->max_connections.value_or(config::kDefaultMaxConnections), worker_total,
+        std::move(reused_maps));
     if (!planes) {
         return planes.error().with_context("data plane");
     }
@@ -854,13 +887,22 @@ Result<void> run(const RunOptions& options) {
             return ready.error();
         }
         log::info("adopted", {{"workers", std::to_string(worker_total)}});
+        // The old process hands over from now on: what this one replaced to serve (the
+        // sockmap verdict on the old sockhash) is not to be put back at its exit.
+        for (Worker& worker : workers) {
+            worker.plane->took_over();
+        }
+        if (pins) {
+            pins->took_over();
+        }
         // The old process's established connections follow; each batch is posted to a
         // worker and adopted once the workers run.
         std::vector<EventLoop*> loops;
         for (Worker& worker : workers) {
             loops.push_back(worker.loop.get());
         }
-        receiver = std::make_unique<BatchReceiver>(adoption->take_socket(), std::move(loops));
+        receiver = std::make_unique<BatchReceiver>(
+            adoption->take_socket(), std::move(loops), workers.front().plane->upgrade_kind());
     }
     run_workers(workers, cpus);
     std::uint64_t accepted = 0;

@@ -102,6 +102,15 @@ public:
     // `connection` was filled from a record (plane/flow_handoff.h, import_flow): resumes
     // every direction where it stood.
     virtual void adopt(Flow& /*connection*/, PlaneContext& /*context*/) {}
+    // At `splicer upgrade`, the kind of record this plane adopts from the old process
+    // (daemon/connection_handover.h); nullopt: none, the old process keeps and ends them.
+    // The sockmap plane adopts only on the maps it reuses from the old one (its pairs are
+    // pairs of no other sockhash).
+    [[nodiscard]] virtual std::optional<handoff::PlaneKind> upgrade_kind() const {
+        return handoff_kind();
+    }
+    // At `splicer upgrade`, in the new process: the old one was told this one serves.
+    virtual void took_over() {}
 
     // Connections this plane handed to a fallback plane (the sockhash refused them).
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }

@@ -18,12 +18,9 @@ std::string milliseconds(std::chrono::microseconds took) {
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
 }
 
-// Every step of the self-test on `program` (the plane's own, not yet pinned, `load_took` to
-// load), stopping at the first failure, which is logged with its step. Afterwards the
-// program's maps and counters are as fresh as after a new load.
-Result<void> run_selftest(bpf::SpliceProgram& program, std::chrono::microseconds load_took) {
-    auto report =
-        selftest::run_on_plane_program(program, load_took, selftest::StopAfter::first_failure);
+// A self-test's report: its first failure logged with its step and returned as the error,
+// or one line saying it passed.
+Result<void> judge_selftest(const Result<selftest::SelftestReport>& report) {
     if (!report) {
         return report.error();
     }
@@ -44,6 +41,14 @@ Result<void> run_selftest(bpf::SpliceProgram& program, std::chrono::microseconds
     return {};
 }
 
+// Every step of the self-test on `program` (the plane's own, not yet pinned, `load_took` to
+// load), stopping at the first failure, which is logged with its step. Afterwards the
+// program's maps and counters are as fresh as after a new load.
+Result<void> run_selftest(bpf::SpliceProgram& program, std::chrono::microseconds load_took) {
+    return judge_selftest(
+        selftest::run_on_plane_program(program, load_took, selftest::StopAfter::first_failure));
+}
+
 using Planes = std::vector<std::unique_ptr<DataPlane>>;
 
 // `workers` planes made by `make`.
@@ -56,10 +61,35 @@ Planes several(std::uint32_t workers, Make make) {
     return planes;
 }
 
+// At `splicer upgrade`: the self-test on an instance of its own (it pairs and clears, which
+// the old process's maps must never see), then the program loaded onto the old maps.
+Result<Planes> reuse_sockmap(bpf::PinDir& pins, std::uint32_t max_connections,
+                             std::uint32_t workers, bpf::ReusedMaps reuse) {
+    const bpf::LoadOptions options = sockmap_load_options(max_connections);
+    if (auto proven = judge_selftest(
+            selftest::run_sockmap_selftest(options, selftest::StopAfter::first_failure));
+        !proven) {
+        return proven.error();
+    }
+    const std::uint32_t reused_sockets = reuse.max_sockets;
+    auto program = bpf::SpliceProgram::load_reusing(std::move(reuse), options);
+    if (!program) {
+        return program.error();
+    }
+    // Sized by the old process: a changed max_connections takes effect at a restart.
+    log::info("sockmap_maps_reused",
+              {{"max_sockets", std::to_string(reused_sockets)},
+               {"configured_sockets", std::to_string(options.max_sockets)}});
+    return make_sockmap_planes(std::move(program).value(), pins, workers);
+}
+
 Result<Planes> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections,
-                           std::uint32_t workers) {
+                           std::uint32_t workers, std::optional<bpf::ReusedMaps> reuse) {
     if (pins == nullptr) {
         return Error{"no usable pin dir (the no_pins line says why)"};
+    }
+    if (reuse) {
+        return reuse_sockmap(*pins, max_connections, workers, std::move(*reuse));
     }
     // Loading the program proves nothing about the kernel's sockmap path (DESIGN.md kernel
     // fact 9): it is trusted only once the self-test passed on this kernel. The self-test
@@ -96,12 +126,13 @@ Result<Planes> try_sockmap(bpf::PinDir* pins, std::uint32_t max_connections,
 }  // namespace
 
 Result<Planes> make_planes(config::SpliceMode mode, bpf::PinDir* pins,
-                           std::uint32_t max_connections, std::uint32_t workers) {
+                           std::uint32_t max_connections, std::uint32_t workers,
+                           std::optional<bpf::ReusedMaps> reuse) {
     switch (mode) {
         case config::SpliceMode::copy: return several(workers, make_copy_plane);
         case config::SpliceMode::splice: return several(workers, make_splice_plane);
         case config::SpliceMode::sockmap: {
-            auto sockmap = try_sockmap(pins, max_connections, workers);
+            auto sockmap = try_sockmap(pins, max_connections, workers, std::move(reuse));
             if (!sockmap) {
                 return sockmap.error().with_context("sockmap");
             }
@@ -112,7 +143,13 @@ Result<Planes> make_planes(config::SpliceMode mode, bpf::PinDir* pins,
             // splice on one bulk stream at half the daemon CPU per GB, and wins new TLS
             // connections, keep-alive and ping-pong; splice stays the plane where BPF is not
             // available (no root, no bpffs, an older kernel).
-            auto sockmap = try_sockmap(pins, max_connections, workers);
+            const bool reusing = reuse.has_value();
+            auto sockmap = try_sockmap(pins, max_connections, workers, std::move(reuse));
+            if (!sockmap && reusing) {
+                // The old process's pairs are on sockmap: a new process on another plane
+                // could adopt none of them. An upgrade keeps the plane or fails.
+                return sockmap.error().with_context("sockmap (upgrade onto the old maps)");
+            }
             if (sockmap) {
                 log::notice("plane_choice", {{"plane", "sockmap"},
                                              {"reason", "auto: BPF loaded, self-test passed"}});

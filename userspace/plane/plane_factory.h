@@ -6,6 +6,7 @@
 // fails the start instead, naming the step: the admin wanted sockmap, not a quiet fallback.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "plane/data_plane.h"
 #include "splicer/config.h"
 #include "splicer/result.h"
+#include "splicer/splice_program.h"
 
 namespace splicer::plane {
 
@@ -22,9 +24,11 @@ namespace splicer::plane {
 // maps for them).
 // `workers`: how many planes to make, one per event loop, of one kind; on sockmap they
 // share one program and its sockhash.
-Result<std::vector<std::unique_ptr<DataPlane>>> make_planes(config::SpliceMode mode,
-                                                            bpf::PinDir* pins,
-                                                            std::uint32_t max_connections,
-                                                            std::uint32_t workers);
+// `reuse`: at `splicer upgrade`, the old process's sockmap maps (bpf/reused_maps.h): the
+// sockmap plane loads its program onto them (SpliceProgram::load_reusing), sized as they
+// are, and the self-test runs on an instance of its own, never on maps that hold pairs.
+Result<std::vector<std::unique_ptr<DataPlane>>> make_planes(
+    config::SpliceMode mode, bpf::PinDir* pins, std::uint32_t max_connections,
+    std::uint32_t workers, std::optional<bpf::ReusedMaps> reuse = std::nullopt);
 
 }  // namespace splicer::plane

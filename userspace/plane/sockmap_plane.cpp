@@ -262,6 +262,12 @@ public:
         }
     }
 
+    // From another process only onto the maps it pinned (bpf/reused_maps.h).
+    [[nodiscard]] std::optional<handoff::PlaneKind> upgrade_kind() const override {
+        return program_->reuses_maps() ? handoff_kind() : std::nullopt;
+    }
+    void took_over() override { program_->took_over(); }
+
     // The sockets must be a pair of this program's sockhash (their links name each other):
     // a record for sockets that are not is ended, never relayed through a copy. `copied`
     // is taken from the kernel's link, which the verdict acts on, not from the record.

@@ -22,7 +22,8 @@ bpf::LoadOptions sockmap_load_options(std::uint32_t max_connections);
 // Pins `program`'s maps in `pins` and makes `count` planes around it, one per worker, all
 // sharing its one sockhash (the first reports its kernel counters). `program` is loaded with
 // sockmap_load_options() and proven by the start-up self-test (plane/plane_factory.cpp); it
-// must hold no socket yet.
+// must hold no socket yet, unless it was loaded onto the maps of the process `splicer
+// upgrade` replaces (SpliceProgram::load_reusing), whose pairs it then adopts.
 Result<std::vector<std::unique_ptr<DataPlane>>> make_sockmap_planes(bpf::SpliceProgram program,
                                                                    bpf::PinDir& pins,
                                                                    std::uint32_t count);
