@@ -518,9 +518,20 @@ private:
                         seen.holding = true;
                         break;
                     case CopyStep::yield:
-                        // Let the loop serve other connections; the poll brings us back.
+                        // Let the loop serve other connections. The source's poll brings
+                        // the copy back, unless the source's EOF was read already: the kernel
+                        // can report it before the last passed bytes (they were deferred
+                        // behind redirected ones, DESIGN.md kernel fact 8), and the EOF rule
+                        // copies those (EofStep::copy_late_pass). A poll on an ended source
+                        // is ignored (on_source_event), so a late copy of more than one turn
+                        // stopped there for good, its EOF never sent: the recheck timer
+                        // brings the EOF rule back instead.
                         flow.copying = false;
-                        arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                        if (flow.source_eof) {
+                            arm_timer(connection, context);
+                        } else {
+                            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                        }
                         return;
                     case CopyStep::check_absorbed: {
                         auto absorbed = redirects_absorbed(
