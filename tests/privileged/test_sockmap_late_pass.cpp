@@ -52,8 +52,8 @@ constexpr std::uint64_t kLatePassUnread = 512 * 1024;
 // when it stops must fit in the daemon socket's window too.
 constexpr int kLatePassBackendSendBuffer = 32 * 1024;
 constexpr std::size_t kLatePassChunk = 16 * 1024;
-constexpr std::size_t kLatePassChunksPerLook = 4;
-constexpr auto kLatePassSetupDeadline = 10s;
+constexpr std::size_t kLatePassChunksPerLook = 8;
+constexpr auto kLatePassSetupDeadline = 30s;
 // Once the client reads, ~3 MiB over loopback take milliseconds; without the fix the copy
 // never comes back and the transfer never ends.
 constexpr auto kLatePassReadDeadline = 15s;
