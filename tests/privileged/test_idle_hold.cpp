@@ -200,7 +200,7 @@ std::size_t dropped_lines(const test::DaemonProcess& daemon) {
 }  // namespace
 
 TEST_CASE("20000 idle spliced connections on each plane cost bounded memory and all still echo",
-          "[daemon][load][serial]") {
+          "[daemon][load][serial][figures]") {
     test::require_root();
     const std::string plane = GENERATE(as<std::string>{}, "sockmap", "splice", "copy");
     CAPTURE(plane);

@@ -171,7 +171,7 @@ struct Latencies {
 
 TEST_CASE("slowloris: 1000 trickling clients on 443 and 1000 on 80 past the header timeout, "
           "normal clients served within 100 ms p99",
-          "[daemon][limits][slowloris][serial]") {
+          "[daemon][limits][slowloris][serial][figures]") {
     require_root();
     // 2,000 attackers, the normal clients and the backends' sockets.
     REQUIRE(raise_fd_limit(4 * kAttackersPerPort + 512) >= 2 * kAttackersPerPort + 256);

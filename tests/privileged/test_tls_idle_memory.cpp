@@ -103,7 +103,7 @@ std::uint64_t anonymous_rss(const DaemonProcess& daemon) {
 
 TEST_CASE("tls termination: 1000 idle terminated connections cost the daemon bounded memory "
           "each and all still answer",
-          "[daemon][tls_termination][serial]") {
+          "[daemon][tls_termination][serial][figures]") {
     require_root();
     raise_fd_limit(4 * kConnections);
     TerminatingSite site;

@@ -28,7 +28,7 @@ std::uint64_t resident_kib() {
 
 }  // namespace
 
-TEST_CASE("HeapTrim: the loop asks for a trim and never waits for it", "[heap]") {
+TEST_CASE("HeapTrim: the loop asks for a trim and never waits for it", "[heap][figures]") {
     auto trim = std::make_unique<splicer::daemon::HeapTrim>();  // M_TRIM_THRESHOLD first
     // 2,000 touched 64 KiB buffers (the copy plane's) with a live 64 KiB one after each, then
     // every other freed: 2,000 holes in the heap, 128 MB to give back.
