@@ -36,6 +36,8 @@ constexpr double kRssSlack = 0.10;
 // check_released). Under ASan its figure is only reported (the quarantine keeps what was
 // freed, and there is no malloc_trim): waiting for it to come back waited the whole 6 s every
 // time, on every plane of every case (a minute of the serial tail, issue 15's budget).
+// scripts/test runs these cases in both builds (tag [figures_and_asan]): the debug build for
+// this bound, ASan for the faults on every plane.
 #ifdef __SANITIZE_ADDRESS__
 constexpr auto kRssComeBack = 0s;
 #else

@@ -65,9 +65,11 @@ struct Bounds {
 };
 Bounds bounds_for(const std::string& plane) {
 #ifdef __SANITIZE_ADDRESS__
-    // ASan's allocator keeps redzones and a quarantine, fills the first 4 KiB of each
-    // allocation and keeps shadow memory: measured 1.8 KiB on sockmap and splice, 37 KiB on
-    // copy. A looser bound still catches a whole buffer touched per idle connection.
+    // (scripts/test runs this test in the debug build only, tag [figures]: this bound is for
+    // an ASan build run by hand.) ASan's allocator keeps redzones and a quarantine, fills the
+    // first 4 KiB of each allocation and keeps shadow memory: measured 1.8 KiB on sockmap and
+    // splice, 37 KiB on copy. A looser bound still catches a whole buffer touched per idle
+    // connection.
     const std::uint64_t rss = plane == "copy" ? 64 * 1024 : 8 * 1024;
 #else
     const std::uint64_t rss = plane == "copy" ? 16 * 1024 : 2 * 1024;
