@@ -36,6 +36,8 @@ constexpr double kRssSlack = 0.10;
 // check_released). Under ASan its figure is only reported (the quarantine keeps what was
 // freed, and there is no malloc_trim): waiting for it to come back waited the whole 6 s every
 // time, on every plane of every case (a minute of the serial tail, issue 15's budget).
+// scripts/test runs these cases in both builds (tag [figures_and_asan]): the debug build for
+// this bound, ASan for the faults on every plane.
 #ifdef __SANITIZE_ADDRESS__
 constexpr auto kRssComeBack = 0s;
 #else
@@ -218,7 +220,7 @@ test::LoadPlan fault_plan(const EchoSetup& setup, std::size_t connections, std::
 }  // namespace
 
 TEST_CASE("20000 short connections as fast as the machine allows, byte-exact, nothing left over",
-          "[daemon][load][serial]") {
+          "[daemon][load][serial][figures_and_asan]") {
     test::require_root();
     const std::string plane = "sockmap";  // the map-entry checks mean most here
     constexpr std::size_t kConnections = 20'000;
@@ -248,7 +250,7 @@ TEST_CASE("20000 short connections as fast as the machine allows, byte-exact, no
 }
 
 TEST_CASE("backend killed and restarted mid-stream: cut streams end, completed ones byte-exact",
-          "[daemon][load][serial]") {
+          "[daemon][load][serial][figures_and_asan]") {
     test::require_root();
     SPLICER_FOR_EACH_FAULT_PLANE(plane);
     constexpr std::size_t kConnections = 400;
@@ -330,7 +332,7 @@ TEST_CASE("backend killed and restarted mid-stream: cut streams end, completed o
 }
 
 TEST_CASE("clients resetting at random points: the others stay byte-exact, nothing left over",
-          "[daemon][load][serial]") {
+          "[daemon][load][serial][figures_and_asan]") {
     test::require_root();
     SPLICER_FOR_EACH_FAULT_PLANE(plane);
     constexpr std::size_t kConnections = 500;
@@ -406,7 +408,7 @@ TEST_CASE("clients resetting at random points: the others stay byte-exact, nothi
 }
 
 TEST_CASE("clients half-closing while their echo is on its way: byte-exact or reset, never cut short",
-          "[daemon][load][serial]") {
+          "[daemon][load][serial][figures_and_asan]") {
     test::require_root();
     SPLICER_FOR_EACH_FAULT_PLANE(plane);
     constexpr std::size_t kConnections = 400;

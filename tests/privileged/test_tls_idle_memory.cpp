@@ -42,7 +42,8 @@ constexpr double kBoundKiB = 19;
 
 // The warm-up's connections gone (the daemon trims its heap after the last one, at most once
 // a second: up to 2 s later) before the baseline is read. Under ASan the figure is only
-// reported (below), so no time is spent settling it.
+// reported (below), so no time is spent settling it; scripts/test runs this test in the debug
+// build only (tag [figures]).
 #ifdef __SANITIZE_ADDRESS__
 constexpr auto kBaselineSettle = 0ms;
 #else
@@ -103,7 +104,7 @@ std::uint64_t anonymous_rss(const DaemonProcess& daemon) {
 
 TEST_CASE("tls termination: 1000 idle terminated connections cost the daemon bounded memory "
           "each and all still answer",
-          "[daemon][tls_termination][serial]") {
+          "[daemon][tls_termination][serial][figures]") {
     require_root();
     raise_fd_limit(4 * kConnections);
     TerminatingSite site;
