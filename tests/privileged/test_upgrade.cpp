@@ -892,6 +892,9 @@ TEST_CASE("a SIGTERM to an old process still draining is read when worker 0 has 
     INFO(daemon->log_tail());
     REQUIRE(kept.has_value());
     CHECK(kept->get("worker") == "1");
+    // The new process's line: it logs before it answers, but each process's log writer
+    // hands its lines on in batches (up to 20 ms), so it may come after the old one's.
+    CHECK(daemon->wait_for_log("connections_refused", {}, 5s).has_value());
     CHECK(daemon->logs("connections_refused").size() == 1);
     std::this_thread::sleep_for(1s);
     REQUIRE(daemon->running());
