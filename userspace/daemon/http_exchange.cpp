@@ -42,6 +42,20 @@ HttpExchange::HttpExchange(Connection& connection, HttpContext& context, HttpSec
     backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
 }
 
+http::MessageParser& HttpExchange::request_parser() {
+    if (!request_) {
+        request_ = std::make_unique<http::MessageParser>(http::MessageParser::Kind::request);
+    }
+    return *request_;
+}
+
+http::MessageParser& HttpExchange::response_parser() {
+    if (!response_) {
+        response_ = std::make_unique<http::MessageParser>(http::MessageParser::Kind::response);
+    }
+    return *response_;
+}
+
 void HttpExchange::plain_backend_io() {
     if (dynamic_cast<PlainTransport*>(backend_io_.get()) != nullptr) {
         return;  // idle between operations, over the same slot
@@ -170,7 +184,7 @@ void HttpExchange::end_with(Outcome outcome, Side side, std::string_view detail)
             context_.close_connection(connection_, ending.reason);
             return;
         case http::Action::answer:
-            answer(ending.status != 0 ? ending.status : request_.error_status(),
+            answer(ending.status != 0 ? ending.status : request_parser().error_status(),
                    ending.reason.empty() ? detail : ending.reason);
             return;
         case http::Action::relay_response:
@@ -280,7 +294,7 @@ void HttpExchange::on_recv(Side side, int result) {
 void HttpExchange::on_recv_end(Side side, int result) {
     if (side == Side::backend && result == 0) {
         // A response framed by the end of the stream is complete, not cut.
-        const http::Step step = response_.finish();
+        const http::Step step = response_parser().finish();
         if (step.event == http::Event::message_complete) {
             response_done();
             return;

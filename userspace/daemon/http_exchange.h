@@ -191,6 +191,10 @@ private:
     Transport& transport(Side side) {
         return side == Side::client ? *client_io_ : *backend_io_;
     }
+    // The current request's and response's parsers, made when first asked for (a fresh
+    // parser is at the start of a message).
+    http::MessageParser& request_parser();
+    http::MessageParser& response_parser();
     // Makes the backend side's transport a plain one over connection_.backend (kept when it
     // is one already).
     void plain_backend_io();
@@ -273,8 +277,12 @@ private:
     std::string finish_reason_;  // set while the client transport closes before the end
 
     http::Phase phase_ = http::Phase::read_head;
-    http::MessageParser request_{http::MessageParser::Kind::request};
-    http::MessageParser response_{http::MessageParser::Kind::response};
+    // The parsers exist only while a message is under way: the request's from its first byte
+    // to the end of its response, the response's while it is read. An idle keep-alive
+    // connection holds neither (416 bytes each, with the heads they parsed): next_request
+    // frees them, request_parser() and response_parser() make them when next needed.
+    std::unique_ptr<http::MessageParser> request_;
+    std::unique_ptr<http::MessageParser> response_;
     HttpBuffer from_client_{context_.http_buffers()};
     HttpBuffer from_backend_{context_.http_buffers()};
 

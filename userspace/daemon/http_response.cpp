@@ -16,9 +16,10 @@ using http::Outcome;
 using http::Phase;
 
 void HttpExchange::pump_response() {
-    const http::Step step = response_.feed(from_backend_.pending());
+    http::MessageParser& response = response_parser();
+    const http::Step step = response.feed(from_backend_.pending());
     if (step.event == http::Event::error) {
-        end_with(Outcome::malformed, Side::backend, response_.error_reason());
+        end_with(Outcome::malformed, Side::backend, response.error_reason());
         return;
     }
     if (step.event == http::Event::head_complete) {
@@ -38,14 +39,15 @@ void HttpExchange::pump_response() {
 }
 
 void HttpExchange::response_head() {
-    const http::MessageHead& head = response_.head();
+    http::MessageParser& response = response_parser();
+    const http::MessageHead& head = response.head();
     if (head.status == 100) {
         // splicer answered the client's Expect itself (and did not forward it).
         pump_response();
         return;
     }
     if (head.status == 101) {
-        if (!request_.head().upgrade) {
+        if (!request_parser().head().upgrade) {
             answer(502, "101 without an upgrade request");
             return;
         }
@@ -69,8 +71,8 @@ void HttpExchange::response_head() {
     status_ = head.status;
     phase_ = Phase::relaying;
     // After a refused upgrade the client's next bytes may not be HTTP: close then.
-    close_client_ = close_client_ || response_.body_until_eof() || request_.head().upgrade ||
-                    context_.stopping();
+    close_client_ = close_client_ || response.body_until_eof() ||
+                    request_parser().head().upgrade || context_.stopping();
     composed_ = http::client_response_head(head, close_client_);
     // The body bytes read with the head (all of a small response, most often) go out in the
     // same send: one send, one segment and one wake-up of the client instead of two. Framed
@@ -80,7 +82,7 @@ void HttpExchange::response_head() {
     std::size_t body_with_head = 0;
     if (!waiting.empty()) {
         const http::Step step =
-            response_.feed(waiting.first(std::min(waiting.size(), kBodyWithHeadBytes)));
+            response.feed(waiting.first(std::min(waiting.size(), kBodyWithHeadBytes)));
         if (step.event != http::Event::error) {
             body_with_head = step.consumed;
             composed_.append(waiting.data(), body_with_head);
@@ -90,9 +92,10 @@ void HttpExchange::response_head() {
 }
 
 void HttpExchange::response_done() {
-    if (response_.head().status < 200) {
-        response_.next_message();  // an interim 1xx: the final response follows
-        response_.set_no_body(method_ == "HEAD");
+    http::MessageParser& response = response_parser();
+    if (response.head().status < 200) {
+        response.next_message();  // an interim 1xx: the final response follows
+        response.set_no_body(method_ == "HEAD");
         pump_response();
         return;
     }
@@ -109,12 +112,13 @@ void HttpExchange::release_backend() {
     if (!poolable() || !connection_.backend || context_.stopping()) {
         return;
     }
+    const http::MessageParser& response = response_parser();
     const http::ExchangeEnd end{
         .request_complete = request_done_,
         .request_aborted = request_aborted_,
         .response_complete = true,
-        .framed_by_eof = response_.body_until_eof(),
-        .backend_keep_alive = response_.head().keep_alive,
+        .framed_by_eof = response.body_until_eof(),
+        .backend_keep_alive = response.head().keep_alive,
         .unread_bytes = !from_backend_.pending().empty()};
     if (!http::why_not_reusable(end).empty()) {
         return;  // closed with the rest of the exchange (next_request, or the connection's end)
