@@ -38,8 +38,17 @@ HttpExchange::HttpExchange(Connection& connection, HttpContext& context, HttpSec
     } else {
         client_io_ = std::make_unique<PlainTransport>(connection_.client, Side::client, ring, user);
     }
-    // Plain until a route says otherwise (connect_backend).
-    backend_io_ = std::make_unique<PlainTransport>(connection_.backend, Side::backend, ring, user);
+    // The backend's transport is made when a request is routed (connect_backend).
+}
+
+Transport& HttpExchange::transport(Side side) {
+    if (side == Side::client) {
+        return *client_io_;
+    }
+    if (!backend_io_) {
+        plain_backend_io();
+    }
+    return *backend_io_;
 }
 
 http::MessageParser& HttpExchange::request_parser() {

@@ -188,9 +188,9 @@ private:
     HttpBuffer& buffer_from(Side side) {
         return side == Side::client ? from_client_ : from_backend_;
     }
-    Transport& transport(Side side) {
-        return side == Side::client ? *client_io_ : *backend_io_;
-    }
+    // The side's transport; the backend's is made (plain) when there is none: next_request
+    // drops it with the backend connection.
+    Transport& transport(Side side);
     // The current request's and response's parsers, made when first asked for (a fresh
     // parser is at the start of a message).
     http::MessageParser& request_parser();
@@ -265,7 +265,7 @@ private:
     HttpContext& context_;
     HttpSection section_ = HttpSection::http;
     std::unique_ptr<Transport> client_io_;
-    std::unique_ptr<Transport> backend_io_;
+    std::unique_ptr<Transport> backend_io_;  // none while no backend connection is in use
     // The route's TLS client context while its backend connection is being made (an https://
     // backend); the backend's TlsTransport keeps it from then on.
     std::shared_ptr<tls::UpstreamContext> backend_tls_;
