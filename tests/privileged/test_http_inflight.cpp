@@ -3,6 +3,8 @@
 // (memory/buffer_pool.h) must follow the load, or every buffer beyond a fixed few is unmapped
 // when given back and mapped (and faulted in) again by the next request; and once the load
 // is gone, the spares it left must go back to the kernel (README "Memory after a burst").
+// [figures]: page faults and RSS mean what they say in the debug build only (ASan's
+// allocator has a quarantine of its own).
 
 #include <sys/types.h>
 
@@ -68,7 +70,7 @@ void inflight_round(const std::vector<UniqueFd>& clients, const std::string& req
 }  // namespace
 
 TEST_CASE("http: 120 requests in flight reuse the loop's spare buffers, and idle gives them back",
-          "[http][serial]") {
+          "[http][figures]") {
     HttpSite site;
     auto daemon = start_http_daemon(site);  // one worker: every exchange on one loop's pool
     const std::string request =
@@ -99,8 +101,8 @@ TEST_CASE("http: 120 requests in flight reuse the loop's spare buffers, and idle
     const double faults_per_request = static_cast<double>(*faults_after - *faults_before) /
                                       static_cast<double>((kInflightRounds - 1) * kInflightClients);
     // With the 16 spares of a fixed pool, each request's backend buffer beyond them was made
-    // anew: ~13 faults per request measured (the ~15 pages of 104 buffers in 120).
-    INFO(faults_per_request << " page faults per request in rounds 2-" << kInflightRounds);
+    // anew: 11.3 faults per request measured (main at d6d2b0f, Release).
+    WARN(faults_per_request << " page faults per request in rounds 2-" << kInflightRounds);
     CHECK(faults_per_request < 2.0);
 
     // The spares are the load's while it lasts: the buffers filled by the rounds are held.
@@ -116,14 +118,11 @@ TEST_CASE("http: 120 requests in flight reuse the loop's spare buffers, and idle
         std::this_thread::sleep_for(100ms);
         rss = resident_bytes(daemon->pid()).value_or(rss);
     }
-    INFO("VmRSS idle " << (*idle_rss >> 10) << " KiB, loaded " << (*loaded_rss >> 10)
-                       << " KiB, after " << (rss >> 10) << " KiB");
-#ifdef __SANITIZE_ADDRESS__
-    // ASan's allocator keeps what is freed in its quarantine: the RSS figures say nothing
-    // about the daemon there (test_daemon_load does the same).
     WARN("VmRSS idle " << (*idle_rss >> 10) << " KiB, loaded " << (*loaded_rss >> 10)
                        << " KiB, after " << (rss >> 10) << " KiB");
-#else
+#ifndef __SANITIZE_ADDRESS__
+    // ASan's allocator keeps what is freed in its quarantine: there the RSS figures say
+    // nothing about the daemon (test_daemon_load does the same), so they are only shown.
     // The test sees the buffers at all: 120 of them filled are ~7 MiB.
     CHECK(*loaded_rss > *idle_rss + (4ULL << 20));
     CHECK(rss <= *idle_rss + (3ULL << 20));
