@@ -308,17 +308,18 @@ workload_tls_term_new() {
 # request (its cgroup; n/a for direct, whose nginx is the backend) as row cpu_us_per_req:
 # the figure that says what a change costs on a machine too busy for steady rates.
 # Also its context switches per request (row switches_per_req), a figure the load moves little,
-# and, where perf can count them, its mmap and munmap calls and page faults per request
-# (rows mmap_per_req, munmap_per_req, faults_per_req: what a buffer mapped and unmapped per
-# request costs, whatever the load), and its RSS halfway through the run and 2 s after it
-# (rss_kib_loaded, rss_kib_after: what the burst left behind; not in --quick runs).
+# and, not in --quick runs (CI's harness check, bounded in time): where perf can count them,
+# its mmap and munmap calls and page faults per request (rows mmap_per_req, munmap_per_req,
+# faults_per_req: what a buffer mapped and unmapped per request costs, whatever the load),
+# and its RSS halfway through the run and 2 s after it (rss_kib_loaded, rss_kib_after: what
+# the burst left behind).
 run_wrk_counting_cpu() {
   local workload=$1 cpu_before=0 cpu_after=0 switches_before="" switches_after=""
   local perf_pid="" perf_log=$logs/$fwd-$workload.perf rss_pid="" rss_file=$work/rss-loaded
   if [[ -n $fwd_pid ]]; then
     cpu_before=$(forwarder_cpu_usec "$fwd_pid")
     switches_before=$(thread_context_switches "$fwd_pid")
-    if command -v perf >/dev/null; then
+    if ((!quick)) && command -v perf >/dev/null; then
       local pids
       pids=$(echo "$fwd_pid" $(descendants "$fwd_pid") | tr ' ' ,)
       perf stat -x, -o "$perf_log" -p "$pids" \
