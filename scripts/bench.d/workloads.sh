@@ -86,7 +86,7 @@ run_wrk() {
   local workload=$1 address=$2 url=$3
   shift 3
   local log=$logs/$fwd-$workload.log
-  in_client_resolving "$address" timeout $((wrk_seconds + 15)) wrk -t2 -c16 \
+  in_client_resolving "$address" timeout $((wrk_seconds + 15)) wrk -t2 -c"$wrk_connections" \
     -d"${wrk_seconds}s" --timeout 2s --latency "$@" "$url" >"$log" 2>&1 || true
   local parsed
   parsed=$(awk '
@@ -307,20 +307,64 @@ workload_tls_term_new() {
 # run_wrk_counting_cpu WORKLOAD ADDRESS URL [wrk args]: run_wrk, and the forwarder's CPU per
 # request (its cgroup; n/a for direct, whose nginx is the backend) as row cpu_us_per_req:
 # the figure that says what a change costs on a machine too busy for steady rates.
-# Also its context switches per request (row switches_per_req), a figure the load moves little.
+# Also its context switches per request (row switches_per_req), a figure the load moves little,
+# and, not in --quick runs (CI's harness check, bounded in time): where perf can count them,
+# its mmap and munmap calls and page faults per request (rows mmap_per_req, munmap_per_req,
+# faults_per_req: what a buffer mapped and unmapped per request costs, whatever the load),
+# and its RSS halfway through the run and 2 s after it (rss_kib_loaded, rss_kib_after: what
+# the burst left behind).
 run_wrk_counting_cpu() {
   local workload=$1 cpu_before=0 cpu_after=0 switches_before="" switches_after=""
+  local perf_pid="" perf_log=$logs/$fwd-$workload.perf rss_pid="" rss_file=$work/rss-loaded
   if [[ -n $fwd_pid ]]; then
     cpu_before=$(forwarder_cpu_usec "$fwd_pid")
     switches_before=$(thread_context_switches "$fwd_pid")
+    if ((!quick)) && command -v perf >/dev/null; then
+      local pids
+      pids=$(echo "$fwd_pid" $(descendants "$fwd_pid") | tr ' ' ,)
+      perf stat -x, -o "$perf_log" -p "$pids" \
+        -e syscalls:sys_enter_mmap,syscalls:sys_enter_munmap,page-faults 2>/dev/null &
+      perf_pid=$!
+      started_pids+=("$perf_pid")
+    fi
+    if ((!quick)); then
+      rm -f "$rss_file"
+      (sleep "$(calc "$wrk_seconds / 2")" && tree_rss_kib "$fwd_pid" >"$rss_file") &
+      rss_pid=$!
+      started_pids+=("$rss_pid")
+    fi
   fi
-  run_wrk "$@" || return 0
+  if ! run_wrk "$@"; then
+    if [[ -n $perf_pid ]]; then stop_pid "$perf_pid"; fi
+    if [[ -n $rss_pid ]]; then stop_pid "$rss_pid"; fi
+    return 0
+  fi
   if [[ -n $fwd_pid ]]; then
     cpu_after=$(forwarder_cpu_usec "$fwd_pid")
     switches_after=$(thread_context_switches "$fwd_pid")
     row "$workload" cpu_us_per_req "$(calc "($cpu_after - $cpu_before) / $wrk_requests")" ok
     row "$workload" switches_per_req \
       "$(calc "$(context_switches_between "$switches_before" "$switches_after") / $wrk_requests")" ok
+    if [[ -n $perf_pid ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true  # perf stat prints its counts on SIGINT
+      wait "$perf_pid" 2>/dev/null || true
+      local event metric count
+      for event in syscalls:sys_enter_mmap:mmap syscalls:sys_enter_munmap:munmap page-faults:faults; do
+        metric=${event##*:} event=${event%:*}
+        count=$(awk -F, -v event="$event" '$3 == event && $1 ~ /^[0-9]+$/ { print $1 }' "$perf_log")
+        if [[ -n $count ]]; then
+          row "$workload" "${metric}_per_req" "$(calc "$count / $wrk_requests" 3)" ok
+        fi
+      done
+    fi
+    if [[ -n $rss_pid ]]; then
+      wait "$rss_pid" 2>/dev/null || true
+      if [[ -s $rss_file ]]; then
+        row "$workload" rss_kib_loaded "$(cat "$rss_file")" ok
+      fi
+      sleep 2
+      row "$workload" rss_kib_after "$(tree_rss_kib "$fwd_pid")" ok
+    fi
   else
     row "$workload" cpu_us_per_req "" n/a
     row "$workload" switches_per_req "" n/a

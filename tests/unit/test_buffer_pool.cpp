@@ -1,19 +1,52 @@
 // memory::BufferPool (memory/buffer_pool.h): a buffer given back is lent again before any new
-// one is made, the warmest first; the pool keeps no more than its bound; a buffer from
-// another pool of the same size is taken back like its own.
+// one is made, the warmest first; a fixed pool keeps no more than its bound; a buffer from
+// another pool of the same size is taken back like its own; a pool that follows the load
+// keeps the load's swing, lends from it without new buffers, and is back to its floor two
+// periods after the load is gone.
 
 #include <catch2/catch.hpp>
+#include <cstddef>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <utility>
 #include <vector>
 
 #include "memory/buffer_pool.h"
 
 namespace splicer::test {
+namespace {
+
+using Buffers = std::vector<std::unique_ptr<std::byte[]>>;
+
+Buffers take(memory::BufferPool& pool, std::size_t count) {
+    Buffers taken;
+    for (std::size_t i = 0; i < count; ++i) {
+        taken.push_back(pool.take());
+    }
+    return taken;
+}
+
+// Gives back the last `count` of `buffers`.
+void give_back(memory::BufferPool& pool, Buffers& buffers, std::size_t count) {
+    for (std::size_t i = 0; i < count; ++i) {
+        pool.give_back(std::move(buffers.back()));
+        buffers.pop_back();
+    }
+}
+
+std::set<const std::byte*> addresses(const Buffers& buffers) {
+    std::set<const std::byte*> result;
+    for (const auto& buffer : buffers) {
+        result.insert(buffer.get());
+    }
+    return result;
+}
+
+}  // namespace
 
 TEST_CASE("buffer pool: a buffer given back is lent again, the warmest first", "[memory]") {
-    memory::BufferPool pool(4096, 4);
+    memory::BufferPool pool(4096, 4, 4);
     std::unique_ptr<std::byte[]> first = pool.take();
     std::unique_ptr<std::byte[]> second = pool.take();
     REQUIRE(first);
@@ -38,30 +71,112 @@ TEST_CASE("buffer pool: a buffer given back is lent again, the warmest first", "
     CHECK(fresh);
 }
 
-TEST_CASE("buffer pool: no more than its bound is kept, the rest is freed", "[memory]") {
-    memory::BufferPool pool(1024, 2);
-    std::vector<std::unique_ptr<std::byte[]>> many;
-    for (int i = 0; i < 10; ++i) {
-        many.push_back(pool.take());
-    }
-    for (auto& buffer : many) {
-        pool.give_back(std::move(buffer));
-    }
+TEST_CASE("buffer pool: a fixed pool keeps no more than its bound, the rest is freed", "[memory]") {
+    memory::BufferPool pool(1024, 2, 2);
+    Buffers many = take(pool, 10);
+    give_back(pool, many, 10);
     CHECK(pool.kept() == 2);
+    CHECK(pool.keep_bound() == 2);
     pool.give_back(nullptr);  // nothing to take back
+    CHECK(pool.kept() == 2);
+    pool.end_period();
     CHECK(pool.kept() == 2);
 }
 
 TEST_CASE("buffer pool: a buffer that moved with its connection goes back to the new pool",
           "[memory]") {
-    memory::BufferPool first_loop(1024, 4);
-    memory::BufferPool second_loop(1024, 4);
+    memory::BufferPool first_loop(1024, 4, 64);
+    memory::BufferPool second_loop(1024, 4, 64);
     std::unique_ptr<std::byte[]> buffer = first_loop.take();
     std::byte* const memory = buffer.get();
     second_loop.give_back(std::move(buffer));
     CHECK(first_loop.kept() == 0);
     CHECK(second_loop.kept() == 1);
     CHECK(second_loop.take().get() == memory);
+}
+
+TEST_CASE("buffer pool: a load swinging above its floor is lent only buffers it gave back",
+          "[memory]") {
+    // 100 buffers out for good, and 50 more taken and given back over and over across
+    // periods, as an HTTP loop's exchanges do: past the first swing, no new buffer.
+    memory::BufferPool pool(1024, 4, 1000);
+    Buffers steady = take(pool, 100);
+    Buffers swinging = take(pool, 50);
+    give_back(pool, swinging, 50);
+    CHECK(pool.kept() == 50);
+    const std::set<const std::byte*> known = [&] {
+        Buffers again = take(pool, 50);
+        auto seen = addresses(again);
+        give_back(pool, again, 50);
+        return seen;
+    }();
+    for (int period = 0; period < 5; ++period) {
+        for (int round = 0; round < 3; ++round) {
+            Buffers again = take(pool, 50);
+            CHECK(addresses(again) == known);
+            give_back(pool, again, 50);
+        }
+        pool.end_period();
+        CHECK(pool.kept() == 50);
+    }
+    CHECK(pool.keep_bound() == 50);
+    give_back(pool, steady, 100);
+}
+
+TEST_CASE("buffer pool: after a burst the spares go back to the floor two periods later",
+          "[memory]") {
+    memory::BufferPool pool(1024, 4, 1000);
+    Buffers burst = take(pool, 300);
+    give_back(pool, burst, 300);
+    CHECK(pool.kept() == 300);  // the period's swing: ready for the burst to come back
+    pool.end_period();
+    CHECK(pool.kept() == 300);  // the period it left in still counts
+    pool.end_period();
+    CHECK(pool.kept() == 4);  // idle since: the floor
+    CHECK(pool.keep_bound() == 4);
+    pool.end_period();
+    CHECK(pool.kept() == 4);
+}
+
+TEST_CASE("buffer pool: a load that falls keeps only its new swing", "[memory]") {
+    // 200 out, then the load settles at 100 swinging by 10: after two periods the pool keeps
+    // that swing, not the 100 the fall gave back.
+    memory::BufferPool pool(1024, 4, 1000);
+    Buffers out = take(pool, 200);
+    pool.end_period();
+    give_back(pool, out, 100);
+    CHECK(pool.kept() == 100);
+    pool.end_period();
+    for (int period = 0; period < 2; ++period) {
+        Buffers swinging = take(pool, 10);
+        give_back(pool, swinging, 10);
+        pool.end_period();
+    }
+    CHECK(pool.kept() == 10);
+    give_back(pool, out, 100);
+}
+
+TEST_CASE("buffer pool: the ceiling bounds the spares whatever the swing", "[memory]") {
+    memory::BufferPool pool(1024, 4, 32);
+    Buffers burst = take(pool, 100);
+    give_back(pool, burst, 100);
+    CHECK(pool.kept() == 32);
+    CHECK(pool.keep_bound() == 32);
+}
+
+TEST_CASE("buffer pool: buffers that never come back do not raise what is kept", "[memory]") {
+    // Connections that end with bytes in their buffers free them with themselves. Counted
+    // from the takes and give-backs of each period, they move no later period's bound.
+    memory::BufferPool pool(1024, 4, 1000);
+    for (int period = 0; period < 20; ++period) {
+        Buffers lost = take(pool, 10);  // freed here, never given back
+        Buffers swinging = take(pool, 2);
+        give_back(pool, swinging, 2);
+        pool.end_period();
+    }
+    pool.end_period();
+    CHECK(pool.keep_bound() == 4);
+    CHECK(pool.kept() <= 4);
 }
 
 }  // namespace splicer::test

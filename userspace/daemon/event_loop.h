@@ -348,7 +348,7 @@ private:
     BackendPool backend_pool_{ring_};
     // The exchanges' spare read buffers (lent while bytes wait); declared before the slab:
     // the connections' exchanges give theirs back as they go.
-    memory::BufferPool http_buffers_{kHttpBufferBytes, kHttpBuffersKept};
+    memory::BufferPool http_buffers_{kHttpBufferBytes, kHttpBuffersKept, kHttpBuffersKeptAtMost};
     Slab slab_;
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.

@@ -47,8 +47,10 @@ inline constexpr std::size_t kHttpBufferBytes = 64 * 1024;
 // Response body bytes already read that are copied behind the response head, so that a small
 // response goes to the client in one send (http_response.cpp); the rest streams as usual.
 inline constexpr std::size_t kBodyWithHeadBytes = 16 * 1024;
-// Buffers of kHttpBufferBytes each loop keeps for its exchanges beyond those lent (1 MiB).
+// Buffers of kHttpBufferBytes each loop keeps for its exchanges beyond those lent (1 MiB),
+// and up to how many while the number lent swings (memory/buffer_pool.h: 256 MiB).
 inline constexpr std::size_t kHttpBuffersKept = 16;
+inline constexpr std::size_t kHttpBuffersKeptAtMost = 4096;
 
 // A buffer of bytes read from one side; [start, end) not yet framed and forwarded. Lent by
 // the loop's pool (memory/buffer_pool.h) for a read and given back as soon as it is empty

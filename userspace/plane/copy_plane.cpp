@@ -200,7 +200,7 @@ private:
                            flow.filled - flow.sent, MSG_NOSIGNAL);
     }
 
-    memory::BufferPool buffers_{kBufferBytes, kBuffersKept};
+    memory::BufferPool buffers_{kBufferBytes, kBuffersKept, kBuffersKept};  // a fixed number
     std::uint64_t urgent_bytes_ = 0;
     std::array<std::uint64_t, 2> bytes_{};  // delivered, per direction (count_bytes)
 };
