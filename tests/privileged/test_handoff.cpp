@@ -28,6 +28,7 @@
 
 #include "bpf/pins.h"
 #include "bpf/reused_maps.h"
+#include "bpf_test_pins.h"
 #include "daemon/event_loop.h"
 #include "handoff/fd_check.h"
 #include "handoff/wire.h"
@@ -54,13 +55,7 @@ constexpr std::uint32_t kSlots = 64;
 
 // Opens (creates) a pin dir of the test's own.
 bpf::PinDir& open_test_pins(std::optional<bpf::PinDir>& pins) {
-    const std::string dir = test::unique_pin_dir();
-    REQUIRE(bpf::ensure_bpffs_mounted(dir));
-    auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
-    INFO((opened ? std::string() : opened.error().message));
-    REQUIRE(opened);
-    pins.emplace(std::move(opened).value());
-    return *pins;
+    return pins.emplace(test::open_root_test_pin_dir());
 }
 
 // One plane per loop: copy and splice each their own; sockmap two sharing one program and

@@ -3,15 +3,15 @@
 
 #include <liburing.h>
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <span>
 #include <string>
 
 #include "daemon/event_loop.h"
 #include "daemon/plane_handler.h"
+#include "net/address.h"
 #include "net/sockets.h"
 #include "plane/flow_handoff.h"
 #include "splicer/log.h"
@@ -28,14 +28,11 @@ handoff::ClientAddress proxied_client_of(const Connection& connection) {
         std::memcmp(&client.storage, &peer.storage, client.length) == 0) {
         return out;
     }
-    if (client.family() == AF_INET) {
-        out.family = 4;
-        out.port = ntohs(client.storage.v4.sin_port);
-        std::memcpy(out.address.data(), &client.storage.v4.sin_addr, 4);
-    } else if (client.family() == AF_INET6) {
-        out.family = 6;
-        out.port = ntohs(client.storage.v6.sin6_port);
-        std::memcpy(out.address.data(), &client.storage.v6.sin6_addr, 16);
+    const net::AddressParts parts = net::parts_of(client);
+    if (parts.size != 0) {
+        out.family = parts.size == 4 ? 4 : 6;
+        out.port = parts.port;
+        out.address = parts.bytes;
     }
     return out;
 }
@@ -43,22 +40,8 @@ handoff::ClientAddress proxied_client_of(const Connection& connection) {
 // A record's client address (handoff::decode checked its family and bytes) as a socket
 // address; `peer` when the record names none.
 net::SocketAddress client_of(const handoff::ClientAddress& client, const net::SocketAddress& peer) {
-    net::SocketAddress address;
-    if (client.family == 4) {
-        address.storage.v4.sin_family = AF_INET;
-        address.storage.v4.sin_port = htons(client.port);
-        std::memcpy(&address.storage.v4.sin_addr, client.address.data(), 4);
-        address.length = sizeof(sockaddr_in);
-        return address;
-    }
-    if (client.family == 6) {
-        address.storage.v6.sin6_family = AF_INET6;
-        address.storage.v6.sin6_port = htons(client.port);
-        std::memcpy(&address.storage.v6.sin6_addr, client.address.data(), 16);
-        address.length = sizeof(sockaddr_in6);
-        return address;
-    }
-    return peer;
+    const std::size_t size = client.family == 4 ? 4 : client.family == 6 ? 16 : 0;
+    return net::address_from(std::span(client.address).first(size), client.port).value_or(peer);
 }
 
 }  // namespace
