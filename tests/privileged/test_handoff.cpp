@@ -182,6 +182,9 @@ public:
         return future.get();
     }
 
+    // The limits both loops share (a daemon's workers share theirs).
+    [[nodiscard]] const limits::Admission& admission() const { return *admission_; }
+
     [[nodiscard]] DaemonCounters counters(std::uint32_t index) {
         return on(index, [](daemon::EventLoop& loop) { return loop.counters(); });
     }
@@ -563,6 +566,58 @@ TEST_CASE("handoff: a pair reset and a pair closed both ways between export and 
     CHECK(next_read(clients[2].get()).empty());
     REQUIRE(loops.wait_closed(1, 2));
     CHECK(loops.counters(1).active == 1);
+}
+
+// A client socket that closes while its pair is between two loops (its peer's RST) answers
+// no getpeername in the adopting one: its address comes from the record (wire version 3),
+// so per-client limits and the adopted line go on naming the client.
+TEST_CASE("handoff: a client socket reset between export and adopt keeps its client address",
+          "[handoff][privileged]") {
+    test::require_root();
+    const std::string plane_name = GENERATE("copy", "splice");
+    CAPTURE(plane_name);
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops(plane_name, backend_listener.port);
+    UniqueFd client = test::connect_loopback(loops.port());
+    const net::SocketAddress client_address = net::local_address(client.get());
+    const std::string client_key = net::host_key(client_address);
+    test::write_all(client.get(), std::string("request\n"));
+    UniqueFd backend = accept_backend(backend_listener);
+    REQUIRE(test::read_exactly(backend.get(), 8) == "request\n");
+    CHECK(loops.admission().from_client(client_key) == 1);
+
+    handoff::ExportOutcome exported = loops.export_from_a();
+    const auto deadline = Clock::now() + 10s;
+    while (exported.batch.records.empty() && Clock::now() < deadline) {
+        std::this_thread::sleep_for(5ms);
+        exported = loops.export_from_a();
+    }
+    REQUIRE(exported.batch.records.size() == 1);
+    const handoff::ConnectionRecord& record = exported.batch.records[0];
+    const net::AddressParts parts = net::parts_of(client_address);
+    CHECK(record.client_peer.family == 4);
+    CHECK(record.client_peer.port == parts.port);
+    CHECK(record.client_peer.address == parts.bytes);
+    CHECK(loops.admission().from_client(client_key) == 0);  // released by A
+    // The client resets its connection while nobody serves the pair.
+    const linger abortive{.l_onoff = 1, .l_linger = 0};
+    REQUIRE(::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) == 0);
+    client.reset();
+    REQUIRE(wait_not_connected(exported.batch.fds[record.client].get()));
+
+    handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
+    // Counted on B's thread right after the adoption, before B's loop reads the reset.
+    const auto [adopted, counted] = loops.on(1, [&arrived, &loops,
+                                                 &client_key](daemon::EventLoop& loop) {
+        const handoff::AdoptOutcome outcome = loop.adopt_connections(std::move(arrived));
+        return std::pair{outcome.adopted, loops.admission().from_client(client_key)};
+    });
+    CHECK(adopted == 1);
+    CHECK(counted == 1);
+    // B ends the pair as A would have: the reset goes on to the backend.
+    CHECK(next_read(backend.get()) == "reset");
+    REQUIRE(loops.wait_closed(1, 1));
+    CHECK(loops.admission().from_client(client_key) == 0);
 }
 
 TEST_CASE("handoff: export leaves connections still probing with the old loop and says how many",
