@@ -77,7 +77,7 @@ public:
     // object or the new one, never none), the old process's pins this one has no object for
     // are removed, and the pins are this process's to remove at its exit. Runs after the
     // privilege drop: a rename or unlink needs only the pin dir, which hand_over gave to the
-    // run user. A rename that fails is logged and its provisional pin left (the old name
+    // run user. A rename that fails is logged and its provisional pin removed (the old name
     // then still names the old object): the upgrade has happened either way.
     void took_over();
 
