@@ -292,8 +292,8 @@ struct SockmapXmppPair {
 inline SockmapXmppPair sockmap_xmpp_pair(std::uint32_t workers = 1) {
     SockmapXmppPair pair{.listener = listen_loopback()};
     const std::uint16_t unused = free_port();
-    pair.ports = {.listen = free_port(), .xmpp_tls = unused, .https = unused,
-                  .xmpp = pair.listener.port};
+    pair.ports = {
+        .listen = free_port(), .xmpp_tls = unused, .https = unused, .xmpp = pair.listener.port};
     const std::string worker_line =
         workers == 1 ? "" : "workers: " + std::to_string(workers) + ";\n";
     pair.daemon = start_daemon("sockmap", worker_line + snikket_config(pair.ports));

@@ -605,11 +605,11 @@ TEST_CASE("handoff: a client socket reset between export and adopt keeps its cli
 
     handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
     // Counted on B's thread right after the adoption, before B's loop reads the reset.
-    const auto [adopted, counted] = loops.on(1, [&arrived, &loops,
-                                                 &client_key](daemon::EventLoop& loop) {
-        const handoff::AdoptOutcome outcome = loop.adopt_connections(std::move(arrived));
-        return std::pair{outcome.adopted, loops.admission().from_client(client_key)};
-    });
+    const auto [adopted, counted] =
+        loops.on(1, [&arrived, &loops, &client_key](daemon::EventLoop& loop) {
+            const handoff::AdoptOutcome outcome = loop.adopt_connections(std::move(arrived));
+            return std::pair{outcome.adopted, loops.admission().from_client(client_key)};
+        });
     CHECK(adopted == 1);
     CHECK(counted == 1);
     // B ends the pair as A would have: the reset goes on to the backend.

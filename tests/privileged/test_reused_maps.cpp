@@ -14,9 +14,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
-#include <vector>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bpf/pins.h"
 #include "bpf/reused_maps.h"

@@ -124,8 +124,8 @@ void PinDir::took_over() {
     for (const std::string& name : pinned_) {
         const std::string incoming = kIncomingPrefix + name;
         if (::renameat(dir, incoming.c_str(), dir, name.c_str()) != 0) {
-            log::warning("pin_not_taken_over", {{"path", checked_.path + "/" + name},
-                                                {"error", errno_text(errno)}});
+            log::warning("pin_not_taken_over",
+                         {{"path", checked_.path + "/" + name}, {"error", errno_text(errno)}});
             ::unlinkat(dir, incoming.c_str(), 0);
         }
     }

@@ -440,7 +440,9 @@ Result<void> fail_start_if_asked(bool adopting) {
     return Error{"test: the start fails after the privilege drop"};
 }
 #else
-Result<void> fail_start_if_asked(bool /*adopting*/) { return {}; }
+Result<void> fail_start_if_asked(bool /*adopting*/) {
+    return {};
+}
 #endif
 
 // Who may own an existing pin dir: the starting user (root) and the run user, to whom a

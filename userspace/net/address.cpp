@@ -45,8 +45,7 @@ AddressParts parts_of(const SocketAddress& address) {
     return parts;
 }
 
-std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes,
-                                          std::uint16_t port) {
+std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes, std::uint16_t port) {
     SocketAddress address;
     if (bytes.size() == 4) {
         address.storage.v4.sin_family = AF_INET;

@@ -49,8 +49,7 @@ struct AddressParts {
 };
 AddressParts parts_of(const SocketAddress& address);
 // The address made of `bytes` (4 or 16 of them) and `port`; nullopt for another length.
-std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes,
-                                          std::uint16_t port);
+std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes, std::uint16_t port);
 
 // "127.0.0.1", "::1": the address alone (X-Forwarded-For).
 std::string ip_to_string(const SocketAddress& address);
