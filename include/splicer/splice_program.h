@@ -120,6 +120,13 @@ public:
     // the one attached (the kernel detaches the program named, else nothing: a successor's
     // stays).
     void took_over();
+    // Attaches this program's verdict to its sockhash again, in the old process of a
+    // `splicer upgrade` that failed: the new one loaded onto these maps and attached its own,
+    // and restores ours at its exit only if it ran its destructors (a crash does not). Needs
+    // no capability on Linux 6.18 (measured: bpf_prog_attach of a stream verdict to a
+    // sockhash by uid 65534 with CapEff 0 succeeds); where the kernel refuses, logged
+    // (`verdict_not_reattached`): the new verdict, on the same maps, then pairs ours.
+    void attach_own_verdict();
 
     [[nodiscard]] int sockets_map_fd() const;
     [[nodiscard]] int peers_map_fd() const;

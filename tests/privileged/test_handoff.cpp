@@ -28,6 +28,7 @@
 
 #include "bpf/pins.h"
 #include "bpf/reused_maps.h"
+#include "bpf_test_pins.h"
 #include "daemon/event_loop.h"
 #include "handoff/fd_check.h"
 #include "handoff/wire.h"
@@ -54,13 +55,7 @@ constexpr std::uint32_t kSlots = 64;
 
 // Opens (creates) a pin dir of the test's own.
 bpf::PinDir& open_test_pins(std::optional<bpf::PinDir>& pins) {
-    const std::string dir = test::unique_pin_dir();
-    REQUIRE(bpf::ensure_bpffs_mounted(dir));
-    auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
-    INFO((opened ? std::string() : opened.error().message));
-    REQUIRE(opened);
-    pins.emplace(std::move(opened).value());
-    return *pins;
+    return pins.emplace(test::open_root_test_pin_dir());
 }
 
 // One plane per loop: copy and splice each their own; sockmap two sharing one program and
@@ -187,6 +182,22 @@ public:
         return future.get();
     }
 
+    // The limits both loops share (a daemon's workers share theirs).
+    [[nodiscard]] const limits::Admission& admission() const { return *admission_; }
+
+    // Exports from A again (every 5 ms, at most 10 s) until at least `records` records came
+    // out: the sockmap plane exports a pair only between copy rounds, any plane only once
+    // its pair is spliced.
+    handoff::ExportOutcome export_at_least(std::size_t records) {
+        handoff::ExportOutcome exported = export_from_a();
+        const auto deadline = Clock::now() + 10s;
+        while (exported.batch.records.size() < records && Clock::now() < deadline) {
+            std::this_thread::sleep_for(5ms);
+            exported = export_from_a();
+        }
+        return exported;
+    }
+
     [[nodiscard]] DaemonCounters counters(std::uint32_t index) {
         return on(index, [](daemon::EventLoop& loop) { return loop.counters(); });
     }
@@ -286,16 +297,10 @@ handoff::Batch pass_through_unix_socket(handoff::Batch batch) {
     return arrived;
 }
 
-// Moves everything A can export to B; returns what A's export said. Until `expect`
-// records came out, exports again (every 5 ms, at most 10 s): the sockmap plane exports a
-// pair only between copy rounds.
+// Moves everything A can export to B, once `expect` records came out (export_at_least);
+// returns what A's export said.
 handoff::ExportOutcome move_a_to_b(TwoLoops& loops, std::size_t expect = 0) {
-    handoff::ExportOutcome exported = loops.export_from_a();
-    const auto deadline = Clock::now() + 10s;
-    while (exported.batch.records.size() < expect && Clock::now() < deadline) {
-        std::this_thread::sleep_for(5ms);
-        exported = loops.export_from_a();
-    }
+    handoff::ExportOutcome exported = loops.export_at_least(expect);
     std::vector<handoff::ConnectionRecord> records = exported.batch.records;
     handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
     const handoff::AdoptOutcome adopted = loops.on(1, [&arrived](daemon::EventLoop& loop) {
@@ -527,12 +532,7 @@ TEST_CASE("handoff: a pair reset and a pair closed both ways between export and 
     REQUIRE(::shutdown(clients[2].get(), SHUT_WR) == 0);
     REQUIRE(next_read(backends[2].get()).empty());  // the FIN went through: A shut that sink
 
-    handoff::ExportOutcome exported = loops.export_from_a();
-    const auto deadline = Clock::now() + 10s;
-    while (exported.batch.records.size() < 3 && Clock::now() < deadline) {
-        std::this_thread::sleep_for(5ms);
-        exported = loops.export_from_a();
-    }
+    handoff::ExportOutcome exported = loops.export_at_least(3);
     REQUIRE(exported.batch.records.size() == 3);
     // Now, with the pairs between two loops: a RST to 1's backend socket, and 2's last bytes
     // and FIN, which move its backend socket to CLOSE (it had sent its own FIN).
@@ -568,6 +568,54 @@ TEST_CASE("handoff: a pair reset and a pair closed both ways between export and 
     CHECK(next_read(clients[2].get()).empty());
     REQUIRE(loops.wait_closed(1, 2));
     CHECK(loops.counters(1).active == 1);
+}
+
+// A client socket that closes while its pair is between two loops (its peer's RST) answers
+// no getpeername in the adopting one: its address comes from the record (wire version 3),
+// so per-client limits and the adopted line go on naming the client. On the splice plane:
+// its adoption only submits the splices, so the pair is still held when adopt_connections
+// returns and what it was admitted as can be read (the copy plane's adoption reads the reset
+// at once and ends the pair within adopt_connections).
+TEST_CASE("handoff: a client socket reset between export and adopt keeps its client address",
+          "[handoff][privileged]") {
+    test::require_root();
+    test::Listener backend_listener = test::listen_loopback();
+    TwoLoops loops("splice", backend_listener.port);
+    UniqueFd client = test::connect_loopback(loops.port());
+    const net::SocketAddress client_address = net::local_address(client.get());
+    const std::string client_key = net::host_key(client_address);
+    test::write_all(client.get(), std::string("request\n"));
+    UniqueFd backend = accept_backend(backend_listener);
+    REQUIRE(test::read_exactly(backend.get(), 8) == "request\n");
+    CHECK(loops.admission().from_client(client_key) == 1);
+
+    handoff::ExportOutcome exported = loops.export_at_least(1);
+    REQUIRE(exported.batch.records.size() == 1);
+    const handoff::ConnectionRecord& record = exported.batch.records[0];
+    const net::AddressParts parts = net::parts_of(client_address);
+    CHECK(record.client_peer.family == 4);
+    CHECK(record.client_peer.port == parts.port);
+    CHECK(record.client_peer.address == parts.bytes);
+    CHECK(loops.admission().from_client(client_key) == 0);  // released by A
+    // The client resets its connection while nobody serves the pair.
+    const linger abortive{.l_onoff = 1, .l_linger = 0};
+    REQUIRE(::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)) == 0);
+    client.reset();
+    REQUIRE(wait_not_connected(exported.batch.fds[record.client].get()));
+
+    handoff::Batch arrived = pass_through_unix_socket(std::move(exported.batch));
+    // Counted on B's thread right after the adoption, before B's loop reads the reset.
+    const auto [adopted, counted] =
+        loops.on(1, [&arrived, &loops, &client_key](daemon::EventLoop& loop) {
+            const handoff::AdoptOutcome outcome = loop.adopt_connections(std::move(arrived));
+            return std::pair{outcome.adopted, loops.admission().from_client(client_key)};
+        });
+    CHECK(adopted == 1);
+    CHECK(counted == 1);
+    // B ends the pair as A would have: the reset goes on to the backend.
+    CHECK(next_read(backend.get()) == "reset");
+    REQUIRE(loops.wait_closed(1, 1));
+    CHECK(loops.admission().from_client(client_key) == 0);
 }
 
 TEST_CASE("handoff: export leaves connections still probing with the old loop and says how many",

@@ -51,15 +51,10 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
     test::require_root();
     // The first wake-up starts the copy; the second, once the copy has yielded, is lost.
     const test::ScopedEnvironment miss("SPLICER_TEST_MISS_WAKEUP", "2");
-    test::Listener listener = test::listen_loopback();
-    const std::uint16_t unused = test::free_port();
-    const test::SnikketPorts ports{
-        .listen = test::free_port(), .xmpp_tls = unused, .https = unused, .xmpp = listener.port};
-    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
-    const std::string header = test::xmpp_stream_header();
-    UniqueFd client = test::connect_and_send(ports.listen, header, "");
-    UniqueFd backend = test::accept_one(listener);
-    REQUIRE(test::read_exactly(backend.get(), header.size()) == header);
+    test::SockmapXmppPair pair = test::sockmap_xmpp_pair();
+    const auto& daemon = pair.daemon;
+    UniqueFd& client = pair.client;
+    UniqueFd& backend = pair.backend;
 
     const auto started = std::chrono::steady_clock::now();
     auto sent = std::async(std::launch::async, [&] {

@@ -12,12 +12,15 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bpf/pins.h"
 #include "bpf/reused_maps.h"
+#include "bpf_test_pins.h"
 #include "splicer/splice_program.h"
 #include "support/daemon.h"
 #include "support/privileged.h"
@@ -38,13 +41,7 @@ struct PinnedSpliceProgram {
     std::optional<bpf::PinDir> pins;
     std::optional<bpf::SpliceProgram> program;
 
-    PinnedSpliceProgram() {
-        const std::string dir = test::unique_pin_dir();
-        REQUIRE(bpf::ensure_bpffs_mounted(dir));
-        auto opened = bpf::PinDir::open(dir, bpf::PinDirOwners{.uids = {0}, .text = "root"});
-        INFO((opened ? std::string() : opened.error().message));
-        REQUIRE(opened);
-        pins.emplace(std::move(opened).value());
+    PinnedSpliceProgram() : pins(test::open_root_test_pin_dir()) {
         // Fails (never skips) where BPF is unavailable: these tests run as root in CI.
         auto loaded = bpf::SpliceProgram::load({.max_sockets = kReusedMapSockets});
         INFO((loaded ? std::string() : loaded.error().message));
@@ -68,15 +65,6 @@ std::uint32_t verdict_id_of(int program_fd) {
     __u32 length = sizeof(info);
     REQUIRE(bpf_obj_get_info_by_fd(program_fd, &info, &length) == 0);
     return info.id;
-}
-
-// The id of the stream verdict attached to the sockhash `sockets_fd` (0: none).
-std::uint32_t attached_verdict_id(int sockets_fd) {
-    __u32 ids[1] = {0};
-    __u32 count = 1;
-    __u32 flags = 0;
-    REQUIRE(bpf_prog_query(sockets_fd, BPF_SK_SKB_STREAM_VERDICT, 0, &flags, ids, &count) == 0);
-    return count == 0 ? 0 : ids[0];
 }
 
 }  // namespace
@@ -159,7 +147,7 @@ TEST_CASE(
     PinnedSpliceProgram old;
     const std::uint32_t old_verdict = verdict_id_of(old.program->verdict_program_fd());
     const int sockets = old.program->sockets_map_fd();
-    REQUIRE(attached_verdict_id(sockets) == old_verdict);
+    REQUIRE(test::attached_verdict_id(sockets) == old_verdict);
     {
         auto maps = old.reuse();
         REQUIRE(maps);
@@ -169,11 +157,11 @@ TEST_CASE(
         REQUIRE(failing);
         CHECK(failing->reuses_maps());
         CHECK(failing->max_sockets() == kReusedMapSockets);
-        CHECK(attached_verdict_id(sockets) == verdict_id_of(failing->verdict_program_fd()));
+        CHECK(test::attached_verdict_id(sockets) == verdict_id_of(failing->verdict_program_fd()));
         // Never empties maps another process serves from.
         CHECK_FALSE(failing->clear());
     }  // gone without took_over(): a start that failed
-    CHECK(attached_verdict_id(sockets) == old_verdict);
+    CHECK(test::attached_verdict_id(sockets) == old_verdict);
 
     auto maps = old.reuse();
     REQUIRE(maps);
@@ -182,10 +170,10 @@ TEST_CASE(
     REQUIRE(serving);
     const std::uint32_t new_verdict = verdict_id_of(serving->verdict_program_fd());
     serving->took_over();
-    CHECK(attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
+    CHECK(test::attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
     // The old program going (the old process exits) leaves the new verdict attached.
     old.program.reset();
-    CHECK(attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
+    CHECK(test::attached_verdict_id(serving->sockets_map_fd()) == new_verdict);
 }
 
 TEST_CASE(
@@ -238,6 +226,64 @@ TEST_CASE(
     CHECK(aborted);
     old.program->unpair(before.a(), before.b());
     failing_trims->unpair(after.a(), after.b());
+}
+
+// `splicer upgrade`'s pins (bpf/pins.h): the new process pins under provisional names until it
+// took over, so a failed start leaves every name naming the old process's objects.
+TEST_CASE(
+    "pin dir: a successor's pins take the old names only once it took over and a failed one "
+    "leaves the old pins",
+    "[bpf][upgrade][privileged]") {
+    test::require_root();
+    bpf::PinDir old = test::open_root_test_pin_dir();
+    const std::string dir = old.path();
+    const auto map = [] {
+        UniqueFd fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "upgrade_pin", 4, 8, 1, nullptr));
+        REQUIRE(fd);
+        return fd;
+    };
+    const UniqueFd old_counters = map();
+    const UniqueFd old_only = map();
+    REQUIRE(old.pin(old_counters.get(), "daemon"));
+    REQUIRE(old.pin(old_only.get(), "sockets"));
+    const std::uint32_t old_id = test::pinned_map_id(dir + "/daemon");
+    const UniqueFd new_counters = map();
+    const bpf::PinDirOwners root{.uids = {0}, .text = "root"};
+    auto opened = bpf::PinDir::open(dir, root, bpf::PinDir::Start::successor);
+    REQUIRE(opened);
+    std::optional<bpf::PinDir> successor(std::move(opened).value());
+    REQUIRE(successor->pin(new_counters.get(), "daemon"));
+    const std::vector<std::string> during{"daemon", "incoming_daemon", "sockets"};
+    CHECK(test::pin_names(dir) == during);
+    CHECK(test::pinned_map_id(dir + "/daemon") == old_id);
+
+    SECTION("failed: the successor goes before it took over") {
+        successor.reset();
+        CHECK(test::pin_names(dir) == std::vector<std::string>{"daemon", "sockets"});
+        CHECK(test::pinned_map_id(dir + "/daemon") == old_id);
+    }
+    SECTION("crashed: the old process and the next successor remove what it left") {
+        old.remove_dead_incoming();
+        CHECK(test::pin_names(dir) == std::vector<std::string>{"daemon", "sockets"});
+        // Left again, as by a new process killed before it took over: the next one's open
+        // removes it.
+        REQUIRE(successor->pin(new_counters.get(), "daemon"));
+        auto next = bpf::PinDir::open(dir, root, bpf::PinDir::Start::successor);
+        REQUIRE(next);
+        CHECK(test::pin_names(dir) == std::vector<std::string>{"daemon", "sockets"});
+        CHECK(test::pinned_map_id(dir + "/daemon") == old_id);
+    }
+    SECTION("took over: its pins replace the old ones, the old one's others go") {
+        old.leave_to_successor();
+        successor->took_over();
+        CHECK(test::pin_names(dir) == std::vector<std::string>{"daemon"});
+        const std::uint32_t new_id = test::pinned_map_id(dir + "/daemon");
+        CHECK(new_id != 0);
+        CHECK(new_id != old_id);
+        // Its pins are its own to remove from now on.
+        successor.reset();
+        CHECK_FALSE(std::filesystem::exists(dir));
+    }
 }
 
 }  // namespace splicer

@@ -104,15 +104,10 @@ TEST_CASE("sockmap: passed bytes landing after the EOF was read are all copied b
           "[daemon][stall]") {
     test::require_root();
     const test::ScopedEnvironment early_eof("SPLICER_TEST_EARLY_EOF", "1");
-    test::Listener listener = test::listen_loopback();
-    const std::uint16_t unused = test::free_port();
-    const test::SnikketPorts ports{
-        .listen = test::free_port(), .xmpp_tls = unused, .https = unused, .xmpp = listener.port};
-    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
-    const std::string header = test::xmpp_stream_header();
-    UniqueFd client = test::connect_and_send(ports.listen, header, "");
-    UniqueFd backend = test::accept_one(listener);
-    REQUIRE(test::read_exactly(backend.get(), header.size()) == header);
+    test::SockmapXmppPair pair = test::sockmap_xmpp_pair();
+    const auto& daemon = pair.daemon;
+    UniqueFd& client = pair.client;
+    UniqueFd& backend = pair.backend;
     REQUIRE(::setsockopt(backend.get(), SOL_SOCKET, SO_SNDBUF, &kLatePassBackendSendBuffer,
                          sizeof(kLatePassBackendSendBuffer)) == 0);
     // The daemon's backend socket: bound to the port the backend sees as its peer.
@@ -142,7 +137,7 @@ TEST_CASE("sockmap: passed bytes landing after the EOF was read are all copied b
         // A look costs a process (ss): one per kLatePassChunksPerLook chunks, so the last
         // look sees at most that much more than the target.
         if (sent.size() % (kLatePassChunk * kLatePassChunksPerLook) == 0) {
-            unread = late_pass_receive_queue(daemon_port, listener.port).value_or(0);
+            unread = late_pass_receive_queue(daemon_port, pair.listener.port).value_or(0);
         }
     }
     INFO(daemon->log_tail(10));
@@ -188,15 +183,10 @@ TEST_CASE("sockmap under CPU load: 16 MiB each way at once, both half-closing, a
           "[.][stall-load]") {
     test::require_root();
     constexpr std::uint64_t kEachWay = 16ULL << 20;
-    test::Listener listener = test::listen_loopback();
-    const std::uint16_t unused = test::free_port();
-    const test::SnikketPorts ports{
-        .listen = test::free_port(), .xmpp_tls = unused, .https = unused, .xmpp = listener.port};
-    auto daemon = test::start_daemon("sockmap", "workers: 2;\n" + test::snikket_config(ports));
-    const std::string header = test::xmpp_stream_header();
-    UniqueFd client = test::connect_and_send(ports.listen, header, "");
-    UniqueFd backend = test::accept_one(listener);
-    REQUIRE(test::read_exactly(backend.get(), header.size()) == header);
+    test::SockmapXmppPair pair = test::sockmap_xmpp_pair(2);
+    const auto& daemon = pair.daemon;
+    UniqueFd& client = pair.client;
+    UniqueFd& backend = pair.backend;
 
     test::TransferOptions from_client;
     from_client.send = test::Outgoing{"", kEachWay, 2301};

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bpf_test_pins.h"
 #include "daemon_test_common.h"
 #include "support/metrics_scrape.h"
 #include "support/scoped_environment.h"
@@ -449,6 +450,9 @@ TEST_CASE(
         plane, with_workers(2, snikket_config(ports) + "metrics: { host: \"127.0.0.1\"; port: " +
                                    std::to_string(metrics_port) + "; };\n"));
 
+    const std::vector<std::string> old_pins = pin_names(daemon->pin_dir());
+    const std::uint32_t old_counters_map = pinned_map_id(daemon->pin_dir() + "/daemon");
+    REQUIRE(old_counters_map != 0);
     in_flight.start(ports.listen);
     const std::string conn = conn_of(*daemon, in_flight);
     ConnectLoop loop(ports.listen, https.script().reply);
@@ -502,6 +506,13 @@ TEST_CASE(
     std::this_thread::sleep_for(1500ms);
     const auto samples = scrape_metrics(metrics_port);
     CHECK(samples.at("splicer_connections_active") == 1);
+    // The new process's pins took the old names (none left provisional), `daemon` its own
+    // counters, which `splicer stats` reads.
+    CHECK(pin_names(daemon->pin_dir()) == old_pins);
+    const std::uint32_t new_counters_map = pinned_map_id(daemon->pin_dir() + "/daemon");
+    CHECK(new_counters_map != 0);
+    CHECK(new_counters_map != old_counters_map);
+    CHECK(daemon_counter(*daemon, "active") == 1);
     in_flight.finish();
 
     // The new process serves alone now, on the same plane, with its own pins in place.
@@ -598,16 +609,6 @@ TEST_CASE(
 
 namespace {
 
-// The id of the stream verdict attached to the sockhash a sockmap daemon pinned in
-// `pin_dir` (bpf/reused_maps.h), through `sockets`, the test's own fd of it.
-std::uint32_t sockhash_verdict_id(int sockets) {
-    __u32 ids[1] = {0};
-    __u32 count = 1;
-    __u32 flags = 0;
-    REQUIRE(bpf_prog_query(sockets, BPF_SK_SKB_STREAM_VERDICT, 0, &flags, ids, &count) == 0);
-    return count == 0 ? 0 : ids[0];
-}
-
 UniqueFd open_pinned_sockhash(const DaemonProcess& daemon) {
     UniqueFd sockets(bpf_obj_get((daemon.pin_dir() + "/sockets").c_str()));
     REQUIRE(sockets);
@@ -624,57 +625,105 @@ void check_failed_upgrade_left_old(DaemonProcess& daemon, int sockets, std::uint
                Catch::StartsWith("the new process exited before ready"));
     CHECK(daemon.logs("upgraded").empty());
     CHECK(daemon.running());
-    CHECK(sockhash_verdict_id(sockets) == verdict);
+    CHECK(attached_verdict_id(sockets) == verdict);
 }
+
+// The set-up of the sockmap failed-upgrade cases: the old process (2 workers) with a transfer
+// in flight through it (the ALPN xmpp-client rule), an HTTPS backend to see it still serves
+// (check_still_serving), its sockhash (the test's own fd, from the pin) and the id of the
+// verdict attached to it at its start.
+class OldSockmapDaemon {
+public:
+    OldSockmapDaemon() : https(BackendScript::exchange(64 * 1024)) {
+        ports = unserved_snikket_ports();
+        ports.xmpp_tls = in_flight.backend_port();
+        ports.https = https.port();
+        daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
+        sockets = open_pinned_sockhash(*daemon);
+        verdict = attached_verdict_id(sockets.get());
+        REQUIRE(verdict != 0);
+        in_flight.start(ports.listen);
+    }
+
+    // `splicer upgrade` of the old process, which then says it failed.
+    void fail_upgrade() {
+        REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
+                            std::to_string(daemon->pid()))
+                    .exit_code == 0);
+        check_failed_upgrade_left_old(*daemon, sockets.get(), verdict);
+    }
+
+    SplitTransfer in_flight;
+    TcpBackend https;
+    SnikketPorts ports;
+    std::unique_ptr<DaemonProcess> daemon;
+    UniqueFd sockets;
+    std::uint32_t verdict = 0;
+};
 
 }  // namespace
 
 TEST_CASE(
     "a failed upgrade leaves the old process serving its sockmap pairs byte-exact under its "
-    "own verdict",
+    "own verdict with its own pins",
     "[daemon][upgrade]") {
     require_root();
     // exits_at_once: the new binary fails before anything (Debug builds: the binary the
-    // upgrade starts, SPLICER_TEST_UPGRADE_BINARY). after_load: the new process loaded its
-    // program onto the old maps, swapping the verdict, then failed (the config it read
-    // moved the listener, so the old one's is left unclaimed).
-    const std::string how = GENERATE(as<std::string>{}, "exits_at_once", "after_load");
+    // upgrade starts, SPLICER_TEST_UPGRADE_BINARY). The others load their program onto the
+    // old maps, swapping the verdict, and pin their objects, then fail: after_load as root
+    // (the config it read moved the listener, so the old one's is left unclaimed);
+    // error_after_drop and crash_after_drop after the privilege drop (Debug builds:
+    // SPLICER_TEST_UPGRADE_START_FAIL), returning an error (its destructors put the old
+    // verdict back, as uid 65534 with no capability) or ending at once (none run: the old
+    // process attaches its verdict again itself).
+    const std::string how = GENERATE(as<std::string>{}, "exits_at_once", "after_load",
+                                     "error_after_drop", "crash_after_drop");
     CAPTURE(how);
     std::optional<ScopedEnvironment> failing;
     if (how == "exits_at_once") {
         failing.emplace("SPLICER_TEST_UPGRADE_BINARY", "/bin/false");
+    } else if (how == "error_after_drop") {
+        failing.emplace("SPLICER_TEST_UPGRADE_START_FAIL", "error");
+    } else if (how == "crash_after_drop") {
+        failing.emplace("SPLICER_TEST_UPGRADE_START_FAIL", "crash");
     }
-    SplitTransfer in_flight;
-    TcpBackend https(BackendScript::exchange(64 * 1024));
-    SnikketPorts ports = unserved_snikket_ports();
-    ports.xmpp_tls = in_flight.backend_port();
-    ports.https = https.port();
-    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
-    const UniqueFd sockets = open_pinned_sockhash(*daemon);
-    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
-    REQUIRE(verdict != 0);
-
-    in_flight.start(ports.listen);
+    OldSockmapDaemon old;
+    DaemonProcess& daemon = *old.daemon;
+    const std::vector<std::string> pins = pin_names(daemon.pin_dir());
+    const std::uint32_t counters_map = pinned_map_id(daemon.pin_dir() + "/daemon");
+    REQUIRE(counters_map != 0);
     if (how == "after_load") {
-        SnikketPorts moved = ports;
+        SnikketPorts moved = old.ports;
         moved.listen = free_port();
-        std::ofstream(daemon->config_path(), std::ios::trunc)
+        std::ofstream(daemon.config_path(), std::ios::trunc)
             << with_workers(2, snikket_config(moved));
     }
-    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
-                        std::to_string(daemon->pid()))
-                .exit_code == 0);
-    check_failed_upgrade_left_old(*daemon, sockets.get(), verdict);
-    if (how == "after_load") {
+    old.fail_upgrade();
+    if (how != "exits_at_once") {
         // It did load onto the old maps before it failed.
-        CHECK(daemon->logs("sockmap_maps_reused").size() == 1);
-        CHECK(daemon->logs("verdict_not_restored").empty());
+        CHECK(daemon.logs("sockmap_maps_reused").size() == 1);
+        CHECK(daemon.logs("verdict_not_restored").empty());
     }
+    if (how == "crash_after_drop") {
+        CHECK(daemon.logs("test_upgrade_crash").size() == 1);
+    }
+    // Whatever the new process did: the old one attached its own verdict again.
+    CHECK(daemon.wait_for_log("verdict_reattached", {}, 5s).has_value());
+    CHECK(daemon.logs("verdict_not_reattached").empty());
+    // The pins are the old process's, as before the upgrade: none of the new one's
+    // provisional pins left, `daemon` still its counters map, which `splicer stats` reads
+    // (only the old process counted the failed upgrade).
+    CHECK(pin_names(daemon.pin_dir()) == pins);
+    CHECK(pinned_map_id(daemon.pin_dir() + "/daemon") == counters_map);
+    CHECK(wait_for_counter(daemon, "upgrades_failed", 1, 3s) == 1);
+    const std::uint64_t accepted = daemon_counter(daemon, "accepted");
     // The pair in flight, and a new one paired after the failure, both through the old.
-    in_flight.finish();
-    check_still_serving(ports, https);
-    CHECK(handed_over(*daemon) == 0);
-    stop_daemon(*daemon);
+    old.in_flight.finish();
+    check_still_serving(old.ports, old.https);
+    // The connection just served, counted by the old process and read through the pin.
+    CHECK(wait_for_counter(daemon, "accepted", accepted + 1, 3s) == accepted + 1);
+    CHECK(handed_over(daemon) == 0);
+    stop_daemon(daemon);
 }
 
 TEST_CASE(
@@ -688,38 +737,28 @@ TEST_CASE(
         GENERATE(table<std::string, bpf_map_type, std::uint32_t>(
             {{"sockets", BPF_MAP_TYPE_HASH, 8}, {"peers", BPF_MAP_TYPE_HASH, 8}}));
     CAPTURE(name);
-    SplitTransfer in_flight;
-    TcpBackend https(BackendScript::exchange(64 * 1024));
-    SnikketPorts ports = unserved_snikket_ports();
-    ports.xmpp_tls = in_flight.backend_port();
-    ports.https = https.port();
-    auto daemon = start_daemon("sockmap", with_workers(2, snikket_config(ports)));
-    const UniqueFd sockets = open_pinned_sockhash(*daemon);
-    const std::uint32_t verdict = sockhash_verdict_id(sockets.get());
-    in_flight.start(ports.listen);
+    OldSockmapDaemon old;
+    DaemonProcess& daemon = *old.daemon;
 
     // As root, as a process that can write the pin dir would: same name, another map.
     bpf_map_create_opts options{};
     options.sz = sizeof(options);
     const UniqueFd wrong(bpf_map_create(type, name.c_str(), 8, value_size, 1024, &options));
     REQUIRE(wrong);
-    const std::string pin = daemon->pin_dir() + "/" + name;
+    const std::string pin = daemon.pin_dir() + "/" + name;
     REQUIRE(::unlink(pin.c_str()) == 0);
     REQUIRE(bpf_obj_pin(wrong.get(), pin.c_str()) == 0);
 
-    REQUIRE(run_command(std::string(SPLICER_BINARY) + " upgrade --pid " +
-                        std::to_string(daemon->pid()))
-                .exit_code == 0);
-    check_failed_upgrade_left_old(*daemon, sockets.get(), verdict);
-    const auto fatal = daemon->wait_for_log("fatal", {}, 5s);
+    old.fail_upgrade();
+    const auto fatal = daemon.wait_for_log("fatal", {}, 5s);
     REQUIRE(fatal.has_value());
     CHECK_THAT(std::string(fatal->get("error")),
                Catch::Contains("the old process's sockmap maps: " + pin +
                                " is not the map splicer pins there"));
-    CHECK(daemon->logs("sockmap_maps_reused").empty());
-    in_flight.finish();
-    check_still_serving(ports, https);
-    stop_daemon(*daemon);
+    CHECK(daemon.logs("sockmap_maps_reused").empty());
+    old.in_flight.finish();
+    check_still_serving(old.ports, old.https);
+    stop_daemon(daemon);
 }
 
 TEST_CASE("an upgrade to another worker count adopts every listener with no refused connection",

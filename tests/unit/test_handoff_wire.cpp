@@ -72,6 +72,7 @@ std::vector<ConnectionRecord> sample_records() {
     copy.directions[1].source_eof = true;
     copy.directions[1].sink_shut = true;
     copy.proxied_client = {.family = 4, .port = 51234, .address = {198, 18, 0, 7}};
+    copy.client_peer = {.family = 4, .port = 40000, .address = {198, 18, 0, 1}};  // balancer
     ConnectionRecord splice;
     splice.plane = handoff::PlaneKind::splice;
     splice.id = 8;
@@ -84,6 +85,8 @@ std::vector<ConnectionRecord> sample_records() {
     splice.directions[1].source_braked = true;
     splice.proxied_client = {.family = 6, .port = 443, .address = {0x20, 0x01, 0x0d, 0xb8}};
     splice.proxied_client.address[15] = 1;  // 2001:db8::1
+    splice.client_peer = splice.proxied_client;
+    splice.client_peer.address[15] = 2;  // 2001:db8::2
     return {copy, splice};
 }
 
@@ -108,6 +111,8 @@ constexpr std::size_t kBufferedAt = kDirection0 + 61;
 // After direction 0 (65 bytes and its 3 buffered ones) and direction 1 (65 bytes).
 constexpr std::size_t kClientFamilyAt = kDirection0 + 133;
 constexpr std::size_t kClientAddressAt = kClientFamilyAt + 3;
+constexpr std::size_t kClientPeerFamilyAt = kClientAddressAt + 16;
+constexpr std::size_t kClientPeerAddressAt = kClientPeerFamilyAt + 3;
 
 void put32(std::vector<std::byte>& bytes, std::size_t at, std::uint32_t value) {
     for (std::size_t i = 0; i < 4; ++i) {
@@ -148,6 +153,9 @@ TEST_CASE("handoff wire: records survive encode and decode unchanged", "[handoff
         CHECK(a.proxied_client.family == b.proxied_client.family);
         CHECK(a.proxied_client.port == b.proxied_client.port);
         CHECK(a.proxied_client.address == b.proxied_client.address);
+        CHECK(a.client_peer.family == b.client_peer.family);
+        CHECK(a.client_peer.port == b.client_peer.port);
+        CHECK(a.client_peer.address == b.client_peer.address);
         for (std::size_t d = 0; d < 2; ++d) {
             CAPTURE(i, d);
             CHECK(a.directions[d].bytes == b.directions[d].bytes);
@@ -187,7 +195,9 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
           "[handoff]") {
     auto bad = GENERATE(values<BadMessage>({
         {"bad magic", [](auto& b) { b[0] = std::byte{'X'}; }, 6, "bad magic"},
-        {"another version", [](auto& b) { put32(b, kVersionAt, 3); }, 6, "version 3"},
+        // Version 2 (no client peer address): an older binary's records are not guessed at.
+        {"the previous version", [](auto& b) { put32(b, kVersionAt, 2); }, 6, "version 2"},
+        {"a later version", [](auto& b) { put32(b, kVersionAt, 4); }, 6, "version 4"},
         {"record count over the bound",
          [](auto& b) { put32(b, kCountAt, handoff::kMaxRecords + 1); }, 6, "over the bound"},
         {"more records than bytes", [](auto& b) { put32(b, kCountAt, 3); }, 6, "truncated"},
@@ -226,6 +236,20 @@ TEST_CASE("handoff wire: a bad message is refused with an error that names the p
          6, "unknown family"},
         {"an IPv4 client address with bytes past its four",
          [](auto& b) { b[kClientAddressAt + 4] = std::byte{1}; }, 6, "stray bytes"},
+        {"unknown client peer address family",
+         [](auto& b) { b[kClientPeerFamilyAt] = std::byte{5}; }, 6,
+         "client peer address of family 5"},
+        {"an IPv4 client peer address with bytes past its four",
+         [](auto& b) { b[kClientPeerAddressAt + 4] = std::byte{1}; }, 6,
+         "client peer address of family 4 with stray bytes"},
+        {"a client peer address of no family with a port",
+         [](auto& b) {
+             b[kClientPeerFamilyAt] = std::byte{0};
+             for (std::size_t i = 0; i < 16; ++i) {
+                 b[kClientPeerAddressAt + i] = std::byte{0};
+             }
+         },
+         6, "client peer address of family 0"},
         {"bytes after the last record", [](auto& b) { b.push_back(std::byte{0}); }, 6,
          "after the last record"},
     }));

@@ -9,6 +9,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -64,24 +65,23 @@ Result<void> ensure_bpffs_mounted(const std::string& pin_dir) {
     return {};
 }
 
-Result<PinDir> PinDir::open(const std::string& dir, const PinDirOwners& owners,
-                            bool keep_stale) {
+Result<PinDir> PinDir::open(const std::string& dir, const PinDirOwners& owners, Start start) {
     auto checked =
         open_pin_dir(dir, {.create = true, .owners = owners.uids, .owners_text = owners.text});
     if (!checked) {
         return checked.error();
     }
     PinDir pins(std::move(checked).value());
-    if (keep_stale) {
-        pins.owned_ = false;
+    if (start == Start::successor) {
+        pins.incoming_ = true;
+        pins.remove_dead_incoming();
     } else {
         pins.remove_stale();
     }
     return pins;
 }
 
-// Pins left by a daemon that was killed (or, at `splicer upgrade`, by the old process, whose
-// maps the new one holds by fd by then): the dir is ours (checked), so everything in it is
+// Pins left by a daemon that was killed: the dir is ours (checked), so everything in it is
 // stale. unlinkat removes a link itself, never what it points to; a subdirectory stays.
 void PinDir::remove_stale() {
     for (const std::string& name : entries(checked_.dir.get())) {
@@ -94,14 +94,48 @@ void PinDir::remove_stale() {
     }
 }
 
+void PinDir::remove_dead_incoming() {
+    for (const std::string& name : entries(checked_.dir.get())) {
+        if (name.starts_with(kIncomingPrefix) &&
+            ::unlinkat(checked_.dir.get(), name.c_str(), 0) == 0) {
+            log::notice("stale_pin_removed", {{"path", checked_.path + "/" + name}});
+        }
+    }
+}
+
 Result<void> PinDir::pin(int fd, const std::string& name) {
+    const std::string stored = incoming_ ? kIncomingPrefix + name : name;
     // Through the checked dir's fd: the kernel never walks the pin dir's path again.
-    const std::string path = path_through_fd(checked_.dir.get(), name);
+    const std::string path = path_through_fd(checked_.dir.get(), stored);
     if (bpf_obj_pin(fd, path.c_str()) != 0) {
-        return Error{"pinning " + checked_.path + "/" + name + ": " + errno_text(errno)};
+        return Error{"pinning " + checked_.path + "/" + stored + ": " + errno_text(errno)};
     }
     pinned_.push_back(name);
     return {};
+}
+
+void PinDir::took_over() {
+    owned_ = true;
+    if (!incoming_) {
+        return;
+    }
+    incoming_ = false;
+    const int dir = checked_.dir.get();
+    for (const std::string& name : pinned_) {
+        const std::string incoming = kIncomingPrefix + name;
+        if (::renameat(dir, incoming.c_str(), dir, name.c_str()) != 0) {
+            log::warning("pin_not_taken_over",
+                         {{"path", checked_.path + "/" + name}, {"error", errno_text(errno)}});
+            ::unlinkat(dir, incoming.c_str(), 0);
+        }
+    }
+    // The old process's pins of objects this one does not have (it ran another plane).
+    for (const std::string& name : entries(dir)) {
+        if (std::find(pinned_.begin(), pinned_.end(), name) == pinned_.end() &&
+            ::unlinkat(dir, name.c_str(), 0) == 0) {
+            log::notice("stale_pin_removed", {{"path", checked_.path + "/" + name}});
+        }
+    }
 }
 
 Result<void> PinDir::hand_over(uid_t uid, gid_t gid, const std::string& user_name) {
@@ -112,7 +146,10 @@ Result<void> PinDir::hand_over(uid_t uid, gid_t gid, const std::string& user_nam
 }
 
 PinDir::PinDir(PinDir&& other) noexcept
-    : checked_(std::move(other.checked_)), pinned_(std::move(other.pinned_)), owned_(other.owned_) {
+    : checked_(std::move(other.checked_)),
+      pinned_(std::move(other.pinned_)),
+      owned_(other.owned_),
+      incoming_(other.incoming_) {
     other.owned_ = false;
 }
 
@@ -122,6 +159,7 @@ PinDir& PinDir::operator=(PinDir&& other) noexcept {
         checked_ = std::move(other.checked_);
         pinned_ = std::move(other.pinned_);
         owned_ = other.owned_;
+        incoming_ = other.incoming_;
         other.owned_ = false;
     }
     return *this;
@@ -134,7 +172,14 @@ void PinDir::remove_all() {
         return;
     }
     for (const std::string& name : pinned_) {
-        ::unlinkat(checked_.dir.get(), name.c_str(), 0);
+        const std::string stored = incoming_ ? kIncomingPrefix + name : name;
+        ::unlinkat(checked_.dir.get(), stored.c_str(), 0);
+    }
+    if (incoming_) {
+        // A successor whose start failed: the old process serves on, with its pins and dir.
+        pinned_.clear();
+        owned_ = false;
+        return;
     }
     pinned_.clear();
     // Fails after the privilege drop where the parent is root's (/sys/fs/bpf, mode 0700): the

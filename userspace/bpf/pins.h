@@ -35,20 +35,33 @@ struct PinDirOwners {
 
 class PinDir {
 public:
+    // Whose pins the dir holds when this process opens it.
+    enum class Start {
+        fresh,      // a start: everything in it is a killed daemon's, removed
+        successor,  // `splicer upgrade`'s new process: they are the running old process's
+    };
     // Creates `dir` (mode 0700) where absent, checks it (refusing anything else with an error
-    // naming it and why), and clears stale pins in it, unless `keep_stale`: the new process
-    // of `splicer upgrade` first opens the old one's maps from them, then clears them, and
-    // removes nothing at its exit until took_over() (a start that fails leaves the old
-    // process's maps pinned: it serves on, and a later upgrade reuses them).
+    // naming it and why), and clears stale pins in it on a fresh start. A successor leaves
+    // the old process's pins where they are (it opens the old maps from them, and the old
+    // process serves on with them if this start fails) and pins its own under provisional
+    // names until took_over(): see pin().
     static Result<PinDir> open(const std::string& dir, const PinDirOwners& owners,
-                               bool keep_stale = false);
-    // Unlinks every entry in the pin dir (done by open unless asked not to).
+                               Start start = Start::fresh);
+    // Unlinks every entry in the pin dir (done by open on a fresh start).
     void remove_stale();
     // The checked pin dir, for opening pins through it (bpf/pinned_map.h).
     [[nodiscard]] int dir_fd() const { return checked_.dir.get(); }
 
-    // Pins `fd` as NAME in the pin dir.
+    // Pins `fd` as NAME in the pin dir. A successor pins it as kIncomingPrefix + NAME until
+    // took_over(): until the old process handed over, NAME is its pin (`splicer stats` reads
+    // its counters there), and a start that fails must leave it so.
     Result<void> pin(int fd, const std::string& name);
+
+    // Unlinks the provisional pins of a successor that is gone before it took over: done by
+    // the next successor's open, and by the old process once it learnt that the upgrade
+    // failed (a new process that crashed ran no destructor). One upgrade runs at a time: no
+    // live process pins such a name then.
+    void remove_dead_incoming();
 
     // Gives the pin dir to the run user (fchown on the checked fd), so the daemon can still
     // unlink its pins after the privilege drop.
@@ -59,9 +72,18 @@ public:
         pinned_.clear();
         owned_ = false;
     }
-    // `splicer upgrade`, in the new process once the old one was told it serves: the pins
-    // are this process's to remove at its exit from now on.
-    void took_over() { owned_ = true; }
+    // `splicer upgrade`, in the new process once the old one was told it serves: each
+    // provisional pin is renamed over its name (one step: `splicer stats` finds the old
+    // object or the new one, never none), the old process's pins this one has no object for
+    // are removed, and the pins are this process's to remove at its exit. Runs after the
+    // privilege drop: a rename or unlink needs only the pin dir, which hand_over gave to the
+    // run user. A rename that fails is logged and its provisional pin removed (the old name
+    // then still names the old object): the upgrade has happened either way.
+    void took_over();
+
+    // A successor's provisional names: no other pin starts so (bpffs refuses a '.' in a
+    // name, so the prefix is a word).
+    static constexpr const char* kIncomingPrefix = "incoming_";
 
     [[nodiscard]] const std::string& path() const { return checked_.path; }
 
@@ -75,8 +97,11 @@ private:
     explicit PinDir(CheckedPinDir checked) : checked_(std::move(checked)) {}
     void remove_all();
     CheckedPinDir checked_;
-    std::vector<std::string> pinned_;  // names inside the pin dir
+    std::vector<std::string> pinned_;  // final names inside the pin dir
     bool owned_ = true;
+    // A successor that has not taken over yet: pins go under provisional names, and only
+    // those are removed at its exit (the old process's pins and the pin dir stay).
+    bool incoming_ = false;
 };
 
 }  // namespace splicer::bpf

@@ -199,6 +199,17 @@ bool SpliceProgram::reuses_maps() const { return state_->reused; }
 
 void SpliceProgram::took_over() { state_->previous_verdict.reset(); }
 
+void SpliceProgram::attach_own_verdict() {
+    // Attaching swaps the map's program whatever is attached (sock_map_prog_update): ours
+    // again when it was still ours.
+    if (bpf_prog_attach(verdict_program_fd(), sockets_map_fd(), BPF_SK_SKB_STREAM_VERDICT, 0) !=
+        0) {
+        log::warning("verdict_not_reattached", {{"error", errno_text(errno)}});
+        return;
+    }
+    log::notice("verdict_reattached");
+}
+
 int SpliceProgram::sockets_map_fd() const {
     return bpf_map__fd(state_->skeleton->maps.sockets);
 }

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -420,6 +421,30 @@ Result<std::unique_ptr<metrics::MetricsServer>> metrics_server(const config::Con
     return metrics::MetricsServer::create(std::move(fd).value(), SPLICER_VERSION);
 }
 
+#ifdef SPLICER_TEST_HOOKS
+// Debug builds: SPLICER_TEST_UPGRADE_START_FAIL makes an upgrade's new process fail its start
+// after the privilege drop, before ready: "error" returns an error (its destructors run, as
+// root no more), "crash" ends it at once (none run). tests/privileged/test_upgrade.cpp checks
+// the old process's sockmap verdict and pins after either.
+Result<void> fail_start_if_asked(bool adopting) {
+    const char* asked = std::getenv("SPLICER_TEST_UPGRADE_START_FAIL");
+    if (!adopting || asked == nullptr) {
+        return {};
+    }
+    if (std::string_view(asked) == "crash") {
+        // Written at once, not through the log writer's queue: _exit does not wait for it.
+        const std::string line = "level=notice event=test_upgrade_crash\n";
+        [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, line.data(), line.size());
+        ::_exit(70);
+    }
+    return Error{"test: the start fails after the privilege drop"};
+}
+#else
+Result<void> fail_start_if_asked(bool /*adopting*/) {
+    return {};
+}
+#endif
+
 // Who may own an existing pin dir: the starting user (root) and the run user, to whom a
 // previous run handed it; nobody else (bpf/pin_dir_check.h).
 bpf::PinDirOwners pin_dir_owners(const std::optional<security::RunUser>& run_user) {
@@ -445,15 +470,16 @@ Result<PreparedConfig> prepare_from_helper(const RunOptions& options,
 
 // Pins: the sockmap plane's maps and the daemon's counters, for `splicer stats`. Without them
 // (no bpffs, or a pin dir refused) the sockmap plane is unavailable; one line says why.
-// `keep_stale`: at `splicer upgrade`, the old process's pins stay until its maps are taken
-// from them (reuse_old_maps).
+// `successor`: at `splicer upgrade`, the old process's pins stay (its maps are taken from them,
+// reuse_old_maps; `splicer stats` reads its counters until this process took over).
 std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinDirOwners& owners,
-                                     bool keep_stale) {
+                                     bool successor) {
     if (auto mounted = bpf::ensure_bpffs_mounted(pin_dir); !mounted) {
         log::notice("no_pins", {{"reason", mounted.error().message}});
         return std::nullopt;
     }
-    auto opened = bpf::PinDir::open(pin_dir, owners, keep_stale);
+    auto opened = bpf::PinDir::open(
+        pin_dir, owners, successor ? bpf::PinDir::Start::successor : bpf::PinDir::Start::fresh);
     if (!opened) {
         // Something splicer did not make stands at the path (a link, another user's dir, a
         // world-writable one, ...): a warning, as someone may be attacking the host.
@@ -464,11 +490,12 @@ std::optional<bpf::PinDir> open_pins(const std::string& pin_dir, const bpf::PinD
 }
 
 // At `splicer upgrade`, on a plane that may be sockmap: the old process's sockmap maps from
-// its pins (bpf/reused_maps.h), so its pairs can move here without leaving their sockhash;
-// then the pin dir is cleared for this process's own pins (the same maps among them). A pin
+// its pins (bpf/reused_maps.h), so its pairs can move here without leaving their sockhash.
+// Its pins stay until this process took over (bpf::PinDir::took_over). A pin
 // that is there but not what splicer pins fails the start: the old process, seeing it end
 // before ready, serves on (README "Upgrading").
-Result<std::optional<bpf::ReusedMaps>> reuse_old_maps(bpf::PinDir& pins, config::SpliceMode mode) {
+Result<std::optional<bpf::ReusedMaps>> reuse_old_maps(const bpf::PinDir& pins,
+                                                      config::SpliceMode mode) {
     std::optional<bpf::ReusedMaps> maps;
     if (mode == config::SpliceMode::sockmap || mode == config::SpliceMode::automatic) {
         // The old process pinned them as root before its privilege drop: so did we start.
@@ -478,7 +505,6 @@ Result<std::optional<bpf::ReusedMaps>> reuse_old_maps(bpf::PinDir& pins, config:
         }
         maps = std::move(opened).value();
     }
-    pins.remove_stale();
     return maps;
 }
 
@@ -525,6 +551,12 @@ void apply_upgrade(Result<upgrade::HandedOver>& handed, std::vector<Worker>& wor
         // Nobody else holds our listeners: a stop may shut them down again.
         upgrading = false;
         log::error("upgrade_failed", {{"reason", handed.error().message}, {"kept", "serving"}});
+        // A sockmap verdict the new process swapped in is ours again (it may have died
+        // without putting ours back). On worker 0's plane: the workers share one program.
+        workers.front().plane->upgrade_failed();
+        if (pins) {
+            pins->remove_dead_incoming();
+        }
         return;
     }
     // `upgrading` stays set: the listeners are the new process's too from now on, so no
@@ -790,6 +822,9 @@ Result<void> run(const RunOptions& options) {
                                                 : security::KeptCapabilities::none;
     if (auto dropped = security::drop_after_start_up(*run_user, kept); !dropped) {
         return dropped.error();
+    }
+    if (auto failed = fail_start_if_asked(adoption->active()); !failed) {
+        return failed.error();
     }
     if (helper) {
         if (auto watching = helper->watch(); !watching) {

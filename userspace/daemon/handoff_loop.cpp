@@ -3,15 +3,15 @@
 
 #include <liburing.h>
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <span>
 #include <string>
 
 #include "daemon/event_loop.h"
 #include "daemon/plane_handler.h"
+#include "net/address.h"
 #include "net/sockets.h"
 #include "plane/flow_handoff.h"
 #include "splicer/log.h"
@@ -19,46 +19,36 @@
 namespace splicer::daemon {
 namespace {
 
-// The client a PROXY header named, when it is not the socket's peer (handoff/record.h).
-handoff::ClientAddress proxied_client_of(const Connection& connection) {
+// `address` as a record carries it (family 0 for none).
+handoff::ClientAddress record_address(const net::SocketAddress& address) {
     handoff::ClientAddress out;
-    const net::SocketAddress& client = connection.client_address;
-    const net::SocketAddress& peer = connection.peer_address;
-    if (client.length == peer.length &&
-        std::memcmp(&client.storage, &peer.storage, client.length) == 0) {
-        return out;
-    }
-    if (client.family() == AF_INET) {
-        out.family = 4;
-        out.port = ntohs(client.storage.v4.sin_port);
-        std::memcpy(out.address.data(), &client.storage.v4.sin_addr, 4);
-    } else if (client.family() == AF_INET6) {
-        out.family = 6;
-        out.port = ntohs(client.storage.v6.sin6_port);
-        std::memcpy(out.address.data(), &client.storage.v6.sin6_addr, 16);
+    const net::AddressParts parts = net::parts_of(address);
+    if (parts.size != 0) {
+        out.family = parts.size == 4 ? 4 : 6;
+        out.port = parts.port;
+        out.address = parts.bytes;
     }
     return out;
 }
 
-// A record's client address (handoff::decode checked its family and bytes) as a socket
-// address; `peer` when the record names none.
-net::SocketAddress client_of(const handoff::ClientAddress& client, const net::SocketAddress& peer) {
-    net::SocketAddress address;
-    if (client.family == 4) {
-        address.storage.v4.sin_family = AF_INET;
-        address.storage.v4.sin_port = htons(client.port);
-        std::memcpy(&address.storage.v4.sin_addr, client.address.data(), 4);
-        address.length = sizeof(sockaddr_in);
-        return address;
+// The client a PROXY header named, when it is not the socket's peer (handoff/record.h).
+handoff::ClientAddress proxied_client_of(const Connection& connection) {
+    const net::SocketAddress& client = connection.client_address;
+    const net::SocketAddress& peer = connection.peer_address;
+    if (client.length == peer.length &&
+        std::memcmp(&client.storage, &peer.storage, client.length) == 0) {
+        return {};
     }
-    if (client.family == 6) {
-        address.storage.v6.sin6_family = AF_INET6;
-        address.storage.v6.sin6_port = htons(client.port);
-        std::memcpy(&address.storage.v6.sin6_addr, client.address.data(), 16);
-        address.length = sizeof(sockaddr_in6);
-        return address;
-    }
-    return peer;
+    return record_address(client);
+}
+
+// A record's address (handoff::decode checked its family and bytes) as a socket address;
+// `otherwise` when the record names none.
+net::SocketAddress address_of(const handoff::ClientAddress& address,
+                              const net::SocketAddress& otherwise) {
+    const std::size_t size = address.family == 4 ? 4 : address.family == 6 ? 16 : 0;
+    return net::address_from(std::span(address.address).first(size), address.port)
+        .value_or(otherwise);
 }
 
 }  // namespace
@@ -165,6 +155,7 @@ void EventLoop::finish_export() {
                 .count());
         record.protocol = connection.protocol.substr(0, handoff::kMaxProtocolBytes);
         record.proxied_client = proxied_client_of(connection);
+        record.client_peer = record_address(connection.peer_address);
         plane_.export_flow(connection, record, outcome.batch.fds);
         log::info("exported", {{"conn", std::to_string(connection.id)},
                                {"bytes_in", std::to_string(record.directions[0].bytes)},
@@ -229,8 +220,13 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
     // The peer as the socket says. The client as the old process read it from a PROXY
     // header of a trusted balancer, which nothing here can read again: per-client limits and
     // logs go on counting the client, not the balancer.
-    const net::SocketAddress peer = net::peer_address(fds[record.client].get());
-    const net::SocketAddress client = client_of(record.proxied_client, peer);
+    // The kernel's word where the socket still has a peer; a socket closed since it left the
+    // old process has none (getpeername: not connected), and the record's is all there is.
+    net::SocketAddress peer = net::peer_address(fds[record.client].get());
+    if (peer.length == 0) {
+        peer = address_of(record.client_peer, peer);
+    }
+    const net::SocketAddress client = address_of(record.proxied_client, peer);
     std::string key = net::host_key(client, client_prefix_);
     if (slab_.in_use() >= slab_.capacity()) {
         refuse_record("no free connection slot");
@@ -264,6 +260,7 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
     ++outcome.adopted;
     log::info("adopted", {{"conn", std::to_string(connection.id)},
                           {"from_conn", std::to_string(record.id)},
+                          {"client", net::to_string(client)},
                           {"worker", std::to_string(worker_.index)}});
     plane_.adopt(connection, *this);
     finish_if_idle(connection);

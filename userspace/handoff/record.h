@@ -18,7 +18,8 @@ namespace splicer::handoff {
 // old binary handing over to a new one that reads a different layout must fail loudly and
 // keep serving, not guess).
 // Version 2: the client's address a PROXY header named (ClientAddress).
-inline constexpr std::uint32_t kVersion = 2;
+// Version 3: the client socket's peer address (ConnectionRecord::client_peer).
+inline constexpr std::uint32_t kVersion = 3;
 
 // Bounds the receiver holds every length to, whatever the sender says.
 inline constexpr std::uint32_t kMaxRecords = 1U << 20;  // far above max_connections' default
@@ -61,9 +62,8 @@ struct DirectionRecord {
     std::vector<std::byte> buffered;
 };
 
-// The client as a PROXY header named it (`proxyprotocol: true` listeners): the socket's
-// peer is then the balancer, and per-client limits and logs must go on counting the client.
-// Family 0: no header named one (the socket's peer is the client).
+// An address as a record carries it: the client as a PROXY header named it, or the client
+// socket's peer. Family 0: none.
 struct ClientAddress {
     std::uint8_t family = 0;  // 0, 4 or 6
     std::uint16_t port = 0;
@@ -79,7 +79,14 @@ struct ConnectionRecord {
     std::uint64_t age_ms = 0;            // since it was accepted (the close line's duration)
     std::string protocol;                // the rule's protocol name, for logs
     std::array<DirectionRecord, 2> directions;  // client -> backend, backend -> client
+    // The client as a PROXY header named it (`proxyprotocol: true` listeners), when it is not
+    // the socket's peer: the peer is then the balancer, and per-client limits and logs must
+    // go on counting the client. Family 0: the socket's peer is the client.
     ClientAddress proxied_client;
+    // The client socket's peer as the old process knew it: a socket closed since (its
+    // peer's RST, or FINs both ways, while the pair was between two processes) answers no
+    // getpeername, and the adopting loop would count and log it as nobody's.
+    ClientAddress client_peer;
 };
 
 }  // namespace splicer::handoff

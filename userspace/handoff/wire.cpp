@@ -2,7 +2,9 @@
 
 #include <array>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace splicer::handoff {
 namespace {
@@ -146,9 +148,11 @@ std::vector<std::byte> encode(const std::vector<ConnectionRecord>& records,
             out.put(static_cast<std::uint32_t>(direction.buffered.size()));
             out.put_bytes(direction.buffered.data(), direction.buffered.size());
         }
-        out.put(record.proxied_client.family);
-        out.put(record.proxied_client.port);
-        out.put_bytes(record.proxied_client.address.data(), record.proxied_client.address.size());
+        for (const ClientAddress* address : {&record.proxied_client, &record.client_peer}) {
+            out.put(address->family);
+            out.put(address->port);
+            out.put_bytes(address->address.data(), address->address.size());
+        }
     }
     return out.take();
 }
@@ -282,14 +286,18 @@ Result<std::vector<ConnectionRecord>> decode(std::span<const std::byte> bytes,
             direction.buffered.resize(buffered);
             (void)in.get_bytes(direction.buffered.data(), buffered);
         }
-        ClientAddress& client = record.proxied_client;
-        if (!in.get(client.family) || !in.get(client.port) ||
-            !in.get_bytes(client.address.data(), client.address.size())) {
-            return refused(i, "truncated client address");
-        }
-        if (!valid_client(client)) {
-            return refused(i, "client address of family " + std::to_string(client.family) +
-                                  " with stray bytes or an unknown family");
+        for (const auto& [address, name] :
+             {std::pair{&record.proxied_client, "client address"},
+              std::pair{&record.client_peer, "client peer address"}}) {
+            if (!in.get(address->family) || !in.get(address->port) ||
+                !in.get_bytes(address->address.data(), address->address.size())) {
+                return refused(i, std::string("truncated ") + name);
+            }
+            if (!valid_client(*address)) {
+                return refused(i, std::string(name) + " of family " +
+                                      std::to_string(address->family) +
+                                      " with stray bytes or an unknown family");
+            }
         }
         records.push_back(std::move(record));
     }

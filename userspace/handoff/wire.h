@@ -14,7 +14,8 @@
 //            u64 baseline_consumed, u64 baseline_written, u64 copied, u64 urgent_removed,
 //            u32 buffered length, buffered bytes,
 //            then u8 client family (0, 4, 6), u16 client port, 16 bytes client address
-//            (record.h ClientAddress: all zero for family 0, bytes 4-15 zero for 4)
+//            (record.h ClientAddress: all zero for family 0, bytes 4-15 zero for 4),
+//            then the client socket's peer, laid out the same way (version 3)
 //   nothing after the last record.
 
 #include <cstddef>

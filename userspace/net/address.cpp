@@ -31,6 +31,39 @@ Result<SocketAddress> resolve(const config::Endpoint& endpoint) {
     return address;
 }
 
+AddressParts parts_of(const SocketAddress& address) {
+    AddressParts parts;
+    if (address.family() == AF_INET) {
+        parts.size = 4;
+        parts.port = ntohs(address.storage.v4.sin_port);
+        std::memcpy(parts.bytes.data(), &address.storage.v4.sin_addr, 4);
+    } else if (address.family() == AF_INET6) {
+        parts.size = 16;
+        parts.port = ntohs(address.storage.v6.sin6_port);
+        std::memcpy(parts.bytes.data(), &address.storage.v6.sin6_addr, 16);
+    }
+    return parts;
+}
+
+std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes, std::uint16_t port) {
+    SocketAddress address;
+    if (bytes.size() == 4) {
+        address.storage.v4.sin_family = AF_INET;
+        address.storage.v4.sin_port = htons(port);
+        std::memcpy(&address.storage.v4.sin_addr, bytes.data(), 4);
+        address.length = sizeof(sockaddr_in);
+        return address;
+    }
+    if (bytes.size() == 16) {
+        address.storage.v6.sin6_family = AF_INET6;
+        address.storage.v6.sin6_port = htons(port);
+        std::memcpy(&address.storage.v6.sin6_addr, bytes.data(), 16);
+        address.length = sizeof(sockaddr_in6);
+        return address;
+    }
+    return std::nullopt;
+}
+
 namespace {
 
 // "198.18.0.1" written at `out` (room for 15 bytes); returns the end. Not inet_ntop: glibc

@@ -4,7 +4,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "splicer/config.h"
@@ -35,6 +39,17 @@ static_assert(sizeof(SocketAddress) == 32);
 // A literal resolves without I/O; a name is looked up (getaddrinfo) and its first address
 // kept. Called at start-up only, never on the hot path.
 Result<SocketAddress> resolve(const config::Endpoint& endpoint);
+
+// An address and port as raw parts (the handoff records carry a client so): the address in
+// network order, 4 bytes (IPv4) or 16 (IPv6), the port in host order.
+struct AddressParts {
+    std::array<std::uint8_t, 16> bytes{};  // IPv4 in the first 4
+    std::size_t size = 0;                  // 4, 16, or 0: neither family
+    std::uint16_t port = 0;
+};
+AddressParts parts_of(const SocketAddress& address);
+// The address made of `bytes` (4 or 16 of them) and `port`; nullopt for another length.
+std::optional<SocketAddress> address_from(std::span<const std::uint8_t> bytes, std::uint16_t port);
 
 // "127.0.0.1", "::1": the address alone (X-Forwarded-For).
 std::string ip_to_string(const SocketAddress& address);

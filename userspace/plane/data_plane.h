@@ -111,6 +111,11 @@ public:
     }
     // At `splicer upgrade`, in the new process: the old one was told this one serves.
     virtual void took_over() {}
+    // At `splicer upgrade`, in the old process: the new one failed before it served. What it
+    // may have replaced while it started and could not put back (the sockmap verdict: a
+    // process that crashed runs no destructor) is this plane's again. Called on one plane:
+    // the planes of one process share what it restores.
+    virtual void upgrade_failed() {}
 
     // Connections this plane handed to a fallback plane (the sockhash refused them).
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }

@@ -267,6 +267,7 @@ public:
         return program_->reuses_maps() ? handoff_kind() : std::nullopt;
     }
     void took_over() override { program_->took_over(); }
+    void upgrade_failed() override { program_->attach_own_verdict(); }
 
     // The sockets must be a pair of this program's sockhash (their links name each other):
     // a record for sockets that are not is ended, never relayed through a copy. `copied`
