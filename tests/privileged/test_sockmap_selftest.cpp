@@ -199,22 +199,22 @@ TEST_CASE("selftest: with splice_mode sockmap a failing step stops the start, na
 TEST_CASE("selftest bench: load and steps", "[.selftest-bench]") {
     test::require_root();
     constexpr int kRounds = 5;
-    using Clock = std::chrono::steady_clock;
-    auto ms = [](Clock::duration d) {
+    using SelftestClock = std::chrono::steady_clock;
+    auto ms = [](SelftestClock::duration d) {
         return std::chrono::duration<double, std::milli>(d).count();
     };
     for (int round = 0; round < kRounds; ++round) {
-        auto start = Clock::now();
+        auto start = SelftestClock::now();
         auto small = splicer::bpf::SpliceProgram::load({.max_sockets = 16});
-        const auto small_load = Clock::now() - start;
+        const auto small_load = SelftestClock::now() - start;
         REQUIRE(small);
-        start = Clock::now();
+        start = SelftestClock::now();
         auto production = splicer::bpf::SpliceProgram::load({.max_sockets = 32768});
-        const auto production_load = Clock::now() - start;
+        const auto production_load = SelftestClock::now() - start;
         REQUIRE(production);
-        start = Clock::now();
+        start = SelftestClock::now();
         const auto report = selftest::run_steps(*production, selftest::StopAfter::all_steps);
-        const auto steps = Clock::now() - start;
+        const auto steps = SelftestClock::now() - start;
         CHECK(report.ok());
         WARN("load 16 sockets " << ms(small_load) << " ms, load 32768 sockets "
                                 << ms(production_load) << " ms, steps " << ms(steps) << " ms");
