@@ -101,9 +101,12 @@ TEST_CASE("http: 120 requests in flight reuse the loop's spare buffers, and idle
     const double faults_per_request = static_cast<double>(*faults_after - *faults_before) /
                                       static_cast<double>((kInflightRounds - 1) * kInflightClients);
     // With the 16 spares of a fixed pool, each request's backend buffer beyond them was made
-    // anew: 11.3 faults per request measured (main at d6d2b0f, Release).
+    // anew: 11.3 faults per request measured (main at d6d2b0f, Release). Following the load:
+    // 0.02-0.3 on a quiet machine, up to 2.6 while another build ran (the faults count the
+    // whole daemon: its heap trim and everything else it touched meanwhile), so the bound
+    // sits between the two.
     WARN(faults_per_request << " page faults per request in rounds 2-" << kInflightRounds);
-    CHECK(faults_per_request < 2.0);
+    CHECK(faults_per_request < 5.0);
 
     // The spares are the load's while it lasts: the buffers filled by the rounds are held.
     const std::optional<std::uint64_t> loaded_rss = resident_bytes(daemon->pid());
