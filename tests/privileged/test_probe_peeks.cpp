@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "stopped_daemon.h"
 #include "support/client_hello.h"
 
 using namespace splicer::test;
@@ -27,28 +28,6 @@ bool tcp_peek_offset_supported() {
     const UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
     const int zero = 0;
     return ::setsockopt(probe.get(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero)) == 0;
-}
-
-// Every thread of `pid` is stopped (a SIGSTOP took effect), within `timeout`.
-bool every_thread_stopped(pid_t pid, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-        bool all = true;
-        for (const auto& task :
-             std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-            std::ifstream stat(task.path() / "stat");
-            const std::string text((std::istreambuf_iterator<char>(stat)),
-                                   std::istreambuf_iterator<char>());
-            const auto paren = text.rfind(')');
-            const char state = paren + 2 < text.size() ? text[paren + 2] : '?';
-            all = all && (state == 'T' || state == 't');
-        }
-        if (all) {
-            return true;
-        }
-        std::this_thread::sleep_for(5ms);
-    }
-    return false;
 }
 
 }  // namespace
@@ -66,12 +45,7 @@ TEST_CASE(
     {
         // The daemon stopped while the client connects and sends: the kernel completes the
         // TCP handshake and queues the hello, so it is there when the accept is handled.
-        REQUIRE(::kill(daemon->pid(), SIGSTOP) == 0);
-        struct ContinueAtExit {
-            pid_t pid;
-            ~ContinueAtExit() { ::kill(pid, SIGCONT); }
-        } continue_at_exit{daemon->pid()};
-        REQUIRE(every_thread_stopped(daemon->pid(), 5s));
+        const StoppedDaemon stopped(daemon->pid());
         clients.push_back(connect_to(ports.listen));
         write_all(clients.back().get(), hello);
     }

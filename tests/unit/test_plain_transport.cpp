@@ -118,4 +118,28 @@ TEST_CASE("plain transport: a send that finds no room waits under its timeout, o
     CHECK(report.second > 0);
 }
 
+TEST_CASE("plain transport: close_write sends the FIN at once and reports it in one operation, "
+          "or reports why it could not",
+          "[http]") {
+    auto [ours, peer] = tcp_pair();
+    PlainHarness harness;
+    daemon::PlainTransport transport(ours, http::Side::client, harness, harness);
+    harness.transport = &transport;
+    transport.close_write(5s);
+    // The FIN is out before the ring even runs (no io-wq round trip).
+    char byte = 0;
+    CHECK(::recv(peer.get(), &byte, 1, MSG_DONTWAIT) == 0);
+    CHECK(harness.next() == std::pair<char, int>{'c', 0});
+    CHECK(harness.operations == 1);
+
+    // A socket that was never connected cannot be shut: the error comes back as the result.
+    const UniqueFd unconnected(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(unconnected.valid());
+    PlainHarness failing;
+    daemon::PlainTransport never_connected(unconnected, http::Side::client, failing, failing);
+    failing.transport = &never_connected;
+    never_connected.close_write(5s);
+    CHECK(failing.next() == std::pair<char, int>{'c', -ENOTCONN});
+}
+
 }  // namespace splicer::test

@@ -42,3 +42,34 @@ TEST_CASE("client and backend sockets send without Nagle's delay", "[sockets]") 
         splicer::test::accept_one({std::move(listener).value(), 0});
     CHECK(no_delay(accepted.get()) != 0);
 }
+
+// The event loop takes the client's address from the accept itself (no getpeername per
+// connection): a whole IPv4 or IPv6 address is used as written, without asking the socket;
+// anything else is asked of the socket.
+TEST_CASE("an accepted client's address is the one the accept wrote, or the socket's own peer",
+          "[sockets]") {
+    using splicer::net::accepted_peer;
+    using splicer::test::address_of;
+    // fd -1: no socket to ask, so the answer can only come from what was written.
+    for (const std::string ip : {"198.18.0.7", "2001:db8::7"}) {
+        CAPTURE(ip);
+        const splicer::net::SocketAddress written = address_of(ip, 40000);
+        const splicer::net::SocketAddress taken = accepted_peer(written, -1);
+        CHECK(splicer::net::to_string(taken) == splicer::net::to_string(written));
+        CHECK(taken.length == written.length);
+    }
+    // Not a whole address (cut short, no family, or the length of the other family): the
+    // socket's peer instead.
+    auto [client, server] = splicer::test::tcp_pair();
+    const splicer::net::SocketAddress real = splicer::net::peer_address(server.get());
+    REQUIRE(real.family() == AF_INET);
+    splicer::net::SocketAddress cut = address_of("198.18.0.7", 40000);
+    cut.length = 8;
+    splicer::net::SocketAddress empty;
+    splicer::net::SocketAddress v4_as_v6_length = address_of("198.18.0.7", 40000);
+    v4_as_v6_length.length = sizeof(sockaddr_in6);
+    for (const splicer::net::SocketAddress& odd : {cut, empty, v4_as_v6_length}) {
+        CHECK(splicer::net::to_string(accepted_peer(odd, server.get())) ==
+              splicer::net::to_string(real));
+    }
+}

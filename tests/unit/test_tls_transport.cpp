@@ -250,6 +250,44 @@ TEST_CASE("tls transport: close_write sends a close_notify the client reads as a
     CHECK(client_end == SSL_ERROR_ZERO_RETURN);  // close_notify, not a bare FIN
 }
 
+TEST_CASE("tls transport: after close_write the linger read waits in a recv, not a poll, "
+          "and ends at the client's close_notify",
+          "[tls_termination][transport]") {
+    auto [server_socket, client_socket] = tcp_pair();
+    Harness harness;
+    auto transport = transport_on(server_socket, harness, make_shared_a_test_context());
+    std::promise<void> answer_close;
+    ScriptedClient client(std::move(client_socket),
+                          [answered = answer_close.get_future().share()](SSL* ssl, int) {
+                              std::size_t written = 0;
+                              SSL_write_ex(ssl, "x", 1, &written);
+                              char byte = 0;
+                              std::size_t n = 0;
+                              SSL_read_ex(ssl, &byte, 1, &n);  // our close_notify
+                              answered.wait_for(10s);
+                              SSL_shutdown(ssl);  // the client's own close_notify
+                          });
+    std::vector<char> room(1024);
+    transport->read(room, 10s);
+    REQUIRE(harness.next().result == 1);
+    transport->close_write(10s);
+    REQUIRE(harness.next().result == 0);
+    // The linger: the exchange reads until the client's end. A recv is armed at once (it
+    // holds the session's receive buffer while it waits; a poll would hold none).
+    transport->read(room, 10s);
+    for (int rounds = 0; rounds < 3; ++rounds) {
+        harness.run_once();
+    }
+    CHECK(harness.events.empty());
+    CHECK(transport->session().holds_cipher_buffers());
+    answer_close.set_value();
+    const Event ended = harness.next();
+    CHECK(ended.kind == 'r');
+    CHECK(ended.result == 0);
+    client.join();
+    CHECK(transport->error().empty());
+}
+
 TEST_CASE("tls transport: a FIN without close_notify ends a read like an EOF",
           "[tls_termination][transport]") {
     auto [server_socket, client_socket] = tcp_pair();

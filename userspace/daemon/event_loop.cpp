@@ -33,8 +33,8 @@ constexpr std::uint32_t kNoSlot = 0xffffffffU;
 // clients wait in the listen backlog meanwhile.
 constexpr long kAcceptBackoffNanoseconds = 100'000'000;
 
-std::uint64_t loop_tag(LoopOp op, std::uint8_t arg) {
-    return Tag::of(Owner::loop, op, arg, 0, kNoSlot).encode();
+std::uint64_t loop_tag(LoopOp op, std::uint8_t arg, std::uint32_t index = kNoSlot) {
+    return Tag::of(Owner::loop, op, arg, 0, index).encode();
 }
 
 }  // namespace
@@ -76,6 +76,7 @@ Result<void> EventLoop::add_listener(ListeningSocket listener) {
     }
     listeners_.push_back(std::move(listener));
     accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
+    accept_peers_.emplace_back();
     return {};
 }
 
@@ -117,9 +118,7 @@ void EventLoop::stop_accepting_after_handover() {
     // The sockets are the new process's too now: shutdown() would stop them listening for
     // it. Cancelling our accepts leaves every queued connection to the new process's.
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-        io_uring_sqe* sqe = ring_.sqe();
-        io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);
-        sqe->user_data = loop_tag(LoopOp::cancel, 0);
+        cancel_accepts(i);
     }
 }
 
@@ -143,7 +142,9 @@ void EventLoop::replace_rules(const config::Config& config, route::Router router
 
 Result<void> EventLoop::run() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
-        arm_accept(i);
+        for (std::uint32_t index = 0; index < kAcceptsPerListener; ++index) {
+            arm_accept(i, index);
+        }
     }
     if (signal_fd_) {
         arm_signal_read();
@@ -218,7 +219,7 @@ io_uring_sqe* EventLoop::sqe_with(Connection& connection, const Tag& tag) {
 void EventLoop::dispatch(const uring::Completion& cqe) {
     const Tag tag = Tag::decode(cqe.user_data);
     if (tag.owner == Owner::loop) {
-        on_loop_completion(static_cast<LoopOp>(tag.op), tag.arg, cqe.res, cqe.flags);
+        on_loop_completion(static_cast<LoopOp>(tag.op), tag.arg, tag.slot, cqe.res);
         return;
     }
     if (tag.owner == Owner::pool) {
@@ -255,13 +256,14 @@ void EventLoop::dispatch(const uring::Completion& cqe) {
     finish_if_idle(*connection);
 }
 
-void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, int result, std::uint32_t flags) {
+void EventLoop::on_loop_completion(LoopOp op, std::uint8_t arg, std::uint32_t index,
+                                   int result) {
     switch (op) {
-        case LoopOp::accept: on_accept(arg, result, flags); break;
+        case LoopOp::accept: on_accept(arg, index, result); break;
         case LoopOp::accept_backoff:
             --accepts_armed_;
             if (!stopping_ && !handed_over_) {
-                arm_accept(arg);
+                arm_accept(arg, index);
             }
             break;
         case LoopOp::signal: on_signal(result); break;
@@ -290,46 +292,54 @@ void EventLoop::on_connection_completion(Connection& connection, ConnectionOp op
     }
 }
 
-void EventLoop::arm_accept(std::size_t listener) {
+void EventLoop::arm_accept(std::size_t listener, std::uint32_t index) {
     ++accepts_armed_;
+    net::SocketAddress& peer = accept_peers_[listener].at(index);
+    peer = {};
+    peer.length = sizeof(peer.storage);
     io_uring_sqe* sqe = ring_.sqe();
-    io_uring_prep_multishot_accept(sqe, listeners_[listener].fd.get(), nullptr, nullptr,
-                                   SOCK_NONBLOCK | SOCK_CLOEXEC);
-    sqe->user_data = loop_tag(LoopOp::accept, static_cast<std::uint8_t>(listener));
+    io_uring_prep_accept(sqe, listeners_[listener].fd.get(), peer.get(), &peer.length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sqe->user_data = loop_tag(LoopOp::accept, static_cast<std::uint8_t>(listener), index);
 }
 
-void EventLoop::on_accept(std::size_t listener, int result, std::uint32_t flags) {
-    const bool ended = (flags & IORING_CQE_F_MORE) == 0;
-    if (ended) {
-        --accepts_armed_;
+void EventLoop::cancel_accepts(std::size_t listener) {
+    // By the listener's socket: its accepts are the only operations on it.
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_cancel_fd(sqe, listeners_[listener].fd.get(), IORING_ASYNC_CANCEL_ALL);
+    sqe->user_data = loop_tag(LoopOp::cancel, 0);
+}
+
+void EventLoop::on_accept(std::size_t listener, std::uint32_t index, int result) {
+    --accepts_armed_;
+    if (index >= kAcceptsPerListener || listener >= listeners_.size()) {
+        log::error("foreign_accept", {{"listener", std::to_string(listener)},
+                                      {"index", std::to_string(index)}});
+        std::abort();  // every accept is tagged by arm_accept
     }
-    if (handed_over_ && !stopping_) {
-        // Accepted before our cancel took effect: served here like any connection held, never
-        // dropped; nothing is re-armed (the cancel's -ECANCELED ends the multishot).
-        if (result < 0) {
-            return;
-        }
-        flags |= IORING_CQE_F_MORE;
-    }
-    if (stopping_) {
+    if (stopping_ || (handed_over_ && result < 0)) {
+        // At a stop: raced with it, never served. After a handover nothing is re-armed (our
+        // cancel ended the accepts); one that came in first is served below.
         if (result >= 0) {
-            ::close(result);  // raced with the stop: never served
+            ::close(result);
         }
         return;
     }
     if (result < 0) {
-        on_accept_failed(listener, result);
+        on_accept_failed(listener, index, result);
         return;
     }
-    if ((flags & IORING_CQE_F_MORE) == 0) {
-        arm_accept(listener);  // the kernel ended the multishot: re-arm
-    }
     UniqueFd client(result);  // closing it unserved refuses the client
+    // Read before the accept is armed again: the next accept writes its client's here.
+    const net::SocketAddress peer =
+        net::accepted_peer(accept_peers_[listener][index], client.get());
+    if (!handed_over_) {
+        arm_accept(listener, index);
+    }
     if (slab_.in_use() >= slab_.capacity()) {
         refuse(listener, limits::Refusal::all_full);
         return;
     }
-    const net::SocketAddress peer = net::peer_address(client.get());
     const bool proxied = listeners_[listener].proxy_protocol;
     if (proxied && !proxy_peer_trusted(listener, peer)) {
         count_proxy_rejection(ProxyRejection::untrusted, peer, "peer not in trusted_proxies");
@@ -432,10 +442,10 @@ void EventLoop::upgrade_to_plane(Connection& connection, std::unique_ptr<Transpo
     start_plane(connection);  // destroys the exchange, which called this
 }
 
-void EventLoop::on_accept_failed(std::size_t listener, int error) {
-    // A failed accept always ends the multishot. Out of fds or memory: the queued connection
-    // would fail again at once, so wait before accepting again; the connections already held
-    // go on (and may free fds meanwhile). Anything else (e.g. ECONNABORTED): re-arm now.
+void EventLoop::on_accept_failed(std::size_t listener, std::uint32_t index, int error) {
+    // Out of fds or memory: the queued connection would fail again at once, so wait before
+    // accepting again; the connections already held go on (and may free fds meanwhile).
+    // Anything else (e.g. ECONNABORTED): re-arm now.
     ++counters_.accept_errors;
     if (auto failures = accept_failure_log_.pass()) {
         log::warning("accept_failed", {{"listener", net::to_string(listeners_[listener].address)},
@@ -446,10 +456,11 @@ void EventLoop::on_accept_failed(std::size_t listener, int error) {
         ++accepts_armed_;  // the backoff re-arms it, or ends it (LoopOp::accept_backoff)
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
-        sqe->user_data = loop_tag(LoopOp::accept_backoff, static_cast<std::uint8_t>(listener));
+        sqe->user_data =
+            loop_tag(LoopOp::accept_backoff, static_cast<std::uint8_t>(listener), index);
         return;
     }
-    arm_accept(listener);
+    arm_accept(listener, index);
 }
 
 void EventLoop::refuse(std::size_t listener, limits::Refusal refusal) {
@@ -573,9 +584,7 @@ void EventLoop::begin_shutdown() {
             // socket), and the next start would get a dead one; during an upgrade the new
             // process may hold ours already, the same way. Cancel our accept instead;
             // clients that connect now wait in the backlog for the next start.
-            io_uring_sqe* sqe = ring_.sqe();
-            io_uring_prep_cancel64(sqe, loop_tag(LoopOp::accept, static_cast<std::uint8_t>(i)), 0);
-            sqe->user_data = loop_tag(LoopOp::cancel, 0);
+            cancel_accepts(i);
         } else {
             ::shutdown(listeners_[i].fd.get(), SHUT_RDWR);
         }
@@ -588,6 +597,15 @@ void EventLoop::begin_shutdown() {
 }
 
 void EventLoop::close_connection(Connection& connection, std::string_view reason) {
+    end_connection(connection, reason, true);
+}
+
+void EventLoop::close_after_linger(Connection& connection, std::string_view reason) {
+    end_connection(connection, reason, false);
+}
+
+void EventLoop::end_connection(Connection& connection, std::string_view reason,
+                               bool shut_client) {
     if (connection.state == State::closing) {
         return;
     }
@@ -595,11 +613,14 @@ void EventLoop::close_connection(Connection& connection, std::string_view reason
     connection.state = State::closing;
     connection.end = std::string(reason);
     // Wake every operation still waiting on these sockets: shutdown makes polls report
-    // HUP, recv return 0 and send fail, so each completes and the slot can be freed.
-    for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
-        if (fd->valid()) {
-            ::shutdown(fd->get(), SHUT_RDWR);
-        }
+    // HUP, recv return 0 and send fail, so each completes and the slot can be freed. A
+    // client socket that lingered after our FIN has nothing waiting and nothing left to
+    // shut: its close follows once the linked timeouts are in.
+    if (shut_client && connection.client.valid()) {
+        ::shutdown(connection.client.get(), SHUT_RDWR);
+    }
+    if (connection.backend.valid()) {
+        ::shutdown(connection.backend.get(), SHUT_RDWR);
     }
     if (connection.probe_timeout_armed) {
         remove_pending(connection, ConnectionOp::probe_timeout);

@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -65,9 +66,9 @@ struct HttpBackends {
 
 // The loop's own io_uring operations (uring::Owner::loop): they name no connection.
 enum class LoopOp : std::uint8_t {
-    accept,          // multishot accept; arg = listener index
+    accept,          // accept; arg = listener index, slot = which of its accepts
     signal,          // read on the signalfd
-    accept_backoff,  // the pause after an accept failed for lack of fds/memory; arg = listener
+    accept_backoff,  // the pause after an accept failed for lack of fds/memory; as accept
     reload_done,     // read on the reload eventfd: a SIGHUP's prepared config is ready
     cancel,          // the cancel of a listener's accept at a stop; nothing to act on
     mailbox,         // read on the mailbox's eventfd: work posted by another thread
@@ -79,6 +80,13 @@ static_assert(uring::fits_in_tag(LoopOp::upgrade_done));
 // argument of the accept's tag. (A new process with fewer workers than the old one takes
 // several sockets of one address per worker at an upgrade.)
 inline constexpr std::size_t kMaxListenersPerLoop = 256;
+
+// Accepts kept armed on each listener. Each is a single-shot accept with an address buffer of
+// its own, so the client's address comes with the accept (a multishot accept writes every
+// connection's address into one buffer, overwritten before its completions are read: it
+// would cost a getpeername per connection). Several, so that a queue of waiting clients is
+// taken several per loop round, not one.
+inline constexpr std::size_t kAcceptsPerListener = 4;
 
 // Which of the daemon's event loops this one is (`workers`, daemon/daemon.cpp).
 struct WorkerPlace {
@@ -211,6 +219,7 @@ public:
         return sqe_for_handler(connection, op, arg);
     }
     void close_connection(Connection& connection, std::string_view reason) override;
+    void close_after_linger(Connection& connection, std::string_view reason) override;
     [[nodiscard]] const config::Config& config() const override { return *config_; }
     // After a handover too: an HTTP exchange answers its request and closes (no keep-alive).
     [[nodiscard]] bool stopping() const override { return stopping_ || handed_over_; }
@@ -271,11 +280,16 @@ private:
     }
     // Finds the completion's owner and hands it (operation, arg, result, flags).
     void dispatch(const uring::Completion& cqe);
-    void on_loop_completion(LoopOp op, std::uint8_t arg, int result, std::uint32_t flags);
+    // `index`: the tag's slot field (which of the listener's accepts, for the accept ops).
+    void on_loop_completion(LoopOp op, std::uint8_t arg, std::uint32_t index, int result);
     void on_connection_completion(Connection& connection, ConnectionOp op, int result);
-    void arm_accept(std::size_t listener);
-    void on_accept(std::size_t listener, int result, std::uint32_t flags);
-    void on_accept_failed(std::size_t listener, int error);
+    // Arms accept `index` of `listener` (< kAcceptsPerListener), its peer address buffer
+    // reset.
+    void arm_accept(std::size_t listener, std::uint32_t index);
+    void on_accept(std::size_t listener, std::uint32_t index, int result);
+    // Asks the kernel to cancel every accept armed on listener `listener`.
+    void cancel_accepts(std::size_t listener);
+    void on_accept_failed(std::size_t listener, std::uint32_t index, int error);
     // Which limit, if any, refuses a just-accepted client (closing `client` refuses it).
     void refuse(std::size_t listener, limits::Refusal refusal);
     void leave_probing(Connection& connection);
@@ -323,6 +337,9 @@ private:
     // (daemon/tls_transport.h), the handshake starting from the ClientHello still queued
     void start_terminated(Connection& connection);
 
+    // close_connection and close_after_linger: `shut_client` false skips the client's
+    // shutdown (nothing waits on it, and our FIN is already out).
+    void end_connection(Connection& connection, std::string_view reason, bool shut_client);
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, ConnectionOp op);
     void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);
@@ -350,9 +367,15 @@ private:
     // the connections' exchanges give theirs back as they go.
     memory::BufferPool http_buffers_{kHttpBufferBytes, kHttpBuffersKept, kHttpBuffersKeptAtMost};
     Slab slab_;
+    // Where a probe's peek lands before its new bytes join the connection's `peeked`: one
+    // probe's worth for the whole loop (probing.cpp, peek_new).
+    std::vector<std::byte> peek_scratch_ = std::vector<std::byte>(tls::kMaxProbeBytes);
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
+    // Per listener, per armed accept: where the kernel writes the client's address. A deque:
+    // adding a listener never moves the buffers accepts already point at.
+    std::deque<std::array<net::SocketAddress, kAcceptsPerListener>> accept_peers_;
     log::IntervalGate accept_failure_log_{std::chrono::seconds(1)};
     limits::Admission& admission_;  // shared by every worker
     net::ClientPrefix client_prefix_;  // a start-up setting: a reload keeps it
@@ -385,9 +408,9 @@ private:
     std::size_t export_left_ = 0;
     std::unique_ptr<ReloadRunner> upgrade_;
     std::size_t holds_ = 0;  // hold_open
-    // Multishot accepts not yet ended (a completion without IORING_CQE_F_MORE ends one):
-    // after a handover, run() waits for their last completions so that a connection accepted
-    // in the meantime is served here, not dropped.
+    // Accepts (and their backoffs) not yet completed: after a handover, run() waits for
+    // their last completions so that a connection accepted in the meantime is served here,
+    // not dropped.
     std::size_t accepts_armed_ = 0;
     bool handed_over_ = false;
     // share_upgrade_flag; nullptr: no upgrade can be under way.

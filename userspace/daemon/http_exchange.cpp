@@ -267,7 +267,7 @@ void HttpExchange::on_recv(Side side, int result) {
         lingered_ += result > 0 ? static_cast<std::uint64_t>(result) : 0;
         const auto left = head_deadline_ - std::chrono::steady_clock::now();
         if (result <= 0 && !finish_reason_.empty()) {
-            context_.close_connection(connection_, finish_reason_);  // the response was done
+            context_.close_after_linger(connection_, finish_reason_);  // the response was done
         } else if (result <= 0) {
             end_with(recv_outcome(result), side);
         } else if (lingered_ > kMaxLingerBytes || left.count() <= 0) {

@@ -128,6 +128,10 @@ public:
     virtual io_uring_sqe* sqe_for(Connection& connection, HttpOp op, std::uint8_t arg) = 0;
     // Ends the connection (both sockets), logging `reason` as how it ended.
     virtual void close_connection(Connection& connection, std::string_view reason) = 0;
+    // The same, for a client socket done both ways: our FIN is out and no operation waits on
+    // it (the lingering read completed), so the close needs no shutdown first (one system
+    // call per connection that would change nothing on the wire).
+    virtual void close_after_linger(Connection& connection, std::string_view reason) = 0;
     // The configuration in force now (a reload replaces it between operations).
     [[nodiscard]] virtual const config::Config& config() const = 0;
     // A stop was asked for: no further request on any connection.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <span>
 
 #include "daemon/event_loop.h"
 #include "daemon/proxy_header_send.h"
@@ -42,30 +43,34 @@ void disable_peek_offset(int fd) {
 }
 
 // Adds the bytes queued on the client past those already in `peeked` (up to the probe cap),
-// never consuming them. Returns how many were added (0: nothing new), or -errno.
-ssize_t peek_new(Connection& connection) {
+// never consuming them. Returns how many were added (0: nothing new), or -errno. One recv
+// into the loop's probe-sized `scratch`, which takes whatever is queued: no SIOCINQ first to
+// size the copy (a syscall per look, two per connection, for a number the peek returns).
+ssize_t peek_new(Connection& connection, std::span<std::byte> scratch) {
     const int fd = connection.client.get();
     const std::size_t have = connection.peeked.size();
-    const std::size_t queued = net::bytes_readable(fd);
-    const std::size_t want = std::min(std::max(queued, have + 1), tls::kMaxProbeBytes);
-    if (want <= have) {
-        return 0;
+    if (have >= scratch.size()) {
+        return 0;  // at the cap: the router decides on what it has
     }
-    connection.peeked.resize(want);
     // With the peek offset the kernel skips what was peeked before; without it the whole
     // queue is copied again (fewer times: the loop wakes only once `needed` bytes are there).
     const std::size_t from = connection.peek_offset ? have : 0;
-    const ssize_t n = ::recv(fd, connection.peeked.data() + from, want - from,
+    const ssize_t n = ::recv(fd, scratch.data() + from, scratch.size() - from,
                              MSG_PEEK | MSG_DONTWAIT);
     const int error = errno;
-    const std::size_t total = n > 0 ? from + static_cast<std::size_t>(n) : have;
-    connection.peeked.resize(std::max(total, have));
     ++connection.probe_peeks;
-    connection.probe_peek_bytes += n > 0 ? static_cast<std::uint64_t>(n) : 0;
     if (n < 0) {
         return error == EAGAIN || error == EWOULDBLOCK ? 0 : -error;
     }
-    return static_cast<ssize_t>(connection.peeked.size() - have);
+    connection.probe_peek_bytes += static_cast<std::uint64_t>(n);
+    const std::size_t total = from + static_cast<std::size_t>(n);
+    if (total <= have) {
+        return 0;
+    }
+    connection.peeked.insert(connection.peeked.end(),
+                             scratch.begin() + static_cast<std::ptrdiff_t>(have),
+                             scratch.begin() + static_cast<std::ptrdiff_t>(total));
+    return static_cast<ssize_t>(total - have);
 }
 
 }  // namespace
@@ -82,12 +87,9 @@ void EventLoop::start_probing(Connection& connection) {
     // A client sends its first bytes right behind the handshake's last ACK, so under load
     // they are often queued by the time the accept is handled: look at them at once. A
     // decision now costs no poll, no probe timeout and its removal, and no peek-offset
-    // set-up and undo (arm_probe_poll makes those only when more bytes must come).
-    if (net::bytes_readable(connection.client.get()) > 0) {
-        look_at_client(connection, 0);
-        return;
-    }
-    arm_probe_poll(connection);
+    // set-up and undo (arm_probe_poll makes those only when more bytes must come). The
+    // look's own peek says whether anything is there (nothing: it arms the poll).
+    look_at_client(connection, 0);
 }
 
 void EventLoop::arm_probe_poll(Connection& connection) {
@@ -131,7 +133,7 @@ void EventLoop::on_probe_poll(Connection& connection, int result) {
 
 void EventLoop::look_at_client(Connection& connection, unsigned events) {
     const bool ended = (events & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-    const ssize_t added = peek_new(connection);
+    const ssize_t added = peek_new(connection, peek_scratch_);
     if (added < 0) {
         close_connection(connection, "client_error");
         return;
@@ -190,7 +192,7 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
     }
     if (connection.awaiting_proxy_header) {
         // Bytes may have completed the header since the last look; else it was too slow.
-        if (peek_new(connection) < 0) {
+        if (peek_new(connection, peek_scratch_) < 0) {
             close_connection(connection, "client_error");
             return;
         }
@@ -211,7 +213,7 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
         }
     }
     ++counters_.probe_timeouts;
-    if (peek_new(connection) < 0) {
+    if (peek_new(connection, peek_scratch_) < 0) {
         connection.peeked.clear();
     }
     // Bytes short of `needed` may have arrived since the last look and settle it (a

@@ -195,6 +195,14 @@ void TlsTransport::receive() {
             room_ = {};
             room_given_back_ = true;
         }
+        if (close_queued_) {
+            // After our close_notify the read is the exchange's linger (2 s at most) for the
+            // client's close_notify or FIN, most often already on its way: straight to the
+            // recv. A poll first would cost an operation, its linked timeout and a loop round
+            // per connection, to spare the session's receive buffer for that brief while.
+            receive_now();
+            return;
+        }
         polling_ = true;
         io_uring_sqe* poll = ring_.transport_sqe(HttpOp::http_recv, side_);
         io_uring_prep_poll_add(poll, socket_.get(), POLLIN | POLLRDHUP);

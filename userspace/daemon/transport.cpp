@@ -57,7 +57,15 @@ void PlainTransport::send_waiting() {
 }
 
 void PlainTransport::close_write(std::chrono::steady_clock::duration /*timeout*/) {
-    // A shutdown does not wait on the peer: no timeout needed.
+    // A shutdown does not wait on the peer: no timeout needed. Made here, not in the ring:
+    // io_uring never runs IORING_OP_SHUTDOWN inline (it returns -EAGAIN to a non-blocking
+    // issue), so each one went to an io-wq worker thread, a thread wake-up and switch per
+    // closed connection. Done, it is reported through a NOP (result 0); failed, the ring's
+    // shutdown is asked for after all, to report the error as before.
+    if (::shutdown(socket_.get(), SHUT_WR) == 0) {
+        io_uring_prep_nop(ring_.transport_sqe(HttpOp::http_close, side_));
+        return;
+    }
     io_uring_prep_shutdown(ring_.transport_sqe(HttpOp::http_close, side_), socket_.get(), SHUT_WR);
 }
 

@@ -61,6 +61,12 @@ SocketAddress peer_address(int fd) {
     return address;
 }
 
+SocketAddress accepted_peer(const SocketAddress& written, int fd) {
+    const bool whole = (written.family() == AF_INET && written.length == sizeof(sockaddr_in)) ||
+                       (written.family() == AF_INET6 && written.length == sizeof(sockaddr_in6));
+    return whole ? written : peer_address(fd);
+}
+
 std::size_t bytes_readable(int fd) {
     int queued = 0;
     if (::ioctl(fd, SIOCINQ, &queued) != 0 || queued < 0) {

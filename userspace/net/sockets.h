@@ -23,6 +23,12 @@ Result<UniqueFd> stream_socket_for(const SocketAddress& address);
 SocketAddress local_address(int fd);
 SocketAddress peer_address(int fd);
 
+// The peer of a socket just accepted on a TCP listener, from the address the accept itself
+// wrote (`written`, its length as the kernel set it): no getpeername per connection. Only an
+// IPv4 or IPv6 address of exactly its family's length is taken; anything else (a listener
+// of another kind, a truncated write) is asked of the socket instead (peer_address(fd)).
+SocketAddress accepted_peer(const SocketAddress& written, int fd);
+
 // Bytes waiting to be read (SIOCINQ); 0 on error.
 std::size_t bytes_readable(int fd);
 
