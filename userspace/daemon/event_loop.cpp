@@ -372,6 +372,9 @@ void EventLoop::on_accept(std::size_t listener, std::uint32_t index, int result)
     } else {
         start_probing(connection);
     }
+    // The first look may close it at once (a client reset before its first byte: the peek
+    // answers ECONNRESET) with no operation in flight: no completion will come to finish it.
+    finish_if_idle(connection);
 }
 
 void EventLoop::install_handler(Connection& connection,
