@@ -2,12 +2,14 @@
 // writes its client's address into a buffer of its own, no getpeername per connection): many
 // clients waiting at once each get their own address, on IPv4 and IPv6 listeners, in the
 // routed line and in X-Forwarded-For; and a terminated connection closed after its response
-// still ends with close_notify, then the FIN.
+// still ends with close_notify, then the FIN; a client reset before its first byte is closed
+// at its accept, not left holding its fd.
 
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon_test_common.h"
@@ -59,6 +61,37 @@ TEST_CASE(
     for (const auto& finished : https.finished()) {
         CHECK(finished.received_sha256 == sha256_hex(hello));
     }
+    stop_daemon(*daemon);
+}
+
+TEST_CASE(
+    "accept: clients reset before their first byte, queued while the daemon was stopped, are "
+    "each closed and logged at their accept and leave no fd",
+    "[probe][accept]") {
+    TcpBackend https(BackendScript::record());
+    const SnikketPorts ports{
+        .listen = free_port(), .xmpp_tls = free_port(), .https = https.port(), .xmpp = free_port()};
+    // A probe timeout far past the wait below: only the first look at accept can end them.
+    auto daemon = start_daemon("copy", snikket_config(ports, {.probe_timeout_seconds = 60}));
+    const int baseline = daemon->open_fd_count();
+    REQUIRE(baseline > 0);
+    // Three times the accepts armed on the listener. Each client's RST lands while it waits
+    // in the backlog, so its accept's first peek answers ECONNRESET: the connection is closed
+    // inside its accept, with no operation in flight and no completion to finish it later.
+    constexpr std::size_t kClients = 12;
+    {
+        const StoppedDaemon stopped(daemon->pid());
+        for (std::size_t i = 0; i < kClients; ++i) {
+            close_with_reset(connect_to(ports.listen));
+        }
+    }
+    const auto deadline = Clock::now() + 10s;
+    while (daemon->logs("closed").size() < kClients && Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
+    INFO(daemon->log_tail(30));
+    CHECK(daemon->logs("closed").size() == kClients);
+    CHECK(wait_for_fd_count(*daemon, baseline) == baseline);
     stop_daemon(*daemon);
 }
 
