@@ -10,7 +10,10 @@
 #include <cctype>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +61,72 @@ private:
     int saved_ = -1;
 };
 
+// The voluntary context switches so far of this process's thread named `name` (the times it
+// slept: a wait on a futex or a timer), or nothing when no thread has that name.
+std::optional<long> voluntary_switches_of_thread(const std::string& name) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string thread_name;
+        if (!std::getline(comm, thread_name) || thread_name != name) {
+            continue;
+        }
+        std::ifstream status(task.path() / "status");
+        std::string key;
+        while (status >> key) {
+            if (key == "voluntary_ctxt_switches:") {
+                long switches = 0;
+                status >> switches;
+                return switches;
+            }
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
+
+TEST_CASE(
+    "log writer: a steady stream of lines wakes the writer once per gathering, never per log call",
+    "[log]") {
+    // A busy daemon logs a few lines per request from every worker. The writer used to park
+    // after each batch, so the next line's log call woke it (a futex wake in the caller) and
+    // it then slept again to gather: two writer wakes per 20 ms batch and a futex call per
+    // line batch in the callers. Now it keeps gathering on its own timer while lines come.
+    CapturedStderr captured;
+    splicer::log::start_writer(256 * 1024);
+    std::thread reader([&captured] {
+        // Keeps the socket drained, so the writer never waits for room.
+        for (int i = 0; i < 200 && !captured.next_write(std::chrono::milliseconds(1000)).empty();
+             ++i) {
+        }
+    });
+    // One line first: the writer leaves its park, and is counted from inside a gathering.
+    REQUIRE(splicer::log::emit("first\n"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const std::optional<long> before =
+        voluntary_switches_of_thread(splicer::log::kWriterThreadName);
+    REQUIRE(before.has_value());
+    const auto started = Clock::now();
+    // A line every 2 ms for 600 ms, about as often as a loaded worker logs.
+    constexpr int kLines = 300;
+    for (int i = 0; i < kLines; ++i) {
+        REQUIRE(splicer::log::emit("line " + std::to_string(i) + "\n"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const std::optional<long> after = voluntary_switches_of_thread(splicer::log::kWriterThreadName);
+    const auto span_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    splicer::log::stop_writer();
+    reader.join();
+    REQUIRE(after.has_value());
+    const long wakes = *after - *before;
+    INFO("the writer slept " << wakes << " times while " << kLines << " lines came over " << span_ms
+                             << " ms");
+    // One sleep per 20 ms gathering (a loaded machine makes fewer, longer ones); the old
+    // writer slept about twice as often. A third over the gatherings, plus the edges.
+    CHECK(wakes <= span_ms / 20 * 4 / 3 + 2);
+    CHECK(wakes >= 1);
+}
 
 TEST_CASE("log writer: lines logged a little apart go out together, whole, in order and soon",
           "[log]") {

@@ -1,6 +1,7 @@
 #include "log/line_queue.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,6 +67,7 @@ struct Queue {
     std::size_t batch_bytes = 0;   // pending bytes that wake the writer before kGatherFor
     std::uint64_t unreported = 0;  // dropped since the last log_dropped line
     Clock::time_point reported{};
+    bool parked = false;  // the writer sleeps until a line comes (none came for a gathering)
     bool stopping = false;
     bool done = false;
     std::thread thread;  // runs run_writer
@@ -90,14 +92,23 @@ std::string drop_report(std::uint64_t count) {
 
 void run_writer(Queue& state) {
     std::unique_lock lock(state.mutex);
+    // The last gathering found lines: gather again on the clock instead of parking, so that
+    // under a steady stream of lines the writer wakes once per kGatherFor by its own timer
+    // and no log call has to wake it. Parking after each batch made the next line's log call
+    // signal the condition variable (a futex wake, and the writer's switch in, on top of the
+    // gathering's own): ~1 futex call per terminated TLS connection at 1,700 a second, and
+    // two writer wakes per batch instead of one.
+    bool lines_lately = false;
     while (true) {
-        if (state.pending.empty() && !state.stopping) {
+        if (state.pending.empty() && !state.stopping && !lines_lately) {
             // Wake for new lines, or to report drops once the interval has passed.
+            state.parked = true;
             if (state.unreported > 0) {
                 state.wake.wait_until(lock, state.reported + kDropReportInterval);
             } else {
                 state.wake.wait(lock);
             }
+            state.parked = false;
         }
         // Writing works again (or never stopped): say what was lost meanwhile, at most once a
         // second, and at the stop whatever is left.
@@ -107,16 +118,21 @@ void run_writer(Queue& state) {
             state.unreported = 0;
             state.reported = Clock::now();
         }
+        // Let more lines join this batch (not while stopping: the exit is waiting). Log calls
+        // do not wake this wait; only a full batch or the stop end it early.
+        if (!state.stopping) {
+            state.wake.wait_for(lock, kGatherFor, [&state] {
+                return state.stopping || state.pending.size() >= state.batch_bytes;
+            });
+        }
         if (state.pending.empty()) {
             if (state.stopping) {
                 break;
             }
+            lines_lately = false;  // a whole gathering without a line: park
             continue;
         }
-        // Let more lines join this batch (not while stopping: the exit is waiting).
-        state.wake.wait_for(lock, kGatherFor, [&state] {
-            return state.stopping || state.pending.size() >= state.batch_bytes;
-        });
+        lines_lately = true;
         std::string batch;
         batch.swap(state.pending);
         lock.unlock();
@@ -137,6 +153,8 @@ void start_writer(std::size_t buffer_bytes) {
     state->capacity = buffer_bytes;
     state->batch_bytes = std::max<std::size_t>(1, std::min(kBatchBytes, buffer_bytes / 4));
     state->thread = std::thread(run_writer, std::ref(*state));
+    // Named for top -H, perf and the tests, which count this thread's wakes.
+    (void)pthread_setname_np(state->thread.native_handle(), kWriterThreadName);
     queue.store(state);
 }
 
@@ -190,9 +208,9 @@ bool emit(std::string line) {
     }
     const std::size_t before = state->pending.size();
     state->pending += line;
-    // The writer waits for the first line of a batch (it sleeps while nothing is pending),
-    // then gathers until the batch is big enough: wake it for those two moments only.
-    if (before == 0 ||
+    // The writer parks only after a gathering without a line, and otherwise wakes on its own
+    // timer: wake it for a line that finds it parked, or for a batch that just filled.
+    if (state->parked ||
         (before < state->batch_bytes && state->pending.size() >= state->batch_bytes)) {
         state->wake.notify_one();
     }

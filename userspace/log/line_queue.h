@@ -11,8 +11,9 @@
 // description cannot be reopened for a socket (journald's stream). The thread keeps plain
 // blocking writes, each batch of whole lines written to the end (a partial write continues
 // where it stopped), so lines never interleave or break. Lines go out in batches: the writer,
-// woken by a batch's first line, gathers for up to 20 ms (less once 64 KiB or a quarter of
-// the buffer wait) and writes them at once, so a busy daemon pays no thread wake and no
+// woken by the first line after a quiet spell, gathers for up to 20 ms (less once 64 KiB or
+// a quarter of the buffer wait) and writes them at once, and keeps gathering on its own
+// 20 ms timer while lines keep coming, so a busy daemon pays no thread wake, futex call or
 // write(2) per line; a line is at most that late, and the stop writes whatever waits.
 //
 // The thread starts after the privilege drop (capabilities are per thread: one started
@@ -25,6 +26,9 @@
 #include <string>
 
 namespace splicer::log {
+
+// The writer thread's name (/proc/PID/task/TID/comm, at most 15 characters).
+inline constexpr const char* kWriterThreadName = "splicer-log";
 
 // 1 MiB: about 5,000 lines, several seconds of a busy daemon's log.
 inline constexpr std::size_t kDefaultBufferBytes = 1024 * 1024;
