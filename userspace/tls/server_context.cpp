@@ -139,6 +139,10 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerSetting
                                  first.chain.intermediates.get(), 1) != 1) {
         return context_error("using " + quoted_path(settings.certificates.front().certificate));
     }
+    self->ticket_cipher_.reset(EVP_CIPHER_fetch(nullptr, "AES-256-CBC", nullptr));
+    if (!self->ticket_cipher_) {
+        return context_error("fetching the ticket cipher");
+    }
     SSL_CTX_set_app_data(context, self.get());
     SSL_CTX_set_tlsext_servername_callback(context, &ServerContext::on_server_name);
     SSL_CTX_set_tlsext_servername_arg(context, self.get());
@@ -152,7 +156,10 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const ServerSetting
 }
 
 const ServerContext::Entry& ServerContext::entry_for(const char* host_name) const {
-    if (host_name == nullptr) {
+    if (host_name == nullptr || entries_.size() == 1) {
+        // One certificate serves every name (a name it does not carry gets it too): no
+        // X509_check_host, which decodes the certificate's subjectAltName anew per call, on
+        // every handshake.
         return entries_.front();
     }
     // Exact names first, then wildcards, as nginx orders server_name matches. X509_check_host
@@ -247,7 +254,8 @@ int ServerContext::on_ticket_key(SSL* ssl, unsigned char* key_name, unsigned cha
             OSSL_PARAM_construct_end()};
         return EVP_MAC_CTX_set_params(mac, params) == 1;
     };
-    const int iv_length = EVP_CIPHER_get_iv_length(EVP_aes_256_cbc());
+    const EVP_CIPHER* ticket_cipher = context.ticket_cipher_.get();
+    const int iv_length = EVP_CIPHER_get_iv_length(ticket_cipher);
     if (encrypt == 1) {
         std::optional<TicketKey> key = context.ticket_keys_.sealing_key();
         if (!key) {
@@ -255,8 +263,7 @@ int ServerContext::on_ticket_key(SSL* ssl, unsigned char* key_name, unsigned cha
         }
         std::memcpy(key_name, key->name.data(), key->name.size());
         if (RAND_bytes(iv, iv_length) != 1 ||
-            EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->cipher_key.data(), iv) !=
-                1 ||
+            EVP_EncryptInit_ex(cipher, ticket_cipher, nullptr, key->cipher_key.data(), iv) != 1 ||
             !set_mac_key(*key)) {
             return -1;
         }
@@ -268,8 +275,8 @@ int ServerContext::on_ticket_key(SSL* ssl, unsigned char* key_name, unsigned cha
     if (!found) {
         return 0;  // an unknown or expired key: a full handshake
     }
-    if (!set_mac_key(found->key) || EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr,
-                                                       found->key.cipher_key.data(), iv) != 1) {
+    if (!set_mac_key(found->key) ||
+        EVP_DecryptInit_ex(cipher, ticket_cipher, nullptr, found->key.cipher_key.data(), iv) != 1) {
         return -1;
     }
     return renew_ticket(found->current, SSL_version(ssl)) ? 2 : 1;

@@ -81,6 +81,10 @@ private:
     SslCtxPtr context_;
     std::vector<Entry> entries_;
     TicketKeys ticket_keys_;
+    // AES-256-CBC for the tickets, fetched once: EVP_aes_256_cbc() is a legacy object that
+    // OpenSSL 3 fetches anew (a name lookup and a method-store search, under locks) on every
+    // EVP_EncryptInit_ex or EVP_DecryptInit_ex, and a resumption seals and opens a ticket.
+    EvpCipherPtr ticket_cipher_;
 };
 
 }  // namespace splicer::tls
