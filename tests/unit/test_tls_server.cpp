@@ -73,6 +73,33 @@ TEST_CASE("TLS server: SNI picks the certificate whose SAN names the host, else 
     CHECK(report->peer_close_notify);
 }
 
+TEST_CASE("TLS server: a single certificate answers every name, its own or not",
+          "[tls_termination]") {
+    // One certificate is chosen without matching the name against it (no X509_check_host
+    // per handshake): a name it does not carry gets it too, as the first of several would.
+    const TestCertificates& pki = shared_pki();
+    tls::ServerSettings settings;
+    settings.certificates = {{pki.b_chain, pki.b_key, {}}};
+    const auto context = make_server_context(pki, settings);
+    TlsSessionServer server(*context, TlsServerBehaviour::greet_and_close);
+    const auto [servername, greeting] = GENERATE(table<std::string, std::string>({
+        {"-servername b.test", "hello b.test"},
+        {"-servername x.wild.test", "hello x.wild.test"},
+        {"-servername a.test", "hello a.test"},
+        {"-noservername", "hello -"},
+    }));
+    CAPTURE(servername);
+    const CommandResult client = s_client(server.port(), servername);
+    INFO(client.output);
+    CHECK(client.exit_code == 0);
+    CHECK(has(client.output, "subject=CN = b.test\n"));
+    CHECK(has(client.output, greeting + "\n"));
+    const auto report = server.next_report();
+    REQUIRE(report);
+    CHECK(report->handshake_done);
+    CHECK(report->error.empty());
+}
+
 TEST_CASE("TLS server: TLS 1.0 and 1.1 are refused, 1.2 and 1.3 complete", "[tls_termination]") {
     const TestCertificates& pki = shared_pki();
     const auto context = make_server_context(pki);
