@@ -23,16 +23,16 @@ public:
     }
     void on_closing(HandlerContext& context) override {
         // the sockmap plane's recheck timer and every plane's sink watch (plane/sink_watch.h)
-        if (connection_.plane_timer_armed) {
+        if (connection_.plane->plane_timer_armed) {
             context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_timer));
         }
-        if (connection_.watch_armed) {
+        if (connection_.plane->watch_armed) {
             context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_watch));
         }
     }
     void teardown() override { plane_.on_teardown(connection_); }
     [[nodiscard]] std::uint64_t bytes(std::size_t direction) const override {
-        return connection_.directions.at(direction).bytes;
+        return connection_.plane->directions.at(direction).bytes;
     }
 
 private:
