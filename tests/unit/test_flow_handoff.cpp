@@ -51,6 +51,7 @@ TEST_CASE("flow handoff: a completion while quiescing records what it did and no
     }));
     CAPTURE(row.what);
     plane::Flow flow;
+    flow.make_plane_state();  // as the plane handler does when a plane starts
     plane::Direction& direction = flow.plane->directions[1];
     direction.buffer = std::make_unique<std::byte[]>(handoff::kMaxBufferedBytes);
     direction.filled = 100;
@@ -76,6 +77,7 @@ TEST_CASE("flow handoff: sockets, counts and unsent bytes go into a record and b
     plane::Flow from;
     from.client = std::move(pair.first);
     from.backend = std::move(pair.second);
+    from.make_plane_state();
     plane::Direction& up = from.plane->directions[0];
     up.bytes = 12345;
     up.buffer = std::make_unique<std::byte[]>(handoff::kMaxBufferedBytes);
@@ -111,7 +113,9 @@ TEST_CASE("flow handoff: sockets, counts and unsent bytes go into a record and b
     record.directions[0].urgent_removed = 2;
 
     plane::Flow to;
+    REQUIRE_FALSE(to.plane);  // a fresh flow pays for no plane state
     plane::import_flow(record, fds, to, handoff::kMaxBufferedBytes);
+    REQUIRE(to.plane);  // the adopt made it
     CHECK(to.client.get() == client_fd);
     CHECK(to.backend.get() == backend_fd);
     CHECK_FALSE(fds[0].valid());

@@ -44,6 +44,7 @@ void import_flow(const handoff::ConnectionRecord& record, std::vector<UniqueFd>&
                  Flow& connection, std::size_t buffer_bytes) {
     connection.client = take_fd(fds, record.client);
     connection.backend = take_fd(fds, record.backend);
+    connection.make_plane_state();
     for (std::size_t d = 0; d < 2; ++d) {
         const handoff::DirectionRecord& in = record.directions[d];
         Direction& flow = connection.plane->directions[d];
