@@ -144,3 +144,19 @@ TEST_CASE("a reused slot has a new generation, so late completions are recognise
     CHECK(slab.at(*again).slot == *again);
     CHECK(slab.in_use() == 2);
 }
+
+TEST_CASE("a record holds plane state only once a plane serves it and a reused slot starts without", "[loop]") {
+    Slab slab(1);
+    const auto slot = slab.acquire();
+    REQUIRE(slot.has_value());
+    // accepted, probing, terminated or on port 80: no plane, no plane state
+    CHECK_FALSE(slab.at(*slot).plane);
+    splicer::plane::PlaneState& state = slab.at(*slot).make_plane_state();
+    state.directions[0].bytes = 7;
+    CHECK(&slab.at(*slot).make_plane_state() == &state);  // made once, then kept
+    CHECK(slab.at(*slot).plane->directions[0].bytes == 7);
+    slab.release(*slot);
+    const auto again = slab.acquire();
+    REQUIRE(again == slot);
+    CHECK_FALSE(slab.at(*again).plane);  // freed with the connection, not handed on
+}

@@ -51,7 +51,8 @@ TEST_CASE("flow handoff: a completion while quiescing records what it did and no
     }));
     CAPTURE(row.what);
     plane::Flow flow;
-    plane::Direction& direction = flow.directions[1];
+    flow.make_plane_state();  // as the plane handler does when a plane starts
+    plane::Direction& direction = flow.plane->directions[1];
     direction.buffer = std::make_unique<std::byte[]>(handoff::kMaxBufferedBytes);
     direction.filled = 100;
     direction.sent = 40;
@@ -65,7 +66,7 @@ TEST_CASE("flow handoff: a completion while quiescing records what it did and no
     CHECK(direction.source_eof == row.source_eof);
     CHECK(flow.export_failed == row.failed);
     CHECK(static_cast<bool>(direction.buffer) == row.buffer_kept);
-    CHECK(flow.directions[0].filled == 0);  // the other direction untouched
+    CHECK(flow.plane->directions[0].filled == 0);  // the other direction untouched
 }
 
 TEST_CASE("flow handoff: sockets, counts and unsent bytes go into a record and back into a fresh flow",
@@ -76,18 +77,19 @@ TEST_CASE("flow handoff: sockets, counts and unsent bytes go into a record and b
     plane::Flow from;
     from.client = std::move(pair.first);
     from.backend = std::move(pair.second);
-    plane::Direction& up = from.directions[0];
+    from.make_plane_state();
+    plane::Direction& up = from.plane->directions[0];
     up.bytes = 12345;
     up.buffer = std::make_unique<std::byte[]>(handoff::kMaxBufferedBytes);
     std::memcpy(up.buffer.get(), "0123456789", 10);
     up.filled = 10;
     up.sent = 4;
     up.source_braked = true;
-    from.directions[1].source_eof = true;
-    from.directions[1].sink_shut = true;
-    from.baselines[0] = {.consumed = 7, .written = 8};
-    from.directions[0].copied = 30;
-    from.directions[0].urgent_removed = 2;
+    from.plane->directions[1].source_eof = true;
+    from.plane->directions[1].sink_shut = true;
+    from.plane->baselines[0] = {.consumed = 7, .written = 8};
+    from.plane->directions[0].copied = 30;
+    from.plane->directions[0].urgent_removed = 2;
 
     handoff::ConnectionRecord record;
     std::vector<UniqueFd> fds;
@@ -111,21 +113,23 @@ TEST_CASE("flow handoff: sockets, counts and unsent bytes go into a record and b
     record.directions[0].urgent_removed = 2;
 
     plane::Flow to;
+    REQUIRE_FALSE(to.plane);  // a fresh flow pays for no plane state
     plane::import_flow(record, fds, to, handoff::kMaxBufferedBytes);
+    REQUIRE(to.plane);  // the adopt made it
     CHECK(to.client.get() == client_fd);
     CHECK(to.backend.get() == backend_fd);
     CHECK_FALSE(fds[0].valid());
-    REQUIRE(to.directions[0].buffer);
-    CHECK(to.directions[0].filled == 6);
-    CHECK(to.directions[0].sent == 0);
-    CHECK(std::memcmp(to.directions[0].buffer.get(), "456789", 6) == 0);
-    CHECK(to.directions[0].bytes == 12345);
-    CHECK(to.directions[0].source_braked);
-    CHECK(to.directions[1].source_eof);
-    CHECK(to.directions[1].sink_shut);
-    CHECK_FALSE(to.directions[1].buffer);
-    CHECK(to.baselines[0].consumed == 7);
-    CHECK(to.baselines[0].written == 8);
-    CHECK(to.directions[0].copied == 30);
-    CHECK(to.directions[0].urgent_removed == 2);
+    REQUIRE(to.plane->directions[0].buffer);
+    CHECK(to.plane->directions[0].filled == 6);
+    CHECK(to.plane->directions[0].sent == 0);
+    CHECK(std::memcmp(to.plane->directions[0].buffer.get(), "456789", 6) == 0);
+    CHECK(to.plane->directions[0].bytes == 12345);
+    CHECK(to.plane->directions[0].source_braked);
+    CHECK(to.plane->directions[1].source_eof);
+    CHECK(to.plane->directions[1].sink_shut);
+    CHECK_FALSE(to.plane->directions[1].buffer);
+    CHECK(to.plane->baselines[0].consumed == 7);
+    CHECK(to.plane->baselines[0].written == 8);
+    CHECK(to.plane->directions[0].copied == 30);
+    CHECK(to.plane->directions[0].urgent_removed == 2);
 }

@@ -92,7 +92,7 @@ void EventLoop::quiesce(Connection& connection) {
     // without submitting anything new (plane/flow_handoff.h). The cancels themselves count
     // in `outstanding`, so the last completion is always one of this connection's.
     std::vector<int> fds{connection.client.get(), connection.backend.get()};
-    for (const plane::Direction& flow : connection.directions) {
+    for (const plane::Direction& flow : connection.plane->directions) {
         fds.push_back(flow.pipe_read.get());
         fds.push_back(flow.pipe_write.get());
     }

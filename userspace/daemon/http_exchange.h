@@ -237,7 +237,7 @@ private:
     // A connected (or reused) backend: the request head goes up.
     void send_request_head();
     // The route's backend connection may be pooled: the key it goes under.
-    [[nodiscard]] bool poolable() const { return backend_key_.has_value(); }
+    [[nodiscard]] bool poolable() const { return current_ && current_->backend_key.has_value(); }
     // An idle pooled connection to the backend, made this exchange's; false: none.
     bool reuse_pooled_backend();
     // A reused connection failed before any byte of the response came: true when the request
@@ -267,22 +267,56 @@ private:
     // The access line, once per answered request; counts its status.
     void log_access(std::string_view error = {});
 
+    // What one request needs from its first byte to its answer. Made when first asked for
+    // (current(): in practice the request's first byte, or a TLS record read while idle),
+    // freed by next_request: an idle keep-alive connection holds none of it (its size is in
+    // the static_assert below http_exchange.cpp's includes).
+    struct CurrentRequest {
+        // The route's TLS client context while its backend connection is being made (an
+        // https:// backend); the backend's TlsTransport keeps it from then on.
+        std::shared_ptr<tls::UpstreamContext> backend_tls;
+        std::string backend_tls_name;  // its SNI and the name its certificate must carry
+        // The send of a head splicer composed (the upstream request head, a response head,
+        // an answer of its own) points into this string while it is in flight.
+        std::string composed;
+        std::optional<std::size_t> route;
+        // Backend connection reuse (daemon/backend_pool.h): the pool key of the route's
+        // backend (none: the route's connections are not pooled).
+        std::optional<BackendKey> backend_key;
+        std::uint64_t bytes_to_client = 0;
+        std::string error;  // why splicer answered itself, for the access log
+        std::string host;
+        std::string method;
+        std::string path;
+        __kernel_timespec timeout{};  // the connect's; read by the kernel when it is submitted
+        int status = 0;
+        std::uint8_t proxy_protocol = 0;  // the route's, taken at the connect (a reload may follow)
+        // A TLS backend counts as routed once its handshake is done (the first send that gets
+        // through), not at the TCP connect: a failed handshake is a backend failure only.
+        bool routed_on_first_send = false;
+        bool routed_counted = false;      // this request's `routed` is counted
+        bool request_done = false;        // its last byte went to the backend
+        bool expect_continue = false;
+        bool backend_contacted = false;   // a connect to the route's backend was tried
+        bool backend_reused = false;      // this request went on a pooled connection
+        bool retried = false;             // ... and was already sent again on a new one
+        bool body_sent = false;           // a byte of the request body went up
+        bool response_started = false;    // a byte of the response came
+        bool request_aborted = false;     // the client's body was cut short
+    };
+    // The current request's state, made fresh when there is none.
+    CurrentRequest& current() {
+        if (!current_) {
+            current_ = std::make_unique<CurrentRequest>();
+        }
+        return *current_;
+    }
+
     Connection& connection_;
     HttpContext& context_;
-    HttpSection section_ = HttpSection::http;
     std::unique_ptr<Transport> client_io_;
     std::unique_ptr<Transport> backend_io_;  // none while no backend connection is in use
-    // The route's TLS client context while its backend connection is being made (an https://
-    // backend); the backend's TlsTransport keeps it from then on.
-    std::shared_ptr<tls::UpstreamContext> backend_tls_;
-    std::string backend_tls_name_;  // its SNI and the name its certificate must carry
-    // A TLS backend counts as routed once its handshake is done (the first send that gets
-    // through), not at the TCP connect: a failed handshake is a backend failure only.
-    bool routed_on_first_send_ = false;
-    bool routed_counted_ = false;  // this request's `routed` is counted
-    std::string finish_reason_;  // set while the client transport closes before the end
-
-    http::Phase phase_ = http::Phase::read_head;
+    std::unique_ptr<CurrentRequest> current_;  // none between requests
     // The parsers exist only while a message is under way: the request's from its first byte
     // to the end of its response, the response's while it is read. An idle keep-alive
     // connection holds neither (416 bytes each, with the heads they parsed): next_request
@@ -291,40 +325,20 @@ private:
     std::unique_ptr<http::MessageParser> response_;
     HttpBuffer from_client_{context_.http_buffers()};
     HttpBuffer from_backend_{context_.http_buffers()};
+    std::string finish_reason_;  // set while the client transport closes before the end
 
-    // The send in flight: bytes in `composed_` or in a buffer.
-    std::string composed_;
+    // The send in flight: bytes in current().composed or in a buffer.
     std::span<const char> sending_;
-    Side sending_to_ = Side::client;
     std::size_t consumed_on_send_ = 0;  // buffer bytes to mark forwarded once sent
-
-    // the request being served
-    std::optional<std::size_t> route_;
-    std::uint8_t proxy_protocol_ = 0;  // the route's, taken at the connect (a reload may follow)
+    std::uint64_t lingered_ = 0;
+    // The header clock of the request being read (from the accept for the first, from its
+    // first byte or the previous answer for the next).
     std::chrono::steady_clock::time_point started_{};
     std::chrono::steady_clock::time_point head_deadline_{};
-    bool request_done_ = false;  // its last byte went to the backend
-    bool expect_continue_ = false;
+    HttpSection section_ = HttpSection::http;
+    http::Phase phase_ = http::Phase::read_head;
+    Side sending_to_ = Side::client;
     bool close_client_ = false;  // no further request on this connection
-    bool backend_contacted_ = false;  // a connect to the route's backend was tried
-    // Backend connection reuse (daemon/backend_pool.h): the pool key of the route's backend
-    // (none: the route's connections are not pooled), whether this request went on a pooled
-    // connection, whether it was already sent again, and what a retry must know.
-    std::optional<BackendKey> backend_key_;
-    bool backend_reused_ = false;
-    bool retried_ = false;
-    bool body_sent_ = false;         // a byte of the request body went up
-    bool response_started_ = false;  // a byte of the response came
-    bool request_aborted_ = false;   // the client's body was cut short
-    std::uint64_t bytes_to_client_ = 0;
-    std::uint64_t lingered_ = 0;
-    int status_ = 0;
-    std::string error_;  // why splicer answered itself, for the access log
-    std::string host_;
-    std::string method_;
-    std::string path_;
-
-    __kernel_timespec timeout_{};  // the connect's; read by the kernel when it is submitted
 };
 
 }  // namespace splicer::daemon

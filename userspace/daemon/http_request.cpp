@@ -26,12 +26,6 @@ namespace {
 // The tag argument of a backend operation (the side's number).
 constexpr auto kBackendArg = static_cast<std::uint8_t>(http::Side::backend);
 
-// Empties `text` and frees its buffer. `text = std::string()` does not: libstdc++ copies a
-// short (local) source into the buffer `text` already has and keeps it, so each idle
-// keep-alive connection kept its last response head (~500 bytes measured, heaptrack).
-void release(std::string& text) {
-    std::string().swap(text);
-}
 }  // namespace
 
 void HttpExchange::start() {
@@ -60,26 +54,9 @@ void HttpExchange::next_request() {
     from_backend_.discard();
     from_backend_.release_if_empty();
     from_client_.release_if_empty();
-    route_.reset();
-    backend_key_.reset();
-    backend_reused_ = false;
-    retried_ = false;
-    routed_counted_ = false;
-    body_sent_ = false;
-    response_started_ = false;
-    request_aborted_ = false;
-    request_done_ = false;
-    expect_continue_ = false;
-    backend_contacted_ = false;
-    bytes_to_client_ = 0;
-    status_ = 0;
-    // The strings of the request just served go with their memory: a keep-alive client may
-    // stay silent for idle_timeout, and clear() would keep each one's capacity that long.
-    release(error_);
-    release(composed_);
-    release(host_);
-    release(method_);
-    release(path_);
+    // The request's own state (route, backend key, the strings it parsed and composed) goes
+    // with it, memory and all: a keep-alive client may stay silent for idle_timeout.
+    current_.reset();
     // A pipelined request already buffered starts its header clock now; otherwise the
     // connection is idle until the next byte arrives.
     phase_ = from_client_.pending().empty() ? Phase::idle : Phase::read_head;
@@ -115,16 +92,16 @@ void HttpExchange::route() {
     // One validated authority: the absolute-form target's, else Host's (the parser refused
     // anything else). It routes, goes up as Host (unless set_host) and X-Forwarded-Host, and
     // names the host of a redirect.
-    host_ = std::string(http::request_authority(head));
-    method_ = head.method;
-    path_ = http::target_path(head.target);
+    current().host = std::string(http::request_authority(head));
+    current().method = head.method;
+    current().path = http::target_path(head.target);
     close_client_ = !head.keep_alive || context_.stopping();
-    route_ = http::match_route(routes, host_, head.target);
-    if (!route_) {
+    current().route = http::match_route(routes, current().host, head.target);
+    if (!current().route) {
         answer(404, "no route");
         return;
     }
-    const config::HttpRoute& route = routes[*route_];
+    const config::HttpRoute& route = routes[*current().route];
     const std::uint64_t max_body = route.max_body_size.value_or(limits().max_body_size);
     // Refused before a byte of the body is read (curl waits for it with Expect).
     if (head.content_length && *head.content_length > max_body) {
@@ -132,12 +109,12 @@ void HttpExchange::route() {
         return;
     }
     request_parser().set_max_body(max_body);
-    if (route.redirect_https && !http::is_acme_challenge(path_)) {
-        answer(301, {}, http::redirect_to_https(host_, http::origin_form(head.target)));
+    if (route.redirect_https && !http::is_acme_challenge(current().path)) {
+        answer(301, {}, http::redirect_to_https(current().host, http::origin_form(head.target)));
         return;
     }
     const http::Header* expect = head.find("expect");
-    expect_continue_ = expect != nullptr &&
+    current().expect_continue = expect != nullptr &&
                        http::equals_ignoring_case(expect->value, "100-continue") &&
                        (head.chunked || head.content_length.value_or(0) > 0);
     response_parser().set_no_body(head.method == "HEAD");
@@ -146,8 +123,8 @@ void HttpExchange::route() {
 
 void HttpExchange::compose_upstream_head() {
     const http::MessageHead& head = request_parser().head();
-    const config::HttpRoute& route = routes()[*route_];
-    composed_ = http::upstream_request_head(
+    const config::HttpRoute& route = routes()[*current().route];
+    current().composed = http::upstream_request_head(
         head, {.client_address = net::ip_to_string(connection_.client_address),
                .set_host = route.set_host,
                .drop_expect = head.find("expect") != nullptr,
@@ -159,27 +136,27 @@ void HttpExchange::compose_upstream_head() {
 
 void HttpExchange::connect_backend() {
     phase_ = Phase::connecting;
-    backend_contacted_ = true;
-    const config::HttpRoute& route = routes()[*route_];
-    connection_.backend_address = context_.http_backend(section_, *route_);
+    current().backend_contacted = true;
+    const config::HttpRoute& route = routes()[*current().route];
+    connection_.backend_address = context_.http_backend(section_, *current().route);
     // Kept by the connection: a reload during the connect may renumber the routes.
     connection_.series = section_ == HttpSection::https
-                             ? context_.rule_series().for_https_route(*route_)
-                             : context_.rule_series().for_route(*route_);
+                             ? context_.rule_series().for_https_route(*current().route)
+                             : context_.rule_series().for_route(*current().route);
     // Plain unless the route's backend is https:// (start_backend_tls, once connected). A
     // plain transport names the connection's backend slot, not a socket; it is made here
     // per request (next_request drops it, so an idle connection holds none).
     plain_backend_io();
-    backend_tls_.reset();
+    current().backend_tls.reset();
     if (route.backend_scheme == config::BackendScheme::https) {
-        backend_tls_ = section_ == HttpSection::https ? context_.upstream_tls(*route_) : nullptr;
+        current().backend_tls = section_ == HttpSection::https ? context_.upstream_tls(*current().route) : nullptr;
         // SNI and the name the certificate must carry: the Host the backend is sent
         // (set_host, else the request's, without port), or with neither its address.
-        backend_tls_name_ = http::host_without_port(route.set_host ? *route.set_host : host_);
-        if (backend_tls_name_.empty()) {
-            backend_tls_name_ = net::ip_to_string(connection_.backend_address);
+        current().backend_tls_name = http::host_without_port(route.set_host ? *route.set_host : current().host);
+        if (current().backend_tls_name.empty()) {
+            current().backend_tls_name = net::ip_to_string(connection_.backend_address);
         }
-        if (!backend_tls_) {
+        if (!current().backend_tls) {
             // The store is built with the config it serves: this is a bug, not a peer.
             ++context_.live_counters().backend_failures;
             context_.rule_series().count_backend_failure(connection_.series);
@@ -187,16 +164,16 @@ void HttpExchange::connect_backend() {
             return;
         }
     }
-    proxy_protocol_ = route.proxy_protocol;
+    current().proxy_protocol = route.proxy_protocol;
     connection_.transparent = route.transparent;
     // Pooled unless the connection is the client's own: a PROXY header names one client, a
     // transparent connection leaves from the client's address.
-    backend_key_.reset();
-    if (limits().keepalive_connections > 0 && proxy_protocol_ == 0 && !connection_.transparent) {
-        backend_key_ = BackendKey{
+    current().backend_key.reset();
+    if (limits().keepalive_connections > 0 && current().proxy_protocol == 0 && !connection_.transparent) {
+        current().backend_key = BackendKey{
             .address = connection_.backend_address,
-            .tls_context = backend_tls_.get(),
-            .tls_name = backend_tls_ ? backend_tls_name_ : std::string()};
+            .tls_context = current().backend_tls.get(),
+            .tls_name = current().backend_tls ? current().backend_tls_name : std::string()};
     }
     compose_upstream_head();
     if (reuse_pooled_backend()) {
@@ -225,10 +202,10 @@ void HttpExchange::connect_backend() {
     io_uring_prep_connect(connect, connection_.backend.get(), connection_.backend_address.get(),
                           connection_.backend_address.length);
     connect->flags |= IOSQE_IO_LINK;
-    timeout_.tv_sec = context_.config().connect_timeout.count();
-    timeout_.tv_nsec = 0;
+    current().timeout.tv_sec = context_.config().connect_timeout.count();
+    current().timeout.tv_nsec = 0;
     io_uring_prep_link_timeout(context_.sqe_for(connection_, Op::http_timeout, kBackendArg),
-                               &timeout_, 0);
+                               &current().timeout, 0);
 }
 
 void HttpExchange::on_connect(int result) {
@@ -249,18 +226,18 @@ void HttpExchange::on_connect(int result) {
                  "backend connect: " + errno_text(result));
         return;
     }
-    if (proxy_protocol_ != 0) {
+    if (current().proxy_protocol != 0) {
         // A new backend connection per request: the header goes first on each, ahead of the
         // upstream head and sent with it (send_to takes care of a short send).
         Result<std::string> header = proxy_header_for(
-            static_cast<net::ProxyVersion>(proxy_protocol_), connection_.client_address,
+            static_cast<net::ProxyVersion>(current().proxy_protocol), connection_.client_address,
             connection_.client.get(), connection_.reached_address);
         if (!header) {
             ++context_.live_counters().backend_failures;
             answer(502, header.error().message);
             return;
         }
-        if (backend_tls_) {
+        if (current().backend_tls) {
             // Before the TLS handshake, in the clear (nginx's `listen ... ssl proxy_protocol`
             // reads it so). A fresh connection's empty send buffer takes its at most 232
             // bytes whole; a short send is refused rather than waited for.
@@ -274,14 +251,14 @@ void HttpExchange::on_connect(int result) {
                 return;
             }
         } else {
-            composed_.insert(0, header.value());
+            current().composed.insert(0, header.value());
         }
     }
-    routed_on_first_send_ = backend_tls_ != nullptr;
-    if (backend_tls_ && !start_backend_tls()) {
+    current().routed_on_first_send = current().backend_tls != nullptr;
+    if (current().backend_tls && !start_backend_tls()) {
         return;
     }
-    if (!routed_on_first_send_) {
+    if (!current().routed_on_first_send) {
         count_routed();
     }
     send_request_head();
@@ -289,24 +266,24 @@ void HttpExchange::on_connect(int result) {
 
 void HttpExchange::send_request_head() {
     phase_ = Phase::request;
-    send_to(Side::backend, composed_, 0);
+    send_to(Side::backend, current().composed, 0);
 }
 
 void HttpExchange::count_routed() {
     // A plain backend once connected, a TLS one once its handshake is done (on_sent): as a
     // refused connect, a refused handshake counts as a backend failure and nothing else.
-    routed_on_first_send_ = false;
-    if (routed_counted_) {
+    current().routed_on_first_send = false;
+    if (current().routed_counted) {
         return;  // a retry on a new connection is the same request, routed once
     }
-    routed_counted_ = true;
+    current().routed_counted = true;
     ++context_.live_counters().routed;
     context_.rule_series().count_routed(connection_.series, PlaneLabel::http);
 }
 
 bool HttpExchange::reuse_pooled_backend() {
-    backend_reused_ = false;
-    if (!poolable() || retried_) {
+    current().backend_reused = false;
+    if (!poolable() || current().retried) {
         return false;  // a retry goes on a new connection, as nginx's does
     }
     // A request that could not be sent again on a new connection (retry_on_new_connection:
@@ -315,12 +292,12 @@ bool HttpExchange::reuse_pooled_backend() {
     const http::MessageHead& head = request_parser().head();
     const bool has_body = head.chunked || head.content_length.value_or(0) > 0;
     std::optional<IdleBackend> idle =
-        context_.backend_pool().take(*backend_key_, has_body || !http::is_idempotent(method_));
+        context_.backend_pool().take(*current().backend_key, has_body || !http::is_idempotent(current().method));
     if (!idle) {
         return false;
     }
     ++context_.live_counters().backend_pool_hits;
-    backend_reused_ = true;
+    current().backend_reused = true;
     connection_.backend = std::move(idle->socket);
     if (idle->session) {
         TransportRing& ring = *this;
@@ -328,7 +305,7 @@ bool HttpExchange::reuse_pooled_backend() {
         backend_io_ = std::make_unique<TlsTransport>(connection_.backend, Side::backend, ring,
                                                      user, std::move(idle->context_owner),
                                                      std::move(*idle->session));
-        backend_tls_.reset();  // the session's transport keeps its context now
+        current().backend_tls.reset();  // the session's transport keeps its context now
     }
     count_routed();
     send_request_head();
@@ -340,29 +317,29 @@ bool HttpExchange::retry_on_new_connection(std::string_view what) {
     // broke) while idle, before it read this request; sent again, once, on a new connection,
     // when sending it twice cannot do twice what the client asked once: the method is
     // idempotent, or the request was not all sent.
-    const bool safe = http::is_idempotent(method_) || (!request_done_ && !body_sent_);
-    if (!backend_reused_ || retried_ || response_started_ || body_sent_ || !safe) {
+    const bool safe = http::is_idempotent(current().method) || (!current().request_done && !current().body_sent);
+    if (!current().backend_reused || current().retried || current().response_started || current().body_sent || !safe) {
         return false;
     }
     ++context_.live_counters().backend_pool_retries;
     log::info("backend_retry", {{"conn", std::to_string(connection_.id)},
                                 {"backend", net::to_string(connection_.backend_address)},
                                 {"error", std::string(what)}});
-    retried_ = true;
-    backend_reused_ = false;
+    current().retried = true;
+    current().backend_reused = false;
     // The old connection's operation has completed; its linked timeout names only the tag.
     connection_.backend.reset();
     response_.reset();  // a fresh parser for the new connection's response
-    response_parser().set_no_body(method_ == "HEAD");
+    response_parser().set_no_body(current().method == "HEAD");
     from_backend_.discard();
     consumed_on_send_ = 0;
-    // expect_continue_ stays: still set, the client has not had its 100 Continue yet.
+    // current().expect_continue stays: still set, the client has not had its 100 Continue yet.
     connect_backend();
     return true;
 }
 
 bool HttpExchange::start_backend_tls() {
-    auto session = tls::Session::create_client(*backend_tls_, backend_tls_name_);
+    auto session = tls::Session::create_client(*current().backend_tls, current().backend_tls_name);
     if (!session) {
         ++context_.live_counters().backend_failures;
         context_.rule_series().count_backend_failure(connection_.series);
@@ -372,7 +349,7 @@ bool HttpExchange::start_backend_tls() {
     TransportRing& ring = *this;
     TransportUser& user = *this;
     backend_io_ = std::make_unique<TlsTransport>(connection_.backend, Side::backend, ring, user,
-                                                 std::move(backend_tls_),
+                                                 std::move(current().backend_tls),
                                                  std::move(session).value());
     return true;
 }
@@ -397,20 +374,20 @@ bool HttpExchange::backend_handshake_failed(int result) {
 }
 
 void HttpExchange::pump_request() {
-    if (!request_done_) {
+    if (!current().request_done) {
         const http::Step step = request_parser().feed(from_client_.pending());
         if (step.event == http::Event::error) {
             end_with(Outcome::malformed, Side::client, request_parser().error_reason());
             return;
         }
-        request_done_ = step.event == http::Event::message_complete;
+        current().request_done = step.event == http::Event::message_complete;
         if (step.consumed > 0) {
-            body_sent_ = true;
+            current().body_sent = true;
             // Body bytes go up as they were framed, chunk framing included.
             send_to(Side::backend, from_client_.pending().first(step.consumed), step.consumed);
             return;
         }
-        if (!request_done_) {
+        if (!current().request_done) {
             read_from(Side::client, limits().idle_timeout);
             return;
         }
@@ -420,13 +397,13 @@ void HttpExchange::pump_request() {
 }
 
 void HttpExchange::answer(int status, std::string_view error, std::string composed) {
-    status_ = status;
-    error_ = std::string(error);  // logged once the answer is sent (or failed)
+    current().status = status;
+    current().error = std::string(error);  // logged once the answer is sent (or failed)
     phase_ = Phase::answering;
     connection_.backend.reset();
-    composed_ = composed.empty() ? http::error_response(status) : std::move(composed);
+    current().composed = composed.empty() ? http::error_response(status) : std::move(composed);
     from_backend_.discard();
-    send_to(Side::client, composed_, 0);
+    send_to(Side::client, current().composed, 0);
 }
 
 void HttpExchange::linger() {
@@ -435,7 +412,7 @@ void HttpExchange::linger() {
     // still sends for a short while (nginx's lingering close), then close.
     // On TLS the close_notify goes out first (the transport's close_write); the read then
     // goes on in on_closed.
-    log_access(error_);
+    log_access(current().error);
     phase_ = Phase::lingering;
     head_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     client_io_->close_write(std::chrono::seconds(2));

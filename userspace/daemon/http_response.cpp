@@ -57,23 +57,23 @@ void HttpExchange::response_head() {
             answer(502, "upgrade from an https:// backend is not supported");
             return;
         }
-        status_ = 101;
+        current().status = 101;
         phase_ = Phase::upgrading;
-        composed_ = http::client_response_head(head, false);
-        send_to(Side::client, composed_, 0);
+        current().composed = http::client_response_head(head, false);
+        send_to(Side::client, current().composed, 0);
         return;
     }
     if (head.status < 200) {
-        composed_ = http::client_response_head(head, close_client_);  // an interim 1xx
-        send_to(Side::client, composed_, 0);
+        current().composed = http::client_response_head(head, close_client_);  // an interim 1xx
+        send_to(Side::client, current().composed, 0);
         return;
     }
-    status_ = head.status;
+    current().status = head.status;
     phase_ = Phase::relaying;
     // After a refused upgrade the client's next bytes may not be HTTP: close then.
     close_client_ = close_client_ || response.body_until_eof() ||
                     request_parser().head().upgrade || context_.stopping();
-    composed_ = http::client_response_head(head, close_client_);
+    current().composed = http::client_response_head(head, close_client_);
     // The body bytes read with the head (all of a small response, most often) go out in the
     // same send: one send, one segment and one wake-up of the client instead of two. Framed
     // here as pump_response would frame them next; marked forwarded once sent (on_sent).
@@ -85,17 +85,17 @@ void HttpExchange::response_head() {
             response.feed(waiting.first(std::min(waiting.size(), kBodyWithHeadBytes)));
         if (step.event != http::Event::error) {
             body_with_head = step.consumed;
-            composed_.append(waiting.data(), body_with_head);
+            current().composed.append(waiting.data(), body_with_head);
         }
     }
-    send_to(Side::client, composed_, body_with_head);
+    send_to(Side::client, current().composed, body_with_head);
 }
 
 void HttpExchange::response_done() {
     http::MessageParser& response = response_parser();
     if (response.head().status < 200) {
         response.next_message();  // an interim 1xx: the final response follows
-        response.set_no_body(method_ == "HEAD");
+        response.set_no_body(current().method == "HEAD");
         pump_response();
         return;
     }
@@ -114,8 +114,8 @@ void HttpExchange::release_backend() {
     }
     const http::MessageParser& response = response_parser();
     const http::ExchangeEnd end{
-        .request_complete = request_done_,
-        .request_aborted = request_aborted_,
+        .request_complete = current().request_done,
+        .request_aborted = current().request_aborted,
         .response_complete = true,
         .framed_by_eof = response.body_until_eof(),
         .backend_keep_alive = response.head().keep_alive,
@@ -136,7 +136,7 @@ void HttpExchange::release_backend() {
     // A TLS transport held the session now pooled: a plain one over the (empty) slot
     // replaces it.
     plain_backend_io();
-    context_.backend_pool().put(*backend_key_, std::move(idle), limits().keepalive_connections,
+    context_.backend_pool().put(*current().backend_key, std::move(idle), limits().keepalive_connections,
                                 limits().keepalive_timeout);
 }
 
@@ -158,23 +158,23 @@ void HttpExchange::upgrade() {
 }
 
 void HttpExchange::log_access(std::string_view error) {
-    if (status_ >= kFirstHttpStatus &&
-        status_ < kFirstHttpStatus + static_cast<int>(kHttpStatusSlots)) {
+    if (current().status >= kFirstHttpStatus &&
+        current().status < kFirstHttpStatus + static_cast<int>(kHttpStatusSlots)) {
         ++context_.live_counters()
-              .http_responses[static_cast<std::size_t>(status_ - kFirstHttpStatus)];
+              .http_responses[static_cast<std::size_t>(current().status - kFirstHttpStatus)];
     }
     const auto duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - started_);
-    const bool routed = route_.has_value();
+    const bool routed = current().route.has_value();
     log::info("http", {{"conn", std::to_string(connection_.id)},
                        {"client", net::to_string(connection_.client_address)},
-                       {"host", host_},
-                       {"method", method_},
-                       {"path", path_},
-                       {"status", std::to_string(status_)},
-                       {"bytes", std::to_string(bytes_to_client_)},
-                       {"route", routed ? std::to_string(*route_) : "-"},
-                       {"backend", backend_contacted_
+                       {"host", current().host},
+                       {"method", current().method},
+                       {"path", current().path},
+                       {"status", std::to_string(current().status)},
+                       {"bytes", std::to_string(current().bytes_to_client)},
+                       {"route", routed ? std::to_string(*current().route) : "-"},
+                       {"backend", current().backend_contacted
                                        ? net::to_string(connection_.backend_address)
                                        : "-"},
                        {"duration_ms", std::to_string(duration.count())},

@@ -1,7 +1,8 @@
 #pragma once
 // The handler of a connection whose bytes a data plane moves (after routing and connecting,
 // or on port 80 after a 101): forwards to the daemon's one DataPlane, which keeps its
-// per-connection state in the connection's plane::Flow.
+// per-connection state in the connection's plane::Flow::plane, made here: every connection
+// with this handler has it, and only those (plane/flow.h).
 
 #include "daemon/connection.h"
 #include "daemon/connection_handler.h"
@@ -13,7 +14,9 @@ class PlaneHandler final : public ConnectionHandler {
 public:
     // `connection` owns this handler and outlives it; `plane` and `context` outlive both.
     PlaneHandler(Connection& connection, plane::DataPlane& plane, plane::PlaneContext& context)
-        : connection_(connection), plane_(plane), context_(context) {}
+        : connection_(connection), plane_(plane), context_(context) {
+        connection_.make_plane_state();
+    }
 
     void start() override { plane_.start(connection_, context_); }
     void on_completion(std::uint8_t op, std::uint8_t arg, int result,
@@ -23,16 +26,16 @@ public:
     }
     void on_closing(HandlerContext& context) override {
         // the sockmap plane's recheck timer and every plane's sink watch (plane/sink_watch.h)
-        if (connection_.plane_timer_armed) {
+        if (connection_.plane->plane_timer_armed) {
             context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_timer));
         }
-        if (connection_.watch_armed) {
+        if (connection_.plane->watch_armed) {
             context.remove_handler_timeout(connection_, code(plane::PlaneOp::plane_watch));
         }
     }
     void teardown() override { plane_.on_teardown(connection_); }
     [[nodiscard]] std::uint64_t bytes(std::size_t direction) const override {
-        return connection_.directions.at(direction).bytes;
+        return connection_.plane->directions.at(direction).bytes;
     }
 
 private:

@@ -49,7 +49,7 @@ public:
         note_consumed_at_start(connection);
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             // A fallback pair may come with the sockmap plane's buffer, of another size.
-            connection.directions[direction].buffer.reset();
+            connection.plane->directions[direction].buffer.reset();
             receive(connection, direction, context);
             if (context.closing(connection)) {
                 return;
@@ -60,7 +60,7 @@ public:
     void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
                        PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
-            connection.watch_armed = false;
+            connection.plane->watch_armed = false;
         }
         if (context.closing(connection)) {
             return;
@@ -75,8 +75,8 @@ public:
         if (tag.op == Op::plane_watch) {
             // A send in flight holds bytes for its sink.
             const std::array<bool, 2> held{
-                connection.directions[0].sent < connection.directions[0].filled,
-                connection.directions[1].sent < connection.directions[1].filled};
+                connection.plane->directions[0].sent < connection.plane->directions[0].filled,
+                connection.plane->directions[1].sent < connection.plane->directions[1].filled};
             if (on_watch(connection, context, held)) {
                 watch_held_sources(connection, held, context);
             }
@@ -87,7 +87,7 @@ public:
             on_source_error(connection, direction, result, context);
             return;
         }
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (tag.op == Op::plane_readable) {
             // Bytes, the FIN or an error: the recv reports which.
             receive(connection, direction, context);
@@ -111,7 +111,7 @@ public:
     }
 
     void on_teardown(Flow& connection) override {
-        for (Direction& flow : connection.directions) {
+        for (Direction& flow : connection.plane->directions) {
             buffers_.give_back(std::move(flow.buffer));
         }
     }
@@ -130,12 +130,13 @@ public:
     // are sent first; a direction whose sink is shut is over. A source whose FIN was read
     // before the move is read again: it returns 0 again and finishes the direction here.
     void adopt(Flow& connection, PlaneContext& context) override {
-        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+        if (connection.plane->directions[0].sink_shut &&
+            connection.plane->directions[1].sink_shut) {
             context.close_connection(connection, "done");
             return;
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            Direction& flow = connection.directions[direction];
+            Direction& flow = connection.plane->directions[direction];
             if (flow.sink_shut) {
                 continue;
             }
@@ -155,7 +156,7 @@ private:
     // the pool if it has none) and sends it on; with nothing to read yet, gives the buffer
     // back and waits for the source with a poll.
     void receive(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (!flow.buffer) {
             flow.buffer = buffers_.take();
         }
@@ -171,7 +172,7 @@ private:
 
     void on_received(Flow& connection, std::uint8_t direction, int result,
                      PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (result == 0) {
             buffers_.give_back(std::move(flow.buffer));
             // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
@@ -194,7 +195,7 @@ private:
     }
 
     static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);

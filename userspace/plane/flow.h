@@ -1,7 +1,7 @@
 #pragma once
 // What a data plane knows of a connection: a Flow, the pair of sockets it moves bytes between
 // (with the ids its io_uring tags and logs need) and the plane's own per-connection state,
-// PlaneState. The daemon's connection record (daemon/connection.h) is a Flow plus what only
+// PlaneState, which the Flow points at once a plane serves it. The daemon's connection record (daemon/connection.h) is a Flow plus what only
 // the daemon needs (probing, routing, HTTP); a plane is handed the Flow and sees nothing
 // else, so nothing under plane/ depends on the daemon.
 
@@ -68,38 +68,52 @@ struct Direction {
     bool source_error_ended = false;
 };
 
-// The plane's per-connection state, kept in the connection record from accept to teardown
-// (empty until the plane starts).
+// The plane's per-connection state. It lives outside the connection record (Flow::plane),
+// made when a plane starts serving the connection or adopts it from another process: a
+// connection no plane ever serves (terminated TLS, port 80 without a 101) does not pay its
+// ~580 bytes.
 struct PlaneState {
     std::array<Direction, 2> directions;
     // sockmap plane: socket cookies and flow-accounting baselines, indexed like directions
     // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
     std::array<std::uint64_t, 2> cookies{};
     std::array<SocketBaseline, 2> baselines{};
-    bool plane_started = false;   // DataPlane::start ran for this connection
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
-    __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
     bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
+    __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
     __kernel_timespec watch_timer{};
-    // handoff (userspace/handoff/README.md): the loop cancelled every operation of this
-    // connection to export it; completions still arriving only record what they did
-    // (plane/flow_handoff.h, settle_*), nothing new is submitted.
-    bool quiescing = false;
-    bool quiesced = false;       // ... and the last one arrived
-    bool export_failed = false;  // one reported an error: ended here (RST), not exported
-    bool exported = false;       // its sockets went to another loop: teardown leaves the maps
 };
 
 // A connection as the planes see it. The record that holds it owns both sockets until its
 // teardown runs; slot and generation name it in io_uring tags (uring/tag.h).
-struct Flow : PlaneState {
+struct Flow {
     std::uint32_t slot = 0;
     std::uint16_t generation = 0;
-    std::uint64_t id = 0;  // for logs; never reused
+    bool plane_started = false;  // DataPlane::start ran for this connection
+    // handoff (userspace/handoff/README.md): the loop cancelled every operation of this
+    // connection to export it; completions still arriving only record what they did
+    // (plane/flow_handoff.h, settle_*), nothing new is submitted. Kept here, not in
+    // PlaneState: the loop reads `quiescing` on every completion of every connection.
+    bool quiescing = false;
+    bool quiesced = false;       // ... and the last one arrived
+    bool export_failed = false;  // one reported an error: ended here (RST), not exported
+    bool exported = false;       // its sockets went to another loop: teardown leaves the maps
+    std::uint64_t id = 0;        // for logs; never reused
 
     UniqueFd client;
     UniqueFd backend;
+
+    // Null until a plane serves this connection (make_plane_state); freed with the record.
+    std::unique_ptr<PlaneState> plane;
+
+    // The plane state, made fresh if there is none yet (a plane starting, an adopt).
+    PlaneState& make_plane_state() {
+        if (!plane) {
+            plane = std::make_unique<PlaneState>();
+        }
+        return *plane;
+    }
 
     [[nodiscard]] int source_fd(std::size_t direction) const {
         return direction == kClientToBackend ? client.get() : backend.get();

@@ -24,7 +24,7 @@ void export_flow_common(Flow& connection, handoff::ConnectionRecord& record,
     record.client = push_fd(fds, std::move(connection.client));
     record.backend = push_fd(fds, std::move(connection.backend));
     for (std::size_t d = 0; d < 2; ++d) {
-        const Direction& flow = connection.directions[d];
+        const Direction& flow = connection.plane->directions[d];
         handoff::DirectionRecord& out = record.directions[d];
         out.bytes = flow.bytes;
         out.source_eof = flow.source_eof;
@@ -44,9 +44,10 @@ void import_flow(const handoff::ConnectionRecord& record, std::vector<UniqueFd>&
                  Flow& connection, std::size_t buffer_bytes) {
     connection.client = take_fd(fds, record.client);
     connection.backend = take_fd(fds, record.backend);
+    connection.make_plane_state();
     for (std::size_t d = 0; d < 2; ++d) {
         const handoff::DirectionRecord& in = record.directions[d];
-        Direction& flow = connection.directions[d];
+        Direction& flow = connection.plane->directions[d];
         flow.bytes = in.bytes;
         flow.source_eof = in.source_eof;
         flow.sink_shut = in.sink_shut;
@@ -55,8 +56,8 @@ void import_flow(const handoff::ConnectionRecord& record, std::vector<UniqueFd>&
         flow.consumed_known = in.consumed_known;
         flow.consumed_at_start = in.consumed_at_start;
         // sockmap plane (socket d is the source of direction d)
-        connection.baselines[d].consumed = in.baseline_consumed;
-        connection.baselines[d].written = in.baseline_written;
+        connection.plane->baselines[d].consumed = in.baseline_consumed;
+        connection.plane->baselines[d].written = in.baseline_written;
         flow.copied = in.copied;
         flow.urgent_removed = in.urgent_removed;
         if (!in.buffered.empty() && in.buffered.size() <= buffer_bytes) {
@@ -75,7 +76,7 @@ void import_flow(const handoff::ConnectionRecord& record, std::vector<UniqueFd>&
 
 std::uint64_t settle_copy_round(Flow& connection, const PlaneTag& tag, int result,
                                 bool keep_buffer) {
-    Direction& flow = connection.directions[tag.arg & 1U];
+    Direction& flow = connection.plane->directions[tag.arg & 1U];
     const bool cancelled = result == -ECANCELED || result == -EINTR;
     if (tag.op == PlaneOp::plane_recv) {
         if (result > 0) {
@@ -112,10 +113,10 @@ std::uint64_t settle_copy_round(Flow& connection, const PlaneTag& tag, int resul
 
 void settle_flags(Flow& connection, const PlaneTag& tag) {
     switch (tag.op) {
-        case PlaneOp::plane_watch: connection.watch_armed = false; break;
-        case PlaneOp::plane_timer: connection.plane_timer_armed = false; break;
+        case PlaneOp::plane_watch: connection.plane->watch_armed = false; break;
+        case PlaneOp::plane_timer: connection.plane->plane_timer_armed = false; break;
         case PlaneOp::plane_hangup:
-            connection.directions[tag.arg & 1U].source_error_armed = false;
+            connection.plane->directions[tag.arg & 1U].source_error_armed = false;
             break;
         default: break;
     }

@@ -32,7 +32,7 @@ Result<SinkLook> look_at_sink(int fd, bool held) {
 }
 
 void brake_source(Flow& connection, std::size_t direction, int bytes) {
-    bool& braked = connection.directions[direction].source_braked;
+    bool& braked = connection.plane->directions[direction].source_braked;
     if (braked) {
         return;
     }
@@ -41,8 +41,8 @@ void brake_source(Flow& connection, std::size_t direction, int bytes) {
 }
 
 void release_brake(Flow& connection, std::size_t direction) {
-    connection.directions[direction].braked_by_watch = false;
-    bool& braked = connection.directions[direction].source_braked;
+    connection.plane->directions[direction].braked_by_watch = false;
+    bool& braked = connection.plane->directions[direction].source_braked;
     if (!braked) {
         return;
     }
@@ -72,7 +72,7 @@ void resume_after_stop(Flow& connection, std::size_t direction) {
     }
     // Only a brake the stop put on: the backend's brake from the start (brake_backend) is a
     // plane's choice for every connection and stays until the fast-reader proof.
-    Direction& flow = connection.directions[direction];
+    Direction& flow = connection.plane->directions[direction];
     if (flow.braked_by_watch) {
         flow.braked_by_watch = false;
         release_brake(connection, direction);
@@ -93,16 +93,16 @@ std::uint64_t queued_bytes(int sink) {
 }  // namespace
 
 void arm_watch(Flow& connection, PlaneContext& context) {
-    if (connection.watch_armed) {
+    if (connection.plane->watch_armed) {
         return;
     }
     const auto interval = watch_interval(context.stall_timeout());
-    connection.watch_timer = {
+    connection.plane->watch_timer = {
         .tv_sec = static_cast<long long>(interval.count() / 1000),
         .tv_nsec = static_cast<long long>(interval.count() % 1000) * 1'000'000};
     io_uring_sqe* sqe = context.sqe_for(connection, PlaneOp::plane_watch, 0);
-    io_uring_prep_timeout(sqe, &connection.watch_timer, 0, 0);
-    connection.watch_armed = true;
+    io_uring_prep_timeout(sqe, &connection.plane->watch_timer, 0, 0);
+    connection.plane->watch_armed = true;
 }
 
 bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>& held) {
@@ -113,7 +113,7 @@ bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>
         if (!look) {
             continue;  // a socket in error: the plane's own operations report it
         }
-        DrainWatch& drain = connection.directions[direction].drain;
+        DrainWatch& drain = connection.plane->directions[direction].drain;
         switch (drain.tick(*look, context.stall_timeout())) {
             case SinkVerdict::idle: break;
             case SinkVerdict::stalled:
@@ -125,7 +125,7 @@ bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>
                 // sender gets no more window than the brake leaves.
                 ::setsockopt(sink, SOL_SOCKET, SO_SNDBUF, &kLoweredSendBufferBytes,
                              sizeof(kLoweredSendBufferBytes));
-                Direction& flow = connection.directions[direction];
+                Direction& flow = connection.plane->directions[direction];
                 flow.braked_by_watch = !flow.source_braked;
                 brake_source(connection, direction);
                 context.reader_stops().stopped(connection.id, direction, queued_bytes(sink),

@@ -120,8 +120,8 @@ public:
                 fall_back(connection, context, baseline ? cookie.error() : baseline.error());
                 return;
             }
-            connection.baselines[i] = *baseline;
-            connection.cookies[i] = *cookie;
+            connection.plane->baselines[i] = *baseline;
+            connection.plane->cookies[i] = *cookie;
         }
         bpf::PairStage failed_at{};
         if (auto paired = program_->pair(sockets[0], sockets[1], &failed_at); !paired) {
@@ -155,18 +155,18 @@ public:
 
     void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t flags,
                        PlaneContext& context) override {
-        if (connection.plane_fallback) {
+        if (connection.plane->plane_fallback) {
             fallback_->on_completion(connection, tag, result, flags, context);
             return;
         }
         if (tag.op == Op::plane_timer) {
-            connection.plane_timer_armed = false;
+            connection.plane->plane_timer_armed = false;
         }
         if (tag.op == Op::plane_poll) {
-            connection.directions[tag.arg].poll_armed = false;
+            connection.plane->directions[tag.arg].poll_armed = false;
         }
         if (tag.op == Op::plane_watch) {
-            connection.watch_armed = false;
+            connection.plane->watch_armed = false;
         }
         if (context.closing(connection)) {
             return;
@@ -182,8 +182,8 @@ public:
             case Op::plane_send: on_copy_sent(connection, tag.arg, result, context); break;
             case Op::plane_timer: recheck(connection, context); break;
             case Op::plane_watch: {
-                const std::array<bool, 2> held{holds_bytes(connection.directions[0]),
-                                               holds_bytes(connection.directions[1])};
+                const std::array<bool, 2> held{holds_bytes(connection.plane->directions[0]),
+                                               holds_bytes(connection.plane->directions[1])};
                 if (on_watch(connection, context, held)) {
                     look_for_missed_wakeups(connection, context);
                 }
@@ -205,13 +205,13 @@ public:
     void on_teardown(Flow& connection) override {
         // An exported pair's sockets are in the sockhash still, with their links: the
         // adopting loop serves them and unpairs them at its teardown.
-        if (connection.plane_fallback || connection.exported) {
+        if (connection.plane->plane_fallback || connection.exported) {
             return;
         }
         for (std::size_t direction = 0; direction < 2; ++direction) {
-            auto link = program_->link_state(connection.cookies[direction]);
+            auto link = program_->link_state(connection.plane->cookies[direction]);
             if (link) {
-                connection.directions[direction].bytes = link->redirected + link->copied;
+                connection.plane->directions[direction].bytes = link->redirected + link->copied;
             }
         }
         // (A pair that ended in a reset was aborted already: abort_connection sent the RSTs.)
@@ -219,7 +219,7 @@ public:
         // running on a link when its entries go.
         connection.client.reset();
         connection.backend.reset();
-        program_->unpair_cookies(connection.cookies[0], connection.cookies[1]);
+        program_->unpair_cookies(connection.plane->cookies[0], connection.plane->cookies[1]);
     }
 
     // handoff (userspace/handoff/README.md): a pair moves between copy rounds, its sockets
@@ -235,10 +235,10 @@ public:
     // progress rule), nor a pair the copy plane serves for it: those stay with the old loop,
     // which drains them. Each lasts milliseconds at most while the sink reads.
     [[nodiscard]] bool can_export(const Flow& connection) const override {
-        if (connection.plane_fallback) {
+        if (connection.plane->plane_fallback) {
             return false;
         }
-        for (const Direction& flow : connection.directions) {
+        for (const Direction& flow : connection.plane->directions) {
             if (flow.copying || flow.sending || flow.taken > 0 || flow.filled > flow.sent ||
                 flow.source_eof != flow.sink_shut) {
                 return false;
@@ -252,11 +252,11 @@ public:
         record.plane = handoff::PlaneKind::sockmap;
         export_flow_common(connection, record, fds);
         for (std::size_t d = 0; d < 2; ++d) {
-            const Direction& flow = connection.directions[d];
+            const Direction& flow = connection.plane->directions[d];
             handoff::DirectionRecord& out = record.directions[d];
             out.buffered.clear();  // between copy rounds: nothing (can_export)
-            out.baseline_consumed = connection.baselines[d].consumed;
-            out.baseline_written = connection.baselines[d].written;
+            out.baseline_consumed = connection.plane->baselines[d].consumed;
+            out.baseline_written = connection.plane->baselines[d].written;
             out.copied = flow.copied;
             out.urgent_removed = flow.urgent_removed;
         }
@@ -277,31 +277,32 @@ public:
         for (std::size_t i = 0; i < 2; ++i) {
             auto cookie = bpf::socket_cookie(sockets[i]);
             if (!cookie) {
-                connection.cookies = {};
+                connection.plane->cookies = {};
                 context.abort_connection(connection, "adopt_not_paired");
                 return;
             }
-            connection.cookies[i] = *cookie;
+            connection.plane->cookies[i] = *cookie;
         }
         for (std::size_t i = 0; i < 2; ++i) {
-            auto link = program_->link_state(connection.cookies[i]);
-            if (!link || link->peer_cookie != connection.cookies[1 - i] || link->abort) {
+            auto link = program_->link_state(connection.plane->cookies[i]);
+            if (!link || link->peer_cookie != connection.plane->cookies[1 - i] || link->abort) {
                 // Not this pair's links: leave the maps alone (unpairing would touch
                 // another pair's entries), end the sockets.
-                connection.cookies = {};
+                connection.plane->cookies = {};
                 context.abort_connection(connection, "adopt_not_paired");
                 return;
             }
-            Direction& flow = connection.directions[i];
+            Direction& flow = connection.plane->directions[i];
             flow.copied = link->copied;
             flow.urgent_removed = std::min(flow.urgent_removed, flow.copied);
         }
-        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+        if (connection.plane->directions[0].sink_shut &&
+            connection.plane->directions[1].sink_shut) {
             context.close_connection(connection, "done");
             return;
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            if (!connection.directions[direction].source_eof) {
+            if (!connection.plane->directions[direction].source_eof) {
                 // Passed bytes still owed, an EOF, an error: the poll reports each at once.
                 arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
             }
@@ -339,7 +340,7 @@ private:
     void sink_full(Flow& connection, std::uint8_t direction) {
         const int sink = connection.sink_fd(direction);
         auto look = look_at_sink(sink, true);
-        if (look && connection.directions[direction].drain.full(*look)) {
+        if (look && connection.plane->directions[direction].drain.full(*look)) {
             grow_send_buffer(sink, kSendBufferBytes, send_buffer_cap_);
             release_brake(connection, direction);
         }
@@ -355,13 +356,13 @@ private:
                                              {"error", why.message},
                                              {"fallbacks", std::to_string(*folded)}});
         }
-        connection.plane_fallback = true;
+        connection.plane->plane_fallback = true;
         fallback_->start(connection, context);
     }
 
     static void arm_poll(Flow& connection, std::uint8_t direction, unsigned events,
                          PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (flow.poll_armed) {
             return;
         }
@@ -371,20 +372,20 @@ private:
     }
 
     static void arm_timer(Flow& connection, PlaneContext& context) {
-        if (connection.plane_timer_armed) {
+        if (connection.plane->plane_timer_armed) {
             return;
         }
-        connection.plane_timer = {0, kRecheckNanoseconds};
+        connection.plane->plane_timer = {0, kRecheckNanoseconds};
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_timer, 0);
-        io_uring_prep_timeout(sqe, &connection.plane_timer, 0, 0);
-        connection.plane_timer_armed = true;
+        io_uring_prep_timeout(sqe, &connection.plane->plane_timer, 0, 0);
+        connection.plane->plane_timer_armed = true;
     }
 
     // The source of `direction` is readable, at EOF, or in error. Redirected bytes never
     // make it readable: what is queued there was passed up by flow control.
     void on_source_event(Flow& connection, std::uint8_t direction, int result,
                          PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         const int source = connection.source_fd(direction);
         if (result < 0) {
             context.abort_connection(connection, "poll_error");
@@ -423,7 +424,7 @@ private:
         } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
             // A wake-up with nothing to read: on 6.18 a stale copied_seq can keep POLLIN set
             // on a sockmap socket, so re-arming at once could spin. Look again shortly.
-            connection.directions[direction].poll_deferred = true;
+            connection.plane->directions[direction].poll_deferred = true;
             arm_timer(connection, context);
         } else {
             context.abort_connection(connection, failure_reason(errno, direction));
@@ -432,7 +433,7 @@ private:
 
     // Passed bytes are readable on the source of `direction`: copy them.
     void start_copy(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        connection.directions[direction].copying = true;
+        connection.plane->directions[direction].copying = true;
         // The source is not braked here: a full sink is every bulk stream's normal state
         // (its send buffer is what paces the redirect), and a brake put on now had TCP
         // autotuning start over from 1 MiB once released, which cost the client-to-backend
@@ -452,12 +453,12 @@ private:
     void look_for_missed_wakeups(Flow& connection, PlaneContext& context) {
         bool owed_any = false;
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            Direction& flow = connection.directions[direction];
+            Direction& flow = connection.plane->directions[direction];
             // After the source's EOF the EOF rule copies late passes itself (copy_late_pass).
             if (context.closing(connection) || flow.source_eof) {
                 continue;
             }
-            auto link = program_->link_state(connection.cookies[direction]);
+            auto link = program_->link_state(connection.plane->cookies[direction]);
             if (!link) {
                 continue;  // the plane's own calls on the link report a lost one
             }
@@ -500,10 +501,10 @@ private:
                  {"dir", direction == kClientToBackend ? "client_to_backend" : "backend_to_client"},
                  {"owed", std::to_string(owed)},
                  {"readable", std::to_string(readable)},
-                 {"poll_armed", connection.directions[direction].poll_armed ? "yes" : "no"},
+                 {"poll_armed", connection.plane->directions[direction].poll_armed ? "yes" : "no"},
                  {"missed", std::to_string(*folded)}});
         }
-        connection.directions[direction].owed_idle = false;
+        connection.plane->directions[direction].owed_idle = false;
         start_copy(connection, direction, context);
     }
 
@@ -511,7 +512,7 @@ private:
     // absorbed by the sink, then write them (order kept), then tell the verdict. The decisions
     // are copy_step's (plane/sockmap_steps.h); this carries them out.
     void copy_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         const int sink = connection.sink_fd(direction);
         for (int round = 0;; ++round) {
             CopyObservation seen{.holding = flow.taken > 0, .rounds = round, .absorbed = {},
@@ -542,8 +543,8 @@ private:
                         return;
                     case CopyStep::check_absorbed: {
                         auto absorbed = redirects_absorbed(
-                            sink, connection.baselines[1 - direction], flow.redirected_before_copy,
-                            flow.copied - flow.urgent_removed);
+                            sink, connection.plane->baselines[1 - direction],
+                            flow.redirected_before_copy, flow.copied - flow.urgent_removed);
                         if (!absorbed) {
                             context.abort_connection(connection, reset_reason(1 - direction));
                             return;
@@ -587,7 +588,7 @@ private:
     // Reads passed bytes into the direction's buffer. False when there is nothing to copy now
     // (EOF, nothing queued, an error); the reason is handled here.
     bool read_passed(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         // Called with the buffer empty (taken == 0): it can be swapped for one of another size.
         const std::size_t size = flow.drain.raised() ? kCopyBufferBytes : kFirstCopyBufferBytes;
         if (!flow.buffer || flow.buffer_size != size) {
@@ -619,7 +620,7 @@ private:
         flow.taken = flow.filled;
         flow.sent = 0;
         // Read after the recv: every skb redirected before the ones just read is counted.
-        auto link = program_->link_state(connection.cookies[direction]);
+        auto link = program_->link_state(connection.plane->cookies[direction]);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return false;
@@ -652,12 +653,12 @@ private:
 
     // The whole buffer is in the sink: tell the verdict. False when the pair was ended.
     bool finish_copy(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         flow.copied += flow.taken;
         flow.urgent_removed += flow.taken - flow.filled;
         flow.filled = 0;
         flow.taken = 0;
-        if (auto told = program_->set_copied(connection.cookies[direction], flow.copied,
+        if (auto told = program_->set_copied(connection.plane->cookies[direction], flow.copied,
                                             static_cast<std::uint32_t>(flow.urgent_removed));
             !told) {
             context.abort_connection(connection, "link_lost");
@@ -667,7 +668,7 @@ private:
     }
 
     static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         flow.sending = true;
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
@@ -675,7 +676,7 @@ private:
     }
 
     void on_copy_sent(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         flow.sending = false;
         if (result <= 0) {
             context.abort_connection(connection, failure_reason(-result, 1 - direction));
@@ -692,7 +693,7 @@ private:
     }
 
     void source_ended(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         flow.source_eof = true;
         flow.last_progress = std::chrono::steady_clock::now();
         arm_watch(connection, context);  // the sink may never take what is before the EOF
@@ -704,9 +705,9 @@ private:
     // Kernel fact 4: the FIN must not overtake redirected bytes still queued for the sink.
     // The decisions are eof_step's (plane/sockmap_steps.h); this carries them out.
     void try_propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         const int sink = connection.sink_fd(direction);
-        auto link = program_->link_state(connection.cookies[direction]);
+        auto link = program_->link_state(connection.plane->cookies[direction]);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return;
@@ -723,9 +724,9 @@ private:
                 case EofStep::check_may: {
                     // Urgent bytes the source received that the sink is never to get.
                     const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
-                    auto may = eof_may_propagate(connection.source_fd(direction),
-                                                 connection.baselines[direction], sink,
-                                                 connection.baselines[1 - direction], undelivered);
+                    auto may = eof_may_propagate(
+                        connection.source_fd(direction), connection.plane->baselines[direction],
+                        sink, connection.plane->baselines[1 - direction], undelivered);
                     if (!may) {
                         context.abort_connection(connection, reset_reason(1 - direction));
                         return;
@@ -735,7 +736,8 @@ private:
                 }
                 case EofStep::propagate: finish_direction(connection, direction, context); return;
                 case EofStep::check_progress: {
-                    auto absorbed = bytes_absorbed(sink, connection.baselines[1 - direction]);
+                    auto absorbed =
+                        bytes_absorbed(sink, connection.plane->baselines[1 - direction]);
                     seen.progressed = absorbed && *absorbed != flow.last_absorbed;
                     if (*seen.progressed) {
                         flow.last_absorbed = *absorbed;
@@ -775,7 +777,7 @@ private:
             if (context.closing(connection)) {
                 return;
             }
-            Direction& flow = connection.directions[direction];
+            Direction& flow = connection.plane->directions[direction];
             if (flow.poll_deferred) {
                 flow.poll_deferred = false;
                 if (!flow.source_eof && !flow.copying) {

@@ -8,7 +8,7 @@
 namespace splicer::plane {
 
 void watch_source_error(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-    Direction& flow = connection.directions[direction];
+    Direction& flow = connection.plane->directions[direction];
     if (flow.source_error_armed || flow.source_error_ended || flow.source_eof) {
         return;
     }
@@ -26,7 +26,7 @@ void watch_held_sources(Flow& connection, const std::array<bool, 2>& held, Plane
 }
 
 void on_source_error(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
-    Direction& flow = connection.directions[direction];
+    Direction& flow = connection.plane->directions[direction];
     flow.source_error_armed = false;
     if (result < 0 || (result & POLLERR) == 0) {
         flow.source_error_ended = true;  // the FIN (POLLRDHUP): the round will read it

@@ -74,7 +74,7 @@ public:
     void on_completion(Flow& connection, const PlaneTag& tag, int result, std::uint32_t /*flags*/,
                        PlaneContext& context) override {
         if (tag.op == Op::plane_watch) {
-            connection.watch_armed = false;
+            connection.plane->watch_armed = false;
         }
         if (context.closing(connection)) {
             return;  // on_teardown gives the pipes back
@@ -84,8 +84,8 @@ public:
             return;
         }
         if (tag.op == Op::plane_watch) {
-            const std::array<bool, 2> held{holds_bytes(connection.directions[0]),
-                                           holds_bytes(connection.directions[1])};
+            const std::array<bool, 2> held{holds_bytes(connection.plane->directions[0]),
+                                           holds_bytes(connection.plane->directions[1])};
             if (on_watch(connection, context, held)) {
                 watch_held_sources(connection, held, context);
             }
@@ -111,7 +111,7 @@ public:
         if (!connection.plane_started) {
             return;
         }
-        for (Direction& flow : connection.directions) {
+        for (Direction& flow : connection.plane->directions) {
             if (!flow.pipe_write.valid()) {
                 continue;
             }
@@ -154,7 +154,7 @@ public:
         record.plane = handoff::PlaneKind::splice;
         export_flow_common(connection, record, fds);
         for (std::size_t d = 0; d < 2; ++d) {
-            Direction& flow = connection.directions[d];
+            Direction& flow = connection.plane->directions[d];
             if (!flow.pipe_write.valid()) {
                 continue;
             }
@@ -182,12 +182,13 @@ public:
     void adopt(Flow& connection, PlaneContext& context) override {
         connection.plane_started = true;
         ++connections_;
-        if (connection.directions[0].sink_shut && connection.directions[1].sink_shut) {
+        if (connection.plane->directions[0].sink_shut &&
+            connection.plane->directions[1].sink_shut) {
             context.close_connection(connection, "done");
             return;
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            Direction& flow = connection.directions[direction];
+            Direction& flow = connection.plane->directions[direction];
             if (flow.pipe_write.valid()) {
                 pipes_.adopted();
             }
@@ -210,7 +211,7 @@ private:
     void settle(Flow& connection, const PlaneTag& tag, int result) {
         settle_flags(connection, tag);
         const std::size_t direction = tag.arg & 1U;
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         const bool quiet = result == -ECANCELED || result == -EINTR || result == -EAGAIN;
         switch (tag.op) {
             case Op::plane_recv:
@@ -262,7 +263,7 @@ private:
     // The source has bytes, its EOF or an error: move them through a pipe if one is free,
     // else through a buffer. Either way the next operation reports EOF and errors.
     void start_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (std::optional<Pipe> pipe = pipes_.take()) {
             flow.pipe_read = std::move(pipe->read);
             flow.pipe_write = std::move(pipe->write);
@@ -276,7 +277,7 @@ private:
 
     // One round through a buffer: recv (which also steps over an urgent byte), then send.
     static void copy_round(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         flow.buffer = std::make_unique_for_overwrite<std::byte[]>(kCopyBytes);
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_recv, direction);
         // MSG_DONTWAIT: a spurious wake-up comes back as -EAGAIN instead of parking the buffer.
@@ -292,7 +293,7 @@ private:
 
     void on_spliced_in(Flow& connection, std::uint8_t direction, int result,
                        PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (result == -EAGAIN || result == 0) {
             give_pipe_back(flow);  // empty: nothing was spliced in
             // Splice stops at an urgent byte (EAGAIN, or 0 when the FIN follows) while poll
@@ -316,7 +317,7 @@ private:
 
     void on_spliced_out(Flow& connection, std::uint8_t direction, int result,
                         PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (result == -EAGAIN || result == -ECANCELED) {
             // A spurious wake-up, or the poll ended with an error the next attempt reports.
             splice_out(connection, direction, context);
@@ -346,7 +347,7 @@ private:
     // for the io-wq worker, so a splice out is never short: there is no "sink full" moment
     // to wait for), none after; a reader that stops is braked again by the watch.
     static void look_at_reader(Flow& connection, std::uint8_t direction) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (direction != kBackendToClient || flow.drain.raised()) {
             return;
         }
@@ -357,7 +358,7 @@ private:
     }
 
     static void splice_out(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        const Direction& flow = connection.directions[direction];
+        const Direction& flow = connection.plane->directions[direction];
         const int sink = connection.sink_fd(direction);
         io_uring_sqe* poll = context.sqe_for(connection, Op::plane_poll, direction);
         io_uring_prep_poll_add(poll, sink, POLLOUT);
@@ -368,7 +369,7 @@ private:
     }
 
     void on_received(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (result == -EAGAIN || result == 0) {
             flow.buffer.reset();
             if (result == 0) {
@@ -388,7 +389,7 @@ private:
     }
 
     void on_sent(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         if (result <= 0) {
             context.abort_connection(connection, failed_call("send", -result, 1 - direction));
             return;
@@ -406,7 +407,7 @@ private:
     }
 
     static void send_rest(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.directions[direction];
+        Direction& flow = connection.plane->directions[direction];
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_send, direction);
         io_uring_prep_send(sqe, connection.sink_fd(direction), flow.buffer.get() + flow.sent,
                            flow.filled - flow.sent, MSG_NOSIGNAL);

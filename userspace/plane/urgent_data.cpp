@@ -17,13 +17,14 @@ void note_consumed_at_start(Flow& connection) {
         // take_baseline's `consumed`: payload taken from the socket so far (FIN and unread
         // bytes left out), read until the socket's counters stood still.
         auto baseline = take_baseline(connection.source_fd(direction));
-        connection.directions[direction].consumed_at_start = baseline ? baseline->consumed : 0;
-        connection.directions[direction].consumed_known = baseline.has_value();
+        connection.plane->directions[direction].consumed_at_start =
+            baseline ? baseline->consumed : 0;
+        connection.plane->directions[direction].consumed_known = baseline.has_value();
     }
 }
 
 std::uint64_t urgent_bytes_skipped(const Flow& connection, std::size_t direction) {
-    const Direction& flow = connection.directions[direction];
+    const Direction& flow = connection.plane->directions[direction];
     if (!flow.consumed_known) {
         return 0;
     }
