@@ -4,12 +4,14 @@
 #include <bpf/libbpf.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -245,46 +247,90 @@ Result<splicer_cookie> socket_cookie(int fd) {
 }
 
 Result<void> SpliceProgram::pair(int client_fd, int backend_fd, PairStage* failed_at) {
-    PairStage unused{};
-    PairStage& stage = failed_at != nullptr ? *failed_at : unused;
-    stage = PairStage::linking;
+    if (failed_at != nullptr) {
+        *failed_at = PairStage::linking;
+    }
     auto client_cookie = socket_cookie(client_fd);
     auto backend_cookie = socket_cookie(backend_fd);
     if (!client_cookie || !backend_cookie) {
         return (client_cookie ? backend_cookie.error() : client_cookie.error());
     }
+    return pair(SocketCookie{client_fd, *client_cookie}, SocketCookie{backend_fd, *backend_cookie},
+                failed_at);
+}
+
+namespace {
+
+// Options filled by hand: LIBBPF_OPTS is a GNU statement expression -Wpedantic refuses in C++.
+bpf_map_batch_opts batch_options() {
+    bpf_map_batch_opts options{};
+    options.sz = sizeof(options);
+    return options;
+}
+
+// Writes both keys' values in one bpf() call (BPF_MAP_UPDATE_BATCH, which hash maps take
+// and a sockhash does not). The batch takes no BPF_NOEXIST (only BPF_F_LOCK as an element
+// flag): the keys are cookies of sockets never paired before, which the kernel never reuses.
+Result<void> update_both(int map_fd, const std::array<splicer_cookie, 2>& keys,
+                         const void* values, const char* what) {
+    auto count = static_cast<__u32>(keys.size());
+    const bpf_map_batch_opts options = batch_options();
+    if (bpf_map_update_batch(map_fd, keys.data(), values, &count, &options) != 0) {
+        return Error{std::string(what) + " update: " + errno_text(errno)};
+    }
+    return {};
+}
+
+// Removes both keys in one bpf() call where both are there (the batch stops at the first
+// missing key), else one by one.
+void delete_both(int map_fd, const std::array<splicer_cookie, 2>& keys) {
+    auto count = static_cast<__u32>(keys.size());
+    const bpf_map_batch_opts options = batch_options();
+    if (bpf_map_delete_batch(map_fd, keys.data(), &count, &options) == 0) {
+        return;
+    }
+    for (std::size_t i = count; i < keys.size(); ++i) {
+        bpf_map_delete_elem(map_fd, &keys[i]);
+    }
+}
+
+}  // namespace
+
+Result<void> SpliceProgram::pair(SocketCookie client, SocketCookie backend, PairStage* failed_at) {
+    PairStage unused{};
+    PairStage& stage = failed_at != nullptr ? *failed_at : unused;
+    stage = PairStage::linking;
+    if (client.cookie == 0 || backend.cookie == 0 || client.cookie == backend.cookie) {
+        return Error{"pairing: not two sockets' cookies"};
+    }
     // Links and copied counts first, so the verdict finds a partner and a zero copy count for
     // the very first skb after insertion.
-    const splicer_link client_link{.peer_cookie = *backend_cookie,
-                                   .direction = SPLICER_DIR_CLIENT_TO_BACKEND};
-    const splicer_link backend_link{.peer_cookie = *client_cookie,
-                                    .direction = SPLICER_DIR_BACKEND_TO_CLIENT};
-    const splicer_copied zero{};
-    if (bpf_map_update_elem(peers_map_fd(), &*client_cookie, &client_link, BPF_NOEXIST) != 0 ||
-        bpf_map_update_elem(peers_map_fd(), &*backend_cookie, &backend_link, BPF_NOEXIST) != 0) {
-        const int error = errno;
-        unpair_cookies(*client_cookie, *backend_cookie);
-        return Error{"peer map update: " + errno_text(error)};
-    }
-    if (bpf_map_update_elem(copied_map_fd(), &*client_cookie, &zero, BPF_NOEXIST) != 0 ||
-        bpf_map_update_elem(copied_map_fd(), &*backend_cookie, &zero, BPF_NOEXIST) != 0) {
-        const int error = errno;
-        unpair_cookies(*client_cookie, *backend_cookie);
-        return Error{"copied map update: " + errno_text(error)};
+    const std::array<splicer_cookie, 2> keys{client.cookie, backend.cookie};
+    const std::array<splicer_link, 2> links{
+        splicer_link{.peer_cookie = backend.cookie, .direction = SPLICER_DIR_CLIENT_TO_BACKEND},
+        splicer_link{.peer_cookie = client.cookie, .direction = SPLICER_DIR_BACKEND_TO_CLIENT}};
+    const std::array<splicer_copied, 2> zeros{};
+    for (const auto& [fd, values, what] :
+         {std::tuple{peers_map_fd(), static_cast<const void*>(links.data()), "peer map"},
+          std::tuple{copied_map_fd(), static_cast<const void*>(zeros.data()), "copied map"}}) {
+        if (auto updated = update_both(fd, keys, values, what); !updated) {
+            unpair_cookies(client.cookie, backend.cookie);
+            return updated.error();
+        }
     }
     // The sockhash value is the socket fd; the kernel stores the socket, keyed by cookie.
-    auto client_value = static_cast<std::uint64_t>(client_fd);
-    auto backend_value = static_cast<std::uint64_t>(backend_fd);
+    auto client_value = static_cast<std::uint64_t>(client.fd);
+    auto backend_value = static_cast<std::uint64_t>(backend.fd);
     stage = PairStage::client_insert;
-    if (bpf_map_update_elem(sockets_map_fd(), &*client_cookie, &client_value, BPF_NOEXIST) != 0) {
+    if (bpf_map_update_elem(sockets_map_fd(), &client.cookie, &client_value, BPF_NOEXIST) != 0) {
         const int error = errno;
-        unpair_cookies(*client_cookie, *backend_cookie);
+        unpair_cookies(client.cookie, backend.cookie);
         return Error{"sockhash insert (client): " + errno_text(error)};
     }
     stage = PairStage::backend_insert;
-    if (bpf_map_update_elem(sockets_map_fd(), &*backend_cookie, &backend_value, BPF_NOEXIST) != 0) {
+    if (bpf_map_update_elem(sockets_map_fd(), &backend.cookie, &backend_value, BPF_NOEXIST) != 0) {
         const int error = errno;
-        unpair_cookies(*client_cookie, *backend_cookie);
+        unpair_cookies(client.cookie, backend.cookie);
         return Error{"sockhash insert (backend): " + errno_text(error)};
     }
     return {};
@@ -309,12 +355,39 @@ void SpliceProgram::unpair_cookies(splicer_cookie client, splicer_cookie backend
     }
 }
 
+std::array<std::uint64_t, 2> SpliceProgram::unpair_closed(splicer_cookie client,
+                                                          splicer_cookie backend) {
+    std::array<std::uint64_t, 2> redirected{};
+    const std::array<splicer_cookie, 2> keys{client, backend};
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        splicer_link link{};
+        // One call reads the final link and removes it: no verdict runs on a closed socket.
+        if (keys[i] != 0 &&
+            bpf_map_lookup_and_delete_elem(peers_map_fd(), &keys[i], &link) == 0) {
+            redirected[i] = link.redirected;
+        }
+    }
+    if (client != 0 && backend != 0) {
+        delete_both(copied_map_fd(), keys);
+    } else {
+        for (const splicer_cookie cookie : keys) {
+            if (cookie != 0) {
+                bpf_map_delete_elem(copied_map_fd(), &cookie);
+            }
+        }
+    }
+    return redirected;
+}
+
 Result<LinkState> SpliceProgram::link_state(splicer_cookie cookie) const {
     splicer_copied copied_entry{};
     if (bpf_map_lookup_elem_flags(copied_map_fd(), &cookie, &copied_entry, BPF_F_LOCK) != 0) {
         return Error{"copied map lookup: " + errno_text(errno)};
     }
-    const std::uint64_t copied = copied_entry.bytes;
+    return link_state(cookie, copied_entry.bytes);
+}
+
+Result<LinkState> SpliceProgram::link_state(splicer_cookie cookie, std::uint64_t copied) const {
     splicer_link link{};
     if (bpf_map_lookup_elem(peers_map_fd(), &cookie, &link) != 0) {
         return Error{"peer map lookup: " + errno_text(errno)};

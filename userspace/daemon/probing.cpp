@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <span>
 
@@ -33,8 +34,17 @@ std::string join(const std::vector<std::string>& items) {
 // arrived since. Earlier kernels refuse it (EOPNOTSUPP) and every peek starts at the head of
 // the queue.
 bool enable_peek_offset(int fd, std::size_t peeked) {
+    // What the kernel answered once holds for every socket: no retry per wait where it refused.
+    static std::atomic<bool> refused{false};
+    if (refused.load(std::memory_order_relaxed)) {
+        return false;
+    }
     const int start = static_cast<int>(peeked);
-    return ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &start, sizeof(start)) == 0;
+    if (::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &start, sizeof(start)) == 0) {
+        return true;
+    }
+    refused.store(true, std::memory_order_relaxed);
+    return false;
 }
 
 void disable_peek_offset(int fd) {
@@ -95,10 +105,17 @@ void EventLoop::start_probing(Connection& connection) {
 void EventLoop::arm_probe_poll(Connection& connection) {
     if (connection.probe_waits++ == 0) {
         // The first wait: the probe deadline starts (still within the accept's callback, so
-        // it counts from the accept), and from here each peek copies only new bytes.
+        // it counts from the accept).
         io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
         io_uring_prep_timeout(sqe, &connection.probe_timeout, 0, 0);
         connection.probe_timeout_armed = true;
+    }
+    // From the first wait with bytes peeked, each peek copies only new bytes. Not before:
+    // with nothing peeked a peek starts at the head anyway, and a client whose first look
+    // found nothing usually sends its whole first flight at once (a ClientHello in one
+    // segment): its one wait then costs neither the offset's set-up nor its undo (two
+    // setsockopt calls per connection).
+    if (!connection.peek_offset && !connection.peeked.empty()) {
         connection.peek_offset =
             enable_peek_offset(connection.client.get(), connection.peeked.size());
     }

@@ -124,7 +124,9 @@ public:
             connection.plane->cookies[i] = *cookie;
         }
         bpf::PairStage failed_at{};
-        if (auto paired = program_->pair(sockets[0], sockets[1], &failed_at); !paired) {
+        if (auto paired = program_->pair({sockets[0], connection.plane->cookies[0]},
+                                         {sockets[1], connection.plane->cookies[1]}, &failed_at);
+            !paired) {
             if (failed_at == bpf::PairStage::backend_insert) {
                 // The client was in the sockhash meanwhile: bytes it received then went
                 // through the verdict (its peeked first bytes too) and were purged when it
@@ -208,18 +210,20 @@ public:
         if (connection.plane->plane_fallback || connection.exported) {
             return;
         }
-        for (std::size_t direction = 0; direction < 2; ++direction) {
-            auto link = program_->link_state(connection.plane->cookies[direction]);
-            if (link) {
-                connection.plane->directions[direction].bytes = link->redirected + link->copied;
-            }
-        }
         // (A pair that ended in a reset was aborted already: abort_connection sent the RSTs.)
         // Sockets first: once closed they leave the sockhash and no verdict can still be
-        // running on a link when its entries go.
+        // running on a link when its entries go. Nothing is in flight on them (teardown
+        // comes once every operation completed), so these closes are the sockets' last.
         connection.client.reset();
         connection.backend.reset();
-        program_->unpair_cookies(connection.plane->cookies[0], connection.plane->cookies[1]);
+        // The links read after the close are final; the copied counts are the plane's own
+        // (every one it reported with set_copied, or took from the link at adopt).
+        const auto redirected =
+            program_->unpair_closed(connection.plane->cookies[0], connection.plane->cookies[1]);
+        for (std::size_t direction = 0; direction < 2; ++direction) {
+            connection.plane->directions[direction].bytes =
+                redirected[direction] + connection.plane->directions[direction].copied;
+        }
     }
 
     // handoff (userspace/handoff/README.md): a pair moves between copy rounds, its sockets
@@ -458,7 +462,7 @@ private:
             if (context.closing(connection) || flow.source_eof) {
                 continue;
             }
-            auto link = program_->link_state(connection.plane->cookies[direction]);
+            auto link = program_->link_state(connection.plane->cookies[direction], flow.copied);
             if (!link) {
                 continue;  // the plane's own calls on the link report a lost one
             }
@@ -620,7 +624,7 @@ private:
         flow.taken = flow.filled;
         flow.sent = 0;
         // Read after the recv: every skb redirected before the ones just read is counted.
-        auto link = program_->link_state(connection.plane->cookies[direction]);
+        auto link = program_->link_state(connection.plane->cookies[direction], flow.copied);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return false;
@@ -707,7 +711,7 @@ private:
     void try_propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
         const int sink = connection.sink_fd(direction);
-        auto link = program_->link_state(connection.plane->cookies[direction]);
+        auto link = program_->link_state(connection.plane->cookies[direction], flow.copied);
         if (!link) {
             context.abort_connection(connection, "link_lost");
             return;
