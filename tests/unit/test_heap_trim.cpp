@@ -117,9 +117,50 @@ TEST_CASE("HeapTrim: idle moments less than a second apart make one trim, the ti
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(trim->trims_done() == 1);
-    trim->after_closes(99);  // the tick: does the put-off trim
+    trim->after_closes(99, 0);  // the tick: does the put-off trim
     CHECK(wait_for_trims(2) == 2);
-    trim->after_closes(99);  // nothing closed and nothing owed since
+    trim->after_closes(99, 0);  // nothing closed and nothing owed since
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(trim->trims_done() == 2);
+}
+
+// A steady load (as many connections arriving as leaving) reuses what the closed ones freed:
+// trimming it each second only made the next connections fault the pages back in. A trim is
+// due once the connections held fell well below their peak since the last one.
+TEST_CASE("HeapTrim: a steady load makes no trim, a fall below the peak held does", "[heap]") {
+    auto trim = std::make_unique<splicer::daemon::HeapTrim>();
+    const auto wait_for_trims = [&trim](std::uint64_t count) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (trim->trims_done() < count && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return trim->trims_done();
+    };
+    constexpr std::uint32_t kSteady = 200;
+    std::uint64_t closed = 0;
+    // Ten ticks of churn: 500 connections close a tick, each replaced, the loop holding
+    // 200 +- 20 all along.
+    for (int tick = 0; tick < 10; ++tick) {
+        for (int i = 0; i < 500; ++i) {
+            trim->after_release(kSteady - 20 + static_cast<std::uint32_t>(i % 40), ++closed);
+        }
+        trim->after_closes(closed, kSteady);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(trim->trims_done() == 0);
+    // The load goes down: 63 below the peak is not yet worth a pass, 64 is.
+    const std::uint32_t peak = kSteady - 20 + 39 + 1;
+    trim->after_closes(closed, peak - splicer::daemon::HeapTrim::kReleasedPerTrim + 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(trim->trims_done() == 0);
+    trim->after_closes(closed, peak - splicer::daemon::HeapTrim::kReleasedPerTrim);
+    CHECK(wait_for_trims(1) == 1);
+    // The peak starts again from what the trim left: the same level is steady again.
+    trim->after_closes(closed + 100, peak - splicer::daemon::HeapTrim::kReleasedPerTrim);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK(trim->trims_done() == 1);
+    // The last connection gone: trimmed at the idle moment (a second after the last trim).
+    std::this_thread::sleep_for(splicer::daemon::HeapTrim::kMinSpacing);
+    trim->after_release(0, closed + 101);
+    CHECK(wait_for_trims(2) == 2);
 }

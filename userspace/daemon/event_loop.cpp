@@ -175,7 +175,7 @@ Result<void> EventLoop::run() {
         }
         if (now - trimmed >= std::chrono::seconds(1)) {
             http_buffers_.end_period();  // spares sized to the last seconds' load
-            heap_trim_.after_closes(counters_.closed);
+            heap_trim_.after_closes(counters_.closed, slab_.in_use());
             backend_pool_.expire(now);  // keepalive_timeout, to the second
             trimmed = now;
         }

@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -113,13 +114,15 @@ HeapTrim::HeapTrim() {
 
 HeapTrim::~HeapTrim() = default;
 
-void HeapTrim::after_closes(std::uint64_t closed_total) {
-    if (put_off_ || closed_total - closed_at_last_trim_ >= kClosesPerTrim) {
-        trim(closed_total);
+void HeapTrim::after_closes(std::uint64_t closed_total, std::uint32_t held) {
+    peak_held_ = std::max(peak_held_, held);
+    if (put_off_ || peak_held_ - held >= kReleasedPerTrim) {
+        trim(closed_total, held);
     }
 }
 
 void HeapTrim::after_release(std::uint32_t held, std::uint64_t closed_total) {
+    peak_held_ = std::max(peak_held_, held + 1);
     if (held != 0 || closed_total == closed_at_last_trim_) {
         return;
     }
@@ -127,7 +130,7 @@ void HeapTrim::after_release(std::uint32_t held, std::uint64_t closed_total) {
         put_off_ = true;  // the loop's next tick (within a second) trims
         return;
     }
-    trim(closed_total);
+    trim(closed_total, held);
 }
 
 std::uint64_t HeapTrim::trims_done() const {
@@ -138,8 +141,9 @@ std::uint64_t HeapTrim::trims_done() const {
     return trimmer_->done;
 }
 
-void HeapTrim::trim(std::uint64_t closed_total) {
+void HeapTrim::trim(std::uint64_t closed_total, std::uint32_t held) {
     closed_at_last_trim_ = closed_total;
+    peak_held_ = held;
     last_trim_ = std::chrono::steady_clock::now();
     put_off_ = false;
     if (!trimmer_) {

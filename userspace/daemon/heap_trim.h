@@ -6,8 +6,8 @@
 // copy plane's loop busy 8-10 s (perf: 65% in brk's TLB flush), stalling every other client.
 // Instead free() keeps the memory, and a malloc_trim() (which also returns free pages inside
 // the heap, where glibc alone never would: 5,000 copy-plane connections left the daemon at
-// 645 MB resident after they had all closed, 14 MB idle) runs once a second while
-// connections leave, and at once when the last one is gone (unless a trim began less than a
+// 645 MB resident after they had all closed, 14 MB idle) runs on the once-a-second tick
+// when the connections held fell 64 or more below their peak since the last trim, and at once when the last one is gone (unless a trim began less than a
 // second ago: then on the next tick, so a loop that is idle between short connections many
 // times a second trims at most once a second).
 //
@@ -33,10 +33,15 @@ public:
     HeapTrim(const HeapTrim&) = delete;
     HeapTrim& operator=(const HeapTrim&) = delete;
 
-    // Called about once a second with the number of connections closed so far: trims when
-    // enough closed since the last trim for it to be worth a pass over the heap, or when
-    // after_release put off a trim.
-    void after_closes(std::uint64_t closed_total);
+    // Called about once a second with the number of connections closed so far and the
+    // number still held: trims when the connections held fell by kReleasedPerTrim or more
+    // below their peak since the last trim (a burst left, or the load went down: memory the
+    // loop will not reuse soon), or when after_release put off a trim. A steady load, with
+    // as many connections arriving as leaving, reuses what the closed ones freed: a trim
+    // each second there madvised the free chunks only for the next connections to fault
+    // them back in (tls_term_new, perf: madvise 3.1% and those page faults 2.1% of the
+    // daemon's CPU, nginx 0).
+    void after_closes(std::uint64_t closed_total, std::uint32_t held);
 
     // Called after each connection is released, with the number still held: trims at once
     // when that was the last one (an idle daemon is back to its idle size right away), unless
@@ -50,16 +55,19 @@ public:
     // Trims finished so far (on the trimming thread).
     [[nodiscard]] std::uint64_t trims_done() const;
 
-    static constexpr std::uint64_t kClosesPerTrim = 64;
+    static constexpr std::uint32_t kReleasedPerTrim = 64;
     static constexpr std::chrono::milliseconds kMinSpacing{1000};
 
 private:
     struct Trimmer;
     // Hands the trim to the thread (started at the first request: after the privilege drop,
     // as capabilities are per thread). A request while one runs is folded into one more pass.
-    void trim(std::uint64_t closed_total);
+    void trim(std::uint64_t closed_total, std::uint32_t held);
 
     std::uint64_t closed_at_last_trim_ = 0;
+    // The most connections held since the last trim, as seen at each release (held + 1:
+    // the count before it) and each tick.
+    std::uint32_t peak_held_ = 0;
     std::chrono::steady_clock::time_point last_trim_{};  // when trim() last asked for one
     bool put_off_ = false;  // after_release skipped an idle trim: after_closes owes it
     std::unique_ptr<Trimmer> trimmer_;
