@@ -296,6 +296,9 @@ private:
     // Asks the kernel to cancel every accept armed on listener `listener`.
     void cancel_accepts(std::size_t listener);
     void on_accept_failed(std::size_t listener, std::uint32_t index, int error);
+    // An accept on `listener` succeeded: a pause for lack of fds or memory is over, and the
+    // accepts parked meanwhile are armed again.
+    void resume_parked_accepts(std::size_t listener);
     // Which limit, if any, refuses a just-accepted client (closing `client` refuses it).
     void refuse(std::size_t listener, limits::Refusal refusal);
     void leave_probing(Connection& connection);
@@ -379,6 +382,14 @@ private:
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
+    // Per listener, while its accepts fail that way: the one accept that tries again after
+    // each pause, and the others, parked (not armed) until it succeeds. With 64 armed, each
+    // in a pause of its own would fail 640 times a second.
+    struct AcceptPause {
+        std::optional<std::uint32_t> retrying;
+        std::vector<std::uint32_t> parked;
+    };
+    std::vector<AcceptPause> accept_pauses_;
     // Per listener, per armed accept: where the kernel writes the client's address. A deque:
     // adding a listener never moves the buffers accepts already point at.
     std::deque<std::array<net::SocketAddress, kAcceptsPerListener>> accept_peers_;
