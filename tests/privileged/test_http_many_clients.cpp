@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http_test_common.h"
@@ -112,10 +113,20 @@ TEST_CASE(
     CHECK(answered == kManyClients * kManyClientRounds);
     // Every request either took an idle backend connection or opened one. At most one per
     // client is ever needed at once, so the pool keeping what the load used opens about
-    // kManyClients in all; keeping 32 opened ~970 more each round (3,900 measured on main,
-    // and as many closed).
-    const std::uint64_t opened = daemon_counter(*daemon, "backend_pool_misses");
-    const std::uint64_t reused = daemon_counter(*daemon, "backend_pool_hits");
+    // kManyClients in all; keeping 32 opened most of them again each round (main's daemon,
+    // debug build: 2,577 opened and 2,545 closed in 4,000 requests).
+    // The counters are published once a second: read until every request is in them.
+    std::uint64_t opened = 0;
+    std::uint64_t reused = 0;
+    const auto counted_by = Clock::now() + 5s;
+    do {
+        opened = daemon_counter(*daemon, "backend_pool_misses");
+        reused = daemon_counter(*daemon, "backend_pool_hits");
+        if (opened + reused >= static_cast<std::uint64_t>(kManyClients * kManyClientRounds)) {
+            break;
+        }
+        std::this_thread::sleep_for(200ms);
+    } while (Clock::now() < counted_by);
     const std::uint64_t closed_idle = daemon_counter(*daemon, "backend_pool_idle_closed");
     WARN("backend connections opened " << opened << ", reused " << reused
                                        << ", closed while idle " << closed_idle);
