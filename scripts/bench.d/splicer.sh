@@ -22,7 +22,7 @@ protocols: (
 );
 http: {
     listen: ( { host: "$forwarder_ip"; port: "80"; } );
-    keepalive_connections: 32;   # the default, as nginx's keepalive 32 and HAProxy's reuse
+    keepalive_connections: 32;   # the default floor (the pool keeps what the load uses), as nginx's keepalive 32 and HAProxy's reuse
     routes: ( { hosts: [ "*" ]; backend: "$backend_ip:$http_port"; } );
 };
 https: {

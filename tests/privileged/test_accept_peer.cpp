@@ -30,10 +30,10 @@ TEST_CASE(
         .listen = free_port(), .xmpp_tls = free_port(), .https = https.port(), .xmpp = free_port()};
     auto daemon = start_daemon("copy", snikket_config(ports, {.probe_timeout_seconds = 5}));
     const std::string hello = make_client_hello({.server_name = "chat.example.com"});
-    // 12 IPv4 clients, each from its own 127/8 address, and 3 on the ::1 listener: three
-    // times the accepts armed on a listener (kAcceptsPerListener, 4), all queued before the
+    // 140 IPv4 clients, each from its own 127/8 address, and 3 on the ::1 listener: over
+    // twice the accepts armed on a listener (kAcceptsPerListener, 64), all queued before the
     // loop runs, so buffers are re-armed and written again while earlier clients are served.
-    constexpr int kIpv4Clients = 12;
+    constexpr int kIpv4Clients = 140;
     constexpr int kIpv6Clients = 3;
     std::vector<UniqueFd> clients;
     {
@@ -75,10 +75,11 @@ TEST_CASE(
     auto daemon = start_daemon("copy", snikket_config(ports, {.probe_timeout_seconds = 60}));
     const int baseline = daemon->open_fd_count();
     REQUIRE(baseline > 0);
-    // Three times the accepts armed on the listener. Each client's RST lands while it waits
-    // in the backlog, so its accept's first peek answers ECONNRESET: the connection is closed
-    // inside its accept, with no operation in flight and no completion to finish it later.
-    constexpr std::size_t kClients = 12;
+    // Over twice the accepts armed on the listener (64). Each client's RST lands while it
+    // waits in the backlog, so its accept's first peek answers ECONNRESET: the connection is
+    // closed inside its accept, with no operation in flight and no completion to finish it
+    // later.
+    constexpr std::size_t kClients = 140;
     {
         const StoppedDaemon stopped(daemon->pid());
         for (std::size_t i = 0; i < kClients; ++i) {

@@ -247,12 +247,15 @@ TEST_CASE("EMFILE on accept: no busy loop, held connections go on, serving resum
     const auto stats =
         run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon.pin_dir());
     CAPTURE(stats.output);
-    // Backing off 100 ms between tries: at most ~10 failed accepts a second of pressure (about
-    // 5 s here); a daemon retrying at once fails thousands of times.
+    // Backing off 100 ms between tries: ~10 failed accepts a second of pressure (about 5 s
+    // here), plus one for each of the other 63 accepts armed on the listener (64 since
+    // session 29), each failing once as a flood client wakes it and then parked until
+    // accepting works again (104 measured under ASan); a daemon retrying at once fails
+    // thousands of times.
     const std::size_t at = stats.output.find("accept_errors ");
     REQUIRE(at != std::string::npos);
     const auto accept_errors = std::stoull(stats.output.substr(at + 14));
     CHECK(accept_errors >= 1);
-    CHECK(accept_errors <= 100);
+    CHECK(accept_errors <= 200);
     stop_daemon(daemon);
 }

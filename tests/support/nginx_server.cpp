@@ -39,7 +39,8 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
     config << "daemon off;\nuser root;\nworker_processes 1;\n"
            << "pid " << dir << "/nginx.pid;\n"
            << "error_log " << dir << "/logs/error.log info;\n"
-           << "events { worker_connections 64; }\n"
+           << "worker_rlimit_nofile " << 2 * options_.worker_connections + 64 << ";\n"
+           << "events { worker_connections " << options_.worker_connections << "; }\n"
            << "http {\n"
            << "  access_log off;\n";
     for (const char* temp : {"client_body", "proxy", "fastcgi", "uwsgi", "scgi"}) {
@@ -63,7 +64,10 @@ NginxServer::NginxServer(NginxOptions options, const std::function<bool(std::uin
            << "    root " << dir << "/html;\n"
            << "  }\n"
            << "  server {\n"
-           << "    listen " << options_.address << ":" << options_.http_port << ";\n"
+           // A backlog past nginx's default 511: a proxy that opens a connection per
+           // client in flight may open hundreds in one moment.
+           << "    listen " << options_.address << ":" << options_.http_port
+           << " backlog=4096;\n"
            << "    server_name " << name << ";\n"
            << "    access_log " << dir << "/logs/http.log from_http;\n"
            << "    root " << dir << "/html;\n"

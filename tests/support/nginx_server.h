@@ -25,6 +25,9 @@ struct NginxOptions {
     std::size_t blob_bytes = 1 << 20;
     // false: the HTTPS server reads no PROXY header (a plain https:// backend).
     bool https_proxy_protocol = true;
+    // nginx's worker_connections (its fd limit follows): raise it for a test holding more
+    // than a few dozen connections to it at once.
+    std::uint32_t worker_connections = 64;
     // The HTTPS server's certificate (full chain) and key instead of a self-signed one for
     // server_name (ca_file() is then this chain).
     std::string certificate;

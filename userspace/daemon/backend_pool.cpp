@@ -65,10 +65,10 @@ std::optional<IdleBackend> BackendPool::take(const BackendKey& key, bool check_u
     // Each round either returns or closes one entry of the list: bounded by its length.
     while (true) {
         const auto list = lists_.find(key);
-        if (list == lists_.end() || list->second.empty()) {
+        if (list == lists_.end() || list->second.slots.empty()) {
             return std::nullopt;
         }
-        const std::uint32_t slot = list->second.back();
+        const std::uint32_t slot = list->second.slots.back();
         Entry& entry = entries_[slot];
         if (check_unwatched && !entry.watched && !nothing_to_read(entry.backend.socket.get())) {
             ++counts_.idle_closed;
@@ -86,19 +86,17 @@ void BackendPool::put(const BackendKey& key, IdleBackend backend, std::size_t pe
     if (per_backend == 0) {
         return;  // `backend` closes its socket here
     }
-    std::vector<std::uint32_t>& list = lists_[key];
-    if (list.size() >= per_backend) {
-        ++counts_.idle_closed;
-        release(list.front(), true);  // the oldest goes: the newest is the likeliest alive
-    }
     if (idle_ >= kMaxIdle) {
-        // Full in all: the oldest of the longest list goes.
-        auto longest = std::max_element(
-            lists_.begin(), lists_.end(),
-            [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); });
+        // Full in all: the oldest of the longest list goes (the newest is the likeliest
+        // alive). Found before this key's list is made, so the longest is never an empty one.
+        auto longest = std::max_element(lists_.begin(), lists_.end(), [](const auto& a,
+                                                                         const auto& b) {
+            return a.second.slots.size() < b.second.slots.size();
+        });
         ++counts_.idle_closed;
-        release(longest->second.front(), true);
+        release(longest->second.slots.front(), true);
     }
+    lists_[key].floor = per_backend;
     std::uint32_t slot = 0;
     if (!free_.empty()) {
         slot = free_.back();
@@ -112,7 +110,7 @@ void BackendPool::put(const BackendKey& key, IdleBackend backend, std::size_t pe
     entry.key = key;
     entry.backend = std::move(backend);
     entry.expires = std::chrono::steady_clock::now() + timeout;
-    lists_[entry.key].push_back(slot);
+    lists_[entry.key].slots.push_back(slot);
     ++idle_;
     // Watched from the next expire() on, unless taken before (the header says why).
     entry.watched = false;
@@ -144,7 +142,41 @@ void BackendPool::on_completion(PoolOp op, std::uint32_t slot, std::uint16_t gen
     release(slot, true);
 }
 
+void BackendPool::trim_unused(IdleList& list) {
+    const std::size_t unused = std::min(list.least, list.slots.size());
+    if (list.slots.size() <= list.floor || unused == 0) {
+        return;
+    }
+    const std::size_t closing = std::min((unused + 1) / 2, list.slots.size() - list.floor);
+    // The oldest first: the front of the list is what the load left untouched. Copied out:
+    // release() edits the list (and erases it once empty, which the floor never allows here
+    // unless it is 0).
+    const std::vector<std::uint32_t> oldest(list.slots.begin(),
+                                            list.slots.begin() + static_cast<long>(closing));
+    for (const std::uint32_t slot : oldest) {
+        ++counts_.idle_closed;
+        release(slot, true);
+    }
+}
+
 void BackendPool::expire(std::chrono::steady_clock::time_point now) {
+    if (++expires_since_trim_ >= kTrimPeriod) {
+        expires_since_trim_ = 0;
+        // Collected first: trimming may erase a list (release() drops an emptied one).
+        std::vector<BackendKey> keys;
+        keys.reserve(lists_.size());
+        for (const auto& [key, list] : lists_) {
+            keys.push_back(key);
+        }
+        for (const BackendKey& key : keys) {
+            if (const auto list = lists_.find(key); list != lists_.end()) {
+                trim_unused(list->second);
+            }
+        }
+        for (auto& [key, list] : lists_) {
+            list.least = list.slots.size();  // the next period's count starts from here
+        }
+    }
     for (std::uint32_t slot = 0; slot < entries_.size(); ++slot) {
         if (!entries_[slot].in_use) {
             continue;
@@ -171,10 +203,17 @@ void BackendPool::unlist(const BackendKey& key, std::uint32_t slot) {
     if (list == lists_.end()) {
         return;
     }
-    std::erase(list->second, slot);
-    if (list->second.empty()) {
-        lists_.erase(list);
+    std::vector<std::uint32_t>& slots = list->second.slots;
+    if (!slots.empty() && slots.back() == slot) {
+        slots.pop_back();  // a take(): the list may be long under load, no search
+    } else {
+        std::erase(slots, slot);
     }
+    if (slots.empty()) {
+        lists_.erase(list);
+        return;
+    }
+    list->second.least = std::min(list->second.least, slots.size());
 }
 
 void BackendPool::release(std::uint32_t slot, bool close_socket) {

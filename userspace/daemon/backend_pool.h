@@ -6,9 +6,17 @@
 //
 // - Keyed by backend: its address, and for an https:// backend the TLS client context and
 //   the name (SNI) the session was made for; the session stays with its connection.
-// - Bounded per backend (the section's keepalive_connections; the oldest idle one goes when
-//   a backend's list is full) and in all (kMaxIdle: a flood of distinct backends cannot hold
-//   more fds than that).
+// - Sized by the load, as HAProxy's idle pool (pool-purge-delay) is: a connection handed back
+//   is kept, however many are idle, and every kTrimPeriod expire() calls (5 s, HAProxy's
+//   default pool-purge-delay) half of those that sat untouched for the whole period past
+//   the backend's floor (the section's keepalive_connections) are closed, so an idle list
+//   shrinks to the floor within half a minute of the load going (1,000 to 32 in 25 s). Bounded in all (kMaxIdle: a flood of distinct backends cannot hold
+//   more fds than that; the oldest of the longest list goes). A fixed bound per backend was
+//   wrong under load: with 1,000 clients' requests in flight and 32 kept, every other
+//   request closed one backend connection and opened another (wrk -c1000: 9,567 closed for
+//   18,207 requests, each a connect, an accept at the backend and a TIME_WAIT here, up to
+//   28,000 of them, as many as the local ports), though the backend held as many busy at
+//   once anyway: keeping those the load used holds no more than it just had open.
 // - Each idle connection is watched: a poll for input through io_uring (Owner::pool, the tag
 //   naming the entry). An idle HTTP/1.1 connection has nothing to say, so readable means the
 //   backend closed it (FIN, RST, a TLS close_notify) or broke the protocol: it is closed at
@@ -77,9 +85,14 @@ class BackendPool {
 public:
     // At most this many idle connections per loop, whatever the config says.
     static constexpr std::size_t kMaxIdle = 1024;
+    // expire() calls (about seconds) between trims of the connections the load left unused:
+    // long enough that a slow round of requests (a loaded machine, a sanitizer build) does
+    // not count as unused what it is about to take again.
+    static constexpr std::uint32_t kTrimPeriod = 5;
 
     struct Counts {
-        std::uint64_t idle_closed = 0;  // closed while idle (backend went away, timeout, full)
+        // closed while idle (backend went away, timeout, unused past the floor, full)
+        std::uint64_t idle_closed = 0;
     };
 
     explicit BackendPool(uring::Ring& ring) : ring_(ring) {}
@@ -92,14 +105,17 @@ public:
     // to read (no FIN, no stray bytes); one that fails the check is closed and the next
     // tried.
     std::optional<IdleBackend> take(const BackendKey& key, bool check_unwatched);
-    // Keeps `backend` idle for up to `timeout`; `per_backend` bounds `key`'s list (0: the
-    // connection is closed at once).
+    // Keeps `backend` idle for up to `timeout`; `per_backend` is the fewest of `key`'s idle
+    // connections expire() keeps when they go unused (0: the connection is closed at once,
+    // no reuse).
     void put(const BackendKey& key, IdleBackend backend, std::size_t per_backend,
              std::chrono::steady_clock::duration timeout);
     // A completion tagged Owner::pool.
     void on_completion(PoolOp op, std::uint32_t slot, std::uint16_t generation, int result);
-    // Closes what has been idle past its timeout, and arms the watch of every other idle
-    // connection that has none yet.
+    // Closes what has been idle past its timeout and, every kTrimPeriod calls, half of each
+    // backend's connections past its floor that went untouched for that period (the loop
+    // calls it about once a second), and arms the watch of every other idle connection that
+    // has none yet.
     void expire(std::chrono::steady_clock::time_point now);
     // Closes every idle connection (a stop).
     void clear();
@@ -117,6 +133,18 @@ private:
         std::chrono::steady_clock::time_point expires{};
     };
 
+    // One backend's idle connections.
+    struct IdleList {
+        std::vector<std::uint32_t> slots;  // oldest first (taken from the back)
+        // The fewest the list held since the last trim: its first `least` slots were not
+        // taken in that time, so the load did not need them.
+        std::size_t least = 0;
+        std::size_t floor = 0;  // keepalive_connections, as the last put() gave it
+    };
+
+    // Closes half (rounded up) of the connections of `list` that went unused since the last
+    // trim, the oldest first, keeping at least its floor.
+    void trim_unused(IdleList& list);
     void watch(std::uint32_t slot);
     // Ends entry `slot`: cancels its watch, closes its socket (unless it was taken) and frees
     // the slot.
@@ -126,9 +154,10 @@ private:
     uring::Ring& ring_;
     std::vector<Entry> entries_;
     std::vector<std::uint32_t> free_;
-    // Per backend key: its idle entries, oldest first (taken from the back).
-    std::unordered_map<BackendKey, std::vector<std::uint32_t>, BackendKeyHash> lists_;
+    // Per backend key: its idle entries.
+    std::unordered_map<BackendKey, IdleList, BackendKeyHash> lists_;
     std::size_t idle_ = 0;
+    std::uint32_t expires_since_trim_ = 0;
     Counts counts_;
 };
 

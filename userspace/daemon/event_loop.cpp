@@ -76,6 +76,7 @@ Result<void> EventLoop::add_listener(ListeningSocket listener) {
     }
     listeners_.push_back(std::move(listener));
     accept_backoff_.push_back({.tv_sec = 0, .tv_nsec = kAcceptBackoffNanoseconds});
+    accept_pauses_.emplace_back();
     accept_peers_.emplace_back();
     return {};
 }
@@ -335,6 +336,7 @@ void EventLoop::on_accept(std::size_t listener, std::uint32_t index, int result)
         net::accepted_peer(accept_peers_[listener][index], client.get());
     if (!handed_over_) {
         arm_accept(listener, index);
+        resume_parked_accepts(listener);
     }
     if (slab_.in_use() >= slab_.capacity()) {
         refuse(listener, limits::Refusal::all_full);
@@ -456,6 +458,12 @@ void EventLoop::on_accept_failed(std::size_t listener, std::uint32_t index, int 
                                        {"failures", std::to_string(*failures)}});
     }
     if (error == -EMFILE || error == -ENFILE || error == -ENOBUFS || error == -ENOMEM) {
+        AcceptPause& pause = accept_pauses_[listener];
+        if (pause.retrying && *pause.retrying != index) {
+            pause.parked.push_back(index);  // another one tries for the listener
+            return;
+        }
+        pause.retrying = index;
         ++accepts_armed_;  // the backoff re-arms it, or ends it (LoopOp::accept_backoff)
         io_uring_sqe* sqe = ring_.sqe();
         io_uring_prep_timeout(sqe, &accept_backoff_[listener], 0, 0);
@@ -464,6 +472,16 @@ void EventLoop::on_accept_failed(std::size_t listener, std::uint32_t index, int 
         return;
     }
     arm_accept(listener, index);
+}
+
+void EventLoop::resume_parked_accepts(std::size_t listener) {
+    AcceptPause& pause = accept_pauses_[listener];
+    pause.retrying.reset();
+    // Accepting works again: the parked ones take the queue as many at a time as before.
+    for (const std::uint32_t index : pause.parked) {
+        arm_accept(listener, index);
+    }
+    pause.parked.clear();
 }
 
 void EventLoop::refuse(std::size_t listener, limits::Refusal refusal) {

@@ -84,9 +84,15 @@ inline constexpr std::size_t kMaxListenersPerLoop = 256;
 // Accepts kept armed on each listener. Each is a single-shot accept with an address buffer of
 // its own, so the client's address comes with the accept (a multishot accept writes every
 // connection's address into one buffer, overwritten before its completions are read: it
-// would cost a getpeername per connection). Several, so that a queue of waiting clients is
-// taken several per loop round, not one.
-inline constexpr std::size_t kAcceptsPerListener = 4;
+// would cost a getpeername per connection). Many, because a loop round takes at most this
+// many waiting clients per listener, and a round under load lasts as long as the completions
+// of every connection already held: with 4, 1,000 keep-alive clients arriving at once (wrk
+// -c1000, a NAT's clients after a restart) waited up to 4-8 s in the listen backlog, their
+// first requests timing out, while the daemon served the others. An armed accept that finds
+// nothing waits as one exclusive poll on the listener (io_uring wakes one accept per new
+// client, not all), and its buffer is 32 bytes: 64 cost ~2 KiB per listener and take a burst
+// of 1,000 in 8 rounds per worker.
+inline constexpr std::size_t kAcceptsPerListener = 64;
 
 // Which of the daemon's event loops this one is (`workers`, daemon/daemon.cpp).
 struct WorkerPlace {
@@ -290,6 +296,9 @@ private:
     // Asks the kernel to cancel every accept armed on listener `listener`.
     void cancel_accepts(std::size_t listener);
     void on_accept_failed(std::size_t listener, std::uint32_t index, int error);
+    // An accept on `listener` succeeded: a pause for lack of fds or memory is over, and the
+    // accepts parked meanwhile are armed again.
+    void resume_parked_accepts(std::size_t listener);
     // Which limit, if any, refuses a just-accepted client (closing `client` refuses it).
     void refuse(std::size_t listener, limits::Refusal refusal);
     void leave_probing(Connection& connection);
@@ -373,6 +382,14 @@ private:
     std::vector<ListeningSocket> listeners_;
     // Per listener: the pause before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM.
     std::vector<__kernel_timespec> accept_backoff_;
+    // Per listener, while its accepts fail that way: the one accept that tries again after
+    // each pause, and the others, parked (not armed) until it succeeds. With 64 armed, each
+    // in a pause of its own would fail 640 times a second.
+    struct AcceptPause {
+        std::optional<std::uint32_t> retrying;
+        std::vector<std::uint32_t> parked;
+    };
+    std::vector<AcceptPause> accept_pauses_;
     // Per listener, per armed accept: where the kernel writes the client's address. A deque:
     // adding a listener never moves the buffers accepts already point at.
     std::deque<std::array<net::SocketAddress, kAcceptsPerListener>> accept_peers_;
