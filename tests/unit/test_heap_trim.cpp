@@ -97,28 +97,35 @@ TEST_CASE("HeapTrim: buffers of 64 KiB and more go back to the kernel when freed
 #endif
 }
 
+namespace {
+
+// The trims `trim` has done once it did `count` (its thread trims in the background), or
+// what it did within 10 s.
+std::uint64_t wait_for_trims(const splicer::daemon::HeapTrim& trim, std::uint64_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (trim.trims_done() < count && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return trim.trims_done();
+}
+
+}  // namespace
+
 // The loop asked for a trim after every idle moment: with a few one-request connections at a
 // time that was hundreds of trims a second, each locking every malloc arena. One second apart
 // at most now, and a put-off idle trim is done by the next once-a-second tick.
 TEST_CASE("HeapTrim: idle moments less than a second apart make one trim, the tick the next",
           "[heap]") {
     auto trim = std::make_unique<splicer::daemon::HeapTrim>();
-    const auto wait_for_trims = [&trim](std::uint64_t count) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (trim->trims_done() < count && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        return trim->trims_done();
-    };
     trim->after_release(0, 1);  // the first idle moment trims at once
-    REQUIRE(wait_for_trims(1) == 1);
+    REQUIRE(wait_for_trims(*trim, 1) == 1);
     for (std::uint64_t closed = 2; closed < 100; ++closed) {
         trim->after_release(0, closed);  // idle again and again within the second: put off
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(trim->trims_done() == 1);
     trim->after_closes(99, 0);  // the tick: does the put-off trim
-    CHECK(wait_for_trims(2) == 2);
+    CHECK(wait_for_trims(*trim, 2) == 2);
     trim->after_closes(99, 0);  // nothing closed and nothing owed since
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(trim->trims_done() == 2);
@@ -129,13 +136,6 @@ TEST_CASE("HeapTrim: idle moments less than a second apart make one trim, the ti
 // due once the connections held fell well below their peak since the last one.
 TEST_CASE("HeapTrim: a steady load makes no trim, a fall below the peak held does", "[heap]") {
     auto trim = std::make_unique<splicer::daemon::HeapTrim>();
-    const auto wait_for_trims = [&trim](std::uint64_t count) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (trim->trims_done() < count && std::chrono::steady_clock::now() < deadline) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        }
-        return trim->trims_done();
-    };
     constexpr std::uint32_t kSteady = 200;
     std::uint64_t closed = 0;
     // Ten ticks of churn: 500 connections close a tick, each replaced, the loop holding
@@ -154,7 +154,7 @@ TEST_CASE("HeapTrim: a steady load makes no trim, a fall below the peak held doe
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK(trim->trims_done() == 0);
     trim->after_closes(closed, peak - splicer::daemon::HeapTrim::kReleasedPerTrim);
-    CHECK(wait_for_trims(1) == 1);
+    CHECK(wait_for_trims(*trim, 1) == 1);
     // The peak starts again from what the trim left: the same level is steady again.
     trim->after_closes(closed + 100, peak - splicer::daemon::HeapTrim::kReleasedPerTrim);
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -162,5 +162,5 @@ TEST_CASE("HeapTrim: a steady load makes no trim, a fall below the peak held doe
     // The last connection gone: trimmed at the idle moment (a second after the last trim).
     std::this_thread::sleep_for(splicer::daemon::HeapTrim::kMinSpacing);
     trim->after_release(0, closed + 101);
-    CHECK(wait_for_trims(2) == 2);
+    CHECK(wait_for_trims(*trim, 2) == 2);
 }

@@ -178,11 +178,14 @@ TEST_CASE("log writer: the stop writes the lines still waiting", "[log]") {
     CHECK(captured.next_write(std::chrono::milliseconds(0)) == "last words\n");
 }
 
-// Now's UTC second as the log writes it: 2026-12-05T07:34:47.
+// Now's UTC second as the log writes it: 2026-12-05T07:34:47. From clock_gettime, the log's
+// own clock: time(2) reads the coarse clock, up to a tick (4 ms) behind in the first
+// milliseconds of a second (CI: a line at 22:56:04.004 while time() still said :03).
 std::string utc_second_text() {
-    const std::time_t now = std::time(nullptr);
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
     std::tm utc{};
-    gmtime_r(&now, &utc);
+    gmtime_r(&now.tv_sec, &utc);
     char text[32] = {};
     std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
     return text;

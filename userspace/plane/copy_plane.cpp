@@ -177,7 +177,7 @@ private:
             buffers_.give_back(std::move(flow.buffer));
             // recv() skipped any urgent byte (plane/urgent_data.h): count them now.
             urgent_bytes_ += urgent_bytes_skipped(connection, direction);
-            finish_direction(connection, direction, context);
+            source_read_zero(connection, direction, context);
             return;
         }
         if (result < 0) {

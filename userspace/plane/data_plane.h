@@ -133,4 +133,10 @@ public:
 // shuts the sink for writing, and closes the connection when both directions are finished.
 void finish_direction(Flow& connection, std::size_t direction, PlaneContext& context);
 
+// The source of `direction` read 0 (recv or splice) with every byte before it delivered:
+// the peer's FIN finishes the direction (finish_direction); a reset whose error another
+// call took first (plane/end_reason.h, ended_by_reset) aborts the pair and names the peer,
+// so the other peer gets the RST, not a FIN.
+void source_read_zero(Flow& connection, std::size_t direction, PlaneContext& context);
+
 }  // namespace splicer::plane

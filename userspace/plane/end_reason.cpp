@@ -1,5 +1,9 @@
 #include "plane/end_reason.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -18,6 +22,16 @@ std::string failed_call(const char* call, int error, std::size_t socket) {
     // strerrorname_np (glibc 2.32): "ETIMEDOUT"; null for a number it does not know.
     const char* name = error > 0 ? ::strerrorname_np(error) : nullptr;
     return std::string(call) + "_error:" + (name != nullptr ? name : std::to_string(error));
+}
+
+bool ended_by_reset(int fd, bool write_shut) {
+    if (write_shut) {
+        return false;
+    }
+    tcp_info info{};
+    socklen_t length = sizeof(info);
+    return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
+           info.tcpi_state == TCP_CLOSE;
 }
 
 }  // namespace splicer::plane

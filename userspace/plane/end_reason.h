@@ -19,4 +19,14 @@ std::string peer_reset(std::size_t socket);
 // "send_error:ETIMEDOUT" (the number where the C library has no name for it).
 std::string failed_call(const char* call, int error, std::size_t socket);
 
+// Whether a read of 0 from `fd` met a reset rather than the peer's FIN. A socket reports its
+// pending error once: when another call on it took the RST's ECONNRESET first (a send to
+// that peer in io_uring, completed in the same batch as the wake-up that led to this read),
+// the read finds only the shut receive side and returns 0, as after a FIN. The state tells
+// them apart: a FIN leaves the socket in CLOSE_WAIT, a reset (or a retransmission timeout)
+// in CLOSE. Only while the daemon has not shut the socket's write side (`write_shut`): after
+// its own FIN, the peer's FIN ends the socket in CLOSE too (tcp_time_wait), and no send can
+// then have taken an error.
+bool ended_by_reset(int fd, bool write_shut);
+
 }  // namespace splicer::plane

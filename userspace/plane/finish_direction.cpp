@@ -1,6 +1,7 @@
 #include <sys/socket.h>
 
 #include "plane/data_plane.h"
+#include "plane/end_reason.h"
 
 namespace splicer::plane {
 
@@ -15,6 +16,16 @@ void finish_direction(Flow& connection, std::size_t direction, PlaneContext& con
     if (connection.plane->directions[0].sink_shut && connection.plane->directions[1].sink_shut) {
         context.close_connection(connection, "done");
     }
+}
+
+void source_read_zero(Flow& connection, std::size_t direction, PlaneContext& context) {
+    // The source's socket is the other direction's sink: its write side is ours to shut.
+    const bool write_shut = connection.plane->directions[1 - direction].sink_shut;
+    if (ended_by_reset(connection.source_fd(direction), write_shut)) {
+        context.abort_connection(connection, peer_reset(direction));
+        return;
+    }
+    finish_direction(connection, direction, context);
 }
 
 }  // namespace splicer::plane

@@ -285,10 +285,11 @@ private:
                            MSG_DONTWAIT);
     }
 
-    // The source sent its FIN and every byte before it was delivered.
+    // The source read 0 (its FIN, or a reset another call reported) and every byte before
+    // it was delivered.
     void source_ended(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         urgent_bytes_ += urgent_bytes_skipped(connection, direction);
-        finish_direction(connection, direction, context);
+        source_read_zero(connection, direction, context);
     }
 
     void on_spliced_in(Flow& connection, std::uint8_t direction, int result,
