@@ -86,7 +86,9 @@ TEST_CASE("a client that half-closes right after its hello is served by the fall
         CHECK(https.finished().back().received == hello.size() + payload.size());
     }
     // Each such pair is counted as a fallback, and logged (once a second at most, so the five
-    // may share a line).
+    // may share a line). The log writer gathers lines for 20 ms before it writes them: wait
+    // for the first before counting.
+    daemon->wait_for_log("sockmap_fallback");
     const auto lines = daemon->logs("sockmap_fallback").size();
     CHECK(lines >= 1);
     CHECK(wait_for_counter(*daemon, "sockmap_fallbacks", lines) >= lines);

@@ -242,6 +242,7 @@ TEST_CASE("memory per never-reading client: the daemon's sockets hold a bounded 
         std::this_thread::sleep_for(200ms);
         stopped = readers_stopped(*daemon);
     }
+    daemon->wait_for_log("reader_stopped");  // written up to 20 ms later (log/line_queue.h)
     const std::size_t lines = daemon->logs("reader_stopped").size();
     INFO("readers_stopped " << (stopped ? std::to_string(*stopped) : "absent") << ", "
                             << lines << " reader_stopped lines");
