@@ -47,6 +47,11 @@ HttpExchange::HttpExchange(Connection& connection, HttpContext& context, HttpSec
     // The backend's transport is made when a request is routed (connect_backend).
 }
 
+HttpExchange::~HttpExchange() {
+    from_client_.give_back(context_.http_buffers());
+    from_backend_.give_back(context_.http_buffers());
+}
+
 Transport& HttpExchange::transport(Side side) {
     if (side == Side::client) {
         return *client_io_;
@@ -100,7 +105,7 @@ void HttpExchange::read_from(Side side, std::chrono::steady_clock::duration time
 
 std::span<char> HttpExchange::read_room(Side side) {
     HttpBuffer& buffer = buffer_from(side);
-    char* room = buffer.room();
+    char* room = buffer.room(context_.http_buffers());
     return {room, kHttpBufferBytes - buffer.end};
 }
 
@@ -111,7 +116,7 @@ bool HttpExchange::give_back_read_room(Side side) {
     if (!buffer.pending().empty()) {
         return false;
     }
-    buffer.release_if_empty();
+    buffer.release_if_empty(context_.http_buffers());
     return true;
 }
 
@@ -278,7 +283,8 @@ void HttpExchange::on_recv(Side side, int result) {
             end_with(recv_outcome(result), side);
         } else if (lingered_ > kMaxLingerBytes || left.count() <= 0) {
             context_.close_connection(connection_,
-                                      finish_reason_.empty() ? "answered" : finish_reason_);
+                                      finish_reason_.empty() ? std::string_view("answered")
+                                                             : finish_reason_.view());
         } else {
             read_from(Side::client, left);
         }

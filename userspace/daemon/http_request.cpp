@@ -52,8 +52,8 @@ void HttpExchange::next_request() {
     request_.reset();
     response_.reset();
     from_backend_.discard();
-    from_backend_.release_if_empty();
-    from_client_.release_if_empty();
+    from_backend_.release_if_empty(context_.http_buffers());
+    from_client_.release_if_empty(context_.http_buffers());
     // The request's own state (route, backend key, the strings it parsed and composed) goes
     // with it, memory and all: a keep-alive client may stay silent for idle_timeout.
     current_.reset();
