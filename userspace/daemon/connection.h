@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "daemon/connection_handler.h"
+#include "memory/compact_string.h"
 #include "memory/rare_string.h"
 #include "net/address.h"
 #include "plane/flow.h"
@@ -49,7 +50,7 @@ using plane::kClientToBackend;
 // Every connection, idle or not, pays for its record (daemon/slab.h), so the members are
 // grouped by size, the one-byte ones first and the 8-byte-aligned ones after, rather than in
 // the order a connection's life fills them: scattered, the small ones cost 48 bytes of
-// padding per record (552 -> 504 bytes).
+// padding per record.
 struct Connection : plane::Flow {
     // ---- one byte each
     bool in_use = false;
@@ -95,10 +96,12 @@ struct Connection : plane::Flow {
     std::vector<std::byte> peeked;
     __kernel_timespec probe_timeout{};    // read by the kernel when the timeout is submitted
     __kernel_timespec connect_timeout{};  // likewise
-    std::string client_key;  // net::host_key(client_address), for per-client limits
-    std::string protocol;
-    std::string sni;
-    std::string alpn;
+    // 16 bytes each (memory/compact_string.h), inline up to 15: the client's key
+    // (net::host_key(client_address), for per-client limits), the rule's name, SNI, ALPN.
+    memory::CompactString client_key;
+    memory::CompactString protocol;
+    memory::CompactString sni;
+    memory::CompactString alpn;
     // Empty on nearly every connection, so out of line (memory/rare_string.h): the ALPN a v2
     // PROXY header carries, taken when routed (a reload while connecting must not change what
     // this connection sends), and why it ended ("done", "client_reset", ...), set only as it
@@ -116,10 +119,10 @@ struct Connection : plane::Flow {
     net::SocketAddress backend_address;
 };
 // Every connection, idle or not, pays for its record (daemon/slab.h): 1,120 bytes while the
-// plane's state was part of it, 552 since it is made only for a plane (plane/flow.h), 456
-// with its members grouped by size and its two rarely set strings out of line. On LP64,
-// where the idle-memory figures are measured.
-static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 456,
+// plane's state was part of it, 552 since it is made only for a plane (plane/flow.h), 392
+// with its members grouped by size, its two rarely set strings out of line and its short
+// ones compact. On LP64, where the idle-memory figures are measured.
+static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 392,
               "the connection record grew: does the new member belong in a handler?");
 
 }  // namespace splicer::daemon

@@ -183,7 +183,7 @@ public:
                  const ClientTransportMaker& make_client = {});
     HttpExchange(const HttpExchange&) = delete;
     HttpExchange& operator=(const HttpExchange&) = delete;
-    // Gives both read buffers back to the context's pool.
+    // Gives the read buffers back to the context's pool.
     ~HttpExchange() override;
 
     // The first request: its header clock runs from the accept.
@@ -201,7 +201,7 @@ private:
     void read_from(Side side, std::chrono::steady_clock::duration timeout);
     void send_to(Side side, std::span<const char> bytes, std::size_t consumed_on_send);
     HttpBuffer& buffer_from(Side side) {
-        return side == Side::client ? from_client_ : from_backend_;
+        return side == Side::client ? from_client_ : current().from_backend;
     }
     // The side's transport; the backend's is made (plain) when there is none: next_request
     // drops it with the backend connection.
@@ -281,6 +281,10 @@ private:
     // freed by next_request: an idle keep-alive connection holds none of it (its size is in
     // the static_assert below http_exchange.cpp's includes).
     struct CurrentRequest {
+        // The response's bytes read from the backend: only a request has a response (the
+        // buffer goes back to the pool before the request's state is freed: next_request,
+        // and the exchange's destructor).
+        HttpBuffer from_backend;
         // The route's TLS client context while its backend connection is being made (an
         // https:// backend); the backend's TlsTransport keeps it from then on.
         std::shared_ptr<tls::UpstreamContext> backend_tls;
@@ -333,7 +337,6 @@ private:
     std::unique_ptr<http::MessageParser> request_;
     std::unique_ptr<http::MessageParser> response_;
     HttpBuffer from_client_;
-    HttpBuffer from_backend_;
     // Set while the client transport closes before the end; empty on an idle connection, so
     // out of line (memory/rare_string.h).
     memory::RareString finish_reason_;

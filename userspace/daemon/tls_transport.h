@@ -86,7 +86,7 @@ private:
 
     // One byte each first: they fill the padding behind Transport's members.
     Mode mode_ = Mode::idle;
-    bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
+    bool polling_ = false;  // the http_recv in flight is receive()'s poll, not a recv
     // The http_send in flight is flush()'s first try, without waiting (as PlainTransport's,
     // daemon/transport.h): -EAGAIN sends the same bytes again, waiting, under the timeout.
     bool send_without_waiting_ = false;
