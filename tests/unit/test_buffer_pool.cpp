@@ -2,17 +2,23 @@
 // one is made, the warmest first; a fixed pool keeps no more than its bound; a buffer from
 // another pool of the same size is taken back like its own; a pool that follows the load
 // keeps the load's swing, lends from it without new buffers, and is back to its floor two
-// periods after the load is gone.
+// periods after the load is gone. And the two string holders of the records every connection
+// keeps (memory/compact_string.h, memory/rare_string.h): what they hold reads back whole
+// whatever its length, in the bytes they promise.
 
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <set>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "memory/buffer_pool.h"
+#include "memory/compact_string.h"
+#include "memory/rare_string.h"
 
 namespace splicer::test {
 namespace {
@@ -177,6 +183,58 @@ TEST_CASE("buffer pool: buffers that never come back do not raise what is kept",
     pool.end_period();
     CHECK(pool.keep_bound() == 4);
     CHECK(pool.kept() <= 4);
+}
+
+TEST_CASE("compact string: 15 bytes inline, longer ones on the heap, each read back whole",
+          "[memory]") {
+    STATIC_REQUIRE((sizeof(void*) != 8 || sizeof(memory::CompactString) == 16));
+    memory::CompactString text;
+    CHECK(text.empty());
+    CHECK(text.view().empty());
+    // Each length around the inline limit, then back down: the heap text is freed (ASan).
+    const std::string long_name(255, 'n');
+    for (const std::string_view value :
+         {std::string_view("tls"), std::string_view("fifteen-bytes.x"),
+          std::string_view("sixteen-bytes.xy"), std::string_view(long_name), std::string_view("h2"),
+          std::string_view("")}) {
+        text = value;
+        CHECK(text.view() == value);
+        CHECK(text.size() == value.size());
+        CHECK(text.empty() == value.empty());
+        CHECK(std::string(text) == value);
+    }
+    // Copies are deep, moves leave the source empty, and a text set from its own bytes holds.
+    text = std::string_view(long_name);
+    memory::CompactString copy = text;
+    text = std::string_view("other");
+    CHECK(copy.view() == long_name);
+    memory::CompactString moved = std::move(copy);
+    CHECK(moved.view() == long_name);
+    CHECK(copy.empty());  // NOLINT(bugprone-use-after-move): a moved-from one is empty
+    moved = moved.view().substr(1, 20);
+    CHECK(moved.view() == std::string(20, 'n'));
+    moved = moved.view().substr(2, 3);
+    CHECK(moved.view() == "nnn");
+    CHECK(moved.substr(1) == "nn");
+}
+
+TEST_CASE(
+    "rare string: 8 bytes that hold nothing until a text is set, and nothing after an "
+    "empty one",
+    "[memory]") {
+    STATIC_REQUIRE((sizeof(void*) != 8 || sizeof(memory::RareString) == 8));
+    memory::RareString text;
+    CHECK(text.empty());
+    CHECK(text.str().empty());
+    text = "TLS: certificate unknown";
+    CHECK_FALSE(text.empty());
+    CHECK(text.view() == "TLS: certificate unknown");
+    const memory::RareString copy = text;
+    text = std::string_view();
+    CHECK(text.empty());
+    CHECK(copy.str() == "TLS: certificate unknown");
+    const std::string_view read = copy;
+    CHECK(read == "TLS: certificate unknown");
 }
 
 }  // namespace splicer::test

@@ -34,6 +34,7 @@
 #include "http/exchange_table.h"
 #include "http/message_parser.h"
 #include "memory/buffer_pool.h"
+#include "memory/rare_string.h"
 #include "metrics/rule_series.h"
 #include "net/address.h"
 #include "splicer/config.h"
@@ -56,35 +57,39 @@ inline constexpr std::size_t kHttpBuffersKeptAtMost = 4096;
 // the loop's pool (memory/buffer_pool.h) for a read and given back as soon as it is empty
 // and nothing is being read into it: between requests, and while a TLS read waits on a
 // silent client (HttpExchange::give_back_read_room). An idle keep-alive connection on a
-// terminated TLS listener therefore holds no buffer.
+// terminated TLS listener therefore holds no buffer. The pool is the exchange's context's,
+// passed in rather than pointed at: two pointers fewer in every exchange, idle ones too.
 struct HttpBuffer {
-    explicit HttpBuffer(memory::BufferPool& lender) : pool(&lender) {}
+    HttpBuffer() = default;
     HttpBuffer(const HttpBuffer&) = delete;
     HttpBuffer& operator=(const HttpBuffer&) = delete;
-    ~HttpBuffer() { pool->give_back(std::move(data)); }
+    ~HttpBuffer() = default;  // the exchange gave the buffer back (HttpExchange's destructor)
 
-    memory::BufferPool* pool;
     std::unique_ptr<std::byte[]> data;
     std::size_t start = 0;
     std::size_t end = 0;
 
     [[nodiscard]] char* chars() const { return reinterpret_cast<char*>(data.get()); }
-    char* room() {
+    char* room(memory::BufferPool& pool) {
         if (!data) {
             // Not zero-filled: a recv writes what is read. Zeroing 64 KiB touched 16 fresh
             // pages per connection, ~40% of the daemon's CPU under a flood of new port 80
             // connections (perf, slowloris test under ASan).
-            data = pool->take();
+            data = pool.take();
         }
         compact();
         return chars() + end;
     }
-    void release_if_empty() {
+    void release_if_empty(memory::BufferPool& pool) {
         if (start == end) {
-            pool->give_back(std::move(data));
-            data.reset();
-            start = end = 0;
+            give_back(pool);
         }
+    }
+    // Whatever is held goes back to `pool`, pending bytes or not.
+    void give_back(memory::BufferPool& pool) {
+        pool.give_back(std::move(data));
+        data.reset();
+        start = end = 0;
     }
     void discard() { start = end = 0; }
 
@@ -176,6 +181,10 @@ public:
     HttpExchange(Connection& connection, HttpContext& context,
                  HttpSection section = HttpSection::http,
                  const ClientTransportMaker& make_client = {});
+    HttpExchange(const HttpExchange&) = delete;
+    HttpExchange& operator=(const HttpExchange&) = delete;
+    // Gives the read buffers back to the context's pool.
+    ~HttpExchange() override;
 
     // The first request: its header clock runs from the accept.
     void start() override;
@@ -192,7 +201,7 @@ private:
     void read_from(Side side, std::chrono::steady_clock::duration timeout);
     void send_to(Side side, std::span<const char> bytes, std::size_t consumed_on_send);
     HttpBuffer& buffer_from(Side side) {
-        return side == Side::client ? from_client_ : from_backend_;
+        return side == Side::client ? from_client_ : current().from_backend;
     }
     // The side's transport; the backend's is made (plain) when there is none: next_request
     // drops it with the backend connection.
@@ -272,6 +281,10 @@ private:
     // freed by next_request: an idle keep-alive connection holds none of it (its size is in
     // the static_assert below http_exchange.cpp's includes).
     struct CurrentRequest {
+        // The response's bytes read from the backend: only a request has a response (the
+        // buffer goes back to the pool before the request's state is freed: next_request,
+        // and the exchange's destructor).
+        HttpBuffer from_backend;
         // The route's TLS client context while its backend connection is being made (an
         // https:// backend); the backend's TlsTransport keeps it from then on.
         std::shared_ptr<tls::UpstreamContext> backend_tls;
@@ -323,9 +336,10 @@ private:
     // frees them, request_parser() and response_parser() make them when next needed.
     std::unique_ptr<http::MessageParser> request_;
     std::unique_ptr<http::MessageParser> response_;
-    HttpBuffer from_client_{context_.http_buffers()};
-    HttpBuffer from_backend_{context_.http_buffers()};
-    std::string finish_reason_;  // set while the client transport closes before the end
+    HttpBuffer from_client_;
+    // Set while the client transport closes before the end; empty on an idle connection, so
+    // out of line (memory/rare_string.h).
+    memory::RareString finish_reason_;
 
     // The send in flight: bytes in current().composed or in a buffer.
     std::span<const char> sending_;

@@ -51,9 +51,10 @@ void HttpExchange::next_request() {
     // Both parsers go with the request they served (the next one starts on a fresh parser).
     request_.reset();
     response_.reset();
-    from_backend_.discard();
-    from_backend_.release_if_empty();
-    from_client_.release_if_empty();
+    if (current_) {
+        current_->from_backend.give_back(context_.http_buffers());  // the response is done
+    }
+    from_client_.release_if_empty(context_.http_buffers());
     // The request's own state (route, backend key, the strings it parsed and composed) goes
     // with it, memory and all: a keep-alive client may stay silent for idle_timeout.
     current_.reset();
@@ -331,7 +332,7 @@ bool HttpExchange::retry_on_new_connection(std::string_view what) {
     connection_.backend.reset();
     response_.reset();  // a fresh parser for the new connection's response
     response_parser().set_no_body(current().method == "HEAD");
-    from_backend_.discard();
+    current().from_backend.discard();
     consumed_on_send_ = 0;
     // current().expect_continue stays: still set, the client has not had its 100 Continue yet.
     connect_backend();
@@ -402,7 +403,7 @@ void HttpExchange::answer(int status, std::string_view error, std::string compos
     phase_ = Phase::answering;
     connection_.backend.reset();
     current().composed = composed.empty() ? http::error_response(status) : std::move(composed);
-    from_backend_.discard();
+    current().from_backend.discard();
     send_to(Side::client, current().composed, 0);
 }
 

@@ -17,18 +17,18 @@ using http::Phase;
 
 void HttpExchange::pump_response() {
     http::MessageParser& response = response_parser();
-    const http::Step step = response.feed(from_backend_.pending());
+    const http::Step step = response.feed(current().from_backend.pending());
     if (step.event == http::Event::error) {
         end_with(Outcome::malformed, Side::backend, response.error_reason());
         return;
     }
     if (step.event == http::Event::head_complete) {
-        from_backend_.start += step.consumed;
+        current().from_backend.start += step.consumed;
         response_head();
         return;
     }
     if (step.consumed > 0) {
-        send_to(Side::client, from_backend_.pending().first(step.consumed), step.consumed);
+        send_to(Side::client, current().from_backend.pending().first(step.consumed), step.consumed);
         return;
     }
     if (step.event == http::Event::message_complete) {
@@ -78,7 +78,7 @@ void HttpExchange::response_head() {
     // same send: one send, one segment and one wake-up of the client instead of two. Framed
     // here as pump_response would frame them next; marked forwarded once sent (on_sent).
     // A body the parser refuses is left to pump_response, after the head, as before.
-    const std::span<const char> waiting = from_backend_.pending();
+    const std::span<const char> waiting = current().from_backend.pending();
     std::size_t body_with_head = 0;
     if (!waiting.empty()) {
         const http::Step step =
@@ -119,7 +119,7 @@ void HttpExchange::release_backend() {
         .response_complete = true,
         .framed_by_eof = response.body_until_eof(),
         .backend_keep_alive = response.head().keep_alive,
-        .unread_bytes = !from_backend_.pending().empty()};
+        .unread_bytes = !current().from_backend.pending().empty()};
     if (!http::why_not_reusable(end).empty()) {
         return;  // closed with the rest of the exchange (next_request, or the connection's end)
     }
@@ -143,8 +143,9 @@ void HttpExchange::release_backend() {
 void HttpExchange::upgrade() {
     // Bytes either side sent right behind the 101 / the request were read into userspace:
     // they go out first, then the kernel (or the plane) takes over.
-    if (!from_backend_.pending().empty()) {
-        send_to(Side::client, from_backend_.pending(), from_backend_.pending().size());
+    if (!current().from_backend.pending().empty()) {
+        const std::span<const char> waiting = current().from_backend.pending();
+        send_to(Side::client, waiting, waiting.size());
         return;
     }
     if (!from_client_.pending().empty()) {

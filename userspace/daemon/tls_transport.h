@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,6 +28,7 @@
 
 #include "daemon/tls_relay.h"
 #include "daemon/transport.h"
+#include "memory/rare_string.h"
 #include "tls/session.h"
 
 namespace splicer::daemon {
@@ -57,7 +59,7 @@ public:
     TlsRelayStart release_for_relay();
 
 private:
-    enum class Mode { idle, reading, sending, closing };
+    enum class Mode : std::uint8_t { idle, reading, sending, closing };
 
     void begin(Mode mode, std::chrono::steady_clock::duration timeout);
     // Drives the session until an io_uring operation is submitted or the logical operation
@@ -82,14 +84,9 @@ private:
     void fail(int result);
     [[nodiscard]] std::chrono::steady_clock::duration remaining() const;
 
-    std::shared_ptr<const void> context_owner_;  // declared first: destroyed after the session
-    tls::Session session_;
+    // One byte each first: they fill the padding behind Transport's members.
     Mode mode_ = Mode::idle;
-    std::chrono::steady_clock::time_point deadline_{};
-    std::span<char> room_;
-    std::span<const char> out_;
-    std::size_t taken_ = 0;         // plaintext of out_ the session took (sent once flushed)
-    bool polling_ = false;          // the http_recv in flight is receive()'s poll, not a recv
+    bool polling_ = false;  // the http_recv in flight is receive()'s poll, not a recv
     // The http_send in flight is flush()'s first try, without waiting (as PlainTransport's,
     // daemon/transport.h): -EAGAIN sends the same bytes again, waiting, under the timeout.
     bool send_without_waiting_ = false;
@@ -98,9 +95,15 @@ private:
     bool failing_ = false;          // a fatal TLS error: its alert is flushed, then -EPROTO
     bool close_queued_ = false;
     bool in_completion_ = false;
+    std::shared_ptr<const void> context_owner_;  // declared before the session: destroyed after it
+    tls::Session session_;
+    std::chrono::steady_clock::time_point deadline_{};
+    std::span<char> room_;
+    std::span<const char> out_;
+    std::size_t taken_ = 0;          // plaintext of out_ the session took (sent once flushed)
     std::optional<int> done_;        // to report at the end of the current completion
     std::optional<int> nop_result_;  // to report when the NOP completes
-    std::string error_;
+    memory::RareString error_;       // empty unless the transport failed (memory/rare_string.h)
 };
 
 }  // namespace splicer::daemon

@@ -89,7 +89,7 @@ protected:
 class Transport {
 public:
     Transport(const UniqueFd& socket, http::Side side, TransportRing& ring, TransportUser& user)
-        : socket_(socket), side_(side), ring_(ring), user_(user) {}
+        : socket_(socket), ring_(ring), user_(user), side_(side) {}
     Transport(const Transport&) = delete;
     Transport& operator=(const Transport&) = delete;
     virtual ~Transport() = default;
@@ -120,10 +120,12 @@ protected:
     void link_timeout(std::chrono::steady_clock::duration timeout);
 
     const UniqueFd& socket_;
-    http::Side side_;
     TransportRing& ring_;
     TransportUser& user_;
     __kernel_timespec timeout_{};  // read by the kernel when the linked timeout is submitted
+    // Last: a derived transport's one-byte members fill the padding behind it (every
+    // terminated connection keeps its client transport while idle).
+    http::Side side_;
 };
 
 // Port 80's I/O: one recv on the socket per logical read, straight into the exchange's
@@ -150,11 +152,12 @@ private:
     // The send of sending_ that waits for room, with a linked timeout.
     void send_waiting();
 
+    // First: one byte each, in the padding behind Transport's members.
+    bool send_without_waiting_ = false;  // the send in flight is the MSG_DONTWAIT try
+    bool last_send_short_ = false;       // the last send took fewer bytes than offered
     // The send in flight: its bytes and timeout, kept for the waiting retry.
     std::span<const char> sending_;
     std::chrono::steady_clock::duration send_timeout_{};
-    bool send_without_waiting_ = false;  // the send in flight is the MSG_DONTWAIT try
-    bool last_send_short_ = false;       // the last send took fewer bytes than offered
 };
 
 // The duration as an io_uring timespec, never below 1 ms.

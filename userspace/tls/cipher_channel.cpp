@@ -17,11 +17,12 @@ std::span<std::byte> CipherQueue::room() {
         end_ -= start_;
         start_ = 0;
     }
-    return {data_.get() + end_, capacity_ - end_};
+    return {data_.get() + end_, std::size_t{capacity_} - end_};
 }
 
 void CipherQueue::filled(std::size_t bytes) {
-    end_ += std::min(bytes, capacity_ - end_);
+    // At most the room left, which fits in 32 bits as the capacity does.
+    end_ += static_cast<std::uint32_t>(std::min(bytes, std::size_t{capacity_} - end_));
     consume(0);  // nothing arrived into an empty queue: give the buffer back
 }
 
@@ -32,12 +33,12 @@ std::size_t CipherQueue::put(std::span<const std::byte> bytes) {
     const std::span<std::byte> space = room();
     const std::size_t taken = std::min(bytes.size(), space.size());
     std::memcpy(space.data(), bytes.data(), taken);
-    end_ += taken;
+    end_ += static_cast<std::uint32_t>(taken);  // at most the room left
     return taken;
 }
 
 void CipherQueue::consume(std::size_t bytes) {
-    start_ += std::min(bytes, size());
+    start_ += static_cast<std::uint32_t>(std::min(bytes, size()));  // at most what is pending
     if (start_ == end_) {
         data_.reset();  // the connection is idle in this direction: hold nothing
         start_ = end_ = 0;

@@ -12,7 +12,10 @@
 // an empty one its read (want_input), so neither grows with a peer that sends or reads
 // slowly.
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <span>
 
@@ -24,7 +27,11 @@ namespace splicer::tls {
 // the first byte put and released with the last one consumed.
 class CipherQueue {
 public:
-    explicit CipherQueue(std::size_t capacity) : capacity_(capacity) {}
+    // `capacity` is at most kMaxCapacity (a TLS record is 16 KiB and some; the session's
+    // queues are 16 KiB each).
+    static constexpr std::size_t kMaxCapacity = std::numeric_limits<std::uint32_t>::max();
+    explicit CipherQueue(std::size_t capacity)
+        : capacity_(static_cast<std::uint32_t>(std::min(capacity, kMaxCapacity))) {}
 
     // Appends what fits; returns how many bytes were taken (0 when full).
     std::size_t put(std::span<const std::byte> bytes);
@@ -43,10 +50,12 @@ public:
     [[nodiscard]] bool holds_buffer() const { return data_ != nullptr; }
 
 private:
+    // Offsets in 32 bits: every terminated connection keeps both queues (empty) while idle,
+    // 24 bytes each this way rather than 32.
     std::unique_ptr<std::byte[]> data_;
-    std::size_t capacity_;
-    std::size_t start_ = 0;
-    std::size_t end_ = 0;
+    std::uint32_t capacity_;
+    std::uint32_t start_ = 0;
+    std::uint32_t end_ = 0;
 };
 
 struct CipherChannel {

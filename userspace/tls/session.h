@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "memory/rare_string.h"
 #include "splicer/result.h"
 #include "tls/cipher_channel.h"
 #include "tls/openssl_handles.h"
@@ -116,7 +117,7 @@ public:
     [[nodiscard]] std::string_view version() const;
     [[nodiscard]] bool resumed() const;
     // Why the last call failed (OpenSSL's reason text), "" when nothing failed.
-    [[nodiscard]] const std::string& error() const { return error_; }
+    [[nodiscard]] const std::string& error() const { return error_.str(); }
 
 private:
     Session(std::unique_ptr<CipherChannel> channel, SslPtr ssl)
@@ -133,7 +134,9 @@ private:
     // first, so the SSL (and its BIO) goes before it.
     std::unique_ptr<CipherChannel> channel_;
     SslPtr ssl_;
-    std::string error_;
+    // Empty unless a call failed; out of line (memory/rare_string.h): every terminated
+    // connection keeps its session while idle.
+    memory::RareString error_;
     bool close_sent_ = false;
 };
 
