@@ -22,13 +22,14 @@
 #include <thread>
 
 #include "daemon_test_common.h"
+#include "support/scoped_environment.h"
 #include "support/syscall_count.h"
 
 namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
-TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls, 2 shutdowns and no baseline reads and its bytes are counted",
+TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls and 2 shutdowns with no baseline reads and its bytes are counted",
           "[daemon]") {
     test::require_root();
     constexpr std::size_t kConnections = 40;
@@ -41,6 +42,9 @@ TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls, 
                                    .xmpp_tls = unused.port(),
                                    .https = https.port(),
                                    .xmpp = unused.port()};
+    // Test builds check each counted baseline against the kernel's (4 calls per socket):
+    // counted here as a release build runs, unchecked. Every other sockmap test checks them.
+    const test::ScopedEnvironment trust("SPLICER_TEST_TRUST_BASELINES", "1");
     auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
     // Counted from here: the start-up (program load, pins, self-test) is not a connection's.
     const test::SyscallCount bpf_calls(daemon->pid(), "bpf");
