@@ -879,8 +879,22 @@ private:
     // privileged test that splices through this plane checks it; a mismatch ends the daemon.
     static void check_known_baseline(const Flow& connection, std::size_t socket, int fd) {
         const SocketBaseline& known = connection.plane->baselines[socket];
+        // A socket the peer reset before pairing (TCP_CLOSE) has no meaningful kernel baseline:
+        // take_baseline() counts its state as a FIN received (flow_accounting.cpp), one more
+        // than arrived. The pair ends at its first look anyway.
+        tcp_info info{};
+        socklen_t length = sizeof(info);
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+            info.tcpi_state == TCP_CLOSE) {
+            return;
+        }
         auto kernel = take_baseline(fd);
         if (kernel && kernel->consumed == known.consumed && kernel->written == known.written) {
+            return;
+        }
+        // ... or reset while it was read.
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+            info.tcpi_state == TCP_CLOSE) {
             return;
         }
         log::error("baseline_mismatch",
