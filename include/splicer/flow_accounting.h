@@ -9,7 +9,9 @@
 // Before copying bytes the verdict passed, and before propagating a FIN, the data plane must
 // know that every earlier byte has been absorbed, or it reorders or truncates the stream.
 
+#include <array>
 #include <cstdint>
+#include <optional>
 
 #include "splicer/result.h"
 
@@ -28,6 +30,17 @@ struct SocketBaseline {
     // sequence number as acked there, not on an accept()ed one).
     std::uint64_t written = 0;
 };
+
+// The baselines of a pair whose sockets the daemon has only peeked at and written counted
+// bytes into: nothing was consumed from or written to the accept()ed client socket, nothing
+// consumed from the connect()ed backend socket, and `backend_written` bytes (a PROXY header)
+// written into it, after the SYN its bytes_acked counts. take_baseline() would read the same
+// values from the kernel with 8 system calls per pair (4 per socket); a debug build checks
+// that it does (plane/sockmap_plane.cpp).
+inline std::array<SocketBaseline, 2> untouched_pair_baselines(std::uint64_t backend_written) {
+    return {SocketBaseline{.consumed = 0, .written = 0},
+            SocketBaseline{.consumed = 0, .written = 1 + backend_written}};
+}
 
 // Takes the baseline. Call before the socket goes into the sockhash and before anything
 // else is written into it or read from it. Both values stay put while the peer sends or
@@ -62,8 +75,11 @@ Result<bool> redirects_absorbed(int dst_fd, const SocketBaseline& dst, std::uint
 // deferred (behind the socket's own egress queue) reaches the receive queue after the FIN.
 // `undelivered`: bytes the source received that dst is never to get (TCP urgent bytes the
 // verdict dropped or userspace left out of its copy).
+// `absorbed`, if given, receives bytes_absorbed(dst) when it was read (the FIN arrived): a
+// caller that waits on the sink's progress next needs no second read of it.
 Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd,
-                               const SocketBaseline& dst, std::uint64_t undelivered = 0);
+                               const SocketBaseline& dst, std::uint64_t undelivered = 0,
+                               std::optional<std::uint64_t>* absorbed = nullptr);
 
 // Can the socket never take another byte? True once it has a pending error (SO_ERROR, read
 // and so cleared: call it only where a true answer ends the pair) or is closed (a RST ended

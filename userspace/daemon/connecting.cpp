@@ -8,6 +8,7 @@
 #include "daemon/proxy_header_send.h"
 #include "net/sockets.h"
 #include "net/transparent_bind.h"
+#include "splicer/flow_accounting.h"
 #include "splicer/log.h"
 
 namespace splicer::daemon {
@@ -69,13 +70,24 @@ void EventLoop::on_connect(Connection& connection, int result) {
         close_connection(connection, "backend_failed");
         return;
     }
-    if (connection.proxy_protocol != 0 && !write_proxy_header(connection)) {
-        return;
+    std::size_t header_bytes = 0;
+    if (connection.proxy_protocol != 0) {
+        const std::optional<std::size_t> written = write_proxy_header(connection);
+        if (!written) {
+            return;
+        }
+        header_bytes = *written;
     }
-    start_plane(connection);
+    // The client's bytes were only peeked, unless a PROXY header was consumed from it (then
+    // the plane reads the kernel's count: recv() also skips an urgent byte in what it reads).
+    if (listeners_[connection.listener].proxy_protocol) {
+        start_plane(connection);
+    } else {
+        start_plane(connection, plane::untouched_pair_baselines(header_bytes));
+    }
 }
 
-bool EventLoop::write_proxy_header(Connection& connection) {
+std::optional<std::size_t> EventLoop::write_proxy_header(Connection& connection) {
     // Here, after the connect and before the plane starts, the header precedes every client
     // byte on every plane (the client's bytes are still queued on its socket, only peeked).
     const net::ProxyTlvs tlvs{.alpn = connection.proxy_alpn,
@@ -86,14 +98,14 @@ bool EventLoop::write_proxy_header(Connection& connection) {
     Result<void> sent = header ? send_proxy_header(connection.backend.get(), header.value())
                                : Result<void>(header.error());
     if (sent) {
-        return true;
+        return header->size();
     }
     ++counters_.backend_failures;
     log::warning("backend_failed", {{"conn", std::to_string(connection.id)},
                                     {"backend", net::to_string(connection.backend_address)},
                                     {"error", sent.error().message}});
     close_connection(connection, "backend_failed");
-    return false;
+    return std::nullopt;
 }
 
 }  // namespace splicer::daemon

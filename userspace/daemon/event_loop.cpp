@@ -417,9 +417,11 @@ void EventLoop::start_terminated(Connection& connection) {
                                                                HttpSection::https, make_client));
 }
 
-void EventLoop::start_plane(Connection& connection) {
+void EventLoop::start_plane(Connection& connection,
+                            const std::optional<std::array<plane::SocketBaseline, 2>>& known) {
     connection.state = State::spliced;
-    install_handler(connection, std::make_unique<PlaneHandler>(connection, plane_, *this));
+    install_handler(connection,
+                    std::make_unique<PlaneHandler>(connection, plane_, *this, known));
 }
 
 void EventLoop::upgrade_to_plane(Connection& connection, std::unique_ptr<Transport> client) {
@@ -618,15 +620,15 @@ void EventLoop::begin_shutdown() {
 }
 
 void EventLoop::close_connection(Connection& connection, std::string_view reason) {
-    end_connection(connection, reason, true);
+    end_connection(connection, reason, Shutdowns::both);
 }
 
 void EventLoop::close_after_linger(Connection& connection, std::string_view reason) {
-    end_connection(connection, reason, false);
+    end_connection(connection, reason, Shutdowns::backend_only);
 }
 
 void EventLoop::end_connection(Connection& connection, std::string_view reason,
-                               bool shut_client) {
+                               Shutdowns shutdowns) {
     if (connection.state == State::closing) {
         return;
     }
@@ -637,10 +639,10 @@ void EventLoop::end_connection(Connection& connection, std::string_view reason,
     // HUP, recv return 0 and send fail, so each completes and the slot can be freed. A
     // client socket that lingered after our FIN has nothing waiting and nothing left to
     // shut: its close follows once the linked timeouts are in.
-    if (shut_client && connection.client.valid()) {
+    if (shutdowns == Shutdowns::both && connection.client.valid()) {
         ::shutdown(connection.client.get(), SHUT_RDWR);
     }
-    if (connection.backend.valid()) {
+    if (shutdowns != Shutdowns::none && connection.backend.valid()) {
         ::shutdown(connection.backend.get(), SHUT_RDWR);
     }
     if (connection.probe_timeout_armed) {
@@ -665,15 +667,18 @@ void EventLoop::abort_connection(plane::Flow& flow, std::string_view reason) {
     if (connection.state == State::closing) {
         return;
     }
+    bool both_reset = true;
     for (const UniqueFd* fd : {&connection.client, &connection.backend}) {
         if (fd->valid()) {
-            net::reset_connection(fd->get());
+            both_reset = net::reset_connection(fd->get()) && both_reset;
         }
     }
     if (reason == plane::kEndStalled) {
         ++counters_.stalled;
     }
-    close_connection(connection, reason);
+    // A socket the disconnect closed has had its waiters woken: the shutdowns would only
+    // answer ENOTCONN (2 calls per aborted pair).
+    end_connection(connection, reason, both_reset ? Shutdowns::none : Shutdowns::both);
 }
 
 void EventLoop::remove_pending(Connection& connection, ConnectionOp op) {

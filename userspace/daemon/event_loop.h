@@ -211,6 +211,9 @@ public:
     void close_connection(plane::Flow& flow, std::string_view reason) override {
         close_connection(connection_of(flow), reason);
     }
+    void close_finished(plane::Flow& flow) override {
+        end_connection(connection_of(flow), "done", Shutdowns::none);
+    }
     void abort_connection(plane::Flow& flow, std::string_view reason) override;
     [[nodiscard]] bool closing(const plane::Flow& flow) const override {
         return slab_.at(flow.slot).state == State::closing;
@@ -279,7 +282,9 @@ private:
     // starts it.
     void install_handler(Connection& connection, std::unique_ptr<ConnectionHandler> handler);
     // Hands a routed and connected pair to the data plane.
-    void start_plane(Connection& connection);
+    // `known`: the sockets' baselines, where the daemon counted them (PlaneHandler).
+    void start_plane(Connection& connection,
+                     const std::optional<std::array<plane::SocketBaseline, 2>>& known = {});
     // The connection's own phases (probing.cpp, connecting.cpp).
     io_uring_sqe* sqe_for(Connection& connection, ConnectionOp op, std::uint8_t arg) {
         return sqe_tagged(connection, uring::Owner::connection, op, arg);
@@ -338,7 +343,7 @@ private:
     void on_connect(Connection& connection, int result);
     // The rule's PROXY header to the backend (proxy_header_send.h); false: the connection
     // was ended (logged and counted as a backend failure).
-    bool write_proxy_header(Connection& connection);
+    std::optional<std::size_t> write_proxy_header(Connection& connection);
 
     // port 80: the connection's HTTP exchange (daemon/http_exchange.h) runs it
     void start_http(Connection& connection);
@@ -348,7 +353,13 @@ private:
 
     // close_connection and close_after_linger: `shut_client` false skips the client's
     // shutdown (nothing waits on it, and our FIN is already out).
-    void end_connection(Connection& connection, std::string_view reason, bool shut_client);
+    // Which sockets end_connection shuts down to wake the operations still waiting on them.
+    enum class Shutdowns : std::uint8_t {
+        both,
+        backend_only,  // the client lingers after our FIN: nothing waits on it
+        none,          // both FINs went by (close_finished): every poll on them fired
+    };
+    void end_connection(Connection& connection, std::string_view reason, Shutdowns shutdowns);
     // Cancels the connection's pending timeout or poll of kind `op` (tagged with arg 0).
     void remove_pending(Connection& connection, ConnectionOp op);
     void remove_tagged(Connection& connection, const uring::Tag& target, bool poll);

@@ -4,6 +4,9 @@
 // per-connection state in the connection's plane::Flow::plane, made here: every connection
 // with this handler has it, and only those (plane/flow.h).
 
+#include <array>
+#include <optional>
+
 #include "daemon/connection.h"
 #include "daemon/connection_handler.h"
 #include "plane/data_plane.h"
@@ -13,9 +16,16 @@ namespace splicer::daemon {
 class PlaneHandler final : public ConnectionHandler {
 public:
     // `connection` owns this handler and outlives it; `plane` and `context` outlive both.
-    PlaneHandler(Connection& connection, plane::DataPlane& plane, plane::PlaneContext& context)
+    // `known`: the sockets' flow-accounting baselines, where the daemon counted what it read
+    // from and wrote into them (plane::untouched_pair_baselines); else the plane reads them.
+    PlaneHandler(Connection& connection, plane::DataPlane& plane, plane::PlaneContext& context,
+                 const std::optional<std::array<plane::SocketBaseline, 2>>& known = std::nullopt)
         : connection_(connection), plane_(plane), context_(context) {
-        connection_.make_plane_state();
+        plane::PlaneState& state = connection_.make_plane_state();
+        if (known) {
+            state.baselines = *known;
+            state.baselines_known = true;
+        }
     }
 
     void start() override { plane_.start(connection_, context_); }

@@ -44,6 +44,9 @@ void set_no_delay(int fd);
 // shutdown() finds nothing to shut and sends nothing. A plain close is not enough for a
 // sockmap socket: its unread bytes may sit in the psock's queue, which tcp_close() does not
 // look at, so it sends a FIN, not a RST.)
-void reset_connection(int fd);
+// True when the disconnect took: the socket is closed, its waiters were woken (with POLLERR,
+// checked on 6.18) and its close sends nothing, so the caller needs no shutdown() to wake
+// them. False: SO_LINGER 0 was set instead, so the close sends a RST; shut it down to wake.
+bool reset_connection(int fd);
 
 }  // namespace splicer::net

@@ -46,6 +46,12 @@ public:
     // Ends the connection (both sockets), logging `reason` as how it ended. Each peer still
     // connected gets a FIN first: for endings where every byte was delivered.
     virtual void close_connection(Flow& connection, std::string_view reason) = 0;
+    // Ends a connection that finished in order both ways (end=done): each source's FIN was
+    // read and each sink shut down after its last byte. Every poll on either socket fires on
+    // the FIN that arrived and nothing else is in flight on them, so unlike close_connection
+    // no shutdown(SHUT_RDWR) is made to wake one (on sockets whose FINs both went by it only
+    // answered ENOTCONN: two system calls per connection).
+    virtual void close_finished(Flow& connection) = 0;
     // Ends it with a RST to each peer and no FIN: for endings where bytes were or may have
     // been lost (a peer reset, a sink that can take nothing more), so that neither peer reads
     // a clean end of stream after a gap.

@@ -78,6 +78,9 @@ struct PlaneState {
     // (index 0 the client socket, the source of direction 0; index 1 the backend socket)
     std::array<std::uint64_t, 2> cookies{};
     std::array<SocketBaseline, 2> baselines{};
+    // The daemon counted `baselines` itself before the plane started (PlaneHandler): the
+    // sockmap plane then takes them as they are instead of reading the kernel's counters.
+    bool baselines_known = false;
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)

@@ -144,7 +144,8 @@ Result<bool> redirects_absorbed(int dst_fd, const SocketBaseline& dst, std::uint
 }
 
 Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd,
-                               const SocketBaseline& dst, std::uint64_t undelivered) {
+                               const SocketBaseline& dst, std::uint64_t undelivered,
+                               std::optional<std::uint64_t>* absorbed_out) {
     auto info = read_tcp_info(src_fd);
     if (!info) {
         return info.error().with_context("eof check");
@@ -155,6 +156,9 @@ Result<bool> eof_may_propagate(int src_fd, const SocketBaseline& src, int dst_fd
     auto absorbed = bytes_absorbed(dst_fd, dst);
     if (!absorbed) {
         return absorbed.error().with_context("eof check");
+    }
+    if (absorbed_out != nullptr) {
+        *absorbed_out = *absorbed;
     }
     // The FIN is one sequence number: bytes_received counts it, but it is not payload.
     return info->tcpi_bytes_received - 1 - src.consumed == *absorbed + undelivered;

@@ -114,13 +114,25 @@ public:
     void start(Flow& connection, PlaneContext& context) override {
         const int sockets[2] = {connection.client.get(), connection.backend.get()};
         for (std::size_t i = 0; i < 2; ++i) {
-            auto baseline = take_baseline(sockets[i]);
+            if (connection.plane->baselines_known) {
+#ifdef SPLICER_TEST_HOOKS
+                if (check_baselines_) {
+                    check_known_baseline(connection, i, sockets[i]);
+                }
+#endif
+            } else {
+                auto baseline = take_baseline(sockets[i]);
+                if (!baseline) {
+                    fall_back(connection, context, baseline.error());
+                    return;
+                }
+                connection.plane->baselines[i] = *baseline;
+            }
             auto cookie = bpf::socket_cookie(sockets[i]);
-            if (!baseline || !cookie) {
-                fall_back(connection, context, baseline ? cookie.error() : baseline.error());
+            if (!cookie) {
+                fall_back(connection, context, cookie.error());
                 return;
             }
-            connection.plane->baselines[i] = *baseline;
             connection.plane->cookies[i] = *cookie;
         }
         bpf::PairStage failed_at{};
@@ -723,6 +735,9 @@ private:
                             .stalled = now - flow.last_progress > kNoProgressLimit,
                             .copying = flow.copying,
                             .passed_uncopied = link->passed > flow.copied};
+        // What the sink has absorbed, once read by the EOF check: its progress is judged on
+        // the same figure (two calls fewer per recheck of an EOF waiting for its sink).
+        std::optional<std::uint64_t> absorbed;
         for (;;) {
             switch (eof_step(seen)) {
                 case EofStep::check_may: {
@@ -730,7 +745,8 @@ private:
                     const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
                     auto may = eof_may_propagate(
                         connection.source_fd(direction), connection.plane->baselines[direction],
-                        sink, connection.plane->baselines[1 - direction], undelivered);
+                        sink, connection.plane->baselines[1 - direction], undelivered,
+                        &absorbed);
                     if (!may) {
                         context.abort_connection(connection, reset_reason(1 - direction));
                         return;
@@ -738,10 +754,15 @@ private:
                     seen.may_propagate = *may;
                     break;
                 }
-                case EofStep::propagate: finish_direction(connection, direction, context); return;
+                case EofStep::propagate: propagate_eof(connection, direction, context); return;
                 case EofStep::check_progress: {
-                    auto absorbed =
-                        bytes_absorbed(sink, connection.plane->baselines[1 - direction]);
+                    if (!absorbed) {
+                        auto read =
+                            bytes_absorbed(sink, connection.plane->baselines[1 - direction]);
+                        if (read) {
+                            absorbed = *read;
+                        }
+                    }
                     seen.progressed = absorbed && *absorbed != flow.last_absorbed;
                     if (*seen.progressed) {
                         flow.last_absorbed = *absorbed;
@@ -763,6 +784,22 @@ private:
                     return;
                 case EofStep::wait: arm_timer(connection, context); return;
             }
+        }
+    }
+
+    // The sink has absorbed every byte before the source's FIN: the FIN follows them
+    // (finish_direction's half-close). When this finishes the second direction, both FINs
+    // were read here (each source's peek read 0) and both sent, so the pair ends without the
+    // loop's shutdowns (close_finished): no poll of the plane waits on either socket.
+    static void propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.plane->directions[direction];
+        if (!flow.sink_shut) {
+            flow.sink_shut = true;
+            ::shutdown(connection.sink_fd(direction), SHUT_WR);
+        }
+        const Direction& other = connection.plane->directions[1 - direction];
+        if (other.sink_shut) {
+            context.close_finished(connection);
         }
     }
 
@@ -825,6 +862,9 @@ public:
     // sockmap socket reads only the psock's ingress list and, that list empty with the FIN
     // in (SOCK_DONE), returns 0 (tcp_bpf_recvmsg_parser); the passes land after it.
     void early_eof_for_tests() { early_eof_ = true; }
+    // Test builds only: the counted baselines are taken as in a release build, unchecked
+    // (tests/privileged/test_sockmap_syscalls.cpp counts the calls a release build makes).
+    void trust_baselines_for_tests() { check_baselines_ = false; }
 
 private:
     static bool fin_arrived(int fd) {
@@ -834,7 +874,41 @@ private:
                info.tcpi_state == TCP_CLOSE_WAIT;
     }
 
+    // Test builds only: a baseline the daemon counted (untouched_pair_baselines) must be the
+    // kernel's, or an EOF would never qualify (or qualify early) on this pair. Every
+    // privileged test that splices through this plane checks it; a mismatch ends the daemon.
+    static void check_known_baseline(const Flow& connection, std::size_t socket, int fd) {
+        const SocketBaseline& known = connection.plane->baselines[socket];
+        // A socket the peer reset before pairing (TCP_CLOSE) has no meaningful kernel baseline:
+        // take_baseline() counts its state as a FIN received (flow_accounting.cpp), one more
+        // than arrived. The pair ends at its first look anyway.
+        tcp_info info{};
+        socklen_t length = sizeof(info);
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+            info.tcpi_state == TCP_CLOSE) {
+            return;
+        }
+        auto kernel = take_baseline(fd);
+        if (kernel && kernel->consumed == known.consumed && kernel->written == known.written) {
+            return;
+        }
+        // ... or reset while it was read.
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
+            info.tcpi_state == TCP_CLOSE) {
+            return;
+        }
+        log::error("baseline_mismatch",
+                   {{"conn", std::to_string(connection.id)},
+                    {"socket", socket == 0 ? "client" : "backend"},
+                    {"known", std::to_string(known.consumed) + "/" + std::to_string(known.written)},
+                    {"kernel", kernel ? std::to_string(kernel->consumed) + "/" +
+                                            std::to_string(kernel->written)
+                                      : kernel.error().message}});
+        std::abort();
+    }
+
     bool early_eof_ = false;
+    bool check_baselines_ = true;
     std::uint64_t miss_wakeup_ = 0;
     std::uint64_t wakeups_ = 0;
 #endif
@@ -878,6 +952,10 @@ Result<std::vector<std::unique_ptr<DataPlane>>> make_sockmap_planes(bpf::SpliceP
         // tests/privileged/test_sockmap_late_pass.cpp: an EOF read before passed bytes landed.
         if (std::getenv("SPLICER_TEST_EARLY_EOF") != nullptr) {
             plane->early_eof_for_tests();
+        }
+        // tests/privileged/test_sockmap_syscalls.cpp: no cross-check of counted baselines.
+        if (std::getenv("SPLICER_TEST_TRUST_BASELINES") != nullptr) {
+            plane->trust_baselines_for_tests();
         }
 #endif
         planes.push_back(std::move(plane));
