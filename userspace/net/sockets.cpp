@@ -75,6 +75,15 @@ std::size_t bytes_readable(int fd) {
     return static_cast<std::size_t>(queued);
 }
 
+std::optional<std::uint8_t> tcp_state(int fd) {
+    tcp_info info{};
+    socklen_t length = sizeof(info);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) {
+        return std::nullopt;
+    }
+    return info.tcpi_state;
+}
+
 void set_receive_low_water(int fd, int bytes) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes));
 }

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "net/address.h"
 #include "splicer/result.h"
@@ -31,6 +32,10 @@ SocketAddress accepted_peer(const SocketAddress& written, int fd);
 
 // Bytes waiting to be read (SIOCINQ); 0 on error.
 std::size_t bytes_readable(int fd);
+
+// The socket's TCP state as TCP_INFO reports it (TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE,
+// ... as <netinet/tcp.h> numbers them); nullopt when it cannot be read (not a TCP socket).
+std::optional<std::uint8_t> tcp_state(int fd);
 
 // poll(POLLIN) on the socket reports readable only once this many bytes are queued.
 void set_receive_low_water(int fd, int bytes);

@@ -136,7 +136,8 @@ public:
 };
 
 // After direction `direction` saw EOF from its source and delivered everything before it:
-// shuts the sink for writing, and closes the connection when both directions are finished.
+// shuts the sink for writing, and ends the connection when both directions are finished
+// (PlaneContext::close_finished: both FINs went by, no shutdown(SHUT_RDWR) is needed).
 void finish_direction(Flow& connection, std::size_t direction, PlaneContext& context);
 
 // The source of `direction` read 0 (recv or splice) with every byte before it delivered:

@@ -1,12 +1,11 @@
 #include "plane/end_reason.h"
 
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "net/sockets.h"
 #include "plane/flow.h"
 
 namespace splicer::plane {
@@ -28,10 +27,7 @@ bool ended_by_reset(int fd, bool write_shut) {
     if (write_shut) {
         return false;
     }
-    tcp_info info{};
-    socklen_t length = sizeof(info);
-    return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
-           info.tcpi_state == TCP_CLOSE;
+    return net::tcp_state(fd) == TCP_CLOSE;
 }
 
 }  // namespace splicer::plane

@@ -13,8 +13,11 @@ void finish_direction(Flow& connection, std::size_t direction, PlaneContext& con
         // Half-close: the sink learns that no more bytes come, and may still answer.
         ::shutdown(connection.sink_fd(direction), SHUT_WR);
     }
+    // Both sources' FINs read and both sinks shut after their last byte: no operation of the
+    // plane waits on either socket, so the pair ends without the loop's shutdowns, which on
+    // sockets whose FINs both went by only answer ENOTCONN (close_finished).
     if (connection.plane->directions[0].sink_shut && connection.plane->directions[1].sink_shut) {
-        context.close_connection(connection, "done");
+        context.close_finished(connection);
     }
 }
 

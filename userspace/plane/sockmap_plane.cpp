@@ -17,6 +17,7 @@
 
 #include "bpf/pins.h"
 #include "log/interval_gate.h"
+#include "net/sockets.h"
 #include "plane/copy_plane.h"
 #include "plane/flow_handoff.h"
 #include "plane/send_buffer.h"
@@ -754,7 +755,11 @@ private:
                     seen.may_propagate = *may;
                     break;
                 }
-                case EofStep::propagate: propagate_eof(connection, direction, context); return;
+                case EofStep::propagate:
+                    // The sink has absorbed every byte before the source's FIN: the FIN
+                    // follows them.
+                    finish_direction(connection, direction, context);
+                    return;
                 case EofStep::check_progress: {
                     if (!absorbed) {
                         auto read =
@@ -784,22 +789,6 @@ private:
                     return;
                 case EofStep::wait: arm_timer(connection, context); return;
             }
-        }
-    }
-
-    // The sink has absorbed every byte before the source's FIN: the FIN follows them
-    // (finish_direction's half-close). When this finishes the second direction, both FINs
-    // were read here (each source's peek read 0) and both sent, so the pair ends without the
-    // loop's shutdowns (close_finished): no poll of the plane waits on either socket.
-    static void propagate_eof(Flow& connection, std::uint8_t direction, PlaneContext& context) {
-        Direction& flow = connection.plane->directions[direction];
-        if (!flow.sink_shut) {
-            flow.sink_shut = true;
-            ::shutdown(connection.sink_fd(direction), SHUT_WR);
-        }
-        const Direction& other = connection.plane->directions[1 - direction];
-        if (other.sink_shut) {
-            context.close_finished(connection);
         }
     }
 
@@ -867,12 +856,7 @@ public:
     void trust_baselines_for_tests() { check_baselines_ = false; }
 
 private:
-    static bool fin_arrived(int fd) {
-        tcp_info info{};
-        socklen_t length = sizeof(info);
-        return ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) == 0 &&
-               info.tcpi_state == TCP_CLOSE_WAIT;
-    }
+    static bool fin_arrived(int fd) { return net::tcp_state(fd) == TCP_CLOSE_WAIT; }
 
     // Test builds only: a baseline the daemon counted (untouched_pair_baselines) must be the
     // kernel's, or an EOF would never qualify (or qualify early) on this pair. Every
@@ -882,10 +866,11 @@ private:
         // A socket the peer reset before pairing (TCP_CLOSE) has no meaningful kernel baseline:
         // take_baseline() counts its state as a FIN received (flow_accounting.cpp), one more
         // than arrived. The pair ends at its first look anyway.
-        tcp_info info{};
-        socklen_t length = sizeof(info);
-        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
-            info.tcpi_state == TCP_CLOSE) {
+        const auto closed = [fd] {
+            const auto state = net::tcp_state(fd);
+            return !state || *state == TCP_CLOSE;
+        };
+        if (closed()) {
             return;
         }
         auto kernel = take_baseline(fd);
@@ -893,8 +878,7 @@ private:
             return;
         }
         // ... or reset while it was read.
-        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 ||
-            info.tcpi_state == TCP_CLOSE) {
+        if (closed()) {
             return;
         }
         log::error("baseline_mismatch",
