@@ -11,7 +11,8 @@
 // itself, so every SIOCOUTQ left belongs to an EOF check, which also reads its link once. And
 // a pair that ended in order both ways was shut down twice more at its close (SHUT_RDWR on
 // sockets whose FINs had both gone by, answering ENOTCONN): 2 shutdowns per connection now,
-// its two half-closes, where main's daemon made 4.
+// its two half-closes, where main's daemon made 4. The copy and splice planes end such a pair
+// the same way (the second case; 4 per connection until session 31).
 
 #include <sys/socket.h>
 
@@ -105,6 +106,46 @@ TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls a
     // from the kernel add 4 ioctls per pair on top (main's daemon: 6-8 per connection here).
     CHECK(ioctl + 7 * kConnections <= bpf);
     // Two half-closes per pair, nothing more at the close of a pair that ended in order.
+    CHECK(shutdowns == 2 * kConnections);
+    test::stop_daemon(*daemon);
+}
+
+TEST_CASE("copy and splice planes: a pair that ended in order both ways costs 2 shutdowns, its "
+          "half-closes",
+          "[daemon]") {
+    test::require_root();
+    const std::string plane = GENERATE(as<std::string>{}, "copy", "splice");
+    CAPTURE(plane);
+    constexpr std::size_t kConnections = 20;
+    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
+    const std::string reply = test::ByteGenerator(16).take(3000);
+    test::TcpBackend https(test::BackendScript::message_then_close(reply, 0, hello.size()));
+    test::TcpBackend unused(test::BackendScript::record());
+    const test::SnikketPorts ports{.listen = test::free_port(),
+                                   .xmpp_tls = unused.port(),
+                                   .https = https.port(),
+                                   .xmpp = unused.port()};
+    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    const test::SyscallCount shutdown_calls(daemon->pid(), "shutdown");
+    for (std::size_t i = 0; i < kConnections; ++i) {
+        CAPTURE(i);
+        UniqueFd client = test::connect_and_send(ports.listen, hello, "");
+        CHECK(test::read_exactly(client.get(), reply.size()) == reply);
+        CHECK(test::wait_for_close(client.get(), 5s) == "eof");
+    }
+    REQUIRE(https.wait_for_finished(kConnections, 10s));
+    const auto deadline = test::Clock::now() + 10s;
+    auto closed = [&] {
+        return daemon->logs("closed", [&](const test::LogLine& line) {
+            return line.get("end") == "done";
+        });
+    };
+    while (closed().size() < kConnections && test::Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
+    const std::uint64_t shutdowns = shutdown_calls.total();
+    INFO(daemon->log_tail());
+    REQUIRE(closed().size() == kConnections);
     CHECK(shutdowns == 2 * kConnections);
     test::stop_daemon(*daemon);
 }
