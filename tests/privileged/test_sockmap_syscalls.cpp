@@ -30,7 +30,7 @@ namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
-TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls and 2 shutdowns with no baseline reads and its bytes are counted",
+TEST_CASE("sockmap: a spliced connection costs the daemon 7 bpf calls and one more per EOF check, 2 shutdowns, no baseline reads, and its bytes are counted",
           "[daemon]") {
     test::require_root();
     constexpr std::size_t kConnections = 40;
@@ -53,6 +53,7 @@ TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls a
     const test::SyscallCount setsockopt_calls(daemon->pid(), "setsockopt");
     const test::SyscallCount ioctl_calls(daemon->pid(), "ioctl");
     const test::SyscallCount shutdown_calls(daemon->pid(), "shutdown");
+    const auto counting_since = test::Clock::now();
 
     // One at a time, as a client opening a new TLS connection per request: the hello
     // spliced to the backend, its reply and FIN back, then the client's FIN.
@@ -96,15 +97,20 @@ TEST_CASE("sockmap: a spliced connection costs the daemon at most 15 bpf calls a
                                 << static_cast<double>(setsockopt) / kConnections << ", ioctl "
                                 << static_cast<double>(ioctl) / kConnections << ", shutdown "
                                 << static_cast<double>(shutdowns) / kConnections);
-    // 9 per connection, plus one link read for each recheck of an EOF that waited for its
-    // sink to absorb what came before it (0-3 per connection here under load: 9.5-12.8
-    // measured), plus the counters' reads once a second. On main's plane the same
-    // connections cost 20 before any recheck (2 per recheck).
-    CHECK(per_connection <= 15.0);
-    // Each pair's bpf calls: 4 to pair, 3 at teardown, and one link read per EOF check (plus
-    // the counters' once-a-second reads); each EOF check reads SIOCOUTQ once. Baselines read
-    // from the kernel add 4 ioctls per pair on top (main's daemon: 6-8 per connection here).
+    // Each pair's bpf calls: 4 to pair, 3 at teardown, and one link read per EOF check; each
+    // EOF check also reads SIOCOUTQ once (no other ioctl is left: baselines read from the
+    // kernel added 4 per pair, main's daemon 6-8 per connection here). Add the loop's
+    // once-a-second work (the published counters): the pairs' calls are then accounted for
+    // exactly, below and above. An EOF waits for its sink to absorb what came before it,
+    // looked at again every 2 ms: 0-3 checks per connection on a quiet machine (9.5-12.8 bpf
+    // calls per connection), 19 at load 12, where a flat bound of 15 per connection failed
+    // with 26.8 (7 + 19.75 + the counters'). On main's plane the same connections cost 20
+    // before any recheck (2 per recheck): at least 11 more per pair than this accounting.
+    const double seconds =
+        std::chrono::duration<double>(test::Clock::now() - counting_since).count();
+    const double once_a_second = 8.0 * (seconds + 1.0);
     CHECK(ioctl + 7 * kConnections <= bpf);
+    CHECK(static_cast<double>(bpf) <= static_cast<double>(ioctl + 7 * kConnections) + once_a_second);
     // Two half-closes per pair, nothing more at the close of a pair that ended in order.
     CHECK(shutdowns == 2 * kConnections);
     test::stop_daemon(*daemon);
