@@ -385,10 +385,11 @@ private:
     // answer without looking again (io_uring/poll.c): a poll's CQE, a peek finding nothing
     // and a timer per redirected flight, ~4 per spliced TLS connection. The ring's recv
     // retries on each wake-up inside the kernel and completes only once a byte is readable,
-    // at EOF or on an error (docs/sockmap-wakeups.md). After 127 wake-ups with nothing to
-    // read the kernel hands the recv to an io-wq worker, which answers EAGAIN at the next
-    // one: that source (a long stream through the redirect) is watched by the poll from
-    // then on, its wake-ups paced by the recheck timer as before (on_source_event).
+    // at EOF or on an error (docs/sockmap-wakeups.md). After ~128 wake-ups with nothing to
+    // read (APOLL_MAX_RETRY) the kernel hands the recv to an io-wq worker, which answers
+    // EAGAIN at the next one: that source (a long stream through the redirect) is watched by
+    // the poll from then on, its wake-ups paced by the recheck timer as before
+    // (on_source_event).
     static void arm_source_watch(Flow& connection, std::uint8_t direction,
                                  PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
