@@ -93,8 +93,14 @@ struct DaemonCounters {
     // (upgrade_failed: that process never became ready; this one serves on).
     __u64 upgrades_ok = 0;
     __u64 upgrades_failed = 0;
+    // Sockmap plane: completions of the watch on a spliced source (passed bytes readable,
+    // EOF, error: plane/sockmap_plane.cpp, arm_source_watch), and of those, wake-ups that
+    // found nothing to read (each a peek and a recheck timer: redirected skbs wake a poll).
+    __u64 sockmap_source_wakeups = 0;
+    __u64 sockmap_empty_wakeups = 0;
 };
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16,
+static_assert(sizeof(DaemonCounters) ==
+                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16,
               "DaemonCounters layout");
 
 }  // namespace splicer

@@ -120,6 +120,8 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "closed", counters->closed);
     print_row(out, "sockmap_fallbacks", counters->sockmap_fallbacks);
     print_row(out, "pipe_shortages", counters->pipe_shortages);
+    print_row(out, "sockmap_source_wakeups", counters->sockmap_source_wakeups);
+    print_row(out, "sockmap_empty_wakeups", counters->sockmap_empty_wakeups);
     print_row(out, "stalled", counters->stalled);
     print_row(out, "readers_stopped", counters->readers_stopped);
     print_row(out, "readers_resumed", counters->readers_resumed);

@@ -195,6 +195,8 @@ DaemonCounters EventLoop::counters() const {
     current.active = slab_.in_use();
     current.sockmap_fallbacks = plane_.fallbacks();
     current.pipe_shortages = plane_.pipe_shortages();
+    current.sockmap_source_wakeups = plane_.source_wakeups();
+    current.sockmap_empty_wakeups = plane_.empty_wakeups();
     current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
     current.log_dropped = log::dropped_lines();
     current.readers_stopped = reader_stops_.stopped_count();

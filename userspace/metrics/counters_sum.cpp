@@ -40,7 +40,8 @@ void add_series(DaemonCounters& total, const RuleSeries& part) {
 }  // namespace
 
 // A field added to DaemonCounters must be added up here too: this fails until it is.
-static_assert(sizeof(DaemonCounters) == 136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16,
+static_assert(sizeof(DaemonCounters) ==
+                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16,
               "DaemonCounters changed: sum the new field in add_counters");
 
 void add_counters(DaemonCounters& total, const DaemonCounters& part) {
@@ -58,6 +59,8 @@ void add_counters(DaemonCounters& total, const DaemonCounters& part) {
     total.refused_per_client += part.refused_per_client;
     total.refused_probing += part.refused_probing;
     total.pipe_shortages += part.pipe_shortages;
+    total.sockmap_source_wakeups += part.sockmap_source_wakeups;
+    total.sockmap_empty_wakeups += part.sockmap_empty_wakeups;
     total.urgent_bytes_dropped += part.urgent_bytes_dropped;
     total.log_dropped = std::max(total.log_dropped, part.log_dropped);
     total.stalled += part.stalled;

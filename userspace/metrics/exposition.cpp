@@ -144,6 +144,12 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_pipe_shortages_total",
                           "Splice plane rounds copied through a buffer: every pipe was taken.",
                           c.pipe_shortages));
+    out.push_back(counter("splicer_sockmap_source_wakeups_total",
+                          "Sockmap plane: completions of the watch on a spliced source.",
+                          c.sockmap_source_wakeups));
+    out.push_back(counter("splicer_sockmap_empty_wakeups_total",
+                          "Sockmap plane: source wake-ups that found nothing to read.",
+                          c.sockmap_empty_wakeups));
     out.push_back(counter("splicer_urgent_bytes_dropped_total",
                           "TCP urgent bytes (MSG_OOB) not delivered.", c.urgent_bytes_dropped));
     out.push_back(counter("splicer_stalled_total",

@@ -29,7 +29,8 @@ enum class PlaneOp : std::uint8_t {
     plane_send,        // copy plane / sockmap fallback copy: send to the destination
     plane_splice_in,   // splice plane: source socket -> pipe
     plane_splice_out,  // splice plane: pipe -> destination socket
-    plane_poll,        // sockmap plane: source of direction `arg` readable / closed / error
+    plane_poll,        // sockmap plane: the watch on the source of direction `arg` (a 1-byte
+                       // MSG_PEEK recv, or a poll): passed bytes readable, EOF or an error
     plane_timer,       // sockmap plane: recheck pending EOFs and copies
     plane_readable,    // splice plane: source of direction `arg` has bytes, EOF or an error
     plane_watch,       // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
@@ -127,6 +128,9 @@ public:
     [[nodiscard]] virtual std::uint64_t fallbacks() const { return 0; }
     // Rounds moved through a buffer because no pipe was free (splice plane).
     [[nodiscard]] virtual std::uint64_t pipe_shortages() const { return 0; }
+    // Sockmap plane: completions of its source watches, and those that found nothing to read.
+    [[nodiscard]] virtual std::uint64_t source_wakeups() const { return 0; }
+    [[nodiscard]] virtual std::uint64_t empty_wakeups() const { return 0; }
     // TCP urgent bytes (MSG_OOB) this plane did not deliver (plane/urgent_data.h).
     [[nodiscard]] virtual std::uint64_t urgent_bytes_dropped() const = 0;
     // Adds the payload bytes this plane delivered so far, each way, to counters.bytes under

@@ -46,8 +46,13 @@ struct Direction {
     std::uint64_t redirected_before_copy = 0;  // redirects that must land before `buffer`
     bool copying = false;     // a copy round is under way (buffer filled or being sent)
     bool sending = false;     // a send of `buffer` is in flight
+    // The source watch (sockmap_plane.cpp, arm_source_watch): a 1-byte MSG_PEEK recv in the
+    // ring, or, once that answered EAGAIN (io-wq), a poll whose wake-ups a peek confirms.
     bool poll_armed = false;
-    bool poll_deferred = false;  // re-arm the poll on the next timer (spurious wake-up)
+    bool poll_deferred = false;  // re-arm the watch on the next timer (nothing readable)
+    bool peek_in_ring = false;   // the armed watch is the recv peek (else the poll)
+    bool peek_retired = false;   // this source's watch is the poll from now on
+    std::byte peek_byte{};       // where the ring's peek copies its byte (never read)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
     // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)
     bool owed_idle = false;              // the last look: bytes owed, no copy under way

@@ -82,6 +82,8 @@ public:
 
     [[nodiscard]] std::string_view name() const override { return "sockmap"; }
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
+    [[nodiscard]] std::uint64_t source_wakeups() const override { return source_wakeups_; }
+    [[nodiscard]] std::uint64_t empty_wakeups() const override { return empty_wakeups_; }
     // Urgent bytes the verdict dropped, those left out of copies here, and the fallback's.
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override {
         std::uint64_t dropped = urgent_removed_ + fallback_->urgent_bytes_dropped();
@@ -162,7 +164,7 @@ public:
             }
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
-            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+            arm_source_watch(connection, direction, context);
         }
         set_stall_backstop(sockets, context.stall_timeout());
         brake_backend(connection);
@@ -187,8 +189,8 @@ public:
             return;
         }
         if (connection.quiescing) {
-            // Nothing to record: no copy round is under way (can_export), and what a poll
-            // saw is seen again by the adopting loop's own polls.
+            // Nothing to record: no copy round is under way (can_export), and what a source
+            // watch saw is seen again by the adopting loop's own watches.
             settle_flags(connection, tag);
             return;
         }
@@ -320,8 +322,8 @@ public:
         }
         for (std::uint8_t direction = 0; direction < 2; ++direction) {
             if (!connection.plane->directions[direction].source_eof) {
-                // Passed bytes still owed, an EOF, an error: the poll reports each at once.
-                arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                // Passed bytes still owed, an EOF, an error: the watch reports each at once.
+                arm_source_watch(connection, direction, context);
             }
         }
     }
@@ -377,14 +379,32 @@ private:
         fallback_->start(connection, context);
     }
 
-    static void arm_poll(Flow& connection, std::uint8_t direction, unsigned events,
-                         PlaneContext& context) {
+    // Watches the source of `direction` for bytes the verdict passed up (flow control), its
+    // EOF and its errors: a 1-byte MSG_PEEK recv in the ring. Every skb the verdict
+    // redirects wakes the source's waiters too (sk_psock_verdict_data_ready calls the saved
+    // sk_data_ready, key EPOLLIN, after the redirect), and a poll takes that key for its
+    // answer without looking again (io_uring/poll.c): a poll's CQE, a peek finding nothing
+    // and a timer per redirected flight, ~4 per spliced TLS connection. The ring's recv
+    // retries on each wake-up inside the kernel and completes only once a byte is readable,
+    // at EOF or on an error (docs/sockmap-wakeups.md). After ~128 wake-ups with nothing to
+    // read (APOLL_MAX_RETRY) the kernel hands the recv to an io-wq worker, which answers
+    // EAGAIN at the next one: that source (a long stream through the redirect) is watched by
+    // the poll from then on, its wake-ups paced by the recheck timer as before
+    // (on_source_event).
+    static void arm_source_watch(Flow& connection, std::uint8_t direction,
+                                 PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
         if (flow.poll_armed) {
             return;
         }
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_poll, direction);
-        io_uring_prep_poll_add(sqe, connection.source_fd(direction), events);
+        if (flow.peek_retired) {
+            io_uring_prep_poll_add(sqe, connection.source_fd(direction), POLLIN | POLLRDHUP);
+        } else {
+            io_uring_prep_recv(sqe, connection.source_fd(direction), &flow.peek_byte, 1,
+                               MSG_PEEK);
+        }
+        flow.peek_in_ring = !flow.peek_retired;
         flow.poll_armed = true;
     }
 
@@ -398,13 +418,16 @@ private:
         connection.plane->plane_timer_armed = true;
     }
 
-    // The source of `direction` is readable, at EOF, or in error. Redirected bytes never
-    // make it readable: what is queued there was passed up by flow control.
+    // The source watch of `direction` completed: `result` is the ring's peek (1 byte
+    // readable, 0 at EOF, -errno) or the poll's mask, which a peek here confirms.
+    // Redirected bytes never make the source readable: what is queued there was passed up
+    // by flow control.
     void on_source_event(Flow& connection, std::uint8_t direction, int result,
                          PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
         const int source = connection.source_fd(direction);
-        if (result < 0) {
+        ++source_wakeups_;
+        if (!flow.peek_in_ring && result < 0) {
             context.abort_connection(connection, "poll_error");
             return;
         }
@@ -414,12 +437,16 @@ private:
         if (flow.copying) {
             return;  // the copy round reads whatever is queued
         }
-        std::byte probe{};
-        const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0) {
+        int peeked = result;
+        if (!flow.peek_in_ring) {
+            std::byte probe{};
+            const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+            peeked = n >= 0 ? static_cast<int>(n) : -errno;
+        }
+        if (peeked > 0) {
 #ifdef SPLICER_TEST_HOOKS
             // Test builds only: this wake-up is dropped, as a kernel that lost it would leave
-            // the plane: nothing copies the passed bytes and no poll is armed for them.
+            // the plane: nothing copies the passed bytes and no watch is armed for them.
             if (miss_wakeup_ != 0 && ++wakeups_ == miss_wakeup_) {
                 return;
             }
@@ -436,15 +463,22 @@ private:
             }
 #endif
             start_copy(connection, direction, context);
-        } else if (n == 0) {
+        } else if (peeked == 0) {
             source_ended(connection, direction, context);
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-            // A wake-up with nothing to read: on 6.18 a stale copied_seq can keep POLLIN set
-            // on a sockmap socket, so re-arming at once could spin. Look again shortly.
-            connection.plane->directions[direction].poll_deferred = true;
+        } else if (peeked == -EAGAIN || peeked == -EWOULDBLOCK || peeked == -EINTR) {
+            // A wake-up with nothing to read. From the ring's peek: its retries ran out and
+            // an io-wq worker's recv woke to nothing (arm_source_watch); the poll watches
+            // this source from now on. From the poll: on 6.18 a stale copied_seq can keep
+            // POLLIN set on a sockmap socket, so re-arming at once could spin. Either way,
+            // look again shortly.
+            ++empty_wakeups_;
+            flow.peek_retired = true;
+            flow.poll_deferred = true;
             arm_timer(connection, context);
+        } else if (peeked == -ECANCELED) {
+            context.abort_connection(connection, "poll_error");
         } else {
-            context.abort_connection(connection, failure_reason(errno, direction));
+            context.abort_connection(connection, failure_reason(-peeked, direction));
         }
     }
 
@@ -507,7 +541,7 @@ private:
         const int source = connection.source_fd(direction);
         std::byte probe{};
         if (::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
-            return;  // nothing readable yet; an EOF or an error reaches the poll too
+            return;  // nothing readable yet; an EOF or an error reaches the watch too
         }
         if (auto folded = missed_wakeup_log_.pass()) {
             int readable = 0;
@@ -543,7 +577,7 @@ private:
                         seen.holding = true;
                         break;
                     case CopyStep::yield:
-                        // Let the loop serve other connections. The source's poll brings
+                        // Let the loop serve other connections. The source's watch brings
                         // the copy back, unless the source's EOF was read already: the kernel
                         // can report it before the last passed bytes (they were deferred
                         // behind redirected ones, DESIGN.md kernel fact 8), and the EOF rule
@@ -555,7 +589,7 @@ private:
                         if (flow.source_eof) {
                             arm_timer(connection, context);
                         } else {
-                            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                            arm_source_watch(connection, direction, context);
                         }
                         return;
                     case CopyStep::check_absorbed: {
@@ -626,7 +660,7 @@ private:
         }
         if (nothing_queued) {
             flow.copying = false;
-            arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+            arm_source_watch(connection, direction, context);
             return false;
         }
         if (n < 0) {
@@ -714,8 +748,9 @@ private:
         flow.source_eof = true;
         flow.last_progress = std::chrono::steady_clock::now();
         arm_watch(connection, context);  // the sink may never take what is before the EOF
-        // No more polls on the ended source: io_uring always reports RDHUP, which now stays
-        // set. A later reset still ends the pair, through the other direction's send or poll.
+        // No more watches on the ended source: its peek would read 0, its poll report RDHUP,
+        // at once and for good. A later reset still ends the pair, through the other
+        // direction's send or watch.
         try_propagate_eof(connection, direction, context);
     }
 
@@ -811,7 +846,7 @@ private:
             if (flow.poll_deferred) {
                 flow.poll_deferred = false;
                 if (!flow.source_eof && !flow.copying) {
-                    arm_poll(connection, direction, POLLIN | POLLRDHUP, context);
+                    arm_source_watch(connection, direction, context);
                 }
             }
             // Only a buffer still waiting for the sink to absorb earlier redirects: one whose
@@ -831,6 +866,8 @@ private:
     std::unique_ptr<DataPlane> fallback_;
     std::uint64_t fallbacks_ = 0;
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
+    std::uint64_t source_wakeups_ = 0;  // source watch completions (on_source_event)
+    std::uint64_t empty_wakeups_ = 0;   // ... that found nothing to read
     log::IntervalGate fallback_log_{std::chrono::seconds(1)};
     // Wake-ups the watch found missed (copy_missed_wakeup): one line a second at most, with
     // the count since the previous line.

@@ -1,0 +1,109 @@
+// What a spliced connection's request/response flights cost the daemon in wake-ups. Every skb
+// the verdict redirects wakes its source's waiters too (the kernel's
+// sk_psock_verdict_data_ready calls the socket's saved sk_data_ready after the redirect), and
+// io_uring's poll takes the wake-up's key (EPOLLIN) for its answer: the sockmap plane's
+// source poll fired for each redirected flight, and each time the plane peeked (a recv with
+// MSG_PEEK answering EAGAIN), armed a recheck timer and polled again. Main's daemon made ~2
+// such peeks per flight here (one per direction). The plane now watches each source with a
+// 1-byte MSG_PEEK recv in the ring, which the kernel retries on each wake-up and completes
+// only once a byte is readable, at EOF or on an error (docs/sockmap-wakeups.md): no peek
+// syscall, and the source watch completes twice per connection, once per EOF.
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "daemon_test_common.h"
+#include "support/client_hello.h"
+#include "support/command.h"
+#include "support/sockets.h"
+#include "support/syscall_count.h"
+
+namespace test = splicer::test;
+using namespace std::chrono_literals;
+using splicer::UniqueFd;
+
+namespace {
+
+// A counter's value in `splicer stats` output (indented "name value" rows).
+std::uint64_t stats_row(const std::string& output, const std::string& name) {
+    const auto at = output.find(" " + name + " ");
+    REQUIRE(at != std::string::npos);
+    return std::stoull(output.substr(at + name.size() + 2));
+}
+
+}  // namespace
+
+TEST_CASE("sockmap: request/response flights through a spliced pair cost the daemon no peek and no empty wake-up",
+          "[daemon]") {
+    test::require_root();
+    constexpr int kFlights = 20;
+    // The backend is this test's own socket: each flight's request is read there before its
+    // response is written, as a TLS server answers a client's records.
+    test::Listener https = test::listen_loopback();
+    test::TcpBackend unused(test::BackendScript::record());
+    const test::SnikketPorts ports{.listen = test::free_port(),
+                                   .xmpp_tls = unused.port(),
+                                   .https = https.port,
+                                   .xmpp = unused.port()};
+    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
+    // Counted from here: the start-up (the self-test's sockets) is not the connection's.
+    const test::SyscallCount recv_calls(daemon->pid(), "recvfrom");
+
+    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
+    UniqueFd client = test::connect_and_send(ports.listen, hello, "");
+    pollfd waiting{.fd = https.fd.get(), .events = POLLIN, .revents = 0};
+    REQUIRE(::poll(&waiting, 1, 5000) == 1);
+    UniqueFd backend = test::accept_one(https);
+    REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
+
+    const std::string request = test::ByteGenerator(3).take(400);
+    const std::string response = test::ByteGenerator(4).take(3000);
+    for (int i = 0; i < kFlights; ++i) {
+        CAPTURE(i);
+        test::write_all(client.get(), request);
+        REQUIRE(test::read_exactly(backend.get(), request.size()) == request);
+        test::write_all(backend.get(), response);
+        REQUIRE(test::read_exactly(client.get(), response.size()) == response);
+        // Pacing, not a bound: past the plane's 2 ms recheck, so that on main's plane each
+        // flight's wake-ups came on their own instead of folding into the previous recheck.
+        std::this_thread::sleep_for(5ms);
+    }
+    ::shutdown(client.get(), SHUT_WR);
+    CHECK(test::wait_for_close(backend.get(), 5s) == "eof");
+    backend.reset();
+    CHECK(test::wait_for_close(client.get(), 5s) == "eof");
+
+    const auto deadline = test::Clock::now() + 10s;
+    auto closed = [&] { return daemon->logs("closed"); };
+    while (closed().empty() && test::Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+    }
+    const std::uint64_t recvs = recv_calls.total();
+    INFO(daemon->log_tail());
+    REQUIRE(closed().size() == 1);
+    CHECK(closed()[0].get("end") == "done");
+    CHECK(daemon->logs("sockmap_fallback").empty());
+
+    std::this_thread::sleep_for(1500ms);  // counters are published once a second
+    const auto stats =
+        test::run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon->pin_dir());
+    CAPTURE(stats.output);
+    REQUIRE(stats.exit_code == 0);
+    const std::uint64_t wakeups = stats_row(stats.output, "sockmap_source_wakeups");
+    const std::uint64_t empty = stats_row(stats.output, "sockmap_empty_wakeups");
+    WARN(kFlights << " flights: " << recvs << " recv calls, " << wakeups << " source wake-ups, "
+                  << empty << " of them empty");
+    // The probe's peeks at the ClientHello (1-2) are all that is left: main's daemon made
+    // 2 per flight more, each a wake-up that found nothing (43-44 measured, 40 empty).
+    CHECK(recvs <= 4);
+    // One completion per source, at its EOF.
+    CHECK(wakeups == 2);
+    CHECK(empty == 0);
+    test::stop_daemon(*daemon);
+}
