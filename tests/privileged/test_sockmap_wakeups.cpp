@@ -15,6 +15,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -105,5 +107,95 @@ TEST_CASE("sockmap: request/response flights through a spliced pair cost the dae
     // One completion per source, at its EOF.
     CHECK(wakeups == 2);
     CHECK(empty == 0);
+    test::stop_daemon(*daemon);
+}
+
+namespace {
+
+// The daemon's io-wq worker threads (`iou-wrk-PID`): the kernel makes one when it hands a
+// ring's request to a blocking worker.
+std::size_t io_workers(pid_t pid) {
+    std::size_t count = 0;
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        count += name.rfind("iou-wrk", 0) == 0 ? 1 : 0;
+    }
+    return count;
+}
+
+std::uint64_t empty_wakeups(const test::DaemonProcess& daemon) {
+    const auto stats =
+        test::run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon.pin_dir());
+    REQUIRE(stats.exit_code == 0);
+    return stats_row(stats.output, "sockmap_empty_wakeups");
+}
+
+}  // namespace
+
+// After ~128 redirected flights in a row the kernel hands a source watch's recv to an io-wq
+// worker, whose blocking recv sleeps until the source's next wake-up (docs/sockmap-wakeups.md).
+// A source that falls silent right then would keep that kernel thread for as long as it stays
+// silent; the plane bounds the sleep (SO_RCVTIMEO, 1 s) and the source goes to the poll.
+// Here the client sends flights until the daemon has a worker, then nothing: the watch must
+// answer within a few seconds with no segment arriving (without the bound it never does),
+// and the pair must go on serving both ways and end in order.
+TEST_CASE("sockmap: a source that falls silent while an io-wq worker holds its watch frees the worker within seconds and is served on",
+          "[daemon]") {
+    test::require_root();
+    test::Listener https = test::listen_loopback();
+    test::TcpBackend unused(test::BackendScript::record());
+    const test::SnikketPorts ports{.listen = test::free_port(),
+                                   .xmpp_tls = unused.port(),
+                                   .https = https.port,
+                                   .xmpp = unused.port()};
+    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
+    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
+    UniqueFd client = test::connect_and_send(ports.listen, hello, "");
+    pollfd waiting{.fd = https.fd.get(), .events = POLLIN, .revents = 0};
+    REQUIRE(::poll(&waiting, 1, 5000) == 1);
+    UniqueFd backend = test::accept_one(https);
+    REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
+    REQUIRE(io_workers(daemon->pid()) == 0);
+
+    // Each flight is read by the backend before the next is sent: one wake-up of the
+    // client's watch each. The pause lets the loop's retry run before the next flight.
+    const std::string flight = test::ByteGenerator(5).take(200);
+    int flights = 0;
+    while (flights < 400 && io_workers(daemon->pid()) == 0) {
+        test::write_all(client.get(), flight);
+        REQUIRE(test::read_exactly(backend.get(), flight.size()) == flight);
+        ++flights;
+        std::this_thread::sleep_for(5ms);
+    }
+    INFO(flights << " flights");
+    REQUIRE(io_workers(daemon->pid()) > 0);
+
+    // Silence: the worker's recv answers after the bound, the watch reports it.
+    const auto deadline = test::Clock::now() + 8s;
+    std::uint64_t empty = empty_wakeups(*daemon);
+    while (empty == 0 && test::Clock::now() < deadline) {
+        std::this_thread::sleep_for(200ms);
+        empty = empty_wakeups(*daemon);
+    }
+    CHECK(empty >= 1);
+
+    // Served on, now through the poll: a flight each way, then both EOFs.
+    const std::string request = test::ByteGenerator(6).take(3000);
+    const std::string response = test::ByteGenerator(7).take(5000);
+    test::write_all(client.get(), request);
+    CHECK(test::read_exactly(backend.get(), request.size()) == request);
+    test::write_all(backend.get(), response);
+    CHECK(test::read_exactly(client.get(), response.size()) == response);
+    ::shutdown(client.get(), SHUT_WR);
+    CHECK(test::wait_for_close(backend.get(), 5s) == "eof");
+    backend.reset();
+    CHECK(test::wait_for_close(client.get(), 5s) == "eof");
+    const auto closed = daemon->wait_for_log("closed");
+    REQUIRE(closed);
+    CHECK(closed->get("end") == "done");
     test::stop_daemon(*daemon);
 }

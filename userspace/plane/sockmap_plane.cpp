@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <algorithm>
 #include <array>
@@ -57,6 +58,8 @@ constexpr std::size_t kFirstCopyBufferBytes = 16 * 1024;
 constexpr int kCopyRoundsPerTurn = 8;
 // While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
 constexpr long kRecheckNanoseconds = 2'000'000;
+// How long an io-wq worker may sleep in a source watch's recv (bound_worker_peek).
+constexpr long kWorkerPeekBoundSeconds = 1;
 
 std::string reset_reason(std::size_t socket) {
     return socket == kClientToBackend ? "client_reset" : "backend_reset";
@@ -167,6 +170,7 @@ public:
             arm_source_watch(connection, direction, context);
         }
         set_stall_backstop(sockets, context.stall_timeout());
+        bound_worker_peek(sockets);
         brake_backend(connection);
     }
 
@@ -351,6 +355,20 @@ private:
         const auto milliseconds = static_cast<unsigned>(backstop.count());
         for (const int fd : sockets) {
             ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &milliseconds, sizeof(milliseconds));
+        }
+    }
+
+    // The source watch's recv goes to an io-wq worker once the kernel's retries run out
+    // (arm_source_watch), and the worker's recv, blocking, sleeps until the source's next
+    // wake-up. A source that falls silent just then would hold that kernel thread for as
+    // long as it stays silent (an idle XMPP connection: minutes), one per such source.
+    // SO_RCVTIMEO bounds the sleep: the worker's recv answers EAGAIN after it, and the poll
+    // takes over (on_source_event). Only a blocking recv reads it: the ring's own attempts
+    // and every other call the daemon makes on these sockets are non-blocking.
+    static void bound_worker_peek(const int (&sockets)[2]) {
+        const timeval bound{.tv_sec = kWorkerPeekBoundSeconds, .tv_usec = 0};
+        for (const int fd : sockets) {
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
         }
     }
 
