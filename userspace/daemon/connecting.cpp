@@ -43,14 +43,16 @@ void EventLoop::start_connect(Connection& connection) {
     // Under the daemon's plane; a pair the sockhash refuses later is in sockmap_fallbacks.
     rule_series_.count_routed(connection.series, plane_label_);
     log_routed(connection);
-    connection.connect_timeout.tv_sec = config_->connect_timeout.count();
-    connection.connect_timeout.tv_nsec = 0;
+    // The probe's timeout, submitted long before (a completion brought the decision), is
+    // done with the field.
+    connection.routing->timeout.tv_sec = config_->connect_timeout.count();
+    connection.routing->timeout.tv_nsec = 0;
     io_uring_sqe* connect = sqe_for(connection, Op::connect, 0);
     io_uring_prep_connect(connect, connection.backend.get(), connection.backend_address.get(),
                           connection.backend_address.length);
     connect->flags |= IOSQE_IO_LINK;
     io_uring_sqe* timeout = sqe_for(connection, Op::connect_timeout, 0);
-    io_uring_prep_link_timeout(timeout, &connection.connect_timeout, 0);
+    io_uring_prep_link_timeout(timeout, &connection.routing->timeout, 0);
 }
 
 void EventLoop::on_connect(Connection& connection, int result) {
@@ -78,6 +80,8 @@ void EventLoop::on_connect(Connection& connection, int result) {
         }
         header_bytes = *written;
     }
+    // Routed and connected: the routing state's last use was the PROXY header's.
+    connection.routing.reset();
     // The client's bytes were only peeked, unless a PROXY header was consumed from it (then
     // the plane reads the kernel's count: recv() also skips an urgent byte in what it reads).
     if (listeners_[connection.listener].proxy_protocol) {
@@ -90,11 +94,11 @@ void EventLoop::on_connect(Connection& connection, int result) {
 std::optional<std::size_t> EventLoop::write_proxy_header(Connection& connection) {
     // Here, after the connect and before the plane starts, the header precedes every client
     // byte on every plane (the client's bytes are still queued on its socket, only peeked).
-    const net::ProxyTlvs tlvs{.alpn = connection.proxy_alpn,
-                              .authority = proxy_authority(connection.sni)};
+    const net::ProxyTlvs tlvs{.alpn = connection.routing->proxy_alpn,
+                              .authority = proxy_authority(connection.routing->sni)};
     Result<std::string> header = proxy_header_for(
         static_cast<net::ProxyVersion>(connection.proxy_protocol), connection.client_address,
-        connection.client.get(), connection.reached_address, tlvs);
+        connection.client.get(), connection.reached_address(), tlvs);
     Result<void> sent = header ? send_proxy_header(connection.backend.get(), header.value())
                                : Result<void>(header.error());
     if (sent) {

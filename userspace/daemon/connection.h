@@ -14,9 +14,9 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "daemon/connection_handler.h"
+#include "daemon/routing_state.h"
 #include "memory/compact_string.h"
 #include "memory/rare_string.h"
 #include "net/address.h"
@@ -44,25 +44,36 @@ static_assert(uring::fits_in_tag(ConnectionOp::cancel));
 using plane::kBackendToClient;
 using plane::kClientToBackend;
 
+// On a `proxyprotocol: true` listener only, out of the record (Connection::proxied): the
+// socket's own peer, when the client is the one a PROXY header named, and the address that
+// header said the client reached. Everywhere else the peer is the client and nothing was
+// reached through a header, so every other connection leaves 64 bytes out of its record.
+struct ProxiedAddresses {
+    net::SocketAddress peer;     // the socket's own peer (the balancer, `via=`)
+    net::SocketAddress reached;  // length 0: none (getsockname tells)
+};
+
 // The Flow part (slot, generation, id, both sockets, the plane's state) is what a data plane
 // is handed; the rest is the daemon's.
 //
 // Every connection, idle or not, pays for its record (daemon/slab.h), so the members are
 // grouped by size, the one-byte ones first and the 8-byte-aligned ones after, rather than in
 // the order a connection's life fills them: scattered, the small ones cost 48 bytes of
-// padding per record.
+// padding per record. What only one phase needs lives out of the record: probing's and
+// connecting's state (RoutingState), the plane's (plane::PlaneState), a PROXY header's
+// addresses (ProxiedAddresses), the handler's own.
 struct Connection : plane::Flow {
     // ---- one byte each
     bool in_use = false;
     State state = State::probing;
     bool awaiting_proxy_header = false;
     bool counted_probing = false;  // still counted by limits::Admission as probing
-    // probing: the timeout and the poll for more bytes are armed; SO_PEEK_OFF is set (a peek
-    // returns only new bytes)
+    // probing: the timeout and the poll for more bytes are armed (kept here, not in
+    // `routing`: a close must remove the timeout whatever became of the probe's state)
     bool probe_timeout_armed = false;
     bool probe_poll_armed = false;
-    bool peek_offset = false;
-    // The rule's PROXY protocol version (0: none), taken when routed, as proxy_alpn below.
+    // The rule's PROXY protocol version (0: none), taken when routed, as the routing state's
+    // proxy_alpn.
     std::uint8_t proxy_protocol = 0;
     // Transparent mode (net/transparent_bind.h): the backend socket leaves from
     // client_address. Taken when routed, like proxy_protocol.
@@ -73,56 +84,56 @@ struct Connection : plane::Flow {
     std::uint8_t handler_epoch = 0;
 
     // ---- four bytes each
-    int receive_low_water = 1;
-    // how much probing cost: peeks made (on the routed line; the bytes are probe_peek_bytes)
-    std::uint32_t probe_peeks = 0;
-    // polls armed for more bytes; the first also armed the probe timeout (a decision on the
-    // bytes queued at the accept needs neither: EventLoop::start_probing)
-    std::uint32_t probe_waits = 0;
-    std::uint32_t series = 0;  // metrics::RuleSeriesTable index of the rule or http route
-    int outstanding = 0;       // io_uring operations in flight that name this connection
+    std::uint32_t series = 0;    // metrics::RuleSeriesTable index of the rule or http route
+    int outstanding = 0;         // io_uring operations in flight that name this connection
+    std::uint32_t listener = 0;  // index in the loop's listeners
 
     // ---- eight-byte aligned
     std::chrono::steady_clock::time_point accepted_at{};
-    std::size_t listener = 0;
-    std::size_t probe_needed = 0;  // the router's Decision::needed: wake once this many are queued
-    std::uint64_t probe_peek_bytes = 0;  // bytes the probe's peeks copied
     // routing result, for the connect and the logs
     std::optional<std::size_t> rule;
     // What serves it once routed: its data plane or its HTTP exchange (connection_handler.h).
     // Empty while probing and connecting.
     std::unique_ptr<ConnectionHandler> handler;
-    // probing: bytes peeked so far (still queued on the client socket)
-    std::vector<std::byte> peeked;
-    __kernel_timespec probe_timeout{};    // read by the kernel when the timeout is submitted
-    __kernel_timespec connect_timeout{};  // likewise
+    // From the accept until routed (daemon/routing_state.h); null afterwards, and on port 80
+    // without a PROXY header, which has no probing phase.
+    std::unique_ptr<RoutingState> routing;
+    // Null unless the listener takes PROXY headers (peer_address(), reached_address()).
+    std::unique_ptr<ProxiedAddresses> proxied;
     // 16 bytes each (memory/compact_string.h), inline up to 15: the client's key
-    // (net::host_key(client_address), for per-client limits), the rule's name, SNI, ALPN.
+    // (net::host_key(client_address), for per-client limits), the rule's name.
     memory::CompactString client_key;
     memory::CompactString protocol;
-    memory::CompactString sni;
-    memory::CompactString alpn;
-    // Empty on nearly every connection, so out of line (memory/rare_string.h): the ALPN a v2
-    // PROXY header carries, taken when routed (a reload while connecting must not change what
-    // this connection sends), and why it ended ("done", "client_reset", ...), set only as it
-    // closes, for the close log.
-    memory::RareString proxy_alpn;
+    // Why it ended ("done", "client_reset", ...), set only as it closes, for the close log:
+    // empty while it lives, so out of line (memory/rare_string.h).
     memory::RareString end;
 
     // ---- addresses (32 bytes, 4-byte aligned)
     // The client: the peer, or on a `proxyprotocol: true` listener the source its PROXY
     // header named (a LOCAL or UNKNOWN header: the peer).
     net::SocketAddress client_address;
-    net::SocketAddress peer_address;  // the socket's own peer (the balancer, `via=`)
-    // What the PROXY header said the client reached (length 0: none; getsockname tells).
-    net::SocketAddress reached_address;
     net::SocketAddress backend_address;
+
+    // The socket's own peer: the client, or the balancer that sent a PROXY header.
+    [[nodiscard]] const net::SocketAddress& peer_address() const {
+        return proxied ? proxied->peer : client_address;
+    }
+    // What a PROXY header said the client reached (length 0: none; getsockname tells).
+    [[nodiscard]] const net::SocketAddress& reached_address() const {
+        static const net::SocketAddress none{};
+        return proxied ? proxied->reached : none;
+    }
 };
 // Every connection, idle or not, pays for its record (daemon/slab.h): 1,120 bytes while the
 // plane's state was part of it, 552 since it is made only for a plane (plane/flow.h), 392
 // with its members grouped by size, its two rarely set strings out of line and its short
-// ones compact. On LP64, where the idle-memory figures are measured.
-static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 392,
-              "the connection record grew: does the new member belong in a handler?");
+// ones compact, 216 since probing's and connecting's state (daemon/routing_state.h) and a
+// PROXY header's addresses left it. The slab's deque (libstdc++: nodes of 512 bytes, or of
+// one record when it is larger) then holds two records per allocation instead of one: 216
+// bytes per idle connection with the malloc header instead of 400. A record over 256 bytes
+// goes back to one per node. On LP64, where the idle-memory figures are measured.
+static_assert(sizeof(void*) != 8 || sizeof(Connection) <= 216,
+              "the connection record grew: does the new member belong in a handler, or in "
+              "RoutingState?");
 
 }  // namespace splicer::daemon

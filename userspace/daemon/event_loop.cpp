@@ -364,10 +364,14 @@ void EventLoop::on_accept(std::size_t listener, std::uint32_t index, int result)
     connection.accepted_at = std::chrono::steady_clock::now();
     connection.client = std::move(client);
     connection.client_address = peer;
-    connection.peer_address = peer;
+    if (proxied) {
+        // The client is the one its header names (proxy_header_accept.cpp); the peer stays.
+        connection.proxied = std::make_unique<ProxiedAddresses>();
+        connection.proxied->peer = peer;
+    }
     connection.client_key = std::move(key);
     connection.counted_probing = admission_.probes(listener);
-    connection.listener = listener;
+    connection.listener = static_cast<std::uint32_t>(listener);
     connection.awaiting_proxy_header = proxied;
     if (listeners_[listener].http && !proxied) {
         // Port 80 has no probing phase: its header timeout bounds a slow client instead

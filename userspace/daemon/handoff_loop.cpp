@@ -34,7 +34,7 @@ handoff::ClientAddress record_address(const net::SocketAddress& address) {
 // The client a PROXY header named, when it is not the socket's peer (handoff/record.h).
 handoff::ClientAddress proxied_client_of(const Connection& connection) {
     const net::SocketAddress& client = connection.client_address;
-    const net::SocketAddress& peer = connection.peer_address;
+    const net::SocketAddress& peer = connection.peer_address();
     if (client.length == peer.length &&
         std::memcmp(&client.storage, &peer.storage, client.length) == 0) {
         return {};
@@ -155,7 +155,7 @@ void EventLoop::finish_export() {
                 .count());
         record.protocol = connection.protocol.substr(0, handoff::kMaxProtocolBytes);
         record.proxied_client = proxied_client_of(connection);
-        record.client_peer = record_address(connection.peer_address);
+        record.client_peer = record_address(connection.peer_address());
         plane_.export_flow(connection, record, outcome.batch.fds);
         log::info("exported", {{"conn", std::to_string(connection.id)},
                                {"bytes_in", std::to_string(record.directions[0].bytes)},
@@ -248,7 +248,11 @@ void EventLoop::adopt_one(handoff::ConnectionRecord& record, std::vector<UniqueF
         std::min<std::uint64_t>(record.age_ms, std::uint64_t{1} << 40));
     connection.accepted_at = std::chrono::steady_clock::now() - age;
     connection.client_address = client;
-    connection.peer_address = peer;
+    if (record.proxied_client.family != 0) {
+        // A PROXY header named the client: the balancer stays the socket's peer (`via=`).
+        connection.proxied = std::make_unique<ProxiedAddresses>();
+        connection.proxied->peer = peer;
+    }
     connection.client_key = std::move(key);
     connection.listener = record.listener;
     connection.protocol = record.protocol;

@@ -285,6 +285,12 @@ private:
         // buffer goes back to the pool before the request's state is freed: next_request,
         // and the exchange's destructor).
         HttpBuffer from_backend;
+        // The request's parser from its first byte to the end of its response, the
+        // response's while it is read (416 bytes each, with the heads they parsed): made when
+        // first asked for (request_parser(), response_parser()), freed with the request, so
+        // the next one starts on a fresh parser and an idle connection holds neither.
+        std::unique_ptr<http::MessageParser> request_parser;
+        std::unique_ptr<http::MessageParser> response_parser;
         // The route's TLS client context while its backend connection is being made (an
         // https:// backend); the backend's TlsTransport keeps it from then on.
         std::shared_ptr<tls::UpstreamContext> backend_tls;
@@ -329,13 +335,7 @@ private:
     HttpContext& context_;
     std::unique_ptr<Transport> client_io_;
     std::unique_ptr<Transport> backend_io_;  // none while no backend connection is in use
-    std::unique_ptr<CurrentRequest> current_;  // none between requests
-    // The parsers exist only while a message is under way: the request's from its first byte
-    // to the end of its response, the response's while it is read. An idle keep-alive
-    // connection holds neither (416 bytes each, with the heads they parsed): next_request
-    // frees them, request_parser() and response_parser() make them when next needed.
-    std::unique_ptr<http::MessageParser> request_;
-    std::unique_ptr<http::MessageParser> response_;
+    std::unique_ptr<CurrentRequest> current_;  // none between requests (its parsers with it)
     HttpBuffer from_client_;
     // Set while the client transport closes before the end; empty on an idle connection, so
     // out of line (memory/rare_string.h).

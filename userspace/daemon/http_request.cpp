@@ -48,15 +48,13 @@ void HttpExchange::next_request() {
     // Its transport goes with it (nothing is in flight on it now): a TLS one not pooled kept
     // its whole SSL until the next request replaced it, a plain one 88 bytes.
     backend_io_.reset();
-    // Both parsers go with the request they served (the next one starts on a fresh parser).
-    request_.reset();
-    response_.reset();
     if (current_) {
         current_->from_backend.give_back(context_.http_buffers());  // the response is done
     }
     from_client_.release_if_empty(context_.http_buffers());
-    // The request's own state (route, backend key, the strings it parsed and composed) goes
-    // with it, memory and all: a keep-alive client may stay silent for idle_timeout.
+    // The request's own state (route, backend key, the strings it parsed and composed, both
+    // parsers: the next request starts on a fresh one) goes with it, memory and all: a
+    // keep-alive client may stay silent for idle_timeout.
     current_.reset();
     // A pipelined request already buffered starts its header clock now; otherwise the
     // connection is idle until the next byte arrives.
@@ -68,7 +66,7 @@ void HttpExchange::next_request() {
 
 void HttpExchange::frame_head() {
     // No parser before the request's first byte: an idle keep-alive connection holds none.
-    if (request_ || !from_client_.pending().empty()) {
+    if ((current_ && current_->request_parser) || !from_client_.pending().empty()) {
         http::MessageParser& request = request_parser();
         const http::Step step = request.feed(from_client_.pending());
         from_client_.start += step.consumed;
@@ -232,7 +230,7 @@ void HttpExchange::on_connect(int result) {
         // upstream head and sent with it (send_to takes care of a short send).
         Result<std::string> header = proxy_header_for(
             static_cast<net::ProxyVersion>(current().proxy_protocol), connection_.client_address,
-            connection_.client.get(), connection_.reached_address);
+            connection_.client.get(), connection_.reached_address());
         if (!header) {
             ++context_.live_counters().backend_failures;
             answer(502, header.error().message);
@@ -330,7 +328,7 @@ bool HttpExchange::retry_on_new_connection(std::string_view what) {
     current().backend_reused = false;
     // The old connection's operation has completed; its linked timeout names only the tag.
     connection_.backend.reset();
-    response_.reset();  // a fresh parser for the new connection's response
+    current().response_parser.reset();  // a fresh parser for the new connection's response
     response_parser().set_no_body(current().method == "HEAD");
     current().from_backend.discard();
     consumed_on_send_ = 0;

@@ -58,28 +58,28 @@ void disable_peek_offset(int fd) {
 // size the copy (a syscall per look, two per connection, for a number the peek returns).
 ssize_t peek_new(Connection& connection, std::span<std::byte> scratch) {
     const int fd = connection.client.get();
-    const std::size_t have = connection.peeked.size();
+    RoutingState& probe = *connection.routing;
+    const std::size_t have = probe.peeked.size();
     if (have >= scratch.size()) {
         return 0;  // at the cap: the router decides on what it has
     }
     // With the peek offset the kernel skips what was peeked before; without it the whole
     // queue is copied again (fewer times: the loop wakes only once `needed` bytes are there).
-    const std::size_t from = connection.peek_offset ? have : 0;
+    const std::size_t from = probe.peek_offset ? have : 0;
     const ssize_t n = ::recv(fd, scratch.data() + from, scratch.size() - from,
                              MSG_PEEK | MSG_DONTWAIT);
     const int error = errno;
-    ++connection.probe_peeks;
+    ++probe.peeks;
     if (n < 0) {
         return error == EAGAIN || error == EWOULDBLOCK ? 0 : -error;
     }
-    connection.probe_peek_bytes += static_cast<std::uint64_t>(n);
+    probe.peek_bytes += static_cast<std::uint64_t>(n);
     const std::size_t total = from + static_cast<std::size_t>(n);
     if (total <= have) {
         return 0;
     }
-    connection.peeked.insert(connection.peeked.end(),
-                             scratch.begin() + static_cast<std::ptrdiff_t>(have),
-                             scratch.begin() + static_cast<std::ptrdiff_t>(total));
+    probe.peeked.insert(probe.peeked.end(), scratch.begin() + static_cast<std::ptrdiff_t>(have),
+                        scratch.begin() + static_cast<std::ptrdiff_t>(total));
     return static_cast<ssize_t>(total - have);
 }
 
@@ -87,13 +87,14 @@ ssize_t peek_new(Connection& connection, std::span<std::byte> scratch) {
 
 void EventLoop::start_probing(Connection& connection) {
     connection.state = State::probing;
+    connection.routing = std::make_unique<RoutingState>();
     // Port 80 gets here only to read a PROXY header: its header_timeout bounds that.
     const auto timeout = listeners_[connection.listener].http
                              ? std::chrono::duration_cast<std::chrono::milliseconds>(
                                    config_->http->limits.header_timeout)
                              : config_->probe_timeout;
-    connection.probe_timeout.tv_sec = timeout.count() / 1000;
-    connection.probe_timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
+    connection.routing->timeout.tv_sec = timeout.count() / 1000;
+    connection.routing->timeout.tv_nsec = (timeout.count() % 1000) * 1'000'000;
     // A client sends its first bytes right behind the handshake's last ACK, so under load
     // they are often queued by the time the accept is handled: look at them at once. A
     // decision now costs no poll, no probe timeout and its removal, and no peek-offset
@@ -103,11 +104,11 @@ void EventLoop::start_probing(Connection& connection) {
 }
 
 void EventLoop::arm_probe_poll(Connection& connection) {
-    if (connection.probe_waits++ == 0) {
+    if (connection.routing->waits++ == 0) {
         // The first wait: the probe deadline starts (still within the accept's callback, so
         // it counts from the accept).
         io_uring_sqe* sqe = sqe_for(connection, Op::probe_timeout, 0);
-        io_uring_prep_timeout(sqe, &connection.probe_timeout, 0, 0);
+        io_uring_prep_timeout(sqe, &connection.routing->timeout, 0, 0);
         connection.probe_timeout_armed = true;
     }
     // From the first wait with bytes peeked, each peek copies only new bytes. Not before:
@@ -115,9 +116,9 @@ void EventLoop::arm_probe_poll(Connection& connection) {
     // found nothing usually sends its whole first flight at once (a ClientHello in one
     // segment): its one wait then costs neither the offset's set-up nor its undo (two
     // setsockopt calls per connection).
-    if (!connection.peek_offset && !connection.peeked.empty()) {
-        connection.peek_offset =
-            enable_peek_offset(connection.client.get(), connection.peeked.size());
+    if (!connection.routing->peek_offset && !connection.routing->peeked.empty()) {
+        connection.routing->peek_offset =
+            enable_peek_offset(connection.client.get(), connection.routing->peeked.size());
     }
     // poll(POLLIN) honours SO_RCVLOWAT: wake only once the router's `needed` bytes are
     // queued (peeked bytes stay queued), never before more than what was peeked. A client
@@ -126,10 +127,10 @@ void EventLoop::arm_probe_poll(Connection& connection) {
     // wakes a reader early when its receive window is about to close: that wake-up just
     // peeks what is new.)
     const int low_water = static_cast<int>(
-        std::max(connection.peeked.size() + 1, connection.probe_needed));
-    if (low_water != connection.receive_low_water) {
+        std::max(connection.routing->peeked.size() + 1, connection.routing->needed));
+    if (low_water != connection.routing->receive_low_water) {
         net::set_receive_low_water(connection.client.get(), low_water);
-        connection.receive_low_water = low_water;
+        connection.routing->receive_low_water = low_water;
     }
     io_uring_sqe* sqe = sqe_for(connection, Op::probe_poll, 0);
     io_uring_prep_poll_add(sqe, connection.client.get(), POLLIN | POLLRDHUP);
@@ -155,7 +156,7 @@ void EventLoop::look_at_client(Connection& connection, unsigned events) {
         close_connection(connection, "client_error");
         return;
     }
-    if (connection.peeked.empty() && ended) {
+    if (connection.routing->peeked.empty() && ended) {
         close_connection(connection, "client_closed");
         return;
     }
@@ -173,12 +174,11 @@ void EventLoop::look_at_client(Connection& connection, unsigned events) {
         }
         if (listeners_[connection.listener].http) {
             stop_probe_operations(connection);
-            connection.peeked.clear();
-            connection.peeked.shrink_to_fit();
+            connection.routing.reset();  // the exchange reads the stream itself
             start_http(connection);
             return;
         }
-        if (connection.peeked.empty()) {
+        if (connection.routing->peeked.empty()) {
             // Only the header so far: the client's first bytes are still to come.
             if (ended) {
                 close_connection(connection, "client_closed");
@@ -188,17 +188,18 @@ void EventLoop::look_at_client(Connection& connection, unsigned events) {
             return;
         }
     }
-    const route::Decision decision = router_.decide(connection.peeked);
+    const route::Decision decision = router_.decide(connection.routing->peeked);
     if (decision.verdict != probe::Verdict::need_more) {
         apply_decision(connection, decision, "probed");
         return;
     }
     if (ended) {
         // The client half-closed while still undecided: nothing more will come.
-        apply_decision(connection, router_.decide_on_timeout(connection.peeked), "client_eof");
+        apply_decision(connection, router_.decide_on_timeout(connection.routing->peeked),
+                       "client_eof");
         return;
     }
-    connection.probe_needed = decision.needed;
+    connection.routing->needed = decision.needed;
     arm_probe_poll(connection);
 }
 
@@ -213,8 +214,9 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
             close_connection(connection, "client_error");
             return;
         }
-        if (net::parse_proxy_header(connection.peeked).status == net::ProxyParseStatus::need_more) {
-            count_proxy_rejection(ProxyRejection::timeout, connection.peer_address,
+        if (net::parse_proxy_header(connection.routing->peeked).status ==
+            net::ProxyParseStatus::need_more) {
+            count_proxy_rejection(ProxyRejection::timeout, connection.peer_address(),
                                   "no complete PROXY header within the timeout");
             close_connection(connection, "proxy_header_timeout");
             return;
@@ -224,25 +226,25 @@ void EventLoop::on_probe_timeout(Connection& connection, int result) {
         }
         if (listeners_[connection.listener].http) {
             stop_probe_operations(connection);
-            connection.peeked.clear();
+            connection.routing.reset();  // the exchange reads the stream itself
             start_http(connection);
             return;
         }
     }
     ++counters_.probe_timeouts;
     if (peek_new(connection, peek_scratch_) < 0) {
-        connection.peeked.clear();
+        connection.routing->peeked.clear();
     }
     // Bytes short of `needed` may have arrived since the last look and settle it (a
     // malformed hello, say, whose refusal waited for its announced length): the decision
     // they make wins, as it would have without the wait; else the timeout rules.
-    route::Decision decision = router_.decide(connection.peeked);
+    route::Decision decision = router_.decide(connection.routing->peeked);
     if (decision.verdict == probe::Verdict::need_more) {
-        decision = router_.decide_on_timeout(connection.peeked);
+        decision = router_.decide_on_timeout(connection.routing->peeked);
     }
     log::info("probe_timeout", {{"conn", std::to_string(connection.id)},
                                 {"client", net::to_string(connection.client_address)},
-                                {"bytes", std::to_string(connection.peeked.size())},
+                                {"bytes", std::to_string(connection.routing->peeked.size())},
                                 {"outcome", decision.rule ? "on-timeout" : "close"}});
     apply_decision(connection, decision, "timeout");
 }
@@ -256,14 +258,14 @@ void EventLoop::stop_probe_operations(Connection& connection) {
         remove_pending(connection, Op::probe_poll);
         connection.probe_poll_armed = false;
     }
-    if (connection.receive_low_water != 1) {
+    if (connection.routing->receive_low_water != 1) {
         net::set_receive_low_water(connection.client.get(), 1);
-        connection.receive_low_water = 1;
+        connection.routing->receive_low_water = 1;
     }
-    if (connection.peek_offset) {
+    if (connection.routing->peek_offset) {
         // The planes read the stream from its start (or splice it): no offset left behind.
         disable_peek_offset(connection.client.get());
-        connection.peek_offset = false;
+        connection.routing->peek_offset = false;
     }
 }
 
@@ -273,11 +275,11 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     stop_probe_operations(connection);
     if (!decision.rule) {
         ++counters_.no_route;
-        log::info("no_route", {{"conn", std::to_string(connection.id)},
-                               {"client", net::to_string(connection.client_address)},
-                               {"reason", decision.reason.empty() ? std::string(why)
-                                                                  : decision.reason},
-                               {"bytes", std::to_string(connection.peeked.size())}});
+        log::info("no_route",
+                  {{"conn", std::to_string(connection.id)},
+                   {"client", net::to_string(connection.client_address)},
+                   {"reason", decision.reason.empty() ? std::string(why) : decision.reason},
+                   {"bytes", std::to_string(connection.routing->peeked.size())}});
         close_connection(connection, "no_route");
         return;
     }
@@ -287,12 +289,12 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
     connection.proxy_protocol = rule.proxy_protocol;
     connection.transparent = config::transparent_for(*config_, rule);
     if (decision.hello) {
-        connection.sni = decision.hello->server_name;
-        connection.alpn = join(decision.hello->alpn_protocols);
-        connection.proxy_alpn = proxy_alpn(*decision.hello, rule);
+        connection.routing->sni = decision.hello->server_name;
+        connection.routing->alpn = join(decision.hello->alpn_protocols);
+        connection.routing->proxy_alpn = proxy_alpn(*decision.hello, rule);
     }
-    connection.peeked.clear();
-    connection.peeked.shrink_to_fit();
+    connection.routing->peeked.clear();
+    connection.routing->peeked.shrink_to_fit();
     if (rule.terminate) {
         // splicer answers the ClientHello itself: the probe only peeked, so the whole hello
         // is still queued on the socket for the TLS transport's first recv.
@@ -301,14 +303,16 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
         log::info("routed", {{"conn", std::to_string(connection.id)},
                              {"client", net::to_string(connection.client_address)},
                              {"protocol", connection.protocol},
-                             {"sni", connection.sni},
-                             {"alpn", connection.alpn},
+                             {"sni", connection.routing->sni},
+                             {"alpn", connection.routing->alpn},
                              {"rule", std::to_string(*decision.rule)},
                              {"backend", "-"},
                              {"plane", "tls-terminate"},
-                             {"probe_peeks", std::to_string(connection.probe_peeks)},
-                             {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)},
-                             {"probe_waits", std::to_string(connection.probe_waits)}});
+                             {"probe_peeks", std::to_string(connection.routing->peeks)},
+                             {"probe_peek_bytes", std::to_string(connection.routing->peek_bytes)},
+                             {"probe_waits", std::to_string(connection.routing->waits)}});
+        // Its last use: an idle terminated connection keeps no probing state.
+        connection.routing.reset();
         start_terminated(connection);
         return;
     }
@@ -316,17 +320,21 @@ void EventLoop::apply_decision(Connection& connection, const route::Decision& de
 }
 
 void EventLoop::log_routed(const Connection& connection, std::string_view plane) const {
+    // A 101's routed line comes after the routing state is gone (port 80 without a PROXY
+    // header never had one): no SNI, ALPN nor probing to report then.
+    const RoutingState none;
+    const RoutingState& routing = connection.routing ? *connection.routing : none;
     log::info("routed", {{"conn", std::to_string(connection.id)},
                          {"client", net::to_string(connection.client_address)},
                          {"protocol", connection.protocol},
-                         {"sni", connection.sni},
-                         {"alpn", connection.alpn},
+                         {"sni", routing.sni},
+                         {"alpn", routing.alpn},
                          {"rule", std::to_string(connection.rule.value_or(0))},
                          {"backend", net::to_string(connection.backend_address)},
                          {"plane", std::string(plane.empty() ? plane_.name() : plane)},
-                         {"probe_peeks", std::to_string(connection.probe_peeks)},
-                         {"probe_peek_bytes", std::to_string(connection.probe_peek_bytes)},
-                         {"probe_waits", std::to_string(connection.probe_waits)}});
+                         {"probe_peeks", std::to_string(routing.peeks)},
+                         {"probe_peek_bytes", std::to_string(routing.peek_bytes)},
+                         {"probe_waits", std::to_string(routing.waits)}});
 }
 
 }  // namespace splicer::daemon

@@ -79,12 +79,12 @@ void EventLoop::count_proxy_rejection(ProxyRejection reason, const net::SocketAd
 }
 
 EventLoop::HeaderStep EventLoop::read_proxy_header(Connection& connection, bool ended) {
-    const net::ProxyParseResult result = net::parse_proxy_header(connection.peeked);
+    const net::ProxyParseResult result = net::parse_proxy_header(connection.routing->peeked);
     if (result.status == net::ProxyParseStatus::need_more) {
         if (!ended) {
             return HeaderStep::wait;
         }
-        count_proxy_rejection(ProxyRejection::malformed, connection.peer_address,
+        count_proxy_rejection(ProxyRejection::malformed, connection.peer_address(),
                               "the peer closed inside the PROXY header");
         close_connection(connection, "proxy_header_rejected");
         return HeaderStep::ended;
@@ -92,7 +92,7 @@ EventLoop::HeaderStep EventLoop::read_proxy_header(Connection& connection, bool 
     if (result.status == net::ProxyParseStatus::invalid) {
         count_proxy_rejection(result.reason == net::kNotProxyHeader ? ProxyRejection::missing
                                                                     : ProxyRejection::malformed,
-                              connection.peer_address, result.reason);
+                              connection.peer_address(), result.reason);
         close_connection(connection, "proxy_header_rejected");
         return HeaderStep::ended;
     }
@@ -102,18 +102,19 @@ EventLoop::HeaderStep EventLoop::read_proxy_header(Connection& connection, bool 
         return HeaderStep::ended;
     }
     connection.awaiting_proxy_header = false;
-    connection.peeked.erase(connection.peeked.begin(),
-                            connection.peeked.begin() + static_cast<std::ptrdiff_t>(header.length));
-    if (connection.peek_offset) {
+    connection.routing->peeked.erase(
+        connection.routing->peeked.begin(),
+        connection.routing->peeked.begin() + static_cast<std::ptrdiff_t>(header.length));
+    if (connection.routing->peek_offset) {
         // The peek offset counted the header's bytes: it now starts past what is still
         // peeked, whatever the kernel did with it on the recv.
-        const int offset = static_cast<int>(connection.peeked.size());
+        const int offset = static_cast<int>(connection.routing->peeked.size());
         ::setsockopt(connection.client.get(), SOL_SOCKET, SO_PEEK_OFF, &offset, sizeof(offset));
     }
     if (!header.local) {
         // HAProxy's semantics: LOCAL (health checks) and UNKNOWN keep the peer's addresses.
         connection.client_address = header.source;
-        connection.reached_address = header.destination;
+        connection.proxied->reached = header.destination;
     }
     std::string key = net::host_key(connection.client_address, client_prefix_);
     if (const auto refusal = admission_.admit_client(key); refusal != limits::Refusal::none) {
@@ -124,7 +125,7 @@ EventLoop::HeaderStep EventLoop::read_proxy_header(Connection& connection, bool 
     connection.client_key = std::move(key);
     log::info("proxy_header", {{"conn", std::to_string(connection.id)},
                                {"client", net::to_string(connection.client_address)},
-                               {"via", net::to_string(connection.peer_address)},
+                               {"via", net::to_string(connection.peer_address())},
                                {"version", header.version == net::ProxyVersion::v1 ? "1" : "2"},
                                {"local", header.local ? "yes" : "no"}});
     return HeaderStep::done;

@@ -67,7 +67,7 @@ int channel_read(BIO* bio, char* data, std::size_t length, std::size_t* read) {
     CipherChannel& channel = channel_of(bio);
     *read = std::min(length, channel.incoming.size());
     if (*read == 0) {
-        if (!channel.incoming_ended) {
+        if (!channel.incoming.ended()) {
             BIO_set_retry_read(bio);  // the handler ingests more, then the SSL reads again
         }
         return 0;  // without the retry flag: EOF
@@ -87,7 +87,7 @@ long channel_ctrl(BIO* bio, int command, long /*number*/, void* /*pointer*/) {
         case BIO_CTRL_WPENDING:
             return static_cast<long>(channel.outgoing.size());
         case BIO_CTRL_EOF:
-            return channel.incoming_ended && channel.incoming.empty() ? 1 : 0;
+            return channel.incoming.ended() && channel.incoming.empty() ? 1 : 0;
         default:
             return 0;  // not supported (kTLS, dup, push/pop): OpenSSL does without
     }
@@ -131,6 +131,10 @@ BioPtr new_channel_bio(CipherChannel& channel) {
         BIO_set_data(bio.get(), &channel);
     }
     return bio;
+}
+
+void rebind_channel_bio(BIO* bio, CipherChannel& channel) {
+    BIO_set_data(bio, &channel);
 }
 
 }  // namespace splicer::tls

@@ -46,27 +46,36 @@ public:
     void filled(std::size_t bytes);
     [[nodiscard]] std::size_t size() const { return end_ - start_; }
     [[nodiscard]] bool empty() const { return start_ == end_; }
+    // The writer's last bytes are in: incoming, the peer's FIN was read (Session::ingest_end);
+    // outgoing, our close_notify is queued (Session::close_notify). Only recorded.
+    void end() { ended_ = true; }
+    [[nodiscard]] bool ended() const { return ended_; }
     // Whether a buffer is held now (for the tests: an empty queue holds none).
     [[nodiscard]] bool holds_buffer() const { return data_ != nullptr; }
 
 private:
     // Offsets in 32 bits: every terminated connection keeps both queues (empty) while idle,
-    // 24 bytes each this way rather than 32.
+    // 24 bytes each this way rather than 32, `ended_` in what was padding.
     std::unique_ptr<std::byte[]> data_;
     std::uint32_t capacity_;
     std::uint32_t start_ = 0;
     std::uint32_t end_ = 0;
+    bool ended_ = false;
 };
 
+// Movable (a tls::Session holds its channel by value, in the same allocation as whatever
+// holds the session): whoever moves it points the BIO at its new place (rebind_channel_bio).
 struct CipherChannel {
     explicit CipherChannel(std::size_t capacity) : incoming(capacity), outgoing(capacity) {}
-    CipherQueue incoming;         // from the peer, read by the SSL
-    CipherQueue outgoing;         // written by the SSL, sent to the peer
-    bool incoming_ended = false;  // after incoming: EOF (Session::ingest_end)
+    CipherQueue incoming;  // from the peer, read by the SSL; ended: EOF after what it holds
+    CipherQueue outgoing;  // written by the SSL, sent to the peer
 };
 
 // A BIO over `channel`, which must outlive it (the BIO only points at it). nullptr when
 // OpenSSL cannot allocate it (its error queued).
 BioPtr new_channel_bio(CipherChannel& channel);
+// Points `bio`, made by new_channel_bio, at `channel`: the channel it was made over moved
+// there.
+void rebind_channel_bio(BIO* bio, CipherChannel& channel);
 
 }  // namespace splicer::tls

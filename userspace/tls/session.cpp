@@ -43,14 +43,39 @@ Result<Session> Session::create_client(const UpstreamContext& context, std::stri
 }
 
 Result<Session> Session::over_memory(SslPtr ssl, std::size_t buffer_bytes) {
-    auto channel = std::make_unique<CipherChannel>(buffer_bytes);
-    BioPtr bio = new_channel_bio(*channel);
+    Session session(buffer_bytes, std::move(ssl));
+    BioPtr bio = new_channel_bio(session.channel_);
     if (!bio) {
         return Error{"creating a TLS session's buffers: " + take_openssl_error("out of memory")};
     }
     BIO* shared = bio.release();
-    SSL_set_bio(ssl.get(), shared, shared);  // one reference, owned by the SSL from here
-    return Session(std::move(channel), std::move(ssl));
+    SSL_set_bio(session.ssl_.get(), shared, shared);  // one reference, owned by the SSL from here
+    // Moved into the result: the move points the BIO at the result's channel.
+    return session;
+}
+
+Session::Session(Session&& other) noexcept
+    : channel_(std::move(other.channel_)),
+      ssl_(std::move(other.ssl_)),
+      error_(std::move(other.error_)) {
+    rebind();
+}
+
+Session& Session::operator=(Session&& other) noexcept {
+    if (this != &other) {
+        ssl_.reset();  // this session's own SSL and BIO go first: they point at channel_
+        channel_ = std::move(other.channel_);
+        ssl_ = std::move(other.ssl_);
+        error_ = std::move(other.error_);
+        rebind();
+    }
+    return *this;
+}
+
+void Session::rebind() {
+    if (ssl_) {
+        rebind_channel_bio(SSL_get_rbio(ssl_.get()), channel_);
+    }
 }
 
 Status Session::status_of(int result) {
@@ -83,23 +108,23 @@ bool Session::certificate_refused() const {
 }
 
 std::size_t Session::ingest(std::span<const std::byte> cipher) {
-    return channel_->incoming.put(cipher);
+    return channel_.incoming.put(cipher);
 }
 
 std::span<std::byte> Session::ingest_room() {
-    return channel_->incoming.room();
+    return channel_.incoming.room();
 }
 
 void Session::ingested(std::size_t bytes) {
-    channel_->incoming.filled(bytes);
+    channel_.incoming.filled(bytes);
 }
 
 std::size_t Session::pending_input_bytes() const {
-    return channel_->incoming.size();
+    return channel_.incoming.size();
 }
 
 void Session::ingest_end() {
-    channel_->incoming_ended = true;
+    channel_.incoming.end();
 }
 
 Status Session::handshake() {
@@ -142,23 +167,23 @@ Session::Io Session::write_plain(std::span<const std::byte> in) {
 }
 
 std::span<const std::byte> Session::pending_cipher() {
-    return channel_->outgoing.pending();
+    return channel_.outgoing.pending();
 }
 
 void Session::consume_cipher(std::size_t bytes) {
-    channel_->outgoing.consume(bytes);
+    channel_.outgoing.consume(bytes);
 }
 
 std::size_t Session::pending_cipher_bytes() const {
-    return channel_->outgoing.size();
+    return channel_.outgoing.size();
 }
 
 bool Session::holds_cipher_buffers() const {
-    return channel_->incoming.holds_buffer() || channel_->outgoing.holds_buffer();
+    return channel_.incoming.holds_buffer() || channel_.outgoing.holds_buffer();
 }
 
 Status Session::close_notify() {
-    if (close_sent_) {
+    if (channel_.outgoing.ended()) {
         return Status::ok;
     }
     if (SSL_is_init_finished(ssl_.get()) != 1) {
@@ -170,7 +195,7 @@ Status Session::close_notify() {
     const int result = SSL_shutdown(ssl_.get());
     // 0: ours is queued, the peer's not read yet; 1: both done. Both mean ours is on its way.
     if (result >= 0) {
-        close_sent_ = true;
+        channel_.outgoing.end();
         return Status::ok;
     }
     return status_of(result);

@@ -59,8 +59,9 @@ public:
     static Result<Session> create_client(const UpstreamContext& context, std::string_view host,
                                          std::size_t buffer_bytes = kDefaultBufferBytes);
 
-    Session(Session&&) noexcept = default;
-    Session& operator=(Session&&) noexcept = default;
+    // A move points the SSL's BIO at the channel's new place.
+    Session(Session&& other) noexcept;
+    Session& operator=(Session&& other) noexcept;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
     ~Session() = default;
@@ -120,24 +121,30 @@ public:
     [[nodiscard]] const std::string& error() const { return error_.str(); }
 
 private:
-    Session(std::unique_ptr<CipherChannel> channel, SslPtr ssl)
-        : channel_(std::move(channel)), ssl_(std::move(ssl)) {}
+    Session(std::size_t buffer_bytes, SslPtr ssl) : channel_(buffer_bytes), ssl_(std::move(ssl)) {}
     // `ssl` attached to a new channel of `buffer_bytes` each way: the part both sides share.
     static Result<Session> over_memory(SslPtr ssl, std::size_t buffer_bytes);
+    // The SSL's BIO pointed at this session's channel (after a move).
+    void rebind();
 
     // SSL_get_error's verdict on `result` as a Status, recording the reason when it failed.
     Status status_of(int result);
     // A verifying client's handshake stopped at the peer's certificate.
     [[nodiscard]] bool certificate_refused() const;
 
-    // On the heap, so the SSL's BIO keeps pointing at it when the session moves; declared
-    // first, so the SSL (and its BIO) goes before it.
-    std::unique_ptr<CipherChannel> channel_;
+    // In the session, not on the heap of its own (a malloc chunk per terminated connection,
+    // idle ones too): a move points the BIO at it again (rebind). Declared first, so the SSL
+    // (and its BIO) goes before it. outgoing.ended(): our close_notify is queued.
+    CipherChannel channel_;
     SslPtr ssl_;
     // Empty unless a call failed; out of line (memory/rare_string.h): every terminated
     // connection keeps its session while idle.
     memory::RareString error_;
-    bool close_sent_ = false;
 };
+// Every terminated connection keeps its session while idle (in its TlsTransport): 32 bytes
+// and a 56-byte channel on the heap until session 31, 64 with the channel in it and the
+// close_notify flag in the outgoing queue's padding. On LP64.
+static_assert(sizeof(void*) != 8 || sizeof(Session) <= 64,
+              "the TLS session grew: every idle terminated connection keeps one");
 
 }  // namespace splicer::tls
