@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "daemon_test_common.h"
 #include "support/scoped_environment.h"
@@ -30,23 +31,68 @@ namespace test = splicer::test;
 using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
+namespace {
+
+// A backend that reads one ClientHello, answers `reply` and closes, behind 443's https rule.
+struct OneReplySite {
+    explicit OneReplySite(std::uint64_t reply_seed)
+        : reply(test::ByteGenerator(reply_seed).take(3000)),
+          https(test::BackendScript::message_then_close(reply, 0, hello.size())),
+          unused(test::BackendScript::record()),
+          ports{.listen = test::free_port(),
+                .xmpp_tls = unused.port(),
+                .https = https.port(),
+                .xmpp = unused.port()} {}
+
+    // One hello for every connection: the backend reads exactly its size before it answers.
+    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
+    const std::string reply;
+    test::TcpBackend https;
+    test::TcpBackend unused;
+    const test::SnikketPorts ports;
+};
+
+// `count` connections one at a time, as a client opening a new TLS connection per request:
+// the hello spliced to the backend, its reply and FIN back, then the client's FIN.
+void serve_one_at_a_time(OneReplySite& site, std::size_t count) {
+    for (std::size_t i = 0; i < count; ++i) {
+        CAPTURE(i);
+        UniqueFd client = test::connect_and_send(site.ports.listen, site.hello, "");
+        CHECK(test::read_exactly(client.get(), site.reply.size()) == site.reply);
+        CHECK(test::wait_for_close(client.get(), 5s) == "eof");
+    }
+    REQUIRE(site.https.wait_for_finished(count, 10s));
+}
+
+// The closed lines of connections that ended in order both ways, once there are `count` (or
+// after 10 s): the daemon's teardowns come after the clients saw their EOF.
+std::vector<test::LogLine> done_lines(const test::DaemonProcess& daemon, std::size_t count) {
+    auto closed = [&] {
+        return daemon.logs("closed",
+                           [](const test::LogLine& line) { return line.get("end") == "done"; });
+    };
+    const auto deadline = test::Clock::now() + 10s;
+    auto lines = closed();
+    while (lines.size() < count && test::Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);
+        lines = closed();
+    }
+    return lines;
+}
+
+}  // namespace
+
 TEST_CASE("sockmap: a spliced connection costs the daemon 7 bpf calls and one more per EOF check, 2 shutdowns, no baseline reads, and its bytes are counted",
           "[daemon]") {
     test::require_root();
     constexpr std::size_t kConnections = 40;
-    // One hello for every connection: the backend reads exactly its size before it answers.
-    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
-    const std::string reply = test::ByteGenerator(15).take(3000);
-    test::TcpBackend https(test::BackendScript::message_then_close(reply, 0, hello.size()));
-    test::TcpBackend unused(test::BackendScript::record());
-    const test::SnikketPorts ports{.listen = test::free_port(),
-                                   .xmpp_tls = unused.port(),
-                                   .https = https.port(),
-                                   .xmpp = unused.port()};
+    OneReplySite site(15);
+    const std::string& hello = site.hello;
+    const std::string& reply = site.reply;
     // Test builds check each counted baseline against the kernel's (4 calls per socket):
     // counted here as a release build runs, unchecked. Every other sockmap test checks them.
     const test::ScopedEnvironment trust("SPLICER_TEST_TRUST_BASELINES", "1");
-    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
+    auto daemon = test::start_daemon("sockmap", test::snikket_config(site.ports));
     // Counted from here: the start-up (program load, pins, self-test) is not a connection's.
     const test::SyscallCount bpf_calls(daemon->pid(), "bpf");
     const test::SyscallCount getsockopt_calls(daemon->pid(), "getsockopt");
@@ -55,35 +101,17 @@ TEST_CASE("sockmap: a spliced connection costs the daemon 7 bpf calls and one mo
     const test::SyscallCount shutdown_calls(daemon->pid(), "shutdown");
     const auto counting_since = test::Clock::now();
 
-    // One at a time, as a client opening a new TLS connection per request: the hello
-    // spliced to the backend, its reply and FIN back, then the client's FIN.
-    for (std::size_t i = 0; i < kConnections; ++i) {
-        CAPTURE(i);
-        UniqueFd client = test::connect_and_send(ports.listen, hello, "");
-        CHECK(test::read_exactly(client.get(), reply.size()) == reply);
-        CHECK(test::wait_for_close(client.get(), 5s) == "eof");
-    }
-    REQUIRE(https.wait_for_finished(kConnections, 10s));
-    for (const auto& record : https.finished()) {
+    serve_one_at_a_time(site, kConnections);
+    for (const auto& record : site.https.finished()) {
         CHECK(record.received == hello.size());
     }
-    // The daemon's teardowns come after the clients saw their EOF: wait for every closed line.
-    const auto deadline = test::Clock::now() + 10s;
-    auto closed = [&] {
-        return daemon->logs("closed", [&](const test::LogLine& line) {
-            return line.get("end") == "done";
-        });
-    };
-    while (closed().size() < kConnections && test::Clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
+    const auto lines = done_lines(*daemon, kConnections);
     const std::uint64_t bpf = bpf_calls.total();
     const std::uint64_t getsockopt = getsockopt_calls.total();
     const std::uint64_t setsockopt = setsockopt_calls.total();
     const std::uint64_t ioctl = ioctl_calls.total();
     const std::uint64_t shutdowns = shutdown_calls.total();
     INFO(daemon->log_tail());
-    const auto lines = closed();
     REQUIRE(lines.size() == kConnections);
     for (const auto& line : lines) {
         CHECK(line.number("bytes_in") == hello.size());
@@ -123,35 +151,14 @@ TEST_CASE("copy and splice planes: a pair that ended in order both ways costs 2 
     const std::string plane = GENERATE(as<std::string>{}, "copy", "splice");
     CAPTURE(plane);
     constexpr std::size_t kConnections = 20;
-    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
-    const std::string reply = test::ByteGenerator(16).take(3000);
-    test::TcpBackend https(test::BackendScript::message_then_close(reply, 0, hello.size()));
-    test::TcpBackend unused(test::BackendScript::record());
-    const test::SnikketPorts ports{.listen = test::free_port(),
-                                   .xmpp_tls = unused.port(),
-                                   .https = https.port(),
-                                   .xmpp = unused.port()};
-    auto daemon = test::start_daemon(plane, test::snikket_config(ports));
+    OneReplySite site(16);
+    auto daemon = test::start_daemon(plane, test::snikket_config(site.ports));
     const test::SyscallCount shutdown_calls(daemon->pid(), "shutdown");
-    for (std::size_t i = 0; i < kConnections; ++i) {
-        CAPTURE(i);
-        UniqueFd client = test::connect_and_send(ports.listen, hello, "");
-        CHECK(test::read_exactly(client.get(), reply.size()) == reply);
-        CHECK(test::wait_for_close(client.get(), 5s) == "eof");
-    }
-    REQUIRE(https.wait_for_finished(kConnections, 10s));
-    const auto deadline = test::Clock::now() + 10s;
-    auto closed = [&] {
-        return daemon->logs("closed", [&](const test::LogLine& line) {
-            return line.get("end") == "done";
-        });
-    };
-    while (closed().size() < kConnections && test::Clock::now() < deadline) {
-        std::this_thread::sleep_for(20ms);
-    }
+    serve_one_at_a_time(site, kConnections);
+    const auto lines = done_lines(*daemon, kConnections);
     const std::uint64_t shutdowns = shutdown_calls.total();
     INFO(daemon->log_tail());
-    REQUIRE(closed().size() == kConnections);
+    REQUIRE(lines.size() == kConnections);
     CHECK(shutdowns == 2 * kConnections);
     test::stop_daemon(*daemon);
 }

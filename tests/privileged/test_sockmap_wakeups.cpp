@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -31,6 +32,33 @@ using namespace std::chrono_literals;
 using splicer::UniqueFd;
 
 namespace {
+
+// One connection spliced by a sockmap daemon to this test's own backend socket, its
+// ClientHello read there: each flight's bytes are read by the test before the next is sent.
+// Started in two steps, so that a test can start counting the daemon's system calls between
+// its start-up and the connection.
+struct SplicedPair {
+    void start() { daemon = test::start_daemon("sockmap", test::snikket_config(ports)); }
+
+    void connect() {
+        const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
+        client = test::connect_and_send(ports.listen, hello, "");
+        pollfd waiting{.fd = https.fd.get(), .events = POLLIN, .revents = 0};
+        REQUIRE(::poll(&waiting, 1, 5000) == 1);
+        backend = test::accept_one(https);
+        REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
+    }
+
+    test::Listener https = test::listen_loopback();
+    test::TcpBackend unused{test::BackendScript::record()};
+    test::SnikketPorts ports{.listen = test::free_port(),
+                             .xmpp_tls = unused.port(),
+                             .https = https.port,
+                             .xmpp = unused.port()};
+    std::unique_ptr<test::DaemonProcess> daemon;
+    UniqueFd client;
+    UniqueFd backend;
+};
 
 // A counter's value in `splicer stats` output (indented "name value" rows).
 std::uint64_t stats_row(const std::string& output, const std::string& name) {
@@ -47,22 +75,14 @@ TEST_CASE("sockmap: request/response flights through a spliced pair cost the dae
     constexpr int kFlights = 20;
     // The backend is this test's own socket: each flight's request is read there before its
     // response is written, as a TLS server answers a client's records.
-    test::Listener https = test::listen_loopback();
-    test::TcpBackend unused(test::BackendScript::record());
-    const test::SnikketPorts ports{.listen = test::free_port(),
-                                   .xmpp_tls = unused.port(),
-                                   .https = https.port,
-                                   .xmpp = unused.port()};
-    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
+    SplicedPair pair;
+    pair.start();
     // Counted from here: the start-up (the self-test's sockets) is not the connection's.
-    const test::SyscallCount recv_calls(daemon->pid(), "recvfrom");
-
-    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
-    UniqueFd client = test::connect_and_send(ports.listen, hello, "");
-    pollfd waiting{.fd = https.fd.get(), .events = POLLIN, .revents = 0};
-    REQUIRE(::poll(&waiting, 1, 5000) == 1);
-    UniqueFd backend = test::accept_one(https);
-    REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
+    const test::SyscallCount recv_calls(pair.daemon->pid(), "recvfrom");
+    pair.connect();
+    const auto& daemon = pair.daemon;
+    UniqueFd& client = pair.client;
+    UniqueFd& backend = pair.backend;
 
     const std::string request = test::ByteGenerator(3).take(400);
     const std::string response = test::ByteGenerator(4).take(3000);
@@ -146,19 +166,12 @@ std::uint64_t empty_wakeups(const test::DaemonProcess& daemon) {
 TEST_CASE("sockmap: a source that falls silent while an io-wq worker holds its watch frees the worker within seconds and is served on",
           "[daemon]") {
     test::require_root();
-    test::Listener https = test::listen_loopback();
-    test::TcpBackend unused(test::BackendScript::record());
-    const test::SnikketPorts ports{.listen = test::free_port(),
-                                   .xmpp_tls = unused.port(),
-                                   .https = https.port,
-                                   .xmpp = unused.port()};
-    auto daemon = test::start_daemon("sockmap", test::snikket_config(ports));
-    const std::string hello = test::make_client_hello({.server_name = "chat.example.com"});
-    UniqueFd client = test::connect_and_send(ports.listen, hello, "");
-    pollfd waiting{.fd = https.fd.get(), .events = POLLIN, .revents = 0};
-    REQUIRE(::poll(&waiting, 1, 5000) == 1);
-    UniqueFd backend = test::accept_one(https);
-    REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
+    SplicedPair pair;
+    pair.start();
+    pair.connect();
+    const auto& daemon = pair.daemon;
+    UniqueFd& client = pair.client;
+    UniqueFd& backend = pair.backend;
     REQUIRE(io_workers(daemon->pid()) == 0);
 
     // Each flight is read by the backend before the next is sent: one wake-up of the
