@@ -58,6 +58,24 @@ struct SessionClient {
     }
 };
 
+// A libssl client asking for `server_name`, in memory: what it writes is read from `network`,
+// what is written there it reads.
+struct MemoryClient {
+    explicit MemoryClient(const char* server_name) {
+        BIO* inner = nullptr;
+        BIO* outer = nullptr;
+        REQUIRE(BIO_new_bio_pair(&inner, 65536, &outer, 65536) == 1);
+        network.reset(outer);
+        SSL_set_bio(ssl.get(), inner, inner);
+        SSL_set_connect_state(ssl.get());
+        SSL_set_tlsext_host_name(ssl.get(), server_name);
+    }
+
+    tls::SslCtxPtr context{SSL_CTX_new(TLS_client_method())};
+    tls::SslPtr ssl{SSL_new(context.get())};
+    tls::BioPtr network;
+};
+
 }  // namespace
 
 TEST_CASE("TLS session: 1 MiB each way is byte-exact across the client's close_notify",
@@ -164,15 +182,9 @@ TEST_CASE("TLS session: a handshake fed one byte at a time completes", "[tls_ter
     const auto context = make_a_test_context();
     auto server = tls::Session::create(*context);
     REQUIRE(server);
-    tls::SslCtxPtr client_context(SSL_CTX_new(TLS_client_method()));
-    tls::SslPtr client(SSL_new(client_context.get()));
-    BIO* client_inner = nullptr;
-    BIO* client_outer = nullptr;
-    REQUIRE(BIO_new_bio_pair(&client_inner, 65536, &client_outer, 65536) == 1);
-    tls::BioPtr client_network(client_outer);
-    SSL_set_bio(client.get(), client_inner, client_inner);
-    SSL_set_connect_state(client.get());
-    SSL_set_tlsext_host_name(client.get(), "a.test");
+    MemoryClient peer("a.test");
+    tls::SslPtr& client = peer.ssl;
+    tls::BioPtr& client_network = peer.network;
 
     std::string byte(1, '\0');
     bool client_done = false;
@@ -217,15 +229,9 @@ TEST_CASE("TLS session: moved between every step, it completes its handshake and
         server.emplace(std::move(other).value());
         *server = std::move(moved);
     };
-    tls::SslCtxPtr client_context(SSL_CTX_new(TLS_client_method()));
-    tls::SslPtr client(SSL_new(client_context.get()));
-    BIO* client_inner = nullptr;
-    BIO* client_outer = nullptr;
-    REQUIRE(BIO_new_bio_pair(&client_inner, 65536, &client_outer, 65536) == 1);
-    tls::BioPtr client_network(client_outer);
-    SSL_set_bio(client.get(), client_inner, client_inner);
-    SSL_set_connect_state(client.get());
-    SSL_set_tlsext_host_name(client.get(), "a.test");
+    MemoryClient peer("a.test");
+    tls::SslPtr& client = peer.ssl;
+    tls::BioPtr& client_network = peer.network;
     std::string buffer(65536, '\0');
     // Whatever the client wrote goes to the server, whatever the server wrote to the client.
     const auto carry = [&] {
