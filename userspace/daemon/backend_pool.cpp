@@ -61,7 +61,7 @@ std::size_t BackendKeyHash::operator()(const BackendKey& key) const {
 
 BackendPool::~BackendPool() = default;
 
-std::optional<IdleBackend> BackendPool::take(const BackendKey& key, bool check_unwatched) {
+std::optional<IdleBackend> BackendPool::take(const BackendKey& key, bool check_first) {
     // Each round either returns or closes one entry of the list: bounded by its length.
     while (true) {
         const auto list = lists_.find(key);
@@ -70,7 +70,7 @@ std::optional<IdleBackend> BackendPool::take(const BackendKey& key, bool check_u
         }
         const std::uint32_t slot = list->second.slots.back();
         Entry& entry = entries_[slot];
-        if (check_unwatched && !entry.watched && !nothing_to_read(entry.backend.socket.get())) {
+        if (check_first && !nothing_to_read(entry.backend.socket.get())) {
             ++counts_.idle_closed;
             release(slot, true);  // may erase the list: looked up again
             continue;

@@ -287,7 +287,7 @@ bool HttpExchange::reuse_pooled_backend() {
     }
     // A request that could not be sent again on a new connection (retry_on_new_connection:
     // a body, or not idempotent) never goes on a connection the backend has already closed:
-    // one the pool does not watch yet is checked first.
+    // the pool checks it first (its watch may not have reported yet).
     const http::MessageHead& head = request_parser().head();
     const bool has_body = head.chunked || head.content_length.value_or(0) > 0;
     std::optional<IdleBackend> idle =
