@@ -50,8 +50,7 @@ struct Direction {
     // ring, or, once that answered EAGAIN (io-wq), a poll whose wake-ups a peek confirms.
     bool poll_armed = false;
     bool poll_deferred = false;  // re-arm the watch on the next timer (nothing readable)
-    bool peek_in_ring = false;   // the armed watch is the recv peek (else the poll)
-    bool peek_retired = false;   // this source's watch is the poll from now on
+    bool peek_retired = false;   // the watch is the poll from now on (else the ring's peek)
     std::byte peek_byte{};       // where the ring's peek copies its byte (never read)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
     // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)

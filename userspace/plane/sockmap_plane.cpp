@@ -422,7 +422,6 @@ private:
             io_uring_prep_recv(sqe, connection.source_fd(direction), &flow.peek_byte, 1,
                                MSG_PEEK);
         }
-        flow.peek_in_ring = !flow.peek_retired;
         flow.poll_armed = true;
     }
 
@@ -445,7 +444,10 @@ private:
         Direction& flow = connection.plane->directions[direction];
         const int source = connection.source_fd(direction);
         ++source_wakeups_;
-        if (!flow.peek_in_ring && result < 0) {
+        // Which watch completed: peek_retired changes only below, after this completion
+        // is read, and no second watch is armed while one is (poll_armed).
+        const bool from_ring = !flow.peek_retired;
+        if (!from_ring && result < 0) {
             context.abort_connection(connection, "poll_error");
             return;
         }
@@ -456,7 +458,7 @@ private:
             return;  // the copy round reads whatever is queued
         }
         int peeked = result;
-        if (!flow.peek_in_ring) {
+        if (!from_ring) {
             std::byte probe{};
             const ssize_t n = ::recv(source, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
             peeked = n >= 0 ? static_cast<int>(n) : -errno;
