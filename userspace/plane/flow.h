@@ -88,6 +88,8 @@ struct PlaneState {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
+    // sockmap plane: the recheck timer's EOF-only waits in a row (recheck_interval)
+    std::uint8_t eof_rechecks = 0;
     __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
     __kernel_timespec watch_timer{};
 };

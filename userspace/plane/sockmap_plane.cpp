@@ -56,8 +56,6 @@ constexpr std::size_t kCopyBufferBytes = 256 * 1024;
 constexpr std::size_t kFirstCopyBufferBytes = 16 * 1024;
 // Buffers one connection copies before the loop turns to the others (2 MiB).
 constexpr int kCopyRoundsPerTurn = 8;
-// While an EOF or a copy waits for the sink to absorb redirected bytes, recheck this often.
-constexpr long kRecheckNanoseconds = 2'000'000;
 // How long an io-wq worker may sleep in a source watch's recv (bound_worker_peek).
 constexpr long kWorkerPeekBoundSeconds = 1;
 
@@ -425,14 +423,35 @@ private:
         flow.poll_armed = true;
     }
 
+    // The recheck timer: for a copy or an EOF waiting for the sink to absorb redirected
+    // bytes, and for a poll re-armed later (recheck_interval says how soon).
     static void arm_timer(Flow& connection, PlaneContext& context) {
-        if (connection.plane->plane_timer_armed) {
+        PlaneState& plane = *connection.plane;
+        if (plane.plane_timer_armed) {
             return;
         }
-        connection.plane->plane_timer = {0, kRecheckNanoseconds};
+        const bool only_eof = only_eof_waits(plane);
+        const std::chrono::nanoseconds interval = recheck_interval(only_eof, plane.eof_rechecks);
+        plane.eof_rechecks =
+            only_eof ? std::min<std::uint8_t>(plane.eof_rechecks + 1, kEofRecheckDoublings) : 0;
+        plane.plane_timer = {
+            .tv_sec = std::chrono::duration_cast<std::chrono::seconds>(interval).count(),
+            .tv_nsec = (interval % std::chrono::seconds{1}).count()};
         io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_timer, 0);
         io_uring_prep_timeout(sqe, &connection.plane->plane_timer, 0, 0);
         connection.plane->plane_timer_armed = true;
+    }
+
+    // Nothing but an EOF waits on the timer: no copy is under way, and no live source is
+    // watched by a poll the timer re-arms. Either could start after the timer is armed; it
+    // then waits for the interval already set (16 ms at most), once.
+    static bool only_eof_waits(const PlaneState& plane) {
+        for (const Direction& flow : plane.directions) {
+            if (flow.copying || (flow.peek_retired && !flow.source_eof)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     // The source watch of `direction` completed: `result` is the ring's peek (1 byte
@@ -812,7 +831,8 @@ private:
                 }
                 case EofStep::propagate:
                     // The sink has absorbed every byte before the source's FIN: the FIN
-                    // follows them.
+                    // follows them. The other direction's EOF, if it waits, starts afresh.
+                    connection.plane->eof_rechecks = 0;
                     finish_direction(connection, direction, context);
                     return;
                 case EofStep::check_progress: {
@@ -827,6 +847,7 @@ private:
                     if (*seen.progressed) {
                         flow.last_absorbed = *absorbed;
                         flow.last_progress = now;
+                        connection.plane->eof_rechecks = 0;  // it moves: look again soon
                     }
                     break;
                 }

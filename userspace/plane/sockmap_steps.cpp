@@ -52,6 +52,14 @@ EofStep eof_step(const EofObservation& seen) {
     return EofStep::wait;
 }
 
+std::chrono::nanoseconds recheck_interval(bool only_eof_waits, std::uint8_t eof_waits) {
+    if (!only_eof_waits) {
+        return kRecheckInterval;
+    }
+    const int doublings = eof_waits < kEofRecheckDoublings ? eof_waits : kEofRecheckDoublings;
+    return kRecheckInterval * (1 << doublings);
+}
+
 OwedStep owed_step(const OwedObservation& seen) {
     if (!seen.owed) {
         return OwedStep::none;

@@ -62,6 +62,18 @@ struct EofObservation {
 
 EofStep eof_step(const EofObservation& seen);
 
+// How long the recheck timer waits before the plane looks again. A copy waiting for its sink,
+// and a poll the timer re-arms (a long stream's source), need the short interval: bytes wait
+// on them. An EOF waiting alone for its sink to take the redirected bytes before it is waiting
+// for the kernel's psock worker, which runs late only under load; each look costs ~6 system
+// calls (the link, TCP_INFO of both sockets, SIOCOUTQ, the timer), so the look comes less
+// often the longer it waits: 2, 4, 8, then every 16 ms. `eof_waits` counts the EOF-only
+// waits in a row so far (the plane saturates it at kEofRecheckDoublings).
+inline constexpr std::chrono::milliseconds kRecheckInterval{2};
+inline constexpr std::uint8_t kEofRecheckDoublings = 3;
+
+std::chrono::nanoseconds recheck_interval(bool only_eof_waits, std::uint8_t eof_waits);
+
 // The watch's look, once an interval, at one direction's passed bytes that the plane has not
 // copied yet. A copy starts when the source's poll reports passed bytes readable; a wake-up
 // that never comes (stable kernels have lost readiness wake-ups on sockmap sockets, DESIGN.md
