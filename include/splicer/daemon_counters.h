@@ -98,9 +98,13 @@ struct DaemonCounters {
     // found nothing to read (each a peek and a recheck timer: redirected skbs wake a poll).
     __u64 sockmap_source_wakeups = 0;
     __u64 sockmap_empty_wakeups = 0;
+    // Sockmap plane: looks at an EOF waiting for its sink to take the bytes before it (each a
+    // link read, TCP_INFO of both sockets and SIOCOUTQ); more than 2 per pair means the
+    // kernel's psock worker ran late (CPU load). Its 8 bytes are the last in the layout below.
+    __u64 sockmap_eof_checks = 0;
 };
 static_assert(sizeof(DaemonCounters) ==
-                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16,
+                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16 + 8,
               "DaemonCounters layout");
 
 }  // namespace splicer

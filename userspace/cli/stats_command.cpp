@@ -122,6 +122,7 @@ int stats_command(const std::string& pin_dir, bool json, std::ostream& out, std:
     print_row(out, "pipe_shortages", counters->pipe_shortages);
     print_row(out, "sockmap_source_wakeups", counters->sockmap_source_wakeups);
     print_row(out, "sockmap_empty_wakeups", counters->sockmap_empty_wakeups);
+    print_row(out, "sockmap_eof_checks", counters->sockmap_eof_checks);
     print_row(out, "stalled", counters->stalled);
     print_row(out, "readers_stopped", counters->readers_stopped);
     print_row(out, "readers_resumed", counters->readers_resumed);

@@ -197,6 +197,7 @@ DaemonCounters EventLoop::counters() const {
     current.pipe_shortages = plane_.pipe_shortages();
     current.sockmap_source_wakeups = plane_.source_wakeups();
     current.sockmap_empty_wakeups = plane_.empty_wakeups();
+    current.sockmap_eof_checks = plane_.eof_checks();
     current.urgent_bytes_dropped = plane_.urgent_bytes_dropped();
     current.log_dropped = log::dropped_lines();
     current.readers_stopped = reader_stops_.stopped_count();

@@ -41,7 +41,7 @@ void add_series(DaemonCounters& total, const RuleSeries& part) {
 
 // A field added to DaemonCounters must be added up here too: this fails until it is.
 static_assert(sizeof(DaemonCounters) ==
-                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16,
+                  136 + 64 + 16 + 8 + 4000 + 120 * 128 + 32 + 16 + 32 + 16 + 16 + 8,
               "DaemonCounters changed: sum the new field in add_counters");
 
 void add_counters(DaemonCounters& total, const DaemonCounters& part) {
@@ -61,6 +61,7 @@ void add_counters(DaemonCounters& total, const DaemonCounters& part) {
     total.pipe_shortages += part.pipe_shortages;
     total.sockmap_source_wakeups += part.sockmap_source_wakeups;
     total.sockmap_empty_wakeups += part.sockmap_empty_wakeups;
+    total.sockmap_eof_checks += part.sockmap_eof_checks;
     total.urgent_bytes_dropped += part.urgent_bytes_dropped;
     total.log_dropped = std::max(total.log_dropped, part.log_dropped);
     total.stalled += part.stalled;

@@ -150,6 +150,10 @@ std::vector<Family> families(const DaemonCounters& c, std::string_view version) 
     out.push_back(counter("splicer_sockmap_empty_wakeups_total",
                           "Sockmap plane: source wake-ups that found nothing to read.",
                           c.sockmap_empty_wakeups));
+    out.push_back(counter("splicer_sockmap_eof_checks_total",
+                          "Sockmap plane: looks at an EOF waiting for its sink to take the bytes "
+                          "before it.",
+                          c.sockmap_eof_checks));
     out.push_back(counter("splicer_urgent_bytes_dropped_total",
                           "TCP urgent bytes (MSG_OOB) not delivered.", c.urgent_bytes_dropped));
     out.push_back(counter("splicer_stalled_total",

@@ -131,6 +131,8 @@ public:
     // Sockmap plane: completions of its source watches, and those that found nothing to read.
     [[nodiscard]] virtual std::uint64_t source_wakeups() const { return 0; }
     [[nodiscard]] virtual std::uint64_t empty_wakeups() const { return 0; }
+    // Sockmap plane: looks at an EOF waiting for its sink (sockmap_eof_checks).
+    [[nodiscard]] virtual std::uint64_t eof_checks() const { return 0; }
     // TCP urgent bytes (MSG_OOB) this plane did not deliver (plane/urgent_data.h).
     [[nodiscard]] virtual std::uint64_t urgent_bytes_dropped() const = 0;
     // Adds the payload bytes this plane delivered so far, each way, to counters.bytes under

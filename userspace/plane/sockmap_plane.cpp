@@ -85,6 +85,7 @@ public:
     [[nodiscard]] std::uint64_t fallbacks() const override { return fallbacks_; }
     [[nodiscard]] std::uint64_t source_wakeups() const override { return source_wakeups_; }
     [[nodiscard]] std::uint64_t empty_wakeups() const override { return empty_wakeups_; }
+    [[nodiscard]] std::uint64_t eof_checks() const override { return eof_checks_; }
     // Urgent bytes the verdict dropped, those left out of copies here, and the fallback's.
     [[nodiscard]] std::uint64_t urgent_bytes_dropped() const override {
         std::uint64_t dropped = urgent_removed_ + fallback_->urgent_bytes_dropped();
@@ -816,6 +817,7 @@ private:
         for (;;) {
             switch (eof_step(seen)) {
                 case EofStep::check_may: {
+                    ++eof_checks_;
                     // Urgent bytes the source received that the sink is never to get.
                     const std::uint64_t undelivered = flow.urgent_removed + link->urgent_dropped;
                     auto may = eof_may_propagate(
@@ -909,6 +911,7 @@ private:
     std::uint64_t urgent_removed_ = 0;  // urgent bytes left out of copies (all connections)
     std::uint64_t source_wakeups_ = 0;  // source watch completions (on_source_event)
     std::uint64_t empty_wakeups_ = 0;   // ... that found nothing to read
+    std::uint64_t eof_checks_ = 0;      // eof_may_propagate() calls (sockmap_eof_checks)
     log::IntervalGate fallback_log_{std::chrono::seconds(1)};
     // Wake-ups the watch found missed (copy_missed_wakeup): one line a second at most, with
     // the count since the previous line.
