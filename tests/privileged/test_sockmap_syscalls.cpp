@@ -144,8 +144,8 @@ TEST_CASE("sockmap: a spliced connection costs the daemon 7 bpf calls and one mo
     CHECK(shutdowns == 2 * kConnections);
     // The daemon counts its EOF checks (sockmap_eof_checks): each read SIOCOUTQ once, and
     // every ioctl left is one; each of the pairs' two EOFs was checked at least once.
-    std::this_thread::sleep_for(1500ms);  // counters are published once a second
-    const std::uint64_t eof_checks = test::daemon_counter(*daemon, "sockmap_eof_checks");
+    const std::uint64_t eof_checks =
+        test::wait_for_counter(*daemon, "sockmap_eof_checks", ioctl);
     CHECK(eof_checks == ioctl);
     CHECK(eof_checks >= 2 * kConnections);
     test::stop_daemon(*daemon);
