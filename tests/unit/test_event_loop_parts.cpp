@@ -107,12 +107,12 @@ TEST_CASE("a handler gets its own operation codes back, whatever its epoch", "[l
 TEST_CASE("a completion of a replaced handler is not taken for one of its successor's", "[loop]") {
     // Port 80 after a 101: the HTTP exchange (epoch 1) is replaced by the plane (epoch 2)
     // while the exchange's linked timeout is still to complete. Its code is the plane's
-    // plane_splice_out (both 3): only the epoch tells them apart.
-    static_assert(code(HttpOp::http_timeout) == code(PlaneOp::plane_splice_out));
+    // plane_poll (both 3): only the epoch tells them apart.
+    static_assert(code(HttpOp::http_timeout) == code(PlaneOp::plane_poll));
     const Tag late = Tag::decode(Tag::of_handler(HttpOp::http_timeout, 1, 1, 9, 42).encode());
     CHECK_FALSE(late.of_handler_epoch(2));
     const Tag current =
-        Tag::decode(Tag::of_handler(PlaneOp::plane_splice_out, 1, 2, 9, 42).encode());
+        Tag::decode(Tag::of_handler(PlaneOp::plane_poll, 1, 2, 9, 42).encode());
     CHECK(current.of_handler_epoch(2));
     CHECK(current.handler_op() == late.handler_op());
 }

@@ -27,8 +27,8 @@ namespace splicer::plane {
 enum class PlaneOp : std::uint8_t {
     plane_recv,        // copy plane: recv on the source of direction `arg`
     plane_send,        // copy plane / sockmap fallback copy: send to the destination
-    plane_splice_in,   // splice plane: source socket -> pipe
-    plane_splice_out,  // splice plane: pipe -> destination socket
+    plane_splice_out,  // splice plane: pipe -> destination socket, once it has room (the
+                       // loop splices in and out itself: splice_plane.cpp)
     plane_poll,        // sockmap plane: the watch on the source of direction `arg` (a 1-byte
                        // MSG_PEEK recv, or a poll): passed bytes readable, EOF or an error
     plane_timer,       // sockmap plane: recheck pending EOFs and copies

@@ -1,5 +1,6 @@
 #include "plane/splice_plane.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -36,9 +37,8 @@ constexpr int kSpliceBackendReceiveBytes = 512 * 1024;
 constexpr std::size_t kCopyBytes = 64 * 1024;
 static_assert(kCopyBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
 
-// The kernel runs IORING_OP_SPLICE in an io-wq worker; without SPLICE_F_NONBLOCK that worker
-// would block in the socket until data arrives, a kernel thread per idle direction. So a
-// splice is only issued once a poll said it can proceed, and is itself non-blocking.
+// The sockets and pipes are non-blocking, and so is every splice: a splice that cannot
+// proceed answers EAGAIN instead of waiting, in the loop's thread or in the ring.
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 // Each direction goes round: wait (a poll on the source, holding nothing) -> take a pipe ->
@@ -47,6 +47,15 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // no pipe to give, the round is a copy through a buffer instead (recv -> send), as HAProxy
 // falls back to recv/send when it runs out of maxpipes. At a TCP urgent byte, where splice
 // cannot go on, the round is a copy too: the recv steps over the byte (plane/urgent_data.h).
+//
+// The loop's thread makes the splices itself (splice(2), which never waits here), and the
+// ring only waits: a poll on the source, and a poll for room on a sink found full, linked
+// to the splice out that follows it. io_uring has no non-blocking attempt for
+// IORING_OP_SPLICE: it hands every one to an io-wq worker thread, so each flight cost two
+// thread hand-offs and three loop wake-ups; made here it costs one wake-up (the source's
+// poll) and two system calls. scripts/bench 2026-12-06, 3 interleaved pairs: spliced TLS
+// keep-alive 52,848/49,888/55,063 -> 71,537/64,859/69,025 req/s, new TLS connections
+// 3,375/3,209/3,238 -> 3,432/3,490/3,452 per second, bulk level.
 class SplicePlane final : public DataPlane {
 public:
     [[nodiscard]] std::string_view name() const override { return "splice"; }
@@ -97,7 +106,6 @@ public:
                 on_source_error(connection, direction, result, context);
                 break;
             case Op::plane_readable: start_round(connection, direction, context); break;
-            case Op::plane_splice_in: on_spliced_in(connection, direction, result, context); break;
             case Op::plane_splice_out:
                 on_spliced_out(connection, direction, result, context);
                 break;
@@ -218,16 +226,6 @@ private:
             case Op::plane_send:
                 bytes_[direction] += settle_copy_round(connection, tag, result, false);
                 break;
-            case Op::plane_splice_in:
-                if (result > 0) {
-                    flow.in_pipe = static_cast<std::size_t>(result);
-                    break;
-                }
-                if (result < 0 && !quiet) {
-                    connection.export_failed = true;
-                }
-                give_pipe_back(flow);  // nothing was spliced in
-                break;
             case Op::plane_splice_out:
                 if (result > 0) {
                     flow.in_pipe -= std::min(flow.in_pipe, static_cast<std::size_t>(result));
@@ -267,9 +265,11 @@ private:
         if (std::optional<Pipe> pipe = pipes_.take()) {
             flow.pipe_read = std::move(pipe->read);
             flow.pipe_write = std::move(pipe->write);
-            io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_splice_in, direction);
-            io_uring_prep_splice(sqe, connection.source_fd(direction), -1,
-                                 flow.pipe_write.get(), -1, kPipeBytes, kSpliceFlags);
+            const ssize_t moved = ::splice(connection.source_fd(direction), nullptr,
+                                           flow.pipe_write.get(), nullptr, kPipeBytes,
+                                           kSpliceFlags);
+            on_spliced_in(connection, direction, moved < 0 ? -errno : static_cast<int>(moved),
+                          context);
             return;
         }
         copy_round(connection, direction, context);
@@ -320,8 +320,9 @@ private:
                         PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
         if (result == -EAGAIN || result == -ECANCELED) {
-            // A spurious wake-up, or the poll ended with an error the next attempt reports.
-            splice_out(connection, direction, context);
+            // In the ring: a spurious wake-up, or the poll ended with an error the next
+            // attempt reports.
+            splice_out_when_writable(connection, direction, context);
             return;
         }
         if (result < 0) {
@@ -344,9 +345,9 @@ private:
     // Bytes went out toward the client. Once its reader has proven fast (DrainWatch), the
     // backend's brake is released: TCP autotuning grows its receive buffer again, as before
     // any brake (scripts/bench 2026-12-04, backend to client: 12.0-12.6 Gb/s braked against
-    // 12.4-13.0 unbraked). One TCP_INFO per splice out until then (the socket is blocking
-    // for the io-wq worker, so a splice out is never short: there is no "sink full" moment
-    // to wait for), none after; a reader that stops is braked again by the watch.
+    // 12.4-13.0 unbraked). One TCP_INFO per splice out until then (what the reader took is
+    // what proves it fast; a short splice only says the send buffer was full at that
+    // moment), none after; a reader that stops is braked again by the watch.
     static void look_at_reader(Flow& connection, std::uint8_t direction) {
         Direction& flow = connection.plane->directions[direction];
         if (direction != kBackendToClient || flow.drain.raised()) {
@@ -358,7 +359,24 @@ private:
         }
     }
 
-    static void splice_out(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+    // Splices what the pipe holds to the sink now; what the sink has no room for goes out
+    // from the ring once it has (a short splice comes back here, and the next attempt answers
+    // EAGAIN).
+    void splice_out(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        const Direction& flow = connection.plane->directions[direction];
+        const ssize_t moved = ::splice(flow.pipe_read.get(), nullptr,
+                                       connection.sink_fd(direction), nullptr, flow.in_pipe,
+                                       kSpliceFlags);
+        if (moved > 0 || (moved < 0 && errno != EAGAIN && errno != EINTR)) {
+            on_spliced_out(connection, direction, moved < 0 ? -errno : static_cast<int>(moved),
+                           context);
+            return;
+        }
+        splice_out_when_writable(connection, direction, context);
+    }
+
+    static void splice_out_when_writable(Flow& connection, std::uint8_t direction,
+                                         PlaneContext& context) {
         const Direction& flow = connection.plane->directions[direction];
         const int sink = connection.sink_fd(direction);
         io_uring_sqe* poll = context.sqe_for(connection, Op::plane_poll, direction);
