@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <set>
 #include <string>
@@ -133,4 +134,75 @@ TEST_CASE("splice plane: with every pipe taken a round is copied, byte-exact and
     clients.clear();
     CHECK(wait_for_fd_count(*daemon, baseline_fds) == baseline_fds);
     stop_daemon(*daemon);
+}
+
+// io_uring has no non-blocking attempt for IORING_OP_SPLICE: the kernel hands every one to an
+// io-wq worker thread (`iou-wrk-PID`), and main's daemon (03266a1) made every splice there,
+// two thread hand-offs per flight. The loop's thread now makes the splices itself
+// (non-blocking splice(2)) and the ring only polls: a connection whose sinks have room makes
+// no worker at all. Only a sink found full still waits in the ring, with the ring's own
+// splice after the poll, which does go to a worker. So the bulk part keeps each sink from
+// filling whatever this machine's load: it moves in 1 MiB chunks (the plane's pipe), each
+// read whole at the other end before the next is sent, so at most 1 MiB waits for a reader,
+// in a sink whose send buffer TCP starts at ~3.9 MiB on loopback (10 segments of its 64 KiB
+// MSS). Sent as one unpaced 4 MiB stream each way instead, the client's sink filled in every
+// run here: the test's one thread fell behind the daemon by more than that buffer.
+// Idle workers linger ~5 s: counting right after the flights, the chunks and the close sees
+// every one made during them.
+TEST_CASE("splice plane: flights and a bulk stream are spliced by the loop's thread, no io-wq worker",
+          "[daemon][pipes]") {
+    require_root();
+    XmppPair pair = xmpp_pair("splice");
+    const pid_t daemon = pair.daemon->pid();
+    REQUIRE(io_wq_workers(daemon) == 0);
+    const int client = pair.client.get();
+    const int backend = pair.backend.get();
+
+    // Request/response flights, each read whole before the next is sent, as a TLS client and
+    // server exchange records.
+    constexpr int kFlights = 50;
+    const std::string request = ByteGenerator(61).take(400);
+    const std::string response = ByteGenerator(62).take(3000);
+    std::size_t flight_workers = 0;
+    for (int i = 0; i < kFlights; ++i) {
+        CAPTURE(i);
+        write_all(client, request);
+        REQUIRE(read_exactly(backend, request.size()) == request);
+        write_all(backend, response);
+        REQUIRE(read_exactly(client, response.size()) == response);
+        flight_workers = std::max(flight_workers, io_wq_workers(daemon));
+    }
+    CHECK(flight_workers == 0);
+
+    // The bulk part: both ways at once, chunk by chunk, compared byte for byte.
+    constexpr std::size_t kChunk = 1 << 20;
+    constexpr int kChunks = 4;
+    ByteGenerator upload(63);
+    ByteGenerator download(64);
+    for (int i = 0; i < kChunks; ++i) {
+        CAPTURE(i);
+        const std::string up = upload.take(kChunk);
+        const std::string down = download.take(kChunk);
+        write_all(client, up);
+        write_all(backend, down);
+        REQUIRE(read_exactly(backend, kChunk) == up);
+        REQUIRE(read_exactly(client, kChunk) == down);
+    }
+    const std::size_t bulk_workers = io_wq_workers(daemon);
+    CHECK(bulk_workers == 0);
+
+    ::shutdown(client, SHUT_WR);
+    CHECK(wait_for_close(backend, 5s) == "eof");
+    ::shutdown(backend, SHUT_WR);
+    CHECK(wait_for_close(client, 5s) == "eof");
+    const auto closed = pair.daemon->wait_for_log("closed");
+    REQUIRE(closed);
+    CHECK(closed->get("end") == "done");
+    CHECK(io_wq_workers(daemon) == 0);  // nor for the EOFs
+    // The stream header, the flights and the chunks: every byte went through the plane.
+    CHECK(closed->get("bytes_in") == std::to_string(xmpp_stream_header().size() +
+                                                    kFlights * request.size() + kChunks * kChunk));
+    CHECK(closed->get("bytes_out") ==
+          std::to_string(kFlights * response.size() + kChunks * kChunk));
+    stop_daemon(*pair.daemon);
 }
