@@ -144,9 +144,10 @@ TEST_CASE("splice plane: with every pipe taken a round is copied, byte-exact and
 // splice after the poll, which does go to a worker. So the bulk part keeps each sink from
 // filling whatever this machine's load: it moves in 1 MiB chunks (the plane's pipe), each
 // read whole at the other end before the next is sent, so at most 1 MiB waits for a reader,
-// in a sink whose send buffer TCP starts at ~3.9 MiB on loopback (10 segments of its 64 KiB
-// MSS). Sent as one unpaced 4 MiB stream each way instead, the client's sink filled in every
-// run here: the test's one thread fell behind the daemon by more than that buffer.
+// in a sink whose send buffer TCP sizes from the MSS at the handshake (3.9 MiB on loopback,
+// Linux 6.18). Sent as one unpaced 4 MiB stream each way instead (transfer_many), the
+// client's sink filled in every run here (3 MiB never did): the test's one thread, sending
+// too, fell behind by more than that buffer and the receive window.
 // Idle workers linger ~5 s: counting right after the flights, the chunks and the close sees
 // every one made during them.
 TEST_CASE("splice plane: flights and a bulk stream are spliced by the loop's thread, no io-wq worker",
