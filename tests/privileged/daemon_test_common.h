@@ -277,11 +277,12 @@ inline void check_still_serving(const SnikketPorts& ports, TcpBackend& https_bac
     CHECK(records.back().received_sha256 == result.sent_sha256);
 }
 
-// A sockmap daemon whose plain XMPP rule leads to a backend the test holds itself, and one
-// client connected through it: the XMPP stream header sent and read whole by the backend, so
-// the pair is spliced and both ends are the test's to pace (test_sockmap_late_pass,
-// test_missed_wakeup). The other rules lead nowhere. `workers` event loops.
-struct SockmapXmppPair {
+// A daemon on data plane `plane` whose plain XMPP rule leads to a backend the test holds
+// itself, and one client connected through it: the XMPP stream header sent and read whole by
+// the backend, so the pair is spliced and both ends are the test's to pace
+// (test_sockmap_late_pass, test_missed_wakeup, test_splice_pipes). The other rules lead
+// nowhere. `workers` event loops.
+struct XmppPair {
     Listener listener;
     SnikketPorts ports;
     std::unique_ptr<DaemonProcess> daemon;
@@ -289,14 +290,14 @@ struct SockmapXmppPair {
     UniqueFd backend;
 };
 
-inline SockmapXmppPair sockmap_xmpp_pair(std::uint32_t workers = 1) {
-    SockmapXmppPair pair{.listener = listen_loopback()};
+inline XmppPair xmpp_pair(const std::string& plane, std::uint32_t workers = 1) {
+    XmppPair pair{.listener = listen_loopback()};
     const std::uint16_t unused = free_port();
     pair.ports = {
         .listen = free_port(), .xmpp_tls = unused, .https = unused, .xmpp = pair.listener.port};
     const std::string worker_line =
         workers == 1 ? "" : "workers: " + std::to_string(workers) + ";\n";
-    pair.daemon = start_daemon("sockmap", worker_line + snikket_config(pair.ports));
+    pair.daemon = start_daemon(plane, worker_line + snikket_config(pair.ports));
     const std::string header = xmpp_stream_header();
     pair.client = connect_and_send(pair.ports.listen, header, "");
     pair.backend = accept_one(pair.listener);

@@ -51,7 +51,7 @@ TEST_CASE("sockmap: passed bytes whose wake-up was missed are copied by the watc
     test::require_root();
     // The first wake-up starts the copy; the second, once the copy has yielded, is lost.
     const test::ScopedEnvironment miss("SPLICER_TEST_MISS_WAKEUP", "2");
-    test::SockmapXmppPair pair = test::sockmap_xmpp_pair();
+    test::XmppPair pair = test::xmpp_pair("sockmap");
     const auto& daemon = pair.daemon;
     UniqueFd& client = pair.client;
     UniqueFd& backend = pair.backend;

@@ -104,7 +104,7 @@ TEST_CASE("sockmap: passed bytes landing after the EOF was read are all copied b
           "[daemon][stall]") {
     test::require_root();
     const test::ScopedEnvironment early_eof("SPLICER_TEST_EARLY_EOF", "1");
-    test::SockmapXmppPair pair = test::sockmap_xmpp_pair();
+    test::XmppPair pair = test::xmpp_pair("sockmap");
     const auto& daemon = pair.daemon;
     UniqueFd& client = pair.client;
     UniqueFd& backend = pair.backend;
@@ -183,7 +183,7 @@ TEST_CASE("sockmap under CPU load: 16 MiB each way at once, both half-closing, a
           "[.][stall-load]") {
     test::require_root();
     constexpr std::uint64_t kEachWay = 16ULL << 20;
-    test::SockmapXmppPair pair = test::sockmap_xmpp_pair(2);
+    test::XmppPair pair = test::xmpp_pair("sockmap", 2);
     const auto& daemon = pair.daemon;
     UniqueFd& client = pair.client;
     UniqueFd& backend = pair.backend;

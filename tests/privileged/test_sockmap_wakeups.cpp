@@ -15,8 +15,6 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,6 +22,7 @@
 #include "daemon_test_common.h"
 #include "support/client_hello.h"
 #include "support/command.h"
+#include "support/proc_stats.h"
 #include "support/sockets.h"
 #include "support/syscall_count.h"
 
@@ -132,21 +131,6 @@ TEST_CASE("sockmap: request/response flights through a spliced pair cost the dae
 
 namespace {
 
-// The daemon's io-wq worker threads (`iou-wrk-PID`): the kernel makes one when it hands a
-// ring's request to a blocking worker.
-std::size_t io_workers(pid_t pid) {
-    std::size_t count = 0;
-    const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
-    std::error_code error;
-    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
-        std::ifstream comm(task.path() / "comm");
-        std::string name;
-        std::getline(comm, name);
-        count += name.rfind("iou-wrk", 0) == 0 ? 1 : 0;
-    }
-    return count;
-}
-
 std::uint64_t empty_wakeups(const test::DaemonProcess& daemon) {
     const auto stats =
         test::run_command(std::string(SPLICER_BINARY) + " stats --pin-dir " + daemon.pin_dir());
@@ -172,20 +156,20 @@ TEST_CASE("sockmap: a source that falls silent while an io-wq worker holds its w
     const auto& daemon = pair.daemon;
     UniqueFd& client = pair.client;
     UniqueFd& backend = pair.backend;
-    REQUIRE(io_workers(daemon->pid()) == 0);
+    REQUIRE(test::io_wq_workers(daemon->pid()) == 0);
 
     // Each flight is read by the backend before the next is sent: one wake-up of the
     // client's watch each. The pause lets the loop's retry run before the next flight.
     const std::string flight = test::ByteGenerator(5).take(200);
     int flights = 0;
-    while (flights < 400 && io_workers(daemon->pid()) == 0) {
+    while (flights < 400 && test::io_wq_workers(daemon->pid()) == 0) {
         test::write_all(client.get(), flight);
         REQUIRE(test::read_exactly(backend.get(), flight.size()) == flight);
         ++flights;
         std::this_thread::sleep_for(5ms);
     }
     INFO(flights << " flights");
-    REQUIRE(io_workers(daemon->pid()) > 0);
+    REQUIRE(test::io_wq_workers(daemon->pid()) > 0);
 
     // Silence: the worker's recv answers after the bound, the watch reports it.
     const auto deadline = test::Clock::now() + 8s;

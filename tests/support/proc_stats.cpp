@@ -118,6 +118,22 @@ int open_fd_count(pid_t pid) {
     return count;
 }
 
+std::size_t io_wq_workers(pid_t pid) {
+    std::size_t count = 0;
+    std::error_code error;
+    std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/task", error);
+    if (error) {
+        return 0;
+    }
+    for (const auto& task : it) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        count += name.rfind("iou-wrk", 0) == 0 ? 1 : 0;
+    }
+    return count;
+}
+
 std::vector<std::string> open_fd_targets(pid_t pid) {
     std::vector<std::string> targets;
     std::error_code error;

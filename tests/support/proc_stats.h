@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,6 +36,11 @@ std::optional<std::uint64_t> resident_anonymous_bytes(pid_t pid);
 // Entries of /proc/PID/fd (-1 when unreadable), and what they point to (for failure messages).
 int open_fd_count(pid_t pid);
 std::vector<std::string> open_fd_targets(pid_t pid);
+
+// The process's io-wq worker threads (`iou-wrk-PID` in /proc/PID/task/*/comm): the kernel makes
+// one when it hands a ring's request to a blocking worker, and an idle one exits after ~5 s.
+// 0 when unreadable.
+std::size_t io_wq_workers(pid_t pid);
 
 struct PinnedObject {
     std::string path;

@@ -27,11 +27,12 @@ namespace splicer::plane {
 enum class PlaneOp : std::uint8_t {
     plane_recv,        // copy plane: recv on the source of direction `arg`
     plane_send,        // copy plane / sockmap fallback copy: send to the destination
-    plane_splice_out,  // splice plane: pipe -> destination socket, once it has room (the
+    plane_room,        // splice plane: a poll for room on the sink of direction `arg` (the
                        // loop splices in and out itself: splice_plane.cpp)
     plane_poll,        // sockmap plane: the watch on the source of direction `arg` (a 1-byte
                        // MSG_PEEK recv, or a poll): passed bytes readable, EOF or an error
-    plane_timer,       // sockmap plane: recheck pending EOFs and copies
+    plane_timer,       // sockmap plane: recheck pending EOFs and copies; splice plane: retry
+                       // a sink whose poll cannot wait for room (splice_plane.cpp)
     plane_readable,    // splice plane: source of direction `arg` has bytes, EOF or an error
     plane_watch,       // every plane: look at the sinks while bytes wait (plane/sink_watch.h)
     plane_hangup,      // every plane: the source of direction `arg` reset or hung up while

@@ -38,6 +38,11 @@ struct Direction {
     UniqueFd pipe_read;
     UniqueFd pipe_write;
     std::size_t in_pipe = 0;
+    // splice plane: the sink's peer sent its FIN, so a poll on the sink fires at once
+    // (POLLRDHUP) and cannot wait for room: a full sink is retried on the plane's timer,
+    // `room_retries` times in a row so far (each wait twice the last)
+    bool room_by_timer = false;
+    std::uint8_t room_retries = 0;
 
     // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
     std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)

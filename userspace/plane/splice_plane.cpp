@@ -33,6 +33,12 @@ constexpr int kPipeBytes = 1024 * 1024;
 // 13.3/12.8).
 constexpr int kSpliceBackendReceiveBytes = 512 * 1024;
 
+// A sink that a poll cannot wait for (wait_for_room) is retried after 1 ms, then 2, 4, ...
+// up to 64 ms while it takes nothing: a client that half-closed and never reads costs about
+// 16 wake-ups a second, one that reads fast waits little.
+constexpr long kRoomRetryFirstNanoseconds = 1'000'000;
+constexpr unsigned kRoomRetryDoublings = 6;
+
 // A round without a pipe (every pipe taken) moves at most this much through a buffer.
 constexpr std::size_t kCopyBytes = 64 * 1024;
 static_assert(kCopyBytes == handoff::kMaxBufferedBytes, "a record carries one buffer");
@@ -49,8 +55,8 @@ constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 // cannot go on, the round is a copy too: the recv steps over the byte (plane/urgent_data.h).
 //
 // The loop's thread makes the splices itself (splice(2), which never waits here), and the
-// ring only waits: a poll on the source, and a poll for room on a sink found full, linked
-// to the splice out that follows it. io_uring has no non-blocking attempt for
+// ring only waits: a poll on the source, and a poll for room on a sink found full (a timer
+// where that poll cannot wait: wait_for_room). io_uring has no non-blocking attempt for
 // IORING_OP_SPLICE: it hands every one to an io-wq worker thread, so each flight cost two
 // thread hand-offs and three loop wake-ups; made here it costs one wake-up (the source's
 // poll) and two system calls. scripts/bench 2026-12-06, 3 interleaved pairs: spliced TLS
@@ -85,6 +91,9 @@ public:
         if (tag.op == Op::plane_watch) {
             connection.plane->watch_armed = false;
         }
+        if (tag.op == Op::plane_timer) {
+            connection.plane->plane_timer_armed = false;
+        }
         if (context.closing(connection)) {
             return;  // on_teardown gives the pipes back
         }
@@ -106,12 +115,11 @@ public:
                 on_source_error(connection, direction, result, context);
                 break;
             case Op::plane_readable: start_round(connection, direction, context); break;
-            case Op::plane_splice_out:
-                on_spliced_out(connection, direction, result, context);
-                break;
+            case Op::plane_room: on_room(connection, direction, result, context); break;
+            case Op::plane_timer: on_timer(connection, context); break;
             case Op::plane_recv: on_received(connection, direction, result, context); break;
             case Op::plane_send: on_sent(connection, direction, result, context); break;
-            default: break;  // plane_poll: the linked splice that follows reports the outcome
+            default: break;
         }
     }
 
@@ -219,26 +227,13 @@ private:
     void settle(Flow& connection, const PlaneTag& tag, int result) {
         settle_flags(connection, tag);
         const std::size_t direction = tag.arg & 1U;
-        Direction& flow = connection.plane->directions[direction];
-        const bool quiet = result == -ECANCELED || result == -EINTR || result == -EAGAIN;
         switch (tag.op) {
             case Op::plane_recv:
             case Op::plane_send:
                 bytes_[direction] += settle_copy_round(connection, tag, result, false);
                 break;
-            case Op::plane_splice_out:
-                if (result > 0) {
-                    flow.in_pipe -= std::min(flow.in_pipe, static_cast<std::size_t>(result));
-                    flow.bytes += static_cast<std::uint64_t>(result);
-                    bytes_[direction] += static_cast<std::uint64_t>(result);
-                    if (flow.in_pipe == 0) {
-                        give_pipe_back(flow);
-                    }
-                } else if (result < 0 && !quiet) {
-                    connection.export_failed = true;
-                }
-                break;
-            default: break;  // polls: what they waited for is looked at again after the move
+            default: break;  // polls and timers: what they waited for is looked at again after
+                             // the move (the splices themselves are never in flight)
         }
     }
 
@@ -316,19 +311,11 @@ private:
         splice_out(connection, direction, context);
     }
 
+    // `result` bytes (> 0) left the pipe for the sink.
     void on_spliced_out(Flow& connection, std::uint8_t direction, int result,
                         PlaneContext& context) {
         Direction& flow = connection.plane->directions[direction];
-        if (result == -EAGAIN || result == -ECANCELED) {
-            // In the ring: a spurious wake-up, or the poll ended with an error the next
-            // attempt reports.
-            splice_out_when_writable(connection, direction, context);
-            return;
-        }
-        if (result < 0) {
-            context.abort_connection(connection, failed_call("splice", -result, 1 - direction));
-            return;
-        }
+        flow.room_retries = 0;
         flow.in_pipe -= static_cast<std::size_t>(result);
         flow.bytes += static_cast<std::uint64_t>(result);
         bytes_[direction] += static_cast<std::uint64_t>(result);
@@ -359,32 +346,71 @@ private:
         }
     }
 
-    // Splices what the pipe holds to the sink now; what the sink has no room for goes out
-    // from the ring once it has (a short splice comes back here, and the next attempt answers
-    // EAGAIN).
+    // Splices what the pipe holds to the sink now; a sink with no room for the rest is
+    // waited for (a short splice comes back here, and the next attempt answers EAGAIN).
     void splice_out(Flow& connection, std::uint8_t direction, PlaneContext& context) {
         const Direction& flow = connection.plane->directions[direction];
         const ssize_t moved = ::splice(flow.pipe_read.get(), nullptr,
                                        connection.sink_fd(direction), nullptr, flow.in_pipe,
                                        kSpliceFlags);
-        if (moved > 0 || (moved < 0 && errno != EAGAIN && errno != EINTR)) {
-            on_spliced_out(connection, direction, moved < 0 ? -errno : static_cast<int>(moved),
-                           context);
-            return;
+        if (moved > 0) {
+            on_spliced_out(connection, direction, static_cast<int>(moved), context);
+        } else if (moved < 0 && errno != EAGAIN && errno != EINTR) {
+            context.abort_connection(connection, failed_call("splice", errno, 1 - direction));
+        } else {
+            wait_for_room(connection, direction, context);
         }
-        splice_out_when_writable(connection, direction, context);
     }
 
-    static void splice_out_when_writable(Flow& connection, std::uint8_t direction,
-                                         PlaneContext& context) {
-        const Direction& flow = connection.plane->directions[direction];
-        const int sink = connection.sink_fd(direction);
-        io_uring_sqe* poll = context.sqe_for(connection, Op::plane_poll, direction);
-        io_uring_prep_poll_add(poll, sink, POLLOUT);
-        poll->flags |= IOSQE_IO_LINK;
-        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_splice_out, direction);
-        io_uring_prep_splice(sqe, flow.pipe_read.get(), -1, sink, -1,
-                             static_cast<unsigned>(flow.in_pipe), kSpliceFlags);
+    // The sink is full. A poll for POLLOUT waits for its room, unless the sink's peer sent its
+    // FIN: io_uring adds POLLRDHUP to every poll's mask, so the poll would answer at once, and
+    // the plane would spin a core until that peer read (a client that half-closes and reads
+    // slowly, or never). Such a sink is retried on the plane's timer instead, 1 ms after the
+    // first failed attempt and twice as long after each further one, up to 64 ms; any
+    // progress starts again at 1 ms.
+    static void wait_for_room(Flow& connection, std::uint8_t direction, PlaneContext& context) {
+        Direction& flow = connection.plane->directions[direction];
+        if (!flow.room_by_timer) {
+            io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_room, direction);
+            io_uring_prep_poll_add(sqe, connection.sink_fd(direction), POLLOUT);
+            return;
+        }
+        const unsigned doublings = std::min<unsigned>(flow.room_retries, kRoomRetryDoublings);
+        flow.room_retries = static_cast<std::uint8_t>(std::min<unsigned>(
+            flow.room_retries + 1U, kRoomRetryDoublings));
+        PlaneState& plane = *connection.plane;
+        if (plane.plane_timer_armed) {
+            return;  // the other direction's wait; this one is retried with it
+        }
+        plane.plane_timer = {.tv_sec = 0, .tv_nsec = kRoomRetryFirstNanoseconds << doublings};
+        io_uring_sqe* sqe = context.sqe_for(connection, Op::plane_timer, 0);
+        io_uring_prep_timeout(sqe, &plane.plane_timer, 0, 0);
+        plane.plane_timer_armed = true;
+    }
+
+    // The poll for room answered: room, an error the splice reports, or only the sink's
+    // peer's FIN (no POLLOUT): then the timer waits for room from now on.
+    void on_room(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
+        Direction& flow = connection.plane->directions[direction];
+        const auto events = static_cast<unsigned>(result);
+        if (result >= 0 && (events & (POLLOUT | POLLERR | POLLHUP)) == 0) {
+            flow.room_by_timer = true;
+        }
+        splice_out(connection, direction, context);
+    }
+
+    // The timer for sinks that a poll cannot wait for: each direction still holding bytes
+    // tries again (its splices are never in flight, so a pipe with bytes is a sink waiting).
+    void on_timer(Flow& connection, PlaneContext& context) {
+        for (std::uint8_t direction = 0; direction < 2; ++direction) {
+            const Direction& flow = connection.plane->directions[direction];
+            if (flow.room_by_timer && flow.pipe_read.valid() && flow.in_pipe > 0) {
+                splice_out(connection, direction, context);
+                if (context.closing(connection)) {
+                    return;
+                }
+            }
+        }
     }
 
     void on_received(Flow& connection, std::uint8_t direction, int result, PlaneContext& context) {
