@@ -27,6 +27,12 @@ struct Direction {
     std::uint64_t bytes = 0;  // delivered to the sink (for logs)
     bool source_eof = false;  // the source sent its FIN and every byte before it was read
     bool sink_shut = false;   // shutdown(sink, SHUT_WR) done: this direction is finished
+    // splice plane: the sink's peer sent its FIN, so a poll on the sink fires at once
+    // (POLLRDHUP) and cannot wait for room: a full sink is retried on the plane's timer,
+    // `room_retries` times in a row so far (each wait twice the last). Kept beside the flags
+    // above, in what was their padding: PlaneState stays the size it was.
+    bool room_by_timer = false;
+    std::uint8_t room_retries = 0;
 
     // copy plane (and the sockmap plane's copy of passed bytes): one buffer in flight
     std::unique_ptr<std::byte[]> buffer;
@@ -38,11 +44,6 @@ struct Direction {
     UniqueFd pipe_read;
     UniqueFd pipe_write;
     std::size_t in_pipe = 0;
-    // splice plane: the sink's peer sent its FIN, so a poll on the sink fires at once
-    // (POLLRDHUP) and cannot wait for room: a full sink is retried on the plane's timer,
-    // `room_retries` times in a row so far (each wait twice the last)
-    bool room_by_timer = false;
-    std::uint8_t room_retries = 0;
 
     // sockmap plane: passed bytes (flow control) copied by userspace, through `buffer`
     std::uint64_t copied = 0;  // in all, as reported to the verdict (set_copied)
