@@ -49,6 +49,11 @@ inline std::array<SocketBaseline, 2> untouched_pair_baselines(std::uint64_t back
 // means something else on 6.18: the psock's queue, tcp_bpf_ioctl.)
 Result<SocketBaseline> take_baseline(int fd);
 
+// Payload taken from a socket over its life, read once its FIN was read (a recv or splice
+// answered 0): nothing more can arrive and nobody else reads it, so one TCP_INFO and one
+// SIOCINQ give what take_baseline().consumed would, with 2 system calls instead of 4.
+Result<std::uint64_t> consumed_after_eof(int fd);
+
 // Bytes the destination's TCP send path has taken since the baseline: redirected bytes the
 // psock backlog has sent plus bytes userspace copied. Includes its own FIN once shut down.
 Result<std::uint64_t> bytes_absorbed(int dst_fd, const SocketBaseline& dst);

@@ -116,6 +116,20 @@ Result<SocketBaseline> take_baseline(int fd) {
     return Error{"flow baseline: the socket's counters kept moving while read"};
 }
 
+Result<std::uint64_t> consumed_after_eof(int fd) {
+    auto info = read_tcp_info(fd);
+    if (!info) {
+        return info.error().with_context("consumed after EOF");
+    }
+    auto queued = queue_size(fd, SIOCINQ, "SIOCINQ");
+    if (!queued) {
+        return queued.error().with_context("consumed after EOF");
+    }
+    // As in take_baseline: bytes_received counts the FIN, which is not payload.
+    const std::uint64_t fin = fin_received(*info) ? 1 : 0;
+    return info->tcpi_bytes_received - fin - *queued;
+}
+
 Result<std::uint64_t> bytes_absorbed(int dst_fd, const SocketBaseline& dst) {
     auto written = lifetime_written(dst_fd);
     if (!written) {
