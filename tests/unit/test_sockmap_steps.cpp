@@ -136,15 +136,15 @@ TEST_CASE("sockmap owed step follows its table", "[sockmap_steps]") {
     CHECK(owed_step(seen) == expected);
 }
 
-TEST_CASE("sockmap recheck interval: short for copies and polls, backing off for an EOF alone",
+TEST_CASE("sockmap recheck interval: short for copies, backing off for EOFs and deferred polls",
           "[sockmap_steps]") {
     using splicer::plane::recheck_interval;
     using namespace std::chrono_literals;
-    // A copy or a re-armed poll waits on the timer: always the short interval.
+    // A copy waits on the timer: always the short interval.
     for (std::uint8_t waits = 0; waits < 10; ++waits) {
         CHECK(recheck_interval(false, waits) == 2ms);
     }
-    // An EOF waiting alone: 2, 4, 8, then 16 ms for as long as it waits.
+    // No copy (EOFs, polls re-armed later): 2, 4, 8, then 16 ms for as long as they wait.
     CHECK(recheck_interval(true, 0) == 2ms);
     CHECK(recheck_interval(true, 1) == 4ms);
     CHECK(recheck_interval(true, 2) == 8ms);

@@ -57,6 +57,7 @@ struct Direction {
     bool poll_armed = false;
     bool poll_deferred = false;  // re-arm the watch on the next timer (nothing readable)
     bool peek_retired = false;   // the watch is the poll from now on (else the ring's peek)
+    bool sink_busy = false;      // at the last empty wake-up the sink held a bulk stream's bytes
     std::byte peek_byte{};       // where the ring's peek copies its byte (never read)
     std::uint64_t last_absorbed = 0;  // EOF propagation: progress of the sink
     // the watch's look for passed bytes a missed wake-up left (plane/sockmap_steps.h, owed_step)
@@ -94,8 +95,9 @@ struct PlaneState {
     bool plane_fallback = false;  // sockmap refused this pair: the copy plane serves it
     bool plane_timer_armed = false;
     bool watch_armed = false;  // PlaneOp::plane_watch pending (plane/sink_watch.h)
-    // sockmap plane: the recheck timer's EOF-only waits in a row (recheck_interval)
-    std::uint8_t eof_rechecks = 0;
+    // sockmap plane: the recheck timer's waits in a row with no copy under way
+    // (recheck_interval)
+    std::uint8_t idle_rechecks = 0;
     __kernel_timespec plane_timer{};  // read by the kernel while the timeout is pending
     __kernel_timespec watch_timer{};
 };

@@ -431,10 +431,10 @@ private:
         if (plane.plane_timer_armed) {
             return;
         }
-        const bool only_eof = only_eof_waits(plane);
-        const std::chrono::nanoseconds interval = recheck_interval(only_eof, plane.eof_rechecks);
-        plane.eof_rechecks =
-            only_eof ? std::min<std::uint8_t>(plane.eof_rechecks + 1, kEofRecheckDoublings) : 0;
+        const bool idle = may_back_off(plane);
+        const std::chrono::nanoseconds interval = recheck_interval(idle, plane.idle_rechecks);
+        plane.idle_rechecks =
+            idle ? std::min<std::uint8_t>(plane.idle_rechecks + 1, kIdleRecheckDoublings) : 0;
         plane.plane_timer = {
             .tv_sec = std::chrono::duration_cast<std::chrono::seconds>(interval).count(),
             .tv_nsec = (interval % std::chrono::seconds{1}).count()};
@@ -443,16 +443,28 @@ private:
         connection.plane->plane_timer_armed = true;
     }
 
-    // Nothing but an EOF waits on the timer: no copy is under way, and no live source is
-    // watched by a poll the timer re-arms. Either could start after the timer is armed; it
-    // then waits for the interval already set (16 ms at most), once.
-    static bool only_eof_waits(const PlaneState& plane) {
+    // The timer may back off: no copy is under way and no deferred poll watches a source
+    // whose sink is busy; only EOFs waiting for their sinks and polls of quiet directions
+    // deferred after a wake-up with nothing to read wait on it. A copy could start after
+    // the timer is armed; it then waits for the interval already set (16 ms at most), once.
+    static bool may_back_off(const PlaneState& plane) {
         for (const Direction& flow : plane.directions) {
-            if (flow.copying || (flow.peek_retired && !flow.source_eof)) {
+            if (flow.copying || (flow.poll_deferred && flow.sink_busy)) {
                 return false;
             }
         }
         return true;
+    }
+
+    // The sink holds at least kBusySinkBytes not yet acknowledged (SIOCOUTQ): a bulk stream,
+    // which the verdict may start passing at any moment, not a request or a reply in flight.
+    // An error reads as busy (the short interval, as before the back-off).
+    static bool sink_holds_bulk(int sink) {
+        int queued = 0;
+        if (::ioctl(sink, SIOCOUTQ, &queued) != 0) {
+            return true;
+        }
+        return queued >= kBusySinkBytes;
     }
 
     // The source watch of `direction` completed: `result` is the ring's peek (1 byte
@@ -510,10 +522,13 @@ private:
             // an io-wq worker's recv woke to nothing (arm_source_watch); the poll watches
             // this source from now on. From the poll: on 6.18 a stale copied_seq can keep
             // POLLIN set on a sockmap socket, so re-arming at once could spin. Either way,
-            // look again shortly.
+            // look again shortly: soon if the sink holds a bulk stream's bytes (the verdict
+            // passes once the sink is full, and a late look stalls that stream), later and
+            // later if not (recheck_interval).
             ++empty_wakeups_;
             flow.peek_retired = true;
             flow.poll_deferred = true;
+            flow.sink_busy = sink_holds_bulk(connection.sink_fd(direction));
             arm_timer(connection, context);
         } else if (peeked == -ECANCELED) {
             context.abort_connection(connection, "poll_error");
@@ -834,7 +849,7 @@ private:
                 case EofStep::propagate:
                     // The sink has absorbed every byte before the source's FIN: the FIN
                     // follows them. The other direction's EOF, if it waits, starts afresh.
-                    connection.plane->eof_rechecks = 0;
+                    connection.plane->idle_rechecks = 0;
                     finish_direction(connection, direction, context);
                     return;
                 case EofStep::check_progress: {
@@ -849,7 +864,7 @@ private:
                     if (*seen.progressed) {
                         flow.last_absorbed = *absorbed;
                         flow.last_progress = now;
-                        connection.plane->eof_rechecks = 0;  // it moves: look again soon
+                        connection.plane->idle_rechecks = 0;  // it moves: look again soon
                     }
                     break;
                 }

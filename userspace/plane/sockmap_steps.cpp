@@ -52,11 +52,11 @@ EofStep eof_step(const EofObservation& seen) {
     return EofStep::wait;
 }
 
-std::chrono::nanoseconds recheck_interval(bool only_eof_waits, std::uint8_t eof_waits) {
-    if (!only_eof_waits) {
+std::chrono::nanoseconds recheck_interval(bool idle, std::uint8_t idle_waits) {
+    if (!idle) {
         return kRecheckInterval;
     }
-    const int doublings = eof_waits < kEofRecheckDoublings ? eof_waits : kEofRecheckDoublings;
+    const int doublings = idle_waits < kIdleRecheckDoublings ? idle_waits : kIdleRecheckDoublings;
     return kRecheckInterval * (1 << doublings);
 }
 

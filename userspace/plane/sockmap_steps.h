@@ -62,17 +62,28 @@ struct EofObservation {
 
 EofStep eof_step(const EofObservation& seen);
 
-// How long the recheck timer waits before the plane looks again. A copy waiting for its sink,
-// and a poll the timer re-arms (a long stream's source), need the short interval: bytes wait
-// on them. An EOF waiting alone for its sink to take the redirected bytes before it is waiting
-// for the kernel's psock worker, which runs late only under load; each look costs ~6 system
-// calls (the link, TCP_INFO of both sockets, SIOCOUTQ, the timer), so the look comes less
-// often the longer it waits: 2, 4, 8, then every 16 ms. `eof_waits` counts the EOF-only
-// waits in a row so far (the plane saturates it at kEofRecheckDoublings).
+// How long the recheck timer waits before the plane looks again. A copy waiting for its sink
+// needs the short interval: passed bytes wait on it. Without one (`idle`), the timer serves
+// two kinds of wait, and both back off, 2, 4, 8, then every 16 ms for as long as they last
+// (`idle_waits` counts them in a row so far; the plane saturates it at kIdleRecheckDoublings):
+// - an EOF waiting for its sink to take the redirected bytes before it, i.e. for the kernel's
+//   psock worker, which runs late only under load; each look costs ~6 system calls (the link,
+//   TCP_INFO of both sockets, SIOCOUTQ, the timer);
+// - a source's poll deferred after a wake-up with nothing to read, where the sink holds no
+//   bulk stream. Every redirected flight wakes it (docs/sockmap-wakeups.md), so on a busy
+//   connection each re-arm cost a CQE, a peek and a timer every 2 ms per direction, for
+//   nothing: 56,000 in a 4 s keep-alive run of 16 connections. Passed bytes that arrive
+//   meanwhile wait for the re-arm, at most 16 ms; the copy that takes them brings the short
+//   interval back. A bulk stream's source keeps the short interval (kBusySinkBytes): there a
+//   late look at a pass stalls the stream (one stream 9% slower at 16 ms).
 inline constexpr std::chrono::milliseconds kRecheckInterval{2};
-inline constexpr std::uint8_t kEofRecheckDoublings = 3;
+inline constexpr std::uint8_t kIdleRecheckDoublings = 3;
+// A deferred poll whose sink holds this much keeps the short interval (sockmap_plane.cpp,
+// sink_holds_bulk): more than a request or a reply in flight, less than a bulk stream's
+// send buffer once full (autotuned to MiBs).
+inline constexpr int kBusySinkBytes = 256 * 1024;
 
-std::chrono::nanoseconds recheck_interval(bool only_eof_waits, std::uint8_t eof_waits);
+std::chrono::nanoseconds recheck_interval(bool idle, std::uint8_t idle_waits);
 
 // The watch's look, once an interval, at one direction's passed bytes that the plane has not
 // copied yet. A copy starts when the source's poll reports passed bytes readable; a wake-up
