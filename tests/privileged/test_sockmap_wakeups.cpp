@@ -48,6 +48,19 @@ struct SplicedPair {
         REQUIRE(test::read_exactly(backend.get(), hello.size()) == hello);
     }
 
+    // The client half-closes, then the backend: both EOFs arrive, and the daemon logs the
+    // pair's end as `done`; then the daemon is stopped.
+    void end_in_order() {
+        ::shutdown(client.get(), SHUT_WR);
+        CHECK(test::wait_for_close(backend.get(), 5s) == "eof");
+        backend.reset();
+        CHECK(test::wait_for_close(client.get(), 5s) == "eof");
+        const auto closed = daemon->wait_for_log("closed");
+        REQUIRE(closed);
+        CHECK(closed->get("end") == "done");
+        test::stop_daemon(*daemon);
+    }
+
     test::Listener https = test::listen_loopback();
     test::TcpBackend unused{test::BackendScript::record()};
     test::SnikketPorts ports{.listen = test::free_port(),
@@ -187,14 +200,7 @@ TEST_CASE("sockmap: a source that falls silent while an io-wq worker holds its w
     CHECK(test::read_exactly(backend.get(), request.size()) == request);
     test::write_all(backend.get(), response);
     CHECK(test::read_exactly(client.get(), response.size()) == response);
-    ::shutdown(client.get(), SHUT_WR);
-    CHECK(test::wait_for_close(backend.get(), 5s) == "eof");
-    backend.reset();
-    CHECK(test::wait_for_close(client.get(), 5s) == "eof");
-    const auto closed = daemon->wait_for_log("closed");
-    REQUIRE(closed);
-    CHECK(closed->get("end") == "done");
-    test::stop_daemon(*daemon);
+    pair.end_in_order();
 }
 
 // Once a busy connection's sources are watched by the poll (after ~128 flights each), every
@@ -211,16 +217,13 @@ TEST_CASE("sockmap: a busy keep-alive connection's polled sources wake the daemo
     SplicedPair pair;
     pair.start();
     pair.connect();
-    const auto& daemon = pair.daemon;
-    UniqueFd& client = pair.client;
-    UniqueFd& backend = pair.backend;
     const std::string request = test::ByteGenerator(8).take(300);
     const std::string response = test::ByteGenerator(9).take(2000);
     const auto flight = [&] {
-        test::write_all(client.get(), request);
-        REQUIRE(test::read_exactly(backend.get(), request.size()) == request);
-        test::write_all(backend.get(), response);
-        REQUIRE(test::read_exactly(client.get(), response.size()) == response);
+        test::write_all(pair.client.get(), request);
+        REQUIRE(test::read_exactly(pair.backend.get(), request.size()) == request);
+        test::write_all(pair.backend.get(), response);
+        REQUIRE(test::read_exactly(pair.client.get(), response.size()) == response);
     };
     // Both sources' ring peeks retire after ~128 wake-ups each: paced flights, so each one
     // wakes its watch on its own (as in the test above), until both have gone to the poll
@@ -233,7 +236,7 @@ TEST_CASE("sockmap: a busy keep-alive connection's polled sources wake the daemo
         std::this_thread::sleep_for(1ms);
         if (warm_up % 100 == 0) {
             std::this_thread::sleep_for(1100ms);  // counters are published once a second
-            empty_before = empty_wakeups(*daemon);
+            empty_before = empty_wakeups(*pair.daemon);
             if (empty_before >= 2) {
                 break;
             }
@@ -250,19 +253,11 @@ TEST_CASE("sockmap: a busy keep-alive connection's polled sources wake the daemo
         ++flights;
     }
     std::this_thread::sleep_for(1100ms);
-    const std::uint64_t empty = empty_wakeups(*daemon) - empty_before;
+    const std::uint64_t empty = empty_wakeups(*pair.daemon) - empty_before;
     WARN(flights << " flights in 2 s: " << empty << " empty wake-ups");
     // Enough flights that the plane before (one empty wake-up per direction every ~2 ms, as
     // long as a flight comes in each) would have made ~2,000 here.
     REQUIRE(flights >= 4000);
     CHECK(empty <= 2 * (2000 / 16 + 20));
-
-    ::shutdown(client.get(), SHUT_WR);
-    CHECK(test::wait_for_close(backend.get(), 5s) == "eof");
-    backend.reset();
-    CHECK(test::wait_for_close(client.get(), 5s) == "eof");
-    const auto closed = daemon->wait_for_log("closed");
-    REQUIRE(closed);
-    CHECK(closed->get("end") == "done");
-    test::stop_daemon(*daemon);
+    pair.end_in_order();
 }
