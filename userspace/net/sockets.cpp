@@ -75,6 +75,14 @@ std::size_t bytes_readable(int fd) {
     return static_cast<std::size_t>(queued);
 }
 
+std::size_t bytes_unacknowledged(int fd) {
+    int queued = 0;
+    if (::ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0) {
+        return 0;
+    }
+    return static_cast<std::size_t>(queued);
+}
+
 std::optional<std::uint8_t> tcp_state(int fd) {
     tcp_info info{};
     socklen_t length = sizeof(info);

@@ -33,6 +33,9 @@ SocketAddress accepted_peer(const SocketAddress& written, int fd);
 // Bytes waiting to be read (SIOCINQ); 0 on error.
 std::size_t bytes_readable(int fd);
 
+// Bytes written and not yet acknowledged by the peer (SIOCOUTQ); 0 on error.
+std::size_t bytes_unacknowledged(int fd);
+
 // The socket's TCP state as TCP_INFO reports it (TCP_ESTABLISHED, TCP_CLOSE_WAIT, TCP_CLOSE,
 // ... as <netinet/tcp.h> numbers them); nullopt when it cannot be read (not a TCP socket).
 std::optional<std::uint8_t> tcp_state(int fd);

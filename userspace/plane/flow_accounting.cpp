@@ -79,6 +79,14 @@ bool fin_received(const tcp_info& info) {
     }
 }
 
+// Payload taken from the socket so far. SIOCINQ leaves out a received FIN whether or not EOF
+// was read, but tcpi_bytes_received counts it: take it out so the figure is payload only and
+// every later check can subtract the FIN once, whenever it arrived.
+std::uint64_t consumed_payload(const tcp_info& info, std::uint64_t queued) {
+    const std::uint64_t fin = fin_received(info) ? 1 : 0;
+    return info.tcpi_bytes_received - fin - queued;
+}
+
 }  // namespace
 
 Result<SocketBaseline> take_baseline(int fd) {
@@ -106,11 +114,7 @@ Result<SocketBaseline> take_baseline(int fd) {
             fin_received(*after) != fin_received(*before)) {
             continue;
         }
-        // SIOCINQ leaves out a received FIN whether or not EOF was read, but
-        // tcpi_bytes_received counts it: take it out so `consumed` is payload only and every
-        // later check can subtract the FIN once, whenever it arrived.
-        const std::uint64_t fin = fin_received(*after) ? 1 : 0;
-        return SocketBaseline{.consumed = after->tcpi_bytes_received - fin - *queued,
+        return SocketBaseline{.consumed = consumed_payload(*after, *queued),
                               .written = after->tcpi_bytes_acked + *unsent};
     }
     return Error{"flow baseline: the socket's counters kept moving while read"};
@@ -125,9 +129,7 @@ Result<std::uint64_t> consumed_after_eof(int fd) {
     if (!queued) {
         return queued.error().with_context("consumed after EOF");
     }
-    // As in take_baseline: bytes_received counts the FIN, which is not payload.
-    const std::uint64_t fin = fin_received(*info) ? 1 : 0;
-    return info->tcpi_bytes_received - fin - *queued;
+    return consumed_payload(*info, *queued);
 }
 
 Result<std::uint64_t> bytes_absorbed(int dst_fd, const SocketBaseline& dst) {

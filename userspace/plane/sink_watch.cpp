@@ -1,13 +1,13 @@
 #include "plane/sink_watch.h"
 
 #include <linux/socket.h>
-#include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+
+#include "net/sockets.h"
 
 namespace splicer::plane {
 
@@ -79,19 +79,6 @@ void resume_after_stop(Flow& connection, std::size_t direction) {
     }
 }
 
-namespace {
-
-// Bytes written into `sink` and not yet acknowledged by its reader (SIOCOUTQ), for the log.
-std::uint64_t queued_bytes(int sink) {
-    int bytes = 0;
-    if (::ioctl(sink, SIOCOUTQ, &bytes) != 0 || bytes < 0) {
-        return 0;
-    }
-    return static_cast<std::uint64_t>(bytes);
-}
-
-}  // namespace
-
 void arm_watch(Flow& connection, PlaneContext& context) {
     if (connection.plane->watch_armed) {
         return;
@@ -128,8 +115,8 @@ bool on_watch(Flow& connection, PlaneContext& context, const std::array<bool, 2>
                 Direction& flow = connection.plane->directions[direction];
                 flow.braked_by_watch = !flow.source_braked;
                 brake_source(connection, direction);
-                context.reader_stops().stopped(connection.id, direction, queued_bytes(sink),
-                                               held[direction]);
+                context.reader_stops().stopped(connection.id, direction,
+                                               net::bytes_unacknowledged(sink), held[direction]);
                 waiting = true;
                 break;
             }

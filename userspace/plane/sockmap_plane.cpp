@@ -458,13 +458,8 @@ private:
 
     // The sink holds at least kBusySinkBytes not yet acknowledged (SIOCOUTQ): a bulk stream,
     // which the verdict may start passing at any moment, not a request or a reply in flight.
-    // An error reads as busy (the short interval, as before the back-off).
     static bool sink_holds_bulk(int sink) {
-        int queued = 0;
-        if (::ioctl(sink, SIOCOUTQ, &queued) != 0) {
-            return true;
-        }
-        return queued >= kBusySinkBytes;
+        return net::bytes_unacknowledged(sink) >= kBusySinkBytes;
     }
 
     // The source watch of `direction` completed: `result` is the ring's peek (1 byte

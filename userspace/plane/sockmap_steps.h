@@ -10,6 +10,7 @@
 // tested row by row in tests/unit/test_sockmap_steps.cpp.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -81,7 +82,7 @@ inline constexpr std::uint8_t kIdleRecheckDoublings = 3;
 // A deferred poll whose sink holds this much keeps the short interval (sockmap_plane.cpp,
 // sink_holds_bulk): more than a request or a reply in flight, less than a bulk stream's
 // send buffer once full (autotuned to MiBs).
-inline constexpr int kBusySinkBytes = 256 * 1024;
+inline constexpr std::size_t kBusySinkBytes = 256 * 1024;
 
 std::chrono::nanoseconds recheck_interval(bool idle, std::uint8_t idle_waits);
 
