@@ -430,6 +430,24 @@ void check_old_exits(DaemonProcess& daemon, std::chrono::seconds within) {
     REQUIRE(daemon.wait_for_log("stopped", {}, 5s).has_value());
 }
 
+// After the old process is gone: keeps the loop's clients coming for at least `at_least`,
+// and on until each of the new process's `workers` served one of them (closed lines from
+// `closed_before` on) and more than 5 were served, for at most 10 s. The kernel hashes each
+// connection to one worker's listener, so a few in a row may all land on one worker; on a
+// loaded machine the 500 ms window alone held as few as 7 (2 of 24 runs with a busy loop on
+// each CPU saw one worker only).
+void serve_on_every_worker(const DaemonProcess& daemon, const ConnectLoop& loop,
+                           std::size_t closed_before, std::size_t workers,
+                           std::chrono::milliseconds at_least) {
+    const auto started = Clock::now();
+    std::this_thread::sleep_for(at_least);
+    while ((closed_per_worker(daemon, closed_before).size() < workers ||
+            loop.served_after_old_gone() <= 5) &&
+           Clock::now() - started < 10s) {
+        std::this_thread::sleep_for(50ms);
+    }
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -487,7 +505,7 @@ TEST_CASE(
     check_adopted(*daemon, 2);
     const std::size_t closed_before = daemon->logs("closed").size();
     loop.mark_old_gone();
-    std::this_thread::sleep_for(500ms);  // clients served by the new process alone
+    serve_on_every_worker(*daemon, loop, closed_before, 2, 500ms);  // by the new process alone
 
     loop.finish();
     INFO("first failure: " << loop.first_failure());
@@ -789,7 +807,7 @@ TEST_CASE("an upgrade to another worker count adopts every listener with no refu
     check_old_exits(*daemon, 20s);
     const std::size_t closed_before = daemon->logs("closed").size();
     loop.mark_old_gone();
-    std::this_thread::sleep_for(700ms);
+    serve_on_every_worker(*daemon, loop, closed_before, new_workers, 700ms);
     loop.finish();
     INFO("first failure: " << loop.first_failure());
     CHECK(loop.failed() == 0);

@@ -175,6 +175,13 @@ Result<void> listen_all(std::vector<Worker>& workers, const std::vector<config::
         if (std::optional<UniqueFd> passed = activated.claim(*address)) {
             // Accepted sockets inherit TCP_NODELAY from the listener, as from ours.
             net::set_no_delay(passed->get());
+            // Non-blocking as ours are (systemd's default is blocking): after an upgrade's
+            // handover the old process takes what was left waiting in the queue without
+            // waiting for more (EventLoop::accept_left_after_handover).
+            if (auto nonblocking = net::set_nonblocking(passed->get()); !nonblocking) {
+                return nonblocking.error().with_context("the systemd socket for " +
+                                                        net::to_string(*address));
+            }
             log::info("listening", {{"addr", net::to_string(*address)},
                                     {"http", http ? "yes" : "no"},
                                     {"from", "systemd"}});

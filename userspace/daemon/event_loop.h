@@ -298,6 +298,12 @@ private:
     // reset.
     void arm_accept(std::size_t listener, std::uint32_t index);
     void on_accept(std::size_t listener, std::uint32_t index, int result);
+    // A client accepted on `listener` (by an accept of the ring or taken from its queue):
+    // refused by a limit, or its connection starts (probing, or port 80's exchange).
+    void serve_accepted(std::size_t listener, UniqueFd client, const net::SocketAddress& peer);
+    // After a handover, once our last accept ended: serves the clients left waiting in our
+    // listeners' queues, whose wake-up a cancelled accept of ours took with it.
+    void accept_left_after_handover();
     // Asks the kernel to cancel every accept armed on listener `listener`.
     void cancel_accepts(std::size_t listener);
     void on_accept_failed(std::size_t listener, std::uint32_t index, int error);

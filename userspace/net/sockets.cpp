@@ -1,9 +1,11 @@
 #include "net/sockets.h"
 
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -103,6 +105,36 @@ void set_receive_low_water(int fd, int bytes) {
 void set_no_delay(int fd) {
     const int on = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+Result<void> set_nonblocking(int fd) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        return errno_error("O_NONBLOCK");
+    }
+    return {};
+}
+
+std::optional<AcceptedClient> accept_waiting(int listener) {
+    const int flags = ::fcntl(listener, F_GETFL);
+    if (flags < 0 || (flags & O_NONBLOCK) == 0) {
+        return std::nullopt;
+    }
+    for (;;) {
+        SocketAddress written;
+        written.length = sizeof(written.storage);
+        const int fd =
+            ::accept4(listener, written.get(), &written.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            const SocketAddress peer = accepted_peer(written, fd);
+            return AcceptedClient{.socket = UniqueFd(fd), .peer = peer};
+        }
+        // A client that reset while queued is gone from the queue with this error (each
+        // one once, so the loop ends): the next may still wait.
+        if (errno != EINTR && errno != ECONNABORTED) {
+            return std::nullopt;
+        }
+    }
 }
 
 bool reset_connection(int fd) {

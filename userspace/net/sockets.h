@@ -46,6 +46,18 @@ void set_receive_low_water(int fd, int bytes);
 // TCP_NODELAY: a relay must not let Nagle hold a small write for the peer's delayed ACK.
 void set_no_delay(int fd);
 
+// O_NONBLOCK on the open file (shared by every fd of it, in every process that holds one).
+Result<void> set_nonblocking(int fd);
+
+// A connection waiting in a non-blocking listener's accept queue, accepted (non-blocking,
+// close-on-exec) with its peer's address; nullopt when none waits, the accept failed, or
+// the listener is blocking (an accept there could wait for the next client).
+struct AcceptedClient {
+    UniqueFd socket;
+    SocketAddress peer;
+};
+std::optional<AcceptedClient> accept_waiting(int listener);
+
 // Aborts the connection: the peer gets a RST and never a FIN, so it cannot take a stream that
 // lost bytes for a complete one. Every operation waiting on the socket wakes with an error.
 // (connect(AF_UNSPEC) is tcp_disconnect(): RST, state CLOSE, sk_err ECONNRESET; a later
