@@ -107,7 +107,7 @@ bool readable(int fd) {
 
 TEST_CASE(
     "a cancelled io_uring accept that a connection woke keeps the client from another "
-    "ring's accept; accept_waiting takes it",
+    "ring's accept, and accept_waiting takes it",
     "[uring][net]") {
     const std::vector<int> cpus = allowed_cpus();
     // The client must connect from another CPU while this thread stays in userspace: on one
