@@ -220,7 +220,8 @@ void ConnectionSender::run() {
             }
             adopt_back(item->loop, std::move(outcome.batch));
         }
-        const bool again = sending && !item->stopping && outcome.left > 0 &&
+        const bool again = sending && !item->stopping &&
+                           (outcome.left > 0 || outcome.accepts_pending) &&
                            round.rounds < kExportRounds;
         if (again) {
             round.next = Clock::now() + kExportInterval;

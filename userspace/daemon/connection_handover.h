@@ -13,7 +13,9 @@
 // process that could not reuse them refuses their batch, and the old one keeps them. What a
 // loop cannot export yet
 // (probing, connecting, a sockmap pair mid copy round) it exports again every
-// kExportInterval, at most kExportRounds times; what it never can (HTTP, TLS-terminated,
+// kExportInterval, at most kExportRounds times, and once more when its accepts had not all
+// ended at the last export (the clients it then takes from its queues may move too:
+// EventLoop::accept_left_after_handover); what it never can (HTTP, TLS-terminated,
 // closing) it drains itself, as before.
 //
 // Both sides run a thread of their own: the sends and receives block (bounded by the

@@ -127,6 +127,7 @@ void EventLoop::note_quiesced_if_done(Connection& connection) {
 void EventLoop::finish_export() {
     handoff::ExportOutcome outcome;
     outcome.left = export_left_;
+    outcome.accepts_pending = handed_over_ && accepts_armed_ > 0;
     const auto now = std::chrono::steady_clock::now();
     for (const std::uint32_t slot : exporting_) {
         Connection& connection = slab_.at(slot);

@@ -25,6 +25,10 @@ struct ExportOutcome {
     std::size_t left = 0;
     // Connections that failed while being quiesced (a peer reset): ended there with a RST.
     std::size_t failed = 0;
+    // After a handover, some accept of the loop had not ended yet (its cancel was still on
+    // the way): once the last one ends the loop takes the clients left waiting in its
+    // queues (EventLoop::accept_left_after_handover), which a later round can move.
+    bool accepts_pending = false;
 };
 
 struct AdoptOutcome {
