@@ -80,6 +80,12 @@ ConnectionSender::~ConnectionSender() {
     }
 }
 
+bool export_again(const handoff::ExportOutcome& outcome, bool sending, bool stopping,
+                  std::size_t rounds) {
+    return sending && !stopping && (outcome.left > 0 || outcome.accepts_pending) &&
+           rounds < kExportRounds;
+}
+
 std::size_t ConnectionSender::handed() const {
     const std::lock_guard lock(queue_->mutex);
     return queue_->handed;
@@ -220,10 +226,7 @@ void ConnectionSender::run() {
             }
             adopt_back(item->loop, std::move(outcome.batch));
         }
-        const bool again = sending && !item->stopping &&
-                           (outcome.left > 0 || outcome.accepts_pending) &&
-                           round.rounds < kExportRounds;
-        if (again) {
+        if (export_again(outcome, sending, item->stopping, round.rounds)) {
             round.next = Clock::now() + kExportInterval;
             continue;
         }

@@ -44,6 +44,13 @@ inline constexpr std::chrono::milliseconds kExportInterval{100};
 // Rounds per loop, the first included: about 5 s, then the rest drains in the old process.
 inline constexpr std::size_t kExportRounds = 50;
 
+// Whether a loop exports again after its round number `rounds` (1 for the first) gave
+// `outcome`: while batches are being taken (`sending`) and the loop is not stopping, when
+// something was left that may move later or its accepts had not all ended, within
+// kExportRounds.
+bool export_again(const handoff::ExportOutcome& outcome, bool sending, bool stopping,
+                  std::size_t rounds);
+
 // The old process's side. Made on any thread once the new process is ready, with every
 // loop of `loops` already held open (EventLoop::hold_open, taken on the loop before it could
 // end): each hold is released once that loop's last batch was answered and any batch not
