@@ -17,10 +17,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <thread>
 #include <vector>
 
+#include "daemon/worker_cpus.h"
 #include "net/sockets.h"
 #include "support/net_address.h"
 #include "support/sockets.h"
@@ -35,26 +37,24 @@ using splicer::uring::Ring;
 constexpr std::uint64_t kAccept = 1;
 constexpr std::uint64_t kCancel = 2;
 
-std::vector<int> allowed_cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    std::vector<int> cpus;
-    if (::sched_getaffinity(0, sizeof set, &set) == 0) {
-        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-            if (CPU_ISSET(cpu, &set)) {
-                cpus.push_back(cpu);
-            }
-        }
+// Pins this thread to `cpu` while in scope; its former CPUs after (Catch runs the next test
+// case on this thread).
+class PinnedWhileInScope {
+public:
+    explicit PinnedWhileInScope(int cpu) {
+        CPU_ZERO(&before_);
+        saved_ = ::pthread_getaffinity_np(::pthread_self(), sizeof before_, &before_) == 0;
+        REQUIRE(saved_);
+        REQUIRE(splicer::daemon::pin_this_thread(cpu).has_value());
     }
-    return cpus;
-}
+    PinnedWhileInScope(const PinnedWhileInScope&) = delete;
+    PinnedWhileInScope& operator=(const PinnedWhileInScope&) = delete;
+    ~PinnedWhileInScope() { ::pthread_setaffinity_np(::pthread_self(), sizeof before_, &before_); }
 
-void pin_this_thread(int cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    REQUIRE(::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0);
-}
+private:
+    cpu_set_t before_{};
+    bool saved_ = false;
+};
 
 // SCHED_FIFO for this thread while in scope, where allowed (root): no busy task on its CPU
 // preempts it between the wake-up and the cancel. Back to the policy it had after.
@@ -109,11 +109,11 @@ TEST_CASE(
     "a cancelled io_uring accept that a connection woke keeps the client from another "
     "ring's accept, and accept_waiting takes it",
     "[uring][net]") {
-    const std::vector<int> cpus = allowed_cpus();
+    const std::vector<int> cpus = splicer::daemon::allowed_cpus();
     // The client must connect from another CPU while this thread stays in userspace: on one
     // CPU the connect would preempt it, and its way back runs the task work first.
     REQUIRE(cpus.size() >= 2);
-    pin_this_thread(cpus[0]);
+    const PinnedWhileInScope pinned(cpus[0]);
     // An interrupt or a preemption between the wake-up and the cancel runs the task work
     // (the accept then takes the client): such a round shows nothing and is tried again. As
     // root (SCHED_FIFO) the first round shows it, even with a busy loop on each CPU; without
@@ -139,14 +139,20 @@ TEST_CASE(
         std::atomic<bool> started{false};
         std::atomic<bool> go{false};
         std::atomic<bool> connected{false};
+        std::atomic<bool> connector_pinned{false};
         UniqueFd client;
+        // No Catch assertion on this thread (Catch 2 takes them on the test's thread only).
         std::thread connector([&] {
-            pin_this_thread(cpus[1]);
+            connector_pinned = splicer::daemon::pin_this_thread(cpus[1]).has_value();
             const RealTimeWhileInScope raised;
             started.store(true, std::memory_order_release);
             while (!go.load(std::memory_order_acquire)) {
             }
-            client = splicer::test::connect_to(port);
+            try {
+                client = splicer::test::connect_to(port);
+            } catch (const std::exception&) {
+                // `client` stays empty: checked once joined
+            }
             connected.store(true, std::memory_order_release);
         });
         while (!started.load(std::memory_order_acquire)) {
@@ -171,6 +177,8 @@ TEST_CASE(
             }
         }
         connector.join();
+        REQUIRE(connector_pinned);
+        REQUIRE(client);
         REQUIRE(accepted.size() == 1);
         REQUIRE(cancelled.size() == 1);
         if (accepted.front() >= 0) {
